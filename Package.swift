@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Kernels are compiled for the CPU named by `KILN_TARGET_CPU` (default `native`):
+/// without it swiftc emits no AVX at all. Code stays correct on any AVX2+FMA x86-64
+/// (`haswell`) and on arm64; wider vectors are only a speed-up.
+let targetCPU = Context.environment["KILN_TARGET_CPU"] ?? "native"
+let fastFlags: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", targetCPU, "-Ounchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .debug)),
+]
+let flags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+
+let package = Package(
+    name: "Kiln",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Kiln", targets: ["Kiln"]),
+        .executable(name: "kiln", targets: ["CLI"]),
+    ],
+    targets: [
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(name: "KilnGraph", path: "Sources/Graph", swiftSettings: flags),
+        .target(name: "KilnPasses", dependencies: ["KilnGraph"], path: "Sources/Passes", swiftSettings: flags),
+        .target(name: "KilnRuntime", dependencies: ["KilnGraph", "KilnPasses"], path: "Sources/Runtime",
+                swiftSettings: fastFlags),
+        .target(name: "KilnZoo", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "CZlib"],
+                path: "Sources/Zoo", swiftSettings: flags),
+        .target(name: "Kiln", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "KilnZoo"],
+                path: "Sources/Kiln"),
+        .executableTarget(name: "CLI", dependencies: ["Kiln"], path: "Sources/CLI", swiftSettings: flags),
+        .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
+        .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
+        .testTarget(name: "RuntimeTests", dependencies: ["KilnRuntime"], path: "Tests/RuntimeTests",
+                    swiftSettings: flags),
+        .testTarget(name: "ZooTests", dependencies: ["KilnZoo", "Kiln"], path: "Tests/ZooTests"),
+    ],
+    swiftLanguageModes: [.v5]
+)
