@@ -1,0 +1,103 @@
+import Foundation
+
+/// Counter-based generator (Philox4x32-10, Salmon et al. 2011): keyed by seed and stream (the op's
+/// stream id), counter = (step, element index). Draws are independent of threads and order.
+///
+/// Layout of one Philox call: key = (seed low 32 bits, seed high 32 bits); counter =
+/// (block, stream, step low 32 bits, step high 32 bits). One block yields four 32-bit words:
+/// uniform draw `i` is word `i % 4` of block `i / 4`; normal draw `i` uses words
+/// `2(i % 2)` and `2(i % 2) + 1` of block `i / 2`. Any element can therefore be drawn on its
+/// own, and a fill over a buffer is the same numbers computed a block at a time.
+public struct CounterRandom: Sendable {
+    /// The seed the key is made of.
+    public let seed: UInt64
+
+    /// A generator keyed by `seed`.
+    public init(seed: UInt64) { self.seed = seed }
+
+    /// Uniform in [0, 1) with 24 random bits: Float(bits >> 8) * 0x1p-24.
+    public func uniform(stream: Int, step: UInt64, index: Int) -> Float {
+        precondition(index >= 0, "negative element index \(index)")
+        let block = block(stream: stream, step: step, blockIndex: index / 4)
+        return Self.unit(Self.word(block, index % 4))
+    }
+
+    /// Standard normal (Box–Muller on two uniforms drawn from the same counter block), as Float.
+    public func normal(stream: Int, step: UInt64, index: Int) -> Float {
+        precondition(index >= 0, "negative element index \(index)")
+        let block = block(stream: stream, step: step, blockIndex: index / 2)
+        let pair = index % 2
+        return Self.boxMuller(Self.word(block, 2 * pair), Self.word(block, 2 * pair + 1))
+    }
+
+    /// Fills a buffer with uniform draws for element indices 0..<count (the fast runtime will call these).
+    public func fillUniform(_ buffer: UnsafeMutableBufferPointer<Float>, stream: Int, step: UInt64) {
+        var index = 0
+        while index < buffer.count {
+            let block = block(stream: stream, step: step, blockIndex: index / 4)
+            for word in 0..<min(4, buffer.count - index) { buffer[index + word] = Self.unit(Self.word(block, word)) }
+            index += 4
+        }
+    }
+
+    /// Fills a buffer with standard normal draws for element indices 0..<count.
+    public func fillNormal(_ buffer: UnsafeMutableBufferPointer<Float>, stream: Int, step: UInt64) {
+        var index = 0
+        while index < buffer.count {
+            let block = block(stream: stream, step: step, blockIndex: index / 2)
+            buffer[index] = Self.boxMuller(block.0, block.1)
+            if index + 1 < buffer.count { buffer[index + 1] = Self.boxMuller(block.2, block.3) }
+            index += 2
+        }
+    }
+
+    /// The Philox4x32-10 bijection of one 128-bit counter under a 64-bit key
+    /// (Salmon et al. 2011, §4; constants and key schedule as in Random123's `philox4x32_R`).
+    public static func philox4x32(counter: (UInt32, UInt32, UInt32, UInt32),
+                                  key: (UInt32, UInt32)) -> (UInt32, UInt32, UInt32, UInt32) {
+        var (c0, c1, c2, c3) = counter
+        var (k0, k1) = key
+        for round in 0..<10 {
+            if round > 0 { k0 &+= 0x9E37_79B9; k1 &+= 0xBB67_AE85 }
+            let p0 = UInt64(0xD251_1F53) &* UInt64(c0)
+            let p1 = UInt64(0xCD9E_8D57) &* UInt64(c2)
+            (c0, c1, c2, c3) = (UInt32(truncatingIfNeeded: p1 >> 32) ^ c1 ^ k0, UInt32(truncatingIfNeeded: p1),
+                                UInt32(truncatingIfNeeded: p0 >> 32) ^ c3 ^ k1, UInt32(truncatingIfNeeded: p0))
+        }
+        return (c0, c1, c2, c3)
+    }
+
+    @inline(__always)
+    private func block(stream: Int, step: UInt64, blockIndex: Int) -> (UInt32, UInt32, UInt32, UInt32) {
+        // 32 bits each for block and stream are plenty (16 G elements per tensor, 2^32 ops); a
+        // precondition rather than silent aliasing of two streams or two blocks.
+        precondition(blockIndex <= Int(UInt32.max), "tensor too large for the counter layout")
+        precondition(stream >= Int(Int32.min) && stream <= Int(Int32.max), "stream \(stream) does not fit 32 bits")
+        return Self.philox4x32(
+            counter: (UInt32(blockIndex), UInt32(bitPattern: Int32(stream)),
+                      UInt32(truncatingIfNeeded: step), UInt32(truncatingIfNeeded: step >> 32)),
+            key: (UInt32(truncatingIfNeeded: seed), UInt32(truncatingIfNeeded: seed >> 32)))
+    }
+
+    @inline(__always)
+    private static func word(_ block: (UInt32, UInt32, UInt32, UInt32), _ i: Int) -> UInt32 {
+        switch i {
+        case 0: return block.0
+        case 1: return block.1
+        case 2: return block.2
+        default: return block.3
+        }
+    }
+
+    @inline(__always)
+    private static func unit(_ bits: UInt32) -> Float { Float(bits >> 8) * 0x1p-24 }
+
+    /// Box–Muller, cosine branch, in Double. The radius uses (bits + 1)·2⁻²⁴ ∈ (0, 1] so log
+    /// never sees 0; the largest |z| is therefore √(48 ln 2) ≈ 5.77.
+    @inline(__always)
+    private static func boxMuller(_ a: UInt32, _ b: UInt32) -> Float {
+        let u1 = (Double(a >> 8) + 1) * 0x1p-24
+        let u2 = Double(b >> 8) * 0x1p-24
+        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
+    }
+}
