@@ -1,0 +1,32 @@
+import Dispatch
+
+/// Fork-join parallelism over a fixed number of chunks, on Dispatch's worker threads.
+///
+/// Callers choose the chunking from the problem alone (never from the thread count), so a
+/// kernel that reduces within chunks and then across chunks in chunk order gives the same
+/// bits for any number of threads.
+public enum Parallel {
+    /// Runs `body(chunk)` for chunk in 0..<chunks on up to `threads` threads with
+    /// `DispatchQueue.concurrentPerform`; inline when threads == 1 or chunks == 1.
+    ///
+    /// Each worker takes a contiguous range of chunks (neighbouring chunks usually touch
+    /// neighbouring memory). Returns when every chunk has run. `body` must not assume
+    /// anything about which thread runs which chunk.
+    public static func forEach(chunks: Int, threads: Int, _ body: (Int) -> Void) {
+        precondition(chunks >= 0, "Parallel.forEach: negative chunk count \(chunks)")
+        precondition(threads >= 1, "Parallel.forEach: thread count \(threads) must be at least 1")
+        if chunks == 0 { return }
+        let workers = min(threads, chunks)
+        if workers == 1 {
+            for chunk in 0..<chunks { body(chunk) }
+            return
+        }
+        // concurrentPerform would run one iteration per chunk on every core; capping the
+        // iteration count at `workers` is what bounds the thread count.
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let start = worker * chunks / workers
+            let end = (worker + 1) * chunks / workers
+            for chunk in start..<end { body(chunk) }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import Testing
+@testable import KilnRuntime
+
+/// SplitMix64: a small seeded generator so every test input is reproducible.
+private struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+private func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
+    var generator = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
+}
+
+/// One GEMM problem with padded leading dimensions, run against a float64 triple loop.
+private struct Problem {
+    let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, accumulate: Bool
+    var lda: Int { (transposeA ? m : k) + 3 }
+    var ldb: Int { (transposeB ? k : n) + 5 }
+    var ldc: Int { n + 2 }
+    var aRows: Int { transposeA ? k : m }
+    var bRows: Int { transposeB ? n : k }
+
+    func elementA(_ a: [Float], _ i: Int, _ p: Int) -> Float { transposeA ? a[p * lda + i] : a[i * lda + p] }
+    func elementB(_ b: [Float], _ p: Int, _ j: Int) -> Float { transposeB ? b[j * ldb + p] : b[p * ldb + j] }
+
+    /// Runs sgemm on seeded inputs and returns (result, inputs C).
+    func run(seed: UInt64, threads: Int) -> (c: [Float], a: [Float], b: [Float], c0: [Float]) {
+        let a = randomFloats(max(1, aRows * lda), seed: seed)
+        let b = randomFloats(max(1, bRows * ldb), seed: seed &+ 1)
+        let c0 = randomFloats(max(1, m * ldc), seed: seed &+ 2)
+        var c = c0
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    GEMM.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                               a: a.baseAddress!, lda: lda, b: b.baseAddress!, ldb: ldb,
+                               c: c.baseAddress!, ldc: ldc, accumulate: accumulate, threads: threads)
+                }
+            }
+        }
+        return (c, a, b, c0)
+    }
+}
+
+private let sizes: [(Int, Int, Int)] = [
+    (1, 1, 1), (7, 13, 33), (33, 65, 7), (65, 130, 13), (130, 33, 65), (13, 1, 130), (1, 130, 7),
+    (8, 32, 1), (16, 64, 256), (130, 130, 130), (9, 40, 600), (3, 4100, 5),
+]
+private let variants: [(Bool, Bool)] = [(false, false), (false, true), (true, false), (true, true)]
+
+@Test("sgemm matches a float64 triple loop for all transposes, odd sizes and padded leading dimensions",
+      arguments: sizes.indices, variants.indices)
+func sgemmMatchesNaive(sizeIndex: Int, variantIndex: Int) {
+    let (m, n, k) = sizes[sizeIndex]
+    let (transposeA, transposeB) = variants[variantIndex]
+    for accumulate in [false, true] {
+        let problem = Problem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, accumulate: accumulate)
+        let (c, a, b, c0) = problem.run(seed: UInt64(sizeIndex * 8 + variantIndex * 2 + (accumulate ? 1 : 0)), threads: 1)
+        var worst: Double = 0
+        var paddingIntact = true
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum: Double = accumulate ? Double(c0[i * problem.ldc + j]) : 0
+                var magnitude: Double = abs(sum)
+                for p in 0..<k {
+                    let product = Double(problem.elementA(a, i, p)) * Double(problem.elementB(b, p, j))
+                    sum += product
+                    magnitude += abs(product)
+                }
+                // Float32 summation error grows with the sum of magnitudes; 1e-5 of it is generous.
+                let error = abs(Double(c[i * problem.ldc + j]) - sum) / (magnitude * 1e-5 + 1e-30)
+                worst = max(worst, error)
+            }
+            for j in n..<problem.ldc where c[i * problem.ldc + j] != c0[i * problem.ldc + j] {
+                paddingIntact = false
+            }
+        }
+        #expect(worst <= 1, "m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB) acc=\(accumulate)")
+        #expect(paddingIntact, "sgemm wrote past n in a row of C")
+    }
+}
+
+@Test("sgemm with k = 0 zeroes C, or leaves it when accumulating")
+func sgemmEmptyDepth() {
+    for accumulate in [false, true] {
+        let problem = Problem(transposeA: false, transposeB: false, m: 5, n: 6, k: 0, accumulate: accumulate)
+        let (c, _, _, c0) = problem.run(seed: 42, threads: 1)
+        for i in 0..<5 {
+            for j in 0..<6 {
+                #expect(c[i * problem.ldc + j] == (accumulate ? c0[i * problem.ldc + j] : 0))
+            }
+        }
+    }
+}
+
+@Test("sgemm gives the same bits on 1, 2 and 3 threads", arguments: variants.indices)
+func sgemmThreadCountInvariant(variantIndex: Int) {
+    let (transposeA, transposeB) = variants[variantIndex]
+    // Several row blocks, column groups and depth blocks, so the threads split real work.
+    let problem = Problem(transposeA: transposeA, transposeB: transposeB, m: 200, n: 300, k: 300, accumulate: true)
+    let one = problem.run(seed: 7, threads: 1).c
+    let two = problem.run(seed: 7, threads: 2).c
+    let three = problem.run(seed: 7, threads: 3).c
+    #expect(one.map(\.bitPattern) == two.map(\.bitPattern))
+    #expect(one.map(\.bitPattern) == three.map(\.bitPattern))
+}
+
+@Test("Parallel.forEach runs every chunk exactly once")
+func parallelRunsEveryChunk() {
+    for threads in [1, 2, 5] {
+        let counts = UnsafeMutablePointer<Int>.allocate(capacity: 37)
+        counts.initialize(repeating: 0, count: 37)
+        defer { counts.deallocate() }
+        Parallel.forEach(chunks: 37, threads: threads) { chunk in counts[chunk] += 1 }
+        #expect((0..<37).allSatisfy { counts[$0] == 1 }, "threads=\(threads)")
+    }
+}
