@@ -1,0 +1,208 @@
+/// 2-D convolution over NCHW data with OIHW weights, by im2col and `GEMM.sgemm`.
+///
+/// For one image, im2col lays the input out as `col[c·kh·kw, oh·ow]` (row `(ci, ky, kx)`
+/// holds the input pixel each output position sees through that weight tap, or 0 in the
+/// padding), so the convolution is `y = W[o, c·kh·kw] · col` (Chellapilla et al. 2006).
+/// The two backward passes are the adjoint products: `dcol = Wᵀ · dy` followed by the
+/// scatter-add col2im, and `dW = Σ_images dy · colᵀ`.
+public enum Conv2DKernel {
+    /// Sizes of one convolution. Shapes: x `[n, c, h, w]`, weight `[o, c, kh, kw]`,
+    /// y `[n, o, oh, ow]`; cross-correlation as in PyTorch, zero padding.
+    public struct Geometry: Hashable, Sendable {
+        /// Batch size.
+        public let n: Int
+        /// Input channels.
+        public let c: Int
+        /// Input height.
+        public let h: Int
+        /// Input width.
+        public let w: Int
+        /// Output channels.
+        public let o: Int
+        /// Kernel height.
+        public let kh: Int
+        /// Kernel width.
+        public let kw: Int
+        /// Vertical stride.
+        public let strideH: Int
+        /// Horizontal stride.
+        public let strideW: Int
+        /// Zero rows added above and below the input.
+        public let padH: Int
+        /// Zero columns added left and right of the input.
+        public let padW: Int
+
+        /// Output height: `(h + 2·padH − kh) / strideH + 1`.
+        public var oh: Int { (h + 2 * padH - kh) / strideH + 1 }
+        /// Output width: `(w + 2·padW − kw) / strideW + 1`.
+        public var ow: Int { (w + 2 * padW - kw) / strideW + 1 }
+
+        /// Creates a geometry; the kernel must fit the padded input.
+        public init(n: Int, c: Int, h: Int, w: Int, o: Int, kh: Int, kw: Int,
+                    strideH: Int = 1, strideW: Int = 1, padH: Int = 0, padW: Int = 0) {
+            precondition(n >= 1 && c >= 1 && h >= 1 && w >= 1 && o >= 1 && kh >= 1 && kw >= 1,
+                         "Conv2DKernel.Geometry: sizes must be positive")
+            precondition(strideH >= 1 && strideW >= 1 && padH >= 0 && padW >= 0,
+                         "Conv2DKernel.Geometry: bad stride or padding")
+            precondition(h + 2 * padH >= kh && w + 2 * padW >= kw,
+                         "Conv2DKernel.Geometry: kernel \(kh)x\(kw) larger than padded input")
+            self.n = n; self.c = c; self.h = h; self.w = w; self.o = o; self.kh = kh; self.kw = kw
+            self.strideH = strideH; self.strideW = strideW; self.padH = padH; self.padW = padW
+        }
+
+        /// Rows of the im2col matrix (the GEMM depth of the forward pass): `c·kh·kw`.
+        var patchSize: Int { c * kh * kw }
+        /// Output positions per image (columns of the im2col matrix).
+        var outputPixels: Int { oh * ow }
+        /// A 1×1, stride-1, unpadded convolution reads the image itself as its im2col matrix.
+        var isPointwise: Bool { kh == 1 && kw == 1 && strideH == 1 && strideW == 1 && padH == 0 && padW == 0 }
+    }
+
+    /// y = conv2d(x, weight). Parallel over the images of the batch (inside the GEMM when
+    /// the batch is smaller than the thread count); every image's arithmetic is the same
+    /// for any thread count.
+    public static func forward(_ g: Geometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                               y: UnsafeMutablePointer<Float>, threads: Int) {
+        forEachImage(g, threads: threads) { images, gemmThreads in
+            let col = g.isPointwise ? nil : GEMM.allocateFloats(g.patchSize * g.outputPixels)
+            defer { col?.deallocate() }
+            for image in images {
+                let xImage = x + image * g.c * g.h * g.w
+                if let col { im2col(g, x: xImage, col: col) }
+                GEMM.sgemm(transposeA: false, transposeB: false, m: g.o, n: g.outputPixels, k: g.patchSize,
+                           a: weight, lda: g.patchSize, b: col.map { UnsafePointer($0) } ?? xImage,
+                           ldb: g.outputPixels, c: y + image * g.o * g.outputPixels, ldc: g.outputPixels,
+                           accumulate: false, threads: gemmThreads)
+            }
+        }
+    }
+
+    /// dx = adjoint of forward in x (overwrites dx).
+    public static func backwardData(_ g: Geometry, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                    dx: UnsafeMutablePointer<Float>, threads: Int) {
+        forEachImage(g, threads: threads) { images, gemmThreads in
+            let col = g.isPointwise ? nil : GEMM.allocateFloats(g.patchSize * g.outputPixels)
+            defer { col?.deallocate() }
+            for image in images {
+                let dxImage = dx + image * g.c * g.h * g.w
+                GEMM.sgemm(transposeA: true, transposeB: false, m: g.patchSize, n: g.outputPixels, k: g.o,
+                           a: weight, lda: g.patchSize, b: dy + image * g.o * g.outputPixels, ldb: g.outputPixels,
+                           c: col ?? dxImage, ldc: g.outputPixels, accumulate: false, threads: gemmThreads)
+                if let col { col2im(g, col: col, dx: dxImage) }
+            }
+        }
+    }
+
+    /// dw = adjoint of forward in weight (overwrites dw), summed over the batch in a fixed
+    /// order.
+    ///
+    /// The batch is cut into `min(n, 8)` groups, a number that depends on the geometry only.
+    /// Each group sums its images in order into its own partial dw; the partials are then
+    /// added in group order. So the result is the same bits for any thread count.
+    public static func backwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                      dw: UnsafeMutablePointer<Float>, threads: Int) {
+        let groups = min(g.n, 8)
+        let filterSize = g.o * g.patchSize
+        let partials = groups > 1 ? GEMM.allocateFloats((groups - 1) * filterSize) : nil
+        defer { partials?.deallocate() }
+        // With fewer groups than threads the spare threads go to each GEMM instead.
+        let gemmThreads = groups >= threads ? 1 : threads
+        Parallel.forEach(chunks: groups, threads: gemmThreads == 1 ? threads : 1) { group in
+            let target = group == 0 ? dw : partials! + (group - 1) * filterSize
+            let col = g.isPointwise ? nil : GEMM.allocateFloats(g.patchSize * g.outputPixels)
+            defer { col?.deallocate() }
+            let first = group * g.n / groups, end = (group + 1) * g.n / groups
+            for image in first..<end {
+                let xImage = x + image * g.c * g.h * g.w
+                if let col { im2col(g, x: xImage, col: col) }
+                GEMM.sgemm(transposeA: false, transposeB: true, m: g.o, n: g.patchSize, k: g.outputPixels,
+                           a: dy + image * g.o * g.outputPixels, lda: g.outputPixels,
+                           b: col.map { UnsafePointer($0) } ?? xImage, ldb: g.outputPixels,
+                           c: target, ldc: g.patchSize, accumulate: image > first, threads: gemmThreads)
+            }
+        }
+        for group in 1..<groups {
+            let partial = partials! + (group - 1) * filterSize
+            for i in 0..<filterSize { dw[i] += partial[i] }
+        }
+    }
+
+    /// Runs `body(imageRange, gemmThreads)` over the batch: images split across threads
+    /// when there are enough of them, otherwise one range with all threads given to GEMM.
+    /// Each image is computed wholly by one call, so the split never changes a result.
+    static func forEachImage(_ g: Geometry, threads: Int, _ body: (Range<Int>, Int) -> Void) {
+        if g.n >= threads {
+            let chunks = threads
+            Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+                body(chunk * g.n / chunks..<(chunk + 1) * g.n / chunks, 1)
+            }
+        } else {
+            body(0..<g.n, threads)
+        }
+    }
+
+    /// Range of output columns `ox` whose input column `ox·stride − pad + tap` lies in `0..<size`.
+    @inline(__always)
+    static func validOutputs(tap: Int, stride: Int, pad: Int, size: Int, outputs: Int) -> Range<Int> {
+        // ox·stride ≥ pad − tap and ox·stride ≤ size − 1 + pad − tap.
+        let low = max(0, (pad - tap + stride - 1) / stride)
+        let highNumerator = size - 1 + pad - tap
+        let high = highNumerator < 0 ? 0 : min(outputs, highNumerator / stride + 1)
+        return low..<max(low, high)
+    }
+
+    /// Fills `col[c·kh·kw, oh·ow]` for one image `x[c, h, w]`.
+    static func im2col(_ g: Geometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+        let (oh, ow) = (g.oh, g.ow)
+        var row = col
+        for channel in 0..<g.c {
+            let plane = x + channel * g.h * g.w
+            for ky in 0..<g.kh {
+                let rows = validOutputs(tap: ky, stride: g.strideH, pad: g.padH, size: g.h, outputs: oh)
+                for kx in 0..<g.kw {
+                    let columns = validOutputs(tap: kx, stride: g.strideW, pad: g.padW, size: g.w, outputs: ow)
+                    for oy in 0..<oh {
+                        let out = row + oy * ow
+                        guard rows.contains(oy), !columns.isEmpty else {
+                            out.update(repeating: 0, count: ow)
+                            continue
+                        }
+                        let source = plane + (oy * g.strideH - g.padH + ky) * g.w - g.padW + kx
+                        for ox in 0..<columns.lowerBound { out[ox] = 0 }
+                        if g.strideW == 1 {
+                            (out + columns.lowerBound).update(from: source + columns.lowerBound,
+                                                              count: columns.count)
+                        } else {
+                            for ox in columns { out[ox] = source[ox * g.strideW] }
+                        }
+                        for ox in columns.upperBound..<ow { out[ox] = 0 }
+                    }
+                    row += oh * ow
+                }
+            }
+        }
+    }
+
+    /// Overwrites one image `dx[c, h, w]` with the scatter-add of `col[c·kh·kw, oh·ow]`:
+    /// the adjoint of `im2col`, adding taps in row order.
+    static func col2im(_ g: Geometry, col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        let (oh, ow) = (g.oh, g.ow)
+        dx.update(repeating: 0, count: g.c * g.h * g.w)
+        var row = col
+        for channel in 0..<g.c {
+            let plane = dx + channel * g.h * g.w
+            for ky in 0..<g.kh {
+                let rows = validOutputs(tap: ky, stride: g.strideH, pad: g.padH, size: g.h, outputs: oh)
+                for kx in 0..<g.kw {
+                    let columns = validOutputs(tap: kx, stride: g.strideW, pad: g.padW, size: g.w, outputs: ow)
+                    for oy in rows {
+                        let input = row + oy * ow
+                        let target = plane + (oy * g.strideH - g.padH + ky) * g.w - g.padW + kx
+                        for ox in columns { target[ox * g.strideW] += input[ox] }
+                    }
+                    row += oh * ow
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+import Testing
+@testable import KilnRuntime
+
+/// SplitMix64: a small seeded generator so every test input is reproducible.
+private struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+private func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
+    var generator = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in Float.random(in: -1...1, using: &generator) }
+}
+
+/// Small integers, so pooling windows contain ties and the first-maximum rule is exercised.
+private func randomSmallIntegers(_ count: Int, seed: UInt64) -> [Float] {
+    var generator = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in Float(Int.random(in: 0...3, using: &generator)) }
+}
+
+/// Largest |got − expected| relative to a scale of `1e-5·magnitude` (≤ 1 passes).
+private func worstError(_ got: [Float], _ expected: [Double], _ magnitude: [Double]) -> Double {
+    var worst: Double = 0
+    for i in expected.indices {
+        worst = max(worst, abs(Double(got[i]) - expected[i]) / (magnitude[i] * 1e-5 + 1e-30))
+    }
+    return worst
+}
+
+private func run(_ inputs: [[Float]], outputCount: Int,
+                 _ body: ([UnsafePointer<Float>], UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+    // Output starts as garbage so kernels that fail to overwrite are caught.
+    var output = [Float](repeating: .nan, count: outputCount)
+    let copies = inputs.map { input -> UnsafeMutablePointer<Float> in
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, input.count))
+        p.initialize(from: input, count: input.count)
+        return p
+    }
+    defer { copies.forEach { $0.deallocate() } }
+    output.withUnsafeMutableBufferPointer { body(copies.map { UnsafePointer($0) }, $0.baseAddress!) }
+    return output
+}
+
+// MARK: Convolution
+
+private let convCases: [Conv2DKernel.Geometry] = [
+    .init(n: 2, c: 1, h: 28, w: 28, o: 6, kh: 5, kw: 5, padH: 2, padW: 2),      // LeNet-5 conv1
+    .init(n: 2, c: 6, h: 14, w: 14, o: 16, kh: 5, kw: 5),                       // LeNet-5 conv2
+    .init(n: 1, c: 3, h: 7, w: 13, o: 5, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1),
+    .init(n: 3, c: 2, h: 13, w: 7, o: 33, kh: 3, kw: 2, strideH: 1, strideW: 2, padH: 2, padW: 0),
+    .init(n: 2, c: 7, h: 9, w: 9, o: 3, kh: 1, kw: 1),                         // pointwise: no im2col
+    .init(n: 2, c: 4, h: 8, w: 11, o: 7, kh: 4, kw: 4, strideH: 2, strideW: 1, padH: 0, padW: 2),
+    .init(n: 1, c: 1, h: 1, w: 1, o: 1, kh: 3, kw: 3, padH: 1, padW: 1),      // all padding but one tap
+    .init(n: 5, c: 33, h: 5, w: 5, o: 9, kh: 3, kw: 3, padH: 1, padW: 1),      // GEMM depth > one panel edge
+]
+
+private func xIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ c: Int, _ y: Int, _ x: Int) -> Int {
+    ((n * g.c + c) * g.h + y) * g.w + x
+}
+private func wIndex(_ g: Conv2DKernel.Geometry, _ o: Int, _ c: Int, _ ky: Int, _ kx: Int) -> Int {
+    ((o * g.c + c) * g.kh + ky) * g.kw + kx
+}
+private func yIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ o: Int, _ y: Int, _ x: Int) -> Int {
+    ((n * g.o + o) * g.oh + y) * g.ow + x
+}
+
+/// Calls `visit(n, o, oy, ox, c, ky, kx, inputIndex)` for every (output, tap) pair that reads
+/// a real (unpadded) input pixel: the one loop nest all three naive references share.
+private func forEachTap(_ g: Conv2DKernel.Geometry,
+                        _ visit: (Int, Int, Int, Int, Int, Int, Int, Int) -> Void) {
+    for n in 0..<g.n { for o in 0..<g.o { for oy in 0..<g.oh { for ox in 0..<g.ow {
+        for c in 0..<g.c { for ky in 0..<g.kh { for kx in 0..<g.kw {
+            let iy = oy * g.strideH - g.padH + ky, ix = ox * g.strideW - g.padW + kx
+            if iy >= 0 && iy < g.h && ix >= 0 && ix < g.w { visit(n, o, oy, ox, c, ky, kx, xIndex(g, n, c, iy, ix)) }
+        } } }
+    } } } }
+}
+
+@Test("conv2d forward, backward-data and backward-filter match naive loops", arguments: convCases.indices)
+func convMatchesNaive(caseIndex: Int) {
+    let g = convCases[caseIndex]
+    let xCount = g.n * g.c * g.h * g.w, wCount = g.o * g.c * g.kh * g.kw, yCount = g.n * g.o * g.oh * g.ow
+    let x = randomFloats(xCount, seed: UInt64(caseIndex))
+    let weight = randomFloats(wCount, seed: UInt64(caseIndex) + 100)
+    let dy = randomFloats(yCount, seed: UInt64(caseIndex) + 200)
+
+    var y = [Double](repeating: 0, count: yCount), yMagnitude = y
+    var dx = [Double](repeating: 0, count: xCount), dxMagnitude = dx
+    var dw = [Double](repeating: 0, count: wCount), dwMagnitude = dw
+    forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
+        let out = yIndex(g, n, o, oy, ox), tap = wIndex(g, o, c, ky, kx)
+        y[out] += Double(x[input]) * Double(weight[tap]); yMagnitude[out] += abs(Double(x[input]) * Double(weight[tap]))
+        dx[input] += Double(dy[out]) * Double(weight[tap]); dxMagnitude[input] += abs(Double(dy[out]) * Double(weight[tap]))
+        dw[tap] += Double(dy[out]) * Double(x[input]); dwMagnitude[tap] += abs(Double(dy[out]) * Double(x[input]))
+    }
+
+    for threads in [1, 2] {
+        let gotY = run([x, weight], outputCount: yCount) {
+            Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads)
+        }
+        let gotDx = run([dy, weight], outputCount: xCount) {
+            Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
+        }
+        let gotDw = run([x, dy], outputCount: wCount) {
+            Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
+        }
+        #expect(worstError(gotY, y, yMagnitude) <= 1, "forward \(g) threads=\(threads)")
+        #expect(worstError(gotDx, dx, dxMagnitude) <= 1, "backwardData \(g) threads=\(threads)")
+        #expect(worstError(gotDw, dw, dwMagnitude) <= 1, "backwardFilter \(g) threads=\(threads)")
+    }
+}
+
+@Test("conv2d kernels give the same bits on 1, 2 and 4 threads")
+func convThreadCountInvariant() {
+    // Batch 10: 8 filter-gradient groups of unequal size; batch 1 and 3: GEMM-level threads.
+    for n in [1, 3, 10] {
+        let g = Conv2DKernel.Geometry(n: n, c: 6, h: 14, w: 14, o: 16, kh: 5, kw: 5, padH: 1, padW: 1)
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 1)
+        let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 2)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 3)
+        func outputs(_ threads: Int) -> [[UInt32]] {
+            let y = run([x, weight], outputCount: dy.count) {
+                Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads)
+            }
+            let dx = run([dy, weight], outputCount: x.count) {
+                Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
+            }
+            let dw = run([x, dy], outputCount: weight.count) {
+                Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
+            }
+            return [y, dx, dw].map { $0.map(\.bitPattern) }
+        }
+        let one = outputs(1)
+        #expect(one == outputs(2), "n=\(n)")
+        #expect(one == outputs(4), "n=\(n)")
+    }
+}
+
+// MARK: Pooling
+
+private let poolCases: [Pool2DKernel.Geometry] = [
+    .init(n: 2, c: 6, h: 28, w: 28, kh: 2, kw: 2),                       // LeNet-5 pool1
+    .init(n: 3, c: 2, h: 7, w: 13, kh: 3, kw: 3, strideH: 1, strideW: 1), // overlapping windows
+    .init(n: 1, c: 3, h: 13, w: 7, kh: 3, kw: 2, strideH: 2, strideW: 1),
+    .init(n: 2, c: 1, h: 5, w: 5, kh: 2, kw: 2),                         // odd size: last row unused
+    .init(n: 1, c: 1, h: 1, w: 1, kh: 1, kw: 1),
+    .init(n: 4, c: 33, h: 9, w: 9, kh: 3, kw: 3, strideH: 2, strideW: 2),
+]
+
+private func poolInput(_ g: Pool2DKernel.Geometry, _ n: Int, _ c: Int, _ oy: Int, _ ox: Int, _ ky: Int, _ kx: Int) -> Int {
+    ((n * g.c + c) * g.h + oy * g.strideH + ky) * g.w + ox * g.strideW + kx
+}
+
+@Test("pooling kernels match naive loops, with ties routed to the first maximum", arguments: poolCases.indices)
+func poolMatchesNaive(caseIndex: Int) {
+    let g = poolCases[caseIndex]
+    let xCount = g.n * g.c * g.h * g.w, yCount = g.n * g.c * g.oh * g.ow
+    let x = randomSmallIntegers(xCount, seed: UInt64(caseIndex))
+    let dy = randomFloats(yCount, seed: UInt64(caseIndex) + 50)
+    let source = randomFloats(xCount, seed: UInt64(caseIndex) + 60)
+
+    var maxY = [Float](repeating: 0, count: yCount), gather = maxY
+    var avgY = [Double](repeating: 0, count: yCount)
+    var maxDx = [Double](repeating: 0, count: xCount), avgDx = maxDx
+    let area = Double(g.kh * g.kw)
+    var out = 0
+    for n in 0..<g.n { for c in 0..<g.c { for oy in 0..<g.oh { for ox in 0..<g.ow {
+        var best = poolInput(g, n, c, oy, ox, 0, 0)
+        for ky in 0..<g.kh { for kx in 0..<g.kw {
+            let i = poolInput(g, n, c, oy, ox, ky, kx)
+            if x[i] > x[best] { best = i }
+            avgY[out] += Double(x[i]) / area
+            avgDx[i] += Double(dy[out]) / area
+        } }
+        maxY[out] = x[best]; gather[out] = source[best]; maxDx[best] += Double(dy[out])
+        out += 1
+    } } } }
+    let scale = { (values: [Double]) in values.map { _ in 1.0 } }
+
+    for threads in [1, 2] {
+        let gotMax = run([x], outputCount: yCount) { Pool2DKernel.maxForward(g, x: $0[0], y: $1, threads: threads) }
+        let gotGather = run([x, source], outputCount: yCount) {
+            Pool2DKernel.maxGather(g, x: $0[0], source: $0[1], out: $1, threads: threads)
+        }
+        let gotMaxDx = run([x, dy], outputCount: xCount) {
+            Pool2DKernel.maxBackward(g, x: $0[0], dy: $0[1], dx: $1, threads: threads)
+        }
+        let gotAvg = run([x], outputCount: yCount) { Pool2DKernel.avgForward(g, x: $0[0], y: $1, threads: threads) }
+        let gotAvgDx = run([dy], outputCount: xCount) {
+            Pool2DKernel.avgBackward(g, dy: $0[0], dx: $1, threads: threads)
+        }
+        #expect(gotMax == maxY, "maxForward \(g)")
+        #expect(gotGather == gather, "maxGather \(g)")
+        #expect(worstError(gotMaxDx, maxDx, scale(maxDx)) <= 1, "maxBackward \(g)")
+        #expect(worstError(gotAvg, avgY, scale(avgY)) <= 1, "avgForward \(g)")
+        #expect(worstError(gotAvgDx, avgDx, scale(avgDx)) <= 1, "avgBackward \(g)")
+    }
+}
