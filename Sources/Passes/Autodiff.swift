@@ -103,8 +103,9 @@ func sumToShape(_ gradient: Tensor, _ shape: Shape) -> Tensor {
     if gradient.shape == shape { return gradient }
     let offset = gradient.rank - shape.rank
     precondition(offset >= 0, "cannot sum \(gradient.shape) down to \(shape)")
+    // Axes of extent 1 need no sum: the reshape drops or keeps them.
     let axes = (0..<gradient.rank).filter { axis in
-        axis < offset || (shape[axis - offset] == 1 && gradient.shape[axis] != 1)
+        gradient.shape[axis] != 1 && (axis < offset || shape[axis - offset] == 1)
     }
     let summed = axes.isEmpty ? gradient : gradient.sum(axes: axes)
     return summed.reshaped(shape)

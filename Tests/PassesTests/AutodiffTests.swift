@@ -135,27 +135,31 @@ func worstGradientError(_ c: GradientCase) throws -> Double {
 
 // MARK: The op table
 
-/// Unary functions: (function, input kind).
+/// A unary function of a [3, 4] input drawn as `kind`.
+func unaryCase(_ name: String, _ kind: InputKind, _ f: @escaping @Sendable (Tensor) -> Tensor) -> GradientCase {
+    GradientCase(name, [InputSpec([3, 4], kind)]) { f($0[0]) }
+}
+
 let unaryCases: [GradientCase] = [
-    ("neg", InputKind.normal, { (x: Tensor) in -x }),
-    ("exp", .normal, { exp($0) }),
-    ("log", .positive, { log($0) }),
-    ("sqrt", .positive, { sqrt($0) }),
-    ("square", .normal, { square($0) }),
-    ("tanh", .normal, { tanh($0) }),
-    ("sigmoid", .normal, { sigmoid($0) }),
-    ("relu", .awayFromZero, { relu($0) }),
-    ("softplus", .normal, { softplus($0) }),
-    ("abs", .awayFromZero, { abs($0) }),
-    ("sign", .awayFromZero, { sign($0) }),
-    ("reciprocal", .positive, { reciprocal($0) }),
-    ("power 3", .normal, { pow($0, 3) }),
-    ("power 2", .normal, { pow($0, 2) }),
-    ("power 1", .normal, { pow($0, 1) }),
-    ("power 0", .normal, { pow($0, 0) }),
-    ("power 0.5", .positive, { pow($0, 0.5) }),
-    ("power -1.5", .positive, { pow($0, -1.5) }),
-].map { name, kind, f in GradientCase(name, [InputSpec([3, 4], kind)]) { f($0[0]) } }
+    unaryCase("neg", .normal) { x in -x },
+    unaryCase("exp", .normal) { x in exp(x) },
+    unaryCase("log", .positive) { x in log(x) },
+    unaryCase("sqrt", .positive) { x in sqrt(x) },
+    unaryCase("square", .normal) { x in square(x) },
+    unaryCase("tanh", .normal) { x in tanh(x) },
+    unaryCase("sigmoid", .normal) { x in sigmoid(x) },
+    unaryCase("relu", .awayFromZero) { x in relu(x) },
+    unaryCase("softplus", .normal) { x in softplus(x) },
+    unaryCase("abs", .awayFromZero) { x in abs(x) },
+    unaryCase("sign", .awayFromZero) { x in sign(x) },
+    unaryCase("reciprocal", .positive) { x in reciprocal(x) },
+    unaryCase("power 3", .normal) { x in pow(x, 3) },
+    unaryCase("power 2", .normal) { x in pow(x, 2) },
+    unaryCase("power 1", .normal) { x in pow(x, 1) },
+    unaryCase("power 0", .normal) { x in pow(x, 0) },
+    unaryCase("power 0.5", .positive) { x in pow(x, 0.5) },
+    unaryCase("power -1.5", .positive) { x in pow(x, -1.5) },
+]
 
 let binaryCases: [GradientCase] = [
     GradientCase("add", [InputSpec([3, 4]), InputSpec([3, 4])]) { $0[0] + $0[1] },
@@ -264,15 +268,18 @@ let normalisationCases: [GradientCase] = [
     GradientCase("oneHot (labels get nothing)", [InputSpec([4], .labels(classes: 5)), InputSpec([4, 5])]) {
         oneHot($0[0], depth: 5, dtype: .float64) * $0[1]
     },
-    GradientCase("random and constant leaves", [InputSpec([3, 4])]) { x in
-        let b = x.builder
+    GradientCase("random and constant leaves", [InputSpec([3, 4])]) { inputs in
+        let x = inputs[0], b = x.builder
         return x * b.randomUniform([3, 4], dtype: .float64) + b.randomNormal([4], dtype: .float64) * x
             + b.constant(values: (0..<12).map(Double.init), shape: [3, 4], dtype: .float64) * x
     },
 ]
 
 let compositeCases: [GradientCase] = [
-    GradientCase("value with several users", [InputSpec([3, 4])]) { x in tanh(x) * x + exp(x).sum(axis: 0) * x },
+    GradientCase("value with several users", [InputSpec([3, 4])]) { inputs in
+        let x = inputs[0]
+        return tanh(x) * x + exp(x).sum(axis: 0) * x
+    },
     GradientCase("binary cross-entropy", [InputSpec([3, 4], .awayFromZero), InputSpec([3, 4], .positive)]) {
         binaryCrossEntropy(logits: $0[0], targets: $0[1] / 2)
     },
@@ -380,13 +387,16 @@ struct AutodiffSecondOrderTests {
         let hidden = tanh(matmul(x, params[0]) + params[1])
         let loss = square(matmul(hidden, params[2]) - target).mean()
         let grads = b.gradients(of: loss, withRespectTo: params)
-        let directional = zip(grads, directions).map { ($0 * $1).sum() }.reduce(+)
+        let terms = zip(grads, directions).map { gradient, direction in (gradient * direction).sum() }
+        let directional = terms.dropFirst().reduce(terms[0]) { $0 + $1 }
         let hvp = b.gradients(of: directional, withRespectTo: params)
         let graph = try b.build()
 
         var rng = SeededGenerator(seed: seed)
         var feeds: [String: HostTensor] = [:]
-        for (name, shape) in [("x", Shape([4, 3])), ("t", [4, 2])] + shapes.enumerated().flatMap({ [("w\($0.offset)", $0.element), ("v\($0.offset)", $0.element)] }) {
+        var named: [(String, Shape)] = [("x", [4, 3]), ("t", [4, 2])]
+        for (i, shape) in shapes.enumerated() { named += [("w\(i)", shape), ("v\(i)", shape)] }
+        for (name, shape) in named {
             feeds[name] = HostTensor(shape: shape, dtype: .float64, scalars: (0..<shape.count).map { _ in rng.uniform(-1, 1) })
         }
         let run = Interpreter(graph: graph)
@@ -437,7 +447,7 @@ struct AutodiffStructureTests {
         let second = gradients(of: (grads[0] * grads[0]).sum(), withRespectTo: [w1])
         #expect(b.errors.isEmpty, "\(b.errors)")
         #expect(second[0].type == w1.type)
-        try b.build()
+        _ = try b.build()
     }
 
     @Test("only nodes on a path to a requested value get backward nodes")
@@ -451,7 +461,7 @@ struct AutodiffStructureTests {
         #expect(!appended.contains { $0.inputs.contains(c.id) || $0.inputs.contains(d.id) }, "\(b.graph)")
         #expect(b.graph[grads[1].id].op == .constant(values: [0]))
         #expect(grads[1].type == unused.type)
-        try b.build()
+        _ = try b.build()
     }
 
     @Test("the backward graph of x·x has the expected text form")
