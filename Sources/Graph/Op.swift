@@ -60,6 +60,14 @@ public struct Conv2DAttributes: Hashable, Sendable, CustomStringConvertible {
         self.strideH = strideH; self.strideW = strideW; self.padH = padH; self.padW = padW
     }
 
+    /// Whether the strides are positive, the padding is not negative and the kernel fits the
+    /// padded input. Checked before `outputSize`, whose truncating division would otherwise
+    /// divide by zero or round a kernel that overhangs by less than a stride up to one output.
+    func fits(height: Int, width: Int, kernelH: Int, kernelW: Int) -> Bool {
+        strideH > 0 && strideW > 0 && padH >= 0 && padW >= 0 && kernelH > 0 && kernelW > 0
+            && height + 2 * padH >= kernelH && width + 2 * padW >= kernelW
+    }
+
     /// Output spatial extent for an input extent and kernel extent.
     public func outputSize(height: Int, width: Int, kernelH: Int, kernelW: Int) -> (Int, Int) {
         ((height + 2 * padH - kernelH) / strideH + 1, (width + 2 * padW - kernelW) / strideW + 1)
@@ -81,6 +89,12 @@ public struct PoolAttributes: Hashable, Sendable, CustomStringConvertible {
     }
     public init(kernelH: Int, kernelW: Int, strideH: Int, strideW: Int) {
         self.kernelH = kernelH; self.kernelW = kernelW; self.strideH = strideH; self.strideW = strideW
+    }
+
+    /// Whether the window and strides are positive and the window fits the input (see
+    /// `Conv2DAttributes.fits`).
+    func fits(height: Int, width: Int) -> Bool {
+        kernelH > 0 && kernelW > 0 && strideH > 0 && strideW > 0 && height >= kernelH && width >= kernelW
     }
 
     public func outputSize(height: Int, width: Int) -> (Int, Int) {

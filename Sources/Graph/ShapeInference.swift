@@ -158,10 +158,10 @@ extension Op {
             guard x.shape[1] == w.shape[1] else {
                 return fail("input \(x.shape) has \(x.shape[1]) channels, weight \(w.shape) expects \(w.shape[1])")
             }
-            let (oh, ow) = a.outputSize(height: x.shape[2], width: x.shape[3], kernelH: w.shape[2], kernelW: w.shape[3])
-            guard a.strideH > 0, a.strideW > 0, a.padH >= 0, a.padW >= 0, oh > 0, ow > 0 else {
+            guard a.fits(height: x.shape[2], width: x.shape[3], kernelH: w.shape[2], kernelW: w.shape[3]) else {
                 return fail("kernel \(w.shape[2])x\(w.shape[3]) with \(a) does not fit input \(x.shape)")
             }
+            let (oh, ow) = a.outputSize(height: x.shape[2], width: x.shape[3], kernelH: w.shape[2], kernelW: w.shape[3])
             return .success(TensorType([x.shape[0], w.shape[0], oh, ow], x.dtype))
 
         case let .conv2dBackwardData(a, inputShape):
@@ -169,6 +169,9 @@ extension Op {
             if let e = sameDType(inputs) { return .failure(e) }
             guard inputShape.rank == 4, w.shape.rank == 4, inputShape[1] == w.shape[1] else {
                 return fail("input shape \(inputShape) does not match weight \(w.shape)")
+            }
+            guard a.fits(height: inputShape[2], width: inputShape[3], kernelH: w.shape[2], kernelW: w.shape[3]) else {
+                return fail("kernel \(w.shape[2])x\(w.shape[3]) with \(a) does not fit input \(inputShape)")
             }
             let (oh, ow) = a.outputSize(height: inputShape[2], width: inputShape[3], kernelH: w.shape[2], kernelW: w.shape[3])
             guard dy.shape == [inputShape[0], w.shape[0], oh, ow] else {
@@ -182,6 +185,9 @@ extension Op {
             guard x.shape.rank == 4, filterShape.rank == 4, x.shape[1] == filterShape[1] else {
                 return fail("input \(x.shape) does not match filter shape \(filterShape)")
             }
+            guard a.fits(height: x.shape[2], width: x.shape[3], kernelH: filterShape[2], kernelW: filterShape[3]) else {
+                return fail("kernel \(filterShape[2])x\(filterShape[3]) with \(a) does not fit input \(x.shape)")
+            }
             let (oh, ow) = a.outputSize(height: x.shape[2], width: x.shape[3], kernelH: filterShape[2], kernelW: filterShape[3])
             guard dy.shape == [x.shape[0], filterShape[0], oh, ow] else {
                 return fail("gradient \(dy.shape) does not match output [\(x.shape[0]), \(filterShape[0]), \(oh), \(ow)]")
@@ -192,16 +198,15 @@ extension Op {
             let x = inputs[0]
             if let e = requireFloat(x) { return .failure(e) }
             guard x.shape.rank == 4 else { return fail("expects [N, C, H, W], found \(x.shape)") }
+            guard p.fits(height: x.shape[2], width: x.shape[3]) else { return fail("window \(p) does not fit input \(x.shape)") }
             let (oh, ow) = p.outputSize(height: x.shape[2], width: x.shape[3])
-            guard p.kernelH > 0, p.kernelW > 0, p.strideH > 0, p.strideW > 0, oh > 0, ow > 0 else {
-                return fail("window \(p) does not fit input \(x.shape)")
-            }
             return .success(TensorType([x.shape[0], x.shape[1], oh, ow], x.dtype))
 
         case let .maxPool2dBackward(p):
             let x = inputs[0], dy = inputs[1]
             if let e = sameDType(inputs) { return .failure(e) }
             guard x.shape.rank == 4 else { return fail("expects [N, C, H, W], found \(x.shape)") }
+            guard p.fits(height: x.shape[2], width: x.shape[3]) else { return fail("window \(p) does not fit input \(x.shape)") }
             let (oh, ow) = p.outputSize(height: x.shape[2], width: x.shape[3])
             guard dy.shape == [x.shape[0], x.shape[1], oh, ow] else {
                 return fail("gradient \(dy.shape) does not match pooled shape of \(x.shape)")
@@ -214,12 +219,16 @@ extension Op {
             guard x.shape.rank == 4, g.shape == x.shape else {
                 return fail("expects two [N, C, H, W] tensors of one shape, found \(x.shape) and \(g.shape)")
             }
+            guard p.fits(height: x.shape[2], width: x.shape[3]) else { return fail("window \(p) does not fit input \(x.shape)") }
             let (oh, ow) = p.outputSize(height: x.shape[2], width: x.shape[3])
             return .success(TensorType([x.shape[0], x.shape[1], oh, ow], x.dtype))
 
         case let .avgPool2dBackward(p, inputShape):
             let dy = inputs[0]
             guard inputShape.rank == 4 else { return fail("input shape \(inputShape) is not [N, C, H, W]") }
+            guard p.fits(height: inputShape[2], width: inputShape[3]) else {
+                return fail("window \(p) does not fit input \(inputShape)")
+            }
             let (oh, ow) = p.outputSize(height: inputShape[2], width: inputShape[3])
             guard dy.shape == [inputShape[0], inputShape[1], oh, ow] else {
                 return fail("gradient \(dy.shape) does not match pooled shape of \(inputShape)")

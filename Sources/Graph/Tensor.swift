@@ -31,7 +31,8 @@ private func locationOf(_ t: Tensor) -> (String, Int) {
 }
 
 private func binary(_ f: BinaryFunction, _ a: Tensor, _ b: Tensor) -> Tensor {
-    let (file, line) = locationOf(a)
+    // In `2 - x` the left operand is a scalar made here, with no location: use x's.
+    let (file, line) = locationOf(a.builder.graph.nodes[a.id].location == nil ? b : a)
     return a.builder.apply(.binary(f), [a, b], file: file, line: line)
 }
 
@@ -47,7 +48,10 @@ public func + (a: Double, b: Tensor) -> Tensor { binary(.add, b.scalar(a), b) }
 public func - (a: Double, b: Tensor) -> Tensor { binary(.sub, b.scalar(a), b) }
 public func * (a: Double, b: Tensor) -> Tensor { binary(.mul, b.scalar(a), b) }
 public func / (a: Double, b: Tensor) -> Tensor { binary(.div, b.scalar(a), b) }
-public prefix func - (x: Tensor) -> Tensor { x.builder.apply(.unary(.neg), [x]) }
+public prefix func - (x: Tensor) -> Tensor {
+    let (file, line) = locationOf(x)
+    return x.builder.apply(.unary(.neg), [x], file: file, line: line)
+}
 
 // MARK: Elementwise functions
 
@@ -143,14 +147,18 @@ extension Tensor {
     }
     /// Keeps axis 0 and flattens the rest: [N, C, H, W] → [N, C·H·W].
     public func flatten(file: String = #fileID, line: Int = #line) -> Tensor {
-        reshaped([shape[0], shape.count / Swift.max(shape[0], 1)], file: file, line: line)
+        guard rank >= 1 else { builder.record("flatten", "expects at least one axis, found \(shape)", file, line); return self }
+        return reshaped([shape[0], shape.count / Swift.max(shape[0], 1)], file: file, line: line)
     }
     /// Permutes axes: result axis i is axis `permutation[i]`.
     public func transposed(_ permutation: [Int], file: String = #fileID, line: Int = #line) -> Tensor {
         builder.apply(.transpose(permutation: permutation), [self], file: file, line: line)
     }
     /// Swaps the two axes of a matrix.
-    public var T: Tensor { transposed([1, 0]) }
+    public var T: Tensor {
+        let (file, line) = locationOf(self)
+        return transposed([1, 0], file: file, line: line)
+    }
     public func broadcast(to shape: Shape, file: String = #fileID, line: Int = #line) -> Tensor {
         if shape == self.shape { return self }
         return builder.apply(.broadcast(shape), [self], file: file, line: line)
@@ -162,6 +170,10 @@ extension Tensor {
     public func slice(axis: Int, _ range: Range<Int>, file: String = #fileID, line: Int = #line) -> Tensor {
         var start = [Int](repeating: 0, count: rank), size = shape.dims
         let a = self.axis(axis)
+        guard (0..<rank).contains(a) else {
+            builder.record("slice", "axis \(axis) is invalid for \(shape)", file, line)
+            return self
+        }
         start[a] = range.lowerBound
         size[a] = range.count
         return slice(start: start, size: size, file: file, line: line)
