@@ -1,6 +1,7 @@
 extension Graph {
     /// Checks the IR invariants: inputs refer to earlier nodes, each node's type is the one
-    /// its op's rule gives, leaf names are unique per kind, outputs and updates are valid.
+    /// its op's rule gives, leaf names are unique per kind, output names are unique, outputs and
+    /// updates are valid.
     ///
     /// Throws `KilnError.invalidGraph` naming the first broken invariant.
     public func verify() throws {
@@ -30,8 +31,15 @@ extension Graph {
                 throw KilnError.invalidGraph("%\(id) \(node.op.name): \(failure.message)")
             }
         }
-        for output in outputs where output.value < 0 || output.value >= nodes.count {
-            throw KilnError.invalidGraph("output \"\(output.name)\" refers to missing %\(output.value)")
+        var outputNames = Set<String>()
+        for output in outputs {
+            guard output.value >= 0, output.value < nodes.count else {
+                throw KilnError.invalidGraph("output \"\(output.name)\" refers to missing %\(output.value)")
+            }
+            // `output(_:)` finds the first of two outputs with one name; the second would be unreachable.
+            guard outputNames.insert(output.name).inserted else {
+                throw KilnError.invalidGraph("output \"\(output.name)\" is defined twice")
+            }
         }
         var targets = Set<ValueID>()
         for update in updates {
