@@ -258,6 +258,18 @@ struct InterpreterTests {
         #expect(try conv(2, 1).scalars == [1, 3, 7, 14])
     }
 
+    @Test("conv2d with different strides and paddings along H and W on a hand-checked case")
+    func conv2dAsymmetric() throws {
+        // x rows [1 2 3 4], [5 6 7 8], [9 10 11 12]; w [[1, 2], [3, 4]]; stride 1×2, padding 0×1:
+        // y[oh, ow] = Σ w[kh, kw] · x[oh + kh, 2·ow − 1 + kw], reading zeros outside the image.
+        let attributes = Conv2DAttributes(strideH: 1, strideW: 2, padH: 0, padW: 1)
+        let y = try evaluate(["x": f64([1, 1, 3, 4], (1...12).map(Double.init)), "w": f64([1, 1, 2, 2], [1, 2, 3, 4])]) { g in
+            g.apply(.conv2d(attributes), [g.input("x", [1, 1, 3, 4], dtype: .float64), g.input("w", [1, 1, 2, 2], dtype: .float64)])
+        }
+        #expect(y.shape == [1, 1, 2, 3])
+        #expect(y.scalars == [22, 54, 28, 46, 94, 44])
+    }
+
     @Test("conv2d sums over input channels and keeps output channels apart")
     func conv2dChannels() throws {
         // Two 2×2 input channels, a 1×1 kernel: output channel o is Σ_c w[o,c]·x[c].
@@ -272,6 +284,8 @@ struct InterpreterTests {
         ([2, 3, 7, 6], [2, 3, 3, 2], Conv2DAttributes(stride: 2, padding: 1)),
         ([1, 2, 6, 7], [3, 2, 5, 3], Conv2DAttributes(strideH: 1, strideW: 3, padH: 2, padW: 1)),
         ([3, 1, 4, 4], [2, 1, 1, 1], Conv2DAttributes(stride: 3, padding: 0)),
+        // Padding wider than the kernel: some outputs see only zeros.
+        ([1, 2, 3, 3], [2, 2, 1, 2], Conv2DAttributes(strideH: 2, strideW: 1, padH: 2, padW: 3)),
     ]
 
     @Test("conv2d backward ops are its exact adjoints: <conv(x,w),dy> = <x,bwdData(dy,w)> = <w,bwdFilter(x,dy)>",
