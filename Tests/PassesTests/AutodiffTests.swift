@@ -95,31 +95,46 @@ func feeds(_ values: [HostTensor]) -> [String: HostTensor] {
     Dictionary(uniqueKeysWithValues: values.enumerated().map { ("x\($0.offset)", $0.element) })
 }
 
-/// Builds `c` with the weighted-sum loss, differentiates it, and returns the worst relative
-/// error between analytic and numeric gradients over all float inputs.
+/// A case built as a graph: its inputs x0, x1, … and the scalar loss sum(y * r).
+struct CaseGraph {
+    var builder: GraphBuilder
+    var inputs: [Tensor]
+    var loss: Tensor
+    /// Indices of the float inputs (the ones with gradients).
+    var differentiable: [Int]
+
+    init(_ c: GradientCase, using rng: inout SeededGenerator) {
+        builder = GraphBuilder()
+        let b = builder
+        inputs = c.inputs.enumerated().map { b.input("x\($0.offset)", $0.element.shape, dtype: $0.element.dtype) }
+        let y = c.build(inputs)
+        #expect(y.dtype == .float64, "\(c.name): output is \(y.type)")
+        let weights = (0..<y.shape.count).map { _ in rng.uniform(-1, 1) }
+        loss = (y * b.constant(values: weights, shape: y.shape, dtype: .float64)).sum()
+        differentiable = c.inputs.indices.filter { c.inputs[$0].dtype == .float64 }
+    }
+}
+
+/// Differentiates `c`'s loss and returns the worst relative error between analytic and
+/// numeric gradients over all elements of all float inputs.
 func worstGradientError(_ c: GradientCase) throws -> Double {
     var rng = SeededGenerator(seed: seed)
     let values = drawInputs(c.inputs, using: &rng)
+    let forward = CaseGraph(c, using: &rng)
+    let forwardGraph = try forward.builder.build()
 
-    let forward = GraphBuilder()
-    let xs = c.inputs.enumerated().map { forward.input("x\($0.offset)", $0.element.shape, dtype: $0.element.dtype) }
-    let y = c.build(xs)
-    #expect(y.dtype == .float64, "\(c.name): output is \(y.type)")
-    let weights = (0..<y.shape.count).map { _ in rng.uniform(-1, 1) }
-    let loss = (y * forward.constant(values: weights, shape: y.shape, dtype: .float64)).sum()
-    let forwardGraph = try forward.build()
-
+    // Differentiate a copy, so the finite differences run the forward graph alone.
     let backward = GraphBuilder(forwardGraph)
-    let differentiable = c.inputs.indices.filter { c.inputs[$0].dtype == .float64 }
-    let grads = backward.gradients(of: backward.tensor(loss.id), withRespectTo: differentiable.map { backward.tensor(xs[$0].id) })
+    let grads = backward.gradients(of: backward.tensor(forward.loss.id),
+                                   withRespectTo: forward.differentiable.map { backward.tensor(forward.inputs[$0].id) })
     let backwardGraph = try backward.build()  // throws on recorded errors, then verifies
 
     let analytic = try Interpreter(graph: backwardGraph).run(inputs: feeds(values))
     let forwardRun = Interpreter(graph: forwardGraph)
-    func lossAt(_ values: [HostTensor]) throws -> Double { try forwardRun.run(inputs: feeds(values))[loss.id].scalars[0] }
+    func lossAt(_ values: [HostTensor]) throws -> Double { try forwardRun.run(inputs: feeds(values))[forward.loss.id].scalars[0] }
 
     var worst = 0.0
-    for (k, input) in differentiable.enumerated() {
+    for (k, input) in forward.differentiable.enumerated() {
         let gradient = analytic[grads[k].id]
         #expect(gradient.type == TensorType(c.inputs[input].shape, .float64), "\(c.name): gradient of x\(input) has type \(gradient.type)")
         for element in 0..<values[input].scalars.count {
@@ -128,6 +143,42 @@ func worstGradientError(_ c: GradientCase) throws -> Double {
             minus[input].scalars[element] -= c.step
             let numeric = (try lossAt(plus) - lossAt(minus)) / (2 * c.step)
             worst = max(worst, abs(gradient.scalars[element] - numeric) / max(1, abs(numeric)))
+        }
+    }
+    return worst
+}
+
+/// Differentiates `c`'s gradient again along a random direction v (the Hessian-vector product
+/// ∇<∇loss, v>) and returns its worst relative error against (∇loss(x + hv) − ∇loss(x − hv)) / 2h.
+/// This exercises the VJP rules of the ops each backward rule emits.
+func worstHessianVectorError(_ c: GradientCase) throws -> Double {
+    var rng = SeededGenerator(seed: seed)
+    let values = drawInputs(c.inputs, using: &rng)
+    let g = CaseGraph(c, using: &rng)
+    let b = g.builder
+    let xs = g.differentiable.map { g.inputs[$0] }
+    let grads = b.gradients(of: g.loss, withRespectTo: xs)
+    let directions = xs.map { x in (0..<x.shape.count).map { _ in rng.uniform(-1, 1) } }
+    let terms = zip(grads, zip(xs, directions)).map { gradient, direction in
+        (gradient * b.constant(values: direction.1, shape: direction.0.shape, dtype: .float64)).sum()
+    }
+    let hvp = b.gradients(of: terms.dropFirst().reduce(terms[0]) { $0 + $1 }, withRespectTo: xs)
+    let run = Interpreter(graph: try b.build())
+
+    let analytic = try run.run(inputs: feeds(values))
+    var plus = values, minus = values
+    for (k, input) in g.differentiable.enumerated() {
+        for element in directions[k].indices {
+            plus[input].scalars[element] += c.step * directions[k][element]
+            minus[input].scalars[element] -= c.step * directions[k][element]
+        }
+    }
+    let gradPlus = try run.run(inputs: feeds(plus)), gradMinus = try run.run(inputs: feeds(minus))
+    var worst = 0.0
+    for k in xs.indices {
+        for element in directions[k].indices {
+            let numeric = (gradPlus[grads[k].id].scalars[element] - gradMinus[grads[k].id].scalars[element]) / (2 * c.step)
+            worst = max(worst, abs(analytic[hvp[k].id].scalars[element] - numeric) / max(1, abs(numeric)))
         }
     }
     return worst
@@ -316,6 +367,19 @@ struct AutodiffFiniteDifferenceTests {
 
     private func check(_ c: GradientCase) throws {
         let worst = try worstGradientError(c)
+        #expect(worst <= c.tolerance, "\(c.name): worst relative error \(worst) > \(c.tolerance) (seed \(seed))")
+    }
+}
+
+/// Every case of the op table.
+let allCases = unaryCases + binaryCases + reductionCases + linearAlgebraCases + dataMovementCases
+    + convolutionCases + normalisationCases + compositeCases
+
+@Suite("Autodiff: gradients of gradients per op")
+struct AutodiffHessianVectorTests {
+    @Test("Hessian-vector products match finite differences of the gradient for every op", arguments: allCases)
+    func hessianVectorProduct(_ c: GradientCase) throws {
+        let worst = try worstHessianVectorError(c)
         #expect(worst <= c.tolerance, "\(c.name): worst relative error \(worst) > \(c.tolerance) (seed \(seed))")
     }
 }
@@ -516,6 +580,21 @@ struct AutodiffStructureTests {
         ])
         #expect(values[grads[0].id].scalars == [1, -4, -6])
         #expect(values[grads[1].id].scalars == [0.5, 1, -1])
+    }
+
+    @Test("an intermediate value and the leaf behind it both get their gradients")
+    func intermediateValue() throws {
+        let b = GraphBuilder()
+        let x = b.input("x", [3], dtype: .float64)
+        let h = tanh(x)
+        let grads = b.gradients(of: (h * h).sum(), withRespectTo: [h, x])
+        let xs = [0.3, -1.2, 0.8]
+        let values = try Interpreter(graph: try b.build()).run(inputs: ["x": HostTensor(shape: [3], dtype: .float64, scalars: xs)])
+        for i in 0..<3 {
+            let t = Foundation.tanh(xs[i])
+            #expect(abs(values[grads[0].id].scalars[i] - 2 * t) <= 1e-14)
+            #expect(abs(values[grads[1].id].scalars[i] - 2 * t * (1 - t * t)) <= 1e-14)
+        }
     }
 
     @Test("ties: max shares the gradient among maxima, maximum gives it to its first operand")
