@@ -1,0 +1,68 @@
+import Foundation
+import KilnGraph
+
+/// Whole-file reads for the data loaders, with the one error message every loader uses.
+enum FileBytes {
+    /// The bytes of the file at `path`; `KilnError.file` when it is missing or unreadable.
+    static func read(_ path: String) throws -> [UInt8] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw KilnError.file(path: path, message: "no such file")
+        }
+        if isDirectory.boolValue { throw KilnError.file(path: path, message: "is a directory, expected a file") }
+        do {
+            return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw KilnError.file(path: path, message: "cannot read: \(error.localizedDescription)")
+        }
+    }
+}
+
+/// Replaces a file so that a crash leaves either the old contents or the new, never a mix.
+public enum AtomicFile {
+    /// Writes `bytes` to a temporary file in `path`'s directory, fsyncs it, renames it over `path`,
+    /// then fsyncs the directory so the rename itself survives a power loss.
+    ///
+    /// Throws `KilnError.file` naming `path` when any step fails; the temporary file is removed then.
+    public static func write(_ bytes: [UInt8], to path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let temporary = ((directory.isEmpty ? "." : directory) as NSString)
+            .appendingPathComponent(".\(name).tmp-\(getpid())")
+        func fail(_ what: String) -> KilnError {
+            KilnError.file(path: path, message: "\(what) failed: \(String(cString: strerror(errno)))")
+        }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw fail("creating \(temporary)") }
+        var closed = false
+        defer {
+            if !closed { close(fd) }
+        }
+        do {
+            try bytes.withUnsafeBytes { buffer in
+                var done = 0
+                while done < buffer.count {
+                    let n = Foundation.write(fd, buffer.baseAddress! + done, buffer.count - done)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw fail("writing \(temporary)")
+                    }
+                    done += n
+                }
+            }
+            guard fsync(fd) == 0 else { throw fail("fsync of \(temporary)") }
+            closed = true
+            guard close(fd) == 0 else { throw fail("closing \(temporary)") }
+            guard rename(temporary, path) == 0 else { throw fail("renaming \(temporary) to \(path)") }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        // Best effort: some file systems refuse fsync on a directory; the data is already safe.
+        let directoryFD = open(directory.isEmpty ? "." : directory, O_RDONLY)
+        if directoryFD >= 0 {
+            _ = fsync(directoryFD)
+            close(directoryFD)
+        }
+    }
+}
