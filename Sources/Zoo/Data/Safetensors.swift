@@ -1,0 +1,282 @@
+import Foundation
+import KilnGraph
+
+/// The safetensors format (Hugging Face): an 8-byte little-endian header length N, N bytes of
+/// JSON describing each tensor (`dtype`, `shape`, `data_offsets` into the data section) and an
+/// optional `__metadata__` map of strings, then the raw little-endian tensor data.
+///
+/// Kiln's checkpoints use it so PyTorch and numpy read Kiln weights directly. Byte order is the
+/// machine's, which is little-endian on every platform Kiln runs on (x86-64, arm64).
+public enum Safetensors {
+    /// One tensor of a file.
+    public struct Entry: Sendable, Hashable {
+        /// The tensor's name (the header key), e.g. `fc1.weight`.
+        public var name: String
+        /// The Kiln element type, or nil for a safetensors dtype Kiln has no type for (e.g. `U8`, `I64`).
+        public var dtype: DType?
+        /// The dtype as the file spells it: `F32`, `F64`, `I32`, `U8`, ...
+        public var rawDType: String
+        /// Dimensions, row-major.
+        public var shape: [Int]
+        /// Raw little-endian element bytes: `shape.product * elementSize`.
+        public var data: [UInt8]
+
+        /// Creates an entry from raw bytes; `data` must match the shape and dtype.
+        public init(name: String, rawDType: String, shape: [Int], data: [UInt8]) {
+            guard let size = Safetensors.elementSizes[rawDType] else {
+                preconditionFailure("unknown safetensors dtype \(rawDType)")
+            }
+            precondition(data.count == shape.reduce(1, *) * size,
+                         "\(name): \(data.count) bytes for shape \(shape) of \(rawDType)")
+            self.name = name
+            self.dtype = Safetensors.kilnTypes[rawDType]
+            self.rawDType = rawDType
+            self.shape = shape
+            self.data = data
+        }
+
+        /// Creates an entry of a Kiln dtype from raw bytes.
+        public init(name: String, dtype: DType, shape: [Int], data: [UInt8]) {
+            self.init(name: name, rawDType: Safetensors.rawName(of: dtype), shape: shape, data: data)
+        }
+
+        /// A float32 (`F32`) tensor holding `values`.
+        public init(name: String, shape: [Int], floats values: [Float]) {
+            self.init(name: name, dtype: .float32, shape: shape, data: Safetensors.bytes(of: values))
+        }
+
+        /// A float64 (`F64`) tensor holding `values`.
+        public init(name: String, shape: [Int], doubles values: [Double]) {
+            self.init(name: name, dtype: .float64, shape: shape, data: Safetensors.bytes(of: values))
+        }
+
+        /// An int32 (`I32`) tensor holding `values`.
+        public init(name: String, shape: [Int], int32s values: [Int32]) {
+            self.init(name: name, dtype: .int32, shape: shape, data: Safetensors.bytes(of: values))
+        }
+
+        /// A uint8 (`U8`) tensor holding `values`.
+        public init(name: String, shape: [Int], uint8s values: [UInt8]) {
+            self.init(name: name, rawDType: "U8", shape: shape, data: values)
+        }
+
+        /// Number of elements (the product of `shape`; 1 for a scalar).
+        public var elementCount: Int { shape.reduce(1, *) }
+
+        /// The elements of an `F32` tensor. Check `dtype` first: any other dtype is a precondition failure.
+        public func floats() -> [Float] { values(as: Float.self, expecting: "F32") }
+
+        /// The elements of an `F64` tensor. Check `dtype` first: any other dtype is a precondition failure.
+        public func doubles() -> [Double] { values(as: Double.self, expecting: "F64") }
+
+        /// The elements of an `I32` tensor, or of a `U8` tensor widened (labels are often stored as
+        /// bytes). Any other dtype is a precondition failure.
+        public func int32s() -> [Int32] {
+            if rawDType == "U8" { return data.map { Int32($0) } }
+            return values(as: Int32.self, expecting: "I32")
+        }
+
+        private func values<T>(as type: T.Type, expecting expected: String) -> [T] {
+            precondition(rawDType == expected, "tensor \(name) is \(rawDType), not \(expected)")
+            return [T](unsafeUninitializedCapacity: elementCount) { buffer, initialized in
+                _ = data.withUnsafeBytes { memcpy(buffer.baseAddress!, $0.baseAddress!, $0.count) }
+                initialized = elementCount
+            }
+        }
+    }
+
+    /// Bytes per element of every dtype the safetensors specification names.
+    static let elementSizes: [String: Int] = [
+        "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
+        "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+        "I32": 4, "U32": 4, "F32": 4,
+        "I64": 8, "U64": 8, "F64": 8,
+    ]
+
+    /// The safetensors dtypes Kiln computes with.
+    static let kilnTypes: [String: DType] = ["F32": .float32, "F64": .float64, "I32": .int32]
+
+    /// The safetensors spelling of a Kiln dtype.
+    public static func rawName(of dtype: DType) -> String {
+        switch dtype {
+        case .float32: return "F32"
+        case .float64: return "F64"
+        case .int32: return "I32"
+        }
+    }
+
+    /// The raw little-endian bytes of `values` (for `write`'s `data`).
+    public static func bytes<T: BitwiseCopyable>(of values: [T]) -> [UInt8] {
+        values.withUnsafeBytes { [UInt8]($0) }
+    }
+
+    /// Headers beyond this are refused before allocating (the reference implementation's limit).
+    static let maximumHeaderSize = 100 << 20
+
+    // MARK: Reading
+
+    /// Reads a safetensors file: every tensor by name, and the `__metadata__` strings (empty if none).
+    ///
+    /// Every dtype of the specification is read (`dtype` nil where Kiln has no type: read `data`).
+    /// Throws `KilnError.file` naming the file for a missing or short file, a header length beyond
+    /// the file, bad JSON, an unknown dtype, data offsets beyond the file or not matching the shape.
+    public static func read(path: String) throws -> (tensors: [String: Entry], metadata: [String: String]) {
+        try parse(try FileBytes.read(path), path: path)
+    }
+
+    /// Parses the bytes of a safetensors file; `path` only names it in errors.
+    public static func parse(_ file: [UInt8], path: String) throws
+        -> (tensors: [String: Entry], metadata: [String: String]) {
+        func fail(_ message: String) -> KilnError { KilnError.file(path: path, message: message) }
+        guard file.count >= 8 else {
+            throw fail("too short for safetensors: \(file.count) bytes, the header length alone takes 8")
+        }
+        var headerLength: UInt64 = 0
+        for i in (0..<8).reversed() { headerLength = headerLength << 8 | UInt64(file[i]) }
+        guard headerLength <= UInt64(file.count - 8) else {
+            throw fail("safetensors header length \(headerLength) goes beyond the file (\(file.count - 8) bytes after the length)")
+        }
+        guard headerLength <= UInt64(maximumHeaderSize) else {
+            throw fail("safetensors header length \(headerLength) exceeds the \(maximumHeaderSize)-byte limit")
+        }
+        let dataStart = 8 + Int(headerLength)
+        let dataLength = file.count - dataStart
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: Data(file[8..<dataStart]))
+        } catch {
+            throw fail("bad safetensors header: not valid JSON (\(error.localizedDescription))")
+        }
+        guard let header = json as? [String: Any] else {
+            throw fail("bad safetensors header: expected a JSON object at the top level")
+        }
+
+        var metadata: [String: String] = [:]
+        if let raw = header["__metadata__"] {
+            guard let map = raw as? [String: Any] else { throw fail("bad safetensors header: __metadata__ is not an object") }
+            for (key, value) in map {
+                guard let text = value as? String else {
+                    throw fail("bad safetensors header: __metadata__ value for \"\(key)\" is not a string")
+                }
+                metadata[key] = text
+            }
+        }
+
+        var tensors: [String: Entry] = [:]
+        for (name, raw) in header where name != "__metadata__" {
+            guard let info = raw as? [String: Any],
+                  let rawDType = info["dtype"] as? String,
+                  let shape = integers(info["shape"]),
+                  let offsets = integers(info["data_offsets"]), offsets.count == 2 else {
+                throw fail("bad safetensors header: tensor \"\(name)\" needs \"dtype\" (string), \"shape\" (integers) and \"data_offsets\" ([begin, end])")
+            }
+            guard let elementSize = elementSizes[rawDType] else {
+                throw fail("tensor \"\(name)\" has unknown dtype \"\(rawDType)\" (known: \(elementSizes.keys.sorted().joined(separator: ", ")))")
+            }
+            let (begin, end) = (offsets[0], offsets[1])
+            guard begin >= 0, begin <= end, end <= dataLength else {
+                throw fail("tensor \"\(name)\" data offsets [\(begin), \(end)] go beyond the data section (\(dataLength) bytes)")
+            }
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \"\(name)\" has a negative dimension in \(shape)") }
+            let (elements, overflow) = shape.reduce((1, false)) { acc, d in
+                let (p, o) = acc.0.multipliedReportingOverflow(by: d)
+                return (p, acc.1 || o)
+            }
+            guard !overflow, elements.multipliedReportingOverflow(by: elementSize).partialValue == end - begin,
+                  !elements.multipliedReportingOverflow(by: elementSize).overflow else {
+                throw fail("tensor \"\(name)\": shape \(shape) of \(rawDType) needs \(overflow ? "too many" : String(elements * elementSize)) bytes, data offsets [\(begin), \(end)] hold \(end - begin)")
+            }
+            tensors[name] = Entry(name: name, rawDType: rawDType, shape: shape,
+                                  data: Array(file[dataStart + begin ..< dataStart + end]))
+        }
+        return (tensors, metadata)
+    }
+
+    /// An array of JSON integers as `[Int]`, or nil if it is anything else.
+    private static func integers(_ value: Any?) -> [Int]? {
+        guard let array = value as? [Any] else { return nil }
+        var result: [Int] = []
+        for element in array {
+            // JSONSerialization bridges only whole numbers to Int, so fractions are refused here.
+            guard let int = element as? Int else { return nil }
+            result.append(int)
+        }
+        return result
+    }
+
+    // MARK: Writing
+
+    /// Writes tensors of Kiln dtypes and string metadata to `path` atomically (see `write(path:entries:metadata:)`).
+    public static func write(path: String, tensors: [(name: String, dtype: DType, shape: [Int], data: [UInt8])],
+                             metadata: [String: String]) throws {
+        try write(path: path, entries: tensors.map { Entry(name: $0.name, dtype: $0.dtype, shape: $0.shape, data: $0.data) },
+                  metadata: metadata)
+    }
+
+    /// Writes entries of any dtype and string metadata to `path` atomically: a temporary file in the
+    /// same directory, fsync, then rename over `path`, so a crash leaves the old file or the new one.
+    ///
+    /// The header lists tensors sorted by name (deterministic bytes for the same input). The data is
+    /// laid out by element size, largest first, then by name: readers reject gaps between tensors,
+    /// so this order is what puts every tensor at an offset aligned to its element size (the data
+    /// section itself starts 8-aligned, the header being padded with spaces). Names must be unique.
+    public static func write(path: String, entries: [Entry], metadata: [String: String]) throws {
+        try AtomicFile.write(serialize(entries: entries, metadata: metadata), to: path)
+    }
+
+    /// The bytes of a safetensors file holding `entries` and `metadata` (the layout `write` documents).
+    public static func serialize(entries: [Entry], metadata: [String: String]) -> [UInt8] {
+        precondition(Set(entries.map(\.name)).count == entries.count, "safetensors tensor names must be unique")
+        precondition(!entries.contains { $0.name == "__metadata__" }, "__metadata__ is reserved")
+        let layout = entries.sorted {
+            let (a, b) = (elementSizes[$0.rawDType]!, elementSizes[$1.rawDType]!)
+            return a != b ? a > b : $0.name < $1.name
+        }
+        var offsets: [String: (Int, Int)] = [:]
+        var position = 0
+        for entry in layout {
+            offsets[entry.name] = (position, position + entry.data.count)
+            position += entry.data.count
+        }
+
+        var json = "{"
+        var fields: [String] = []
+        if !metadata.isEmpty {
+            let pairs = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+            fields.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
+        }
+        for entry in entries.sorted(by: { $0.name < $1.name }) {
+            let (begin, end) = offsets[entry.name]!
+            fields.append("\(jsonString(entry.name)):{\"dtype\":\"\(entry.rawDType)\",\"shape\":[\(entry.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(begin),\(end)]}")
+        }
+        json += fields.joined(separator: ",") + "}"
+        var header = Array(json.utf8)
+        header.append(contentsOf: repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8))
+
+        var file: [UInt8] = []
+        file.reserveCapacity(8 + header.count + position)
+        for i in 0..<8 { file.append(UInt8(truncatingIfNeeded: UInt64(header.count) >> (8 * UInt64(i)))) }
+        file.append(contentsOf: header)
+        for entry in layout { file.append(contentsOf: entry.data) }
+        return file
+    }
+
+    /// `text` as a JSON string literal.
+    private static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
