@@ -86,35 +86,54 @@ public enum Glyphs {
             let q = SIMD2(p.x * scale * aspect + shear * p.y * scale, p.y * scale / aspect)
             return center + SIMD2(c * q.x - s * q.y, s * q.x + c * q.y)
         }
-        var segments: [(SIMD2<Double>, SIMD2<Double>)] = []
+        var segments: [Segment] = []
         for line in strokes {
-            for k in 1..<line.count { segments.append((toPixels(line[k - 1]), toPixels(line[k]))) }
+            for k in 1..<line.count { segments.append(Segment(toPixels(line[k - 1]), toPixels(line[k]))) }
         }
 
         let halfWidth = random.uniform(0.5, 1.5)
         let ink = random.uniform(0.6, 1.0)
         let background = random.uniform(0, 0.15)
         let noise = random.uniform(0.02, 0.15)
-        for y in 0..<size {
-            for x in 0..<size {
-                let pixel = SIMD2(Double(x) + 0.5, Double(y) + 0.5)
-                var distance = Double.infinity
-                for (a, b) in segments { distance = min(distance, segmentDistance(pixel, a, b)) }
-                // Coverage falls off linearly over one pixel at the stroke's edge: cheap antialiasing.
-                let coverage = min(max(halfWidth + 0.5 - distance, 0), 1)
-                let value = background + (ink - background) * coverage + noise * random.normal()
-                canvas[y * size + x] = Float(value)
+        // Coverage falls off linearly over one pixel at the stroke's edge (cheap antialiasing), so
+        // only pixels within halfWidth + 0.5 of a segment get ink: visit just its bounding box.
+        var coverage = [Double](repeating: 0, count: size * size)
+        let reach = halfWidth + 0.5
+        for segment in segments {
+            let x0 = max(0, Int((min(segment.ax, segment.bx) - reach).rounded(.down)))
+            let x1 = min(size - 1, Int((max(segment.ax, segment.bx) + reach).rounded(.up)))
+            let y0 = max(0, Int((min(segment.ay, segment.by) - reach).rounded(.down)))
+            let y1 = min(size - 1, Int((max(segment.ay, segment.by) + reach).rounded(.up)))
+            guard x0 <= x1, y0 <= y1 else { continue }
+            for y in y0...y1 {
+                for x in x0...x1 {
+                    let value = min(max(reach - segment.distance(Double(x) + 0.5, Double(y) + 0.5), 0), 1)
+                    if value > coverage[y * size + x] { coverage[y * size + x] = value }
+                }
             }
+        }
+        for p in 0..<(size * size) {
+            canvas[p] = Float(background + (ink - background) * coverage[p] + noise * random.normal())
         }
     }
 
-    /// Distance from `p` to the segment `a`-`b`.
-    private static func segmentDistance(_ p: SIMD2<Double>, _ a: SIMD2<Double>, _ b: SIMD2<Double>) -> Double {
-        let ab = b - a
-        let lengthSquared = (ab * ab).sum()
-        let t = lengthSquared > 0 ? min(max(((p - a) * ab).sum() / lengthSquared, 0), 1) : 0
-        let d = p - (a + t * ab)
-        return ((d * d).sum()).squareRoot()
+    /// A line segment in pixel coordinates, as scalars: the renderer's hot loop runs in debug
+    /// builds too, where generic SIMD code is many times slower.
+    private struct Segment {
+        let ax, ay, bx, by, dx, dy, lengthSquared: Double
+
+        init(_ a: SIMD2<Double>, _ b: SIMD2<Double>) {
+            (ax, ay, bx, by) = (a.x, a.y, b.x, b.y)
+            (dx, dy) = (b.x - a.x, b.y - a.y)
+            lengthSquared = dx * dx + dy * dy
+        }
+
+        /// Distance from (x, y) to the segment.
+        func distance(_ x: Double, _ y: Double) -> Double {
+            let t = lengthSquared > 0 ? min(max(((x - ax) * dx + (y - ay) * dy) / lengthSquared, 0), 1) : 0
+            let (ex, ey) = (x - ax - t * dx, y - ay - t * dy)
+            return (ex * ex + ey * ey).squareRoot()
+        }
     }
 }
 
