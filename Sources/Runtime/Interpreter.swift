@@ -18,6 +18,10 @@ public struct Interpreter {
     /// CounterRandom(seed:) using stream = -1 - nodeID, step 0). Random ops use CounterRandom(seed: seed)
     /// with the op's stream and `step`. Returns one HostTensor per node, indexed by ValueID.
     /// Missing inputs or wrong shapes/dtypes of fed values throw KilnError.feed naming the value.
+    ///
+    /// Initial values are `low + (high − low)·Double(u)` and `mean + std·Double(z)` for the Float
+    /// draws u, z of element i (index i), then rounded to the dtype like every other result.
+    /// Fed int32 values must be integers; fed float32 values are rounded to Float.
     public func run(inputs: [String: HostTensor], parameters: [String: HostTensor] = [:],
                     state: [String: HostTensor] = [:], seed: UInt64 = 0, step: UInt64 = 0) throws -> [HostTensor] {
         let random = CounterRandom(seed: seed)
@@ -380,7 +384,7 @@ private enum ConvolutionRole { case forward, backwardData, backwardFilter }
 /// into (y forward; x for backward data; w for backward filter) from the other two. All three
 /// ops walk this one relation, so they are exact adjoints of each other by construction.
 ///
-/// Pointers rather than a per-term closure: debug test builds run this 20× faster.
+/// Pointers rather than a per-term closure: debug test builds run this 10× faster.
 private func convolve(_ role: ConvolutionRole, x: UnsafeMutablePointer<Double>, w: UnsafeMutablePointer<Double>,
                       y: UnsafeMutablePointer<Double>, xShape: Shape, wShape: Shape, yShape: Shape, _ a: Conv2DAttributes) {
     let (batch, channels, height, width) = (xShape[0], xShape[1], xShape[2], xShape[3])
@@ -401,12 +405,12 @@ private func convolve(_ role: ConvolutionRole, x: UnsafeMutablePointer<Double>, 
                     var sum = 0.0
                     for c in 0..<channels {
                         for kh in rows {
-                            let xRow = x + ((n * channels + c) * height + top + kh) * width + left
+                            let xRow = x + ((n * channels + c) * height + top + kh) * width  // a row inside the image
                             let wRow = w + ((o * channels + c) * kernelH + kh) * kernelW
                             switch role {
-                            case .forward: for kw in columns { sum += xRow[kw] * wRow[kw] }
-                            case .backwardData: for kw in columns { xRow[kw] += y[yi] * wRow[kw] }
-                            case .backwardFilter: for kw in columns { wRow[kw] += xRow[kw] * y[yi] }
+                            case .forward: for kw in columns { sum += xRow[left + kw] * wRow[kw] }
+                            case .backwardData: for kw in columns { xRow[left + kw] += y[yi] * wRow[kw] }
+                            case .backwardFilter: for kw in columns { wRow[kw] += xRow[left + kw] * y[yi] }
                             }
                         }
                     }
