@@ -111,7 +111,8 @@ extension Op {
             return .success(TensorType(Shape(permutation.map { x.shape[$0] }), x.dtype))
 
         case let .broadcast(shape):
-            guard inputs[0].shape.broadcasts(to: shape) else {
+            // [1] "broadcasts" to [-3] by the numpy rule alone; a negative extent is never a shape.
+            guard shape.dims.allSatisfy({ $0 >= 0 }), inputs[0].shape.broadcasts(to: shape) else {
                 return fail("\(inputs[0].shape) does not broadcast to \(shape)")
             }
             return .success(TensorType(shape, inputs[0].dtype))

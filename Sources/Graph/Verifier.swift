@@ -1,7 +1,7 @@
 extension Graph {
     /// Checks the IR invariants: inputs refer to earlier nodes, each node's type is the one
-    /// its op's rule gives, leaf names are unique per kind, output names are unique, outputs and
-    /// updates are valid.
+    /// its op's rule gives, no extent is negative, leaf names are unique per kind, output names
+    /// are unique, outputs and updates are valid.
     ///
     /// Throws `KilnError.invalidGraph` naming the first broken invariant.
     public func verify() throws {
@@ -9,6 +9,9 @@ extension Graph {
         for (id, node) in nodes.enumerated() {
             for input in node.inputs where input < 0 || input >= id {
                 throw KilnError.invalidGraph("%\(id) \(node.op.name) reads %\(input), which is not an earlier node")
+            }
+            if node.type.shape.dims.contains(where: { $0 < 0 }) {
+                throw KilnError.invalidGraph("%\(id) \(node.op.name) has negative extent in \(node.type.shape)")
             }
             if node.op.isLeaf {
                 guard node.inputs.isEmpty else { throw KilnError.invalidGraph("leaf %\(id) \(node.op.name) has inputs") }

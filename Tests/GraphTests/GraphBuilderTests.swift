@@ -94,6 +94,7 @@ let ruleFailureCases: [RuleFailureCase] = [
     RuleFailureCase(op: .reshape([-2, -3]), inputs: [f32(2, 3)], reason: "cannot reshape"),
     RuleFailureCase(op: .transpose(permutation: [0, 0]), inputs: [f32(2, 3)], reason: "permutation [0, 0] is invalid"),
     RuleFailureCase(op: .broadcast([2, 4]), inputs: [f32(3)], reason: "[3] does not broadcast to [2, 4]"),
+    RuleFailureCase(op: .broadcast([-3]), inputs: [f32(1)], reason: "[1] does not broadcast to [-3]"),
     RuleFailureCase(op: .slice(start: [1], size: [3]), inputs: [f32(3)], reason: "out of bounds for [3]"),
     RuleFailureCase(op: .pad(low: [-1], high: [0]), inputs: [f32(3)], reason: "padding low [-1] high [0] is invalid"),
     RuleFailureCase(op: .concat(axis: 1), inputs: [f32(2, 3), f32(3, 3)], reason: "differ outside axis 1"),
