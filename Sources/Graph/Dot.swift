@@ -7,6 +7,7 @@ public struct DotCluster: Hashable, Sendable {
     /// The nodes inside the box. A node may belong to at most one cluster.
     public var members: [ValueID]
 
+    /// A cluster called `name`, captioned `label`, holding `members`.
     public init(name: String, label: String, members: [ValueID]) {
         self.name = name; self.label = label; self.members = members
     }
