@@ -85,6 +85,16 @@ struct IDXTests {
         }
     }
 
+    @Test("data that is neither gzip nor zlib is not gzip, with the bytes found")
+    func notGzip() {
+        #expect(throws: KilnError.file(path: "x.gz", message: "not gzip data: starts with 50 4b, expected the gzip magic 1f 8b")) {
+            try Gzip.decompress([0x50, 0x4B, 3, 4], path: "x.gz")
+        }
+        #expect(throws: KilnError.file(path: "x.gz", message: "not gzip data: the file is empty")) {
+            try Gzip.decompress([], path: "x.gz")
+        }
+    }
+
     @Test("bytes after the end of a gzip stream are corruption")
     func trailingGarbage() {
         let dir = TemporaryDirectory()
@@ -221,6 +231,24 @@ struct IDXTests {
             #expect(message.contains("dataset-fashion-mnist"))
         } catch {
             Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test("Fashion-MNIST loads from a given directory, gzip or not, and checks the image size")
+    func fashionDirectory() throws {
+        let dir = TemporaryDirectory()
+        let image = (0..<784).map { UInt8($0 % 256) }
+        dir.write("t10k-images-idx3-ubyte.gz", Gzip.compress(idx(dims: [2, 28, 28], body: image + image.reversed())))
+        dir.write("t10k-labels-idx1-ubyte", idx(dims: [2], body: [9, 0]))
+        let set = try FashionMNIST.load(split: .test, directory: dir.path)
+        #expect(set.count == 2 && set.labels == [9, 0] && set.classNames == FashionMNIST.classNames)
+        #expect(Array(set.images.prefix(784)) == image)
+
+        dir.write("train-images-idx3-ubyte", idx(dims: [1, 3, 4], body: Array(pixels.prefix(12))))
+        dir.write("train-labels-idx1-ubyte", idx(dims: [1], body: [1]))
+        #expect(throws: KilnError.file(path: dir.file("train-images-idx3-ubyte"), message:
+            "Fashion-MNIST images are 28x28, found 3x4")) {
+            try FashionMNIST.load(split: .train, directory: dir.path)
         }
     }
 

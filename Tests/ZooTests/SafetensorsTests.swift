@@ -28,11 +28,13 @@ struct SafetensorsTests {
             ("a.bias", .float32, [1], Safetensors.bytes(of: [Float(7)])),
             ("step", .int32, [], Safetensors.bytes(of: [Int32(-12)])),
             ("moments", .float64, [2], Safetensors.bytes(of: [0.1, -1e300])),
+            ("empty", .float32, [0, 3], []),
         ]
         try Safetensors.write(path: path, tensors: tensors, metadata: ["format": "pt", "note": "quote \" and\nnewline"])
         let read = try Safetensors.read(path: path)
         #expect(read.metadata == ["format": "pt", "note": "quote \" and\nnewline"])
-        #expect(read.tensors.keys.sorted() == ["a.bias", "fc.weight", "moments", "step"])
+        #expect(read.tensors.keys.sorted() == ["a.bias", "empty", "fc.weight", "moments", "step"])
+        #expect(read.tensors["empty"]?.shape == [0, 3] && read.tensors["empty"]?.floats() == [])
         let fc = try #require(read.tensors["fc.weight"])
         #expect(fc.dtype == .float32 && fc.rawDType == "F32" && fc.shape == [2, 3])
         #expect(fc.floats().map(\.bitPattern) == weights.map(\.bitPattern))

@@ -11,12 +11,22 @@ public enum Gzip {
         data.count >= 2 && data[0] == 0x1f && data[1] == 0x8b
     }
 
+    /// Whether `data` starts with a valid zlib (RFC 1950) header: deflate method and a header checksum.
+    static func isZlib(_ data: [UInt8]) -> Bool {
+        data.count >= 2 && data[0] & 0x0f == 8 && (Int(data[0]) << 8 | Int(data[1])) % 31 == 0
+    }
+
     /// Inflates gzip or zlib data (zlib detects which from the header: windowBits 15 + 32).
     ///
     /// Concatenated gzip members (as `cat a.gz b.gz` makes) are inflated one after another.
     /// `path` only names the file in errors. Throws `KilnError.file` for corrupt or truncated data.
     public static func decompress(_ data: [UInt8], path: String) throws -> [UInt8] {
-        if data.isEmpty { throw KilnError.file(path: path, message: "empty file, expected gzip data") }
+        if data.isEmpty { throw KilnError.file(path: path, message: "not gzip data: the file is empty") }
+        guard isGzip(data) || isZlib(data) else {
+            let found = data.prefix(2).map { String($0, radix: 16) }.map { $0.count == 1 ? "0" + $0 : $0 }
+            throw KilnError.file(path: path, message:
+                "not gzip data: starts with \(found.joined(separator: " ")), expected the gzip magic 1f 8b")
+        }
         var stream = z_stream()
         var status = inflateInit2_(&stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
         guard status == Z_OK else {

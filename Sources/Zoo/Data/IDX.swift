@@ -62,7 +62,7 @@ public enum IDX {
     /// every label must index `classNames`.
     public static func loadDataset(images: String, labels: String, classNames: [String]) throws -> ImageDataset {
         let imageFile = try read(path: images)
-        guard imageFile.dims.count == 3, imageFile.dims.allSatisfy({ $0 > 0 }) || imageFile.dims[0] == 0 else {
+        guard imageFile.dims.count == 3, imageFile.dims[1] > 0, imageFile.dims[2] > 0 else {
             throw KilnError.file(path: images, message:
                 "expected an images file with dimensions [count, rows, columns], found \(imageFile.dims)")
         }

@@ -78,6 +78,7 @@ public enum Safetensors {
 
         private func values<T>(as type: T.Type, expecting expected: String) -> [T] {
             precondition(rawDType == expected, "tensor \(name) is \(rawDType), not \(expected)")
+            if elementCount == 0 { return [] }
             return [T](unsafeUninitializedCapacity: elementCount) { buffer, initialized in
                 _ = data.withUnsafeBytes { memcpy(buffer.baseAddress!, $0.baseAddress!, $0.count) }
                 initialized = elementCount
