@@ -1,1 +1,33 @@
-print("kiln")
+import Foundation
+import Kiln
+
+let usage = """
+usage: kiln COMMAND [ARGS]
+
+commands:
+  demo                      train a small CNN on procedural glyphs (no download) and write its DOT
+  zoo                       list the models
+  train MODEL --dataset fashion-mnist [--epochs N] [--batch B] [--lr X] [--momentum M]
+              [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--json]
+  dot MODEL [--stage forward|training] [--batch B] [-o FILE]
+"""
+
+func runCommand(_ words: [String]) throws {
+    guard let command = words.first else { print(usage); return }
+    let rest = Array(words.dropFirst())
+    switch command {
+    case "demo": try demoCommand(rest)
+    case "zoo": try zooCommand(rest)
+    case "train": try trainCommand(rest)
+    case "dot": try dotCommand(rest)
+    case "help", "--help", "-h": print(usage)
+    default: throw KilnError.argument("unknown command \"\(command)\"; run `kiln help`")
+    }
+}
+
+do {
+    try runCommand(Array(CommandLine.arguments.dropFirst()))
+} catch {
+    printError("kiln: \(error)")
+    exit(1)
+}

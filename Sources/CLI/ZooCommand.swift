@@ -1,0 +1,27 @@
+import Foundation
+import Kiln
+
+func zooCommand(_ words: [String]) throws {
+    let args = try Arguments(words, options: [], flags: ["--json"], command: "zoo")
+    var rows: [(String, Int, [Int], String)] = []
+    for name in Zoo.classifierNames {
+        let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
+        let graph = try ClassifierTrainer.forwardGraph(model: model, batch: 1)
+        let count = graph.parameterIDs.reduce(0) { $0 + graph.nodes[$1].type.shape.count }
+        rows.append((name, count, model.inputShape, model.summary))
+    }
+    if args.flags.contains("--json") {
+        print("[" + rows.map { jsonObject([("model", $0.0), ("parameters", $0.1), ("input_shape", $0.2), ("summary", $0.3)]) }.joined(separator: ", ") + "]")
+        return
+    }
+    print("model       parameters  input       summary")
+    for (name, count, shape, summary) in rows {
+        let shapeText = shape.map(String.init).joined(separator: "x")
+        print(name.padding(toLength: 12, withPad: " ", startingAt: 0) + String(count).leftPadded(10) + "  "
+              + shapeText.padding(toLength: 10, withPad: " ", startingAt: 0) + "  " + summary)
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

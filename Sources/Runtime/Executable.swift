@@ -1,0 +1,453 @@
+import Foundation
+import KilnGraph
+
+/// How many threads kernels may use: `KILN_THREADS` if set, else every core.
+public func defaultThreadCount() -> Int {
+    if let text = ProcessInfo.processInfo.environment["KILN_THREADS"], let n = Int(text), n > 0 { return n }
+    return ProcessInfo.processInfo.activeProcessorCount
+}
+
+/// A float32 graph compiled for repeated execution: one arena allocated once, every kernel's
+/// pointers and loop bounds fixed at compile time, so a steady-state step allocates nothing
+/// and looks nothing up. Parameters and state live in the shared `ParameterStore`.
+///
+/// Supported dtypes: float32 everywhere, int32 for inputs (labels), casts and one-hot. Graphs in
+/// float64 run on the `Interpreter`.
+public final class Executable {
+    public let graph: Graph
+    public let store: ParameterStore
+    /// Threads the kernels use (fixed at compile time).
+    public let threads: Int
+    /// Seed of the random ops; draws are keyed by (seed, op stream, step).
+    public let seed: UInt64
+    /// Steps run so far (the counter of the random generator).
+    public var step: UInt64 { get { counter.value } set { counter.value = newValue } }
+    /// Bytes of the arena holding activations, gradients and temporaries.
+    public let arenaBytes: Int
+
+    private final class Counter { var value: UInt64 = 0 }
+    private let counter = Counter()
+    private let arena: UnsafeMutableRawPointer
+    private var scratch: [UnsafeMutableRawPointer] = []
+    private var pointers: [UnsafeMutableRawPointer]
+    private var kernels: [() -> Void] = []
+    private var updateCopies: [(from: UnsafeMutablePointer<Float>, to: UnsafeMutablePointer<Float>, count: Int)] = []
+    private let inputIDs: [String: ValueID]
+    private let outputIDs: [String: ValueID]
+
+    /// Compiles `graph`, registering its parameters and state in `store` (created and initialised if missing).
+    public init(graph: Graph, store: ParameterStore, threads: Int = defaultThreadCount(), seed: UInt64 = 0) throws {
+        try graph.verify()
+        try store.register(graph)
+        self.graph = graph
+        self.store = store
+        self.threads = Swift.max(1, threads)
+        self.seed = seed
+
+        // Every value gets its own 64-byte-aligned slot; reshapes alias their input; parameters and
+        // state point into the store.
+        var offsets = [Int](repeating: -1, count: graph.nodes.count)
+        var size = 0
+        for (id, node) in graph.nodes.enumerated() {
+            switch node.op {
+            case .parameter, .state, .reshape: continue
+            default:
+                offsets[id] = size
+                size += (node.type.byteCount + 63) / 64 * 64
+            }
+        }
+        arenaBytes = size
+        arena = .allocate(byteCount: Swift.max(size, 64), alignment: 64)
+        arena.initializeMemory(as: UInt8.self, repeating: 0, count: Swift.max(size, 64))
+        pointers = []
+        pointers.reserveCapacity(graph.nodes.count)
+        for (id, node) in graph.nodes.enumerated() {
+            switch node.op {
+            case .parameter, .state:
+                pointers.append(UnsafeMutableRawPointer(store[graph.leafName(id)!]!.pointer))
+            case .reshape:
+                pointers.append(pointers[node.inputs[0]])
+            default:
+                pointers.append(arena + offsets[id])
+            }
+        }
+        var inputs: [String: ValueID] = [:]
+        for id in graph.inputIDs { inputs[graph.leafName(id)!] = id }
+        inputIDs = inputs
+        var outputs: [String: ValueID] = [:]
+        for output in graph.outputs { outputs[output.name] = output.value }
+        outputIDs = outputs
+
+        for id in graph.nodes.indices { try compileNode(id) }
+        for update in graph.updates {
+            let count = graph.nodes[update.value].type.shape.count
+            updateCopies.append((floats(update.value), floats(update.target), count))
+        }
+    }
+
+    deinit {
+        arena.deallocate()
+        for pointer in scratch { pointer.deallocate() }
+    }
+
+    // MARK: Feeding and reading
+
+    /// The buffer of an input, for loaders that write batches in place (float32 or int32 per its dtype).
+    public func inputPointer(_ name: String) throws -> UnsafeMutableRawPointer {
+        guard let id = inputIDs[name] else { throw KilnError.feed("the program has no input \"\(name)\"; it has \(inputIDs.keys.sorted())") }
+        return pointers[id]
+    }
+
+    /// Copies float values into an input.
+    public func setInput(_ name: String, _ values: [Float]) throws {
+        let id = try inputID(name, .float32, values.count)
+        values.withUnsafeBufferPointer { pointers[id].assumingMemoryBound(to: Float.self).update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    /// Copies int32 values into an input.
+    public func setInput(_ name: String, _ values: [Int32]) throws {
+        let id = try inputID(name, .int32, values.count)
+        values.withUnsafeBufferPointer { pointers[id].assumingMemoryBound(to: Int32.self).update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    private func inputID(_ name: String, _ dtype: DType, _ count: Int) throws -> ValueID {
+        guard let id = inputIDs[name] else { throw KilnError.feed("the program has no input \"\(name)\"; it has \(inputIDs.keys.sorted())") }
+        let type = graph.nodes[id].type
+        guard type.dtype == dtype else { throw KilnError.feed("input \"\(name)\" is \(type.dtype), was fed \(dtype)") }
+        guard type.shape.count == count else {
+            throw KilnError.feed("input \"\(name)\" has shape \(type.shape) (\(type.shape.count) values), was fed \(count)")
+        }
+        return id
+    }
+
+    /// The values of a named output (a copy).
+    public func output(_ name: String) throws -> [Float] {
+        guard let id = outputIDs[name] else { throw KilnError.feed("the program has no output \"\(name)\"; it has \(outputIDs.keys.sorted())") }
+        return value(id)
+    }
+
+    /// The float32 values of any node after the last step (a copy; for tests and debugging).
+    public func value(_ id: ValueID) -> [Float] {
+        let type = graph.nodes[id].type
+        if type.dtype == .int32 {
+            return UnsafeBufferPointer(start: pointers[id].assumingMemoryBound(to: Int32.self), count: type.shape.count).map { Float($0) }
+        }
+        return Array(UnsafeBufferPointer(start: floats(id), count: type.shape.count))
+    }
+
+    /// A pointer to a named output's floats, valid until the next step.
+    public func outputPointer(_ name: String) throws -> UnsafePointer<Float> {
+        guard let id = outputIDs[name] else { throw KilnError.feed("the program has no output \"\(name)\"") }
+        return UnsafePointer(floats(id))
+    }
+
+    /// Runs one step: every kernel in order, then the parameter and state updates.
+    public func run() {
+        for kernel in kernels { kernel() }
+        for copy in updateCopies { copy.to.update(from: copy.from, count: copy.count) }
+        counter.value &+= 1
+    }
+
+    // MARK: Compilation of one node
+
+    private func floats(_ id: ValueID) -> UnsafeMutablePointer<Float> { pointers[id].assumingMemoryBound(to: Float.self) }
+    private func ints(_ id: ValueID) -> UnsafeMutablePointer<Int32> { pointers[id].assumingMemoryBound(to: Int32.self) }
+
+    private func scratchDoubles(_ count: Int) -> UnsafeMutablePointer<Double> {
+        let pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 8, alignment: 64)
+        scratch.append(pointer)
+        return pointer.assumingMemoryBound(to: Double.self)
+    }
+
+    private func compileNode(_ id: ValueID) throws {
+        let node = graph.nodes[id]
+        let type = node.type
+        let count = type.shape.count
+        let inputTypes = node.inputs.map { graph.nodes[$0].type }
+        let allowsInt: Bool
+        switch node.op {
+        case .input, .cast, .oneHot, .softmaxCrossEntropy, .reshape, .constant: allowsInt = true
+        default: allowsInt = false
+        }
+        if !allowsInt, type.dtype != .float32 || inputTypes.contains(where: { $0.dtype != .float32 }) {
+            throw KilnError.feed("%\(id) \(node.op.name) on \(([type] + inputTypes).map { "\($0)" }.joined(separator: ", ")): the compiled runtime runs float32 (int32 only for labels); use the Interpreter for other dtypes")
+        }
+        let y = floats(id)
+        let threads = self.threads
+        switch node.op {
+        case .input, .parameter, .state, .reshape:
+            return
+
+        case let .constant(values):
+            if type.dtype == .int32 {
+                let p = ints(id)
+                for i in 0..<count { p[i] = Int32(values.count == 1 ? values[0] : values[i]) }
+            } else {
+                for i in 0..<count { y[i] = Float(values.count == 1 ? values[0] : values[i]) }
+            }
+
+        case let .randomUniform(stream), let .randomNormal(stream):
+            let random = CounterRandom(seed: seed)
+            let counter = self.counter
+            let buffer = UnsafeMutableBufferPointer(start: y, count: count)
+            if case .randomUniform = node.op {
+                kernels.append { random.fillUniform(buffer, stream: stream, step: counter.value) }
+            } else {
+                kernels.append { random.fillNormal(buffer, stream: stream, step: counter.value) }
+            }
+
+        case let .unary(f):
+            let x = floats(node.inputs[0])
+            kernels.append(Self.chunked(count, threads) { range in
+                ElementwiseKernel.unary(f, x + range.lowerBound, y + range.lowerBound, count: range.count)
+            })
+
+        case let .power(exponent):
+            let x = floats(node.inputs[0]), e = Float(exponent)
+            kernels.append(Self.chunked(count, threads) { range in
+                ElementwiseKernel.power(e, x + range.lowerBound, y + range.lowerBound, count: range.count)
+            })
+
+        case let .binary(f):
+            let a = floats(node.inputs[0]), b = floats(node.inputs[1])
+            let rows = StridedLoops.rows(shape: type.shape, operandStrides: [
+                StridedLoops.broadcastStrides(inputTypes[0].shape, to: type.shape),
+                StridedLoops.broadcastStrides(inputTypes[1].shape, to: type.shape),
+                type.shape.strides])
+            let inner = rows.inner, sa = rows.innerStrides[0], sb = rows.innerStrides[1]
+            let oa = rows.offsets[0], ob = rows.offsets[1], oy = rows.offsets[2]
+            kernels.append(Self.chunked(rows.rowCount, threads, grain: Swift.max(1, 32768 / Swift.max(inner, 1))) { range in
+                for r in range { ElementwiseKernel.binary(f, a + oa[r], sa, b + ob[r], sb, y + oy[r], count: inner) }
+            })
+
+        case .select:
+            let c = floats(node.inputs[0]), a = floats(node.inputs[1]), b = floats(node.inputs[2])
+            let sc = StridedLoops.broadcastStrides(inputTypes[0].shape, to: type.shape)
+            let sa = StridedLoops.broadcastStrides(inputTypes[1].shape, to: type.shape)
+            let sb = StridedLoops.broadcastStrides(inputTypes[2].shape, to: type.shape)
+            let rows = StridedLoops.rows(shape: type.shape, operandStrides: [sc, sa, sb, type.shape.strides])
+            let inner = rows.inner, s = rows.innerStrides
+            let o = rows.offsets
+            kernels.append {
+                for r in 0..<rows.rowCount {
+                    let cp = c + o[0][r], ap = a + o[1][r], bp = b + o[2][r], yp = y + o[3][r]
+                    for i in 0..<inner { yp[i] = cp[i * s[0]] != 0 ? ap[i * s[1]] : bp[i * s[2]] }
+                }
+            }
+
+        case let .cast(target):
+            let source = inputTypes[0].dtype
+            let input = node.inputs[0]
+            switch (source, target) {
+            case (.float32, .float32), (.int32, .int32):
+                let from = pointers[input], to = pointers[id], bytes = type.byteCount
+                kernels.append { to.copyMemory(from: from, byteCount: bytes) }
+            case (.int32, .float32):
+                let from = ints(input)
+                kernels.append { for i in 0..<count { y[i] = Float(from[i]) } }
+            case (.float32, .int32):
+                let from = floats(input), to = ints(id)
+                kernels.append { for i in 0..<count { to[i] = Int32(from[i]) } }
+            default:
+                throw KilnError.feed("%\(id) cast from \(source) to \(target) is not supported by the compiled runtime")
+            }
+
+        case let .reduce(f, axes, _):
+            try compileReduce(id, f, axes)
+
+        case let .matmul(ta, tb):
+            let a = floats(node.inputs[0]), b = floats(node.inputs[1])
+            let (m, n) = (type.shape[0], type.shape[1])
+            let k = ta ? inputTypes[0].shape[0] : inputTypes[0].shape[1]
+            let lda = inputTypes[0].shape[1], ldb = inputTypes[1].shape[1]
+            kernels.append {
+                GEMM.sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                           c: y, ldc: n, accumulate: false, threads: threads)
+            }
+
+        case let .transpose(permutation):
+            let x = floats(node.inputs[0])
+            let sourceStrides = inputTypes[0].shape.strides
+            let strides = permutation.map { sourceStrides[$0] }
+            let dims = type.shape.dims, outStrides = type.shape.strides
+            kernels.append {
+                StridedLoops.copy(shape: dims, source: x, sourceOffset: 0, sourceStrides: strides,
+                                  destination: y, destinationOffset: 0, destinationStrides: outStrides)
+            }
+
+        case .broadcast:
+            let x = floats(node.inputs[0])
+            let rows = StridedLoops.rows(shape: type.shape, operandStrides: [
+                StridedLoops.broadcastStrides(inputTypes[0].shape, to: type.shape), type.shape.strides])
+            let inner = rows.inner, sx = rows.innerStrides[0], ox = rows.offsets[0], oy = rows.offsets[1]
+            kernels.append(Self.chunked(rows.rowCount, threads, grain: Swift.max(1, 32768 / Swift.max(inner, 1))) { range in
+                for r in range {
+                    let xp = x + ox[r], yp = y + oy[r]
+                    if sx == 0 { yp.update(repeating: xp[0], count: inner) } else { yp.update(from: xp, count: inner) }
+                }
+            })
+
+        case let .slice(start, _):
+            let x = floats(node.inputs[0])
+            let sourceStrides = inputTypes[0].shape.strides
+            let offset = zip(start, sourceStrides).map(*).reduce(0, +)
+            let dims = type.shape.dims, outStrides = type.shape.strides
+            kernels.append {
+                StridedLoops.copy(shape: dims, source: x, sourceOffset: offset, sourceStrides: sourceStrides,
+                                  destination: y, destinationOffset: 0, destinationStrides: outStrides)
+            }
+
+        case let .pad(low, _):
+            let x = floats(node.inputs[0])
+            let outStrides = type.shape.strides
+            let offset = zip(low, outStrides).map(*).reduce(0, +)
+            let dims = inputTypes[0].shape.dims, inStrides = inputTypes[0].shape.strides
+            kernels.append {
+                y.update(repeating: 0, count: count)
+                StridedLoops.copy(shape: dims, source: x, sourceOffset: 0, sourceStrides: inStrides,
+                                  destination: y, destinationOffset: offset, destinationStrides: outStrides)
+            }
+
+        case let .concat(axis):
+            let outStrides = type.shape.strides
+            var pieces: [(UnsafeMutablePointer<Float>, [Int], [Int], Int)] = []
+            var position = 0
+            for (input, inputType) in zip(node.inputs, inputTypes) {
+                pieces.append((floats(input), inputType.shape.dims, inputType.shape.strides, position * outStrides[axis]))
+                position += inputType.shape[axis]
+            }
+            kernels.append {
+                for (x, dims, strides, offset) in pieces {
+                    StridedLoops.copy(shape: dims, source: x, sourceOffset: 0, sourceStrides: strides,
+                                      destination: y, destinationOffset: offset, destinationStrides: outStrides)
+                }
+            }
+
+        case let .conv2d(a):
+            let x = floats(node.inputs[0]), w = floats(node.inputs[1])
+            let g = Self.convGeometry(a, input: inputTypes[0].shape, filter: inputTypes[1].shape)
+            kernels.append { Conv2DKernel.forward(g, x: x, weight: w, y: y, threads: threads) }
+
+        case let .conv2dBackwardData(a, inputShape):
+            let dy = floats(node.inputs[0]), w = floats(node.inputs[1])
+            let g = Self.convGeometry(a, input: inputShape, filter: inputTypes[1].shape)
+            kernels.append { Conv2DKernel.backwardData(g, dy: dy, weight: w, dx: y, threads: threads) }
+
+        case let .conv2dBackwardFilter(a, filterShape):
+            let x = floats(node.inputs[0]), dy = floats(node.inputs[1])
+            let g = Self.convGeometry(a, input: inputTypes[0].shape, filter: filterShape)
+            kernels.append { Conv2DKernel.backwardFilter(g, x: x, dy: dy, dw: y, threads: threads) }
+
+        case let .maxPool2d(p):
+            let x = floats(node.inputs[0]), g = Self.poolGeometry(p, inputTypes[0].shape)
+            kernels.append { Pool2DKernel.maxForward(g, x: x, y: y, threads: threads) }
+        case let .maxPool2dBackward(p):
+            let x = floats(node.inputs[0]), dy = floats(node.inputs[1]), g = Self.poolGeometry(p, inputTypes[0].shape)
+            kernels.append { Pool2DKernel.maxBackward(g, x: x, dy: dy, dx: y, threads: threads) }
+        case let .maxPool2dGather(p):
+            let x = floats(node.inputs[0]), source = floats(node.inputs[1]), g = Self.poolGeometry(p, inputTypes[0].shape)
+            kernels.append { Pool2DKernel.maxGather(g, x: x, source: source, out: y, threads: threads) }
+        case let .avgPool2d(p):
+            let x = floats(node.inputs[0]), g = Self.poolGeometry(p, inputTypes[0].shape)
+            kernels.append { Pool2DKernel.avgForward(g, x: x, y: y, threads: threads) }
+        case let .avgPool2dBackward(p, inputShape):
+            let dy = floats(node.inputs[0]), g = Self.poolGeometry(p, inputShape)
+            kernels.append { Pool2DKernel.avgBackward(g, dy: dy, dx: y, threads: threads) }
+
+        case let .softmax(axis), let .logSoftmax(axis):
+            let x = floats(node.inputs[0])
+            let dims = type.shape.dims
+            let outer = dims[..<axis].reduce(1, *), length = dims[axis], inner = dims[(axis + 1)...].reduce(1, *)
+            let isLog: Bool
+            if case .logSoftmax = node.op { isLog = true } else { isLog = false }
+            kernels.append {
+                SoftmaxKernel.softmax(x, y, outer: outer, length: length, inner: inner, log: isLog)
+            }
+
+        case .softmaxCrossEntropy:
+            let logits = floats(node.inputs[0]), labels = ints(node.inputs[1])
+            let rows = inputTypes[0].shape[0], classes = inputTypes[0].shape[1]
+            kernels.append { SoftmaxKernel.crossEntropy(logits, labels, y, rows: rows, classes: classes) }
+
+        case let .oneHot(depth, dtype):
+            guard dtype == .float32 else { throw KilnError.feed("%\(id) one_hot to \(dtype) is not supported by the compiled runtime") }
+            let labels = ints(node.inputs[0]), n = inputTypes[0].shape.count
+            kernels.append {
+                y.update(repeating: 0, count: count)
+                for i in 0..<n where labels[i] >= 0 && Int(labels[i]) < depth { y[i * depth + Int(labels[i])] = 1 }
+            }
+        }
+    }
+
+    private func compileReduce(_ id: ValueID, _ f: ReduceFunction, _ axes: [Int]) throws {
+        let node = graph.nodes[id]
+        let inputShape = graph.nodes[node.inputs[0]].type.shape
+        let x = floats(node.inputs[0]), y = floats(id)
+        let outCount = node.type.shape.count
+        // Output strides viewed in the input's rank, 0 on reduced axes.
+        var reducedShape = inputShape.dims
+        for axis in axes { reducedShape[axis] = 1 }
+        let outStrides = StridedLoops.broadcastStrides(Shape(reducedShape), to: inputShape)
+        let rows = StridedLoops.rows(shape: inputShape, operandStrides: [inputShape.strides, outStrides])
+        let inner = rows.inner, innerOut = rows.innerStrides[1]
+        let ox = rows.offsets[0], oy = rows.offsets[1]
+        let reducedCount = axes.reduce(1) { $0 * inputShape[$1] }
+        let accumulator = scratchDoubles(outCount)
+        switch f {
+        case .sum, .mean:
+            let scale = f == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1
+            kernels.append {
+                accumulator.update(repeating: 0, count: outCount)
+                for r in 0..<ox.count {
+                    let xp = x + ox[r], ap = accumulator + oy[r]
+                    if innerOut == 0 {
+                        var s = 0.0
+                        for i in 0..<inner { s += Double(xp[i]) }
+                        ap[0] += s
+                    } else {
+                        for i in 0..<inner { ap[i] += Double(xp[i]) }
+                    }
+                }
+                for i in 0..<outCount { y[i] = Float(accumulator[i] * scale) }
+            }
+        case .max:
+            kernels.append {
+                y.update(repeating: -.infinity, count: outCount)
+                for r in 0..<ox.count {
+                    let xp = x + ox[r], yp = y + oy[r]
+                    if innerOut == 0 {
+                        var m = yp[0]
+                        for i in 0..<inner where xp[i] > m { m = xp[i] }
+                        yp[0] = m
+                    } else {
+                        for i in 0..<inner where xp[i] > yp[i] { yp[i] = xp[i] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A kernel that splits `0..<count` into fixed chunks of at least `grain` and runs them on `threads`.
+    private static func chunked(_ count: Int, _ threads: Int, grain: Int = 65536,
+                                _ body: @escaping (Range<Int>) -> Void) -> () -> Void {
+        let chunks = Swift.max(1, Swift.min(threads, count / Swift.max(grain, 1)))
+        if chunks == 1 { return { body(0..<count) } }
+        let size = (count + chunks - 1) / chunks
+        return {
+            Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+                let start = chunk * size
+                body(start..<Swift.min(count, start + size))
+            }
+        }
+    }
+
+    static func convGeometry(_ a: Conv2DAttributes, input: Shape, filter: Shape) -> Conv2DKernel.Geometry {
+        Conv2DKernel.Geometry(n: input[0], c: input[1], h: input[2], w: input[3], o: filter[0], kh: filter[2], kw: filter[3],
+                              strideH: a.strideH, strideW: a.strideW, padH: a.padH, padW: a.padW)
+    }
+
+    static func poolGeometry(_ p: PoolAttributes, _ input: Shape) -> Pool2DKernel.Geometry {
+        Pool2DKernel.Geometry(n: input[0], c: input[1], h: input[2], w: input[3], kh: p.kernelH, kw: p.kernelW,
+                              strideH: p.strideH, strideW: p.strideW)
+    }
+}
