@@ -35,7 +35,9 @@ extension GraphBuilder {
             case .square: add(0, g * (x * 2))
             case .tanh: add(0, g * (1 - y * y))
             case .sigmoid: add(0, g * (y * (1 - y)))
-            case .relu: add(0, g * x.greater(0))
+            // y > 0 exactly where x > 0; reading the output lets the forward pre-activation
+            // die inside a fused GEMM/conv epilogue.
+            case .relu: add(0, g * y.greater(0))
             case .softplus: add(0, g * sigmoid(x))
             case .abs: add(0, g * sign(x))
             case .sign: return  // piecewise constant

@@ -1,0 +1,34 @@
+import KilnGraph
+
+/// Evaluates one op on constant inputs, for constant folding. The runtime's reference
+/// interpreter provides it; passes cannot import the runtime, which sits above them.
+public protocol ConstantEvaluator {
+    /// The values of `op` applied to constants of the given types and values, or nil if it cannot.
+    func evaluate(_ op: Op, inputs: [(type: TensorType, values: [Double])], resultType: TensorType) -> [Double]?
+}
+
+/// Options that shape the standard pipeline.
+public struct PipelineOptions {
+    /// Folds constant subgraphs when given.
+    public var evaluator: ConstantEvaluator?
+    public init(evaluator: ConstantEvaluator? = nil) { self.evaluator = evaluator }
+}
+
+/// Every pass, listed once (Glow's `FunctionPasses.def`): names in standard pipeline order and
+/// how to make each.
+public enum PassRegistry {
+    /// Names of the standard pipeline, in order.
+    public static let standardNames: [String] = []
+
+    /// The pass called `name`, or nil if there is none.
+    public static func make(_ name: String, options: PipelineOptions) -> Pass? {
+        switch name {
+        default: return nil
+        }
+    }
+
+    /// The standard pipeline: simplification, fusion, scheduling, memory planning.
+    public static func standardPipeline(options: PipelineOptions = PipelineOptions()) -> PassManager {
+        PassManager(passes: standardNames.compactMap { make($0, options: options) })
+    }
+}

@@ -1,0 +1,100 @@
+import KilnGraph
+
+/// What a fused kernel does; the runtime picks the kernel by kind and root op.
+public enum KernelKind: String, Hashable, Sendable {
+    /// One node, run by its own kernel.
+    case single
+    /// Elementwise and broadcast nodes over one iteration space, computed element by element
+    /// without intermediate buffers (several outputs allowed).
+    case elementwise
+    /// A matmul, conv2d or softmax-family root whose output flows through elementwise nodes
+    /// applied in the root's epilogue.
+    case epilogue
+    /// A reduction whose input is computed by elementwise nodes on the fly (a prologue).
+    case reduction
+}
+
+/// A group of nodes executed as one kernel.
+public struct KernelGroup: Hashable, Sendable {
+    public var kind: KernelKind
+    /// The node that sets the kernel: the matmul/conv/reduce for epilogue and reduction groups,
+    /// the last node for elementwise groups, the node itself for singles.
+    public var root: ValueID
+    /// Every node the kernel computes, in graph order (root included).
+    public var members: [ValueID]
+    /// Members whose values leave the kernel (read by other kernels, graph outputs or updates).
+    public var outputs: [ValueID]
+
+    public init(kind: KernelKind, root: ValueID, members: [ValueID], outputs: [ValueID]) {
+        self.kind = kind; self.root = root; self.members = members; self.outputs = outputs
+    }
+}
+
+/// Nodes that need no kernel: leaves other than random draws (bound, not computed) and
+/// reshapes (views of their input's buffer).
+extension Op {
+    public var isView: Bool { if case .reshape = self { return true } else { return false } }
+    public var needsKernel: Bool {
+        switch self {
+        case .input, .parameter, .state, .constant, .reshape: return false
+        default: return true
+        }
+    }
+}
+
+extension Graph {
+    /// The number of kernels the graph takes when every node runs on its own.
+    public var unfusedKernelCount: Int { nodes.reduce(0) { $0 + ($1.op.needsKernel ? 1 : 0) } }
+
+    /// One single-node group per node that needs a kernel, in graph order.
+    public func singletonGroups() -> [KernelGroup] {
+        let users = self.users()
+        let pinned = Set(outputs.map(\.value) + updates.map(\.value))
+        return nodes.indices.filter { nodes[$0].op.needsKernel }.map { id in
+            KernelGroup(kind: .single, root: id, members: [id],
+                        outputs: users[id].isEmpty && !pinned.contains(id) ? [] : [id])
+        }
+    }
+}
+
+/// Where every value lives when a program runs.
+public struct MemoryPlan: Hashable, Sendable {
+    /// Byte offset in the arena of each value placed there (kernel outputs and inputs).
+    public var offsets: [ValueID: Int]
+    /// Values that share another value's buffer: reshape views and in-place results.
+    /// The value on the right is never itself an alias.
+    public var aliases: [ValueID: ValueID]
+    /// Bytes of the arena.
+    public var arenaBytes: Int
+    /// Bytes if every placed value had its own buffer.
+    public var naiveBytes: Int
+    /// The largest total size of buffers live at one step of the schedule: no placement can beat it.
+    public var lowerBoundBytes: Int
+    /// The strategy whose placement was kept.
+    public var strategy: String
+
+    public init(offsets: [ValueID: Int], aliases: [ValueID: ValueID], arenaBytes: Int, naiveBytes: Int,
+                lowerBoundBytes: Int, strategy: String) {
+        self.offsets = offsets; self.aliases = aliases; self.arenaBytes = arenaBytes
+        self.naiveBytes = naiveBytes; self.lowerBoundBytes = lowerBoundBytes; self.strategy = strategy
+    }
+}
+
+/// What the compiler pipeline carries from pass to pass, and, at the end, what the runtime runs:
+/// the graph, its kernels in schedule order, and where every value lives.
+public struct Program: Hashable, Sendable {
+    public var graph: Graph
+    /// Kernels in execution order; nil before fusion/scheduling (then every node is its own kernel in graph order).
+    public var kernels: [KernelGroup]?
+    /// Buffer placement; nil before memory planning.
+    public var memory: MemoryPlan?
+
+    public init(graph: Graph, kernels: [KernelGroup]? = nil, memory: MemoryPlan? = nil) {
+        self.graph = graph; self.kernels = kernels; self.memory = memory
+    }
+
+    /// Kernels in execution order (singletons in graph order when no fusion ran).
+    public var schedule: [KernelGroup] { kernels ?? graph.singletonGroups() }
+    /// How many kernels a step runs.
+    public var kernelCount: Int { kernels?.count ?? graph.unfusedKernelCount }
+}
