@@ -164,18 +164,17 @@ public enum Conv2DKernel {
                     for oy in 0..<oh {
                         let out = row + oy * ow
                         guard rows.contains(oy), !columns.isEmpty else {
-                            out.update(repeating: 0, count: ow)
+                            zeroFloats(out, ow)
                             continue
                         }
                         let source = plane + (oy * g.strideH - g.padH + ky) * g.w - g.padW + kx
-                        for ox in 0..<columns.lowerBound { out[ox] = 0 }
+                        zeroFloats(out, columns.lowerBound)
                         if g.strideW == 1 {
-                            (out + columns.lowerBound).update(from: source + columns.lowerBound,
-                                                              count: columns.count)
+                            copyFloats(out + columns.lowerBound, source + columns.lowerBound, columns.count)
                         } else {
                             for ox in columns { out[ox] = source[ox * g.strideW] }
                         }
-                        for ox in columns.upperBound..<ow { out[ox] = 0 }
+                        zeroFloats(out + columns.upperBound, ow - columns.upperBound)
                     }
                     row += oh * ow
                 }
@@ -198,11 +197,56 @@ public enum Conv2DKernel {
                     for oy in rows {
                         let input = row + oy * ow
                         let target = plane + (oy * g.strideH - g.padH + ky) * g.w - g.padW + kx
-                        for ox in columns { target[ox * g.strideW] += input[ox] }
+                        if g.strideW == 1 {
+                            let (to, from) = (target + columns.lowerBound, input + columns.lowerBound)
+                            for i in 0..<columns.count { to[i] += from[i] }
+                        } else {
+                            for ox in columns { target[ox * g.strideW] += input[ox] }
+                        }
                     }
                     row += oh * ow
                 }
             }
         }
+    }
+
+    // A libc memcpy/memset call per image row (often under 32 floats) costs more than the
+    // copy itself, and LLVM turns plain copy loops into those calls; explicit vector moves
+    // avoid both.
+
+    /// Copies `count` floats between non-overlapping ranges.
+    @inline(__always)
+    static func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            UnsafeMutableRawPointer(dst + i).storeBytes(
+                of: UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i + 4 <= count {
+            UnsafeMutableRawPointer(dst + i).storeBytes(
+                of: UnsafeRawPointer(src + i).loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+            i += 4
+        }
+        if i < count { dst[i] = src[i] }
+        if i + 1 < count { dst[i + 1] = src[i + 1] }
+        if i + 2 < count { dst[i + 2] = src[i + 2] }
+    }
+
+    /// Sets `count` floats to zero.
+    @inline(__always)
+    static func zeroFloats(_ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: SIMD16<Float>(), as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i + 4 <= count {
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: SIMD4<Float>(), as: SIMD4<Float>.self)
+            i += 4
+        }
+        if i < count { dst[i] = 0 }
+        if i + 1 < count { dst[i + 1] = 0 }
+        if i + 2 < count { dst[i + 2] = 0 }
     }
 }
