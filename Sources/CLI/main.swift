@@ -10,6 +10,7 @@ commands:
   train MODEL --dataset fashion-mnist [--epochs N] [--batch B] [--lr X] [--momentum M]
               [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--json]
   dot MODEL [--stage forward|training] [--batch B] [-o FILE]
+  plan MODEL [--training] [--batch B] [--disable PASS,...] [--json]
 """
 
 func runCommand(_ words: [String]) throws {
@@ -20,6 +21,7 @@ func runCommand(_ words: [String]) throws {
     case "zoo": try zooCommand(rest)
     case "train": try trainCommand(rest)
     case "dot": try dotCommand(rest)
+    case "plan": try planCommand(rest)
     case "help", "--help", "-h": print(usage)
     default: throw KilnError.argument("unknown command \"\(command)\"; run `kiln help`")
     }

@@ -18,11 +18,12 @@ public struct PipelineOptions {
 /// how to make each.
 public enum PassRegistry {
     /// Names of the standard pipeline, in order.
-    public static let standardNames: [String] = []
+    public static let standardNames: [String] = ["fuse"]
 
     /// The pass called `name`, or nil if there is none.
     public static func make(_ name: String, options: PipelineOptions) -> Pass? {
         switch name {
+        case "fuse": return Fusion()
         default: return nil
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import KilnGraph
+import KilnPasses
 
 /// How many threads kernels may use: `KILN_THREADS` if set, else every core.
 public func defaultThreadCount() -> Int {
@@ -29,31 +30,51 @@ public final class Executable {
     private let counter = Counter()
     private let arena: UnsafeMutableRawPointer
     private var scratch: [UnsafeMutableRawPointer] = []
-    private var pointers: [UnsafeMutableRawPointer]
+    private var pointers: [UnsafeMutableRawPointer?]
     private var kernels: [() -> Void] = []
     private var updateCopies: [(from: UnsafeMutablePointer<Float>, to: UnsafeMutablePointer<Float>, count: Int)] = []
     private let inputIDs: [String: ValueID]
     private let outputIDs: [String: ValueID]
 
-    /// Compiles `graph`, registering its parameters and state in `store` (created and initialised if missing).
-    public init(graph: Graph, store: ParameterStore, threads: Int = defaultThreadCount(), seed: UInt64 = 0) throws {
+    /// The program this executable runs (graph, kernels in order, memory plan).
+    public let program: Program
+
+    /// Compiles `graph` through `pipeline` (the standard one by default: simplification, fusion,
+    /// memory planning), registering its parameters and state in `store` (created and
+    /// initialised if missing).
+    public convenience init(graph: Graph, store: ParameterStore, threads: Int = defaultThreadCount(), seed: UInt64 = 0,
+                            pipeline: PassManager? = standardPipeline()) throws {
+        var program = Program(graph: graph)
+        if let pipeline { try pipeline.run(&program) }
+        try self.init(program: program, store: store, threads: threads, seed: seed)
+    }
+
+    /// Prepares `program` for execution: places every value (at the planned arena offsets when
+    /// the program has a memory plan, else each in its own slot) and builds one closure per kernel.
+    public init(program: Program, store: ParameterStore, threads: Int = defaultThreadCount(), seed: UInt64 = 0) throws {
+        let graph = program.graph
         try graph.verify()
         try store.register(graph)
+        self.program = program
         self.graph = graph
         self.store = store
         self.threads = Swift.max(1, threads)
         self.seed = seed
 
-        // Every value gets its own 64-byte-aligned slot; reshapes alias their input; parameters and
-        // state point into the store.
-        var offsets = [Int](repeating: -1, count: graph.nodes.count)
+        var offsets = [Int?](repeating: nil, count: graph.nodes.count)
         var size = 0
-        for (id, node) in graph.nodes.enumerated() {
-            switch node.op {
-            case .parameter, .state, .reshape: continue
-            default:
-                offsets[id] = size
-                size += (node.type.byteCount + 63) / 64 * 64
+        if let memory = program.memory {
+            for (id, offset) in memory.offsets { offsets[id] = offset }
+            size = memory.arenaBytes
+        } else {
+            // Every computed value and input gets its own 64-byte-aligned slot.
+            for (id, node) in graph.nodes.enumerated() {
+                switch node.op {
+                case .parameter, .state, .reshape, .constant: continue
+                default:
+                    offsets[id] = size
+                    size += (node.type.byteCount + 63) / 64 * 64
+                }
             }
         }
         arenaBytes = size
@@ -67,8 +88,18 @@ public final class Executable {
                 pointers.append(UnsafeMutableRawPointer(store[graph.leafName(id)!]!.pointer))
             case .reshape:
                 pointers.append(pointers[node.inputs[0]])
+            case .constant:
+                let buffer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(node.type.byteCount, 4), alignment: 64)
+                scratch.append(buffer)
+                pointers.append(buffer)
             default:
-                pointers.append(arena + offsets[id])
+                if let alias = program.memory?.aliases[id] {
+                    pointers.append(pointers[alias])
+                } else if let offset = offsets[id] {
+                    pointers.append(arena + offset)
+                } else {
+                    pointers.append(nil)  // computed inside a fused kernel, never stored
+                }
             }
         }
         var inputs: [String: ValueID] = [:]
@@ -78,11 +109,52 @@ public final class Executable {
         for output in graph.outputs { outputs[output.name] = output.value }
         outputIDs = outputs
 
-        for id in graph.nodes.indices { try compileNode(id) }
-        for update in graph.updates {
+        for (id, node) in graph.nodes.enumerated() where !node.op.needsKernel { try compileNode(id) }
+        for group in program.schedule { try compileKernel(group) }
+        for update in graph.updates where pointers[update.value] != pointers[update.target] {
             let count = graph.nodes[update.value].type.shape.count
             updateCopies.append((floats(update.value), floats(update.target), count))
         }
+    }
+
+    /// Builds the closure of one kernel.
+    private func compileKernel(_ group: KernelGroup) throws {
+        switch group.kind {
+        case .single:
+            try compileNode(group.root)
+        case .elementwise:
+            let fused = FusedElementwise(graph: graph, members: group.members, space: graph.nodes[group.root].type.shape,
+                                         outputs: outputBuffers(group), pointer: floats, threads: threads)
+            kernels.append { fused.run() }
+        case .reduction:
+            let root = group.root
+            let space = graph.nodes[graph.nodes[root].inputs[0]].type.shape
+            let fused = FusedElementwise(graph: graph, members: group.members.filter { $0 != root }, space: space,
+                                         outputs: outputBuffers(group).filter { $0.key != root }, pointer: floats,
+                                         threads: threads, reduction: (root, floats(root)))
+            kernels.append { fused.run() }
+        case .epilogue:
+            // The root writes into its own buffer when it leaves the kernel, else into the buffer of
+            // the kernel's first output (same shape), which the epilogue then updates in place.
+            let root = group.root
+            if pointers[root] == nil {
+                guard let first = group.outputs.first(where: { graph.nodes[$0].type.shape == graph.nodes[root].type.shape }) else {
+                    preconditionFailure("epilogue kernel of %\(root) has no output of its shape")
+                }
+                pointers[root] = pointers[first]
+            }
+            try compileNode(root)
+            let fused = FusedElementwise(graph: graph, members: group.members.filter { $0 != root },
+                                         space: graph.nodes[root].type.shape,
+                                         outputs: outputBuffers(group).filter { $0.key != root }, pointer: floats, threads: threads)
+            kernels.append { fused.run() }
+        }
+    }
+
+    private func outputBuffers(_ group: KernelGroup) -> [ValueID: UnsafeMutablePointer<Float>] {
+        var buffers: [ValueID: UnsafeMutablePointer<Float>] = [:]
+        for output in group.outputs { buffers[output] = floats(output) }
+        return buffers
     }
 
     deinit {
@@ -95,19 +167,19 @@ public final class Executable {
     /// The buffer of an input, for loaders that write batches in place (float32 or int32 per its dtype).
     public func inputPointer(_ name: String) throws -> UnsafeMutableRawPointer {
         guard let id = inputIDs[name] else { throw KilnError.feed("the program has no input \"\(name)\"; it has \(inputIDs.keys.sorted())") }
-        return pointers[id]
+        return pointers[id]!
     }
 
     /// Copies float values into an input.
     public func setInput(_ name: String, _ values: [Float]) throws {
         let id = try inputID(name, .float32, values.count)
-        values.withUnsafeBufferPointer { pointers[id].assumingMemoryBound(to: Float.self).update(from: $0.baseAddress!, count: values.count) }
+        values.withUnsafeBufferPointer { pointers[id]!.assumingMemoryBound(to: Float.self).update(from: $0.baseAddress!, count: values.count) }
     }
 
     /// Copies int32 values into an input.
     public func setInput(_ name: String, _ values: [Int32]) throws {
         let id = try inputID(name, .int32, values.count)
-        values.withUnsafeBufferPointer { pointers[id].assumingMemoryBound(to: Int32.self).update(from: $0.baseAddress!, count: values.count) }
+        values.withUnsafeBufferPointer { pointers[id]!.assumingMemoryBound(to: Int32.self).update(from: $0.baseAddress!, count: values.count) }
     }
 
     private func inputID(_ name: String, _ dtype: DType, _ count: Int) throws -> ValueID {
@@ -130,7 +202,7 @@ public final class Executable {
     public func value(_ id: ValueID) -> [Float] {
         let type = graph.nodes[id].type
         if type.dtype == .int32 {
-            return UnsafeBufferPointer(start: pointers[id].assumingMemoryBound(to: Int32.self), count: type.shape.count).map { Float($0) }
+            return UnsafeBufferPointer(start: pointers[id]!.assumingMemoryBound(to: Int32.self), count: type.shape.count).map { Float($0) }
         }
         return Array(UnsafeBufferPointer(start: floats(id), count: type.shape.count))
     }
@@ -150,8 +222,11 @@ public final class Executable {
 
     // MARK: Compilation of one node
 
-    private func floats(_ id: ValueID) -> UnsafeMutablePointer<Float> { pointers[id].assumingMemoryBound(to: Float.self) }
-    private func ints(_ id: ValueID) -> UnsafeMutablePointer<Int32> { pointers[id].assumingMemoryBound(to: Int32.self) }
+    private func floats(_ id: ValueID) -> UnsafeMutablePointer<Float> {
+        guard let pointer = pointers[id] else { preconditionFailure("%\(id) has no buffer: it lives inside a fused kernel") }
+        return pointer.assumingMemoryBound(to: Float.self)
+    }
+    private func ints(_ id: ValueID) -> UnsafeMutablePointer<Int32> { pointers[id]!.assumingMemoryBound(to: Int32.self) }
 
     private func scratchDoubles(_ count: Int) -> UnsafeMutablePointer<Double> {
         let pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 8, alignment: 64)
@@ -240,7 +315,7 @@ public final class Executable {
             let input = node.inputs[0]
             switch (source, target) {
             case (.float32, .float32), (.int32, .int32):
-                let from = pointers[input], to = pointers[id], bytes = type.byteCount
+                let from = pointers[input]!, to = pointers[id]!, bytes = type.byteCount
                 kernels.append { to.copyMemory(from: from, byteCount: bytes) }
             case (.int32, .float32):
                 let from = ints(input)

@@ -1,0 +1,62 @@
+import Foundation
+import Kiln
+
+/// `kiln plan MODEL`: runs the compiler pipeline and prints, per pass, wall time and node and
+/// kernel counts, then the memory plan.
+func planCommand(_ words: [String]) throws {
+    let args = try Arguments(words, options: ["--batch", "--disable"], flags: ["--training", "--json", "--kernels"], command: "plan")
+    guard args.positionals.count == 1 else { throw KilnError.argument("plan: give exactly one MODEL (see `kiln zoo`)") }
+    let name = args.positionals[0]
+    let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
+    let batch = try args.int("--batch", default: 64)
+    let training = args.flags.contains("--training")
+    let start = Date()
+    let graph = training
+        ? try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
+        : try ClassifierTrainer.forwardGraph(model: model, batch: batch)
+    let buildSeconds = Date().timeIntervalSince(start)
+    var manager = standardPipeline()
+    if let disabled = args.options["--disable"] { manager.disabled = Set(disabled.split(separator: ",").map(String.init)) }
+    let timer = PassTimer()
+    manager.instruments.append(timer)
+    var program = Program(graph: graph)
+    let compileStart = Date()
+    try manager.run(&program)
+    let compileSeconds = Date().timeIntervalSince(compileStart)
+    let unfused = graph.unfusedKernelCount
+    if !args.flags.contains("--json") {
+        print("\(name) \(training ? "training step" : "forward"), batch \(batch): \(graph.nodes.count) nodes, \(unfused) kernels unfused")
+        print("pass                  ms     nodes        kernels")
+        for r in timer.records {
+            let name = r.name.padding(toLength: 18, withPad: " ", startingAt: 0)
+            let nodes = "\(r.nodesBefore)→\(r.nodesAfter)".leftPadded(10)
+            let kernels = "\(r.kernelsBefore)→\(r.kernelsAfter)".leftPadded(10)
+            let note = r.changed ? "" : "  (no change)"
+            print(name + String(format: "%7.2f", r.seconds * 1000) + "  " + nodes + "  " + kernels + note)
+        }
+        if args.flags.contains("--kernels") {
+            for (k, group) in program.schedule.enumerated() {
+                let members = group.members.map { "%\($0) \(graph.nodes[$0].op.name)" }.joined(separator: ", ")
+                let outputs = group.outputs.map { "%\($0)" }.joined(separator: ", ")
+                print("kernel \(k) \(group.kind.rawValue) root %\(group.root): \(members) → [\(outputs)]")
+            }
+        }
+        if let memory = program.memory {
+            print(String(format: "memory: naive %d B, lower bound %d B, arena %d B (%@), arena/lower bound %.3f, arena/naive %.3f",
+                         memory.naiveBytes, memory.lowerBoundBytes, memory.arenaBytes, memory.strategy,
+                         Double(memory.arenaBytes) / Double(max(memory.lowerBoundBytes, 1)),
+                         Double(memory.arenaBytes) / Double(max(memory.naiveBytes, 1))))
+        }
+        print(String(format: "build %.1f ms, passes %.1f ms", buildSeconds * 1000, compileSeconds * 1000))
+    } else {
+        let memory = program.memory
+        print(jsonObject([("model", name), ("training", training), ("batch", batch), ("nodes", graph.nodes.count),
+                          ("kernels_unfused", unfused), ("kernels_fused", program.kernelCount),
+                          ("naive_bytes", memory?.naiveBytes ?? 0), ("lower_bound_bytes", memory?.lowerBoundBytes ?? 0),
+                          ("arena_bytes", memory?.arenaBytes ?? 0), ("strategy", memory?.strategy ?? ""),
+                          ("build_ms", buildSeconds * 1000), ("compile_ms", (buildSeconds + compileSeconds) * 1000),
+                          ("passes", timer.records.map { r -> [(String, Any)] in
+                              [("name", r.name), ("ms", r.seconds * 1000), ("nodes_before", r.nodesBefore), ("nodes_after", r.nodesAfter),
+                               ("kernels_before", r.kernelsBefore), ("kernels_after", r.kernelsAfter), ("changed", r.changed)] })]))
+    }
+}

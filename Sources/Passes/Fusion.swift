@@ -1,0 +1,214 @@
+import KilnGraph
+
+/// Operator fusion (`fuse`): groups the graph's nodes into kernels, reading each op's
+/// `FusionCategory` (TVM's scheme, simplified):
+///
+/// - elementwise nodes join a producer's kernel when they share its iteration space, so chains
+///   (including the backward graph's, e.g. relu-grad times the incoming gradient, and the
+///   optimizer's update arithmetic) become one kernel computed element by element, with several
+///   outputs where values leave the kernel;
+/// - a `broadcast` whose input comes from outside the kernel is absorbed as a strided load;
+/// - elementwise nodes after a matmul, conv2d or softmax of the same shape join it as an epilogue
+///   (bias add, activation);
+/// - a reduction whose input is computed by an elementwise kernel (and read by nothing else)
+///   joins it, so the reduced values are never stored;
+/// - everything else runs as its own kernel.
+///
+/// Invariant: a node joins a kernel only if no path leaves the kernel and comes back into it,
+/// so the kernels form a DAG; `program.kernels` lists them in a topological order (ready
+/// kernels by smallest root id). The graph itself is not changed.
+public struct Fusion: Pass {
+    public let name = "fuse"
+    public init() {}
+
+    public func run(_ program: inout Program) throws -> Bool {
+        precondition(program.memory == nil, "fuse runs before memory planning")
+        let kernels = Self.groups(for: program.graph)
+        let changed = program.kernels != kernels
+        program.kernels = kernels
+        return changed
+    }
+
+    private struct Building {
+        var kind: KernelKind
+        var root: ValueID
+        var members: [ValueID]
+        /// The shape every member shares (the iteration space), except a reduction root's.
+        var space: Shape
+        var closed = false
+    }
+
+    /// The kernels of `graph` in a valid execution order.
+    public static func groups(for graph: Graph) -> [KernelGroup] {
+        let nodes = graph.nodes
+        let users = graph.users()
+        let pinned = Set(graph.outputs.map(\.value) + graph.updates.map(\.value))
+        var groupOf = [Int](repeating: -1, count: nodes.count)
+        var groups: [Building] = []
+        // reach[n]: kernels n depends on through any path (including its own kernel's members' inputs).
+        var reach = [Set<Int>](repeating: [], count: nodes.count)
+
+        func isFloat32(_ id: ValueID) -> Bool { nodes[id].type.dtype == .float32 }
+        /// Whether `id` may join kernel `g`: every input outside g must not depend on g.
+        func canJoin(_ id: ValueID, _ g: Int) -> Bool {
+            for input in nodes[id].inputs where groupOf[input] != g {
+                if reach[input].contains(g) { return false }
+            }
+            return true
+        }
+        for (id, node) in nodes.enumerated() {
+            defer {
+                var r = Set<Int>()
+                for input in node.inputs {
+                    r.formUnion(reach[input])
+                    if groupOf[input] >= 0 { r.insert(groupOf[input]) }
+                }
+                reach[id] = r
+            }
+            guard node.op.needsKernel else { continue }
+            let category = node.op.fusionCategory
+            let allFloat = isFloat32(id) && node.inputs.allSatisfy(isFloat32)
+
+            if category == .elementwise && allFloat {
+                // Join the kernel of the first producer that shares the iteration space.
+                var joined = false
+                for input in node.inputs {
+                    let g = groupOf[input]
+                    guard g >= 0, !groups[g].closed, groups[g].space == node.type.shape,
+                          groups[g].kind == .elementwise || groups[g].kind == .epilogue, canJoin(id, g) else { continue }
+                    groupOf[id] = g
+                    groups[g].members.append(id)
+                    if groups[g].kind == .elementwise { groups[g].root = id }
+                    joined = true
+                    break
+                }
+                if !joined {
+                    groups.append(Building(kind: .elementwise, root: id, members: [id], space: node.type.shape))
+                    groupOf[id] = groups.count - 1
+                }
+                continue
+            }
+
+            if category == .reduction && allFloat, let input = node.inputs.first, groupOf[input] >= 0 {
+                let g = groupOf[input]
+                if groups[g].kind == .elementwise, !groups[g].closed, users[input].count == 1, !pinned.contains(input),
+                   canJoin(id, g) {
+                    groupOf[id] = g
+                    groups[g].members.append(id)
+                    groups[g].kind = .reduction
+                    groups[g].root = id
+                    groups[g].closed = true
+                    continue
+                }
+            }
+
+            if category == .outElementwiseFusable && allFloat {
+                groups.append(Building(kind: .epilogue, root: id, members: [id], space: node.type.shape))
+                groupOf[id] = groups.count - 1
+                continue
+            }
+
+            groups.append(Building(kind: .single, root: id, members: [id], space: node.type.shape, closed: true))
+            groupOf[id] = groups.count - 1
+        }
+
+        // A broadcast kernel whose every reader sits in one elementwise kernel of its shape becomes
+        // a strided load there. Safe: that reader joined its kernel only because the broadcast's
+        // input does not depend on the kernel.
+        for (id, node) in nodes.enumerated() {
+            guard case .broadcast = node.op, groups[groupOf[id]].members.count == 1, !pinned.contains(id),
+                  let first = users[id].first else { continue }
+            let g = groupOf[first]
+            guard g >= 0, groups[g].kind != .single, groups[g].space == node.type.shape,
+                  users[id].allSatisfy({ groupOf[$0] == g }) else { continue }
+            groups[groupOf[id]].members = []
+            groupOf[id] = g
+            groups[g].members.append(id)
+        }
+        groups.removeAll { $0.members.isEmpty }
+        for (g, group) in groups.enumerated() { for member in group.members { groupOf[member] = g } }
+
+        // Outputs: members read outside their kernel, read through a view, or pinned.
+        func leavesKernel(_ id: ValueID) -> Bool {
+            if pinned.contains(id) { return true }
+            return users[id].contains { nodes[$0].op.isView || groupOf[$0] != groupOf[id] }
+        }
+        var kernels = groups.map { b -> KernelGroup in
+            let members = b.members.sorted()
+            var outputs = members.filter(leavesKernel)
+            if b.kind == .reduction && !outputs.contains(b.root) { outputs.append(b.root); outputs.sort() }
+            return KernelGroup(kind: members.count == 1 && b.kind != .elementwise ? .single : b.kind,
+                               root: b.root, members: members, outputs: outputs)
+        }
+        // Single-member epilogue kernels are plain singles; single elementwise nodes stay
+        // elementwise (they run on the fused evaluator either way).
+        for k in kernels.indices where kernels[k].kind == .epilogue && kernels[k].members.count == 1 { kernels[k].kind = .single }
+        return topologicalOrder(kernels, groupOf: groupOf, graph: graph)
+    }
+
+    /// Kahn's algorithm over the kernel DAG, taking the ready kernel with the smallest root first.
+    static func topologicalOrder(_ kernels: [KernelGroup], groupOf: [Int], graph: Graph) -> [KernelGroup] {
+        func producer(_ id: ValueID) -> Int {
+            var id = id
+            while graph.nodes[id].op.isView { id = graph.nodes[id].inputs[0] }
+            return groupOf[id]
+        }
+        var dependents = [[Int]](repeating: [], count: kernels.count)
+        var pending = [Int](repeating: 0, count: kernels.count)
+        for (k, group) in kernels.enumerated() {
+            var sources = Set<Int>()
+            for member in group.members {
+                for input in graph.nodes[member].inputs {
+                    let p = producer(input)
+                    if p >= 0 && p != k { sources.insert(p) }
+                }
+            }
+            pending[k] = sources.count
+            for s in sources { dependents[s].append(k) }
+        }
+        var ready = Heap(kernels.indices.filter { pending[$0] == 0 }.map { (kernels[$0].members[0], $0) })
+        var order: [KernelGroup] = []
+        order.reserveCapacity(kernels.count)
+        while let (_, k) = ready.pop() {
+            order.append(kernels[k])
+            for d in dependents[k] {
+                pending[d] -= 1
+                if pending[d] == 0 { ready.push((kernels[d].members[0], d)) }
+            }
+        }
+        precondition(order.count == kernels.count, "fusion produced a cycle")
+        return order
+    }
+}
+
+/// A small binary min-heap of (key, payload) pairs.
+struct Heap {
+    private var items: [(Int, Int)]
+    init(_ items: [(Int, Int)]) { self.items = []; for item in items { push(item) } }
+    mutating func push(_ item: (Int, Int)) {
+        items.append(item)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if items[parent].0 <= items[i].0 { break }
+            items.swapAt(parent, i)
+            i = parent
+        }
+    }
+    mutating func pop() -> (Int, Int)? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < items.count && items[l].0 < items[smallest].0 { smallest = l }
+            if r < items.count && items[r].0 < items[smallest].0 { smallest = r }
+            if smallest == i { break }
+            items.swapAt(i, smallest)
+            i = smallest
+        }
+        return top
+    }
+}

@@ -1,0 +1,7 @@
+import KilnGraph
+import KilnPasses
+
+/// The standard compiler pipeline with the reference interpreter as constant evaluator.
+public func standardPipeline() -> PassManager {
+    PassRegistry.standardPipeline(options: PipelineOptions())
+}

@@ -1,0 +1,248 @@
+import KilnGraph
+import KilnPasses
+
+/// The compiled form of a fused elementwise kernel: a short program of elementwise instructions
+/// evaluated tile by tile over the kernel's iteration space. Values that leave the kernel are
+/// written straight to their buffers; the rest live in per-thread scratch rows of one tile.
+/// Operands that broadcast are read with stride 0, never materialised. A tile reads all of its
+/// inputs before writing its outputs, so an output may share an input's buffer (in place).
+///
+/// With a reduction sink, the value of one member is not stored but summed (or maxed) into
+/// the reduction's output instead: a reduction with an elementwise prologue.
+final class FusedElementwise {
+    enum Source { case operand(Int), slot(Int) }
+    enum Operation {
+        case unary(UnaryFunction)
+        case binary(BinaryFunction)
+        case power(Float)
+        case select
+    }
+    struct Instruction {
+        var operation: Operation
+        var inputs: [Source]
+        var slot: Int
+        /// Buffer of the value when it leaves the kernel (written at the output offset of the row).
+        var output: UnsafeMutablePointer<Float>?
+    }
+    struct Sink {
+        var function: ReduceFunction
+        var source: Source
+        var output: UnsafeMutablePointer<Float>
+        var outputCount: Int
+        /// Per row: offset in the reduction's output; inner stride 0 (row collapses) or 1.
+        var rowOffsets: [Int]
+        var innerStride: Int
+        var scale: Double
+        var accumulator: UnsafeMutablePointer<Double>
+    }
+
+    static let tile = 1024
+
+    let inner: Int
+    let rowCount: Int
+    let operandBases: [UnsafePointer<Float>]
+    let operandOffsets: [[Int]]
+    let operandStrides: [Int]
+    let outputOffsets: [Int]
+    let instructions: [Instruction]
+    let slotCount: Int
+    let threads: Int
+    var sink: Sink?
+    /// Per thread: slotCount scratch rows of `tile` floats.
+    private let scratch: UnsafeMutablePointer<Float>
+    private let scratchPerThread: Int
+
+    /// Builds the program for `members` (in graph order) over `space`. `pointer` gives the buffer
+    /// of any value read from outside; `outputs` lists members that leave the kernel, with their buffers.
+    /// With `reduction`, the reduce member `root` consumes member `value` as its sink (the value is not stored).
+    init(graph: Graph, members: [ValueID], space: Shape, outputs: [ValueID: UnsafeMutablePointer<Float>],
+         pointer: (ValueID) -> UnsafeMutablePointer<Float>, threads: Int,
+         reduction: (root: ValueID, output: UnsafeMutablePointer<Float>)? = nil) {
+        let memberSet = Set(members)
+        var operandIndex: [ValueID: Int] = [:]
+        var bases: [UnsafePointer<Float>] = []
+        var strides: [[Int]] = []
+        var slotOf: [ValueID: Int] = [:]
+        func source(_ id: ValueID) -> Source {
+            if let slot = slotOf[id] { return .slot(slot) }
+            // An absorbed broadcast reads its input with broadcast strides.
+            var value = id, shape = graph.nodes[id].type.shape
+            if memberSet.contains(id), case .broadcast = graph.nodes[id].op {
+                value = graph.nodes[id].inputs[0]
+                shape = graph.nodes[value].type.shape
+            }
+            precondition(!memberSet.contains(value), "fused kernel reads member %\(value) before computing it")
+            if let index = operandIndex[value] { return .operand(index) }
+            operandIndex[value] = bases.count
+            bases.append(UnsafePointer(pointer(value)))
+            strides.append(StridedLoops.broadcastStrides(shape, to: space))
+            return .operand(bases.count - 1)
+        }
+        var program: [Instruction] = []
+        for id in members {
+            let node = graph.nodes[id]
+            let operation: Operation
+            switch node.op {
+            case let .unary(f): operation = .unary(f)
+            case let .binary(f): operation = .binary(f)
+            case let .power(e): operation = .power(Float(e))
+            case .select: operation = .select
+            case .cast: operation = .power(1)  // float32 to float32: a copy
+            case .broadcast, .reduce: continue
+            default: preconditionFailure("\(node.op.name) is not elementwise")
+            }
+            precondition(node.type.shape == space, "member %\(id) has shape \(node.type.shape), kernel space is \(space)")
+            let inputs = node.inputs.map(source)
+            slotOf[id] = program.count
+            program.append(Instruction(operation: operation, inputs: inputs, slot: program.count, output: outputs[id]))
+        }
+        // The reduction's output strides join the row decomposition so rows never straddle outputs.
+        var sinkStrides: [[Int]] = []
+        var reducedShape = space
+        if let reduction, case let .reduce(_, axes, _) = graph.nodes[reduction.root].op {
+            for axis in axes { reducedShape.dims[axis] = 1 }
+            sinkStrides = [StridedLoops.broadcastStrides(reducedShape, to: space)]
+        }
+        let rows = StridedLoops.rows(shape: space, operandStrides: strides + [space.strides] + sinkStrides)
+        inner = rows.inner
+        rowCount = rows.rowCount
+        operandBases = bases
+        operandOffsets = Array(rows.offsets[0..<bases.count])
+        operandStrides = Array(rows.innerStrides[0..<bases.count])
+        outputOffsets = rows.offsets[bases.count]
+        instructions = program
+        slotCount = program.count
+        self.threads = threads
+        scratchPerThread = Swift.max(1, slotCount) * Self.tile
+        scratch = .allocate(capacity: scratchPerThread * Swift.max(1, threads))
+        if let reduction, case let .reduce(function, axes, _) = graph.nodes[reduction.root].op {
+            let value = graph.nodes[reduction.root].inputs[0]
+            let reducedCount = axes.reduce(1) { $0 * space[$1] }
+            sink = Sink(function: function, source: .slot(slotOf[value]!), output: reduction.output,
+                        outputCount: reducedShape.count, rowOffsets: rows.offsets[bases.count + 1],
+                        innerStride: rows.innerStrides[bases.count + 1],
+                        scale: function == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1,
+                        accumulator: .allocate(capacity: Swift.max(reducedShape.count, 1)))
+        }
+    }
+
+    deinit {
+        scratch.deallocate()
+        if let sink { sink.accumulator.deallocate() }
+    }
+
+    /// Runs the whole iteration space.
+    func run() {
+        if let sink {
+            // Reductions run on one thread in a fixed order, so results never depend on threads.
+            switch sink.function {
+            case .sum, .mean: sink.accumulator.update(repeating: 0, count: sink.outputCount)
+            case .max: sink.accumulator.update(repeating: -.infinity, count: sink.outputCount)
+            }
+            runRows(0..<rowCount, thread: 0)
+            for i in 0..<sink.outputCount { sink.output[i] = Float(sink.accumulator[i] * sink.scale) }
+            return
+        }
+        let total = rowCount * inner
+        let chunks = Swift.max(1, Swift.min(threads, total / 32768, rowCount))
+        if chunks == 1 { runRows(0..<rowCount, thread: 0); return }
+        let size = (rowCount + chunks - 1) / chunks
+        Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+            let start = chunk * size
+            self.runRows(start..<Swift.min(self.rowCount, start + size), thread: chunk)
+        }
+    }
+
+    private func runRows(_ rows: Range<Int>, thread: Int) {
+        let scratch = self.scratch + thread * scratchPerThread
+        // Pointers of the current tile: one per slot (stride 1) and one per operand (with its stride).
+        withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: Swift.max(1, slotCount)) { slots in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: Swift.max(1, operandBases.count)) { operands in
+                for r in rows {
+                    var j = 0
+                    while j < inner {
+                        let length = Swift.min(Self.tile, inner - j)
+                        for k in operandBases.indices {
+                            operands[k] = operandBases[k] + operandOffsets[k][r] + j * operandStrides[k]
+                        }
+                        for (index, instruction) in instructions.enumerated() {
+                            let destination = instruction.output.map { $0 + outputOffsets[r] + j } ?? (scratch + index * Self.tile)
+                            slots[index] = destination
+                            execute(instruction, destination, length, slots, operands)
+                        }
+                        if let sink { accumulate(sink, r, j, length, slots, operands) }
+                        j += length
+                    }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    private func resolve(_ source: Source, _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
+                         _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) -> (UnsafePointer<Float>, Int) {
+        switch source {
+        case let .slot(s): return (UnsafePointer(slots[s]), 1)
+        case let .operand(k): return (operands[k], operandStrides[k])
+        }
+    }
+
+    private func execute(_ instruction: Instruction, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                         _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
+                         _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) {
+        switch instruction.operation {
+        case let .unary(f):
+            let (x, sx) = resolve(instruction.inputs[0], slots, operands)
+            if sx == 0 {
+                var value: Float = 0
+                ElementwiseKernel.unary(f, x, &value, count: 1)
+                y.update(repeating: value, count: n)
+            } else {
+                ElementwiseKernel.unary(f, x, y, count: n)
+            }
+        case let .power(e):
+            let (x, sx) = resolve(instruction.inputs[0], slots, operands)
+            if sx == 0 {
+                var value: Float = 0
+                ElementwiseKernel.power(e, x, &value, count: 1)
+                y.update(repeating: value, count: n)
+            } else {
+                ElementwiseKernel.power(e, x, y, count: n)
+            }
+        case let .binary(f):
+            let (a, sa) = resolve(instruction.inputs[0], slots, operands)
+            let (b, sb) = resolve(instruction.inputs[1], slots, operands)
+            ElementwiseKernel.binary(f, a, sa, b, sb, y, count: n)
+        case .select:
+            let (c, sc) = resolve(instruction.inputs[0], slots, operands)
+            let (a, sa) = resolve(instruction.inputs[1], slots, operands)
+            let (b, sb) = resolve(instruction.inputs[2], slots, operands)
+            for i in 0..<n { y[i] = c[i * sc] != 0 ? a[i * sa] : b[i * sb] }
+        }
+    }
+
+    private func accumulate(_ sink: Sink, _ r: Int, _ j: Int, _ n: Int,
+                            _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
+                            _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) {
+        let (x, sx) = resolve(sink.source, slots, operands)
+        let base = sink.accumulator + sink.rowOffsets[r]
+        if sink.innerStride == 0 {
+            switch sink.function {
+            case .sum, .mean:
+                var s = 0.0
+                for i in 0..<n { s += Double(x[i * sx]) }
+                base[0] += s
+            case .max:
+                var m = base[0]
+                for i in 0..<n where Double(x[i * sx]) > m { m = Double(x[i * sx]) }
+                base[0] = m
+            }
+        } else {
+            let acc = base + j
+            switch sink.function {
+            case .sum, .mean: for i in 0..<n { acc[i] += Double(x[i * sx]) }
+            case .max: for i in 0..<n where Double(x[i * sx]) > acc[i] { acc[i] = Double(x[i * sx]) }
+            }
+        }
+    }
+}
