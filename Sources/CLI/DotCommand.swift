@@ -7,18 +7,31 @@ func dotCommand(_ words: [String]) throws {
     let name = args.positionals[0]
     let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
     let batch = try args.int("--batch", default: 64)
-    let graph: Graph
-    switch args.options["--stage"] ?? "forward" {
-    case "forward": graph = try ClassifierTrainer.forwardGraph(model: model, batch: batch)
-    case "training": graph = try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
-    case let other: throw KilnError.argument("dot: unknown stage \"\(other)\"; known: forward, training")
+    let stage = args.options["--stage"] ?? "forward"
+    let stages = ["forward", "training", "simplified", "fused", "planned"]
+    guard stages.contains(stage) else {
+        throw KilnError.argument("dot: unknown stage \"\(stage)\"; known: \(stages.joined(separator: ", "))")
     }
-    let text = graph.dot(title: "\(name) \(args.options["--stage"] ?? "forward")")
+    // forward: the inference graph as built; training: the training step as built (forward,
+    // backward, optimizer update); the later stages show the training step after those passes.
+    let graph = stage == "forward"
+        ? try ClassifierTrainer.forwardGraph(model: model, batch: batch)
+        : try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
+    var program = Program(graph: graph)
+    if stage != "forward" && stage != "training" {
+        var manager = standardPipeline()
+        let stopAt: [String: String] = ["simplified": "fuse", "fused": "plan-memory", "planned": ""]
+        if let first = stopAt[stage], let index = manager.passes.firstIndex(where: { $0.name == first }) {
+            manager.stopAfter = manager.passes[..<index].filter { !manager.disabled.contains($0.name) }.count
+        }
+        try manager.run(&program)
+    }
+    let text = program.dot(title: "\(name) \(stage)")
     if let path = args.options["-o"] {
         do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
             throw KilnError.file(path: path, message: "cannot write: \(error.localizedDescription)")
         }
-        printError("wrote \(path) (\(graph.nodes.count) nodes); render with: dot -Tsvg \(path) -o \(name).svg")
+        printError("wrote \(path) (\(program.graph.nodes.count) nodes, \(program.kernelCount) kernels); render with: dot -Tsvg \(path) -o \(name).svg")
     } else {
         print(text, terminator: "")
     }

@@ -1,0 +1,134 @@
+import Testing
+@testable import KilnPasses
+import KilnGraph
+import KilnRuntime
+
+/// Renders kernels as one line each: `kind root: members -> outputs` with op names.
+private func describe(_ kernels: [KernelGroup], _ graph: Graph) -> String {
+    kernels.map { k in
+        let members = k.members.map { "\(graph.nodes[$0].op.name)%\($0)" }.joined(separator: " ")
+        return "\(k.kind.rawValue) %\(k.root): \(members) -> \(k.outputs.map { "%\($0)" }.joined(separator: ","))"
+    }.joined(separator: "\n")
+}
+
+@Suite("Fusion")
+struct FusionTests {
+    @Test("an elementwise chain becomes one kernel with one output")
+    func elementwiseChain() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 8])
+        let y = relu(exp(x) * 2 + 1)
+        g.output("y", y)
+        let graph = try g.build()
+        var program = Program(graph: graph)
+        #expect(try Fusion().run(&program))
+        let kernels = program.kernels!
+        #expect(describe(kernels, graph) == "elementwise %6: exp%1 mul%3 add%5 relu%6 -> %6")
+        #expect(program.kernelCount == 1 && graph.unfusedKernelCount == 4)
+    }
+
+    @Test("bias add and activation join the matmul as its epilogue; the bias broadcast is a strided load")
+    func matmulEpilogue() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 8])
+        let w = g.parameter("w", [8, 3], initializer: .zeros)
+        let b = g.parameter("b", [3], initializer: .zeros)
+        let y = relu(x.matmul(w) + b.broadcast(to: [4, 3]))
+        g.output("y", y)
+        let graph = try g.build()
+        let kernels = Fusion.groups(for: graph)
+        #expect(describe(kernels, graph) == "epilogue %3: matmul%3 broadcast%4 add%5 relu%6 -> %6")
+    }
+
+    @Test("a value read outside the kernel becomes one of its outputs")
+    func multiOutput() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [16])
+        let a = exp(x)
+        let b = a * a
+        g.output("a", a)
+        g.output("b", b)
+        let graph = try g.build()
+        let kernels = Fusion.groups(for: graph)
+        #expect(kernels.count == 1)
+        #expect(kernels[0].outputs == [a.id, b.id])
+    }
+
+    @Test("a reduction of an elementwise value read by nothing else fuses as a prologue")
+    func reductionPrologue() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 8])
+        let s = (x * x).sum(axes: [1])
+        g.output("s", s)
+        let graph = try g.build()
+        let kernels = Fusion.groups(for: graph)
+        #expect(describe(kernels, graph) == "reduction %2: mul%1 reduce_sum%2 -> %2")
+    }
+
+    @Test("a node does not join a kernel when an outside path would come back into it")
+    func noCycles() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 4])
+        let a = exp(x)                       // kernel K
+        let t = a.transposed([1, 0])         // outside K, depends on K
+        let c = a + t                        // may not join K: it reads t, which depends on K
+        g.output("c", c)
+        let graph = try g.build()
+        var program = Program(graph: graph)
+        _ = try Fusion().run(&program)
+        #expect(program.kernels!.count == 3)
+        try PassManager(passes: []).verify(program, after: "fuse")
+    }
+
+    @Test("fusion reports no change when run twice")
+    func idempotent() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4])
+        g.output("y", sigmoid(x) * x)
+        var program = Program(graph: try g.build())
+        #expect(try Fusion().run(&program))
+        #expect(try !Fusion().run(&program))
+    }
+
+    @Test("fused programs compute what the reference interpreter computes", arguments: [1, 2])
+    func fusedMatchesInterpreter(threads: Int) throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [7, 13])
+        let w = g.parameter("w", [13, 5], initializer: .uniform(low: -1, high: 1))
+        let b = g.parameter("b", [5], initializer: .uniform(low: -1, high: 1))
+        let h = tanh(x.matmul(w) + b)
+        let loss = (h * h).mean() + softplus(h).sum(axes: [0]).max()
+        let grads = g.gradients(of: loss, withRespectTo: [w, b])
+        g.output("loss", loss)
+        g.output("gw", grads[0])
+        g.output("gb", grads[1])
+        g.update(w, to: w - grads[0] * 0.1)
+        let graph = try g.build()
+        var program = Program(graph: graph)
+        _ = try Fusion().run(&program)
+        #expect(program.kernelCount < graph.unfusedKernelCount)
+
+        let store = ParameterStore(seed: 3)
+        let executable = try Executable(program: program, store: store, threads: threads)
+        var values: [Double] = []
+        var state: UInt64 = 12345
+        for _ in 0..<(7 * 13) {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            values.append(Double(Int(state >> 40) % 2001 - 1000) / 500)
+        }
+        try executable.setInput("x", values.map { Float($0) })
+        let parameters = ["w": HostTensor(TensorType([13, 5]), store["w"]!.values.map(Double.init)),
+                          "b": HostTensor(TensorType([5]), store["b"]!.values.map(Double.init))]
+        let expected = try Interpreter(graph: graph).outputs(inputs: ["x": HostTensor(TensorType([7, 13]), values)],
+                                                             parameters: parameters)
+        executable.run()
+        for name in ["loss", "gw", "gb"] {
+            let got = try executable.output(name), want = expected[name]!.scalars
+            let scale = max(1e-6, want.map(abs).max()!)
+            let error = zip(got, want).map { abs(Double($0) - $1) }.max()!
+            #expect(error <= 1e-5 * scale, "\(name): max error \(error) at scale \(scale)")
+        }
+        let updated = store["w"]!.values, want = expected["update:w"]!.scalars
+        #expect(zip(updated, want).allSatisfy { abs(Double($0) - $1) <= 1e-5 })
+    }
+}
