@@ -26,7 +26,7 @@ func parseOptimizer(_ args: Arguments) throws -> Optimizer {
 func trainCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--epochs", "--batch", "--lr", "--momentum",
                                               "--optimizer", "--seed", "--threads", "--limit"],
-                             flags: ["--json"], command: "train")
+                             flags: ["--json", "--no-fuse", "--no-plan"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
     guard let datasetName = args.options["--dataset"] else { throw KilnError.argument("train: --dataset is required (fashion-mnist or glyphs)") }
@@ -45,6 +45,8 @@ func trainCommand(_ words: [String]) throws {
     }
     let model = try Zoo.classifier(modelName, inputShape: [train.channels, train.height, train.width], classes: train.classNames.count)
     let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: seed, threads: threads)
+    if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
+    if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
     if !json { print("training \(model.name) on \(datasetName): \(train.count) images, batch \(batch), \(optimizer), lr \(learningRate), \(threads) threads") }
 
     var epochSeconds: [Double] = []

@@ -8,7 +8,7 @@ commands:
   demo                      train a small CNN on procedural glyphs (no download) and write its DOT
   zoo                       list the models
   train MODEL --dataset fashion-mnist [--epochs N] [--batch B] [--lr X] [--momentum M]
-              [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--json]
+              [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--no-fuse] [--no-plan] [--json]
   dot MODEL [--stage forward|training] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--json]
 """

@@ -69,6 +69,14 @@ public final class ClassifierTrainer {
 
     /// Whether training programs also output every parameter's gradient (`grad.NAME`), for checks.
     public var gradientOutputs = false
+    /// Compiler passes to skip (e.g. `fuse`, `plan-memory`), set before the first step.
+    public var disabledPasses: Set<String> = []
+
+    private func pipeline() -> PassManager {
+        var manager = standardPipeline()
+        manager.disabled = disabledPasses
+        return manager
+    }
 
     /// The compiled training step for a batch size (compiled on first use).
     public func trainingProgram(batch: Int) throws -> Executable {
@@ -76,7 +84,7 @@ public final class ClassifierTrainer {
         let start = Date()
         let program = try Executable(graph: Self.trainingGraph(model: model, batch: batch, optimizer: optimizer,
                                                                gradientOutputs: gradientOutputs),
-                                     store: store, threads: threads, seed: seed &+ UInt64(batch))
+                                     store: store, threads: threads, seed: seed &+ UInt64(batch), pipeline: pipeline())
         compileSeconds += Date().timeIntervalSince(start)
         trainingPrograms[batch] = program
         return program
@@ -86,7 +94,8 @@ public final class ClassifierTrainer {
     public func evaluationProgram(batch: Int) throws -> Executable {
         if let program = evaluationPrograms[batch] { return program }
         let start = Date()
-        let program = try Executable(graph: Self.forwardGraph(model: model, batch: batch), store: store, threads: threads, seed: seed)
+        let program = try Executable(graph: Self.forwardGraph(model: model, batch: batch), store: store, threads: threads,
+                                     seed: seed, pipeline: pipeline())
         compileSeconds += Date().timeIntervalSince(start)
         evaluationPrograms[batch] = program
         return program
