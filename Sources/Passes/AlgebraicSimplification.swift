@@ -24,9 +24,19 @@ public struct AlgebraicSimplification: Pass {
 
     public func run(_ program: inout Program) throws -> Bool {
         program.requireUnscheduled(for: name)
+        // A splat test scans a constant's values; caching it per value keeps the pass linear
+        // when one large constant has many readers.
+        var splatValues: [ValueID: Double?] = [:]
         return GraphRewriter.rewrite(&program.graph) { rewriter, id in
             let node = rewriter.remappedNode(id)
-            switch simplified(node, in: rewriter.graph) {
+            // Reads `rewriter.graph` in place: a local copy would make the next append copy every node.
+            let simplification = simplified(node, in: rewriter.graph) { value in
+                if let known = splatValues[value] { return known }
+                let splat = rewriter.graph[value].splatValue
+                splatValues[value] = splat
+                return splat
+            }
+            switch simplification {
             case nil:
                 rewriter.keep(id)
             case let .existing(value)?:
@@ -45,11 +55,12 @@ public struct AlgebraicSimplification: Pass {
         case new(Node)
     }
 
-    /// The simplification of `node` (inputs already in `graph`), or nil if none applies.
-    private func simplified(_ node: Node, in graph: Graph) -> Simplification? {
+    /// The simplification of `node` (inputs already in `graph`), or nil if none applies;
+    /// `splatValue` gives a value's splat constant, if it is one.
+    private func simplified(_ node: Node, in graph: Graph, splatValue: (ValueID) -> Double?) -> Simplification? {
         /// `value` if it has exactly the node's type.
         func same(_ value: ValueID) -> Simplification? { graph[value].type == node.type ? .existing(value) : nil }
-        func isSplat(_ value: ValueID, _ c: Double) -> Bool { graph[value].splatValue == c }
+        func isSplat(_ value: ValueID, _ c: Double) -> Bool { splatValue(value) == c }
 
         switch node.op {
         case let .binary(f):
@@ -99,7 +110,7 @@ public struct AlgebraicSimplification: Pass {
             return axes.isEmpty ? same(node.inputs[0]) : nil
 
         case .select:
-            guard let condition = graph[node.inputs[0]].splatValue else { return nil }
+            guard let condition = splatValue(node.inputs[0]) else { return nil }
             return same(condition != 0 ? node.inputs[1] : node.inputs[2])
 
         default:

@@ -1,3 +1,5 @@
+import Testing
+
 /// A minimal FileCheck (after LLVM's): checks text against a pattern of directive lines.
 ///
 /// - `CHECK: s` — some later line contains `s`; matches are found in order, each after the
@@ -39,4 +41,30 @@ func fileCheck(_ text: String, _ pattern: String) -> String? {
     }
     if let failure = firstNot(in: position..<lines.count) { return failure + "\n--- text ---\n\(text)" }
     return nil
+}
+
+@Suite("FileCheck matcher")
+struct FileCheckTests {
+    static let text = "%0 = input\n%1 = exp(%0)\n%2 = neg(%1)\noutput \"y\" = %2"
+
+    @Test("CHECK lines match in order; CHECK-NOT holds between matches")
+    func matches() {
+        #expect(fileCheck(Self.text, "CHECK: input\nCHECK-NOT: relu\nCHECK: neg\nCHECK: output") == nil)
+        // A CHECK-NOT only covers its range: exp appears, but after the `input` line.
+        #expect(fileCheck(Self.text, "CHECK-NOT: exp\nCHECK: input\nCHECK: neg") == nil)
+    }
+
+    @Test("a missing or out-of-order CHECK fails")
+    func checkFails() {
+        #expect(fileCheck(Self.text, "CHECK: relu") != nil)
+        #expect(fileCheck(Self.text, "CHECK: neg\nCHECK: exp") != nil)
+        // One line cannot satisfy two CHECKs.
+        #expect(fileCheck(Self.text, "CHECK: exp\nCHECK: exp") != nil)
+    }
+
+    @Test("a CHECK-NOT fails when its text appears in its range, before or after the last CHECK")
+    func checkNotFails() {
+        #expect(fileCheck(Self.text, "CHECK: input\nCHECK-NOT: exp\nCHECK: neg") != nil)
+        #expect(fileCheck(Self.text, "CHECK: exp\nCHECK-NOT: output") != nil)
+    }
 }

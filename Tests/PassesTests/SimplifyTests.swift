@@ -366,6 +366,23 @@ struct SimplificationPipelineTests {
         #expect(PassRegistry.make("no-such-pass", options: PipelineOptions()) == nil)
     }
 
+    @Test("rewritten and kept nodes keep their source locations")
+    func locations() throws {
+        let before = try graph { g in
+            // One op per line, so every node has its own location.
+            let inner = g.input("x", [2, 3]).reshaped([3, 2])
+            let outer = inner.reshaped([6])
+            g.output("y", exp(outer))
+        }
+        #expect(before[1].location != before[2].location)
+        var program = Program(graph: before)
+        try simplificationPipeline().run(&program)
+        let after = program.graph
+        expectMatch(after.description, "CHECK: %1 = reshape(%0) {[6]}\nCHECK: %2 = exp(%1)")
+        #expect(after[1].location != nil && after[1].location == before[2].location)  // the outer reshape's
+        #expect(after[2].location != nil && after[2].location == before[3].location)
+    }
+
     @Test("a folded NaN constant does not make later passes misreport a change")
     func nanConstants() throws {
         let before = try graph { g in g.output("y", g.input("x", [2]) + log(g.constant(-1))) }
