@@ -36,7 +36,7 @@ func planCommand(_ words: [String]) throws {
         }
         if args.flags.contains("--kernels") {
             for (k, group) in program.schedule.enumerated() {
-                let members = group.members.map { "%\($0) \(graph.nodes[$0].op.name)" }.joined(separator: ", ")
+                let members = group.members.map { "%\($0) \(program.graph.nodes[$0].op.name)" }.joined(separator: ", ")
                 let outputs = group.outputs.map { "%\($0)" }.joined(separator: ", ")
                 print("kernel \(k) \(group.kind.rawValue) root %\(group.root): \(members) → [\(outputs)]")
             }

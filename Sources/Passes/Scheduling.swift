@@ -1,0 +1,81 @@
+import KilnGraph
+
+/// Kernel scheduling (`schedule`): reorders `program.kernels` for memory. A kernel that writes
+/// a parameter or state update runs as soon as its inputs are ready and every other kernel that
+/// reads the old value has run, instead of at the end of the step: its gradient dies early,
+/// and the update may then be written in place into the parameter (memory planning decides).
+/// Other kernels keep their order (ready kernels by smallest first member).
+///
+/// Invariant: the result is a topological order of the kernel DAG; the graph is not changed.
+public struct Scheduling: Pass {
+    public let name = "schedule"
+    public init() {}
+
+    public func run(_ program: inout Program) throws -> Bool {
+        precondition(program.memory == nil, "schedule runs before memory planning")
+        guard let kernels = program.kernels else { return false }
+        let ordered = Self.order(kernels, graph: program.graph)
+        let changed = ordered != kernels
+        program.kernels = ordered
+        return changed
+    }
+
+    static func order(_ kernels: [KernelGroup], graph: Graph) -> [KernelGroup] {
+        var owner = [Int](repeating: -1, count: graph.nodes.count)
+        for (k, group) in kernels.enumerated() { for member in group.members { owner[member] = k } }
+        func producer(_ id: ValueID) -> Int {
+            var id = id
+            while graph.nodes[id].op.isView { id = graph.nodes[id].inputs[0] }
+            return owner[id]
+        }
+        // Which kernels read each value (through views too), excluding the value's own kernel.
+        var readers = [[Int]](repeating: [], count: graph.nodes.count)
+        for (k, group) in kernels.enumerated() {
+            let members = Set(group.members)
+            for member in group.members {
+                for input in graph.nodes[member].inputs where !members.contains(input) {
+                    var root = input
+                    while graph.nodes[root].op.isView { root = graph.nodes[root].inputs[0] }
+                    readers[root].append(k)
+                }
+            }
+        }
+        var sources = [Set<Int>](repeating: [], count: kernels.count)
+        var isUpdate = [Bool](repeating: false, count: kernels.count)
+        for (k, group) in kernels.enumerated() {
+            for member in group.members {
+                for input in graph.nodes[member].inputs {
+                    let p = producer(input)
+                    if p >= 0 && p != k { sources[k].insert(p) }
+                }
+            }
+        }
+        for update in graph.updates {
+            let k = producer(update.value)
+            guard k >= 0 else { continue }
+            isUpdate[k] = true
+            // Readers of the old value run before the kernel that computes the new one.
+            for reader in readers[update.target] where reader != k { sources[k].insert(reader) }
+        }
+        // Reject pseudo-dependencies that would close a cycle: fall back to data edges only.
+        var dependents = [[Int]](repeating: [], count: kernels.count)
+        var pending = sources.map(\.count)
+        for (k, s) in sources.enumerated() { for source in s { dependents[source].append(k) } }
+        var ready = Heap(kernels.indices.filter { pending[$0] == 0 }.map { (key(kernels[$0], isUpdate[$0]), $0) })
+        var order: [KernelGroup] = []
+        while let (_, k) = ready.pop() {
+            order.append(kernels[k])
+            for d in dependents[k] {
+                pending[d] -= 1
+                if pending[d] == 0 { ready.push((key(kernels[d], isUpdate[d]), d)) }
+            }
+        }
+        if order.count != kernels.count { return kernels }  // a pseudo-edge made a cycle: keep the fusion order
+        return order
+    }
+
+    /// Update kernels go first among ready kernels; the rest by first member.
+    private static func key(_ group: KernelGroup, _ isUpdate: Bool) -> Int {
+        isUpdate ? -1 : group.members[0]
+    }
+}
