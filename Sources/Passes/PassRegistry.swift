@@ -25,7 +25,7 @@ public enum PassRegistry {
     /// second round finds nothing on the zoo's graphs (tested). The one known gap: a `select`
     /// with a constant condition that picks a constant branch can leave a node reading only
     /// constants; it is computed at run time, correctly, just not folded.
-    public static let standardNames: [String] = simplificationNames + ["fuse", "schedule"]
+    public static let standardNames: [String] = simplificationNames + ["fuse", "schedule", "plan-memory"]
 
     /// The graph simplification passes, in pipeline order.
     public static let simplificationNames = ["fold-constants", "simplify-algebra", "cse", "dce"]
@@ -39,6 +39,7 @@ public enum PassRegistry {
         case "dce": return DeadCode()
         case "fuse": return Fusion()
         case "schedule": return Scheduling()
+        case "plan-memory": return MemoryPlanning()
         default: return nil
         }
     }

@@ -121,6 +121,8 @@ public final class Executable {
     private func compileKernel(_ group: KernelGroup) throws {
         switch group.kind {
         case .single:
+            // A result nothing reads gets no buffer from the memory plan; its kernel has no effect.
+            if pointers[group.root] == nil && group.outputs.isEmpty { return }
             try compileNode(group.root)
         case .elementwise:
             let fused = FusedElementwise(graph: graph, members: group.members, space: graph.nodes[group.root].type.shape,

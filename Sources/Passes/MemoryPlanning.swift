@@ -1,0 +1,196 @@
+import KilnGraph
+
+/// Plans where every value lives when the program runs, and fills `program.memory`.
+///
+/// 1. In-place reuse. An elementwise kernel writes an output into the buffer of an input it
+///    reads at the same index, when nothing later reads that buffer (`MemoryPlan.aliases`).
+///    An optimizer update is written straight into its parameter or state when every read of
+///    the old value happens before (or, same index, inside) the kernel that computes it, so the
+///    runtime needs no copy at the end of the step.
+/// 2. Offsets. Liveness intervals of the remaining buffers (`BufferLiveness`) are packed into
+///    one arena by every strategy; the smallest arena is kept (ties: the first strategy).
+///
+/// Invariant: no two buffers live at the same step overlap (checked by the pass manager).
+/// The graph and kernels are left unchanged. Parameters, state and constants live outside
+/// the arena; graph inputs live in it but are never overwritten, so callers can read them back.
+public struct MemoryPlanning: Pass {
+    public let name = "plan-memory"
+    /// Strategies tried, in order of preference on ties.
+    public var strategies: [ArenaStrategy]
+
+    public init(strategies: [ArenaStrategy] = [GreedyBySize(), GreedyByBreadth()]) {
+        precondition(!strategies.isEmpty, "memory planning needs at least one strategy")
+        self.strategies = strategies
+    }
+
+    public func run(_ program: inout Program) throws -> Bool {
+        let plan = self.plan(program)
+        if program.memory == plan { return false }
+        program.memory = plan
+        return true
+    }
+
+    /// The memory plan of `program` (any existing plan is ignored).
+    public func plan(_ program: Program) -> MemoryPlan {
+        var planned = program
+        planned.memory = MemoryPlan(offsets: [:], aliases: Self.aliases(program), arenaBytes: 0, naiveBytes: 0,
+                                    lowerBoundBytes: 0, strategy: "")
+        let intervals = BufferLiveness.intervals(of: planned)
+        var best: (offsets: [ValueID: Int], bytes: Int, name: String)?
+        for strategy in strategies {
+            let offsets = strategy.assign(intervals)
+            let bytes = ArenaLayout.arenaBytes(intervals, offsets)
+            if best == nil || bytes < best!.bytes { best = (offsets, bytes, strategy.name) }
+        }
+        var memory = planned.memory!
+        memory.offsets = best!.offsets
+        memory.arenaBytes = best!.bytes
+        memory.strategy = best!.name
+        memory.naiveBytes = intervals.reduce(0) { $0 + ArenaLayout.aligned($1.bytes) }
+        memory.lowerBoundBytes = BufferLiveness.lowerBound(intervals)
+        return memory
+    }
+
+    /// In-place results and parameter updates mapped to the buffer they reuse, plus every
+    /// reshape view mapped to the buffer it shares. The right-hand side is never itself an alias.
+    public static func aliases(_ program: Program) -> [ValueID: ValueID] {
+        var analysis = InPlaceAnalysis(program)
+        return analysis.run()
+    }
+}
+
+/// Whether an op reads every operand element at the index it writes (given equal shapes), so
+/// its output may overwrite a same-shaped operand tile by tile.
+extension Op {
+    var isSameIndexElementwise: Bool {
+        switch self {
+        case .unary, .binary, .power, .select, .cast: return true
+        default: return false
+        }
+    }
+}
+
+/// The reuse decisions of memory planning, made in schedule order.
+private struct InPlaceAnalysis {
+    let graph: Graph
+    let schedule: [KernelGroup]
+    /// Kernel step that computes each value (-1 for leaves and views).
+    var producedAt: [Int]
+    /// Last kernel step that reads each non-view value, directly or through views (-1: none).
+    var lastKernelRead: [Int]
+    /// Non-view values that are graph outputs or update values, directly or through views.
+    var pinned: Set<ValueID>
+    var aliases: [ValueID: ValueID] = [:]
+
+    init(_ program: Program) {
+        graph = program.graph
+        schedule = program.schedule
+        producedAt = [Int](repeating: -1, count: graph.nodes.count)
+        lastKernelRead = [Int](repeating: -1, count: graph.nodes.count)
+        pinned = []
+        for (step, group) in schedule.enumerated() {
+            let members = Set(group.members)
+            for member in group.members {
+                producedAt[member] = step
+                for input in graph.nodes[member].inputs where !members.contains(input) {
+                    let base = Self.base(input, graph)
+                    lastKernelRead[base] = max(lastKernelRead[base], step)
+                }
+            }
+        }
+        for value in graph.outputs.map(\.value) + graph.updates.map(\.value) { pinned.insert(Self.base(value, graph)) }
+    }
+
+    /// The value a reshape chain views.
+    static func base(_ id: ValueID, _ graph: Graph) -> ValueID {
+        var id = id
+        while graph.nodes[id].op.isView { id = graph.nodes[id].inputs[0] }
+        return id
+    }
+
+    /// The value whose buffer `id` uses under the aliases decided so far.
+    func owner(_ id: ValueID) -> ValueID {
+        var id = Self.base(id, graph)
+        while let next = aliases[id] { id = Self.base(next, graph) }
+        return id
+    }
+
+    mutating func run() -> [ValueID: ValueID] {
+        aliasUpdates()
+        aliasElementwiseResults()
+        for (id, node) in graph.nodes.enumerated() where node.op.isView { aliases[id] = owner(id) }
+        return aliases
+    }
+
+    /// Whether `group` may write `output` into the buffer `owner` while it reads it: the kernel
+    /// is elementwise and every read of that buffer inside it is a same-shape, same-element-size
+    /// operand of a same-index op whose result has `output`'s shape.
+    func readsAtSameIndex(_ group: KernelGroup, buffer owner: ValueID, writing output: ValueID) -> Bool {
+        let rootOp = graph.nodes[group.root].op
+        guard group.kind == .elementwise || (group.kind == .single && rootOp.isSameIndexElementwise) else { return false }
+        let outputType = graph.nodes[output].type
+        // A fused kernel walks its root's iteration space; an output of another shape is not
+        // written at the indices its operands are read.
+        guard outputType.shape == graph.nodes[group.root].type.shape else { return false }
+        let members = Set(group.members)
+        for member in group.members {
+            let node = graph.nodes[member]
+            for input in node.inputs where !members.contains(input) && self.owner(input) == owner {
+                let inputType = graph.nodes[input].type
+                guard node.op.isSameIndexElementwise, inputType.shape == node.type.shape,
+                      node.type.shape == outputType.shape,
+                      inputType.dtype.byteSize == outputType.dtype.byteSize else { return false }
+            }
+        }
+        return true
+    }
+
+    /// Update values written straight into their targets.
+    mutating func aliasUpdates() {
+        var targetCount: [ValueID: Int] = [:]
+        for update in graph.updates { targetCount[update.target, default: 0] += 1 }
+        for update in graph.updates {
+            let value = update.value, target = update.target
+            let step = producedAt[value]
+            // Only a kernel's own result can be redirected, and only into one target.
+            guard targetCount[target] == 1, step >= 0, !graph.nodes[value].op.isView, aliases[value] == nil,
+                  schedule[step].outputs.contains(value),
+                  graph.nodes[value].type.byteCount == graph.nodes[target].type.byteCount,
+                  // Outputs and update copies read the target after the step: they want the old value.
+                  !pinned.contains(target) else { continue }
+            let lastRead = lastKernelRead[target]
+            if lastRead > step { continue }
+            if lastRead == step && !readsAtSameIndex(schedule[step], buffer: target, writing: value) { continue }
+            aliases[value] = target
+        }
+    }
+
+    /// Elementwise results written over an input that dies in the same kernel.
+    mutating func aliasElementwiseResults() {
+        // Last kernel step reading each buffer, including reads of values already aliased into it.
+        var bufferLastRead = lastKernelRead
+        for id in pinned { bufferLastRead[id] = schedule.count }
+        for (step, group) in schedule.enumerated() {
+            var taken: Set<ValueID> = []
+            let members = Set(group.members)
+            for output in group.outputs where aliases[output] == nil && !graph.nodes[output].op.isView {
+                let candidates = group.members.flatMap { graph.nodes[$0].inputs }.filter { !members.contains($0) }
+                for input in candidates {
+                    let owner = self.owner(input)
+                    guard !taken.contains(owner), !BufferLiveness.isOutsideArena(owner, in: graph),
+                          !isGraphInput(owner), bufferLastRead[owner] == step,
+                          graph.nodes[owner].type.byteCount == graph.nodes[output].type.byteCount,
+                          readsAtSameIndex(group, buffer: owner, writing: output) else { continue }
+                    aliases[output] = owner
+                    taken.insert(owner)
+                    bufferLastRead[owner] = max(bufferLastRead[owner], bufferLastRead[output])
+                    break
+                }
+            }
+        }
+    }
+
+    func isGraphInput(_ id: ValueID) -> Bool {
+        if case .input = graph.nodes[id].op { return true } else { return false }
+    }
+}
