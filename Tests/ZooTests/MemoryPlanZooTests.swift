@@ -42,6 +42,22 @@ struct MemoryPlanZooTests {
             """)
     }
 
+    @Test("LeNet-5 training plan after fusion stays between the lower bound and naive")
+    func lenetFusedPlan() throws {
+        let graph = try ClassifierTrainer.trainingGraph(model: lenet5(), batch: 64, optimizer: .sgd(momentum: 0.9))
+        var program = Program(graph: graph)
+        try PassRegistry.standardPipeline().run(&program)
+        let memory = try #require(program.memory)
+        #expect(memory.arenaBytes >= memory.lowerBoundBytes)
+        #expect(memory.arenaBytes <= memory.naiveBytes)
+        print("""
+            lenet5 batch 64 fused (\(program.kernelCount) kernels), strategy \(memory.strategy): naive \(memory.naiveBytes / 1024) KiB, \
+            lower bound \(memory.lowerBoundBytes / 1024) KiB, arena \(memory.arenaBytes / 1024) KiB, \
+            arena / lower bound = \(Double(memory.arenaBytes) / Double(memory.lowerBoundBytes)), \
+            arena / naive = \(Double(memory.arenaBytes) / Double(memory.naiveBytes))
+            """)
+    }
+
     @Test("a planned LeNet-5 training step equals the unplanned one bit for bit")
     func lenetPlannedStep() throws {
         let program = try plannedLeNet(batch: 4)
@@ -49,7 +65,7 @@ struct MemoryPlanZooTests {
         let x: [Float] = (0..<3136).map { (i: Int) -> Float in Float((i * 7919) % 255) / 255 }
         let labels: [Int32] = [3, 1, 4, 1]
         var results: [[String: [Float]]] = []
-        for executable in [try Executable(graph: graph, store: ParameterStore(seed: 5), threads: 1),
+        for executable in [try Executable(graph: graph, store: ParameterStore(seed: 5), threads: 1, pipeline: nil),
                            try Executable(program: program, store: ParameterStore(seed: 5), threads: 1)] {
             var result: [String: [Float]] = [:]
             for step in 0..<2 {
