@@ -43,9 +43,12 @@ public enum ArenaLayout {
 /// Inference", §4.2; TFLite's arena planner): the largest buffers first, each at the lowest
 /// offset that fits between the placed buffers it overlaps in time.
 public struct GreedyBySize: ArenaStrategy {
+    /// `greedy-by-size`.
     public let name = "greedy-by-size"
+    /// The strategy (it has no settings).
     public init() {}
 
+    /// Offsets for `intervals`, largest buffer placed first.
     public func assign(_ intervals: [BufferInterval]) -> [ValueID: Int] {
         // Ties broken by first use, then id, so the placement is deterministic.
         let order = intervals.sorted { ($1.bytes, $0.start, $0.value) < ($0.bytes, $1.start, $1.value) }
@@ -64,9 +67,12 @@ public struct GreedyBySize: ArenaStrategy {
 /// size and places each step's unplaced buffers largest first, so the buffers of the widest
 /// step pack tightly and the rest fill around them.
 public struct GreedyByBreadth: ArenaStrategy {
+    /// `greedy-by-breadth`.
     public let name = "greedy-by-breadth"
+    /// The strategy (it has no settings).
     public init() {}
 
+    /// Offsets for `intervals`, the widest step's buffers placed first.
     public func assign(_ intervals: [BufferInterval]) -> [ValueID: Int] {
         guard let last = intervals.map(\.end).max() else { return [:] }
         var breadth = [Int](repeating: 0, count: last + 1)

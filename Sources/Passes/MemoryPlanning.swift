@@ -14,15 +14,18 @@ import KilnGraph
 /// The graph and kernels are left unchanged. Parameters, state and constants live outside
 /// the arena; graph inputs live in it but are never overwritten, so callers can read them back.
 public struct MemoryPlanning: Pass {
+    /// `plan-memory`.
     public let name = "plan-memory"
     /// Strategies tried, in order of preference on ties.
     public var strategies: [ArenaStrategy]
 
+    /// A planner trying `strategies` (by default greedy by size, then greedy by breadth).
     public init(strategies: [ArenaStrategy] = [GreedyBySize(), GreedyByBreadth()]) {
         precondition(!strategies.isEmpty, "memory planning needs at least one strategy")
         self.strategies = strategies
     }
 
+    /// Replaces `program.memory` with a fresh plan; reports a change unless the plan is the same.
     public func run(_ program: inout Program) throws -> Bool {
         let plan = self.plan(program)
         if program.memory == plan { return false }
