@@ -52,7 +52,9 @@ func trainCommand(_ words: [String]) throws {
     var epochSeconds: [Double] = []
     var evaluation: Evaluation?
     for epoch in 0..<epochs {
-        let order = epochOrder(count: train.count, seed: seed, epoch: epoch)
+        // Fashion-MNIST follows the peers' order (numpy `default_rng([seed, epoch]).permutation`) so runs compare.
+        let order = datasetName == "fashion-mnist" ? numpyEpochOrder(count: train.count, seed: seed, epoch: epoch)
+                                                   : epochOrder(count: train.count, seed: seed, epoch: epoch)
         let start = Date()
         let loss = try trainer.trainEpoch(train, order: order, batchSize: batch, learningRate: learningRate) { done, total, meanLoss in
             if done % (batch * 20) < batch || done == total {
