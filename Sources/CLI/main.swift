@@ -11,6 +11,8 @@ commands:
               [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--no-fuse] [--no-plan] [--json]
   dot MODEL [--stage forward|training] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--json]
+  bench gemm|lenet5-train|lenet5-infer|mlp-b16 [--threads N] [--jsonl FILE] [--seed S] [--json]
+              [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak]   the peers' workloads (../shared/peers)
 """
 
 func runCommand(_ words: [String]) throws {
@@ -22,6 +24,7 @@ func runCommand(_ words: [String]) throws {
     case "train": try trainCommand(rest)
     case "dot": try dotCommand(rest)
     case "plan": try planCommand(rest)
+    case "bench": try benchCommand(rest)
     case "help", "--help", "-h": print(usage)
     default: throw KilnError.argument("unknown command \"\(command)\"; run `kiln help`")
     }

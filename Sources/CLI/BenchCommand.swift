@@ -1,0 +1,246 @@
+import Foundation
+import Kiln
+
+/// `kiln bench WORKLOAD`: the peers' benchmark workloads (`../shared/peers/README.md`), run exactly as
+/// the PyTorch/JAX/tinygrad/numpy peers run them (same model, batch, optimizer, data order, epochs
+/// and timing rules), writing the same JSONL record with `"system": "kiln"`.
+let benchWorkloads = ["gemm", "lenet5-train", "lenet5-infer", "mlp-b16"]
+
+/// The knobs every workload reads; `--epochs` and `--limit-steps` are for smoke tests only.
+struct BenchSettings {
+    var workload: String
+    var threads: Int
+    var seed: UInt64
+    var epochs: Int?
+    var limitSteps: Int?
+    var dataDirectory: String?
+    var measurePeak: Bool
+}
+
+func benchCommand(_ words: [String]) throws {
+    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir"],
+                             flags: ["--json", "--no-peak"], command: "bench")
+    guard args.positionals.count == 1, benchWorkloads.contains(args.positionals[0]) else {
+        throw KilnError.argument("bench: give one workload: \(benchWorkloads.joined(separator: ", "))")
+    }
+    let settings = BenchSettings(
+        workload: args.positionals[0], threads: try args.int("--threads", default: 2), seed: try args.seed(),
+        epochs: args.options["--epochs"] == nil ? nil : try args.int("--epochs", default: 1),
+        limitSteps: args.options["--limit-steps"] == nil ? nil : try args.int("--limit-steps", default: 1),
+        dataDirectory: args.options["--data-dir"], measurePeak: !args.flags.contains("--no-peak"))
+
+    let record: BenchRecord
+    switch settings.workload {
+    case "gemm": record = benchGEMM(settings)
+    case "lenet5-train":
+        record = try benchTraining(settings, model: try Zoo.classifier("lenet5"), optimizer: .sgd(momentum: 0.9),
+                                   learningRate: 0.01, batch: 64, epochs: 3, reportFlops: true)
+    case "mlp-b16":
+        record = try benchTraining(settings, model: try Zoo.classifier("mlp-dropout"), optimizer: .sgd(momentum: 0),
+                                   learningRate: 0.01, batch: 16, epochs: 1, reportFlops: false)
+    case "lenet5-infer": record = try benchInference(settings)
+    default: preconditionFailure("unhandled workload \(settings.workload)")
+    }
+
+    let line = record.json()
+    print(record.summaryLine())
+    if let path = args.options["--jsonl"] {
+        try appendLine(line, to: path)
+    }
+    if args.flags.contains("--json") { print(line) }
+}
+
+/// Appends one line to a file, creating it if needed.
+private func appendLine(_ line: String, to path: String) throws {
+    if !FileManager.default.fileExists(atPath: path) {
+        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw KilnError.file(path: path, message: "cannot create") }
+    }
+    guard let handle = FileHandle(forWritingAtPath: path) else { throw KilnError.file(path: path, message: "cannot open for writing") }
+    defer { try? handle.close() }
+    handle.seekToEndOfFile()
+    handle.write(Data((line + "\n").utf8))
+}
+
+private func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    let mid = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+// MARK: - gemm
+
+/// C = A·B, 1024³ float32 with A, B ~ N(0, 1): 1 untimed call, 3 warm-up, 20 timed; value = best GFLOP/s.
+private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
+    let n = 1024, warmUp = 3, repetitions = 20
+    // Normal entries by Box–Muller on numpy's PCG64 (the values do not matter for the timing, only the scale).
+    var generator = NumpyGenerator(seed: [settings.seed, 7])
+    func normals(_ count: Int) -> [Float] {
+        (0..<count).map { _ in
+            let u1 = (Double(generator.bitGenerator.next64() >> 11) + 0.5) / 9_007_199_254_740_992  // in (0, 1)
+            let u2 = Double(generator.bitGenerator.next64() >> 11) / 9_007_199_254_740_992
+            return Float((-2 * Foundation.log(u1)).squareRoot() * cos(2 * Double.pi * u2))
+        }
+    }
+    let a = normals(n * n), b = normals(n * n)
+    var c = [Float](repeating: 0, count: n * n)
+    func multiply() {
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    GEMM.sgemm(transposeA: false, transposeB: false, m: n, n: n, k: n, a: a.baseAddress!, lda: n,
+                               b: b.baseAddress!, ldb: n, c: c.baseAddress!, ldc: n, accumulate: false, threads: settings.threads)
+                }
+            }
+        }
+    }
+    var start = monotonicSeconds()
+    multiply()
+    let firstCall = monotonicSeconds() - start
+    for _ in 0..<warmUp { multiply() }
+    var times: [Double] = []
+    for _ in 0..<repetitions {
+        start = monotonicSeconds()
+        multiply()
+        times.append(monotonicSeconds() - start)
+    }
+    let flops = 2 * pow(Double(n), 3)
+    let best = times.min()!, middle = median(times)
+    return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "gflops",
+                       value: flops / best / 1e9, compileSeconds: nil, testAccuracy: nil,
+                       extra: [("median_gflops", rounded(flops / middle / 1e9, 2)), ("best_ms", rounded(best * 1e3, 3)),
+                               ("median_ms", rounded(middle * 1e3, 3)), ("reps", repetitions),
+                               ("first_call_ms", rounded(firstCall * 1e3, 3)), ("threads", settings.threads)])
+}
+
+// MARK: - training
+
+/// Trains on Fashion-MNIST in the peers' order (epoch e: numpy `default_rng([seed, e]).permutation(60000)`,
+/// last partial batch kept). The first step (compilation included) is timed as `compile_seconds` and left
+/// out of epoch 1; the figure is the median epoch; evaluation (batches of 1000) is untimed.
+private func benchTraining(_ settings: BenchSettings, model: ClassifierModel, optimizer: Optimizer, learningRate: Double,
+                           batch: Int, epochs defaultEpochs: Int, reportFlops: Bool) throws -> BenchRecord {
+    let train = try FashionMNIST.load(split: .train, directory: settings.dataDirectory)
+    let test = try FashionMNIST.load(split: .test, directory: settings.dataDirectory)
+    let epochs = settings.epochs ?? defaultEpochs
+    let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: settings.seed, threads: settings.threads)
+
+    var compileSeconds = 0.0
+    var epochSeconds: [Double] = [], epochLosses: [Double] = [], stepsPerEpoch: [Int] = []
+    for epoch in 0..<epochs {
+        let order = numpyEpochOrder(count: train.count, seed: settings.seed, epoch: epoch)
+        var position = 0, steps = 0, lossSum = 0.0
+        if epoch == 0 {
+            let start = monotonicSeconds()
+            lossSum += Double(try trainer.trainStep(train, indices: order[0..<batch], learningRate: learningRate))
+            compileSeconds = monotonicSeconds() - start
+            position = batch
+            steps = 1
+        }
+        let start = monotonicSeconds()
+        while position < order.count && steps < (settings.limitSteps ?? .max) {
+            let end = min(order.count, position + batch)
+            lossSum += Double(try trainer.trainStep(train, indices: order[position..<end], learningRate: learningRate))
+            position = end
+            steps += 1
+        }
+        epochSeconds.append(monotonicSeconds() - start)
+        epochLosses.append(lossSum / Double(steps))
+        stepsPerEpoch.append(steps)
+        printError(String(format: "epoch %d/%d: %.3f s, mean batch loss %.4f", epoch + 1, epochs, epochSeconds.last!, epochLosses.last!))
+    }
+    let evaluation = try trainer.evaluate(test, batchSize: 1000)
+    let middle = median(epochSeconds)
+
+    var extra: [(String, Any)] = [("epoch_seconds", epochSeconds.map { rounded($0, 3) }),
+                                  ("train_loss", epochLosses.map { rounded($0, 4) }), ("threads", settings.threads)]
+    if settings.limitSteps != nil { extra.append(("steps_per_epoch", stepsPerEpoch)) }
+    if reportFlops {
+        // One full epoch: full batches plus the partial one, each counted from its own training graph.
+        let full = train.count / batch, partial = train.count % batch
+        var epochFlops = Double(full) * Double(try trainingStepFlops(model: model, batch: batch, optimizer: optimizer))
+        if partial > 0 { epochFlops += Double(try trainingStepFlops(model: model, batch: partial, optimizer: optimizer)) }
+        if settings.limitSteps != nil {
+            epochFlops *= Double(stepsPerEpoch.last!) / Double(full + (partial > 0 ? 1 : 0))
+        }
+        let achieved = epochFlops / middle / 1e9
+        extra += [("flops_per_step", try trainingStepFlops(model: model, batch: batch, optimizer: optimizer)),
+                  ("epoch_gflop", rounded(epochFlops / 1e9, 3)), ("achieved_gflops", rounded(achieved, 3)),
+                  ("flops_counted", "matmul 2mnk; conv2d, backward-data, backward-filter 2*N*O*OH*OW*C*KH*KW each; elementwise ignored")]
+        if settings.measurePeak, let peak = PeakFMA.measure(threads: settings.threads) {
+            extra += [("peak_gflops", peak.avx512), ("peak_avx2_gflops", peak.avx2 as Any),
+                      ("fraction_of_peak", rounded(achieved / peak.avx512, 4)), ("peak_source", peak.source)]
+        }
+    }
+    return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "epoch_seconds",
+                       value: middle, compileSeconds: compileSeconds, testAccuracy: evaluation.accuracy, extra: extra)
+}
+
+/// FLOPs of one training step counted from its graph: matmul 2·m·n·k; conv2d and both of its
+/// backward ops 2·N·O·OH·OW·C·KH·KW each; everything else (elementwise, pooling, loss) ignored.
+func trainingStepFlops(model: ClassifierModel, batch: Int, optimizer: Optimizer) throws -> Int {
+    let graph = try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: optimizer)
+    return graphFlops(graph)
+}
+
+/// Multiply-add FLOPs of a graph's matmuls and convolutions (2 per multiply-add).
+func graphFlops(_ graph: Graph) -> Int {
+    var total = 0
+    for node in graph.nodes {
+        func dims(_ input: Int) -> [Int] { graph[node.inputs[input]].type.shape.dims }
+        switch node.op {
+        case let .matmul(transposeA, transposeB):
+            let a = dims(0), b = dims(1)
+            let (m, k) = transposeA ? (a[1], a[0]) : (a[0], a[1])
+            let n = transposeB ? b[0] : b[1]
+            total += 2 * m * n * k
+        case .conv2d:
+            // (x [N,C,H,W], w [O,C,KH,KW]) → y [N,O,OH,OW]
+            let y = node.type.shape.dims, w = dims(1)
+            total += 2 * y.reduce(1, *) * w[1] * w[2] * w[3]
+        case .conv2dBackwardData:
+            // (dy [N,O,OH,OW], w [O,C,KH,KW]) → dx
+            let dy = dims(0), w = dims(1)
+            total += 2 * dy.reduce(1, *) * w[1] * w[2] * w[3]
+        case .conv2dBackwardFilter:
+            // (x, dy [N,O,OH,OW]) → dw [O,C,KH,KW]
+            let dy = dims(1), w = node.type.shape.dims
+            total += 2 * dy.reduce(1, *) * w[1] * w[2] * w[3]
+        default: continue
+        }
+    }
+    return total
+}
+
+// MARK: - inference
+
+/// LeNet-5 forward over the 10k test images in batches of 256 (39 + one of 16): `compile_seconds` is the
+/// first call on one 256 batch, then one warm-up pass; value = 10000 / best of 3 timed passes.
+private func benchInference(_ settings: BenchSettings) throws -> BenchRecord {
+    let test = try FashionMNIST.load(split: .test, directory: settings.dataDirectory)
+    let batch = 256, passes = 3
+    let trainer = ClassifierTrainer(model: try Zoo.classifier("lenet5"), optimizer: .sgd(), seed: settings.seed,
+                                    threads: settings.threads)
+    let indices = Array(0..<test.count)
+    func runBatch(_ range: Range<Int>) throws {
+        let program = try trainer.evaluationProgram(batch: range.count)
+        test.fillBatch(indices: indices[range], into: try program.inputPointer("x").assumingMemoryBound(to: Float.self), labels: nil)
+        program.run()
+    }
+    func fullPass() throws {
+        for start in stride(from: 0, to: test.count, by: batch) { try runBatch(start..<min(test.count, start + batch)) }
+    }
+    var start = monotonicSeconds()
+    try runBatch(0..<batch)
+    let compileSeconds = monotonicSeconds() - start
+    try fullPass()
+    var times: [Double] = []
+    for _ in 0..<passes {
+        start = monotonicSeconds()
+        try fullPass()
+        times.append(monotonicSeconds() - start)
+    }
+    let best = times.min()!
+    return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "images_per_second",
+                       value: Double(test.count) / best, compileSeconds: compileSeconds, testAccuracy: nil,
+                       extra: [("pass_seconds", times.map { rounded($0, 4) }), ("batch", batch), ("threads", settings.threads)])
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Kiln
+
+/// One `kiln bench` result in the peers' JSONL record format (`../shared/peers/README.md`), plus the
+/// machine facts every record carries: host, peak RSS, date, load average and CPU pressure.
+struct BenchRecord {
+    var workload: String
+    var threads: Int
+    var seed: UInt64
+    /// `epoch_seconds`, `images_per_second` or `gflops`.
+    var metric: String
+    var value: Double
+    var compileSeconds: Double?
+    var testAccuracy: Double?
+    /// Free-form details, in order; `loadavg_1m` and `cpu_pressure_60s` are appended when written.
+    var extra: [(String, Any)] = []
+
+    static let system = "kiln"
+    static let version = "0.1"
+
+    /// The record as one JSON line, with the machine facts measured now (end of the run, like the peers).
+    func json() -> String {
+        var extra = self.extra
+        if let load = loadAverage1m() { extra.append(("loadavg_1m", rounded(load, 2))) }
+        if let pressure = cpuPressure60s() { extra.append(("cpu_pressure_60s", pressure)) }
+        let fields = jsonObject([
+            ("system", Self.system), ("version", Self.version), ("workload", workload), ("threads", threads),
+            ("metric", metric), ("value", rounded(value, 4)),
+            ("compile_seconds", compileSeconds.map { rounded($0, 4) } as Any),
+            ("test_accuracy", testAccuracy.map { rounded($0, 5) } as Any),
+            ("test_neg_elbo", nil as Double? as Any),
+            ("peak_rss_mb", peakRSSMegabytes()), ("date", isoDateNow()), ("host", hostDescription()),
+            ("seed", Int(seed)),
+        ])
+        // `jsonObject` encodes a nested [(String, Any)] value as an array (its `[Any]` case matches
+        // first), so the nested object is serialised on its own and spliced in.
+        return String(fields.dropLast()) + ", \"extra\": " + jsonObject(extra) + "}"
+    }
+
+    /// The peers' one-line summary: `[kiln 0.1] WORKLOAD: METRIC=VALUE compile_s=… test_acc=… peak_rss=…MB threads=N`.
+    func summaryLine() -> String {
+        var line = "[\(Self.system) \(Self.version)] \(workload): \(metric)=" +
+            (abs(value) < 1e4 ? String(format: "%.4g", value) : String(format: "%.0f", value))
+        if let compileSeconds { line += String(format: " compile_s=%.2f", compileSeconds) }
+        if let testAccuracy { line += String(format: " test_acc=%.4f", testAccuracy) }
+        line += " peak_rss=\(peakRSSMegabytes())MB threads=\(threads)"
+        return line + " " + jsonObject(extra)
+    }
+}
+
+/// Rounds to `digits` decimals, as the peers' records do.
+func rounded(_ value: Double, _ digits: Int) -> Double {
+    let scale = pow(10, Double(digits))
+    return (value * scale).rounded() / scale
+}
+
+/// Seconds on a monotonic clock.
+func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + 1e-9 * Double(t.tv_nsec)
+}
+
+/// `ru_maxrss` of the whole process in MiB (Linux reports KiB, Darwin bytes), one decimal.
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return rounded(Double(usage.ru_maxrss) / 1024, 1)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    return rounded(Double(usage.ru_maxrss) / 1_048_576, 1)  // bytes on Darwin
+    #endif
+}
+
+/// Now in UTC as ISO-8601 with seconds and a `+00:00` offset (Python's `isoformat`).
+func isoDateNow() -> String {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "UTC")
+    formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ssxxx"
+    return formatter.string(from: Date())
+}
+
+/// The 1-minute load average.
+func loadAverage1m() -> Double? {
+    var loads = [Double](repeating: 0, count: 3)
+    return getloadavg(&loads, 3) >= 1 ? loads[0] : nil
+}
+
+/// Linux PSI: % of the last 60 s in which some runnable task waited for a CPU (`/proc/pressure/cpu`, "some avg60").
+func cpuPressure60s() -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/pressure/cpu", encoding: .utf8),
+          let first = text.split(separator: "\n").first else { return nil }
+    let fields = first.split(separator: " ")
+    guard fields.count > 2, let equals = fields[2].firstIndex(of: "=") else { return nil }
+    return Double(fields[2][fields[2].index(after: equals)...])
+}
+
+/// `/proc/cpuinfo`'s first "model name", with family and model appended for generic names like
+/// "AMD EPYC" (as the peers' `host_string`).
+func hostDescription() -> String {
+    var model: String?, family: String?, modelNumber: String?
+    if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            let key = parts[0].trimmingCharacters(in: .whitespaces), value = parts[1].trimmingCharacters(in: .whitespaces)
+            if key == "model name" && model == nil { model = value }
+            if key == "cpu family" && family == nil { family = value }
+            if key == "model" && modelNumber == nil { modelNumber = value }
+        }
+    }
+    var host = model ?? ProcessInfo.processInfo.hostName
+    if let family, host.split(separator: " ").count <= 3 { host += " (family \(family) model \(modelNumber ?? "?"))" }
+    return host
+}
+
+/// The machine's FP32 FMA peak, measured by the peers' `peak_fma.c` (compiled with gcc on the spot).
+struct PeakFMA {
+    /// GFLOP/s with AVX-512 FMAs on all requested threads.
+    var avx512: Double
+    /// GFLOP/s with AVX2 (256-bit) FMAs.
+    var avx2: Double?
+    /// How the figure was obtained, for the record.
+    var source: String
+
+    /// Compiles and runs `peak_fma.c THREADS SECONDS`; nil when the source, gcc or AVX-512 is missing,
+    /// or the output cannot be parsed. Takes about 12 × `secondsPerTest`.
+    static func measure(threads: Int, secondsPerTest: Double = 0.5) -> PeakFMA? {
+        guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              cpuinfo.contains(" avx512f"), let source = sourcePath(), let gcc = executablePath("gcc") else { return nil }
+        let binary = NSTemporaryDirectory() + "kiln-peak-fma-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: binary) }
+        guard run(gcc, ["-O2", "-mavx512f", "-mfma", "-pthread", source, "-o", binary]) != nil,
+              let output = run(binary, [String(threads), String(secondsPerTest)]) else { return nil }
+        func gflops(_ prefix: String) -> Double? {
+            guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }),
+                  let colon = line.lastIndex(of: ":") else { return nil }
+            return Double(line[line.index(after: colon)...].split(separator: " ").first ?? "")
+        }
+        guard let wide = gflops("AVX-512") else { return nil }
+        return PeakFMA(avx512: wide, avx2: gflops("AVX2"),
+                       source: "peak_fma.c (gcc -O2 -mavx512f -mfma), AVX-512 FMA, \(threads) threads, best of 5 x \(secondsPerTest) s")
+    }
+
+    /// `KILN_PEAK_FMA_C`, else `../shared/peers/peak_fma.c` from the working directory or from the
+    /// repository holding this binary (`.build/release/kiln`).
+    private static func sourcePath() -> String? {
+        var candidates: [String] = []
+        if let path = ProcessInfo.processInfo.environment["KILN_PEAK_FMA_C"] { candidates.append(path) }
+        candidates.append(FileManager.default.currentDirectoryPath + "/../shared/peers/peak_fma.c")
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let repository = binary.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        candidates.append(repository.deletingLastPathComponent().appendingPathComponent("shared/peers/peak_fma.c").path)
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    private static func executablePath(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Runs a program; its standard output, or nil if it could not start or failed.
+    private static func run(_ executable: String, _ arguments: [String]) -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        do { try process.run() } catch { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
+    }
+}
