@@ -59,6 +59,12 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 2, c: 4, h: 8, w: 11, o: 7, kh: 4, kw: 4, strideH: 2, strideW: 1, padH: 0, padW: 2),
     .init(n: 1, c: 1, h: 1, w: 1, o: 1, kh: 3, kw: 3, padH: 1, padW: 1),      // all padding but one tap
     .init(n: 5, c: 33, h: 5, w: 5, o: 9, kh: 3, kw: 3, padH: 1, padW: 1),      // GEMM depth > one panel edge
+    .init(n: 3, c: 2, h: 7, w: 37, o: 13, kh: 3, kw: 4, padH: 1, padW: 2),     // direct: 3 column segments
+    .init(n: 2, c: 5, h: 11, w: 9, o: 17, kh: 2, kw: 3, padH: 1, padW: 0),     // direct: 8-channel tile, tails
+    .init(n: 2, c: 3, h: 13, w: 1, o: 7, kh: 3, kw: 1, padH: 1, padW: 0),      // direct: one column
+    .init(n: 2, c: 3, h: 7, w: 6, o: 5, kh: 7, kw: 6),                         // direct: 1×1 output
+    .init(n: 2, c: 40, h: 6, w: 7, o: 40, kh: 3, kw: 3, padH: 1, padW: 1),     // many channels: GEMM
+    .init(n: 64, c: 1, h: 28, w: 28, o: 6, kh: 5, kw: 5, padH: 2, padW: 2),    // LeNet-5 conv1, full batch
 ]
 
 private func xIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ c: Int, _ y: Int, _ x: Int) -> Int {
@@ -115,6 +121,18 @@ func convMatchesNaive(caseIndex: Int) {
         #expect(worstError(gotDx, dx, dxMagnitude) <= 1, "backwardData \(g) threads=\(threads)")
         #expect(worstError(gotDw, dw, dwMagnitude) <= 1, "backwardFilter \(g) threads=\(threads)")
     }
+}
+
+@Test("the case table runs both conv paths and both direct register tiles")
+func convCasesCoverEveryPath() {
+    let direct = convCases.filter(DirectConv2D.suits)
+    #expect(!direct.isEmpty && direct.count < convCases.count)
+    let tiles = Set(direct.map { g in
+        DirectConv2D.tile(for: .init(n: g.n, sourceChannels: g.c, sourceHeight: g.h, sourceWidth: g.w,
+                                     top: g.padH, left: g.padW, outChannels: g.o, outHeight: g.oh,
+                                     outWidth: g.ow, kh: g.kh, kw: g.kw))
+    })
+    #expect(tiles == Set(DirectConv2D.Tile.allCases))
 }
 
 @Test("conv2d kernels give the same bits on 1, 2 and 4 threads")

@@ -63,6 +63,15 @@ public enum Conv2DKernel {
     /// for any thread count.
     public static func forward(_ g: Geometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                y: UnsafeMutablePointer<Float>, threads: Int) {
+        if DirectConv2D.suits(g) {
+            let problem = DirectConv2D.Problem(
+                n: g.n, sourceChannels: g.c, sourceHeight: g.h, sourceWidth: g.w, top: g.padH, left: g.padW,
+                outChannels: g.o, outHeight: g.oh, outWidth: g.ow, kh: g.kh, kw: g.kw)
+            DirectConv2D.correlate(problem, source: x, out: y, threads: threads) { o, c, ky, kx in
+                weight[((o * g.c + c) * g.kh + ky) * g.kw + kx]
+            }
+            return
+        }
         forEachImage(g, threads: threads) { images, gemmThreads in
             let col = g.isPointwise ? nil : GEMM.allocateFloats(g.patchSize * g.outputPixels)
             defer { col?.deallocate() }
@@ -80,6 +89,18 @@ public enum Conv2DKernel {
     /// dx = adjoint of forward in x (overwrites dx).
     public static func backwardData(_ g: Geometry, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                     dx: UnsafeMutablePointer<Float>, threads: Int) {
+        if DirectConv2D.suits(g) {
+            // dx is the correlation of dy, bordered by kh−1−padH rows and kw−1−padW columns,
+            // with the filter flipped in both axes and its channel axes swapped.
+            let problem = DirectConv2D.Problem(
+                n: g.n, sourceChannels: g.o, sourceHeight: g.oh, sourceWidth: g.ow,
+                top: g.kh - 1 - g.padH, left: g.kw - 1 - g.padW,
+                outChannels: g.c, outHeight: g.h, outWidth: g.w, kh: g.kh, kw: g.kw)
+            DirectConv2D.correlate(problem, source: dy, out: dx, threads: threads) { c, o, ky, kx in
+                weight[((o * g.c + c) * g.kh + g.kh - 1 - ky) * g.kw + g.kw - 1 - kx]
+            }
+            return
+        }
         forEachImage(g, threads: threads) { images, gemmThreads in
             let col = g.isPointwise ? nil : GEMM.allocateFloats(g.patchSize * g.outputPixels)
             defer { col?.deallocate() }
@@ -101,6 +122,10 @@ public enum Conv2DKernel {
     /// added in group order. So the result is the same bits for any thread count.
     public static func backwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                       dw: UnsafeMutablePointer<Float>, threads: Int) {
+        if DirectConv2D.suits(g) {
+            DirectConv2D.backwardFilter(g, x: x, dy: dy, dw: dw, threads: threads)
+            return
+        }
         let groups = min(g.n, 8)
         let filterSize = g.o * g.patchSize
         let partials = groups > 1 ? GEMM.allocateFloats((groups - 1) * filterSize) : nil

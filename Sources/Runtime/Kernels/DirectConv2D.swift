@@ -1,0 +1,358 @@
+/// Direct stride-1 convolution vectorised over output width, for layers whose im2col matrix
+/// is too small for GEMM to pay for its packing (LeNet-5: conv1 has a GEMM depth of 25).
+///
+/// Each image's source planes are copied once into a zero-bordered scratch whose rows are
+/// long enough for whole `SIMD16` loads, so the inner loop has no bounds logic: a tile of
+/// `rows × channels` output vectors (16 output columns each) accumulates every tap
+/// `(ci, ky, kx)` as one shifted row load times one broadcast weight. The backward-data
+/// pass is the same correlation of the zero-bordered dy with the flipped, transposed filter.
+/// An image is computed wholly by one thread in a fixed tap order, so results do not depend
+/// on the thread count.
+enum DirectConv2D {
+    /// Output columns per vector.
+    static let lanes = 16
+
+    /// One correlation `out[co, r, s] = Σ_{ci, ky, kx} padded(source)[ci, r + ky, s + kx] ·
+    /// weight(co, ci, ky, kx)` over a batch, where `padded(source)` is the source shifted down
+    /// by `top` rows and right by `left` columns inside a zero border.
+    struct Problem {
+        var n: Int
+        /// Source planes per image and their size.
+        var sourceChannels: Int, sourceHeight: Int, sourceWidth: Int
+        /// Zero rows above / columns left of the source in the padded frame.
+        var top: Int, left: Int
+        /// Output planes per image and their size.
+        var outChannels: Int, outHeight: Int, outWidth: Int
+        var kh: Int, kw: Int
+    }
+
+    /// Register tile shapes: `rows × channels` accumulators of `SIMD16<Float>`.
+    enum Tile: CaseIterable {
+        /// 4 output rows × 3 output channels: suits few output channels (conv1: 6).
+        case rows4channels3
+        /// 2 output rows × 8 output channels: suits 8k output channels and few rows (conv2: 16).
+        case rows2channels8
+
+        var rows: Int { self == .rows4channels3 ? 4 : 2 }
+        var channels: Int { self == .rows4channels3 ? 3 : 8 }
+    }
+
+    /// Whether the direct path should run this convolution: stride 1, padding smaller than
+    /// the kernel (so the backward pass's border is non-negative), and a GEMM depth small
+    /// enough that im2col + GEMM would spend more on packing than on multiplying.
+    static func suits(_ g: Conv2DKernel.Geometry) -> Bool {
+        g.strideH == 1 && g.strideW == 1 && g.padH < g.kh && g.padW < g.kw
+            && g.patchSize <= 512 && min(g.o, g.c) <= 32 && !g.isPointwise
+    }
+
+    /// The tile with the least padded work for `outChannels × outHeight`.
+    static func tile(for p: Problem) -> Tile {
+        func work(_ t: Tile) -> Int {
+            (p.outChannels + t.channels - 1) / t.channels * t.channels
+                * ((p.outHeight + t.rows - 1) / t.rows * t.rows)
+        }
+        return work(.rows4channels3) <= work(.rows2channels8) ? .rows4channels3 : .rows2channels8
+    }
+
+    /// Runs the correlation on images split into fixed ranges; `weight(co, ci, ky, kx)` reads
+    /// the filter tap (only at packing time).
+    static func correlate(_ p: Problem, source: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                          threads: Int, weight: (Int, Int, Int, Int) -> Float) {
+        let tile = tile(for: p)
+        let groups = (p.outChannels + tile.channels - 1) / tile.channels
+        let taps = p.sourceChannels * p.kh * p.kw
+        // Packed filter: [group][ci][ky][kx][channel in tile], zero past outChannels.
+        let packed = GEMM.allocateFloats(groups * taps * tile.channels)
+        defer { packed.deallocate() }
+        var index = 0
+        for group in 0..<groups {
+            for ci in 0..<p.sourceChannels {
+                for ky in 0..<p.kh {
+                    for kx in 0..<p.kw {
+                        for lane in 0..<tile.channels {
+                            let co = group * tile.channels + lane
+                            packed[index] = co < p.outChannels ? weight(co, ci, ky, kx) : 0
+                            index += 1
+                        }
+                    }
+                }
+            }
+        }
+
+        let rowGroups = (p.outHeight + tile.rows - 1) / tile.rows
+        let segments = (p.outWidth + lanes - 1) / lanes
+        let paddedWidth = segments * lanes + p.kw - 1
+        let paddedHeight = rowGroups * tile.rows + p.kh - 1
+        let paddedPlane = paddedHeight * paddedWidth
+        let sourceImage = p.sourceChannels * p.sourceHeight * p.sourceWidth
+        let outPlane = p.outHeight * p.outWidth
+
+        // Fixed image ranges: one per thread when the batch is worth waking them for.
+        let macs = p.n * p.outChannels * outPlane * taps
+        let chunks = macs >= 1 << 19 ? min(threads, p.n) : 1
+        Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+            let padded = GEMM.allocateFloats(p.sourceChannels * paddedPlane)
+            defer { padded.deallocate() }
+            padded.update(repeating: 0, count: p.sourceChannels * paddedPlane)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 4 * lanes) { tileBuffer in
+                let scratch = tileBuffer.baseAddress!
+                for image in chunk * p.n / chunks..<(chunk + 1) * p.n / chunks {
+                    let src = source + image * sourceImage
+                    for ci in 0..<p.sourceChannels {
+                        for row in 0..<p.sourceHeight {
+                            Conv2DKernel.copyFloats(
+                                padded + ci * paddedPlane + (p.top + row) * paddedWidth + p.left,
+                                src + (ci * p.sourceHeight + row) * p.sourceWidth, p.sourceWidth)
+                        }
+                    }
+                    let dst = out + image * p.outChannels * outPlane
+                    for group in 0..<groups {
+                        let w = packed + group * taps * tile.channels
+                        let channels = min(tile.channels, p.outChannels - group * tile.channels)
+                        for rowGroup in 0..<rowGroups {
+                            let rows = min(tile.rows, p.outHeight - rowGroup * tile.rows)
+                            for segment in 0..<segments {
+                                let x = padded + rowGroup * tile.rows * paddedWidth + segment * lanes
+                                switch tile {
+                                case .rows4channels3:
+                                    tile4x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
+                                case .rows2channels8:
+                                    tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
+                                }
+                                let width = min(lanes, p.outWidth - segment * lanes)
+                                for lane in 0..<channels {
+                                    for r in 0..<rows {
+                                        let co = group * tile.channels + lane
+                                        Conv2DKernel.copyFloats(
+                                            dst + co * outPlane + (rowGroup * tile.rows + r) * p.outWidth + segment * lanes,
+                                            scratch + (lane * tile.rows + r) * lanes, width)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output channels × kernel columns accumulated together by `filterTile`.
+    static let filterChannels = 3, filterColumns = 5
+
+    /// dw = Σ over images and output pixels of dy · (the input window), for a stride-1
+    /// geometry that `suits` accepts; overwrites dw.
+    ///
+    /// The batch is cut into `min(n, 8)` groups, a number that depends on the geometry only.
+    /// Each group's images are bordered into a scratch (x) and copied into zero-padded 16-lane
+    /// rows (dy); `filterTile` then sums, for one input channel, kernel row and block of
+    /// 3 output channels × 5 kernel columns, the lane-wise products over the group's images,
+    /// rows and column segments, and reduces the lanes at the end. Groups are added in group
+    /// order, so the result is the same bits for any thread count.
+    static func backwardFilter(_ g: Conv2DKernel.Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                               dw: UnsafeMutablePointer<Float>, threads: Int) {
+        let groups = min(g.n, 8)
+        let filterSize = g.o * g.patchSize
+        let segments = (g.ow + lanes - 1) / lanes
+        let columnBlocks = (g.kw + filterColumns - 1) / filterColumns
+        let channelBlocks = (g.o + filterChannels - 1) / filterChannels
+        let paddedWidth = segments * lanes + columnBlocks * filterColumns - 1
+        let paddedPlane = (g.oh + g.kh - 1) * paddedWidth
+        let paddedImage = g.c * paddedPlane
+        let dyRow = segments * lanes
+        let dyPlane = g.oh * dyRow
+        let dyImage = channelBlocks * filterChannels * dyPlane
+        let maxImages = (g.n + groups - 1) / groups
+
+        let partials = groups > 1 ? GEMM.allocateFloats((groups - 1) * filterSize) : nil
+        defer { partials?.deallocate() }
+        let macs = g.n * g.o * g.outputPixels * g.patchSize
+        let workers = macs >= 1 << 19 ? threads : 1
+        Parallel.forEach(chunks: groups, threads: workers) { group in
+            let target = group == 0 ? dw : partials! + (group - 1) * filterSize
+            let first = group * g.n / groups, end = (group + 1) * g.n / groups
+            let paddedX = GEMM.allocateFloats(maxImages * paddedImage)
+            let paddedDy = GEMM.allocateFloats(maxImages * dyImage)
+            defer { paddedX.deallocate(); paddedDy.deallocate() }
+            paddedX.update(repeating: 0, count: maxImages * paddedImage)
+            paddedDy.update(repeating: 0, count: maxImages * dyImage)
+            for image in first..<end {
+                let slot = image - first
+                for ci in 0..<g.c {
+                    for row in 0..<g.h {
+                        Conv2DKernel.copyFloats(
+                            paddedX + slot * paddedImage + ci * paddedPlane + (g.padH + row) * paddedWidth + g.padW,
+                            x + ((image * g.c + ci) * g.h + row) * g.w, g.w)
+                    }
+                }
+                for o in 0..<g.o {
+                    for row in 0..<g.oh {
+                        Conv2DKernel.copyFloats(paddedDy + slot * dyImage + o * dyPlane + row * dyRow,
+                                                dy + ((image * g.o + o) * g.oh + row) * g.ow, g.ow)
+                    }
+                }
+            }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: filterChannels * filterColumns) { sumsBuffer in
+                let sums = sumsBuffer.baseAddress!
+                for ci in 0..<g.c {
+                    for ky in 0..<g.kh {
+                        for block in 0..<channelBlocks {
+                            for columnBlock in 0..<columnBlocks {
+                                filterTile(paddedX + ci * paddedPlane + ky * paddedWidth + columnBlock * filterColumns,
+                                           paddedWidth, paddedImage, paddedDy + block * filterChannels * dyPlane,
+                                           dyPlane, dyImage, end - first, g.oh, segments, sums)
+                                for lane in 0..<filterChannels {
+                                    let o = block * filterChannels + lane
+                                    guard o < g.o else { break }
+                                    for column in 0..<filterColumns {
+                                        let kx = columnBlock * filterColumns + column
+                                        guard kx < g.kw else { break }
+                                        target[((o * g.c + ci) * g.kh + ky) * g.kw + kx] = sums[lane * filterColumns + column]
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for group in 1..<groups {
+            let partial = partials! + (group - 1) * filterSize
+            for i in 0..<filterSize { dw[i] += partial[i] }
+        }
+    }
+
+    /// sums[ch·5 + kx] = Σ_{image, row, segment, lane} dy[ch][row][segment·16 + lane] ·
+    /// x[row][segment·16 + lane + kx] for 3 dy channels and 5 shifts of one x plane.
+    /// `x` and `dy` advance by `xImage` / `dyImage` floats per image; dy rows are 16·segments
+    /// long with zero lanes past the output width. Small and `@inline(never)`, see `tile4x3`.
+    @inline(never)
+    static func filterTile(_ x: UnsafePointer<Float>, _ xRow: Int, _ xImage: Int,
+                           _ dy: UnsafePointer<Float>, _ dyPlane: Int, _ dyImage: Int,
+                           _ images: Int, _ rows: Int, _ segments: Int, _ sums: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD16<Float>
+        var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V()
+        var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V()
+        var a20 = V(), a21 = V(), a22 = V(), a23 = V(), a24 = V()
+        let f = MemoryLayout<Float>.stride
+        for image in 0..<images {
+            for row in 0..<rows {
+                let px = UnsafeRawPointer(x + image * xImage + row * xRow)
+                let pd = UnsafeRawPointer(dy + image * dyImage + row * segments * lanes)
+                for segment in 0..<segments {
+                    let s = segment * lanes * f
+                    let d0 = pd.loadUnaligned(fromByteOffset: s, as: V.self)
+                    let d1 = pd.loadUnaligned(fromByteOffset: s + dyPlane * f, as: V.self)
+                    let d2 = pd.loadUnaligned(fromByteOffset: s + 2 * dyPlane * f, as: V.self)
+                    var v = px.loadUnaligned(fromByteOffset: s, as: V.self)
+                    a00.addProduct(d0, v); a10.addProduct(d1, v); a20.addProduct(d2, v)
+                    v = px.loadUnaligned(fromByteOffset: s + f, as: V.self)
+                    a01.addProduct(d0, v); a11.addProduct(d1, v); a21.addProduct(d2, v)
+                    v = px.loadUnaligned(fromByteOffset: s + 2 * f, as: V.self)
+                    a02.addProduct(d0, v); a12.addProduct(d1, v); a22.addProduct(d2, v)
+                    v = px.loadUnaligned(fromByteOffset: s + 3 * f, as: V.self)
+                    a03.addProduct(d0, v); a13.addProduct(d1, v); a23.addProduct(d2, v)
+                    v = px.loadUnaligned(fromByteOffset: s + 4 * f, as: V.self)
+                    a04.addProduct(d0, v); a14.addProduct(d1, v); a24.addProduct(d2, v)
+                }
+            }
+        }
+        sums[0] = a00.sum(); sums[1] = a01.sum(); sums[2] = a02.sum(); sums[3] = a03.sum(); sums[4] = a04.sum()
+        sums[5] = a10.sum(); sums[6] = a11.sum(); sums[7] = a12.sum(); sums[8] = a13.sum(); sums[9] = a14.sum()
+        sums[10] = a20.sum(); sums[11] = a21.sum(); sums[12] = a22.sum(); sums[13] = a23.sum(); sums[14] = a24.sum()
+    }
+
+    /// Accumulates a 4-row × 3-channel tile of 16 columns: `out[ch·4 + r][0..<16]`.
+    /// `x` points at padded row `r = 0`, column 0 of the tile, channel 0; `w` is packed
+    /// `[ci][ky][kx][3]`. Small and `@inline(never)` so the accumulators stay in registers
+    /// (DESIGN.md, Build flags).
+    @inline(never)
+    static func tile4x3(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
+                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD16<Float>
+        var a00 = V(), a01 = V(), a02 = V(), a03 = V()
+        var a10 = V(), a11 = V(), a12 = V(), a13 = V()
+        var a20 = V(), a21 = V(), a22 = V(), a23 = V()
+        var pw = w
+        let step = rowStride * MemoryLayout<Float>.stride
+        for ci in 0..<channels {
+            for ky in 0..<kh {
+                let row = UnsafeRawPointer(x + ci * planeStride + ky * rowStride)
+                for kx in 0..<kw {
+                    let p = row + kx * MemoryLayout<Float>.stride
+                    let x0 = p.loadUnaligned(as: V.self)
+                    let x1 = p.loadUnaligned(fromByteOffset: step, as: V.self)
+                    let x2 = p.loadUnaligned(fromByteOffset: 2 * step, as: V.self)
+                    let x3 = p.loadUnaligned(fromByteOffset: 3 * step, as: V.self)
+                    var b = V(repeating: pw[0])
+                    a00.addProduct(x0, b); a01.addProduct(x1, b); a02.addProduct(x2, b); a03.addProduct(x3, b)
+                    b = V(repeating: pw[1])
+                    a10.addProduct(x0, b); a11.addProduct(x1, b); a12.addProduct(x2, b); a13.addProduct(x3, b)
+                    b = V(repeating: pw[2])
+                    a20.addProduct(x0, b); a21.addProduct(x1, b); a22.addProduct(x2, b); a23.addProduct(x3, b)
+                    pw += 3
+                }
+            }
+        }
+        let o = UnsafeMutableRawPointer(out)
+        o.storeBytes(of: a00, toByteOffset: 0, as: V.self)
+        o.storeBytes(of: a01, toByteOffset: 64, as: V.self)
+        o.storeBytes(of: a02, toByteOffset: 128, as: V.self)
+        o.storeBytes(of: a03, toByteOffset: 192, as: V.self)
+        o.storeBytes(of: a10, toByteOffset: 256, as: V.self)
+        o.storeBytes(of: a11, toByteOffset: 320, as: V.self)
+        o.storeBytes(of: a12, toByteOffset: 384, as: V.self)
+        o.storeBytes(of: a13, toByteOffset: 448, as: V.self)
+        o.storeBytes(of: a20, toByteOffset: 512, as: V.self)
+        o.storeBytes(of: a21, toByteOffset: 576, as: V.self)
+        o.storeBytes(of: a22, toByteOffset: 640, as: V.self)
+        o.storeBytes(of: a23, toByteOffset: 704, as: V.self)
+    }
+
+    /// Accumulates a 2-row × 8-channel tile of 16 columns: `out[ch·2 + r][0..<16]`; `w` is
+    /// packed `[ci][ky][kx][8]`. See `tile4x3`.
+    @inline(never)
+    static func tile2x8(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
+                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD16<Float>
+        var a00 = V(), a01 = V(), a10 = V(), a11 = V(), a20 = V(), a21 = V(), a30 = V(), a31 = V()
+        var a40 = V(), a41 = V(), a50 = V(), a51 = V(), a60 = V(), a61 = V(), a70 = V(), a71 = V()
+        var pw = w
+        let step = rowStride * MemoryLayout<Float>.stride
+        for ci in 0..<channels {
+            for ky in 0..<kh {
+                let row = UnsafeRawPointer(x + ci * planeStride + ky * rowStride)
+                for kx in 0..<kw {
+                    let p = row + kx * MemoryLayout<Float>.stride
+                    let x0 = p.loadUnaligned(as: V.self)
+                    let x1 = p.loadUnaligned(fromByteOffset: step, as: V.self)
+                    var b = V(repeating: pw[0]); a00.addProduct(x0, b); a01.addProduct(x1, b)
+                    b = V(repeating: pw[1]); a10.addProduct(x0, b); a11.addProduct(x1, b)
+                    b = V(repeating: pw[2]); a20.addProduct(x0, b); a21.addProduct(x1, b)
+                    b = V(repeating: pw[3]); a30.addProduct(x0, b); a31.addProduct(x1, b)
+                    b = V(repeating: pw[4]); a40.addProduct(x0, b); a41.addProduct(x1, b)
+                    b = V(repeating: pw[5]); a50.addProduct(x0, b); a51.addProduct(x1, b)
+                    b = V(repeating: pw[6]); a60.addProduct(x0, b); a61.addProduct(x1, b)
+                    b = V(repeating: pw[7]); a70.addProduct(x0, b); a71.addProduct(x1, b)
+                    pw += 8
+                }
+            }
+        }
+        let o = UnsafeMutableRawPointer(out)
+        o.storeBytes(of: a00, toByteOffset: 0, as: V.self)
+        o.storeBytes(of: a01, toByteOffset: 64, as: V.self)
+        o.storeBytes(of: a10, toByteOffset: 128, as: V.self)
+        o.storeBytes(of: a11, toByteOffset: 192, as: V.self)
+        o.storeBytes(of: a20, toByteOffset: 256, as: V.self)
+        o.storeBytes(of: a21, toByteOffset: 320, as: V.self)
+        o.storeBytes(of: a30, toByteOffset: 384, as: V.self)
+        o.storeBytes(of: a31, toByteOffset: 448, as: V.self)
+        o.storeBytes(of: a40, toByteOffset: 512, as: V.self)
+        o.storeBytes(of: a41, toByteOffset: 576, as: V.self)
+        o.storeBytes(of: a50, toByteOffset: 640, as: V.self)
+        o.storeBytes(of: a51, toByteOffset: 704, as: V.self)
+        o.storeBytes(of: a60, toByteOffset: 768, as: V.self)
+        o.storeBytes(of: a61, toByteOffset: 832, as: V.self)
+        o.storeBytes(of: a70, toByteOffset: 896, as: V.self)
+        o.storeBytes(of: a71, toByteOffset: 960, as: V.self)
+    }
+}
