@@ -56,6 +56,38 @@ public struct Fusion: Pass {
             }
             return true
         }
+        // ancestors[n]: every node n depends on, as a bitset (for the look-ahead below).
+        let words = (nodes.count + 63) / 64
+        var ancestors = [[UInt64]](repeating: [UInt64](repeating: 0, count: words), count: nodes.count)
+        for (id, node) in nodes.enumerated() {
+            for input in node.inputs {
+                for w in 0..<words { ancestors[id][w] |= ancestors[input][w] }
+                ancestors[id][input / 64] |= 1 << UInt64(input % 64)
+            }
+        }
+        func dependsOn(_ id: ValueID, anyOf members: [ValueID]) -> Bool {
+            members.contains { ancestors[id][$0 / 64] & (1 << UInt64($0 % 64)) != 0 }
+        }
+        /// Whether elementwise `id` should stay out of producer kernel `g` and be absorbed by its
+        /// readers instead: every reader is elementwise over the same space (so `id` never needs
+        /// a buffer of its own), and some reader could not join `g`. Joining would store `id` as
+        /// an output of `g` and keep it live until that reader runs (a backward-pass mask computed
+        /// in a forward kernel would live through the whole step).
+        func betterInConsumers(_ id: ValueID, _ g: Int) -> Bool {
+            guard !pinned.contains(id), !users[id].isEmpty else { return false }
+            let members = groups[g].members + [id]
+            var someReaderCannotJoin = false
+            for user in users[id] {
+                let u = nodes[user]
+                guard u.op.fusionCategory == .elementwise, u.type.shape == nodes[id].type.shape,
+                      isFloat32(user) else { return false }
+                if u.inputs.contains(where: { !members.contains($0) && dependsOn($0, anyOf: members) }) {
+                    someReaderCannotJoin = true
+                }
+            }
+            return someReaderCannotJoin
+        }
+
         for (id, node) in nodes.enumerated() {
             defer {
                 var r = Set<Int>()
@@ -75,7 +107,8 @@ public struct Fusion: Pass {
                 for input in node.inputs {
                     let g = groupOf[input]
                     guard g >= 0, !groups[g].closed, groups[g].space == node.type.shape,
-                          groups[g].kind == .elementwise || groups[g].kind == .epilogue, canJoin(id, g) else { continue }
+                          groups[g].kind == .elementwise || groups[g].kind == .epilogue, canJoin(id, g),
+                          !betterInConsumers(id, g) else { continue }
                     groupOf[id] = g
                     groups[g].members.append(id)
                     if groups[g].kind == .elementwise { groups[g].root = id }

@@ -49,9 +49,21 @@ public struct MemoryPlanning: Pass {
         memory.offsets = best!.offsets
         memory.arenaBytes = best!.bytes
         memory.strategy = best!.name
-        memory.naiveBytes = intervals.reduce(0) { $0 + ArenaLayout.aligned($1.bytes) }
+        memory.naiveBytes = Self.naiveBytes(program.graph)
         memory.lowerBoundBytes = BufferLiveness.lowerBound(intervals)
         return memory
+    }
+
+    /// Bytes if every tensor of the graph had its own buffer, as a node-by-node interpreter
+    /// allocates them: inputs and every computed value (fused or not, in place or not), but not
+    /// views, parameters, state or constants, which the arena never holds.
+    public static func naiveBytes(_ graph: Graph) -> Int {
+        graph.nodes.reduce(0) { total, node in
+            switch node.op {
+            case .parameter, .state, .constant, .reshape: return total
+            default: return total + ArenaLayout.aligned(node.type.byteCount)
+            }
+        }
     }
 
     /// In-place results and parameter updates mapped to the buffer they reuse, plus every

@@ -66,7 +66,8 @@ public struct MemoryPlan: Hashable, Sendable {
     public var aliases: [ValueID: ValueID]
     /// Bytes of the arena.
     public var arenaBytes: Int
-    /// Bytes if every placed value had its own buffer.
+    /// Bytes if every tensor of the graph had its own buffer (node-by-node execution, no fusion,
+    /// no reuse); parameters, state, constants and views excluded.
     public var naiveBytes: Int
     /// The largest total size of buffers live at one step of the schedule: no placement can beat it.
     public var lowerBoundBytes: Int
