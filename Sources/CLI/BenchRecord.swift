@@ -144,15 +144,17 @@ struct PeakFMA {
                        source: "peak_fma.c (gcc -O2 -mavx512f -mfma), AVX-512 FMA, \(threads) threads, best of 5 x \(secondsPerTest) s")
     }
 
-    /// `KILN_PEAK_FMA_C`, else `../shared/peers/peak_fma.c` from the working directory or from the
-    /// repository holding this binary (`.build/release/kiln`).
+    /// `KILN_PEAK_FMA_C`, else `shared/peers/peak_fma.c` in the working directory's parent or in an
+    /// ancestor of this binary (the repository checkout sits beside `shared/` on the project machine).
     private static func sourcePath() -> String? {
         var candidates: [String] = []
         if let path = ProcessInfo.processInfo.environment["KILN_PEAK_FMA_C"] { candidates.append(path) }
         candidates.append(FileManager.default.currentDirectoryPath + "/../shared/peers/peak_fma.c")
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let repository = binary.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(repository.deletingLastPathComponent().appendingPathComponent("shared/peers/peak_fma.c").path)
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.deletingLastPathComponent()
+        while directory.path != "/" && !directory.path.isEmpty {
+            candidates.append(directory.appendingPathComponent("shared/peers/peak_fma.c").path)
+            directory = directory.deletingLastPathComponent()
+        }
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
     }
 
