@@ -170,6 +170,9 @@ private let poolCases: [Pool2DKernel.Geometry] = [
     .init(n: 2, c: 1, h: 5, w: 5, kh: 2, kw: 2),                         // odd size: last row unused
     .init(n: 1, c: 1, h: 1, w: 1, kh: 1, kw: 1),
     .init(n: 4, c: 33, h: 9, w: 9, kh: 3, kw: 3, strideH: 2, strideW: 2),
+    .init(n: 3, c: 2, h: 7, w: 37, kh: 2, kw: 2),                        // 2×2: one vector + scalar tail
+    .init(n: 2, c: 3, h: 4, w: 66, kh: 2, kw: 2),                        // 2×2: two full vectors + tail
+    .init(n: 2, c: 16, h: 10, w: 10, kh: 2, kw: 2),                      // LeNet-5 pool2
 ]
 
 private func poolInput(_ g: Pool2DKernel.Geometry, _ n: Int, _ c: Int, _ oy: Int, _ ox: Int, _ ky: Int, _ kx: Int) -> Int {

@@ -234,15 +234,18 @@ enum DirectConv2D {
         var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V()
         var a20 = V(), a21 = V(), a22 = V(), a23 = V(), a24 = V()
         let f = MemoryLayout<Float>.stride
+        // Rows innermost: with one segment (conv2) a segment-inner loop ran once per row and
+        // LLVM spilled the accumulators around it.
         for image in 0..<images {
-            for row in 0..<rows {
-                let px = UnsafeRawPointer(x + image * xImage + row * xRow)
-                let pd = UnsafeRawPointer(dy + image * dyImage + row * segments * lanes)
-                for segment in 0..<segments {
-                    let s = segment * lanes * f
-                    let d0 = pd.loadUnaligned(fromByteOffset: s, as: V.self)
-                    let d1 = pd.loadUnaligned(fromByteOffset: s + dyPlane * f, as: V.self)
-                    let d2 = pd.loadUnaligned(fromByteOffset: s + 2 * dyPlane * f, as: V.self)
+            for segment in 0..<segments {
+                let px = UnsafeRawPointer(x + image * xImage + segment * lanes)
+                let pd = UnsafeRawPointer(dy + image * dyImage + segment * lanes)
+                for row in 0..<rows {
+                    let s = row * xRow * f
+                    let pd = pd + row * segments * lanes * f
+                    let d0 = pd.loadUnaligned(as: V.self)
+                    let d1 = pd.loadUnaligned(fromByteOffset: dyPlane * f, as: V.self)
+                    let d2 = pd.loadUnaligned(fromByteOffset: 2 * dyPlane * f, as: V.self)
                     var v = px.loadUnaligned(fromByteOffset: s, as: V.self)
                     a00.addProduct(d0, v); a10.addProduct(d1, v); a20.addProduct(d2, v)
                     v = px.loadUnaligned(fromByteOffset: s + f, as: V.self)

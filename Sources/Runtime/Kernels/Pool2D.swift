@@ -28,6 +28,9 @@ public enum Pool2DKernel {
         /// Output width: `(w − kw) / strideW + 1`.
         public var ow: Int { (w - kw) / strideW + 1 }
 
+        /// A 2×2 window with stride 2: windows tile the input, the common CNN down-sampling.
+        var isHalving: Bool { kh == 2 && kw == 2 && strideH == 2 && strideW == 2 }
+
         /// Creates a geometry; the window must fit the input. The stride defaults to the window.
         public init(n: Int, c: Int, h: Int, w: Int, kh: Int, kw: Int, strideH: Int? = nil, strideW: Int? = nil) {
             precondition(n >= 1 && c >= 1 && kh >= 1 && kw >= 1 && h >= kh && w >= kw,
@@ -41,6 +44,15 @@ public enum Pool2DKernel {
     /// y = the maximum of each window (NaN-free inputs assumed: comparisons skip NaN).
     public static func maxForward(_ g: Geometry, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                   threads: Int) {
+        if g.isHalving {
+            let total = g.n * g.c * g.h * g.w
+            forEachPlane(g, threads: threads) { plane in
+                for oy in 0..<g.oh {
+                    halvingForwardRow(g, x, total, (plane * g.h + 2 * oy) * g.w, y + (plane * g.oh + oy) * g.ow)
+                }
+            }
+            return
+        }
         forEachPlane(g, threads: threads) { plane in
             let xPlane = x + plane * g.h * g.w, yPlane = y + plane * g.oh * g.ow
             for oy in 0..<g.oh {
@@ -118,6 +130,47 @@ public enum Pool2DKernel {
                 }
             }
         }
+    }
+
+    /// One output row of a 2×2, stride-2 max pool: `x` rows `top` and `top + w` into `out`.
+    ///
+    /// Sixteen windows at a time: two 32-float loads per input row split into even and odd
+    /// columns, compared in the window's row-major order with a strict `>` so ties keep the
+    /// first value, exactly as `firstMaximum`. A load may run into the next row (its lanes
+    /// are never stored) but never past `total`, the end of x.
+    @inline(__always)
+    static func halvingForwardRow(_ g: Geometry, _ x: UnsafePointer<Float>, _ total: Int, _ top: Int,
+                                  _ out: UnsafeMutablePointer<Float>) {
+        var ox = 0
+        while ox < g.ow && top + g.w + 2 * ox + 32 <= total {
+            let r0 = UnsafeRawPointer(x + top + 2 * ox).loadUnaligned(as: SIMD32<Float>.self)
+            let r1 = UnsafeRawPointer(x + top + g.w + 2 * ox).loadUnaligned(as: SIMD32<Float>.self)
+            var best = r0.evenHalf
+            best.replace(with: r0.oddHalf, where: r0.oddHalf .> best)
+            best.replace(with: r1.evenHalf, where: r1.evenHalf .> best)
+            best.replace(with: r1.oddHalf, where: r1.oddHalf .> best)
+            storeFirst(min(16, g.ow - ox), of: best, to: out + ox)
+            ox += 16
+        }
+        while ox < g.ow {
+            defer { ox += 1 }
+            let p = x + top + 2 * ox
+            var best = p[0]
+            if p[1] > best { best = p[1] }
+            if p[g.w] > best { best = p[g.w] }
+            if p[g.w + 1] > best { best = p[g.w + 1] }
+            out[ox] = best
+        }
+    }
+
+    /// Stores the first `count` (1...16) lanes of `v`.
+    @inline(__always)
+    static func storeFirst(_ count: Int, of v: SIMD16<Float>, to out: UnsafeMutablePointer<Float>) {
+        if count == 16 {
+            UnsafeMutableRawPointer(out).storeBytes(of: v, as: SIMD16<Float>.self)
+            return
+        }
+        for lane in 0..<count { out[lane] = v[lane] }
     }
 
     /// Offset within a plane of the first maximum (row-major) of window (oy, ox).
