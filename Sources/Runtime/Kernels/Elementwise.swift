@@ -1,21 +1,21 @@
 import Foundation
 import KilnGraph
 
-/// Float32 elementwise loops. The function is chosen outside the loop so each inner loop is a
+/// Float32 elementwise loops (transcendental functions through the SIMD `FastMath`). The function is chosen outside the loop so each inner loop is a
 /// straight-line body the compiler can vectorise.
 public enum ElementwiseKernel {
     /// y[i] = f(x[i]) for i in 0..<count.
     public static func unary(_ f: UnaryFunction, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
         switch f {
         case .neg: map(x, y, count) { -$0 }
-        case .exp: map(x, y, count) { Foundation.exp($0) }
-        case .log: map(x, y, count) { Foundation.log($0) }
+        case .exp: FastMath.map(x, y, count, FastMath.exp)
+        case .log: FastMath.map(x, y, count, FastMath.log)
         case .sqrt: map(x, y, count) { $0.squareRoot() }
         case .square: map(x, y, count) { $0 * $0 }
-        case .tanh: map(x, y, count) { Foundation.tanh($0) }
-        case .sigmoid: map(x, y, count) { 1 / (1 + Foundation.exp(-$0)) }
+        case .tanh: FastMath.map(x, y, count, FastMath.tanh)
+        case .sigmoid: FastMath.map(x, y, count, FastMath.sigmoid)
         case .relu: map(x, y, count) { $0 > 0 ? $0 : 0 }
-        case .softplus: map(x, y, count) { Foundation.log1p(Foundation.exp(-Swift.abs($0))) + Swift.max($0, 0) }
+        case .softplus: FastMath.map(x, y, count, FastMath.softplus)
         case .abs: map(x, y, count) { Swift.abs($0) }
         case .sign: map(x, y, count) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
         case .reciprocal: map(x, y, count) { 1 / $0 }
