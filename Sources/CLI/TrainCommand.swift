@@ -23,57 +23,163 @@ func parseOptimizer(_ args: Arguments) throws -> Optimizer {
     }
 }
 
+/// Where a training run's images come from: a course CSV file or a named data set.
+private struct TrainingData {
+    var train: ImageDataset
+    /// The named set's test split, reported per epoch (never used to choose anything).
+    var test: ImageDataset?
+    var name: String
+}
+
+private func loadTrainingData(_ args: Arguments) throws -> TrainingData {
+    var data: TrainingData
+    switch (args.options["--train"], args.options["--dataset"]) {
+    case let (csv?, nil):
+        let size = try args.options["--image-size"].map(CSVImages.parseImageSize)
+        data = TrainingData(train: try CSVImages.read(path: csv, imageSize: size), test: nil, name: csv)
+    case let (nil, name?):
+        let (train, test) = try loadDataset(name, directory: args.options["--data-dir"])
+        data = TrainingData(train: train, test: test, name: name)
+    case (.some, .some): throw KilnError.argument("train: give --train CSV or --dataset NAME, not both")
+    case (nil, nil): throw KilnError.argument("train: give --train CSV (course image file) or --dataset NAME (fashion-mnist or glyphs)")
+    }
+    if let limit = args.options["--limit"] {
+        guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer") }
+        data.train = data.train.subset(Array(0..<Swift.min(n, data.train.count)))
+    }
+    return data
+}
+
+/// One progress line per epoch.
+private func epochLine(_ record: EpochReport, of total: Int, test: Evaluation? = nil) -> String {
+    var line = String(format: "epoch %3d/%d  train loss %.4f acc %.4f", record.epoch, total, record.trainLoss, record.trainAccuracy)
+    if let v = record.validation { line += String(format: "  val loss %.4f acc %.4f", v.loss, v.accuracy) }
+    if let test { line += String(format: "  test loss %.4f acc %.4f", test.loss, test.accuracy) }
+    line += String(format: "  %.1f s", record.seconds)
+    if record.isBest { line += "  *" }
+    return line
+}
+
 func trainCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--dataset", "--data-dir", "--epochs", "--batch", "--lr", "--momentum",
-                                              "--optimizer", "--seed", "--threads", "--limit"],
+    let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
+                                              "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",
+                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume"],
                              flags: ["--json", "--no-fuse", "--no-plan"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
-    guard let datasetName = args.options["--dataset"] else { throw KilnError.argument("train: --dataset is required (fashion-mnist or glyphs)") }
-    let epochs = try args.int("--epochs", default: 3)
-    let batch = try args.int("--batch", default: 64)
+    let data = try loadTrainingData(args)
+    let train = data.train
+    let epochs = try args.int("--epochs", default: data.test == nil ? 30 : 3)
+    let batch = try args.int("--batch", default: data.test == nil ? 32 : 64)
     let learningRate = try args.double("--lr", default: 0.01)
     let seed = try args.seed()
     let threads = try args.int("--threads", default: defaultThreadCount())
     let json = args.flags.contains("--json")
     let optimizer = try parseOptimizer(args)
-
-    var (train, test) = try loadDataset(datasetName, directory: args.options["--data-dir"])
-    if let limit = args.options["--limit"] {
-        guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer") }
-        train = train.subset(Array(0..<Swift.min(n, train.count)))
+    let augmentation = try Augmentation.parse(args.options["--augment"] ?? "none")
+    let patience = try args.options["--patience"].map { _ in try args.int("--patience", default: 1) }
+    let output = args.options["-o"]
+    var validationFraction: Double?
+    if args.options["--val-split"] != nil {
+        let fraction = try args.double("--val-split", default: 0)
+        guard fraction > 0 && fraction < 1 else { throw KilnError.argument("--val-split needs a fraction between 0 and 1, found \(fraction)") }
+        validationFraction = fraction
     }
+    let folds = try args.options["--folds"].map { _ in try args.int("--folds", default: 5) }
+    if validationFraction != nil && folds != nil { throw KilnError.argument("train: give --val-split or --folds, not both") }
+    if let folds, folds < 2 || folds > train.count { throw KilnError.argument("--folds needs 2 to \(train.count) folds, found \(folds)") }
+    if patience != nil && validationFraction == nil && folds == nil {
+        throw KilnError.argument("--patience needs a validation set: add --val-split or --folds")
+    }
+    if train.classNames.count < 2 { throw KilnError.argument("train: \(data.name) has \(train.classNames.count) class; a classifier needs two or more") }
+
     let model = try Zoo.classifier(modelName, inputShape: [train.channels, train.height, train.width], classes: train.classNames.count)
-    let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: seed, threads: threads)
+    var firstEpoch = 0
+    let trainer: ClassifierTrainer
+    if let resume = args.options["--resume"] {
+        if folds != nil { throw KilnError.argument("train: --resume continues one model; it does not combine with --folds") }
+        let checkpoint = try Checkpoint.read(path: resume)
+        let saved = checkpoint.description
+        guard saved.modelName == model.name else {
+            throw KilnError.file(path: resume, message: "holds a \(saved.modelName) model, not \(model.name)")
+        }
+        guard saved.classNames == train.classNames, saved.inputShape == model.inputShape else {
+            throw KilnError.file(path: resume, message: "was trained on classes \(saved.classNames) of \(saved.inputShape), \(data.name) has \(train.classNames) of \(model.inputShape)")
+        }
+        trainer = try checkpoint.makeTrainer(optimizer: optimizer, seed: seed, threads: threads)
+        try checkpoint.restoreOptimizerState(into: trainer)
+        firstEpoch = saved.epochs
+    } else {
+        trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: seed, threads: threads)
+    }
     if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
-    if !json { print("training \(model.name) on \(datasetName): \(train.count) images, batch \(batch), \(optimizer), lr \(learningRate), \(threads) threads") }
+    var options = FitOptions(epochs: epochs, batchSize: batch, learningRate: learningRate, patience: patience,
+                             augmentation: augmentation, seed: seed, firstEpoch: firstEpoch)
+    // Fashion-MNIST follows the peers' order (numpy `default_rng([seed, epoch]).permutation`) so runs compare.
+    if data.name == "fashion-mnist" { options.order = { numpyEpochOrder(count: $0, seed: $1, epoch: $2) } }
+    if !json {
+        print("training \(model.name) on \(data.name): \(train.count) images of \(train.height)x\(train.width), classes \(train.classNames.joined(separator: ", ")); "
+              + "batch \(batch), \(optimizer), lr \(learningRate), augment \(augmentation), \(threads) threads")
+    }
 
-    var epochSeconds: [Double] = []
-    var evaluation: Evaluation?
-    for epoch in 0..<epochs {
-        // Fashion-MNIST follows the peers' order (numpy `default_rng([seed, epoch]).permutation`) so runs compare.
-        let order = datasetName == "fashion-mnist" ? numpyEpochOrder(count: train.count, seed: seed, epoch: epoch)
-                                                   : epochOrder(count: train.count, seed: seed, epoch: epoch)
-        let start = Date()
-        let loss = try trainer.trainEpoch(train, order: order, batchSize: batch, learningRate: learningRate) { done, total, meanLoss in
-            if done % (batch * 20) < batch || done == total {
-                showProgress("epoch \(epoch + 1)/\(epochs)", done: done, total: total, detail: String(format: "loss %.4f", meanLoss))
-            }
+    let start = Date()
+    var summary: [(String, Any)] = []
+    var lastTest: Evaluation?
+    let result: FitResult
+    if let folds {
+        let cv = try ClassifierTrainer.crossValidate(model: model, optimizer: optimizer, data: train, folds: folds,
+                                                     options: options, threads: threads) { fold, record in
+            if !json { print("fold \(fold + 1)/\(folds)  " + epochLine(record, of: epochs)) }
         }
-        epochSeconds.append(Date().timeIntervalSince(start))
-        let result = try trainer.evaluate(test)
-        evaluation = result
+        let finalEpochs = Swift.max(1, Int((Double(cv.bestEpochs.reduce(0, +)) / Double(folds)).rounded()))
         if !json {
-            print(String(format: "epoch %d/%d  train loss %.4f  test loss %.4f  test accuracy %.4f  %.1f s",
-                         epoch + 1, epochs, loss, result.loss, result.accuracy, epochSeconds.last!))
+            print(String(format: "%d-fold cross-validation: accuracy %.4f ± %.4f (sd); best epochs ",
+                         folds, cv.meanAccuracy, cv.accuracyStandardDeviation) + cv.bestEpochs.map(String.init).joined(separator: ", "))
+            print("final model: trained on all \(train.count) images for \(finalEpochs) epochs (the folds' mean best epoch)")
+        }
+        options.epochs = finalEpochs
+        result = try trainer.fit(train, options: options) { record in
+            if !json { print("final  " + epochLine(record, of: finalEpochs)) }
+        }
+        summary += [("cv_accuracy_mean", cv.meanAccuracy), ("cv_accuracy_sd", cv.accuracyStandardDeviation),
+                    ("cv_accuracies", cv.accuracies), ("cv_best_epochs", cv.bestEpochs), ("final_epochs", finalEpochs)]
+    } else if let validationFraction {
+        let split = DataSplit.stratified(labels: train.labels, classes: train.classNames.count,
+                                         validationFraction: validationFraction, seed: seed)
+        let validation = train.subset(split.validation)
+        if !json { print("validation: \(split.validation.count) images held out (stratified), \(split.train.count) for training") }
+        result = try trainer.fit(train.subset(split.train), validation: validation, options: options) { record in
+            if !json { print(epochLine(record, of: firstEpoch + epochs)) }
+        }
+        let kept = result.history.first { $0.epoch == result.keptEpoch }!.validation!
+        if !json {
+            print(String(format: "kept epoch %d (lowest validation loss %.4f, accuracy %.4f)", result.keptEpoch, kept.loss, kept.accuracy)
+                  + (result.stoppedEarly ? "; stopped early" : ""))
+        }
+        summary += [("kept_epoch", result.keptEpoch), ("val_loss", kept.loss), ("val_accuracy", kept.accuracy),
+                    ("stopped_early", result.stoppedEarly)]
+    } else {
+        result = try trainer.fit(train, options: options) { record in
+            let test = data.test.flatMap { try? trainer.evaluate($0) }
+            lastTest = test
+            if !json { print(epochLine(record, of: firstEpoch + epochs, test: test)) }
         }
     }
+    let seconds = Date().timeIntervalSince(start)
+    if let output {
+        try Checkpoint.save(trainer, classNames: train.classNames, epochs: result.keptEpoch, to: output)
+        if !json { print("wrote \(output) (\(model.name), epoch \(result.keptEpoch), with optimizer state)") }
+    }
     if json {
-        print(jsonObject([("model", modelName), ("dataset", datasetName), ("epochs", epochs), ("batch", batch),
-                          ("lr", learningRate), ("optimizer", "\(optimizer)"), ("threads", threads), ("seed", Int(seed)),
-                          ("train_seconds", epochSeconds.reduce(0, +)), ("epoch_seconds", epochSeconds),
-                          ("compile_seconds", trainer.compileSeconds),
-                          ("test_accuracy", evaluation?.accuracy ?? 0), ("test_loss", evaluation?.loss ?? 0)]))
+        let last = result.history.last
+        print(jsonObject([("model", modelName), ("data", data.name), ("epochs", result.history.count), ("batch", batch),
+                          ("lr", learningRate), ("optimizer", "\(optimizer)"), ("augment", "\(augmentation)"),
+                          ("threads", threads), ("seed", Int(seed)), ("train_seconds", seconds),
+                          ("epoch_seconds", result.history.map(\.seconds)), ("compile_seconds", trainer.compileSeconds),
+                          ("train_loss", last?.trainLoss ?? 0), ("train_accuracy", last?.trainAccuracy ?? 0)]
+                         + summary
+                         + (lastTest.map { [("test_accuracy", $0.accuracy), ("test_loss", $0.loss)] as [(String, Any)] } ?? [])
+                         + (output.map { [("output", $0)] as [(String, Any)] } ?? [])))
     }
 }

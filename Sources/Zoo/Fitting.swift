@@ -46,6 +46,9 @@ public struct FitOptions: Sendable {
     public var seed: UInt64
     /// Epochs already trained (a resumed run): numbering, orders and augmentation continue from here.
     public var firstEpoch: Int
+    /// The order of the examples in an epoch: `epochOrder` (SplitMix64) by default; `numpyEpochOrder`
+    /// follows the peers' numpy runs.
+    public var order: @Sendable (_ count: Int, _ seed: UInt64, _ epoch: Int) -> [Int] = { epochOrder(count: $0, seed: $1, epoch: $2) }
 
     public init(epochs: Int, batchSize: Int = 32, learningRate: Double = 0.01, patience: Int? = nil,
                 augmentation: Augmentation = .none, seed: UInt64 = 0, firstEpoch: Int = 0) {
@@ -121,7 +124,7 @@ extension ClassifierTrainer {
         var stoppedEarly = false
         for epoch in options.firstEpoch ..< options.firstEpoch + options.epochs {
             let start = Date()
-            let order = epochOrder(count: train.count, seed: options.seed, epoch: epoch)
+            let order = options.order(train.count, options.seed, epoch)
             var totalLoss = 0.0, correct = 0, position = 0
             while position < order.count {
                 let end = Swift.min(order.count, position + options.batchSize)
