@@ -31,8 +31,10 @@ private struct Problem {
     func elementA(_ a: [Float], _ i: Int, _ p: Int) -> Float { transposeA ? a[p * lda + i] : a[i * lda + p] }
     func elementB(_ b: [Float], _ p: Int, _ j: Int) -> Float { transposeB ? b[j * ldb + p] : b[p * ldb + j] }
 
-    /// Runs sgemm on seeded inputs and returns (result, inputs C).
-    func run(seed: UInt64, threads: Int) -> (c: [Float], a: [Float], b: [Float], c0: [Float]) {
+    /// Runs sgemm on seeded inputs and returns (result, inputs C), with a workspace made for
+    /// the shape when asked.
+    func run(seed: UInt64, threads: Int, workspace: Bool = false) -> (c: [Float], a: [Float], b: [Float], c0: [Float]) {
+        let space = workspace ? GEMM.Workspace(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) : nil
         let a = randomFloats(max(1, aRows * lda), seed: seed)
         let b = randomFloats(max(1, bRows * ldb), seed: seed &+ 1)
         let c0 = randomFloats(max(1, m * ldc), seed: seed &+ 2)
@@ -42,7 +44,8 @@ private struct Problem {
                 c.withUnsafeMutableBufferPointer { c in
                     GEMM.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
                                a: a.baseAddress!, lda: lda, b: b.baseAddress!, ldb: ldb,
-                               c: c.baseAddress!, ldc: ldc, accumulate: accumulate, threads: threads)
+                               c: c.baseAddress!, ldc: ldc, accumulate: accumulate, threads: threads,
+                               workspace: space)
                 }
             }
         }
@@ -53,6 +56,11 @@ private struct Problem {
 private let sizes: [(Int, Int, Int)] = [
     (1, 1, 1), (7, 13, 33), (33, 65, 7), (65, 130, 13), (130, 33, 65), (13, 1, 130), (1, 130, 7),
     (8, 32, 1), (16, 64, 256), (130, 130, 130), (9, 40, 600), (3, 4100, 5),
+    // The shapes training runs (MLP and LeNet dense layers at batch 16 and 64, the VAE at 128)
+    // and odd neighbours that reach every path: inner products (k ≥ 64, ragged k, ragged tiles),
+    // B in place (m ≤ 64, ragged last panel) and packed.
+    (16, 200, 784), (16, 784, 200), (200, 784, 16), (16, 10, 200), (64, 120, 400), (64, 84, 120),
+    (128, 20, 400), (7, 13, 97), (13, 33, 65), (33, 7, 1000), (1, 1, 64), (61, 37, 129),
 ]
 private let variants: [(Bool, Bool)] = [(false, false), (false, true), (true, false), (true, true)]
 
@@ -63,7 +71,8 @@ func sgemmMatchesNaive(sizeIndex: Int, variantIndex: Int) {
     let (transposeA, transposeB) = variants[variantIndex]
     for accumulate in [false, true] {
         let problem = Problem(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, accumulate: accumulate)
-        let (c, a, b, c0) = problem.run(seed: UInt64(sizeIndex * 8 + variantIndex * 2 + (accumulate ? 1 : 0)), threads: 1)
+        let (c, a, b, c0) = problem.run(seed: UInt64(sizeIndex * 8 + variantIndex * 2 + (accumulate ? 1 : 0)), threads: 1,
+                                        workspace: sizeIndex % 2 == 0)
         var worst: Double = 0
         var paddingIntact = true
         for i in 0..<m {
@@ -111,6 +120,40 @@ func sgemmThreadCountInvariant(variantIndex: Int) {
     let three = problem.run(seed: 7, threads: 3).c
     #expect(one.map(\.bitPattern) == two.map(\.bitPattern))
     #expect(one.map(\.bitPattern) == three.map(\.bitPattern))
+}
+
+/// Shapes above the parallel threshold, one per path, with ragged edges.
+private let parallelShapes: [(tA: Bool, tB: Bool, m: Int, n: Int, k: Int)] = [
+    (false, true, 16, 301, 790),   // inner products
+    (false, true, 65, 200, 600),   // Bᵀ packed
+    (false, false, 33, 250, 400),  // B in place
+    (true, false, 48, 785, 64),    // B in place, A transposed
+    (true, false, 200, 785, 16),   // packed, A transposed
+    (false, false, 130, 300, 300), // packed
+]
+
+@Test("every path of sgemm gives the same bits on 1, 2 and 3 threads, with and without a workspace",
+      arguments: parallelShapes.indices)
+func sgemmPathsThreadCountInvariant(index: Int) {
+    let s = parallelShapes[index]
+    #expect(s.m * s.n * s.k >= GEMM.parallelThreshold, "shape too small to run in parallel")
+    let problem = Problem(transposeA: s.tA, transposeB: s.tB, m: s.m, n: s.n, k: s.k, accumulate: index % 2 == 0)
+    let one = problem.run(seed: 11, threads: 1).c.map(\.bitPattern)
+    #expect(one == problem.run(seed: 11, threads: 2).c.map(\.bitPattern))
+    #expect(one == problem.run(seed: 11, threads: 3, workspace: true).c.map(\.bitPattern))
+    #expect(one == problem.run(seed: 11, threads: 1, workspace: true).c.map(\.bitPattern))
+}
+
+@Test("the shapes training runs take the intended paths")
+func sgemmPathChoice() {
+    // MLP batch 16: forward by inner products, backward with B in place.
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 200, k: 784) == .dot)
+    #expect(GEMM.path(transposeA: false, transposeB: false, m: 16, n: 784, k: 200) == .packed(directB: true))
+    #expect(GEMM.path(transposeA: true, transposeB: false, m: 200, n: 784, k: 16) == .packed(directB: false))
+    // Small k keeps the packed kernel; a large m packs B.
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 200, k: 20) == .packed(directB: false))
+    #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 400, k: 784) == .packed(directB: false))
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 128, n: 400, k: 784) == .packed(directB: false))
 }
 
 @Test("Parallel.forEach runs every chunk exactly once")

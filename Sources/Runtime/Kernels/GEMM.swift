@@ -6,6 +6,11 @@
 /// `m × kc` slice at a time into row panels of `mr`, and an `mr × nr` register-blocked
 /// micro-kernel multiplies a row panel by a column panel. The cache blocks keep a column
 /// panel of B in L1 and a `mc × kc` block of A in L2 while the micro-kernel streams them.
+///
+/// Training runs many products with a small m (the batch), where packing B costs as much
+/// as the multiply itself, so two shortcuts skip it (see `Path`): when op(B) has contiguous
+/// columns the micro-kernel reads B in place, and when it has contiguous rows along k
+/// (A·Bᵀ, the forward pass of a dense layer) an inner-product kernel runs along k.
 public enum GEMM {
     /// Rows of C per micro-kernel call: 8 rows × 2 vectors = 16 accumulators, half of the
     /// AVX-512 register file, leaving room for the two B vectors and the A broadcast.
@@ -19,10 +24,70 @@ public enum GEMM {
     static let mc = 128
     /// Columns of B per packed block (a multiple of `nr`).
     static let nc = 4096
-    /// Columns of C per parallel work item (a multiple of `nr`).
-    static let columnGroup = 256
-    /// Below this many multiply-adds the wake-up of worker threads costs more than it saves.
-    static let parallelThreshold = 1 << 18
+    /// Below this many multiply-adds the wake-up of worker threads costs more than it saves
+    /// (measured: waking a Dispatch worker costs tens of microseconds on a busy machine).
+    static let parallelThreshold = 1 << 21
+    /// Multiply-adds per parallel work item, at least; work items are whole column panels.
+    static let chunkWork = 1 << 19
+    /// Up to this m, B with contiguous columns is read in place instead of packed (measured:
+    /// at m = 128 the strided panel no longer stays in L1 and packing wins again).
+    static let directBMaxM = 64
+    /// Up to this m, A·Bᵀ always runs the inner-product kernel instead of packing Bᵀ; for
+    /// larger m only when k ≥ 8m (each tile's lane sums cost about 4·16 steps of its loop).
+    static let dotMaxM = 32
+    /// From this k on, the inner-product kernel's final lane sums cost little next to its loop.
+    static let dotMinK = 64
+
+    /// Which algorithm runs a shape; a function of the shape alone, never of the thread count.
+    enum Path: Equatable {
+        /// Pack A and B (B in place when `directB`), then the 8×32 micro-kernel.
+        case packed(directB: Bool)
+        /// Inner products along k of rows of A with rows of B (A·Bᵀ with both contiguous in k).
+        case dot
+    }
+
+    static func path(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> Path {
+        if !transposeA && transposeB && k >= dotMinK && (m <= dotMaxM || 8 * m <= k) { return .dot }
+        return .packed(directB: !transposeB && m <= directBMaxM)
+    }
+
+    /// Packing buffers for one GEMM shape, allocated once so repeated calls allocate nothing.
+    ///
+    /// Sized for the path the shape takes: in-place paths need only the packed A and one
+    /// zero-padded edge panel of B. A workspace may serve several calls in sequence but not
+    /// two concurrent calls.
+    public final class Workspace {
+        let packedA: UnsafeMutablePointer<Float>
+        let packedB: UnsafeMutablePointer<Float>
+        let aCapacity: Int, bCapacity: Int
+
+        /// Buffers for `op(A)[m×k] · op(B)[k×n]` with the given transposes.
+        public init(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) {
+            let (a, b) = GEMM.workspaceFloats(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
+            aCapacity = a
+            bCapacity = b
+            packedA = GEMM.allocateFloats(a)
+            packedB = GEMM.allocateFloats(b)
+        }
+
+        deinit {
+            packedA.deallocate()
+            packedB.deallocate()
+        }
+    }
+
+    /// Floats of packed A and packed B a shape needs.
+    static func workspaceFloats(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> (a: Int, b: Int) {
+        switch path(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
+        case .dot:
+            return (0, 0)
+        case let .packed(directB):
+            let kcMax = min(k, kc)
+            let aFloats = (m + mr - 1) / mr * mr * kcMax
+            let bPanels = directB ? (n % nr == 0 ? 0 : 1) : (min(n, nc) + nr - 1) / nr
+            return (aFloats, bPanels * nr * kcMax)
+        }
+    }
 
     /// C[m×n] = op(A)·op(B) (+ C when accumulate), row-major with leading dimensions; op
     /// transposes when asked.
@@ -32,10 +97,12 @@ public enum GEMM {
     /// (`ldb ≥ k`) when `transposeB`. C is `m × n` with `ldc ≥ n` and must not overlap A
     /// or B. Work is split over `threads` by blocks of C only, so every element's k-sum is
     /// added in the same order for any thread count and the result is bit-identical.
-    /// Packing buffers are allocated per call.
+    /// Packing buffers come from `workspace` (made for this shape and transposes), or are
+    /// allocated for the call when it is nil.
     public static func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                             c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int) {
+                             c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int,
+                             workspace: Workspace? = nil) {
         precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size m=\(m) n=\(n) k=\(k)")
         precondition(lda >= max(1, transposeA ? m : k), "sgemm: lda=\(lda) too small")
         precondition(ldb >= max(1, transposeB ? k : n), "sgemm: ldb=\(ldb) too small")
@@ -49,50 +116,85 @@ public enum GEMM {
             return
         }
         let threads = m * n * k >= parallelThreshold ? threads : 1
-
-        let mPanels = (m + mr - 1) / mr
-        let kcMax = min(k, kc)
-        let nPanelsMax = (min(n, nc) + nr - 1) / nr
-        let packedA = allocateFloats(mPanels * mr * kcMax)
-        let packedB = allocateFloats(nPanelsMax * nr * kcMax)
-        defer {
-            packedA.deallocate()
-            packedB.deallocate()
-        }
         let source = Operands(a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB)
+        let path = path(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
+        if path == .dot {
+            DotKernel.run(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                          accumulate: accumulate, threads: threads)
+            return
+        }
+        let needed = workspaceFloats(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
+        if let workspace {
+            precondition(workspace.aCapacity >= needed.a && workspace.bCapacity >= needed.b,
+                         "sgemm: workspace too small for m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB)")
+            runPacked(m: m, n: n, k: k, source: source, directB: path == .packed(directB: true),
+                      c: c, ldc: ldc, accumulate: accumulate, threads: threads,
+                      packedA: workspace.packedA, packedB: workspace.packedB)
+        } else {
+            let packedA = allocateFloats(needed.a)
+            let packedB = allocateFloats(needed.b)
+            defer {
+                packedA.deallocate()
+                packedB.deallocate()
+            }
+            runPacked(m: m, n: n, k: k, source: source, directB: path == .packed(directB: true),
+                      c: c, ldc: ldc, accumulate: accumulate, threads: threads, packedA: packedA, packedB: packedB)
+        }
+    }
 
+    /// The packed algorithm: per `nc × kc` block, pack A (and B unless read in place), then
+    /// multiply the blocks of C in parallel.
+    static func runPacked(m: Int, n: Int, k: Int, source: Operands, directB: Bool,
+                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int,
+                          packedA: UnsafeMutablePointer<Float>, packedB: UnsafeMutablePointer<Float>) {
+        let mPanels = (m + mr - 1) / mr
         for jc in stride(from: 0, to: n, by: nc) {
             let ncCurrent = min(nc, n - jc)
             let nPanels = (ncCurrent + nr - 1) / nr
             for pc in stride(from: 0, to: k, by: kc) {
                 let kcCurrent = min(kc, k - pc)
-                // Packing is pure copying, so how it is split cannot change any result.
-                let panelsPerChunk = 16
-                let aChunks = (mPanels + panelsPerChunk - 1) / panelsPerChunk
-                let bChunks = (nPanels + panelsPerChunk - 1) / panelsPerChunk
-                Parallel.forEach(chunks: aChunks + bChunks, threads: threads) { chunk in
-                    if chunk < aChunks {
-                        for panel in chunk * panelsPerChunk..<min(mPanels, (chunk + 1) * panelsPerChunk) {
-                            source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent,
-                                         into: packedA + panel * mr * kcCurrent)
-                        }
-                    } else {
-                        let first = (chunk - aChunks) * panelsPerChunk
-                        for panel in first..<min(nPanels, first + panelsPerChunk) {
-                            source.packB(panel: panel, n: n, jc: jc, pc: pc, kc: kcCurrent,
-                                         into: packedB + panel * nr * kcCurrent)
+                if directB {
+                    // Only a ragged last panel is packed: the micro-kernel reads 32 columns.
+                    for panel in 0..<mPanels {
+                        source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent, into: packedA + panel * mr * kcCurrent)
+                    }
+                    if ncCurrent % nr != 0 {
+                        source.packB(panel: nPanels - 1, n: n, jc: jc, pc: pc, kc: kcCurrent, into: packedB)
+                    }
+                } else {
+                    // Packing is pure copying, so how it is split cannot change any result.
+                    let panelsPerChunk = 16
+                    let aChunks = (mPanels + panelsPerChunk - 1) / panelsPerChunk
+                    let bChunks = (nPanels + panelsPerChunk - 1) / panelsPerChunk
+                    Parallel.forEach(chunks: aChunks + bChunks, threads: threads) { chunk in
+                        if chunk < aChunks {
+                            for panel in chunk * panelsPerChunk..<min(mPanels, (chunk + 1) * panelsPerChunk) {
+                                source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent,
+                                             into: packedA + panel * mr * kcCurrent)
+                            }
+                        } else {
+                            let first = (chunk - aChunks) * panelsPerChunk
+                            for panel in first..<min(nPanels, first + panelsPerChunk) {
+                                source.packB(panel: panel, n: n, jc: jc, pc: pc, kc: kcCurrent,
+                                             into: packedB + panel * nr * kcCurrent)
+                            }
                         }
                     }
                 }
 
+                let panels = BPanels(direct: directB ? source.b + pc * source.ldb + jc : nil, ldb: source.ldb,
+                                     packed: packedB, kc: kcCurrent, lastFull: ncCurrent / nr)
                 let addToC = accumulate || pc > 0
+                // Work items: blocks of mc rows × a few column panels, each worth a thread wake-up.
                 let mBlocks = (m + mc - 1) / mc
-                let nGroups = (ncCurrent + columnGroup - 1) / columnGroup
+                let rowsPerBlock = min(m, mc)
+                let groupPanels = threads == 1 ? nPanels : max(1, min(nPanels, chunkWork / max(1, rowsPerBlock * kcCurrent * nr)))
+                let nGroups = (nPanels + groupPanels - 1) / groupPanels
                 Parallel.forEach(chunks: mBlocks * nGroups, threads: threads) { chunk in
                     let i0 = (chunk / nGroups) * mc
-                    let j0 = (chunk % nGroups) * columnGroup
-                    multiplyBlock(rows: i0..<min(m, i0 + mc), columns: j0..<min(ncCurrent, j0 + columnGroup),
-                                  kc: kcCurrent, packedA: packedA, packedB: packedB,
+                    let j0 = (chunk % nGroups) * groupPanels * nr
+                    multiplyBlock(rows: i0..<min(m, i0 + mc), columns: j0..<min(ncCurrent, j0 + groupPanels * nr),
+                                  kc: kcCurrent, packedA: packedA, panels: panels,
                                   c: c + jc, ldc: ldc, addToC: addToC)
                 }
             }
@@ -105,143 +207,49 @@ public enum GEMM {
             .bindMemory(to: Float.self, capacity: max(1, count))
     }
 
-    /// Multiplies the packed panels covering `rows × columns` of C (columns relative to `c`).
+    /// Where the micro-kernel finds the column panels of one `kc × nc` block of op(B).
+    struct BPanels {
+        /// op(B) in place (row p of the block at `direct + p·ldb`), or nil when packed.
+        let direct: UnsafePointer<Float>?
+        let ldb: Int
+        /// The packed panels; in place, only the ragged last panel.
+        let packed: UnsafePointer<Float>
+        let kc: Int
+        /// Panels with all `nr` columns.
+        let lastFull: Int
+
+        /// The panel starting at column `jr` of the block and its row stride in floats.
+        @inline(__always)
+        func panel(_ jr: Int) -> (UnsafePointer<Float>, Int) {
+            let index = jr / GEMM.nr
+            guard let direct else { return (packed + index * GEMM.nr * kc, GEMM.nr) }
+            return index < lastFull ? (direct + jr, ldb) : (packed, GEMM.nr)
+        }
+    }
+
+    /// Multiplies the panels covering `rows × columns` of C (columns relative to `c`).
     ///
     /// Loop order as in BLIS: the column panel of B stays in L1 while the row panels of A
-    /// stream past it from L2. Edge tiles run the same full-size micro-kernel into a
-    /// scratch tile (packing padded A and B with zeros), so an element's arithmetic is the
-    /// same whether or not it sits on an edge.
+    /// stream past it from L2. Edge tiles run the same micro-kernel on zero-padded panels
+    /// and store only their valid part, so an element's arithmetic is the same whether or
+    /// not it sits on an edge.
     static func multiplyBlock(rows: Range<Int>, columns: Range<Int>, kc: Int,
-                              packedA: UnsafePointer<Float>, packedB: UnsafePointer<Float>,
+                              packedA: UnsafePointer<Float>, panels: BPanels,
                               c: UnsafeMutablePointer<Float>, ldc: Int, addToC: Bool) {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { scratchBuffer in
-            let scratch = scratchBuffer.baseAddress!
-            for jr in stride(from: columns.lowerBound, to: columns.upperBound, by: nr) {
-                let bPanel = packedB + (jr / nr) * nr * kc
-                let width = min(nr, columns.upperBound - jr)
-                for ir in stride(from: rows.lowerBound, to: rows.upperBound, by: mr) {
-                    let aPanel = packedA + (ir / mr) * mr * kc
-                    let height = min(mr, rows.upperBound - ir)
-                    let tile = c + ir * ldc + jr
-                    if height == mr && width == nr {
-                        microKernel(kc, aPanel, bPanel, tile, ldc, addToC)
-                    } else {
-                        microKernel(kc, aPanel, bPanel, scratch, nr, false)
-                        for r in 0..<height {
-                            for j in 0..<width {
-                                let value = scratch[r * nr + j]
-                                tile[r * ldc + j] = addToC ? tile[r * ldc + j] + value : value
-                            }
-                        }
-                    }
-                }
+        for jr in stride(from: columns.lowerBound, to: columns.upperBound, by: nr) {
+            let (bPanel, bStride) = panels.panel(jr)
+            let width = min(nr, columns.upperBound - jr)
+            for ir in stride(from: rows.lowerBound, to: rows.upperBound, by: mr) {
+                let aPanel = packedA + (ir / mr) * mr * kc
+                let height = min(mr, rows.upperBound - ir)
+                MicroKernel.run(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
             }
         }
-    }
-
-    /// C[8×32] (+)= A panel · B panel, with A packed `kc × 8` (row index fastest) and B
-    /// packed `kc × 32`.
-    ///
-    /// Kept `@inline(never)` and small on purpose: inlined into a large caller, the same
-    /// code was split into 128-bit operations and ran 7× slower (DESIGN.md, Build flags).
-    /// The 16 accumulators are named variables so they can live in registers.
-    @inline(never)
-    static func microKernel(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ addToC: Bool) {
-        typealias V = SIMD16<Float>
-        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
-        var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
-        var pa = a
-        var pb = UnsafeRawPointer(b)
-        for _ in 0..<kc {
-            let b0 = pb.loadUnaligned(as: V.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
-            var x = V(repeating: pa[0]); c00.addProduct(x, b0); c01.addProduct(x, b1)
-            x = V(repeating: pa[1]); c10.addProduct(x, b0); c11.addProduct(x, b1)
-            x = V(repeating: pa[2]); c20.addProduct(x, b0); c21.addProduct(x, b1)
-            x = V(repeating: pa[3]); c30.addProduct(x, b0); c31.addProduct(x, b1)
-            x = V(repeating: pa[4]); c40.addProduct(x, b0); c41.addProduct(x, b1)
-            x = V(repeating: pa[5]); c50.addProduct(x, b0); c51.addProduct(x, b1)
-            x = V(repeating: pa[6]); c60.addProduct(x, b0); c61.addProduct(x, b1)
-            x = V(repeating: pa[7]); c70.addProduct(x, b0); c71.addProduct(x, b1)
-            pa += mr
-            pb += nr * MemoryLayout<Float>.stride
-        }
-        storeRow(c, c00, c01, addToC)
-        storeRow(c + ldc, c10, c11, addToC)
-        storeRow(c + 2 * ldc, c20, c21, addToC)
-        storeRow(c + 3 * ldc, c30, c31, addToC)
-        storeRow(c + 4 * ldc, c40, c41, addToC)
-        storeRow(c + 5 * ldc, c50, c51, addToC)
-        storeRow(c + 6 * ldc, c60, c61, addToC)
-        storeRow(c + 7 * ldc, c70, c71, addToC)
-    }
-
-    /// Writes (or adds) one 32-float row of a micro-kernel result; C need not be aligned.
-    @inline(__always)
-    static func storeRow(_ c: UnsafeMutablePointer<Float>, _ low: SIMD16<Float>, _ high: SIMD16<Float>,
-                         _ addToC: Bool) {
-        let raw = UnsafeMutableRawPointer(c)
-        var low = low, high = high
-        if addToC {
-            low = raw.loadUnaligned(as: SIMD16<Float>.self) + low
-            high = raw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) + high
-        }
-        raw.storeBytes(of: low, as: SIMD16<Float>.self)
-        raw.storeBytes(of: high, toByteOffset: 64, as: SIMD16<Float>.self)
     }
 
     /// The unpacked operands and how to read op(A) and op(B) from them.
     struct Operands {
         let a: UnsafePointer<Float>, lda: Int, transposeA: Bool
         let b: UnsafePointer<Float>, ldb: Int, transposeB: Bool
-
-        /// Packs rows `panel·mr ..< panel·mr + mr` of op(A), depths `pc ..< pc + kc`, as
-        /// `dst[p·mr + r]`; rows past `m` are zero so edge tiles need no special kernel.
-        func packA(panel: Int, m: Int, pc: Int, kc: Int, into dst: UnsafeMutablePointer<Float>) {
-            let i0 = panel * GEMM.mr
-            let rows = min(GEMM.mr, m - i0)
-            if rows < GEMM.mr { dst.update(repeating: 0, count: GEMM.mr * kc) }
-            if transposeA {
-                // op(A)[i, p] = a[p·lda + i]: each depth holds the panel's rows contiguously.
-                for p in 0..<kc {
-                    let src = a + (pc + p) * lda + i0
-                    for r in 0..<rows { dst[p * GEMM.mr + r] = src[r] }
-                }
-            } else {
-                for r in 0..<rows {
-                    let src = a + (i0 + r) * lda + pc
-                    for p in 0..<kc { dst[p * GEMM.mr + r] = src[p] }
-                }
-            }
-        }
-
-        /// Packs columns `jc + panel·nr ..< +nr` of op(B), depths `pc ..< pc + kc`, as
-        /// `dst[p·nr + j]`; columns past `n` are zero.
-        func packB(panel: Int, n: Int, jc: Int, pc: Int, kc: Int, into dst: UnsafeMutablePointer<Float>) {
-            let j0 = jc + panel * GEMM.nr
-            let columns = min(GEMM.nr, n - j0)
-            if columns < GEMM.nr { dst.update(repeating: 0, count: GEMM.nr * kc) }
-            if transposeB {
-                // op(B)[p, j] = b[j·ldb + p]: read along rows of B, write with stride nr.
-                for j in 0..<columns {
-                    let src = b + (j0 + j) * ldb + pc
-                    for p in 0..<kc { dst[p * GEMM.nr + j] = src[p] }
-                }
-            } else if columns == GEMM.nr {
-                for p in 0..<kc {
-                    let src = UnsafeRawPointer(b + (pc + p) * ldb + j0)
-                    let out = UnsafeMutableRawPointer(dst + p * GEMM.nr)
-                    out.storeBytes(of: src.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-                    out.storeBytes(of: src.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
-                                   toByteOffset: 64, as: SIMD16<Float>.self)
-                }
-            } else {
-                for p in 0..<kc {
-                    let src = b + (pc + p) * ldb + j0
-                    for j in 0..<columns { dst[p * GEMM.nr + j] = src[j] }
-                }
-            }
-        }
     }
 }

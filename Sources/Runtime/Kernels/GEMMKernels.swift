@@ -1,0 +1,246 @@
+/// The register-blocked inner loops of `GEMM` and the packing that feeds them.
+extension GEMM {
+    /// C[rows×width] (+)= A panel · B panel for one `mr × nr` tile.
+    enum MicroKernel {
+        /// Multiplies A packed `kc × 8` (row index fastest) by 32 columns of B whose depth p
+        /// starts at `b + p·bStride` (`nr` when packed, `ldb` when B is read in place), and
+        /// stores the first `rows × width` of the 8×32 tile at `c`.
+        ///
+        /// Kept `@inline(never)` and small on purpose: inlined into a large caller, the same
+        /// code was split into 128-bit operations and ran 7× slower (DESIGN.md, Build flags).
+        /// The 16 accumulators are named variables so they can live in registers. Edge tiles
+        /// run the full loop (A is zero-padded, B's ragged panel is packed) and store less.
+        @inline(never)
+        static func run(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
+                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool) {
+            typealias V = SIMD16<Float>
+            var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
+            var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
+            var pa = a
+            var pb = UnsafeRawPointer(b)
+            let step = bStride * MemoryLayout<Float>.stride
+            for _ in 0..<kc {
+                let b0 = pb.loadUnaligned(as: V.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
+                var x = V(repeating: pa[0]); c00.addProduct(x, b0); c01.addProduct(x, b1)
+                x = V(repeating: pa[1]); c10.addProduct(x, b0); c11.addProduct(x, b1)
+                x = V(repeating: pa[2]); c20.addProduct(x, b0); c21.addProduct(x, b1)
+                x = V(repeating: pa[3]); c30.addProduct(x, b0); c31.addProduct(x, b1)
+                x = V(repeating: pa[4]); c40.addProduct(x, b0); c41.addProduct(x, b1)
+                x = V(repeating: pa[5]); c50.addProduct(x, b0); c51.addProduct(x, b1)
+                x = V(repeating: pa[6]); c60.addProduct(x, b0); c61.addProduct(x, b1)
+                x = V(repeating: pa[7]); c70.addProduct(x, b0); c71.addProduct(x, b1)
+                pa += mr
+                pb += step
+            }
+            if rows == mr && width == nr {
+                storeRow(c, c00, c01, addToC)
+                storeRow(c + ldc, c10, c11, addToC)
+                storeRow(c + 2 * ldc, c20, c21, addToC)
+                storeRow(c + 3 * ldc, c30, c31, addToC)
+                storeRow(c + 4 * ldc, c40, c41, addToC)
+                storeRow(c + 5 * ldc, c50, c51, addToC)
+                storeRow(c + 6 * ldc, c60, c61, addToC)
+                storeRow(c + 7 * ldc, c70, c71, addToC)
+            } else {
+                var tile = (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71)
+                withUnsafeBytes(of: &tile) { bytes in
+                    storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
+                }
+            }
+        }
+
+        /// Writes (or adds) one 32-float row of a micro-kernel result; C need not be aligned.
+        @inline(__always)
+        static func storeRow(_ c: UnsafeMutablePointer<Float>, _ low: SIMD16<Float>, _ high: SIMD16<Float>,
+                             _ addToC: Bool) {
+            let raw = UnsafeMutableRawPointer(c)
+            var low = low, high = high
+            if addToC {
+                low = raw.loadUnaligned(as: SIMD16<Float>.self) + low
+                high = raw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) + high
+            }
+            raw.storeBytes(of: low, as: SIMD16<Float>.self)
+            raw.storeBytes(of: high, toByteOffset: 64, as: SIMD16<Float>.self)
+        }
+
+        /// Writes (or adds) the valid `rows × width` corner of an 8×32 tile held row-major.
+        @inline(never)
+        static func storeEdge(_ tile: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+                              _ rows: Int, _ width: Int, _ addToC: Bool) {
+            for r in 0..<rows {
+                let source = tile + r * nr, row = c + r * ldc
+                for j in 0..<width { row[j] = addToC ? row[j] + source[j] : source[j] }
+            }
+        }
+    }
+
+    /// C = A·Bᵀ by inner products along k, for A (m × k) and B (n × k) both contiguous in k.
+    ///
+    /// Nothing is packed: a 4 × 4 tile of C keeps 16 vector accumulators over k in 16-float
+    /// steps, then adds each one's lanes in a fixed tree. For small m this beats packing Bᵀ,
+    /// which would touch every element of B once for only m multiply-adds. Element (i, j)
+    /// always gets the same sum order, whatever the tiling or thread count.
+    enum DotKernel {
+        /// Floats of k per step; k must be at least this (the tail step re-reads the last 16).
+        static let width = 16
+        /// Rows of A and of B per tile.
+        static let tile = 4
+
+        static func run(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int) {
+            let jBlocks = (n + tile - 1) / tile
+            // Four rows of B (≤ 16 KiB for k ≤ 1024) stay in L1 while all rows of A stream by.
+            let blocksPerChunk = threads == 1 ? jBlocks : max(1, min(jBlocks, GEMM.chunkWork / max(1, m * tile * k)))
+            let chunks = (jBlocks + blocksPerChunk - 1) / blocksPerChunk
+            Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+                for jb in chunk * blocksPerChunk..<min(jBlocks, (chunk + 1) * blocksPerChunk) {
+                    let j0 = jb * tile
+                    for i0 in stride(from: 0, to: m, by: tile) {
+                        tile4x4(k, a + i0 * lda, lda, min(tile, m - i0), b + j0 * ldb, ldb, min(tile, n - j0),
+                                c + i0 * ldc + j0, ldc, accumulate)
+                    }
+                }
+            }
+        }
+
+        /// One 4 × 4 tile: rows past `rows` of A (or `columns` of B) repeat the last valid row
+        /// (valid memory, results not stored).
+        @inline(never)
+        static func tile4x4(_ k: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ rows: Int,
+                            _ b: UnsafePointer<Float>, _ ldb: Int, _ columns: Int,
+                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ addToC: Bool) {
+            typealias V = SIMD16<Float>
+            let a0 = UnsafeRawPointer(a), a1 = UnsafeRawPointer(a + min(1, rows - 1) * lda)
+            let a2 = UnsafeRawPointer(a + min(2, rows - 1) * lda), a3 = UnsafeRawPointer(a + min(3, rows - 1) * lda)
+            let b0 = UnsafeRawPointer(b), b1 = UnsafeRawPointer(b + min(1, columns - 1) * ldb)
+            let b2 = UnsafeRawPointer(b + min(2, columns - 1) * ldb), b3 = UnsafeRawPointer(b + min(3, columns - 1) * ldb)
+            var s00 = V(), s01 = V(), s02 = V(), s03 = V(), s10 = V(), s11 = V(), s12 = V(), s13 = V()
+            var s20 = V(), s21 = V(), s22 = V(), s23 = V(), s30 = V(), s31 = V(), s32 = V(), s33 = V()
+            var offset = 0
+            let end = k * MemoryLayout<Float>.stride
+            let stepBytes = width * MemoryLayout<Float>.stride
+            while offset + stepBytes <= end {
+                let y0 = b0.loadUnaligned(fromByteOffset: offset, as: V.self)
+                let y1 = b1.loadUnaligned(fromByteOffset: offset, as: V.self)
+                let y2 = b2.loadUnaligned(fromByteOffset: offset, as: V.self)
+                let y3 = b3.loadUnaligned(fromByteOffset: offset, as: V.self)
+                var x = a0.loadUnaligned(fromByteOffset: offset, as: V.self)
+                s00.addProduct(x, y0); s01.addProduct(x, y1); s02.addProduct(x, y2); s03.addProduct(x, y3)
+                x = a1.loadUnaligned(fromByteOffset: offset, as: V.self)
+                s10.addProduct(x, y0); s11.addProduct(x, y1); s12.addProduct(x, y2); s13.addProduct(x, y3)
+                x = a2.loadUnaligned(fromByteOffset: offset, as: V.self)
+                s20.addProduct(x, y0); s21.addProduct(x, y1); s22.addProduct(x, y2); s23.addProduct(x, y3)
+                x = a3.loadUnaligned(fromByteOffset: offset, as: V.self)
+                s30.addProduct(x, y0); s31.addProduct(x, y1); s32.addProduct(x, y2); s33.addProduct(x, y3)
+                offset += stepBytes
+            }
+            if offset < end {
+                // The last 16 floats of each row, with the lanes already summed zeroed in A.
+                let start = end - stepBytes
+                let skip = Int32((offset - start) / MemoryLayout<Float>.stride)
+                let keep = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) .>= SIMD16<Int32>(repeating: skip)
+                let zero = V()
+                let y0 = b0.loadUnaligned(fromByteOffset: start, as: V.self)
+                let y1 = b1.loadUnaligned(fromByteOffset: start, as: V.self)
+                let y2 = b2.loadUnaligned(fromByteOffset: start, as: V.self)
+                let y3 = b3.loadUnaligned(fromByteOffset: start, as: V.self)
+                var x = zero.replacing(with: a0.loadUnaligned(fromByteOffset: start, as: V.self), where: keep)
+                s00.addProduct(x, y0); s01.addProduct(x, y1); s02.addProduct(x, y2); s03.addProduct(x, y3)
+                x = zero.replacing(with: a1.loadUnaligned(fromByteOffset: start, as: V.self), where: keep)
+                s10.addProduct(x, y0); s11.addProduct(x, y1); s12.addProduct(x, y2); s13.addProduct(x, y3)
+                x = zero.replacing(with: a2.loadUnaligned(fromByteOffset: start, as: V.self), where: keep)
+                s20.addProduct(x, y0); s21.addProduct(x, y1); s22.addProduct(x, y2); s23.addProduct(x, y3)
+                x = zero.replacing(with: a3.loadUnaligned(fromByteOffset: start, as: V.self), where: keep)
+                s30.addProduct(x, y0); s31.addProduct(x, y1); s32.addProduct(x, y2); s33.addProduct(x, y3)
+            }
+            let sums = (reduce(s00, s01, s02, s03), reduce(s10, s11, s12, s13),
+                        reduce(s20, s21, s22, s23), reduce(s30, s31, s32, s33))
+            store(sums.0, c, columns, addToC)
+            if rows > 1 { store(sums.1, c + ldc, columns, addToC) }
+            if rows > 2 { store(sums.2, c + 2 * ldc, columns, addToC) }
+            if rows > 3 { store(sums.3, c + 3 * ldc, columns, addToC) }
+        }
+
+        /// The lane sums of four accumulators as one vector, by a fixed halving tree built
+        /// from whole-vector shuffles (extracting lanes one by one costs more than the loop
+        /// for small k).
+        @inline(__always)
+        static func reduce(_ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>, _ v3: SIMD16<Float>) -> SIMD4<Float> {
+            let w01 = SIMD16(lowHalf: v0.lowHalf + v0.highHalf, highHalf: v1.lowHalf + v1.highHalf)
+            let w23 = SIMD16(lowHalf: v2.lowHalf + v2.highHalf, highHalf: v3.lowHalf + v3.highHalf)
+            let u = SIMD16(lowHalf: w01.evenHalf + w01.oddHalf, highHalf: w23.evenHalf + w23.oddHalf)
+            let pairs = u.evenHalf + u.oddHalf
+            return pairs.evenHalf + pairs.oddHalf
+        }
+
+        @inline(__always)
+        static func store(_ sums: SIMD4<Float>, _ c: UnsafeMutablePointer<Float>, _ columns: Int, _ addToC: Bool) {
+            if columns == 4 {
+                let raw = UnsafeMutableRawPointer(c)
+                raw.storeBytes(of: addToC ? raw.loadUnaligned(as: SIMD4<Float>.self) + sums : sums, as: SIMD4<Float>.self)
+            } else {
+                for j in 0..<columns { c[j] = addToC ? c[j] + sums[j] : sums[j] }
+            }
+        }
+    }
+}
+
+extension GEMM.Operands {
+    /// Packs rows `panel·mr ..< panel·mr + mr` of op(A), depths `pc ..< pc + kc`, as
+    /// `dst[p·mr + r]`; rows past `m` are zero so edge tiles need no special kernel.
+    func packA(panel: Int, m: Int, pc: Int, kc: Int, into dst: UnsafeMutablePointer<Float>) {
+        let mr = GEMM.mr
+        let i0 = panel * mr
+        let rows = min(mr, m - i0)
+        if rows < mr { dst.update(repeating: 0, count: mr * kc) }
+        if transposeA {
+            // op(A)[i, p] = a[p·lda + i]: each depth holds the panel's rows contiguously.
+            if rows == mr {
+                for p in 0..<kc {
+                    UnsafeMutableRawPointer(dst + p * mr).storeBytes(
+                        of: UnsafeRawPointer(a + (pc + p) * lda + i0).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+                }
+            } else {
+                for p in 0..<kc {
+                    let src = a + (pc + p) * lda + i0
+                    for r in 0..<rows { dst[p * mr + r] = src[r] }
+                }
+            }
+        } else {
+            for r in 0..<rows {
+                let src = a + (i0 + r) * lda + pc
+                for p in 0..<kc { dst[p * mr + r] = src[p] }
+            }
+        }
+    }
+
+    /// Packs columns `jc + panel·nr ..< +nr` of op(B), depths `pc ..< pc + kc`, as
+    /// `dst[p·nr + j]`; columns past `n` are zero.
+    func packB(panel: Int, n: Int, jc: Int, pc: Int, kc: Int, into dst: UnsafeMutablePointer<Float>) {
+        let nr = GEMM.nr
+        let j0 = jc + panel * nr
+        let columns = min(nr, n - j0)
+        if columns < nr { dst.update(repeating: 0, count: nr * kc) }
+        if transposeB {
+            // op(B)[p, j] = b[j·ldb + p]: read along rows of B, write with stride nr.
+            for j in 0..<columns {
+                let src = b + (j0 + j) * ldb + pc
+                for p in 0..<kc { dst[p * nr + j] = src[p] }
+            }
+        } else if columns == nr {
+            for p in 0..<kc {
+                let src = UnsafeRawPointer(b + (pc + p) * ldb + j0)
+                let out = UnsafeMutableRawPointer(dst + p * nr)
+                out.storeBytes(of: src.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+                out.storeBytes(of: src.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
+                               toByteOffset: 64, as: SIMD16<Float>.self)
+            }
+        } else {
+            for p in 0..<kc {
+                let src = b + (pc + p) * ldb + j0
+                for j in 0..<columns { dst[p * nr + j] = src[j] }
+            }
+        }
+    }
+}
