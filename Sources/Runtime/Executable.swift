@@ -35,6 +35,10 @@ public final class Executable {
     private var updateCopies: [(from: UnsafeMutablePointer<Float>, to: UnsafeMutablePointer<Float>, count: Int)] = []
     private let inputIDs: [String: ValueID]
     private let outputIDs: [String: ValueID]
+    /// Where each named output is read: its buffer, or a snapshot for outputs that are a
+    /// parameter or state updated by the step (a graph output is the value before the update).
+    private var outputBuffers: [String: UnsafeMutablePointer<Float>] = [:]
+    private var snapshotCopies: [(from: UnsafeMutablePointer<Float>, to: UnsafeMutablePointer<Float>, count: Int)] = []
 
     /// The program this executable runs (graph, kernels in order, memory plan).
     public let program: Program
@@ -114,6 +118,21 @@ public final class Executable {
         for update in graph.updates where pointers[update.value] != pointers[update.target] {
             let count = graph.nodes[update.value].type.shape.count
             updateCopies.append((floats(update.value), floats(update.target), count))
+        }
+        let updated = Set(graph.updates.map(\.target))
+        for output in graph.outputs where graph.nodes[output.value].type.dtype == .float32 {
+            var root = output.value
+            while graph.nodes[root].op.isView { root = graph.nodes[root].inputs[0] }
+            if updated.contains(root) {
+                let count = graph.nodes[root].type.shape.count
+                let snapshot = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 4, alignment: 64)
+                scratch.append(snapshot)
+                let buffer = snapshot.assumingMemoryBound(to: Float.self)
+                snapshotCopies.append((floats(root), buffer, count))
+                outputBuffers[output.name] = buffer
+            } else if pointers[output.value] != nil {
+                outputBuffers[output.name] = floats(output.value)
+            }
         }
     }
 
@@ -197,6 +216,9 @@ public final class Executable {
     /// The values of a named output (a copy).
     public func output(_ name: String) throws -> [Float] {
         guard let id = outputIDs[name] else { throw KilnError.feed("the program has no output \"\(name)\"; it has \(outputIDs.keys.sorted())") }
+        if let buffer = outputBuffers[name] {
+            return Array(UnsafeBufferPointer(start: buffer, count: graph.nodes[id].type.shape.count))
+        }
         return value(id)
     }
 
@@ -212,11 +234,13 @@ public final class Executable {
     /// A pointer to a named output's floats, valid until the next step.
     public func outputPointer(_ name: String) throws -> UnsafePointer<Float> {
         guard let id = outputIDs[name] else { throw KilnError.feed("the program has no output \"\(name)\"") }
-        return UnsafePointer(floats(id))
+        return UnsafePointer(outputBuffers[name] ?? floats(id))
     }
 
-    /// Runs one step: every kernel in order, then the parameter and state updates.
+    /// Runs one step: snapshots of outputs that are updated parameters, every kernel in order,
+    /// then the parameter and state updates not already written in place.
     public func run() {
+        for copy in snapshotCopies { copy.to.update(from: copy.from, count: copy.count) }
         for kernel in kernels { kernel() }
         for copy in updateCopies { copy.to.update(from: copy.from, count: copy.count) }
         counter.value &+= 1
