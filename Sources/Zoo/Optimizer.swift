@@ -22,11 +22,13 @@ public enum Optimizer: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Appends the update of every parameter: state tensors named `PARAM.momentum`, `PARAM.adam_m`, … and,
-    /// for Adam, a step counter `optimizer.step`.
-    public func appendUpdates(to g: GraphBuilder, parameters: [Tensor], gradients: [Tensor], learningRate lr: Tensor) {
+    /// for Adam, a step counter `counterName` (two optimizers sharing one store, such as a GAN's,
+    /// need different counters).
+    public func appendUpdates(to g: GraphBuilder, parameters: [Tensor], gradients: [Tensor], learningRate lr: Tensor,
+                              counterName: String = "optimizer.step") {
         var stepCount: Tensor?
         if case .adam = self {
-            let step = g.state("optimizer.step", .scalar)
+            let step = g.state(counterName, .scalar)
             let next = step + 1
             g.update(step, to: next)
             stepCount = next

@@ -1,0 +1,333 @@
+import Foundation
+import KilnGraph
+import KilnPasses
+import KilnRuntime
+
+/// Mean losses of one step or one epoch of generative training.
+public struct GenerativeLosses: Sendable, Equatable {
+    /// VAE: the negative ELBO per example; GAN: the generator's loss.
+    public var main: Double
+    /// GAN only: the discriminator's loss (BCE on real plus BCE on fake).
+    public var discriminator: Double?
+
+    public init(main: Double, discriminator: Double? = nil) { self.main = main; self.discriminator = discriminator }
+}
+
+/// Trains a `GenerativeModel` and samples from it. As with `ClassifierTrainer`, programs are
+/// compiled per batch size on first use and share one `ParameterStore`, so the sampling program
+/// sees the training program's weights without copies.
+///
+/// A VAE step minimises [Σ BCE-with-logits(decoder logits, x) + KL(q(z|x) ‖ N(0, I))] / B with
+/// z = μ + exp(½ log σ²)·ε (Kingma & Welling 2014). A GAN step is two programs run one after the
+/// other on the same batch: the discriminator's (BCE(D(x), 1) + BCE(D(G(z)), 0), updating only
+/// `disc.*`) and the generator's (non-saturating BCE(D(G(z)), 1), updating only `gen.*`), each
+/// with its own optimizer state and step counter (Goodfellow et al. 2014).
+public final class GenerativeTrainer {
+    public let model: GenerativeModel
+    /// The VAE's optimizer, or the GAN generator's.
+    public let optimizer: Optimizer
+    /// The GAN discriminator's optimizer (unused for a VAE).
+    public let discriminatorOptimizer: Optimizer
+    public let store: ParameterStore
+    public let threads: Int
+    public let seed: UInt64
+    /// Whether the noise (ε of a VAE, z of a GAN) is an input `noise` fed by the caller instead of
+    /// drawn by the graph's generator; lets a test replay PyTorch's ε. Set before the first step.
+    public var noiseInput = false
+    /// Whether training programs also output `grad.NAME` for every trained parameter (for checks).
+    public var gradientOutputs = false
+    /// Optimizer steps taken so far (GAN: one per discriminator/generator pair).
+    public private(set) var stepsTaken = 0
+    /// Seconds spent compiling programs so far.
+    public private(set) var compileSeconds = 0.0
+    private var programs: [String: Executable] = [:]
+
+    /// A trainer with the usual defaults: Adam(0.9, 0.999) for a VAE, Adam(0.5, 0.999) for both GAN
+    /// networks (Radford et al. 2016 §4).
+    public init(model: GenerativeModel, optimizer: Optimizer? = nil, discriminatorOptimizer: Optimizer? = nil,
+                seed: UInt64 = 0, threads: Int = defaultThreadCount(), store: ParameterStore? = nil) {
+        self.model = model
+        let ganDefault = Optimizer.adam(beta1: 0.5, beta2: 0.999)
+        self.optimizer = optimizer ?? (model.family == .vae ? .adam() : ganDefault)
+        self.discriminatorOptimizer = discriminatorOptimizer ?? ganDefault
+        self.seed = seed
+        self.threads = threads
+        self.store = store ?? ParameterStore(seed: seed)
+    }
+
+    /// The usual learning rate for the model's family: 1e-3 for a VAE, 2e-4 for a GAN.
+    public var defaultLearningRate: Double { model.family == .vae ? 1e-3 : 2e-4 }
+
+    // MARK: Graphs
+
+    /// The condition of a conditional model: input `labels` i32 [batch] as one-hot rows.
+    private static func condition(_ g: GraphBuilder, _ model: GenerativeModel, batch: Int) -> Tensor? {
+        guard model.isConditional else { return nil }
+        return oneHot(g.input("labels", [batch], dtype: .int32), depth: model.classes)
+    }
+
+    /// Σ over the batch of the negative ELBO: BCE-with-logits over every pixel plus the KL term.
+    static func negativeELBOSum(logits: Tensor, images: Tensor, mean: Tensor, logVariance: Tensor) -> Tensor {
+        let reconstruction = binaryCrossEntropy(logits: logits, targets: images).sum()
+        let kl = -0.5 * (1 + logVariance - square(mean) - exp(logVariance)).sum()
+        return reconstruction + kl
+    }
+
+    /// The VAE training step: inputs `x` [B, C, H, W], `lr`, `labels` (conditional), `noise` [B, latent]
+    /// (with `noiseInput`); output `loss` (batch mean); updates every parameter.
+    public static func vaeTrainingGraph(model: GenerativeModel, batch: Int, optimizer: Optimizer,
+                                        noiseInput: Bool = false, gradientOutputs: Bool = false) throws -> Graph {
+        precondition(model.family == .vae, "\(model.name) is not a VAE")
+        let g = GraphBuilder()
+        let x = g.input("x", Shape([batch] + model.imageShape))
+        let lr = g.input("lr", .scalar)
+        let condition = Self.condition(g, model, batch: batch)
+        let (mean, logVariance) = model.encode!(x, condition, true)
+        let eps = noiseInput ? g.input("noise", [batch, model.latentSize]) : g.randomNormal([batch, model.latentSize])
+        let z = mean + exp(logVariance * 0.5) * eps
+        let logits = model.decode(z, condition, true)
+        let loss = negativeELBOSum(logits: logits, images: x, mean: mean, logVariance: logVariance) / Double(batch)
+        let parameters = g.parameters
+        let grads = g.gradients(of: loss, withRespectTo: parameters)
+        optimizer.appendUpdates(to: g, parameters: parameters, gradients: grads, learningRate: lr)
+        g.output("loss", loss)
+        if gradientOutputs {
+            for (p, grad) in zip(parameters, grads) { g.output("grad.\(g.graph.leafName(p.id)!)", grad) }
+        }
+        return try g.build()
+    }
+
+    /// The VAE's loss without updates (evaluation mode): inputs `x`, `noise`, `labels` (conditional);
+    /// output `loss_sum` (Σ of the negative ELBO over the batch).
+    public static func vaeEvaluationGraph(model: GenerativeModel, batch: Int) throws -> Graph {
+        let g = GraphBuilder()
+        let x = g.input("x", Shape([batch] + model.imageShape))
+        let condition = Self.condition(g, model, batch: batch)
+        let (mean, logVariance) = model.encode!(x, condition, false)
+        let z = mean + exp(logVariance * 0.5) * g.input("noise", [batch, model.latentSize])
+        g.output("loss_sum", negativeELBOSum(logits: model.decode(z, condition, false), images: x, mean: mean, logVariance: logVariance))
+        return try g.build()
+    }
+
+    /// The GAN's two training steps for one batch size. The discriminator sees the real batch and
+    /// the generated one joined along the batch axis (one call, so its parameters are created once).
+    public static func ganTrainingGraphs(model: GenerativeModel, batch: Int, generatorOptimizer: Optimizer,
+                                         discriminatorOptimizer: Optimizer, noiseInput: Bool = false) throws
+        -> (discriminator: Graph, generator: Graph) {
+        precondition(model.family == .gan, "\(model.name) is not a GAN")
+        func build(trainingGenerator: Bool) throws -> Graph {
+            let g = GraphBuilder()
+            let x = g.input("x", Shape([batch] + model.imageShape))
+            let lr = g.input("lr", .scalar)
+            let condition = Self.condition(g, model, batch: batch)
+            let z = noiseInput ? g.input("noise", [batch, model.latentSize]) : g.randomNormal([batch, model.latentSize])
+            let fake = sigmoid(model.decode(z, condition, true))
+            let loss: Tensor
+            if trainingGenerator {
+                // Non-saturating generator loss: −log D(G(z)) (Goodfellow et al. 2014, §3).
+                let fakeLogits = model.discriminate!(fake, condition, true)
+                loss = binaryCrossEntropy(logits: fakeLogits, targets: g.constant(1)).mean()
+            } else {
+                let both = concat([x, fake], axis: 0)
+                let joined = condition.map { concat([$0, $0], axis: 0) }
+                let logits = model.discriminate!(both, joined, true)
+                let real = logits.slice(axis: 0, 0..<batch), generated = logits.slice(axis: 0, batch..<(2 * batch))
+                loss = binaryCrossEntropy(logits: real, targets: g.constant(1)).mean()
+                    + binaryCrossEntropy(logits: generated, targets: g.constant(0)).mean()
+            }
+            let trained = g.parameters.filter {
+                g.graph.leafName($0.id)!.hasPrefix(GenerativeModel.generatorPrefix) == trainingGenerator
+            }
+            let grads = g.gradients(of: loss, withRespectTo: trained)
+            let optimizer = trainingGenerator ? generatorOptimizer : discriminatorOptimizer
+            optimizer.appendUpdates(to: g, parameters: trained, gradients: grads, learningRate: lr,
+                                    counterName: trainingGenerator ? "gen.optimizer.step" : "disc.optimizer.step")
+            g.output("loss", loss)
+            return try g.build()
+        }
+        return (try build(trainingGenerator: false), try build(trainingGenerator: true))
+    }
+
+    /// Sampling (evaluation mode): inputs `z` [B, latent] and `labels` (conditional); output
+    /// `images` = sigmoid(decoder logits) [B, C, H, W] in [0, 1].
+    public static func samplingGraph(model: GenerativeModel, batch: Int) throws -> Graph {
+        let g = GraphBuilder()
+        let z = g.input("z", [batch, model.latentSize])
+        let condition = Self.condition(g, model, batch: batch)
+        g.output("images", sigmoid(model.decode(z, condition, false)))
+        return try g.build()
+    }
+
+    // MARK: Programs
+
+    private func program(_ key: String, seedOffset: UInt64, _ make: () throws -> Graph) throws -> Executable {
+        if let program = programs[key] { return program }
+        let start = Date()
+        let program = try Executable(graph: make(), store: store, threads: threads, seed: seed &+ seedOffset)
+        compileSeconds += Date().timeIntervalSince(start)
+        programs[key] = program
+        return program
+    }
+
+    /// The compiled VAE training step for a batch size.
+    public func vaeTrainingProgram(batch: Int) throws -> Executable {
+        try program("vae-train-\(batch)", seedOffset: UInt64(batch)) {
+            try Self.vaeTrainingGraph(model: model, batch: batch, optimizer: optimizer, noiseInput: noiseInput,
+                                      gradientOutputs: gradientOutputs)
+        }
+    }
+
+    /// The compiled GAN steps (discriminator, generator) for a batch size.
+    public func ganTrainingPrograms(batch: Int) throws -> (discriminator: Executable, generator: Executable) {
+        var graphs: (discriminator: Graph, generator: Graph)?
+        func make() throws -> (discriminator: Graph, generator: Graph) {
+            if let graphs { return graphs }
+            let made = try Self.ganTrainingGraphs(model: model, batch: batch, generatorOptimizer: optimizer,
+                                                  discriminatorOptimizer: discriminatorOptimizer, noiseInput: noiseInput)
+            graphs = made
+            return made
+        }
+        let d = try program("gan-disc-\(batch)", seedOffset: 0x1_0000 &+ UInt64(batch)) { try make().discriminator }
+        let g = try program("gan-gen-\(batch)", seedOffset: 0x2_0000 &+ UInt64(batch)) { try make().generator }
+        return (d, g)
+    }
+
+    /// Creates the parameters and state (if the store lacks them) without training.
+    public func initializeParameters() throws {
+        if model.family == .vae { _ = try vaeTrainingProgram(batch: 2) } else { _ = try ganTrainingPrograms(batch: 2) }
+    }
+
+    // MARK: Training
+
+    /// One optimizer step on the images (and labels, for a conditional model) at `indices`;
+    /// returns the losses computed before the update. `noise` feeds ε or z when `noiseInput` is set.
+    @discardableResult
+    public func trainStep(_ data: ImageDataset, indices: ArraySlice<Int>, learningRate: Double,
+                          noise: [Float]? = nil) throws -> GenerativeLosses {
+        if model.isConditional && !data.isLabelled {
+            throw KilnError.argument("\(model.name) is conditional and needs labelled images")
+        }
+        let programs: [Executable]
+        switch model.family {
+        case .vae: programs = [try vaeTrainingProgram(batch: indices.count)]
+        case .gan:
+            let pair = try ganTrainingPrograms(batch: indices.count)
+            programs = [pair.discriminator, pair.generator]
+        }
+        var losses: [Double] = []
+        for program in programs {
+            let labels = model.isConditional ? try program.inputPointer("labels").assumingMemoryBound(to: Int32.self) : nil
+            data.fillBatch(indices: indices, into: try program.inputPointer("x").assumingMemoryBound(to: Float.self), labels: labels)
+            try program.inputPointer("lr").assumingMemoryBound(to: Float.self).pointee = Float(learningRate)
+            if noiseInput {
+                guard let noise else { throw KilnError.feed("noiseInput is set: trainStep needs noise") }
+                try program.setInput("noise", noise)
+            }
+            program.run()
+            losses.append(Double(try program.outputPointer("loss").pointee))
+        }
+        stepsTaken += 1
+        return model.family == .vae ? GenerativeLosses(main: losses[0]) : GenerativeLosses(main: losses[1], discriminator: losses[0])
+    }
+
+    /// One pass over `data` in `order` (last partial batch kept); `learningRate` maps the global
+    /// step number (`stepsTaken`) to a rate, so schedules apply per step. Returns mean losses.
+    public func trainEpoch(_ data: ImageDataset, order: [Int], batchSize: Int, learningRate: (Int) -> Double,
+                           progress: ((_ done: Int, _ total: Int, _ losses: GenerativeLosses) -> Void)? = nil) throws -> GenerativeLosses {
+        var main = 0.0, discriminator = 0.0, seen = 0, start = 0
+        while start < order.count {
+            var end = Swift.min(order.count, start + batchSize)
+            // Batch statistics need two values per channel: fold a final batch of one into the previous one's size.
+            if order.count - end == 1 { end = order.count }
+            let losses = try trainStep(data, indices: order[start..<end], learningRate: learningRate(stepsTaken))
+            main += losses.main * Double(end - start)
+            discriminator += (losses.discriminator ?? 0) * Double(end - start)
+            seen += end - start
+            start = end
+            progress?(seen, order.count, GenerativeLosses(main: main / Double(seen),
+                                                          discriminator: model.family == .gan ? discriminator / Double(seen) : nil))
+        }
+        let n = Double(Swift.max(seen, 1))
+        return GenerativeLosses(main: main / n, discriminator: model.family == .gan ? discriminator / n : nil)
+    }
+
+    /// A VAE's negative ELBO per example on `data`, with one fixed ε row per image drawn from
+    /// `CounterRandom(seed: noiseSeed)` (or `noise`, `data.count × latentSize` values, if given).
+    public func negativeELBO(_ data: ImageDataset, noise: [Float]? = nil, noiseSeed: UInt64 = 1234, batchSize: Int = 1000) throws -> Double {
+        precondition(model.family == .vae, "\(model.name) is not a VAE")
+        let latent = model.latentSize
+        var eps = noise ?? [Float](repeating: 0, count: data.count * latent)
+        if noise == nil {
+            eps.withUnsafeMutableBufferPointer { CounterRandom(seed: noiseSeed).fillNormal($0, stream: 0, step: 0) }
+        }
+        var total = 0.0, start = 0
+        let indices = Array(0..<data.count)
+        while start < data.count {
+            let end = Swift.min(data.count, start + batchSize)
+            let program = try self.program("vae-eval-\(end - start)", seedOffset: 0) {
+                try Self.vaeEvaluationGraph(model: model, batch: end - start)
+            }
+            let labels = model.isConditional ? try program.inputPointer("labels").assumingMemoryBound(to: Int32.self) : nil
+            data.fillBatch(indices: indices[start..<end], into: try program.inputPointer("x").assumingMemoryBound(to: Float.self), labels: labels)
+            try program.setInput("noise", Array(eps[(start * latent)..<(end * latent)]))
+            program.run()
+            total += Double(try program.outputPointer("loss_sum").pointee)
+            start = end
+        }
+        return total / Double(Swift.max(data.count, 1))
+    }
+
+    // MARK: Sampling
+
+    /// Generates one image per entry of `labels` (conditional models) or `count` images
+    /// (unconditional), with z drawn from `CounterRandom(seed:)`, as bytes 0–255 (round to nearest).
+    /// The result carries `labels` and `classNames`.
+    public func sample(labels: [Int32]? = nil, count: Int? = nil, seed: UInt64, classNames: [String] = [],
+                       batchSize: Int = 500) throws -> ImageDataset {
+        if model.isConditional && labels == nil { throw KilnError.argument("\(model.name) is conditional: sampling needs labels") }
+        let total = labels?.count ?? count ?? 0
+        let latent = model.latentSize
+        let (channels, height, width) = (model.imageShape[0], model.imageShape[1], model.imageShape[2])
+        let pixels = channels * height * width
+        var bytes = [UInt8](repeating: 0, count: total * pixels)
+        let random = CounterRandom(seed: seed)
+        var start = 0, chunk: UInt64 = 0
+        while start < total {
+            let end = Swift.min(total, start + batchSize)
+            let program = try self.program("sample-\(end - start)", seedOffset: 0) { try Self.samplingGraph(model: model, batch: end - start) }
+            let z = try program.inputPointer("z").assumingMemoryBound(to: Float.self)
+            random.fillNormal(UnsafeMutableBufferPointer(start: z, count: (end - start) * latent), stream: 0, step: chunk)
+            if let labels {
+                for i in start..<end where labels[i] < 0 || Int(labels[i]) >= Swift.max(model.classes, 1) {
+                    throw KilnError.argument("label \(labels[i]) is outside the model's \(model.classes) classes")
+                }
+                if model.isConditional { try program.setInput("labels", Array(labels[start..<end])) }
+            }
+            program.run()
+            let images = try program.outputPointer("images")
+            let plane = height * width
+            for i in 0..<(end - start) {
+                // NCHW floats to NHWC bytes.
+                for c in 0..<channels {
+                    for p in 0..<plane {
+                        let v = images[i * pixels + c * plane + p]
+                        bytes[(start + i) * pixels + p * channels + c] = UInt8(Swift.max(0, Swift.min(255, (v * 255).rounded())))
+                    }
+                }
+            }
+            start = end
+            chunk += 1
+        }
+        return ImageDataset(images: bytes, labels: labels ?? [], count: total, channels: channels, height: height, width: width,
+                            classNames: classNames)
+    }
+
+    /// `perClass` images of every class, class 0 first (conditional models only).
+    public func samplePerClass(_ perClass: Int, seed: UInt64, classNames: [String]) throws -> ImageDataset {
+        guard model.isConditional else {
+            throw KilnError.argument("\(model.name) is unconditional: it cannot produce images of a stated class (use cvae, conv-cvae or cgan)")
+        }
+        let labels = (0..<model.classes).flatMap { [Int32](repeating: Int32($0), count: perClass) }
+        return try sample(labels: labels, seed: seed, classNames: classNames)
+    }
+}
