@@ -48,11 +48,28 @@ public struct Fusion: Pass {
         // reach[n]: kernels n depends on through any path (including its own kernel's members' inputs).
         var reach = [Set<Int>](repeating: [], count: nodes.count)
 
+        // kernelInputs[k]: kernels that k's members read. A kernel grows after the nodes that read
+        // it were placed, so `reach` alone misses paths that run through a later member; whether
+        // a join closes a cycle is decided on this kernel graph.
+        var kernelInputs: [Set<Int>] = []
+
         func isFloat32(_ id: ValueID) -> Bool { nodes[id].type.dtype == .float32 }
+        /// The kernels `input` is read from: its own, or for a view or leaf the ones it reaches.
+        func sources(_ input: ValueID) -> Set<Int> { groupOf[input] >= 0 ? [groupOf[input]] : reach[input] }
+        /// Whether kernel `start` depends on kernel `target` through any path of kernels.
+        func dependsOn(_ start: Int, _ target: Int) -> Bool {
+            var stack = [start], seen: Set<Int> = [start]
+            while let k = stack.popLast() {
+                if k == target { return true }
+                for next in kernelInputs[k] where seen.insert(next).inserted { stack.append(next) }
+            }
+            return false
+        }
         /// Whether `id` may join kernel `g`: every input outside g must not depend on g.
         func canJoin(_ id: ValueID, _ g: Int) -> Bool {
             for input in nodes[id].inputs where groupOf[input] != g {
                 if reach[input].contains(g) { return false }
+                for source in sources(input) where source != g && dependsOn(source, g) { return false }
             }
             return true
         }
@@ -96,6 +113,11 @@ public struct Fusion: Pass {
                     if groupOf[input] >= 0 { r.insert(groupOf[input]) }
                 }
                 reach[id] = r
+                let g = groupOf[id]
+                if g >= 0 {
+                    while kernelInputs.count < groups.count { kernelInputs.append([]) }
+                    for input in node.inputs { kernelInputs[g].formUnion(sources(input).subtracting([g])) }
+                }
             }
             guard node.op.needsKernel else { continue }
             let category = node.op.fusionCategory
