@@ -61,6 +61,7 @@ private func epochLine(_ record: EpochReport, of total: Int, test: Evaluation? =
 }
 
 func trainCommand(_ words: [String]) throws {
+    if words.contains(where: Zoo.isGenerative) { return try trainGenerativeCommand(words) }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",
                                               "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume"],

@@ -9,6 +9,10 @@ commands:
   zoo                       list the models
   train MODEL --dataset fashion-mnist [--epochs N] [--batch B] [--lr X] [--momentum M]
               [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--no-fuse] [--no-plan] [--json]
+  train vae|cvae|conv-vae|conv-cvae|gan|cgan (--dataset NAME | --train FILE.csv [--unlabelled FILE.csv])
+              -o MODEL.safetensors [--epochs N] [--batch B] [--lr X] [--schedule S] [--plot FILE.svg] [--grid FILE.png]
+  generate MODEL.safetensors (--per-class N | --count N) -o FILE.csv [--grid FILE.png] [--seed S]
+  show DATA.csv --grid FILE.png [--per-class N] [--scale K]
   dot MODEL [--stage forward|training] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--json]
   bench gemm|lenet5-train|lenet5-infer|mlp-b16 [--threads N] [--jsonl FILE] [--seed S] [--json]
@@ -25,6 +29,8 @@ func runCommand(_ words: [String]) throws {
     case "predict": try predictCommand(rest)
     case "eval": try evalCommand(rest)
     case "make-glyphs": try makeGlyphsCommand(rest)
+    case "generate": try generateCommand(rest)
+    case "show": try showCommand(rest)
     case "dot": try dotCommand(rest)
     case "plan": try planCommand(rest)
     case "bench": try benchCommand(rest)

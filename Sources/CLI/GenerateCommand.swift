@@ -1,0 +1,50 @@
+import Foundation
+import Kiln
+
+/// `kiln generate MODEL.safetensors --per-class N -o new.csv [--grid FILE.png] [--seed S]`: samples
+/// exactly N images of every class from a conditional generative model (or `--count N` images
+/// from an unconditional one) and writes them in the course CSV layout.
+func generateCommand(_ words: [String]) throws {
+    let args = try Arguments(words, options: ["--per-class", "--count", "--seed", "--threads", "--grid", "-o"],
+                             flags: ["--json"], command: "generate")
+    guard args.positionals.count == 1 else { throw KilnError.argument("generate: give exactly one MODEL file") }
+    guard let output = args.options["-o"] else { throw KilnError.argument("generate: -o FILE.csv is required") }
+    let seed = try args.seed()
+    let (trainer, classNames) = try GenerativeTrainer.load(path: args.positionals[0], seed: seed,
+                                                          threads: try args.int("--threads", default: defaultThreadCount()))
+    let start = Date()
+    let samples: ImageDataset
+    if let perClass = args.options["--per-class"] {
+        guard args.options["--count"] == nil else { throw KilnError.argument("generate: give --per-class or --count, not both") }
+        samples = try trainer.samplePerClass(try args.int("--per-class", default: 1), seed: seed, classNames: classNames)
+        _ = perClass
+    } else if args.options["--count"] != nil {
+        guard !trainer.model.isConditional else { throw KilnError.argument("generate: \(trainer.model.name) is conditional; use --per-class N") }
+        samples = try trainer.sample(count: try args.int("--count", default: 1), seed: seed)
+    } else {
+        throw KilnError.argument("generate: --per-class N (conditional models) or --count N (unconditional) is required")
+    }
+    try GeneratedCSV.write(samples, path: output)
+    if let grid = args.options["--grid"] { try ImageGrid(samples, perClass: 10, scale: 2).writePNG(path: grid) }
+    let seconds = Date().timeIntervalSince(start)
+    if args.flags.contains("--json") {
+        print(jsonObject([("model", trainer.model.name), ("images", samples.count), ("classes", classNames), ("seconds", seconds), ("output", output)]))
+    } else {
+        print("wrote \(samples.count) images (\(trainer.model.name)\(trainer.model.isConditional ? ", \(samples.count / Swift.max(classNames.count, 1)) per class" : "")) to \(output) in \(String(format: "%.2f", seconds)) s")
+    }
+}
+
+/// `kiln show DATA.csv --grid FILE.png [--per-class N] [--scale K]`: draws the first N images of
+/// every class (or of an unlabelled set) as a PNG grid. `DATA` may also name a data set (fashion-mnist, glyphs).
+func showCommand(_ words: [String]) throws {
+    let args = try Arguments(words, options: ["--grid", "--per-class", "--scale", "--data-dir"], flags: [], command: "show")
+    guard args.positionals.count == 1 else { throw KilnError.argument("show: give exactly one DATA.csv (or data set name)") }
+    guard let grid = args.options["--grid"] else { throw KilnError.argument("show: --grid FILE.png is required") }
+    let source = args.positionals[0]
+    let data = source.lowercased().hasSuffix(".csv")
+        ? try readCourseCSV(source)
+        : try loadDataset(source, directory: args.options["--data-dir"]).train
+    let picture = ImageGrid(data, perClass: try args.int("--per-class", default: 10), scale: try args.int("--scale", default: 2))
+    try picture.writePNG(path: grid)
+    print("wrote \(grid) (\(picture.width)x\(picture.height) pixels)")
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Kiln
+
+/// `kiln train vae|cvae|conv-vae|conv-cvae|gan|cgan ...`: trains a generative model, prints the
+/// loss per epoch, writes the model file and optionally a sample grid and the loss curves.
+func trainGenerativeCommand(_ words: [String]) throws {
+    let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--unlabelled", "--epochs", "--batch", "--lr",
+                                              "--schedule", "--seed", "--threads", "--limit", "--plot", "--grid", "-o"],
+                             flags: ["--json"], command: "train")
+    guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
+    let modelName = args.positionals[0]
+    let epochs = try args.int("--epochs", default: 10)
+    let batch = try args.int("--batch", default: 64)
+    let seed = try args.seed()
+    let threads = try args.int("--threads", default: defaultThreadCount())
+    let json = args.flags.contains("--json")
+    guard let outputPath = args.options["-o"] else { throw KilnError.argument("train \(modelName): -o FILE.safetensors is required") }
+
+    var train = try loadGenerativeTrainingSet(args)
+    if let limit = args.options["--limit"] {
+        guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer") }
+        train = train.subset(Array(0..<Swift.min(n, train.count)))
+    }
+    let model = try Zoo.generative(modelName, imageShape: [train.channels, train.height, train.width], classes: train.classNames.count)
+    if model.isConditional && !train.isLabelled {
+        throw KilnError.argument("\(modelName) is conditional: it needs labelled images (--train with labels or --dataset)")
+    }
+    let trainer = GenerativeTrainer(model: model, seed: seed, threads: threads)
+    let baseRate = try args.double("--lr", default: trainer.defaultLearningRate)
+    let schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
+    let stepsPerEpoch = (train.count + batch - 1) / batch
+    let rate = { (step: Int) in schedule.rate(base: baseRate, step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * epochs) }
+    if !json {
+        print("training \(model.name) (\(model.summary)) on \(train.count) images, batch \(batch), lr \(baseRate), schedule \(schedule), \(threads) threads")
+    }
+    var history: [EpochSummary] = []
+    var epochSeconds: [Double] = []
+    for epoch in 0..<epochs {
+        let order = epochOrder(count: train.count, seed: seed, epoch: epoch)
+        let start = Date()
+        let losses = try trainer.trainEpoch(train, order: order, batchSize: batch, learningRate: rate) { done, total, losses in
+            if done % (batch * 20) < batch || done == total {
+                showProgress("epoch \(epoch + 1)/\(epochs)", done: done, total: total, detail: describe(losses))
+            }
+        }
+        epochSeconds.append(Date().timeIntervalSince(start))
+        history.append(EpochSummary(epoch: epoch + 1, trainLoss: losses.main, validationLoss: losses.discriminator))
+        if !json { print(String(format: "epoch %d/%d  %@  %.1f s", epoch + 1, epochs, describe(losses), epochSeconds.last!)) }
+    }
+    try trainer.save(path: outputPath, classNames: train.classNames)
+    if let plot = args.options["--plot"] {
+        // A GAN has two losses: its plot shows the generator's as "train" and the discriminator's as the second curve.
+        let names = model.family == .gan ? ("generator", "discriminator") : ("negative ELBO", "")
+        try TrainingCurves(history, title: "\(model.name) training", lossNames: names).write(path: plot)
+    }
+    if let gridPath = args.options["--grid"] {
+        let samples = model.isConditional
+            ? try trainer.samplePerClass(10, seed: seed, classNames: train.classNames)
+            : try trainer.sample(count: 100, seed: seed)
+        try ImageGrid(samples, perClass: 10, scale: 2).writePNG(path: gridPath)
+    }
+    if json {
+        print(jsonObject([("model", modelName), ("images", train.count), ("epochs", epochs), ("batch", batch), ("lr", baseRate),
+                          ("threads", threads), ("seed", Int(seed)), ("epoch_seconds", epochSeconds),
+                          ("compile_seconds", trainer.compileSeconds), ("final_loss", history.last?.trainLoss ?? 0),
+                          ("output", outputPath)]))
+    } else {
+        print("wrote \(outputPath)")
+    }
+}
+
+private func describe(_ losses: GenerativeLosses) -> String {
+    if let d = losses.discriminator { return String(format: "G loss %.4f  D loss %.4f", losses.main, d) }
+    return String(format: "loss %.4f", losses.main)
+}
+
+/// The images to train on: `--dataset NAME` (its training split) or `--train FILE.csv`, plus the
+/// images of `--unlabelled FILE.csv` for unconditional models.
+private func loadGenerativeTrainingSet(_ args: Arguments) throws -> ImageDataset {
+    if let name = args.options["--dataset"] {
+        if args.options["--train"] != nil { throw KilnError.argument("train: give --dataset or --train, not both") }
+        return try loadDataset(name, directory: args.options["--data-dir"]).train
+    }
+    guard let path = args.options["--train"] else {
+        throw KilnError.argument("train: --dataset NAME or --train FILE.csv is required")
+    }
+    var train = try readCourseCSV(path)
+    if let extra = args.options["--unlabelled"] {
+        let unlabelled = try readCourseCSV(extra)
+        guard !["cvae", "conv-cvae", "cgan"].contains(args.positionals[0]) else {
+            throw KilnError.argument("--unlabelled images have no class: use them with vae, conv-vae or gan")
+        }
+        guard unlabelled.pixelsPerImage == train.pixelsPerImage else {
+            throw KilnError.argument("--unlabelled images are \(unlabelled.height)x\(unlabelled.width), the training images \(train.height)x\(train.width)")
+        }
+        train = ImageDataset(images: train.images + unlabelled.images, labels: [], count: train.count + unlabelled.count,
+                             channels: train.channels, height: train.height, width: train.width, classNames: train.classNames)
+    }
+    return train
+}
