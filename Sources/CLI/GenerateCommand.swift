@@ -24,7 +24,7 @@ func generateCommand(_ words: [String]) throws {
     } else {
         throw KilnError.argument("generate: --per-class N (conditional models) or --count N (unconditional) is required")
     }
-    try GeneratedCSV.write(samples, path: output)
+    try CSVImages.write(samples, to: output)
     if let grid = args.options["--grid"] { try ImageGrid(samples, perClass: 10, scale: 2).writePNG(path: grid) }
     let seconds = Date().timeIntervalSince(start)
     if args.flags.contains("--json") {
@@ -41,9 +41,16 @@ func showCommand(_ words: [String]) throws {
     guard args.positionals.count == 1 else { throw KilnError.argument("show: give exactly one DATA.csv (or data set name)") }
     guard let grid = args.options["--grid"] else { throw KilnError.argument("show: --grid FILE.png is required") }
     let source = args.positionals[0]
-    let data = source.lowercased().hasSuffix(".csv")
-        ? try readCourseCSV(source)
-        : try loadDataset(source, directory: args.options["--data-dir"]).train
+    let data: ImageDataset
+    if source.lowercased().hasSuffix(".csv") {
+        // A labelled file is drawn one row per class; an unlabelled one (x_test.csv) as it comes.
+        do { data = try CSVImages.read(path: source) } catch let labelled {
+            guard let unlabelled = try? CSVImages.read(path: source, classNames: []) else { throw labelled }
+            data = unlabelled
+        }
+    } else {
+        data = try loadDataset(source, directory: args.options["--data-dir"]).train
+    }
     let picture = ImageGrid(data, perClass: try args.int("--per-class", default: 10), scale: try args.int("--scale", default: 2))
     try picture.writePNG(path: grid)
     print("wrote \(grid) (\(picture.width)x\(picture.height) pixels)")

@@ -4,7 +4,7 @@ import Kiln
 /// `kiln train vae|cvae|conv-vae|conv-cvae|gan|cgan ...`: trains a generative model, prints the
 /// loss per epoch, writes the model file and optionally a sample grid and the loss curves.
 func trainGenerativeCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--unlabelled", "--epochs", "--batch", "--lr",
+    let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--unlabelled", "--labeller", "--epochs", "--batch", "--lr",
                                               "--schedule", "--seed", "--threads", "--limit", "--plot", "--grid", "-o"],
                              flags: ["--json"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
@@ -16,7 +16,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
     let json = args.flags.contains("--json")
     guard let outputPath = args.options["-o"] else { throw KilnError.argument("train \(modelName): -o FILE.safetensors is required") }
 
-    var train = try loadGenerativeTrainingSet(args)
+    var train = try loadGenerativeTrainingSet(args, conditional: ["cvae", "conv-cvae", "cgan"].contains(modelName), threads: threads)
     if let limit = args.options["--limit"] {
         guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer") }
         train = train.subset(Array(0..<Swift.min(n, train.count)))
@@ -75,8 +75,9 @@ private func describe(_ losses: GenerativeLosses) -> String {
 }
 
 /// The images to train on: `--dataset NAME` (its training split) or `--train FILE.csv`, plus the
-/// images of `--unlabelled FILE.csv` for unconditional models.
-private func loadGenerativeTrainingSet(_ args: Arguments) throws -> ImageDataset {
+/// images of `--unlabelled FILE.csv`: as they are for an unconditional model, or for a conditional
+/// one with the labels a classifier (`--labeller MODEL.safetensors`) gives them with confidence ≥ 0.9.
+private func loadGenerativeTrainingSet(_ args: Arguments, conditional: Bool, threads: Int) throws -> ImageDataset {
     if let name = args.options["--dataset"] {
         if args.options["--train"] != nil { throw KilnError.argument("train: give --dataset or --train, not both") }
         return try loadDataset(name, directory: args.options["--data-dir"]).train
@@ -84,17 +85,35 @@ private func loadGenerativeTrainingSet(_ args: Arguments) throws -> ImageDataset
     guard let path = args.options["--train"] else {
         throw KilnError.argument("train: --dataset NAME or --train FILE.csv is required")
     }
-    var train = try readCourseCSV(path)
-    if let extra = args.options["--unlabelled"] {
-        let unlabelled = try readCourseCSV(extra)
-        guard !["cvae", "conv-cvae", "cgan"].contains(args.positionals[0]) else {
-            throw KilnError.argument("--unlabelled images have no class: use them with vae, conv-vae or gan")
-        }
-        guard unlabelled.pixelsPerImage == train.pixelsPerImage else {
-            throw KilnError.argument("--unlabelled images are \(unlabelled.height)x\(unlabelled.width), the training images \(train.height)x\(train.width)")
-        }
-        train = ImageDataset(images: train.images + unlabelled.images, labels: [], count: train.count + unlabelled.count,
-                             channels: train.channels, height: train.height, width: train.width, classNames: train.classNames)
+    let size = try args.options["--image-size"].map(CSVImages.parseImageSize)
+    let train = try CSVImages.read(path: path, imageSize: size)
+    guard let extra = args.options["--unlabelled"] else { return train }
+    var unlabelled = try CSVImages.read(path: extra, imageSize: size, classNames: train.classNames)
+    guard unlabelled.pixelsPerImage == train.pixelsPerImage else {
+        throw KilnError.argument("--unlabelled images are \(unlabelled.height)x\(unlabelled.width), the training images \(train.height)x\(train.width)")
     }
-    return train
+    if !conditional {
+        return ImageDataset(images: train.images + unlabelled.images, labels: [], count: train.count + unlabelled.count,
+                            channels: train.channels, height: train.height, width: train.width, classNames: train.classNames)
+    }
+    guard let labellerPath = args.options["--labeller"] else {
+        throw KilnError.argument("--unlabelled images have no class: a conditional model needs --labeller MODEL.safetensors (a classifier) to label them")
+    }
+    let checkpoint = try Checkpoint.read(path: labellerPath)
+    guard checkpoint.description.classNames == train.classNames else {
+        throw KilnError.argument("--labeller \(labellerPath) knows classes \(checkpoint.description.classNames), the training file has \(train.classNames)")
+    }
+    let labeller = try checkpoint.makeTrainer(threads: threads)
+    unlabelled.labels = []
+    var keep: [Int] = [], labels: [Int32] = []
+    for (i, row) in try labeller.logits(unlabelled).enumerated() {
+        let top = row.max()!
+        let total = row.reduce(0) { $0 + exp(Double($1 - top)) }
+        if 1 / total >= 0.9 { keep.append(i); labels.append(Int32(row.firstIndex(of: top)!)) }
+    }
+    var pseudo = unlabelled.subset(keep)
+    pseudo.labels = labels
+    printError("--labeller: \(keep.count) of \(unlabelled.count) unlabelled images labelled with confidence ≥ 0.9")
+    return ImageDataset(images: train.images + pseudo.images, labels: train.labels + pseudo.labels, count: train.count + pseudo.count,
+                        channels: train.channels, height: train.height, width: train.width, classNames: train.classNames)
 }

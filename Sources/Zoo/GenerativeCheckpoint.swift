@@ -2,52 +2,50 @@ import Foundation
 import KilnGraph
 import KilnRuntime
 
-/// Generative models on disk: one safetensors file holding every parameter and state tensor by
-/// name (optimizer moments and batch-norm running statistics included), and in `__metadata__`
-/// the zoo model (`kiln.model`), the image shape (`kiln.image_shape`, "C,H,W") and the class
-/// names (`kiln.classes`, a JSON array), so `kiln generate` rebuilds the model from the file alone.
+/// Generative models on disk, in the layout of `Checkpoint` (one safetensors file; `kiln.model`,
+/// `kiln.config`, `kiln.classes`, `kiln.normalisation`, `kiln.state` in `__metadata__`). Every
+/// parameter and state tensor is stored by name: optimizer moments and step counters, and the
+/// batch-norm running statistics the sampling program needs. `kiln.config`'s `input_shape` is
+/// the image shape, `classes` the class names' count (a conditional model's one-hot width).
 extension GenerativeTrainer {
-    /// Writes the model atomically.
-    public func save(path: String, classNames: [String]) throws {
+    /// Writes the model atomically; `classNames` name the classes of a conditional model (and of the
+    /// training set for an unconditional one).
+    public func save(path: String, classNames: [String], epochs: Int = 0) throws {
+        precondition(!model.isConditional || classNames.count == model.classes, "one class name per condition")
+        let stateNames = store.names.filter { !store[$0]!.isParameter }
         let entries = store.names.map { Safetensors.Entry(name: $0, shape: store[$0]!.type.shape.dims, floats: store[$0]!.values) }
-        let classes = String(decoding: try JSONSerialization.data(withJSONObject: classNames), as: UTF8.self)
+        func json(_ value: Any) throws -> String { String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]), as: UTF8.self) }
+        let config: [String: Any] = ["input_shape": model.imageShape, "classes": classNames.count,
+                                     "optimizer": optimizer.description, "epochs": epochs]
         try Safetensors.write(path: path, entries: entries, metadata: [
-            "kiln.model": model.name,
-            "kiln.image_shape": model.imageShape.map(String.init).joined(separator: ","),
-            "kiln.classes": classes,
+            "kiln.model": model.name, "kiln.config": try json(config), "kiln.classes": try json(classNames),
+            "kiln.normalisation": Checkpoint.normalisation, "kiln.state": try json(stateNames), "format": "pt",
         ])
     }
 
-    /// Reads a model written by `save`: rebuilds the zoo model and fills its store.
+    /// Reads a model written by `save`: rebuilds the zoo model from the metadata and fills its
+    /// store. A file for a classifier, or missing one of the model's parameters, is a `KilnError.file`.
     public static func load(path: String, seed: UInt64 = 0, threads: Int = defaultThreadCount()) throws
         -> (trainer: GenerativeTrainer, classNames: [String]) {
-        let (tensors, metadata) = try Safetensors.read(path: path)
-        guard let name = metadata["kiln.model"] else {
-            throw KilnError.file(path: path, message: "not a Kiln model file: its metadata has no kiln.model")
+        let checkpoint = try Checkpoint.read(path: path)
+        let description = checkpoint.description
+        guard Zoo.isGenerative(description.modelName) else {
+            throw KilnError.file(path: path, message: "holds the model \"\(description.modelName)\", not a generative one (\(Zoo.generativeNames.joined(separator: ", ")))")
         }
-        guard Zoo.isGenerative(name) else {
-            throw KilnError.file(path: path, message: "holds the model \"\(name)\", not a generative one (\(Zoo.generativeNames.joined(separator: ", ")))")
-        }
-        let shape = (metadata["kiln.image_shape"] ?? "").split(separator: ",").compactMap { Int($0) }
-        guard shape.count == 3, shape.allSatisfy({ $0 > 0 }) else {
-            throw KilnError.file(path: path, message: "kiln.image_shape must be \"C,H,W\", found \"\(metadata["kiln.image_shape"] ?? "")\"")
-        }
-        guard let classText = metadata["kiln.classes"], let classNames = try? JSONSerialization.jsonObject(with: Data(classText.utf8)) as? [String] else {
-            throw KilnError.file(path: path, message: "kiln.classes must be a JSON array of class names")
-        }
-        let model = try Zoo.generative(name, imageShape: shape, classes: classNames.count)
+        let model = try Zoo.generative(description.modelName, imageShape: description.inputShape, classes: description.classNames.count)
         let trainer = GenerativeTrainer(model: model, seed: seed, threads: threads)
         try trainer.initializeParameters()
-        for tensorName in trainer.store.names {
-            guard let entry = tensors[tensorName] else {
-                if trainer.store[tensorName]!.isParameter { throw KilnError.file(path: path, message: "lacks the parameter \(tensorName) of \(name)") }
+        for name in trainer.store.names {
+            let stored = trainer.store[name]!
+            guard let entry = checkpoint.tensors[name] else {
+                if stored.isParameter { throw KilnError.file(path: path, message: "tensor \"\(name)\" of \(model.name) is missing: the file holds another model") }
                 continue
             }
-            guard entry.shape == trainer.store[tensorName]!.type.shape.dims, entry.rawDType == "F32" else {
-                throw KilnError.file(path: path, message: "\(tensorName) is \(entry.rawDType) \(entry.shape), \(name) needs F32 \(trainer.store[tensorName]!.type.shape)")
+            guard entry.shape == stored.type.shape.dims, entry.rawDType == "F32" else {
+                throw KilnError.file(path: path, message: "tensor \"\(name)\" is \(entry.rawDType) \(entry.shape), \(model.name) needs F32 \(stored.type.shape.dims)")
             }
-            try trainer.store.set(tensorName, entry.floats())
+            stored.values = entry.floats()
         }
-        return (trainer, classNames)
+        return (trainer, description.classNames)
     }
 }

@@ -65,8 +65,16 @@ struct GenerativeTests {
         let a = try trainer.samplePerClass(4, seed: 9, classNames: classNames)
         let b = try loaded.samplePerClass(4, seed: 9, classNames: classNames)
         #expect(a == b)
-        try Safetensors.write(path: directory.file("other.safetensors"), entries: [], metadata: ["kiln.model": "lenet5"])
-        #expect(throws: KilnError.self) { try GenerativeTrainer.load(path: directory.file("other.safetensors")) }
+        // A classifier's model file is a clear error, not a crash.
+        let classifier = ClassifierTrainer(model: logisticRegression(inputShape: [1, 8, 8], classes: 2), optimizer: .sgd(), threads: 1)
+        try classifier.initializeParameters()
+        try Checkpoint.save(classifier, classNames: ["L", "R"], epochs: 1, to: directory.file("logreg.safetensors"))
+        do {
+            _ = try GenerativeTrainer.load(path: directory.file("logreg.safetensors"), threads: 1)
+            Issue.record("loading a classifier as a generative model did not throw")
+        } catch {
+            #expect("\(error)".contains("not a generative one"))
+        }
     }
 
     @Test("generated CSV has exactly N rows per class, 785 columns, integers 0–255")
@@ -74,7 +82,7 @@ struct GenerativeTests {
         let model = try Zoo.generative("cvae", imageShape: [1, 28, 28], classes: 3)
         let trainer = GenerativeTrainer(model: model, seed: 5, threads: 1)
         let samples = try trainer.samplePerClass(7, seed: 4, classNames: ["A", "B", "C"])
-        let lines = GeneratedCSV.text(of: samples).split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = String(decoding: CSVImages.serialize(samples), as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.last == "")
         var perClass: [String: Int] = [:]
         for line in lines.dropLast() {
