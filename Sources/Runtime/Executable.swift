@@ -97,8 +97,8 @@ public final class Executable {
                 scratch.append(buffer)
                 pointers.append(buffer)
             default:
-                if let alias = program.memory?.aliases[id] {
-                    pointers.append(pointers[alias])
+                if program.memory?.aliases[id] != nil {
+                    pointers.append(nil)  // set below: the owner may come later in id order
                 } else if let offset = offsets[id] {
                     pointers.append(arena + offset)
                 } else {
@@ -106,6 +106,9 @@ public final class Executable {
                 }
             }
         }
+        // Aliases (in-place results, views) point into their owner's buffer. The schedule is not
+        // id order, so an owner can have a larger id than its alias; owners are never aliases or views.
+        for (id, owner) in program.memory?.aliases ?? [:] { pointers[id] = pointers[owner] }
         var inputs: [String: ValueID] = [:]
         for id in graph.inputIDs { inputs[graph.leafName(id)!] = id }
         inputIDs = inputs
