@@ -139,7 +139,7 @@ private struct InPlaceAnalysis {
 
     /// Whether `group` may write `output` into the buffer `owner` while it reads it: the kernel
     /// is elementwise and every read of that buffer inside it is a same-shape, same-element-size
-    /// operand of a same-index op whose result has `output`'s shape.
+    /// operand of a same-index op whose result has `output`'s shape, computed no later than `output`.
     func readsAtSameIndex(_ group: KernelGroup, buffer owner: ValueID, writing output: ValueID) -> Bool {
         let rootOp = graph.nodes[group.root].op
         guard group.kind == .elementwise || (group.kind == .single && rootOp.isSameIndexElementwise) else { return false }
@@ -152,7 +152,9 @@ private struct InPlaceAnalysis {
             let node = graph.nodes[member]
             for input in node.inputs where !members.contains(input) && self.owner(input) == owner {
                 let inputType = graph.nodes[input].type
-                guard node.op.isSameIndexElementwise, inputType.shape == node.type.shape,
+                // The fused evaluator runs members in id order and reads operands when each member
+                // runs, so a member after `output` would read the buffer after output overwrote it.
+                guard member <= output, node.op.isSameIndexElementwise, inputType.shape == node.type.shape,
                       node.type.shape == outputType.shape,
                       inputType.dtype.byteSize == outputType.dtype.byteSize else { return false }
             }
