@@ -31,7 +31,9 @@ let package = Package(
         .executableTarget(name: "CLI", dependencies: ["Kiln"], path: "Sources/CLI", swiftSettings: flags),
         .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
-        .testTarget(name: "RuntimeTests", dependencies: ["KilnRuntime"], path: "Tests/RuntimeTests",
+        // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).
+        .target(name: "KilnAllocationCounter", path: "Sources/AllocationCounter"),
+        .testTarget(name: "RuntimeTests", dependencies: ["KilnRuntime", "KilnAllocationCounter"], path: "Tests/RuntimeTests",
                     swiftSettings: flags),
         .testTarget(name: "ZooTests", dependencies: ["KilnZoo", "Kiln"], path: "Tests/ZooTests"),
     ],

@@ -364,9 +364,11 @@ public final class Executable {
             let (m, n) = (type.shape[0], type.shape[1])
             let k = ta ? inputTypes[0].shape[0] : inputTypes[0].shape[1]
             let lda = inputTypes[0].shape[1], ldb = inputTypes[1].shape[1]
+            // Packing buffers made once here, so a step allocates nothing.
+            let workspace = GEMM.Workspace(transposeA: ta, transposeB: tb, m: m, n: n, k: k)
             kernels.append {
                 GEMM.sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
-                           c: y, ldc: n, accumulate: false, threads: threads)
+                           c: y, ldc: n, accumulate: false, threads: threads, workspace: workspace)
             }
 
         case let .transpose(permutation):
