@@ -94,8 +94,8 @@ func jsonObject(_ pairs: [(String, Any)]) -> String {
         case let i as Int: return String(i)
         case let d as Double: return d.isFinite ? String(d) : "null"
         case let f as Float: return f.isFinite ? String(Double(f)) : "null"
-        case let a as [Any]: return "[" + a.map(encode).joined(separator: ", ") + "]"
         case let o as [(String, Any)]: return jsonObject(o)
+        case let a as [Any]: return "[" + a.map(encode).joined(separator: ", ") + "]"
         default: return "null"
         }
     }
