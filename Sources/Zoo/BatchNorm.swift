@@ -9,7 +9,7 @@ import KilnGraph
 /// Training mode normalises with the batch's mean and biased variance and appends graph updates
 /// running ← (1 − momentum)·running + momentum·batch statistic, the variance term unbiased
 /// (× n/(n − 1), n values per channel), as `torch.nn.BatchNorm*d` does. Evaluation mode
-/// normalises with the running statistics and updates nothing.
+/// normalises with the running statistics and updates nothing. Parameters and state take x's dtype.
 extension GraphBuilder {
     public func batchNorm(_ x: Tensor, name: String, training: Bool, momentum: Double = 0.1, epsilon: Double = 1e-5,
                           file: String = #fileID, line: Int = #line) -> Tensor {
@@ -23,10 +23,10 @@ extension GraphBuilder {
         }
         let features = x.shape[1]
         let valuesPerFeature = x.shape.count / Swift.max(features, 1)
-        let weight = parameter("\(name).weight", [features], initializer: .ones, file: file, line: line)
-        let bias = parameter("\(name).bias", [features], initializer: .zeros, file: file, line: line)
-        let runningMean = state("\(name).running_mean", [features], initializer: .zeros, file: file, line: line)
-        let runningVariance = state("\(name).running_var", [features], initializer: .ones, file: file, line: line)
+        let weight = parameter("\(name).weight", [features], dtype: x.dtype, initializer: .ones, file: file, line: line)
+        let bias = parameter("\(name).bias", [features], dtype: x.dtype, initializer: .zeros, file: file, line: line)
+        let runningMean = state("\(name).running_mean", [features], dtype: x.dtype, initializer: .zeros, file: file, line: line)
+        let runningVariance = state("\(name).running_var", [features], dtype: x.dtype, initializer: .ones, file: file, line: line)
 
         let normalized: Tensor
         if training {

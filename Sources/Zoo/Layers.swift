@@ -1,23 +1,24 @@
 import KilnGraph
 
-/// Layer helpers: each creates its parameters with PyTorch's default initialisation
-/// (weights and biases uniform in ±1/√fan_in) and PyTorch's names and layouts
-/// (`NAME.weight` [out, in] or [out, in, kh, kw], `NAME.bias` [out]).
+/// Layer helpers: each creates its parameters with PyTorch's names and layouts (`NAME.weight`
+/// [out, in] or [out, in, kh, kw], `NAME.bias` [out]) and, unless `initialization` says
+/// otherwise, PyTorch's default initialisation (weights and biases uniform in ±1/√fan_in).
+/// `initializer` overrides the weight's initializer alone.
 extension GraphBuilder {
     /// A fully connected layer y = x Wᵀ + b on `x` [N, in].
     public func dense(_ x: Tensor, _ outFeatures: Int, name: String, bias: Bool = true,
-                      initializer: Initializer? = nil, file: String = #fileID, line: Int = #line) -> Tensor {
+                      initializer: Initializer? = nil, initialization: WeightInitialization = .pytorch,
+                      file: String = #fileID, line: Int = #line) -> Tensor {
         guard x.rank == 2 else {
             record("dense \"\(name)\"", "expects input [N, features], found \(x.shape)", file, line)
             return x
         }
         let inFeatures = x.shape[1]
-        let bound = 1 / Double(inFeatures).squareRoot()
         let weight = parameter("\(name).weight", [outFeatures, inFeatures],
-                               initializer: initializer ?? .uniform(low: -bound, high: bound), file: file, line: line)
+                               initializer: initializer ?? initialization.weight(fanIn: inFeatures, fanOut: outFeatures), file: file, line: line)
         var y = x.matmul(weight, transposeOther: true, file: file, line: line)
         if bias {
-            let b = parameter("\(name).bias", [outFeatures], initializer: .uniform(low: -bound, high: bound), file: file, line: line)
+            let b = parameter("\(name).bias", [outFeatures], initializer: initialization.bias(fanIn: inFeatures), file: file, line: line)
             y = y.adding(b, file: file, line: line)
         }
         return y
@@ -25,18 +26,19 @@ extension GraphBuilder {
 
     /// A 2-D convolution layer over `x` [N, C, H, W] with a bias per output channel.
     public func conv2d(_ x: Tensor, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, name: String,
-                       bias: Bool = true, initializer: Initializer? = nil, file: String = #fileID, line: Int = #line) -> Tensor {
+                       bias: Bool = true, initializer: Initializer? = nil, initialization: WeightInitialization = .pytorch,
+                       file: String = #fileID, line: Int = #line) -> Tensor {
         guard x.rank == 4 else {
             record("conv2d \"\(name)\"", "expects input [N, C, H, W], found \(x.shape)", file, line)
             return x
         }
         let inChannels = x.shape[1]
-        let bound = 1 / Double(inChannels * kernel * kernel).squareRoot()
+        let (fanIn, fanOut) = (inChannels * kernel * kernel, outChannels * kernel * kernel)
         let weight = parameter("\(name).weight", [outChannels, inChannels, kernel, kernel],
-                               initializer: initializer ?? .uniform(low: -bound, high: bound), file: file, line: line)
+                               initializer: initializer ?? initialization.weight(fanIn: fanIn, fanOut: fanOut), file: file, line: line)
         var y = KilnGraph.conv2d(x, weight, stride: stride, padding: padding, file: file, line: line)
         if bias {
-            let b = parameter("\(name).bias", [outChannels], initializer: .uniform(low: -bound, high: bound), file: file, line: line)
+            let b = parameter("\(name).bias", [outChannels], initializer: initialization.bias(fanIn: fanIn), file: file, line: line)
             y = y.adding(b.reshaped([outChannels, 1, 1], file: file, line: line), file: file, line: line)
         }
         return y
