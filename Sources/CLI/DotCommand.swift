@@ -2,10 +2,9 @@ import Foundation
 import Kiln
 
 func dotCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--stage", "--batch", "-o"], flags: [], command: "dot")
+    let args = try Arguments(words, options: ["--stage", "--batch", "--gan-step", "-o"], flags: [], command: "dot")
     guard args.positionals.count == 1 else { throw KilnError.argument("dot: give exactly one MODEL (see `kiln zoo`)") }
     let name = args.positionals[0]
-    let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
     let batch = try args.int("--batch", default: 64)
     let stage = args.options["--stage"] ?? "forward"
     let stages = ["forward", "training", "simplified", "fused", "planned"]
@@ -14,9 +13,20 @@ func dotCommand(_ words: [String]) throws {
     }
     // forward: the inference graph as built; training: the training step as built (forward,
     // backward, optimizer update); the later stages show the training step after those passes.
-    let graph = stage == "forward"
-        ? try ClassifierTrainer.forwardGraph(model: model, batch: batch)
-        : try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
+    // A generative model's forward graph is its sampler; a GAN's training step is the
+    // discriminator's (`--gan-step generator` for the other one).
+    let graph: Graph
+    if Zoo.isGenerative(name) {
+        let step = args.options["--gan-step"] ?? "discriminator"
+        guard step == "discriminator" || step == "generator" else { throw KilnError.argument("dot: --gan-step is discriminator or generator") }
+        graph = try GenerativeTrainer.graph(of: try Zoo.generative(name, classes: 10), batch: batch, training: stage != "forward",
+                                            generatorStep: step == "generator")
+    } else {
+        let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
+        graph = stage == "forward"
+            ? try ClassifierTrainer.forwardGraph(model: model, batch: batch)
+            : try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
+    }
     var program = Program(graph: graph)
     if stage != "forward" && stage != "training" {
         var manager = standardPipeline()

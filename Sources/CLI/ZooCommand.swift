@@ -10,6 +10,14 @@ func zooCommand(_ words: [String]) throws {
         let count = graph.parameterIDs.reduce(0) { $0 + graph.nodes[$1].type.shape.count }
         rows.append((name, count, model.inputShape, model.summary))
     }
+    for name in Zoo.generativeNames {
+        // Conditional models shown for 10 classes; the training graph holds every parameter
+        // (a GAN's discriminator step holds both networks').
+        let model = try Zoo.generative(name, classes: 10)
+        let graph = try GenerativeTrainer.graph(of: model, batch: 2, training: true)
+        let count = graph.parameterIDs.reduce(0) { $0 + graph.nodes[$1].type.shape.count }
+        rows.append((name, count, model.imageShape, model.summary))
+    }
     if args.flags.contains("--json") {
         print("[" + rows.map { jsonObject([("model", $0.0), ("parameters", $0.1), ("input_shape", $0.2), ("summary", $0.3)]) }.joined(separator: ", ") + "]")
         return

@@ -158,6 +158,21 @@ public final class GenerativeTrainer {
         return try g.build()
     }
 
+    /// The graph `kiln dot` and `kiln zoo` show: with `training` false the sampling graph, else the
+    /// training step (a GAN's discriminator step, or its generator step with `generatorStep`),
+    /// built with the trainer's default optimizers.
+    public static func graph(of model: GenerativeModel, batch: Int, training: Bool, generatorStep: Bool = false) throws -> Graph {
+        guard training else { return try samplingGraph(model: model, batch: batch) }
+        let trainer = GenerativeTrainer(model: model, threads: 1)
+        switch model.family {
+        case .vae: return try vaeTrainingGraph(model: model, batch: batch, optimizer: trainer.optimizer)
+        case .gan:
+            let graphs = try ganTrainingGraphs(model: model, batch: batch, generatorOptimizer: trainer.optimizer,
+                                               discriminatorOptimizer: trainer.discriminatorOptimizer)
+            return generatorStep ? graphs.generator : graphs.discriminator
+        }
+    }
+
     // MARK: Programs
 
     private func program(_ key: String, seedOffset: UInt64, _ make: () throws -> Graph) throws -> Executable {
