@@ -507,9 +507,7 @@ public final class Executable {
                 for r in 0..<ox.count {
                     let xp = x + ox[r], ap = accumulator + oy[r]
                     if innerOut == 0 {
-                        var s = 0.0
-                        for i in 0..<inner { s += Double(xp[i]) }
-                        ap[0] += s
+                        ap[0] += Self.rowSum(xp, inner)
                     } else {
                         for i in 0..<inner { ap[i] += Double(xp[i]) }
                     }
@@ -531,6 +529,22 @@ public final class Executable {
                 }
             }
         }
+    }
+
+    /// The sum of `count` floats: 16 float lanes (each adds every 16th element in order), then
+    /// the lanes and the tail added in float64. Fixed order, so the result never varies.
+    static func rowSum(_ x: UnsafePointer<Float>, _ count: Int) -> Double {
+        var lanes = SIMD16<Float>(repeating: 0)
+        var i = 0
+        let raw = UnsafeRawPointer(x)
+        while i + 16 <= count {
+            lanes += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            i += 16
+        }
+        var total = 0.0
+        for lane in 0..<16 { total += Double(lanes[lane]) }
+        while i < count { total += Double(x[i]); i += 1 }
+        return total
     }
 
     /// A kernel that splits `0..<count` into fixed chunks of at least `grain` and runs them on `threads`.

@@ -67,9 +67,14 @@ public enum Pool2DKernel {
     /// over overlaps; overwrites dx.
     public static func maxBackward(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                    dx: UnsafeMutablePointer<Float>, threads: Int) {
+        let disjoint2x2 = g.kh == 2 && g.kw == 2 && g.strideH == 2 && g.strideW == 2
         forEachPlane(g, threads: threads) { plane in
             let xPlane = x + plane * g.h * g.w, dxPlane = dx + plane * g.h * g.w
             let dyPlane = dy + plane * g.oh * g.ow
+            if disjoint2x2 {
+                maxBackward2x2(g, xPlane, dyPlane, dxPlane)
+                return
+            }
             dxPlane.update(repeating: 0, count: g.h * g.w)
             for oy in 0..<g.oh {
                 for ox in 0..<g.ow {
@@ -77,6 +82,40 @@ public enum Pool2DKernel {
                 }
             }
         }
+    }
+
+    /// Non-overlapping 2×2 windows: every dx element is written exactly once (dy at the window's
+    /// first maximum in row-major order, 0 elsewhere), with no zero fill and no scatter.
+    @inline(__always)
+    static func maxBackward2x2(_ g: Geometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                               _ dx: UnsafeMutablePointer<Float>) {
+        let w = g.w
+        for oy in 0..<g.oh {
+            let r0 = x + 2 * oy * w, r1 = r0 + w
+            let d0 = dx + 2 * oy * w, d1 = d0 + w
+            let gradients = dy + oy * g.ow
+            for ox in 0..<g.ow {
+                let c = 2 * ox
+                let a = r0[c], b = r0[c + 1], e = r1[c], f = r1[c + 1]
+                // First maximum with strict comparisons, as `firstMaximum`; selects rather than
+                // branches, because which corner wins is data-dependent and unpredictable.
+                let takeB = b > a
+                let best1 = takeB ? b : a
+                let takeE = e > best1
+                let best2 = takeE ? e : best1
+                let takeF = f > best2
+                let v = gradients[ox]
+                let index = takeF ? 3 : (takeE ? 2 : (takeB ? 1 : 0))
+                d0[c] = index == 0 ? v : 0
+                d0[c + 1] = index == 1 ? v : 0
+                d1[c] = index == 2 ? v : 0
+                d1[c + 1] = index == 3 ? v : 0
+            }
+            // An odd width leaves a last column no window covers.
+            if w > 2 * g.ow { d0[w - 1] = 0; d1[w - 1] = 0 }
+        }
+        // An odd height leaves a last row no window covers.
+        if g.h > 2 * g.oh { (dx + (g.h - 1) * w).update(repeating: 0, count: w) }
     }
 
     /// out[window] = source at that window's first-maximum position (source has x's shape).
