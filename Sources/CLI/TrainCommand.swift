@@ -174,7 +174,7 @@ func trainCommand(_ words: [String]) throws {
     }
     if json {
         let last = result.history.last
-        print(jsonObject([("model", modelName), ("data", data.name), ("epochs", result.history.count), ("batch", batch),
+        print(jsonObject([("model", modelName), ("dataset", data.name), ("epochs", result.history.count), ("batch", batch),
                           ("lr", learningRate), ("optimizer", "\(optimizer)"), ("augment", "\(augmentation)"),
                           ("threads", threads), ("seed", Int(seed)), ("train_seconds", seconds),
                           ("epoch_seconds", result.history.map(\.seconds)), ("compile_seconds", trainer.compileSeconds),
