@@ -3,24 +3,27 @@ import Kiln
 
 /// `kiln generate MODEL.safetensors --per-class N -o new.csv [--grid FILE.png] [--seed S]`: samples
 /// exactly N images of every class from a conditional generative model (or `--count N` images
-/// from an unconditional one) and writes them in the course CSV layout.
+/// from an unconditional one) and writes them in the course CSV layout. `--temperature T` < 1
+/// draws z from N(0, T²) for more typical images.
 func generateCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--per-class", "--count", "--seed", "--threads", "--grid", "-o"],
+    let args = try Arguments(words, options: ["--per-class", "--count", "--seed", "--temperature", "--threads", "--grid", "-o"],
                              flags: ["--json"], command: "generate")
     guard args.positionals.count == 1 else { throw KilnError.argument("generate: give exactly one MODEL file") }
     guard let output = args.options["-o"] else { throw KilnError.argument("generate: -o FILE.csv is required") }
     let seed = try args.seed()
     let (trainer, classNames) = try GenerativeTrainer.load(path: args.positionals[0], seed: seed,
                                                           threads: try args.int("--threads", default: defaultThreadCount()))
+    let temperature = try args.double("--temperature", default: 1)
     let start = Date()
     let samples: ImageDataset
     if let perClass = args.options["--per-class"] {
         guard args.options["--count"] == nil else { throw KilnError.argument("generate: give --per-class or --count, not both") }
-        samples = try trainer.samplePerClass(try args.int("--per-class", default: 1), seed: seed, classNames: classNames)
+        samples = try trainer.samplePerClass(try args.int("--per-class", default: 1), seed: seed, classNames: classNames,
+                                             temperature: temperature)
         _ = perClass
     } else if args.options["--count"] != nil {
         guard !trainer.model.isConditional else { throw KilnError.argument("generate: \(trainer.model.name) is conditional; use --per-class N") }
-        samples = try trainer.sample(count: try args.int("--count", default: 1), seed: seed)
+        samples = try trainer.sample(count: try args.int("--count", default: 1), seed: seed, temperature: temperature)
     } else {
         throw KilnError.argument("generate: --per-class N (conditional models) or --count N (unconditional) is required")
     }

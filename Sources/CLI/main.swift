@@ -11,7 +11,7 @@ commands:
               [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--no-fuse] [--no-plan] [--json]
   train vae|cvae|conv-vae|conv-cvae|gan|cgan (--dataset NAME | --train FILE.csv [--unlabelled FILE.csv])
               -o MODEL.safetensors [--epochs N] [--batch B] [--lr X] [--schedule S] [--plot FILE.svg] [--grid FILE.png]
-  generate MODEL.safetensors (--per-class N | --count N) -o FILE.csv [--grid FILE.png] [--seed S]
+  generate MODEL.safetensors (--per-class N | --count N) -o FILE.csv [--grid FILE.png] [--seed S] [--temperature T]
   show DATA.csv --grid FILE.png [--per-class N] [--scale K]
   dot MODEL [--stage forward|training] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--json]

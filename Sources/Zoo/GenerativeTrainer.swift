@@ -296,9 +296,12 @@ public final class GenerativeTrainer {
 
     /// Generates one image per entry of `labels` (conditional models) or `count` images
     /// (unconditional), with z drawn from `CounterRandom(seed:)`, as bytes 0–255 (round to nearest).
-    /// The result carries `labels` and `classNames`.
+    /// The result carries `labels` and `classNames`. A `temperature` below 1 draws z from
+    /// N(0, temperature²): samples nearer the prior's mode, more typical and less varied
+    /// (the "reduced temperature" sampling of Kingma & Dhariwal 2018, §5).
     public func sample(labels: [Int32]? = nil, count: Int? = nil, seed: UInt64, classNames: [String] = [],
-                       batchSize: Int = 500) throws -> ImageDataset {
+                       temperature: Double = 1, batchSize: Int = 500) throws -> ImageDataset {
+        guard temperature > 0, temperature.isFinite else { throw KilnError.argument("temperature must be positive, found \(temperature)") }
         if model.isConditional && labels == nil { throw KilnError.argument("\(model.name) is conditional: sampling needs labels") }
         let total = labels?.count ?? count ?? 0
         let latent = model.latentSize
@@ -312,6 +315,7 @@ public final class GenerativeTrainer {
             let program = try self.program("sample-\(end - start)", seedOffset: 0) { try Self.samplingGraph(model: model, batch: end - start) }
             let z = try program.inputPointer("z").assumingMemoryBound(to: Float.self)
             random.fillNormal(UnsafeMutableBufferPointer(start: z, count: (end - start) * latent), stream: 0, step: chunk)
+            if temperature != 1 { for i in 0..<((end - start) * latent) { z[i] *= Float(temperature) } }
             if let labels {
                 for i in start..<end where labels[i] < 0 || Int(labels[i]) >= Swift.max(model.classes, 1) {
                     throw KilnError.argument("label \(labels[i]) is outside the model's \(model.classes) classes")
@@ -338,11 +342,11 @@ public final class GenerativeTrainer {
     }
 
     /// `perClass` images of every class, class 0 first (conditional models only).
-    public func samplePerClass(_ perClass: Int, seed: UInt64, classNames: [String]) throws -> ImageDataset {
+    public func samplePerClass(_ perClass: Int, seed: UInt64, classNames: [String], temperature: Double = 1) throws -> ImageDataset {
         guard model.isConditional else {
             throw KilnError.argument("\(model.name) is unconditional: it cannot produce images of a stated class (use cvae, conv-cvae or cgan)")
         }
         let labels = (0..<model.classes).flatMap { [Int32](repeating: Int32($0), count: perClass) }
-        return try sample(labels: labels, seed: seed, classNames: classNames)
+        return try sample(labels: labels, seed: seed, classNames: classNames, temperature: temperature)
     }
 }

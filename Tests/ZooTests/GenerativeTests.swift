@@ -77,6 +77,17 @@ struct GenerativeTests {
         }
     }
 
+    @Test("temperature scales z: near zero every seed decodes to the same image per class; zero is an error")
+    func temperature() throws {
+        let trainer = GenerativeTrainer(model: try Zoo.generative("cvae", imageShape: [1, 8, 8], classes: 2), seed: 1, threads: 1)
+        let a = try trainer.samplePerClass(2, seed: 1, classNames: ["L", "R"], temperature: 1e-9)
+        let b = try trainer.samplePerClass(2, seed: 2, classNames: ["L", "R"], temperature: 1e-9)
+        #expect(a == b)
+        let c = try trainer.samplePerClass(2, seed: 1, classNames: ["L", "R"]), d = try trainer.samplePerClass(2, seed: 2, classNames: ["L", "R"])
+        #expect(c != d)
+        #expect(throws: KilnError.self) { try trainer.samplePerClass(1, seed: 1, classNames: ["L", "R"], temperature: 0) }
+    }
+
     @Test("generated CSV has exactly N rows per class, 785 columns, integers 0–255")
     func generatedCSVFormat() throws {
         let model = try Zoo.generative("cvae", imageShape: [1, 28, 28], classes: 3)
