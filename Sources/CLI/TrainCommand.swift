@@ -64,7 +64,7 @@ func trainCommand(_ words: [String]) throws {
     if words.contains(where: Zoo.isGenerative) { return try trainGenerativeCommand(words) }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",
-                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume"],
+                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot"],
                              flags: ["--json", "--no-fuse", "--no-plan"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
@@ -168,6 +168,10 @@ func trainCommand(_ words: [String]) throws {
         }
     }
     let seconds = Date().timeIntervalSince(start)
+    if let plot = args.options["--plot"] {
+        try TrainingCurves(result.history, title: "\(model.name) on \(data.name)").write(path: plot)
+        if !json { print("wrote \(plot)") }
+    }
     if let output {
         try Checkpoint.save(trainer, classNames: train.classNames, epochs: result.keptEpoch, to: output)
         if !json { print("wrote \(output) (\(model.name), epoch \(result.keptEpoch), with optimizer state)") }

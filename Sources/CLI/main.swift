@@ -8,7 +8,7 @@ commands:
   demo                      train a small CNN on procedural glyphs (no download) and write its DOT
   zoo                       list the models
   train MODEL --dataset fashion-mnist [--epochs N] [--batch B] [--lr X] [--momentum M]
-              [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--no-fuse] [--no-plan] [--json]
+              [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--plot FILE.svg] [--no-fuse] [--no-plan] [--json]
   train vae|cvae|conv-vae|conv-cvae|gan|cgan (--dataset NAME | --train FILE.csv [--unlabelled FILE.csv])
               -o MODEL.safetensors [--epochs N] [--batch B] [--lr X] [--schedule S] [--plot FILE.svg] [--grid FILE.png]
   generate MODEL.safetensors (--per-class N | --count N) -o FILE.csv [--grid FILE.png] [--seed S] [--temperature T]

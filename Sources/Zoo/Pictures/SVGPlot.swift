@@ -31,6 +31,14 @@ public struct TrainingCurves: Sendable {
         self.epochs = epochs; self.title = title; self.lossNames = (lossNames.0, lossNames.1.isEmpty ? "validation loss" : lossNames.1)
     }
 
+    /// The curves of a classifier's fit: training loss and accuracy per epoch, and the validation
+    /// figures when the fit had a validation set.
+    public init(_ history: [EpochReport], title: String) {
+        self.init(history.map { EpochSummary(epoch: $0.epoch, trainLoss: $0.trainLoss, validationLoss: $0.validation?.loss,
+                                             trainAccuracy: $0.trainAccuracy, validationAccuracy: $0.validation?.accuracy) },
+                  title: title)
+    }
+
     /// A named polyline of (epoch, value) points.
     struct Series { var name: String; var colour: String; var dashed: Bool; var points: [(Double, Double)] }
 
@@ -94,7 +102,8 @@ public struct TrainingCurves: Sendable {
             out += "<polyline points=\"\(points)\" fill=\"none\" stroke=\"\(s.colour)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")/>\n"
             for p in s.points { out += "<circle cx=\"\(f(px(p.0)))\" cy=\"\(f(py(p.1)))\" r=\"2.5\" fill=\"\(s.colour)\"/>\n" }
         }
-        // Legend in the top-right corner of the plot area.
+        // Legend in the top-right corner of the plot area, on a white box so curves passing under it stay readable.
+        out += "<rect x=\"\(f(plotRight - 156))\" y=\"\(f(plotTop))\" width=\"152\" height=\"\(f(Double(series.count) * 18 + 6))\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#c0c0c0\"/>\n"
         for (i, s) in series.enumerated() {
             let y = plotTop + 12 + Double(i) * 18, x = plotRight - 150
             out += "<line x1=\"\(f(x))\" y1=\"\(f(y - 4))\" x2=\"\(f(x + 24))\" y2=\"\(f(y - 4))\" stroke=\"\(s.colour)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")/>\n"
