@@ -12,6 +12,7 @@ struct BenchRecord {
     var value: Double
     var compileSeconds: Double?
     var testAccuracy: Double?
+    var testNegativeELBO: Double? = nil
     /// Free-form details, in order; `loadavg_1m` and `cpu_pressure_60s` are appended when written.
     var extra: [(String, Any)] = []
 
@@ -28,7 +29,7 @@ struct BenchRecord {
             ("metric", metric), ("value", rounded(value, 4)),
             ("compile_seconds", compileSeconds.map { rounded($0, 4) } as Any),
             ("test_accuracy", testAccuracy.map { rounded($0, 5) } as Any),
-            ("test_neg_elbo", nil as Double? as Any),
+            ("test_neg_elbo", testNegativeELBO.map { rounded($0, 3) } as Any),
             ("peak_rss_mb", peakRSSMegabytes()), ("date", isoDateNow()), ("host", hostDescription()),
             ("seed", Int(seed)),
         ])
@@ -43,6 +44,7 @@ struct BenchRecord {
             (abs(value) < 1e4 ? String(format: "%.4g", value) : String(format: "%.0f", value))
         if let compileSeconds { line += String(format: " compile_s=%.2f", compileSeconds) }
         if let testAccuracy { line += String(format: " test_acc=%.4f", testAccuracy) }
+        if let testNegativeELBO { line += String(format: " test_neg_elbo=%.2f", testNegativeELBO) }
         line += " peak_rss=\(peakRSSMegabytes())MB threads=\(threads)"
         return line + " " + jsonObject(extra)
     }

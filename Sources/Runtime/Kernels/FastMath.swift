@@ -14,10 +14,18 @@ public enum FastMath {
     static let log2e: Float = 1.442_695_040_888_963_4
 
     /// eˣ for every lane; +inf above 88.72, 0 below −103.97, NaN stays NaN.
+    ///
+    /// Only lane-wise float and integer arithmetic and bit casts: the standard library's
+    /// generic SIMD conversions (`SIMD16<Int32>(floats)`, `rounded`, `clamped`) run lane by lane
+    /// through slow generic code, so n is rounded with the 1.5·2²³ "magic number" instead.
     @inline(__always)
     public static func exp(_ x: V) -> V {
-        let clamped = x.clamped(lowerBound: V(repeating: -104), upperBound: V(repeating: 89))
-        let n = (clamped * log2e).rounded(.toNearestOrEven)
+        var clamped = x
+        clamped.replace(with: V(repeating: 89), where: x .> 89)
+        clamped.replace(with: V(repeating: -104), where: x .< -104)
+        let magic: Float = 12_582_912  // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits
+        let shifted = clamped * log2e + magic
+        let n = shifted - magic
         let r = (clamped - n * ln2High) - n * ln2Low
         // 1 + r + r²/2! + … + r⁷/7!, in Horner form.
         var p = V(repeating: 1.0 / 5040)
@@ -28,16 +36,23 @@ public enum FastMath {
         p = p * r + 0.5
         p = p * r + 1
         p = p * r + 1
-        // 2ⁿ = 2^(n/2) · 2^(n − n/2), each factor a normal float even when 2ⁿ is subnormal.
-        let ni = SIMD16<Int32>(n)
+        // n as an integer: the bit difference from the magic number. 2ⁿ = 2^(n/2) · 2^(n − n/2),
+        // each factor a normal float even when 2ⁿ is subnormal.
+        let ni = unsafeBitCast(bitPattern(shifted) &- bitPattern(V(repeating: magic)), to: SIMD16<Int32>.self)
         let half = ni &>> 1
-        let scale1 = floats(SIMD16<UInt32>(truncatingIfNeeded: (half &+ 127) &<< 23))
-        let scale2 = floats(SIMD16<UInt32>(truncatingIfNeeded: (ni &- half &+ 127) &<< 23))
+        let scale1 = floats(unsafeBitCast((half &+ 127) &<< 23, to: SIMD16<UInt32>.self))
+        let scale2 = floats(unsafeBitCast((ni &- half &+ 127) &<< 23, to: SIMD16<UInt32>.self))
         var result = p * scale1 * scale2
         result.replace(with: V(repeating: .infinity), where: x .> 88.722_839)
         result.replace(with: V(repeating: 0), where: x .< -103.972_08)
         result.replace(with: x, where: x .!= x)
         return result
+    }
+
+    /// Lane-wise Float(i) for |i| < 2²², by bit arithmetic (see `exp`).
+    @inline(__always)
+    static func toFloat(_ i: SIMD16<Int32>) -> V {
+        floats(unsafeBitCast(i &+ 0x4B40_0000, to: SIMD16<UInt32>.self)) - 12_582_912
     }
 
     /// eˣ − 1, accurate for small |x|.
@@ -63,14 +78,14 @@ public enum FastMath {
         // Scale subnormals into the normal range first.
         let isSubnormal = x .< 1.175_494_35e-38
         let scaled = x.replacing(with: x * 8_388_608, where: isSubnormal)   // × 2²³
-        var bits = SIMD16<Int32>(truncatingIfNeeded: bitPattern(scaled))
+        var bits = unsafeBitCast(bitPattern(scaled), to: SIMD16<Int32>.self)
         var e = (bits &>> 23) &- 127
         bits = (bits & 0x007F_FFFF) | 0x3F80_0000   // mantissa in [1, 2)
-        var m = floats(SIMD16<UInt32>(truncatingIfNeeded: bits))
+        var m = floats(unsafeBitCast(bits, to: SIMD16<UInt32>.self))
         let big = m .> 1.414_213_56
         m.replace(with: m * 0.5, where: big)
         e.replace(with: e &+ 1, where: big)
-        var exponent = V(e)
+        var exponent = toFloat(e)
         exponent.replace(with: exponent - 23, where: isSubnormal)
         let s = (m - 1) / (m + 1)
         let s2 = s * s
