@@ -65,6 +65,11 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 2, c: 3, h: 7, w: 6, o: 5, kh: 7, kw: 6),                         // direct: 1×1 output
     .init(n: 2, c: 40, h: 6, w: 7, o: 40, kh: 3, kw: 3, padH: 1, padW: 1),     // many channels: GEMM
     .init(n: 64, c: 1, h: 28, w: 28, o: 6, kh: 5, kw: 5, padH: 2, padW: 2),    // LeNet-5 conv1, full batch
+    .init(n: 2, c: 3, h: 14, w: 16, o: 8, kh: 3, kw: 3, padH: 0, padW: 1),     // direct: 8-channel tile, full width
+    .init(n: 3, c: 4, h: 9, w: 7, o: 20, kh: 3, kw: 4, padH: 1, padW: 1),      // channel vectors: 20 channels, odd kh
+    .init(n: 2, c: 2, h: 8, w: 9, o: 16, kh: 3, kw: 7, padH: 0, padW: 2),      // channel vectors: 2 column blocks
+    .init(n: 9, c: 6, h: 14, w: 14, o: 16, kh: 5, kw: 5),                       // LeNet-5 conv2, 8 unequal groups
+    .init(n: 2, c: 20, h: 6, w: 5, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),      // channel vectors in backward-data only
 ]
 
 private func xIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ c: Int, _ y: Int, _ x: Int) -> Int {
@@ -123,11 +128,18 @@ func convMatchesNaive(caseIndex: Int) {
     }
 }
 
-@Test("the case table runs both conv paths and both direct register tiles")
+@Test("the case table runs both conv paths, channel and column vectors, and both direct register tiles")
 func convCasesCoverEveryPath() {
     let direct = convCases.filter(DirectConv2D.suits)
     #expect(!direct.isEmpty && direct.count < convCases.count)
-    let tiles = Set(direct.map { g in
+    // Forward and backward-filter choose by (o, ow); backward-data by (c, w).
+    let channelVectors = direct.filter { DirectConv2D.prefersChannelVectors(outChannels: $0.o, outWidth: $0.ow) }
+    #expect(!channelVectors.isEmpty && channelVectors.count < direct.count)
+    #expect(channelVectors.contains { $0.o % DirectConv2D.lanes != 0 })
+    #expect(direct.contains { !DirectConv2D.prefersChannelVectors(outChannels: $0.o, outWidth: $0.ow)
+        && DirectConv2D.prefersChannelVectors(outChannels: $0.c, outWidth: $0.w) })
+    let columnVectors = direct.filter { !DirectConv2D.prefersChannelVectors(outChannels: $0.o, outWidth: $0.ow) }
+    let tiles = Set(columnVectors.map { g in
         DirectConv2D.tile(for: .init(n: g.n, sourceChannels: g.c, sourceHeight: g.h, sourceWidth: g.w,
                                      top: g.padH, left: g.padW, outChannels: g.o, outHeight: g.oh,
                                      outWidth: g.ow, kh: g.kh, kw: g.kw))

@@ -58,6 +58,10 @@ enum DirectConv2D {
     /// the filter tap (only at packing time).
     static func correlate(_ p: Problem, source: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                           threads: Int, weight: (Int, Int, Int, Int) -> Float) {
+        if prefersChannelVectors(outChannels: p.outChannels, outWidth: p.outWidth) {
+            correlateChannels(p, source: source, out: out, threads: threads, weight: weight)
+            return
+        }
         let tile = tile(for: p)
         let groups = (p.outChannels + tile.channels - 1) / tile.channels
         let taps = p.sourceChannels * p.kh * p.kw
@@ -136,6 +140,134 @@ enum DirectConv2D {
         }
     }
 
+    /// Whether vectors should run over 16 output channels rather than 16 output columns:
+    /// when fewer lanes would be idle. LeNet-5's conv2 (16 channels, 10 columns) fills all
+    /// lanes this way instead of 10 of 16.
+    static func prefersChannelVectors(outChannels: Int, outWidth: Int) -> Bool {
+        let channelSlots = (outChannels + lanes - 1) / lanes * lanes
+        let columnSlots = (outWidth + lanes - 1) / lanes * lanes
+        // outChannels / channelSlots > outWidth / columnSlots, without division.
+        return outChannels * columnSlots > outWidth * channelSlots
+    }
+
+    /// Output pixels per `pixelTile`: rows × columns, each one vector of 16 output channels.
+    static let pixelRows = 2, pixelColumns = 5
+
+    /// `correlate` with vectors over output channels: a tile of 2 × 5 output pixels holds one
+    /// `SIMD16` of channels per pixel and accumulates every tap as a weight vector times a
+    /// broadcast source value. Same image split and tap order as `correlate`.
+    static func correlateChannels(_ p: Problem, source: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                                  threads: Int, weight: (Int, Int, Int, Int) -> Float) {
+        let groups = (p.outChannels + lanes - 1) / lanes
+        let taps = p.sourceChannels * p.kh * p.kw
+        // Packed filter: [group][ci][ky][kx][16 channels], zero past outChannels.
+        let packed = GEMM.allocateFloats(groups * taps * lanes)
+        defer { packed.deallocate() }
+        var index = 0
+        for group in 0..<groups {
+            for ci in 0..<p.sourceChannels {
+                for ky in 0..<p.kh {
+                    for kx in 0..<p.kw {
+                        for lane in 0..<lanes {
+                            let co = group * lanes + lane
+                            packed[index] = co < p.outChannels ? weight(co, ci, ky, kx) : 0
+                            index += 1
+                        }
+                    }
+                }
+            }
+        }
+
+        let rowGroups = (p.outHeight + pixelRows - 1) / pixelRows
+        let columnGroups = (p.outWidth + pixelColumns - 1) / pixelColumns
+        let paddedWidth = columnGroups * pixelColumns + p.kw - 1
+        let paddedHeight = rowGroups * pixelRows + p.kh - 1
+        let paddedPlane = paddedHeight * paddedWidth
+        let sourceImage = p.sourceChannels * p.sourceHeight * p.sourceWidth
+        let outPlane = p.outHeight * p.outWidth
+
+        let macs = p.n * p.outChannels * outPlane * taps
+        let chunks = macs >= 1 << 19 ? min(threads, p.n) : 1
+        Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+            let padded = GEMM.allocateFloats(p.sourceChannels * paddedPlane)
+            defer { padded.deallocate() }
+            padded.update(repeating: 0, count: p.sourceChannels * paddedPlane)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: pixelRows * pixelColumns * lanes) { tileBuffer in
+                let scratch = tileBuffer.baseAddress!
+                for image in chunk * p.n / chunks..<(chunk + 1) * p.n / chunks {
+                    let src = source + image * sourceImage
+                    for ci in 0..<p.sourceChannels {
+                        for row in 0..<p.sourceHeight {
+                            Conv2DKernel.copyFloats(
+                                padded + ci * paddedPlane + (p.top + row) * paddedWidth + p.left,
+                                src + (ci * p.sourceHeight + row) * p.sourceWidth, p.sourceWidth)
+                        }
+                    }
+                    let dst = out + image * p.outChannels * outPlane
+                    for group in 0..<groups {
+                        let w = packed + group * taps * lanes
+                        let channels = min(lanes, p.outChannels - group * lanes)
+                        for rowGroup in 0..<rowGroups {
+                            let rows = min(pixelRows, p.outHeight - rowGroup * pixelRows)
+                            for columnGroup in 0..<columnGroups {
+                                let columns = min(pixelColumns, p.outWidth - columnGroup * pixelColumns)
+                                pixelTile(padded + rowGroup * pixelRows * paddedWidth + columnGroup * pixelColumns,
+                                          paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
+                                for r in 0..<rows {
+                                    for c in 0..<columns {
+                                        let pixel = scratch + (r * pixelColumns + c) * lanes
+                                        let target = dst + group * lanes * outPlane
+                                            + (rowGroup * pixelRows + r) * p.outWidth + columnGroup * pixelColumns + c
+                                        for lane in 0..<channels { target[lane * outPlane] = pixel[lane] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Accumulates 2 × 5 output pixels of 16 channels: `out[(r·5 + c)·16 + channel]`. `x`
+    /// points at padded row 0, column 0 of the tile, source channel 0; `w` is packed
+    /// `[ci][ky][kx][16]`. See `tile4x3`.
+    @inline(never)
+    static func pixelTile(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
+                          _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD16<Float>
+        var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V()
+        var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V()
+        var pw = UnsafeRawPointer(w)
+        for ci in 0..<channels {
+            for ky in 0..<kh {
+                let r0 = x + ci * planeStride + ky * rowStride
+                let r1 = r0 + rowStride
+                for kx in 0..<kw {
+                    let wv = pw.loadUnaligned(as: V.self)
+                    a00.addProduct(wv, V(repeating: r0[kx])); a01.addProduct(wv, V(repeating: r0[kx + 1]))
+                    a02.addProduct(wv, V(repeating: r0[kx + 2])); a03.addProduct(wv, V(repeating: r0[kx + 3]))
+                    a04.addProduct(wv, V(repeating: r0[kx + 4]))
+                    a10.addProduct(wv, V(repeating: r1[kx])); a11.addProduct(wv, V(repeating: r1[kx + 1]))
+                    a12.addProduct(wv, V(repeating: r1[kx + 2])); a13.addProduct(wv, V(repeating: r1[kx + 3]))
+                    a14.addProduct(wv, V(repeating: r1[kx + 4]))
+                    pw += lanes * MemoryLayout<Float>.stride
+                }
+            }
+        }
+        let o = UnsafeMutableRawPointer(out)
+        o.storeBytes(of: a00, toByteOffset: 0, as: V.self)
+        o.storeBytes(of: a01, toByteOffset: 64, as: V.self)
+        o.storeBytes(of: a02, toByteOffset: 128, as: V.self)
+        o.storeBytes(of: a03, toByteOffset: 192, as: V.self)
+        o.storeBytes(of: a04, toByteOffset: 256, as: V.self)
+        o.storeBytes(of: a10, toByteOffset: 320, as: V.self)
+        o.storeBytes(of: a11, toByteOffset: 384, as: V.self)
+        o.storeBytes(of: a12, toByteOffset: 448, as: V.self)
+        o.storeBytes(of: a13, toByteOffset: 512, as: V.self)
+        o.storeBytes(of: a14, toByteOffset: 576, as: V.self)
+    }
+
     /// Output channels × kernel columns accumulated together by `filterTile`.
     static let filterChannels = 3, filterColumns = 5
 
@@ -150,6 +282,10 @@ enum DirectConv2D {
     /// order, so the result is the same bits for any thread count.
     static func backwardFilter(_ g: Conv2DKernel.Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                dw: UnsafeMutablePointer<Float>, threads: Int) {
+        if prefersChannelVectors(outChannels: g.o, outWidth: g.ow) {
+            backwardFilterChannels(g, x: x, dy: dy, dw: dw, threads: threads)
+            return
+        }
         let groups = min(g.n, 8)
         let filterSize = g.o * g.patchSize
         let segments = (g.ow + lanes - 1) / lanes
@@ -219,6 +355,133 @@ enum DirectConv2D {
             let partial = partials! + (group - 1) * filterSize
             for i in 0..<filterSize { dw[i] += partial[i] }
         }
+    }
+
+    /// Kernel rows accumulated together by `filterPixels` (with `filterColumns` columns).
+    static let filterRows = 2
+
+    /// `backwardFilter` with vectors over 16 output channels: dy is transposed to one vector
+    /// per output pixel, and `filterPixels` sums, for one input channel and a block of
+    /// 2 kernel rows × 5 kernel columns, dy(pixel) times the broadcast input each tap sees.
+    /// Same image groups and group order as `backwardFilter`, so the same thread invariance.
+    static func backwardFilterChannels(_ g: Conv2DKernel.Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                       dw: UnsafeMutablePointer<Float>, threads: Int) {
+        let groups = min(g.n, 8)
+        let filterSize = g.o * g.patchSize
+        let channelGroups = (g.o + lanes - 1) / lanes
+        let rowBlocks = (g.kh + filterRows - 1) / filterRows
+        let columnBlocks = (g.kw + filterColumns - 1) / filterColumns
+        // Taps past the kernel read zeros (or unused values) inside the buffer, never outside.
+        let paddedWidth = g.ow + columnBlocks * filterColumns - 1
+        let paddedPlane = (g.oh + rowBlocks * filterRows - 1) * paddedWidth
+        let paddedImage = g.c * paddedPlane
+        let outPlane = g.outputPixels
+        let dyPlane = outPlane * lanes
+        let dyImage = channelGroups * dyPlane
+        let maxImages = (g.n + groups - 1) / groups
+
+        let partials = groups > 1 ? GEMM.allocateFloats((groups - 1) * filterSize) : nil
+        defer { partials?.deallocate() }
+        let macs = g.n * g.o * g.outputPixels * g.patchSize
+        let workers = macs >= 1 << 19 ? threads : 1
+        Parallel.forEach(chunks: groups, threads: workers) { group in
+            let target = group == 0 ? dw : partials! + (group - 1) * filterSize
+            let first = group * g.n / groups, end = (group + 1) * g.n / groups
+            let paddedX = GEMM.allocateFloats(maxImages * paddedImage)
+            let transposedDy = GEMM.allocateFloats(maxImages * dyImage)
+            defer { paddedX.deallocate(); transposedDy.deallocate() }
+            paddedX.update(repeating: 0, count: maxImages * paddedImage)
+            transposedDy.update(repeating: 0, count: maxImages * dyImage)
+            for image in first..<end {
+                let slot = image - first
+                for ci in 0..<g.c {
+                    for row in 0..<g.h {
+                        Conv2DKernel.copyFloats(
+                            paddedX + slot * paddedImage + ci * paddedPlane + (g.padH + row) * paddedWidth + g.padW,
+                            x + ((image * g.c + ci) * g.h + row) * g.w, g.w)
+                    }
+                }
+                for o in 0..<g.o {
+                    let from = dy + (image * g.o + o) * outPlane
+                    let to = transposedDy + slot * dyImage + o / lanes * dyPlane + o % lanes
+                    for pixel in 0..<outPlane { to[pixel * lanes] = from[pixel] }
+                }
+            }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: filterRows * filterColumns * lanes) { sumsBuffer in
+                let sums = sumsBuffer.baseAddress!
+                for channelGroup in 0..<channelGroups {
+                    let channels = min(lanes, g.o - channelGroup * lanes)
+                    for ci in 0..<g.c {
+                        for rowBlock in 0..<rowBlocks {
+                            for columnBlock in 0..<columnBlocks {
+                                filterPixels(paddedX + ci * paddedPlane + rowBlock * filterRows * paddedWidth
+                                                + columnBlock * filterColumns,
+                                             paddedWidth, paddedImage, transposedDy + channelGroup * dyPlane, dyImage,
+                                             end - first, g.oh, g.ow, sums)
+                                for r in 0..<filterRows {
+                                    let ky = rowBlock * filterRows + r
+                                    guard ky < g.kh else { break }
+                                    for column in 0..<filterColumns {
+                                        let kx = columnBlock * filterColumns + column
+                                        guard kx < g.kw else { break }
+                                        let tap = sums + (r * filterColumns + column) * lanes
+                                        for lane in 0..<channels {
+                                            let o = channelGroup * lanes + lane
+                                            target[((o * g.c + ci) * g.kh + ky) * g.kw + kx] = tap[lane]
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for group in 1..<groups {
+            let partial = partials! + (group - 1) * filterSize
+            for i in 0..<filterSize { dw[i] += partial[i] }
+        }
+    }
+
+    /// sums[(r·5 + kx)·16 + channel] = Σ_{image, row, column} dy[row][column][channel] ·
+    /// x[row + r][column + kx] for 2 kernel rows and 5 kernel columns. `x` and `dy` advance
+    /// by `xImage` / `dyImage` floats per image; dy holds one 16-channel vector per pixel.
+    /// Small and `@inline(never)`, see `tile4x3`.
+    @inline(never)
+    static func filterPixels(_ x: UnsafePointer<Float>, _ xRow: Int, _ xImage: Int,
+                             _ dy: UnsafePointer<Float>, _ dyImage: Int,
+                             _ images: Int, _ rows: Int, _ columns: Int, _ sums: UnsafeMutablePointer<Float>) {
+        typealias V = SIMD16<Float>
+        var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V()
+        var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V()
+        for image in 0..<images {
+            var pd = UnsafeRawPointer(dy + image * dyImage)
+            for row in 0..<rows {
+                let r0 = x + image * xImage + row * xRow
+                let r1 = r0 + xRow
+                for column in 0..<columns {
+                    let d = pd.loadUnaligned(as: V.self)
+                    pd += lanes * MemoryLayout<Float>.stride
+                    a00.addProduct(d, V(repeating: r0[column])); a01.addProduct(d, V(repeating: r0[column + 1]))
+                    a02.addProduct(d, V(repeating: r0[column + 2])); a03.addProduct(d, V(repeating: r0[column + 3]))
+                    a04.addProduct(d, V(repeating: r0[column + 4]))
+                    a10.addProduct(d, V(repeating: r1[column])); a11.addProduct(d, V(repeating: r1[column + 1]))
+                    a12.addProduct(d, V(repeating: r1[column + 2])); a13.addProduct(d, V(repeating: r1[column + 3]))
+                    a14.addProduct(d, V(repeating: r1[column + 4]))
+                }
+            }
+        }
+        let o = UnsafeMutableRawPointer(sums)
+        o.storeBytes(of: a00, toByteOffset: 0, as: V.self)
+        o.storeBytes(of: a01, toByteOffset: 64, as: V.self)
+        o.storeBytes(of: a02, toByteOffset: 128, as: V.self)
+        o.storeBytes(of: a03, toByteOffset: 192, as: V.self)
+        o.storeBytes(of: a04, toByteOffset: 256, as: V.self)
+        o.storeBytes(of: a10, toByteOffset: 320, as: V.self)
+        o.storeBytes(of: a11, toByteOffset: 384, as: V.self)
+        o.storeBytes(of: a12, toByteOffset: 448, as: V.self)
+        o.storeBytes(of: a13, toByteOffset: 512, as: V.self)
+        o.storeBytes(of: a14, toByteOffset: 576, as: V.self)
     }
 
     /// sums[ch·5 + kx] = Σ_{image, row, segment, lane} dy[ch][row][segment·16 + lane] ·
