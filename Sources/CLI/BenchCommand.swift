@@ -124,6 +124,8 @@ private func benchTraining(_ settings: BenchSettings, model: ClassifierModel, op
     let test = try FashionMNIST.load(split: .test, directory: settings.dataDirectory)
     let epochs = settings.epochs ?? defaultEpochs
     let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: settings.seed, threads: settings.threads)
+    try trainer.initializeParameters()
+    try usePeerInitialization(trainer.store, model: model.name == "mlp" ? "mlp" : model.name, seed: settings.seed)
 
     var compileSeconds = 0.0
     var epochSeconds: [Double] = [], epochLosses: [Double] = [], stepsPerEpoch: [Int] = []
@@ -258,6 +260,8 @@ private func benchVAE(_ settings: BenchSettings) throws -> BenchRecord {
     let epochs = settings.epochs ?? 1
     let batch = 128
     let trainer = GenerativeTrainer(model: vae(), optimizer: .adam(), seed: settings.seed, threads: settings.threads)
+    try trainer.initializeParameters()
+    try usePeerInitialization(trainer.store, model: "vae", seed: settings.seed)
     var compileSeconds = 0.0
     var epochSeconds: [Double] = [], epochLosses: [Double] = []
     for epoch in 0..<epochs {
@@ -289,4 +293,11 @@ private func benchVAE(_ settings: BenchSettings) throws -> BenchRecord {
                                      ("test_eps", "Kiln CounterRandom normal draws, seed 1234 (not numpy's ziggurat)")])
     record.testNegativeELBO = elbo
     return record
+}
+
+/// Starts from the peers' initial weights (numpy's draws, bit for bit) so every system trains
+/// from the same point.
+private func usePeerInitialization(_ store: ParameterStore, model: String, seed: UInt64) throws {
+    guard let parameters = PeerInitialization.parameters(model: model, seed: seed) else { return }
+    for (name, values) in parameters { try store.set(name, values) }
 }
