@@ -14,18 +14,7 @@ import KilnRuntime
 // rule (off by a factor, a sign, a transpose) fails by orders of magnitude.
 
 /// SplitMix64 (Steele et al. 2014): seeded, so every failure is reproducible from the seed printed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform(_ low: Double, _ high: Double) -> Double { Double.random(in: low..<high, using: &self) }
-}
+typealias SeededGenerator = SplitMix64
 
 /// How a test input is drawn.
 enum InputKind: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import KilnRuntime
 import KilnGraph
 @testable import KilnZoo
 

@@ -14,18 +14,6 @@ import KilnZoo
 // in practice the values agree bit for bit; the tolerance only keeps the test honest about
 // float32 should a rewrite ever reassociate.
 
-/// SplitMix64: seeded test data.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite("Simplification keeps zoo training graphs equivalent")
 struct SimplifyEquivalenceTests {
     static let optimizers: [Optimizer] = [.sgd(momentum: 0.9), .adam()]
@@ -49,7 +37,7 @@ struct SimplifyEquivalenceTests {
             #expect(try pass.run(&again) == false, "\(name): \(pass.name) still finds work after one round")
         }
 
-        var rng = SplitMix(state: 42)
+        var rng = SplitMix64(seed: 42)
         let feeds: [String: HostTensor] = [
             "x": HostTensor(shape: [4, 1, 28, 28], scalars: (0..<784 * 4).map { _ in Double.random(in: 0..<1, using: &rng) }),
             "labels": HostTensor(shape: [4], dtype: .int32, scalars: (0..<4).map { _ in Double(Int.random(in: 0..<10, using: &rng)) }),

@@ -1,4 +1,5 @@
 import Foundation
+import KilnRuntime
 import KilnGraph
 
 /// Loader augmentation: random transformations applied to each training image's bytes per batch,

@@ -1,4 +1,5 @@
 import Foundation
+import KilnRuntime
 
 /// A stand-in for the course's glyph assignment data (Part 2, Task A), for tests and demos:
 /// three nonsense glyph classes drawn as the assignment shows them, `A` ⊗-like (a circle crossed

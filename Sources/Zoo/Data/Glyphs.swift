@@ -1,4 +1,5 @@
 import Foundation
+import KilnRuntime
 
 /// The demo's procedural data set: three nonsense glyph classes, 28x28 grey, drawn from a seeded
 /// generator, so the demo trains without downloading anything.
@@ -137,29 +138,3 @@ public enum Glyphs {
     }
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014): tiny, seedable, and the same on every platform.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [low, high), from the top 53 bits.
-    mutating func uniform(_ low: Double, _ high: Double) -> Double {
-        low + (high - low) * Double(next() >> 11) * 0x1p-53
-    }
-
-    /// Standard normal by Box-Muller (one of the pair; simplicity over speed).
-    mutating func normal() -> Double {
-        let u = 1 - uniform(0, 1)  // (0, 1], so the log is finite
-        let v = uniform(0, 1)
-        return (-2 * log(u)).squareRoot() * cos(2 * Double.pi * v)
-    }
-}
