@@ -13,20 +13,7 @@ func dotCommand(_ words: [String]) throws {
     }
     // forward: the inference graph as built; training: the training step as built (forward,
     // backward, optimizer update); the later stages show the training step after those passes.
-    // A generative model's forward graph is its sampler; a GAN's training step is the
-    // discriminator's (`--gan-step generator` for the other one).
-    let graph: Graph
-    if Zoo.isGenerative(name) {
-        let step = args.options["--gan-step"] ?? "discriminator"
-        guard step == "discriminator" || step == "generator" else { throw KilnError.argument("dot: --gan-step is discriminator or generator") }
-        graph = try GenerativeTrainer.graph(of: try Zoo.generative(name, classes: 10), batch: batch, training: stage != "forward",
-                                            generatorStep: step == "generator")
-    } else {
-        let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
-        graph = stage == "forward"
-            ? try ClassifierTrainer.forwardGraph(model: model, batch: batch)
-            : try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
-    }
+    let graph = try zooGraph(name, batch: batch, training: stage != "forward", ganStep: args.options["--gan-step"])
     var program = Program(graph: graph)
     if stage != "forward" && stage != "training" {
         var manager = standardPipeline()

@@ -4,16 +4,13 @@ import Kiln
 /// `kiln plan MODEL`: runs the compiler pipeline and prints, per pass, wall time and node and
 /// kernel counts, then the memory plan.
 func planCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--batch", "--disable"], flags: ["--training", "--json", "--kernels"], command: "plan")
+    let args = try Arguments(words, options: ["--batch", "--disable", "--gan-step"], flags: ["--training", "--json", "--kernels"], command: "plan")
     guard args.positionals.count == 1 else { throw KilnError.argument("plan: give exactly one MODEL (see `kiln zoo`)") }
     let name = args.positionals[0]
-    let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
     let batch = try args.int("--batch", default: 64)
     let training = args.flags.contains("--training")
     let start = Date()
-    let graph = training
-        ? try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
-        : try ClassifierTrainer.forwardGraph(model: model, batch: batch)
+    let graph = try zooGraph(name, batch: batch, training: training, ganStep: args.options["--gan-step"])
     let buildSeconds = Date().timeIntervalSince(start)
     var manager = standardPipeline()
     if let disabled = args.options["--disable"] { manager.disabled = Set(disabled.split(separator: ",").map(String.init)) }

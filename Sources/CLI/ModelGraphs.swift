@@ -1,0 +1,21 @@
+import Foundation
+import Kiln
+
+/// The graph `kiln dot` and `kiln plan` show for a zoo model: the inference graph, or one
+/// training step (forward, backward and optimizer update). A generative model's inference graph
+/// is its sampler; a GAN's training step is the discriminator's unless `ganStep` says
+/// `generator`.
+func zooGraph(_ name: String, batch: Int, training: Bool, ganStep: String?) throws -> Graph {
+    if Zoo.isGenerative(name) {
+        let step = ganStep ?? "discriminator"
+        guard step == "discriminator" || step == "generator" else {
+            throw KilnError.argument("--gan-step is discriminator or generator, found \"\(step)\"")
+        }
+        return try GenerativeTrainer.graph(of: try Zoo.generative(name, classes: 10), batch: batch, training: training,
+                                           generatorStep: step == "generator")
+    }
+    let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
+    return training
+        ? try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
+        : try ClassifierTrainer.forwardGraph(model: model, batch: batch)
+}
