@@ -65,6 +65,23 @@ public struct Fusion: Pass {
             }
             return false
         }
+        /// Moves elementwise kernel `other` into `g` when both share one iteration space and no
+        /// path between them runs through a third kernel (which would become a cycle).
+        func mergeIfLegal(_ other: Int, into g: Int) {
+            guard other >= 0, other != g, groups[other].kind == .elementwise, !groups[other].closed, !groups[g].closed,
+                  !groups[other].members.isEmpty, groups[other].space == groups[g].space else { return }
+            for k in kernelInputs[g] where k != other && dependsOn(k, other) { return }
+            for k in kernelInputs[other] where k != g && dependsOn(k, g) { return }
+            for member in groups[other].members { groupOf[member] = g }
+            groups[g].members += groups[other].members
+            if groups[g].kind == .elementwise { groups[g].root = groups[g].members.max()! }
+            groups[other].members = []
+            kernelInputs[g].formUnion(kernelInputs[other])
+            kernelInputs[g].subtract([g, other])
+            kernelInputs[other] = []
+            for k in kernelInputs.indices where kernelInputs[k].remove(other) != nil && k != g { kernelInputs[k].insert(g) }
+            for n in reach.indices where reach[n].remove(other) != nil { reach[n].insert(g) }
+        }
         /// Whether `id` may join kernel `g`: every input outside g must not depend on g.
         func canJoin(_ id: ValueID, _ g: Int) -> Bool {
             for input in nodes[id].inputs where groupOf[input] != g {
@@ -117,6 +134,11 @@ public struct Fusion: Pass {
                 if g >= 0 {
                     while kernelInputs.count < groups.count { kernelInputs.append([]) }
                     for input in node.inputs { kernelInputs[g].formUnion(sources(input).subtracting([g])) }
+                    // An elementwise node reading two elementwise kernels of its space joined the
+                    // first; bring the other in too, so its result need not be stored.
+                    if node.op.fusionCategory == .elementwise && groups[g].kind != .single {
+                        for input in node.inputs { mergeIfLegal(groupOf[input], into: g) }
+                    }
                 }
             }
             guard node.op.needsKernel else { continue }
