@@ -6,16 +6,21 @@ usage: kiln COMMAND [ARGS]
 
 commands:
   demo                      train a small CNN on procedural glyphs (no download) and write its DOT
-  zoo                       list the models
-  train MODEL --dataset fashion-mnist [--epochs N] [--batch B] [--lr X] [--momentum M]
-              [--optimizer sgd|adam|adagrad] [--seed S] [--threads T] [--limit N] [--plot FILE.svg] [--no-fuse] [--no-plan] [--json]
+  zoo                       list the models with parameter counts and input shapes
+  train MODEL (--dataset fashion-mnist|glyphs | --train FILE.csv) [--epochs N] [--batch B] [--lr X]
+              [--optimizer sgd|adam|adagrad] [--momentum M] [--val-split F | --folds K] [--patience N]
+              [--augment shift,rotate,scale,noise,flip,crop] [--image-size HxW] [--resume FILE]
+              [--seed S] [--threads T] [--limit N] [--plot FILE.svg] [--no-fuse] [--no-plan] [-o MODEL.safetensors] [--json]
   train vae|cvae|conv-vae|conv-cvae|gan|cgan (--dataset NAME | --train FILE.csv [--unlabelled FILE.csv])
               -o MODEL.safetensors [--epochs N] [--batch B] [--lr X] [--schedule S] [--plot FILE.svg] [--grid FILE.png]
+  predict MODEL.safetensors --test FILE.csv -o predictions.csv
+  eval MODEL.safetensors --data FILE.csv [--labels LABELS.csv] [--json]
+  make-glyphs DIR [--train N] [--test N] [--seed S]   a stand-in for the course's glyph CSV files
   generate MODEL.safetensors (--per-class N | --count N) -o FILE.csv [--grid FILE.png] [--seed S] [--temperature T]
   show DATA.csv --grid FILE.png [--per-class N] [--scale K]
-  dot MODEL [--stage forward|training] [--batch B] [-o FILE]
-  plan MODEL [--training] [--batch B] [--disable PASS,...] [--json]
-  bench gemm|lenet5-train|lenet5-infer|mlp-b16 [--threads N] [--jsonl FILE] [--seed S] [--json]
+  dot MODEL [--stage forward|training|simplified|fused|planned] [--batch B] [-o FILE]
+  plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json]
+  bench gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train [--threads N] [--jsonl FILE] [--seed S] [--json]
               [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak]   the peers' workloads (../shared/peers)
 """
 
