@@ -45,7 +45,10 @@ func trainGenerativeCommand(_ words: [String]) throws {
         }
         epochSeconds.append(Date().timeIntervalSince(start))
         history.append(EpochSummary(epoch: epoch + 1, trainLoss: losses.main, validationLoss: losses.discriminator))
-        if !json { print(String(format: "epoch %d/%d  %@  %.1f s", epoch + 1, epochs, describe(losses), epochSeconds.last!)) }
+        if !json {
+            print(String(format: "epoch %d/%d  %@  %.1f s", epoch + 1, epochs, describe(losses), epochSeconds.last!))
+            fflush(stdout)  // one line per epoch even when stdout is a file (training runs for minutes)
+        }
     }
     try trainer.save(path: outputPath, classNames: train.classNames)
     if let plot = args.options["--plot"] {
