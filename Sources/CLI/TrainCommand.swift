@@ -64,7 +64,7 @@ func trainCommand(_ words: [String]) throws {
     if words.contains(where: Zoo.isGenerative) { return try trainGenerativeCommand(words) }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",
-                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot"],
+                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule"],
                              flags: ["--json", "--no-fuse", "--no-plan"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
@@ -117,6 +117,7 @@ func trainCommand(_ words: [String]) throws {
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
     var options = FitOptions(epochs: epochs, batchSize: batch, learningRate: learningRate, patience: patience,
                              augmentation: augmentation, seed: seed, firstEpoch: firstEpoch)
+    options.schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
     // Fashion-MNIST follows the peers' order (numpy `default_rng([seed, epoch]).permutation`) so runs compare.
     if data.name == "fashion-mnist" { options.order = { numpyEpochOrder(count: $0, seed: $1, epoch: $2) } }
     if !json {

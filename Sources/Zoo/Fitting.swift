@@ -39,6 +39,8 @@ public struct FitOptions: Sendable {
     public var epochs: Int
     public var batchSize: Int
     public var learningRate: Double
+    /// How the rate changes per step, with `learningRate` as its base (epochs count from the first, resumed ones included).
+    public var schedule: LearningRateSchedule = .constant
     /// Early stopping's patience (used only with a validation set); nil runs every epoch.
     public var patience: Int?
     public var augmentation: Augmentation
@@ -130,7 +132,10 @@ extension ClassifierTrainer {
                 let end = Swift.min(order.count, position + options.batchSize)
                 let indices = order[position..<end]
                 let batch = options.augmentation.apply(to: train, indices: indices, seed: options.seed, epoch: epoch)
-                let loss = try trainStep(batch, indices: Array(0..<batch.count)[...], learningRate: options.learningRate)
+                let stepsPerEpoch = (order.count + options.batchSize - 1) / options.batchSize
+                let rate = options.schedule.rate(base: options.learningRate, step: epoch * stepsPerEpoch + position / options.batchSize,
+                                                 stepsPerEpoch: stepsPerEpoch, totalSteps: (options.firstEpoch + options.epochs) * stepsPerEpoch)
+                let loss = try trainStep(batch, indices: Array(0..<batch.count)[...], learningRate: rate)
                 let logits = try trainingProgram(batch: batch.count).outputPointer("logits")
                 for row in 0..<batch.count {
                     var predicted = 0

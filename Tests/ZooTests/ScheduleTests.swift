@@ -63,3 +63,28 @@ struct ScheduleTests {
         do { _ = try LearningRateSchedule.parse(text) } catch { #expect("\(error)".contains("\"\(text)\"")) }
     }
 }
+
+@Suite("Schedules in classifier fits")
+struct FitScheduleTests {
+    @Test("a step schedule changes what a fit learns; a constant one equals no schedule")
+    func fitFollowsSchedule() throws {
+        let data = halvesDataset(count: 8)
+        func fit(_ schedule: LearningRateSchedule?) throws -> [Float] {
+            let trainer = ClassifierTrainer(model: logisticRegression(inputShape: [1, 8, 8], classes: 2), optimizer: .sgd(), seed: 1, threads: 1)
+            var options = FitOptions(epochs: 3, batchSize: 4, learningRate: 0.1)
+            if let schedule { options.schedule = schedule }
+            try trainer.fit(data, options: options)
+            return trainer.store["fc.weight"]!.values
+        }
+        let plain = try fit(nil)
+        #expect(try fit(.constant) == plain)
+        #expect(try fit(.step(factor: 0.1, everyEpochs: 1)) != plain)
+        // Rate 0 after the first epoch: the same as one epoch at the base rate.
+        let oneEpoch: [Float] = try {
+            let trainer = ClassifierTrainer(model: logisticRegression(inputShape: [1, 8, 8], classes: 2), optimizer: .sgd(), seed: 1, threads: 1)
+            try trainer.fit(data, options: FitOptions(epochs: 1, batchSize: 4, learningRate: 0.1))
+            return trainer.store["fc.weight"]!.values
+        }()
+        #expect(try fit(.step(factor: 0, everyEpochs: 1)) == oneEpoch)
+    }
+}
