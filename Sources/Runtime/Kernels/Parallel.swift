@@ -1,4 +1,9 @@
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Fork-join parallelism over a fixed number of chunks, on Dispatch's worker threads.
 ///
@@ -21,12 +26,22 @@ public enum Parallel {
             for chunk in 0..<chunks { body(chunk) }
             return
         }
-        // concurrentPerform would run one iteration per chunk on every core; capping the
-        // iteration count at `workers` is what bounds the thread count.
+        // Using every core: let Dispatch hand out chunks as workers free up, so a core that
+        // another process is using does not hold the whole kernel back (the chunk → data
+        // mapping stays fixed, so results do not change).
+        if threads >= onlineProcessors {
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in body(chunk) }
+            return
+        }
+        // Fewer threads than cores: concurrentPerform would run one iteration per chunk on every
+        // core; capping the iteration count at `workers` is what bounds the thread count.
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let start = worker * chunks / workers
             let end = (worker + 1) * chunks / workers
             for chunk in start..<end { body(chunk) }
         }
     }
+
+    /// Cores the system has online.
+    static let onlineProcessors = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 }
