@@ -5,14 +5,15 @@ import Glibc
 import Darwin
 #endif
 
-/// Fork-join parallelism over a fixed number of chunks, on Dispatch's worker threads.
+/// Fork-join parallelism over a fixed number of chunks, on Kiln's own spinning worker threads
+/// (`WorkerPool`: Dispatch's wake-up cost more than small kernels take).
 ///
 /// Callers choose the chunking from the problem alone (never from the thread count), so a
 /// kernel that reduces within chunks and then across chunks in chunk order gives the same
 /// bits for any number of threads.
 public enum Parallel {
-    /// Runs `body(chunk)` for chunk in 0..<chunks on up to `threads` threads with
-    /// `DispatchQueue.concurrentPerform`; inline when threads == 1 or chunks == 1.
+    /// Runs `body(chunk)` for chunk in 0..<chunks on up to `threads` threads (the caller
+    /// included); inline when threads == 1 or chunks == 1.
     ///
     /// Each worker takes a contiguous range of chunks (neighbouring chunks usually touch
     /// neighbouring memory). Returns when every chunk has run. `body` must not assume
@@ -26,20 +27,7 @@ public enum Parallel {
             for chunk in 0..<chunks { body(chunk) }
             return
         }
-        // Using every core: let Dispatch hand out chunks as workers free up, so a core that
-        // another process is using does not hold the whole kernel back (the chunk → data
-        // mapping stays fixed, so results do not change).
-        if threads >= onlineProcessors {
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in body(chunk) }
-            return
-        }
-        // Fewer threads than cores: concurrentPerform would run one iteration per chunk on every
-        // core; capping the iteration count at `workers` is what bounds the thread count.
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            let start = worker * chunks / workers
-            let end = (worker + 1) * chunks / workers
-            for chunk in start..<end { body(chunk) }
-        }
+        WorkerPool.shared.run(chunks: chunks, threads: workers, body)
     }
 
     /// Cores the system has online.
