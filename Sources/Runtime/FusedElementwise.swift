@@ -48,6 +48,8 @@ final class FusedElementwise {
     let slotCount: Int
     let threads: Int
     var sink: Sink?
+    /// Parts a reduction's rows are split into (1 without a reduction).
+    let sinkParts: Int
     /// Per thread: slotCount scratch rows of `tile` floats.
     private let scratch: UnsafeMutablePointer<Float>
     private let scratchPerThread: Int
@@ -114,7 +116,10 @@ final class FusedElementwise {
         slotCount = program.count
         self.threads = threads
         scratchPerThread = Swift.max(1, slotCount) * Self.tile
-        scratch = .allocate(capacity: scratchPerThread * Swift.max(1, threads))
+        // A reduction splits its rows into a fixed number of parts (from the problem size, never
+        // the thread count), each with its own accumulator, added in part order at the end.
+        sinkParts = reduction != nil && rows.rowCount * rows.inner >= 65536 ? Swift.min(8, rows.rowCount) : 1
+        scratch = .allocate(capacity: scratchPerThread * Swift.max(1, threads, sinkParts))
         if let reduction, case let .reduce(function, axes, _) = graph.nodes[reduction.root].op {
             let value = graph.nodes[reduction.root].inputs[0]
             let reducedCount = axes.reduce(1) { $0 * space[$1] }
@@ -122,7 +127,7 @@ final class FusedElementwise {
                         outputCount: reducedShape.count, rowOffsets: rows.offsets[bases.count + 1],
                         innerStride: rows.innerStrides[bases.count + 1],
                         scale: function == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1,
-                        accumulator: .allocate(capacity: Swift.max(reducedShape.count, 1)))
+                        accumulator: .allocate(capacity: Swift.max(reducedShape.count, 1) * sinkParts))
         }
     }
 
@@ -134,17 +139,25 @@ final class FusedElementwise {
     /// Runs the whole iteration space.
     func run() {
         if let sink {
-            // Reductions run on one thread in a fixed order, so results never depend on threads.
-            switch sink.function {
-            case .sum, .mean: sink.accumulator.update(repeating: 0, count: sink.outputCount)
-            case .max: sink.accumulator.update(repeating: -.infinity, count: sink.outputCount)
+            let count = sink.outputCount
+            let initial: Double = sink.function == .max ? -.infinity : 0
+            sink.accumulator.update(repeating: initial, count: count * sinkParts)
+            Parallel.forEach(chunks: sinkParts, threads: threads) { part in
+                self.runRows(part * self.rowCount / self.sinkParts..<(part + 1) * self.rowCount / self.sinkParts,
+                             thread: part, accumulator: sink.accumulator + part * count)
             }
-            runRows(0..<rowCount, thread: 0)
-            for i in 0..<sink.outputCount { sink.output[i] = Float(sink.accumulator[i] * sink.scale) }
+            for i in 0..<count {
+                var value = sink.accumulator[i]
+                for part in 1..<sinkParts {
+                    let other = sink.accumulator[part * count + i]
+                    value = sink.function == .max ? Swift.max(value, other) : value + other
+                }
+                sink.output[i] = Float(value * sink.scale)
+            }
             return
         }
         let total = rowCount * inner
-        let chunks = Swift.max(1, Swift.min(threads, total / 32768, rowCount))
+        let chunks = Swift.max(1, Swift.min(threads, total / 8192, rowCount))
         if chunks == 1 { runRows(0..<rowCount, thread: 0); return }
         let size = (rowCount + chunks - 1) / chunks
         Parallel.forEach(chunks: chunks, threads: threads) { chunk in
@@ -153,7 +166,7 @@ final class FusedElementwise {
         }
     }
 
-    private func runRows(_ rows: Range<Int>, thread: Int) {
+    private func runRows(_ rows: Range<Int>, thread: Int, accumulator: UnsafeMutablePointer<Double>? = nil) {
         let scratch = self.scratch + thread * scratchPerThread
         // Pointers of the current tile: one per slot (stride 1) and one per operand (with its stride).
         withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: Swift.max(1, slotCount)) { slots in
@@ -170,7 +183,7 @@ final class FusedElementwise {
                             slots[index] = destination
                             execute(instruction, destination, length, slots, operands)
                         }
-                        if let sink { accumulate(sink, r, j, length, slots, operands) }
+                        if let sink, let accumulator { accumulate(sink, accumulator, r, j, length, slots, operands) }
                         j += length
                     }
                 }
@@ -221,11 +234,11 @@ final class FusedElementwise {
         }
     }
 
-    private func accumulate(_ sink: Sink, _ r: Int, _ j: Int, _ n: Int,
+    private func accumulate(_ sink: Sink, _ accumulator: UnsafeMutablePointer<Double>, _ r: Int, _ j: Int, _ n: Int,
                             _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
                             _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) {
         let (x, sx) = resolve(sink.source, slots, operands)
-        let base = sink.accumulator + sink.rowOffsets[r]
+        let base = accumulator + sink.rowOffsets[r]
         if sink.innerStride == 0 {
             switch sink.function {
             case .sum, .mean:

@@ -30,8 +30,9 @@ final class WorkerPool: @unchecked Sendable {
     private var body: ((Int) -> Void)?
     private var chunkCount = 0
     private var participants = 0
-    /// Spins (atomic loads) before an idle worker goes to sleep: roughly 100 µs.
-    private static let spinLimit = 200_000
+    /// Spins (atomic loads) before an idle worker goes to sleep: a few milliseconds, longer than
+    /// the serial stretches of a training step, so workers stay awake for a whole run.
+    private static let spinLimit = 4_000_000
 
     init(workers: Int) {
         workerCount = Swift.max(0, workers)
