@@ -29,6 +29,7 @@ let package = Package(
         .target(name: "Kiln", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "KilnZoo"],
                 path: "Sources/Kiln"),
         .executableTarget(name: "CLI", dependencies: ["Kiln"], path: "Sources/CLI", swiftSettings: flags),
+        .executableTarget(name: "tour", dependencies: ["Kiln"], path: "examples/tour"),
         .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
         // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).
