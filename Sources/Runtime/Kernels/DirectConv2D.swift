@@ -313,13 +313,8 @@ enum DirectConv2D {
             paddedDy.update(repeating: 0, count: maxImages * dyImage)
             for image in first..<end {
                 let slot = image - first
-                for ci in 0..<g.c {
-                    for row in 0..<g.h {
-                        Conv2DKernel.copyFloats(
-                            paddedX + slot * paddedImage + ci * paddedPlane + (g.padH + row) * paddedWidth + g.padW,
-                            x + ((image * g.c + ci) * g.h + row) * g.w, g.w)
-                    }
-                }
+                copyPadded(g, x, image: image, into: paddedX + slot * paddedImage, paddedPlane: paddedPlane,
+                           paddedWidth: paddedWidth)
                 for o in 0..<g.o {
                     for row in 0..<g.oh {
                         Conv2DKernel.copyFloats(paddedDy + slot * dyImage + o * dyPlane + row * dyRow,
@@ -394,13 +389,8 @@ enum DirectConv2D {
             transposedDy.update(repeating: 0, count: maxImages * dyImage)
             for image in first..<end {
                 let slot = image - first
-                for ci in 0..<g.c {
-                    for row in 0..<g.h {
-                        Conv2DKernel.copyFloats(
-                            paddedX + slot * paddedImage + ci * paddedPlane + (g.padH + row) * paddedWidth + g.padW,
-                            x + ((image * g.c + ci) * g.h + row) * g.w, g.w)
-                    }
-                }
+                copyPadded(g, x, image: image, into: paddedX + slot * paddedImage, paddedPlane: paddedPlane,
+                           paddedWidth: paddedWidth)
                 for o in 0..<g.o {
                     let from = dy + (image * g.o + o) * outPlane
                     let to = transposedDy + slot * dyImage + o / lanes * dyPlane + o % lanes
@@ -620,5 +610,18 @@ enum DirectConv2D {
         o.storeBytes(of: a61, toByteOffset: 832, as: V.self)
         o.storeBytes(of: a70, toByteOffset: 896, as: V.self)
         o.storeBytes(of: a71, toByteOffset: 960, as: V.self)
+    }
+
+    /// Copies every channel of image `image` of `x` into a zero-bordered buffer whose planes are
+    /// `paddedPlane` floats with rows of `paddedWidth`, offset by the geometry's padding.
+    @inline(__always)
+    static func copyPadded(_ g: Conv2DKernel.Geometry, _ x: UnsafePointer<Float>, image: Int,
+                           into padded: UnsafeMutablePointer<Float>, paddedPlane: Int, paddedWidth: Int) {
+        for ci in 0..<g.c {
+            for row in 0..<g.h {
+                Conv2DKernel.copyFloats(padded + ci * paddedPlane + (g.padH + row) * paddedWidth + g.padW,
+                                        x + ((image * g.c + ci) * g.h + row) * g.w, g.w)
+            }
+        }
     }
 }
