@@ -33,15 +33,25 @@ func demoCommand(_ words: [String]) throws {
         if !json { print(String(format: "epoch %d/%d  train loss %.4f  test accuracy %.3f", epoch + 1, epochs, loss, evaluation.accuracy)) }
     }
     let seconds = Date().timeIntervalSince(start)
-    let graph = try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
-    let dot = graph.dot(title: "glyph-cnn training step")
+    // The compiled training step the demo ran: fused kernels as clusters, arena offsets on values.
+    let program = try trainer.trainingProgram(batch: batch).program
+    let graph = program.graph
+    let unfused = try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
+    let dot = program.dot(title: "glyph-cnn training step, fused and planned")
     do { try dot.write(toFile: dotPath, atomically: true, encoding: .utf8) } catch {
         throw KilnError.file(path: dotPath, message: "cannot write: \(error.localizedDescription)")
     }
     if json {
-        print(jsonObject([("model", model.name), ("test_accuracy", evaluation.accuracy), ("train_seconds", seconds), ("dot", dotPath)]))
+        print(jsonObject([("model", model.name), ("test_accuracy", evaluation.accuracy), ("train_seconds", seconds), ("dot", dotPath),
+                          ("kernels_unfused", unfused.unfusedKernelCount), ("kernels_fused", program.kernelCount),
+                          ("arena_bytes", program.memory?.arenaBytes ?? 0), ("naive_bytes", program.memory?.naiveBytes ?? 0)]))
     } else {
         print(String(format: "test accuracy %.3f after %d epochs in %.1f s", evaluation.accuracy, epochs, seconds))
-        print("wrote the training graph (\(graph.nodes.count) nodes) to \(dotPath); render it with: dot -Tsvg \(dotPath) -o kiln-demo.svg")
+        if let memory = program.memory {
+            print("compiled training step: \(unfused.nodes.count) nodes → \(graph.nodes.count) after simplification, "
+                  + "\(unfused.unfusedKernelCount) kernels → \(program.kernelCount) fused, "
+                  + "memory \(memory.naiveBytes / 1024) KiB naive → \(memory.arenaBytes / 1024) KiB arena")
+        }
+        print("wrote the fused, planned training step to \(dotPath); render it with: dot -Tsvg \(dotPath) -o kiln-demo.svg")
     }
 }
