@@ -23,6 +23,8 @@ final class WorkerPool: @unchecked Sendable {
     private static let closed = Int.max / 2
     private let finished = Atomic<Int>(0)
     private let sleeping = Atomic<Int>(0)
+    /// Workers inside `runChunks`; the caller waits for none before its closure stops being valid.
+    private let active = Atomic<Int>(0)
     private let busy = Atomic<Bool>(false)
     private let wake = DispatchSemaphore(value: 0)
     // Job state: written by the caller before it publishes the job (release on `nextChunk`
@@ -63,20 +65,32 @@ final class WorkerPool: @unchecked Sendable {
             runChunks()
             while finished.load(ordering: .acquiring) < chunks {}
             // Close the counter before the job state changes again: a late worker's claim
-            // must never pair an old counter value with the next job's chunk count.
-            nextChunk.store(Self.closed, ordering: .releasing)
+            // must never pair an old counter value with the next job's chunk count. Then wait
+            // until no worker still holds the closure, which is only valid inside this call.
+            nextChunk.store(Self.closed, ordering: .sequentiallyConsistent)
+            while active.load(ordering: .sequentiallyConsistent) > 0 {}
             self.body = nil
         }
         busy.store(false, ordering: .releasing)
     }
 
-    /// Claims and runs chunks of the current job until none are left.
+    /// Claims and runs chunks of the current job until none are left. The closure is read only
+    /// after a chunk was claimed (so never once the caller has closed the job) and released
+    /// before `active` drops.
     private func runChunks() {
-        while true {
-            let chunk = nextChunk.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue
-            guard chunk < chunkCount, let body else { return }
+        active.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        claimAndRun()
+        active.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+    }
+
+    @inline(never)
+    private func claimAndRun() {
+        var chunk = nextChunk.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue
+        guard chunk < chunkCount, let body else { return }
+        while chunk < chunkCount {
             body(chunk)
             finished.wrappingAdd(1, ordering: .releasing)
+            chunk = nextChunk.wrappingAdd(1, ordering: .acquiringAndReleasing).oldValue
         }
     }
 
