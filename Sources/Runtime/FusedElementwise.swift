@@ -157,24 +157,37 @@ final class FusedElementwise {
             return
         }
         let total = rowCount * inner
-        let chunks = Swift.max(1, Swift.min(threads, total / 8192, rowCount))
+        let chunks = Swift.max(1, Swift.min(threads, total / 8192))
         if chunks == 1 { runRows(0..<rowCount, thread: 0); return }
-        let size = (rowCount + chunks - 1) / chunks
-        Parallel.forEach(chunks: chunks, threads: threads) { chunk in
-            let start = chunk * size
-            self.runRows(start..<Swift.min(self.rowCount, start + size), thread: chunk)
+        if rowCount >= chunks {
+            let size = (rowCount + chunks - 1) / chunks
+            Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+                let start = chunk * size
+                self.runRows(start..<Swift.min(self.rowCount, start + size), thread: chunk)
+            }
+        } else {
+            // Few long rows (a contiguous space collapses to one row, e.g. an optimizer update):
+            // split every row's columns instead, at multiples of 16 floats. Elements are
+            // independent, so the split never changes a result.
+            Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+                let start = chunk * self.inner / chunks / 16 * 16
+                let end = chunk + 1 == chunks ? self.inner : (chunk + 1) * self.inner / chunks / 16 * 16
+                self.runRows(0..<self.rowCount, thread: chunk, columns: start..<end)
+            }
         }
     }
 
-    private func runRows(_ rows: Range<Int>, thread: Int, accumulator: UnsafeMutablePointer<Double>? = nil) {
+    private func runRows(_ rows: Range<Int>, thread: Int, accumulator: UnsafeMutablePointer<Double>? = nil,
+                         columns: Range<Int>? = nil) {
+        let columns = columns ?? 0..<inner
         let scratch = self.scratch + thread * scratchPerThread
         // Pointers of the current tile: one per slot (stride 1) and one per operand (with its stride).
         withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: Swift.max(1, slotCount)) { slots in
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: Swift.max(1, operandBases.count)) { operands in
                 for r in rows {
-                    var j = 0
-                    while j < inner {
-                        let length = Swift.min(Self.tile, inner - j)
+                    var j = columns.lowerBound
+                    while j < columns.upperBound {
+                        let length = Swift.min(Self.tile, columns.upperBound - j)
                         for k in operandBases.indices {
                             operands[k] = operandBases[k] + operandOffsets[k][r] + j * operandStrides[k]
                         }
