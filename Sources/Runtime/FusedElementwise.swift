@@ -118,7 +118,7 @@ final class FusedElementwise {
         scratchPerThread = Swift.max(1, slotCount) * Self.tile
         // A reduction splits its rows into a fixed number of parts (from the problem size, never
         // the thread count), each with its own accumulator, added in part order at the end.
-        sinkParts = reduction != nil && rows.rowCount * rows.inner >= 65536 ? Swift.min(8, rows.rowCount) : 1
+        sinkParts = reduction != nil && rows.rowCount * rows.inner >= 65536 ? 8 : 1
         scratch = .allocate(capacity: scratchPerThread * Swift.max(1, threads, sinkParts))
         if let reduction, case let .reduce(function, axes, _) = graph.nodes[reduction.root].op {
             let value = graph.nodes[reduction.root].inputs[0]
@@ -142,9 +142,18 @@ final class FusedElementwise {
             let count = sink.outputCount
             let initial: Double = sink.function == .max ? -.infinity : 0
             sink.accumulator.update(repeating: initial, count: count * sinkParts)
-            Parallel.forEach(chunks: sinkParts, threads: threads) { part in
-                self.runRows(part * self.rowCount / self.sinkParts..<(part + 1) * self.rowCount / self.sinkParts,
-                             thread: part, accumulator: sink.accumulator + part * count)
+            let parts = sinkParts
+            Parallel.forEach(chunks: parts, threads: threads) { part in
+                let accumulator = sink.accumulator + part * count
+                if self.rowCount >= parts {
+                    self.runRows(part * self.rowCount / parts..<(part + 1) * self.rowCount / parts, thread: part,
+                                 accumulator: accumulator)
+                } else {
+                    // Few long rows: each part takes a fixed slice of every row's columns.
+                    let start = part * self.inner / parts / 16 * 16
+                    let end = part + 1 == parts ? self.inner : (part + 1) * self.inner / parts / 16 * 16
+                    self.runRows(0..<self.rowCount, thread: part, accumulator: accumulator, columns: start..<end)
+                }
             }
             for i in 0..<count {
                 var value = sink.accumulator[i]
