@@ -286,8 +286,7 @@ enum DirectConv2D {
             backwardFilterChannels(g, x: x, dy: dy, dw: dw, threads: threads)
             return
         }
-        let groups = min(g.n, 8)
-        let filterSize = g.o * g.patchSize
+        let groups = imageGroups(g)
         let segments = (g.ow + lanes - 1) / lanes
         let columnBlocks = (g.kw + filterColumns - 1) / filterColumns
         let channelBlocks = (g.o + filterChannels - 1) / filterChannels
@@ -299,13 +298,7 @@ enum DirectConv2D {
         let dyImage = channelBlocks * filterChannels * dyPlane
         let maxImages = (g.n + groups - 1) / groups
 
-        let partials = groups > 1 ? GEMM.allocateFloats((groups - 1) * filterSize) : nil
-        defer { partials?.deallocate() }
-        let macs = g.n * g.o * g.outputPixels * g.patchSize
-        let workers = macs >= 1 << 19 ? threads : 1
-        Parallel.forEach(chunks: groups, threads: workers) { group in
-            let target = group == 0 ? dw : partials! + (group - 1) * filterSize
-            let first = group * g.n / groups, end = (group + 1) * g.n / groups
+        sumOverImageGroups(g, dw: dw, threads: threads) { target, first, end in
             let paddedX = GEMM.allocateFloats(maxImages * paddedImage)
             let paddedDy = GEMM.allocateFloats(maxImages * dyImage)
             defer { paddedX.deallocate(); paddedDy.deallocate() }
@@ -346,10 +339,6 @@ enum DirectConv2D {
                 }
             }
         }
-        for group in 1..<groups {
-            let partial = partials! + (group - 1) * filterSize
-            for i in 0..<filterSize { dw[i] += partial[i] }
-        }
     }
 
     /// Kernel rows accumulated together by `filterPixels` (with `filterColumns` columns).
@@ -361,8 +350,7 @@ enum DirectConv2D {
     /// Same image groups and group order as `backwardFilter`, so the same thread invariance.
     static func backwardFilterChannels(_ g: Conv2DKernel.Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                        dw: UnsafeMutablePointer<Float>, threads: Int) {
-        let groups = min(g.n, 8)
-        let filterSize = g.o * g.patchSize
+        let groups = imageGroups(g)
         let channelGroups = (g.o + lanes - 1) / lanes
         let rowBlocks = (g.kh + filterRows - 1) / filterRows
         let columnBlocks = (g.kw + filterColumns - 1) / filterColumns
@@ -375,13 +363,7 @@ enum DirectConv2D {
         let dyImage = channelGroups * dyPlane
         let maxImages = (g.n + groups - 1) / groups
 
-        let partials = groups > 1 ? GEMM.allocateFloats((groups - 1) * filterSize) : nil
-        defer { partials?.deallocate() }
-        let macs = g.n * g.o * g.outputPixels * g.patchSize
-        let workers = macs >= 1 << 19 ? threads : 1
-        Parallel.forEach(chunks: groups, threads: workers) { group in
-            let target = group == 0 ? dw : partials! + (group - 1) * filterSize
-            let first = group * g.n / groups, end = (group + 1) * g.n / groups
+        sumOverImageGroups(g, dw: dw, threads: threads) { target, first, end in
             let paddedX = GEMM.allocateFloats(maxImages * paddedImage)
             let transposedDy = GEMM.allocateFloats(maxImages * dyImage)
             defer { paddedX.deallocate(); transposedDy.deallocate() }
@@ -426,10 +408,6 @@ enum DirectConv2D {
                     }
                 }
             }
-        }
-        for group in 1..<groups {
-            let partial = partials! + (group - 1) * filterSize
-            for i in 0..<filterSize { dw[i] += partial[i] }
         }
     }
 
@@ -610,6 +588,30 @@ enum DirectConv2D {
         o.storeBytes(of: a61, toByteOffset: 832, as: V.self)
         o.storeBytes(of: a70, toByteOffset: 896, as: V.self)
         o.storeBytes(of: a71, toByteOffset: 960, as: V.self)
+    }
+
+    /// The batch is cut into this many image groups: a number from the geometry only.
+    static func imageGroups(_ g: Conv2DKernel.Geometry) -> Int { min(g.n, 8) }
+
+    /// Runs `body(target, firstImage, endImage)` once per image group (in parallel when the
+    /// work is worth it), each group writing its filter gradient into its own buffer (the first
+    /// group straight into `dw`), then adds the groups into `dw` in group order: the same bits
+    /// for any thread count.
+    static func sumOverImageGroups(_ g: Conv2DKernel.Geometry, dw: UnsafeMutablePointer<Float>, threads: Int,
+                                   _ body: (UnsafeMutablePointer<Float>, Int, Int) -> Void) {
+        let groups = imageGroups(g)
+        let filterSize = g.o * g.patchSize
+        let partials = groups > 1 ? GEMM.allocateFloats((groups - 1) * filterSize) : nil
+        defer { partials?.deallocate() }
+        let macs = g.n * g.o * g.outputPixels * g.patchSize
+        let workers = macs >= 1 << 19 ? threads : 1
+        Parallel.forEach(chunks: groups, threads: workers) { group in
+            body(group == 0 ? dw : partials! + (group - 1) * filterSize, group * g.n / groups, (group + 1) * g.n / groups)
+        }
+        for group in 1..<groups {
+            let partial = partials! + (group - 1) * filterSize
+            for i in 0..<filterSize { dw[i] += partial[i] }
+        }
     }
 
     /// Copies every channel of image `image` of `x` into a zero-bordered buffer whose planes are
