@@ -32,6 +32,12 @@ public final class Executable {
     private var scratch: [UnsafeMutableRawPointer] = []
     private var pointers: [UnsafeMutableRawPointer?]
     private var kernels: [() -> Void] = []
+    /// For each closure in `kernels`, the index of the scheduled kernel group it belongs to
+    /// (an epilogue group runs as two closures; `-1` marks closures outside every group).
+    private var kernelGroupIndex: [Int] = []
+    private var groupSeconds: [Double] = []
+    /// When set, `run()` times every kernel group (adds two clock reads per kernel).
+    public var isProfiling = false
     private var updateCopies: [(from: UnsafeMutablePointer<Float>, to: UnsafeMutablePointer<Float>, count: Int)] = []
     private let inputIDs: [String: ValueID]
     private let outputIDs: [String: ValueID]
@@ -64,6 +70,7 @@ public final class Executable {
         self.store = store
         self.threads = Swift.max(1, threads)
         self.seed = seed
+        isProfiling = ProcessInfo.processInfo.environment["KILN_PROFILE"].map { !$0.isEmpty && $0 != "0" } ?? false
 
         var offsets = [Int?](repeating: nil, count: graph.nodes.count)
         var size = 0
@@ -117,7 +124,12 @@ public final class Executable {
         outputIDs = outputs
 
         for (id, node) in graph.nodes.enumerated() where !node.op.needsKernel { try compileNode(id) }
-        for group in program.schedule { try compileKernel(group) }
+        kernelGroupIndex = Array(repeating: -1, count: kernels.count)
+        for (index, group) in program.schedule.enumerated() {
+            try compileKernel(group)
+            kernelGroupIndex += Array(repeating: index, count: kernels.count - kernelGroupIndex.count)
+        }
+        groupSeconds = Array(repeating: 0, count: program.schedule.count)
         for update in graph.updates where pointers[update.value] != pointers[update.target] {
             let count = graph.nodes[update.value].type.shape.count
             updateCopies.append((floats(update.value), floats(update.target), count))
@@ -182,6 +194,7 @@ public final class Executable {
     }
 
     deinit {
+        if isProfiling && counter.value > 0 { printProfile() }
         arena.deallocate()
         for pointer in scratch { pointer.deallocate() }
     }
@@ -244,10 +257,43 @@ public final class Executable {
     /// then the parameter and state updates not already written in place.
     public func run() {
         for copy in snapshotCopies { copy.to.update(from: copy.from, count: copy.count) }
-        for kernel in kernels { kernel() }
+        if isProfiling {
+            runProfiled()
+        } else {
+            for kernel in kernels { kernel() }
+        }
         for copy in updateCopies { copy.to.update(from: copy.from, count: copy.count) }
         counter.value &+= 1
     }
+
+    private func runProfiled() {
+        var t = timespec()
+        func now() -> Double { clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + 1e-9 * Double(t.tv_nsec) }
+        for (kernel, group) in zip(kernels, kernelGroupIndex) {
+            let start = now()
+            kernel()
+            if group >= 0 { groupSeconds[group] += now() - start }
+        }
+    }
+
+    /// Writes the kernel groups that took the most time to standard error (`KILN_PROFILE=1`).
+    private func printProfile() {
+        let total = groupSeconds.reduce(0, +)
+        var lines = ["kiln profile: \(graph.nodes.count) nodes, \(program.schedule.count) kernels, \(counter.value) steps, "
+                     + String(format: "%.3f s in kernels, %.1f µs per step", total, 1e6 * total / Double(counter.value))]
+        for index in groupSeconds.indices.sorted(by: { groupSeconds[$0] > groupSeconds[$1] }).prefix(12) {
+            let group = program.schedule[index]
+            let ops = group.members.map { graph.nodes[$0].op.name }.joined(separator: " ")
+            let shape = graph.nodes[group.root].type.shape.dims.map(String.init).joined(separator: "x")
+            lines.append(String(format: "  %5.1f%% %8.1f µs/step  kernel %d %@ [%@]: %@", 100 * groupSeconds[index] / max(total, 1e-12),
+                                1e6 * groupSeconds[index] / Double(counter.value), index, group.kind.rawValue, shape, ops))
+        }
+        FileHandle.standardError.write((lines.joined(separator: "\n") + "\n").data(using: .utf8)!)
+    }
+
+    /// Seconds spent in each scheduled kernel group (indexed like `program.schedule`) over the
+    /// steps run while `isProfiling` was set.
+    public var kernelSeconds: [Double] { groupSeconds }
 
     // MARK: Compilation of one node
 
