@@ -55,6 +55,7 @@ public enum BufferLiveness {
         for id in graph.inputIDs { touch(id, at: 0) }
         for (step, group) in schedule.enumerated() {
             for output in group.outputs { touch(output, at: step) }
+            if group.rootNeedsScratchBuffer(in: graph) { touch(group.root, at: step) }
             let members = Set(group.members)
             for member in group.members {
                 for input in graph.nodes[member].inputs where !members.contains(input) { touch(input, at: step) }

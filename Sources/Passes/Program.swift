@@ -30,6 +30,26 @@ public struct KernelGroup: Hashable, Sendable {
     }
 }
 
+extension KernelGroup {
+    /// Where the root of an epilogue kernel that nothing outside reads is written: the first
+    /// output of the root's shape, which the epilogue then overwrites in place. Nil when the
+    /// root needs a buffer of its own: it leaves the kernel, the kernel is no epilogue, no output
+    /// has its shape, or a member computed after that output reads the root (the evaluator runs
+    /// members in id order, so that member would read the output's value instead of the root's).
+    public func rootDestination(in graph: Graph) -> ValueID? {
+        guard kind == .epilogue, !outputs.contains(root),
+              let first = outputs.first(where: { graph.nodes[$0].type.shape == graph.nodes[root].type.shape })
+        else { return nil }
+        let lateReader = members.contains { $0 > first && graph.nodes[$0].inputs.contains(root) }
+        return lateReader ? nil : first
+    }
+
+    /// Whether the kernel needs a buffer for its root although the root does not leave it.
+    public func rootNeedsScratchBuffer(in graph: Graph) -> Bool {
+        kind == .epilogue && !outputs.contains(root) && rootDestination(in: graph) == nil
+    }
+}
+
 /// Nodes that need no kernel: leaves other than random draws (bound, not computed) and
 /// reshapes (views of their input's buffer).
 extension Op {

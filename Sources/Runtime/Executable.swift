@@ -170,14 +170,14 @@ public final class Executable {
                                          threads: threads, reduction: (root, floats(root)))
             kernels.append { fused.run() }
         case .epilogue:
-            // The root writes into its own buffer when it leaves the kernel, else into the buffer of
-            // the kernel's first output (same shape), which the epilogue then updates in place.
+            // The root writes into its own buffer when it has one (it leaves the kernel, or a late
+            // member reads it), else into the output the epilogue then updates in place.
             let root = group.root
             if pointers[root] == nil {
-                guard let first = group.outputs.first(where: { graph.nodes[$0].type.shape == graph.nodes[root].type.shape }) else {
-                    preconditionFailure("epilogue kernel of %\(root) has no output of its shape")
+                guard let destination = group.rootDestination(in: graph) else {
+                    preconditionFailure("epilogue kernel of %\(root) has neither a root buffer nor an output of its shape")
                 }
-                pointers[root] = pointers[first]
+                pointers[root] = pointers[destination]
             }
             try compileNode(root)
             let fused = FusedElementwise(graph: graph, members: group.members.filter { $0 != root },

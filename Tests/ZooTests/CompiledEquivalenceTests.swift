@@ -45,4 +45,46 @@ struct CompiledEquivalenceTests {
             #expect(error <= 1e-6, "\(name) \(parameter): max error \(error)")
         }
     }
+
+    /// Without gradient outputs a weight gradient lives only inside its kernel (the optimizer
+    /// update fuses into the matmul's epilogue), which is what training runs; every optimizer
+    /// is checked that way, after two steps so the state (momentum, Adam's m and v) is read too.
+    @Test("training steps without gradient outputs, every optimizer", arguments: ["sgd", "momentum", "adam", "adagrad"])
+    func optimizerSteps(_ optimizerName: String) throws {
+        let optimizer: Optimizer
+        switch optimizerName {
+        case "sgd": optimizer = .sgd()
+        case "momentum": optimizer = .sgd(momentum: 0.9)
+        case "adam": optimizer = .adam()
+        default: optimizer = .adagrad()
+        }
+        let model = try Zoo.generative("vae")
+        let batch = 4
+        let graph = try GenerativeTrainer.vaeTrainingGraph(model: model, batch: batch, optimizer: optimizer, noiseInput: true)
+        let plainStore = ParameterStore(seed: 3), compiledStore = ParameterStore(seed: 3)
+        let plain = try Executable(graph: graph, store: plainStore, threads: 1, seed: 5, pipeline: nil)
+        let compiled = try Executable(graph: graph, store: compiledStore, threads: 2, seed: 5)
+        var state: UInt64 = 7
+        func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24)
+        }
+        let pixels = (0..<(batch * 784)).map { _ in next() }
+        let noise = (0..<(batch * model.latentSize)).map { _ in next() - 0.5 }
+        for executable in [plain, compiled] {
+            for _ in 0..<2 {
+                try executable.setInput("x", pixels)
+                try executable.setInput("noise", noise)
+                try executable.setInput("lr", [0.01])
+                executable.run()
+            }
+        }
+        let lossError = abs(Double(try plain.output("loss")[0]) - Double(try compiled.output("loss")[0]))
+        #expect(lossError <= 1e-4 * abs(Double(try plain.output("loss")[0])), "\(optimizerName) loss differs by \(lossError)")
+        for parameter in plainStore.names {
+            let a = plainStore[parameter]!.values, b = compiledStore[parameter]!.values
+            let error = zip(a, b).map { abs(Double($0) - Double($1)) }.max() ?? 0
+            #expect(error <= 1e-5, "\(optimizerName) \(parameter): max error \(error)")
+        }
+    }
 }
