@@ -115,7 +115,13 @@ public struct Fusion: Pass {
                 let u = nodes[user]
                 guard u.op.fusionCategory == .elementwise, u.type.shape == nodes[id].type.shape,
                       isFloat32(user) else { return false }
-                if u.inputs.contains(where: { !members.contains($0) && dependsOn($0, anyOf: members) }) {
+                // A later elementwise node of the same space may still join `g` itself (Adam's
+                // m̂ term next to its denominator); a value already placed elsewhere may not.
+                func mayJoinLater(_ input: ValueID) -> Bool {
+                    input > id && nodes[input].op.fusionCategory == .elementwise
+                        && nodes[input].type.shape == nodes[id].type.shape
+                }
+                if u.inputs.contains(where: { !members.contains($0) && dependsOn($0, anyOf: members) && !mayJoinLater($0) }) {
                     someReaderCannotJoin = true
                 }
             }
@@ -137,6 +143,20 @@ public struct Fusion: Pass {
                     // An elementwise node reading two elementwise kernels of its space joined the
                     // first; bring the other in too, so its result need not be stored.
                     if node.op.fusionCategory == .elementwise && groups[g].kind != .single {
+                        // An elementwise kernel that now reads an epilogue of its space moves into
+                        // it (Adam's v update meets the gradient's epilogue at g²): one pass over
+                        // the optimizer state instead of two.
+                        // Only where the node joins the two (it read its own kernel's value and
+                        // the epilogue's): a node kept out of an epilogue (`betterInConsumers`) stays out.
+                        if groups[g].kind == .elementwise, node.inputs.contains(where: { groupOf[$0] == g }) {
+                            for input in node.inputs {
+                                let e = groupOf[input]
+                                guard e >= 0, e != g, groups[e].kind == .epilogue else { continue }
+                                mergeIfLegal(g, into: e)
+                                if groupOf[id] == e { break }
+                            }
+                        }
+                        let g = groupOf[id]
                         for input in node.inputs { mergeIfLegal(groupOf[input], into: g) }
                     }
                 }

@@ -2,7 +2,8 @@ import KilnGraph
 
 /// Plans where every value lives when the program runs, and fills `program.memory`.
 ///
-/// 1. In-place reuse. An elementwise kernel writes an output into the buffer of an input it
+/// 1. In-place reuse. An elementwise kernel (or the epilogue of a matmul or convolution, whose
+///    root neither reads nor writes that buffer) writes an output into the buffer of an input it
 ///    reads at the same index, when nothing later reads that buffer (`MemoryPlan.aliases`).
 ///    An optimizer update is written straight into its parameter or state when every read of
 ///    the old value happens before (or, same index, inside) the kernel that computes it, so the
@@ -142,13 +143,21 @@ private struct InPlaceAnalysis {
     /// operand of a same-index op whose result has `output`'s shape, computed no later than `output`.
     func readsAtSameIndex(_ group: KernelGroup, buffer owner: ValueID, writing output: ValueID) -> Bool {
         let rootOp = graph.nodes[group.root].op
-        guard group.kind == .elementwise || (group.kind == .single && rootOp.isSameIndexElementwise) else { return false }
+        let isEpilogue = group.kind == .epilogue
+        guard group.kind == .elementwise || isEpilogue || (group.kind == .single && rootOp.isSameIndexElementwise)
+        else { return false }
+        if isEpilogue {
+            // The root (a matmul or convolution) reads its inputs everywhere, and writes its result
+            // before any member runs: neither its inputs nor the output it writes may be overwritten.
+            if output == group.rootDestination(in: graph) { return false }
+            if graph.nodes[group.root].inputs.contains(where: { self.owner($0) == owner }) { return false }
+        }
         let outputType = graph.nodes[output].type
         // A fused kernel walks its root's iteration space; an output of another shape is not
         // written at the indices its operands are read.
         guard outputType.shape == graph.nodes[group.root].type.shape else { return false }
         let members = Set(group.members)
-        for member in group.members {
+        for member in group.members where !(isEpilogue && member == group.root) {
             let node = graph.nodes[member]
             for input in node.inputs where !members.contains(input) && self.owner(input) == owner {
                 let inputType = graph.nodes[input].type

@@ -34,14 +34,18 @@ extension KernelGroup {
     /// Where the root of an epilogue kernel that nothing outside reads is written: the first
     /// output of the root's shape, which the epilogue then overwrites in place. Nil when the
     /// root needs a buffer of its own: it leaves the kernel, the kernel is no epilogue, no output
-    /// has its shape, or a member computed after that output reads the root (the evaluator runs
-    /// members in id order, so that member would read the output's value instead of the root's).
+    /// has its shape, a member computed after that output reads the root (the evaluator runs
+    /// members in id order, so that member would read the output's value instead of the root's),
+    /// or that output is an optimizer update.
     public func rootDestination(in graph: Graph) -> ValueID? {
         guard kind == .epilogue, !outputs.contains(root),
               let first = outputs.first(where: { graph.nodes[$0].type.shape == graph.nodes[root].type.shape })
         else { return nil }
         let lateReader = members.contains { $0 > first && graph.nodes[$0].inputs.contains(root) }
-        return lateReader ? nil : first
+        // An optimizer update is better written in place into its parameter or state (which the
+        // root's write would clobber) than given a buffer and copied back after the step.
+        let isUpdate = graph.updates.contains { $0.value == first }
+        return lateReader || isUpdate ? nil : first
     }
 
     /// Whether the kernel needs a buffer for its root although the root does not leave it.
