@@ -478,17 +478,21 @@ public final class Executable {
         case let .conv2d(a):
             let x = floats(node.inputs[0]), w = floats(node.inputs[1])
             let g = Self.convGeometry(a, input: inputTypes[0].shape, filter: inputTypes[1].shape)
-            kernels.append { Conv2DKernel.forward(g, x: x, weight: w, y: y, threads: threads) }
+            // Scratch made once here, so a step allocates nothing.
+            let workspace = Conv2DKernel.Workspace(.forward, g, threads: threads)
+            kernels.append { Conv2DKernel.forward(g, x: x, weight: w, y: y, threads: threads, workspace: workspace) }
 
         case let .conv2dBackwardData(a, inputShape):
             let dy = floats(node.inputs[0]), w = floats(node.inputs[1])
             let g = Self.convGeometry(a, input: inputShape, filter: inputTypes[1].shape)
-            kernels.append { Conv2DKernel.backwardData(g, dy: dy, weight: w, dx: y, threads: threads) }
+            let workspace = Conv2DKernel.Workspace(.backwardData, g, threads: threads)
+            kernels.append { Conv2DKernel.backwardData(g, dy: dy, weight: w, dx: y, threads: threads, workspace: workspace) }
 
         case let .conv2dBackwardFilter(a, filterShape):
             let x = floats(node.inputs[0]), dy = floats(node.inputs[1])
             let g = Self.convGeometry(a, input: inputTypes[0].shape, filter: filterShape)
-            kernels.append { Conv2DKernel.backwardFilter(g, x: x, dy: dy, dw: y, threads: threads) }
+            let workspace = Conv2DKernel.Workspace(.backwardFilter, g, threads: threads)
+            kernels.append { Conv2DKernel.backwardFilter(g, x: x, dy: dy, dw: y, threads: threads, workspace: workspace) }
 
         case let .maxPool2d(p):
             let x = floats(node.inputs[0]), g = Self.poolGeometry(p, inputTypes[0].shape)

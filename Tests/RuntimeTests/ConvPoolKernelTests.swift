@@ -163,6 +163,38 @@ func convThreadCountInvariant() {
     }
 }
 
+@Test("a conv2d workspace reused across calls gives the same bits as scratch made for the call")
+func convWorkspaceReuse() {
+    for g in convCases {
+        for threads in [1, 2] {
+            let forward = Conv2DKernel.Workspace(.forward, g, threads: threads)
+            let backwardData = Conv2DKernel.Workspace(.backwardData, g, threads: threads)
+            let backwardFilter = Conv2DKernel.Workspace(.backwardFilter, g, threads: threads)
+            func outputs(seed: UInt64, reuse: Bool) -> [[UInt32]] {
+                let x = randomFloats(g.n * g.c * g.h * g.w, seed: seed)
+                let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: seed + 1)
+                let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: seed + 2)
+                let y = run([x, weight], outputCount: dy.count) {
+                    Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads,
+                                         workspace: reuse ? forward : nil)
+                }
+                let dx = run([dy, weight], outputCount: x.count) {
+                    Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads,
+                                              workspace: reuse ? backwardData : nil)
+                }
+                let dw = run([x, dy], outputCount: weight.count) {
+                    Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads,
+                                                workspace: reuse ? backwardFilter : nil)
+                }
+                return [y, dx, dw].map { $0.map(\.bitPattern) }
+            }
+            // The first call leaves its data in the workspace; the second must not see it.
+            _ = outputs(seed: 7, reuse: true)
+            #expect(outputs(seed: 11, reuse: true) == outputs(seed: 11, reuse: false), "\(g) threads=\(threads)")
+        }
+    }
+}
+
 // MARK: Pooling
 
 private let poolCases: [Pool2DKernel.Geometry] = [

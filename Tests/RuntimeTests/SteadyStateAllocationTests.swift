@@ -109,10 +109,8 @@ struct SteadyStateAllocationTests {
             #expect(counts.thread == 0, "\(model), \(threads) threads: \(counts.thread) allocations on the stepping thread in 10 steps")
             #expect(counts.process == 0, "\(model), \(threads) threads: \(counts.process) allocations process-wide in 10 steps")
         }
-        if model == "lenet" {
-            withKnownIssue("DirectConv2D allocates its per-call buffers (Conv2D is being reworked separately)", check)
-        } else if threads > 1 {
-            withKnownIssue("handing a kernel's closure to the worker pool costs a few small allocations per step (3 for the MLP)", check)
+        if threads > 1 {
+            withKnownIssue("handing a kernel's closure to the worker pool costs one small allocation per parallel kernel", check)
         } else {
             check()
         }

@@ -60,14 +60,14 @@ public enum Conv2DKernel {
 
     /// y = conv2d(x, weight). Parallel over the images of the batch (inside the GEMM when
     /// the batch is smaller than the thread count); every image's arithmetic is the same
-    /// for any thread count.
+    /// for any thread count. Scratch comes from `workspace` (made for `.forward`, this
+    /// geometry and thread count), or is allocated for the call.
     public static func forward(_ g: Geometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                               y: UnsafeMutablePointer<Float>, threads: Int) {
+                               y: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
+        workspace?.check(.forward, g, threads: threads)
         if DirectConv2D.suits(g) {
-            let problem = DirectConv2D.Problem(
-                n: g.n, sourceChannels: g.c, sourceHeight: g.h, sourceWidth: g.w, top: g.padH, left: g.padW,
-                outChannels: g.o, outHeight: g.oh, outWidth: g.ow, kh: g.kh, kw: g.kw)
-            DirectConv2D.correlate(problem, source: x, out: y, threads: threads) { o, c, ky, kx in
+            let problem = DirectConv2D.forwardProblem(g)
+            DirectConv2D.correlate(problem, source: x, out: y, threads: threads, buffers: workspace?.direct) { o, c, ky, kx in
                 weight[((o * g.c + c) * g.kh + ky) * g.kw + kx]
             }
             return
@@ -86,17 +86,14 @@ public enum Conv2DKernel {
         }
     }
 
-    /// dx = adjoint of forward in x (overwrites dx).
+    /// dx = adjoint of forward in x (overwrites dx). Scratch as in `forward` (a workspace
+    /// made for `.backwardData`).
     public static func backwardData(_ g: Geometry, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                    dx: UnsafeMutablePointer<Float>, threads: Int) {
+                                    dx: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
+        workspace?.check(.backwardData, g, threads: threads)
         if DirectConv2D.suits(g) {
-            // dx is the correlation of dy, bordered by kh−1−padH rows and kw−1−padW columns,
-            // with the filter flipped in both axes and its channel axes swapped.
-            let problem = DirectConv2D.Problem(
-                n: g.n, sourceChannels: g.o, sourceHeight: g.oh, sourceWidth: g.ow,
-                top: g.kh - 1 - g.padH, left: g.kw - 1 - g.padW,
-                outChannels: g.c, outHeight: g.h, outWidth: g.w, kh: g.kh, kw: g.kw)
-            DirectConv2D.correlate(problem, source: dy, out: dx, threads: threads) { c, o, ky, kx in
+            let problem = DirectConv2D.backwardDataProblem(g)
+            DirectConv2D.correlate(problem, source: dy, out: dx, threads: threads, buffers: workspace?.direct) { c, o, ky, kx in
                 weight[((o * g.c + c) * g.kh + g.kh - 1 - ky) * g.kw + g.kw - 1 - kx]
             }
             return
@@ -119,11 +116,13 @@ public enum Conv2DKernel {
     ///
     /// The batch is cut into `min(n, 8)` groups, a number that depends on the geometry only.
     /// Each group sums its images in order into its own partial dw; the partials are then
-    /// added in group order. So the result is the same bits for any thread count.
+    /// added in group order. So the result is the same bits for any thread count. Scratch as
+    /// in `forward` (a workspace made for `.backwardFilter`).
     public static func backwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                      dw: UnsafeMutablePointer<Float>, threads: Int) {
+                                      dw: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
+        workspace?.check(.backwardFilter, g, threads: threads)
         if DirectConv2D.suits(g) {
-            DirectConv2D.backwardFilter(g, x: x, dy: dy, dw: dw, threads: threads)
+            DirectConv2D.backwardFilter(g, x: x, dy: dy, dw: dw, threads: threads, buffers: workspace?.direct)
             return
         }
         let groups = min(g.n, 8)

@@ -45,6 +45,21 @@ enum DirectConv2D {
             && g.patchSize <= 512 && min(g.o, g.c) <= 32 && !g.isPointwise
     }
 
+    /// The correlation computing a convolution's forward pass: the input bordered by the padding.
+    static func forwardProblem(_ g: Conv2DKernel.Geometry) -> Problem {
+        Problem(n: g.n, sourceChannels: g.c, sourceHeight: g.h, sourceWidth: g.w, top: g.padH, left: g.padW,
+                outChannels: g.o, outHeight: g.oh, outWidth: g.ow, kh: g.kh, kw: g.kw)
+    }
+
+    /// The correlation computing a convolution's backward-data pass: dy bordered by kh−1−padH
+    /// rows and kw−1−padW columns, with the filter flipped in both axes and its channel axes
+    /// swapped.
+    static func backwardDataProblem(_ g: Conv2DKernel.Geometry) -> Problem {
+        Problem(n: g.n, sourceChannels: g.o, sourceHeight: g.oh, sourceWidth: g.ow,
+                top: g.kh - 1 - g.padH, left: g.kw - 1 - g.padW,
+                outChannels: g.c, outHeight: g.h, outWidth: g.w, kh: g.kh, kw: g.kw)
+    }
+
     /// The tile with the least padded work for `outChannels × outHeight`.
     static func tile(for p: Problem) -> Tile {
         func work(_ t: Tile) -> Int {
@@ -54,20 +69,67 @@ enum DirectConv2D {
         return work(.rows4channels3) <= work(.rows2channels8) ? .rows4channels3 : .rows2channels8
     }
 
-    /// Runs the correlation on images split into fixed ranges; `weight(co, ci, ky, kx)` reads
-    /// the filter tap (only at packing time).
-    static func correlate(_ p: Problem, source: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                          threads: Int, weight: (Int, Int, Int, Int) -> Float) {
+    /// Image chunks of a correlation: one per thread when the batch is worth waking them for.
+    static func correlateChunks(_ p: Problem, threads: Int) -> Int {
+        let macs = p.n * p.outChannels * p.outHeight * p.outWidth * p.sourceChannels * p.kh * p.kw
+        return macs >= 1 << 19 ? min(threads, p.n) : 1
+    }
+
+    /// The buffers `correlate` needs: the packed filter (shared) and, per image chunk, the
+    /// zero-bordered source planes followed by the register tile's spill area.
+    static func correlateBuffers(_ p: Problem, threads: Int) -> Buffers {
+        let taps = p.sourceChannels * p.kh * p.kw
+        let chunks = correlateChunks(p, threads: threads)
         if prefersChannelVectors(outChannels: p.outChannels, outWidth: p.outWidth) {
-            correlateChannels(p, source: source, out: out, threads: threads, weight: weight)
+            let groups = (p.outChannels + lanes - 1) / lanes
+            let (paddedPlane, _) = channelPadding(p)
+            return Buffers(shared: groups * taps * lanes,
+                           part: p.sourceChannels * paddedPlane + pixelRows * pixelColumns * lanes, parts: chunks)
+        }
+        let tile = tile(for: p)
+        let groups = (p.outChannels + tile.channels - 1) / tile.channels
+        let (paddedPlane, _) = columnPadding(p, tile)
+        return Buffers(shared: groups * taps * tile.channels,
+                       part: p.sourceChannels * paddedPlane + tile.rows * tile.channels * lanes, parts: chunks)
+    }
+
+    /// (plane, row) lengths of `correlate`'s bordered source: whole row groups of the tile and
+    /// whole 16-column segments, plus the kernel's reach.
+    static func columnPadding(_ p: Problem, _ tile: Tile) -> (plane: Int, width: Int) {
+        let rowGroups = (p.outHeight + tile.rows - 1) / tile.rows
+        let segments = (p.outWidth + lanes - 1) / lanes
+        let width = segments * lanes + p.kw - 1
+        return ((rowGroups * tile.rows + p.kh - 1) * width, width)
+    }
+
+    /// (plane, row) lengths of `correlateChannels`'s bordered source: whole pixel tiles plus
+    /// the kernel's reach.
+    static func channelPadding(_ p: Problem) -> (plane: Int, width: Int) {
+        let rowGroups = (p.outHeight + pixelRows - 1) / pixelRows
+        let columnGroups = (p.outWidth + pixelColumns - 1) / pixelColumns
+        let width = columnGroups * pixelColumns + p.kw - 1
+        return ((rowGroups * pixelRows + p.kh - 1) * width, width)
+    }
+
+    /// Runs the correlation on images split into fixed ranges; `weight(co, ci, ky, kx)` reads
+    /// the filter tap (only at packing time). `buffers` come from `correlateBuffers` for this
+    /// problem and thread count (made here when nil).
+    static func correlate(_ p: Problem, source: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                          threads: Int, buffers: Buffers? = nil, weight: (Int, Int, Int, Int) -> Float) {
+        let buffers = buffers ?? correlateBuffers(p, threads: threads)
+        if prefersChannelVectors(outChannels: p.outChannels, outWidth: p.outWidth) {
+            correlateChannels(p, source: source, out: out, threads: threads, buffers: buffers, weight: weight)
             return
         }
         let tile = tile(for: p)
         let groups = (p.outChannels + tile.channels - 1) / tile.channels
         let taps = p.sourceChannels * p.kh * p.kw
+        let (paddedPlane, paddedWidth) = columnPadding(p, tile)
+        let chunks = correlateChunks(p, threads: threads)
+        buffers.check(shared: groups * taps * tile.channels,
+                      part: p.sourceChannels * paddedPlane + tile.rows * tile.channels * lanes, parts: chunks)
         // Packed filter: [group][ci][ky][kx][channel in tile], zero past outChannels.
-        let packed = GEMM.allocateFloats(groups * taps * tile.channels)
-        defer { packed.deallocate() }
+        let packed = buffers.shared
         var index = 0
         for group in 0..<groups {
             for ci in 0..<p.sourceChannels {
@@ -85,52 +147,45 @@ enum DirectConv2D {
 
         let rowGroups = (p.outHeight + tile.rows - 1) / tile.rows
         let segments = (p.outWidth + lanes - 1) / lanes
-        let paddedWidth = segments * lanes + p.kw - 1
-        let paddedHeight = rowGroups * tile.rows + p.kh - 1
-        let paddedPlane = paddedHeight * paddedWidth
         let sourceImage = p.sourceChannels * p.sourceHeight * p.sourceWidth
         let outPlane = p.outHeight * p.outWidth
 
-        // Fixed image ranges: one per thread when the batch is worth waking them for.
-        let macs = p.n * p.outChannels * outPlane * taps
-        let chunks = macs >= 1 << 19 ? min(threads, p.n) : 1
+        // Fixed image ranges. Each chunk's bordered source keeps its zero border from call to
+        // call (only the interior is rewritten), so it is not cleared here.
+        let parts = buffers.parts, partStride = buffers.partStride
         Parallel.forEach(chunks: chunks, threads: threads) { chunk in
-            let padded = GEMM.allocateFloats(p.sourceChannels * paddedPlane)
-            defer { padded.deallocate() }
-            padded.update(repeating: 0, count: p.sourceChannels * paddedPlane)
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * 4 * lanes) { tileBuffer in
-                let scratch = tileBuffer.baseAddress!
-                for image in chunk * p.n / chunks..<(chunk + 1) * p.n / chunks {
-                    let src = source + image * sourceImage
-                    for ci in 0..<p.sourceChannels {
-                        for row in 0..<p.sourceHeight {
-                            Conv2DKernel.copyFloats(
-                                padded + ci * paddedPlane + (p.top + row) * paddedWidth + p.left,
-                                src + (ci * p.sourceHeight + row) * p.sourceWidth, p.sourceWidth)
-                        }
+            let padded = parts + chunk * partStride
+            let scratch = padded + p.sourceChannels * paddedPlane
+            for image in chunk * p.n / chunks..<(chunk + 1) * p.n / chunks {
+                let src = source + image * sourceImage
+                for ci in 0..<p.sourceChannels {
+                    for row in 0..<p.sourceHeight {
+                        Conv2DKernel.copyFloats(
+                            padded + ci * paddedPlane + (p.top + row) * paddedWidth + p.left,
+                            src + (ci * p.sourceHeight + row) * p.sourceWidth, p.sourceWidth)
                     }
-                    let dst = out + image * p.outChannels * outPlane
-                    for group in 0..<groups {
-                        let w = packed + group * taps * tile.channels
-                        let channels = min(tile.channels, p.outChannels - group * tile.channels)
-                        for rowGroup in 0..<rowGroups {
-                            let rows = min(tile.rows, p.outHeight - rowGroup * tile.rows)
-                            for segment in 0..<segments {
-                                let x = padded + rowGroup * tile.rows * paddedWidth + segment * lanes
-                                switch tile {
-                                case .rows4channels3:
-                                    tile4x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
-                                case .rows2channels8:
-                                    tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
-                                }
-                                let width = min(lanes, p.outWidth - segment * lanes)
-                                for lane in 0..<channels {
-                                    for r in 0..<rows {
-                                        let co = group * tile.channels + lane
-                                        Conv2DKernel.copyFloats(
-                                            dst + co * outPlane + (rowGroup * tile.rows + r) * p.outWidth + segment * lanes,
-                                            scratch + (lane * tile.rows + r) * lanes, width)
-                                    }
+                }
+                let dst = out + image * p.outChannels * outPlane
+                for group in 0..<groups {
+                    let w = packed + group * taps * tile.channels
+                    let channels = min(tile.channels, p.outChannels - group * tile.channels)
+                    for rowGroup in 0..<rowGroups {
+                        let rows = min(tile.rows, p.outHeight - rowGroup * tile.rows)
+                        for segment in 0..<segments {
+                            let x = padded + rowGroup * tile.rows * paddedWidth + segment * lanes
+                            switch tile {
+                            case .rows4channels3:
+                                tile4x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
+                            case .rows2channels8:
+                                tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
+                            }
+                            let width = min(lanes, p.outWidth - segment * lanes)
+                            for lane in 0..<channels {
+                                for r in 0..<rows {
+                                    let co = group * tile.channels + lane
+                                    Conv2DKernel.copyFloats(
+                                        dst + co * outPlane + (rowGroup * tile.rows + r) * p.outWidth + segment * lanes,
+                                        scratch + (lane * tile.rows + r) * lanes, width)
                                 }
                             }
                         }
@@ -157,12 +212,15 @@ enum DirectConv2D {
     /// `SIMD16` of channels per pixel and accumulates every tap as a weight vector times a
     /// broadcast source value. Same image split and tap order as `correlate`.
     static func correlateChannels(_ p: Problem, source: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                                  threads: Int, weight: (Int, Int, Int, Int) -> Float) {
+                                  threads: Int, buffers: Buffers, weight: (Int, Int, Int, Int) -> Float) {
         let groups = (p.outChannels + lanes - 1) / lanes
         let taps = p.sourceChannels * p.kh * p.kw
+        let (paddedPlane, paddedWidth) = channelPadding(p)
+        let chunks = correlateChunks(p, threads: threads)
+        buffers.check(shared: groups * taps * lanes,
+                      part: p.sourceChannels * paddedPlane + pixelRows * pixelColumns * lanes, parts: chunks)
         // Packed filter: [group][ci][ky][kx][16 channels], zero past outChannels.
-        let packed = GEMM.allocateFloats(groups * taps * lanes)
-        defer { packed.deallocate() }
+        let packed = buffers.shared
         var index = 0
         for group in 0..<groups {
             for ci in 0..<p.sourceChannels {
@@ -180,46 +238,38 @@ enum DirectConv2D {
 
         let rowGroups = (p.outHeight + pixelRows - 1) / pixelRows
         let columnGroups = (p.outWidth + pixelColumns - 1) / pixelColumns
-        let paddedWidth = columnGroups * pixelColumns + p.kw - 1
-        let paddedHeight = rowGroups * pixelRows + p.kh - 1
-        let paddedPlane = paddedHeight * paddedWidth
         let sourceImage = p.sourceChannels * p.sourceHeight * p.sourceWidth
         let outPlane = p.outHeight * p.outWidth
 
-        let macs = p.n * p.outChannels * outPlane * taps
-        let chunks = macs >= 1 << 19 ? min(threads, p.n) : 1
+        let parts = buffers.parts, partStride = buffers.partStride
         Parallel.forEach(chunks: chunks, threads: threads) { chunk in
-            let padded = GEMM.allocateFloats(p.sourceChannels * paddedPlane)
-            defer { padded.deallocate() }
-            padded.update(repeating: 0, count: p.sourceChannels * paddedPlane)
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: pixelRows * pixelColumns * lanes) { tileBuffer in
-                let scratch = tileBuffer.baseAddress!
-                for image in chunk * p.n / chunks..<(chunk + 1) * p.n / chunks {
-                    let src = source + image * sourceImage
-                    for ci in 0..<p.sourceChannels {
-                        for row in 0..<p.sourceHeight {
-                            Conv2DKernel.copyFloats(
-                                padded + ci * paddedPlane + (p.top + row) * paddedWidth + p.left,
-                                src + (ci * p.sourceHeight + row) * p.sourceWidth, p.sourceWidth)
-                        }
+            let padded = parts + chunk * partStride
+            let scratch = padded + p.sourceChannels * paddedPlane
+            for image in chunk * p.n / chunks..<(chunk + 1) * p.n / chunks {
+                let src = source + image * sourceImage
+                for ci in 0..<p.sourceChannels {
+                    for row in 0..<p.sourceHeight {
+                        Conv2DKernel.copyFloats(
+                            padded + ci * paddedPlane + (p.top + row) * paddedWidth + p.left,
+                            src + (ci * p.sourceHeight + row) * p.sourceWidth, p.sourceWidth)
                     }
-                    let dst = out + image * p.outChannels * outPlane
-                    for group in 0..<groups {
-                        let w = packed + group * taps * lanes
-                        let channels = min(lanes, p.outChannels - group * lanes)
-                        for rowGroup in 0..<rowGroups {
-                            let rows = min(pixelRows, p.outHeight - rowGroup * pixelRows)
-                            for columnGroup in 0..<columnGroups {
-                                let columns = min(pixelColumns, p.outWidth - columnGroup * pixelColumns)
-                                pixelTile(padded + rowGroup * pixelRows * paddedWidth + columnGroup * pixelColumns,
-                                          paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
-                                for r in 0..<rows {
-                                    for c in 0..<columns {
-                                        let pixel = scratch + (r * pixelColumns + c) * lanes
-                                        let target = dst + group * lanes * outPlane
-                                            + (rowGroup * pixelRows + r) * p.outWidth + columnGroup * pixelColumns + c
-                                        for lane in 0..<channels { target[lane * outPlane] = pixel[lane] }
-                                    }
+                }
+                let dst = out + image * p.outChannels * outPlane
+                for group in 0..<groups {
+                    let w = packed + group * taps * lanes
+                    let channels = min(lanes, p.outChannels - group * lanes)
+                    for rowGroup in 0..<rowGroups {
+                        let rows = min(pixelRows, p.outHeight - rowGroup * pixelRows)
+                        for columnGroup in 0..<columnGroups {
+                            let columns = min(pixelColumns, p.outWidth - columnGroup * pixelColumns)
+                            pixelTile(padded + rowGroup * pixelRows * paddedWidth + columnGroup * pixelColumns,
+                                      paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
+                            for r in 0..<rows {
+                                for c in 0..<columns {
+                                    let pixel = scratch + (r * pixelColumns + c) * lanes
+                                    let target = dst + group * lanes * outPlane
+                                        + (rowGroup * pixelRows + r) * p.outWidth + columnGroup * pixelColumns + c
+                                    for lane in 0..<channels { target[lane * outPlane] = pixel[lane] }
                                 }
                             }
                         }
@@ -280,30 +330,27 @@ enum DirectConv2D {
     /// 3 output channels × 5 kernel columns, the lane-wise products over the group's images,
     /// rows and column segments, and reduces the lanes at the end. Groups are added in group
     /// order, so the result is the same bits for any thread count.
+    ///
+    /// `buffers` come from `backwardFilterBuffers` for this geometry (made here when nil).
     static func backwardFilter(_ g: Conv2DKernel.Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                               dw: UnsafeMutablePointer<Float>, threads: Int) {
+                               dw: UnsafeMutablePointer<Float>, threads: Int, buffers: Buffers? = nil) {
+        let buffers = buffers ?? backwardFilterBuffers(g)
         if prefersChannelVectors(outChannels: g.o, outWidth: g.ow) {
-            backwardFilterChannels(g, x: x, dy: dy, dw: dw, threads: threads)
+            backwardFilterChannels(g, x: x, dy: dy, dw: dw, threads: threads, buffers: buffers)
             return
         }
-        let groups = imageGroups(g)
-        let segments = (g.ow + lanes - 1) / lanes
-        let columnBlocks = (g.kw + filterColumns - 1) / filterColumns
-        let channelBlocks = (g.o + filterChannels - 1) / filterChannels
-        let paddedWidth = segments * lanes + columnBlocks * filterColumns - 1
-        let paddedPlane = (g.oh + g.kh - 1) * paddedWidth
-        let paddedImage = g.c * paddedPlane
-        let dyRow = segments * lanes
-        let dyPlane = g.oh * dyRow
-        let dyImage = channelBlocks * filterChannels * dyPlane
-        let maxImages = (g.n + groups - 1) / groups
+        let l = columnFilterLayout(g)
+        let (paddedWidth, paddedPlane, paddedImage) = (l.paddedWidth, l.paddedPlane, l.paddedImage)
+        let (segments, columnBlocks, channelBlocks) = (l.segments, l.columnBlocks, l.channelBlocks)
+        let (dyRow, dyPlane, dyImage, maxImages) = (l.dyRow, l.dyPlane, l.dyImage, l.maxImages)
+        buffers.check(shared: (imageGroups(g) - 1) * g.o * g.patchSize, part: l.part, parts: imageGroups(g))
 
-        sumOverImageGroups(g, dw: dw, threads: threads) { target, first, end in
-            let paddedX = GEMM.allocateFloats(maxImages * paddedImage)
-            let paddedDy = GEMM.allocateFloats(maxImages * dyImage)
-            defer { paddedX.deallocate(); paddedDy.deallocate() }
-            paddedX.update(repeating: 0, count: maxImages * paddedImage)
-            paddedDy.update(repeating: 0, count: maxImages * dyImage)
+        // Each group's bordered x and dy keep their zero borders and lanes from call to call
+        // (only the same interiors are rewritten), so they are not cleared here.
+        sumOverImageGroups(g, dw: dw, threads: threads, buffers: buffers) { target, first, end, part in
+            let paddedX = part
+            let paddedDy = paddedX + maxImages * paddedImage
+            let sums = paddedDy + maxImages * dyImage
             for image in first..<end {
                 let slot = image - first
                 copyPadded(g, x, image: image, into: paddedX + slot * paddedImage, paddedPlane: paddedPlane,
@@ -315,23 +362,20 @@ enum DirectConv2D {
                     }
                 }
             }
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: filterChannels * filterColumns) { sumsBuffer in
-                let sums = sumsBuffer.baseAddress!
-                for ci in 0..<g.c {
-                    for ky in 0..<g.kh {
-                        for block in 0..<channelBlocks {
-                            for columnBlock in 0..<columnBlocks {
-                                filterTile(paddedX + ci * paddedPlane + ky * paddedWidth + columnBlock * filterColumns,
-                                           paddedWidth, paddedImage, paddedDy + block * filterChannels * dyPlane,
-                                           dyPlane, dyImage, end - first, g.oh, segments, sums)
-                                for lane in 0..<filterChannels {
-                                    let o = block * filterChannels + lane
-                                    guard o < g.o else { break }
-                                    for column in 0..<filterColumns {
-                                        let kx = columnBlock * filterColumns + column
-                                        guard kx < g.kw else { break }
-                                        target[((o * g.c + ci) * g.kh + ky) * g.kw + kx] = sums[lane * filterColumns + column]
-                                    }
+            for ci in 0..<g.c {
+                for ky in 0..<g.kh {
+                    for block in 0..<channelBlocks {
+                        for columnBlock in 0..<columnBlocks {
+                            filterTile(paddedX + ci * paddedPlane + ky * paddedWidth + columnBlock * filterColumns,
+                                       paddedWidth, paddedImage, paddedDy + block * filterChannels * dyPlane,
+                                       dyPlane, dyImage, end - first, g.oh, segments, sums)
+                            for lane in 0..<filterChannels {
+                                let o = block * filterChannels + lane
+                                guard o < g.o else { break }
+                                for column in 0..<filterColumns {
+                                    let kx = columnBlock * filterColumns + column
+                                    guard kx < g.kw else { break }
+                                    target[((o * g.c + ci) * g.kh + ky) * g.kw + kx] = sums[lane * filterColumns + column]
                                 }
                             }
                         }
@@ -349,26 +393,18 @@ enum DirectConv2D {
     /// 2 kernel rows × 5 kernel columns, dy(pixel) times the broadcast input each tap sees.
     /// Same image groups and group order as `backwardFilter`, so the same thread invariance.
     static func backwardFilterChannels(_ g: Conv2DKernel.Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                       dw: UnsafeMutablePointer<Float>, threads: Int) {
-        let groups = imageGroups(g)
-        let channelGroups = (g.o + lanes - 1) / lanes
-        let rowBlocks = (g.kh + filterRows - 1) / filterRows
-        let columnBlocks = (g.kw + filterColumns - 1) / filterColumns
-        // Taps past the kernel read zeros (or unused values) inside the buffer, never outside.
-        let paddedWidth = g.ow + columnBlocks * filterColumns - 1
-        let paddedPlane = (g.oh + rowBlocks * filterRows - 1) * paddedWidth
-        let paddedImage = g.c * paddedPlane
+                                       dw: UnsafeMutablePointer<Float>, threads: Int, buffers: Buffers) {
+        let l = channelFilterLayout(g)
+        let (paddedWidth, paddedPlane, paddedImage) = (l.paddedWidth, l.paddedPlane, l.paddedImage)
+        let (channelGroups, rowBlocks, columnBlocks) = (l.channelGroups, l.rowBlocks, l.columnBlocks)
+        let (dyPlane, dyImage, maxImages) = (l.dyPlane, l.dyImage, l.maxImages)
+        buffers.check(shared: (imageGroups(g) - 1) * g.o * g.patchSize, part: l.part, parts: imageGroups(g))
         let outPlane = g.outputPixels
-        let dyPlane = outPlane * lanes
-        let dyImage = channelGroups * dyPlane
-        let maxImages = (g.n + groups - 1) / groups
 
-        sumOverImageGroups(g, dw: dw, threads: threads) { target, first, end in
-            let paddedX = GEMM.allocateFloats(maxImages * paddedImage)
-            let transposedDy = GEMM.allocateFloats(maxImages * dyImage)
-            defer { paddedX.deallocate(); transposedDy.deallocate() }
-            paddedX.update(repeating: 0, count: maxImages * paddedImage)
-            transposedDy.update(repeating: 0, count: maxImages * dyImage)
+        sumOverImageGroups(g, dw: dw, threads: threads, buffers: buffers) { target, first, end, part in
+            let paddedX = part
+            let transposedDy = paddedX + maxImages * paddedImage
+            let sums = transposedDy + maxImages * dyImage
             for image in first..<end {
                 let slot = image - first
                 copyPadded(g, x, image: image, into: paddedX + slot * paddedImage, paddedPlane: paddedPlane,
@@ -379,28 +415,25 @@ enum DirectConv2D {
                     for pixel in 0..<outPlane { to[pixel * lanes] = from[pixel] }
                 }
             }
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: filterRows * filterColumns * lanes) { sumsBuffer in
-                let sums = sumsBuffer.baseAddress!
-                for channelGroup in 0..<channelGroups {
-                    let channels = min(lanes, g.o - channelGroup * lanes)
-                    for ci in 0..<g.c {
-                        for rowBlock in 0..<rowBlocks {
-                            for columnBlock in 0..<columnBlocks {
-                                filterPixels(paddedX + ci * paddedPlane + rowBlock * filterRows * paddedWidth
-                                                + columnBlock * filterColumns,
-                                             paddedWidth, paddedImage, transposedDy + channelGroup * dyPlane, dyImage,
-                                             end - first, g.oh, g.ow, sums)
-                                for r in 0..<filterRows {
-                                    let ky = rowBlock * filterRows + r
-                                    guard ky < g.kh else { break }
-                                    for column in 0..<filterColumns {
-                                        let kx = columnBlock * filterColumns + column
-                                        guard kx < g.kw else { break }
-                                        let tap = sums + (r * filterColumns + column) * lanes
-                                        for lane in 0..<channels {
-                                            let o = channelGroup * lanes + lane
-                                            target[((o * g.c + ci) * g.kh + ky) * g.kw + kx] = tap[lane]
-                                        }
+            for channelGroup in 0..<channelGroups {
+                let channels = min(lanes, g.o - channelGroup * lanes)
+                for ci in 0..<g.c {
+                    for rowBlock in 0..<rowBlocks {
+                        for columnBlock in 0..<columnBlocks {
+                            filterPixels(paddedX + ci * paddedPlane + rowBlock * filterRows * paddedWidth
+                                            + columnBlock * filterColumns,
+                                         paddedWidth, paddedImage, transposedDy + channelGroup * dyPlane, dyImage,
+                                         end - first, g.oh, g.ow, sums)
+                            for r in 0..<filterRows {
+                                let ky = rowBlock * filterRows + r
+                                guard ky < g.kh else { break }
+                                for column in 0..<filterColumns {
+                                    let kx = columnBlock * filterColumns + column
+                                    guard kx < g.kw else { break }
+                                    let tap = sums + (r * filterColumns + column) * lanes
+                                    for lane in 0..<channels {
+                                        let o = channelGroup * lanes + lane
+                                        target[((o * g.c + ci) * g.kh + ky) * g.kw + kx] = tap[lane]
                                     }
                                 }
                             }
@@ -597,20 +630,118 @@ enum DirectConv2D {
     /// work is worth it), each group writing its filter gradient into its own buffer (the first
     /// group straight into `dw`), then adds the groups into `dw` in group order: the same bits
     /// for any thread count.
+    ///
+    /// Group `i` also gets part `i` of `buffers` as its scratch; the shared region holds the
+    /// partial gradients of groups 1...
     static func sumOverImageGroups(_ g: Conv2DKernel.Geometry, dw: UnsafeMutablePointer<Float>, threads: Int,
-                                   _ body: (UnsafeMutablePointer<Float>, Int, Int) -> Void) {
+                                   buffers: Buffers,
+                                   _ body: (UnsafeMutablePointer<Float>, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
         let groups = imageGroups(g)
         let filterSize = g.o * g.patchSize
-        let partials = groups > 1 ? GEMM.allocateFloats((groups - 1) * filterSize) : nil
-        defer { partials?.deallocate() }
+        let partials = buffers.shared
+        let parts = buffers.parts, partStride = buffers.partStride
         let macs = g.n * g.o * g.outputPixels * g.patchSize
         let workers = macs >= 1 << 19 ? threads : 1
         Parallel.forEach(chunks: groups, threads: workers) { group in
-            body(group == 0 ? dw : partials! + (group - 1) * filterSize, group * g.n / groups, (group + 1) * g.n / groups)
+            body(group == 0 ? dw : partials + (group - 1) * filterSize, group * g.n / groups, (group + 1) * g.n / groups,
+                 parts + group * partStride)
         }
         for group in 1..<groups {
-            let partial = partials! + (group - 1) * filterSize
+            let partial = partials + (group - 1) * filterSize
             for i in 0..<filterSize { dw[i] += partial[i] }
+        }
+    }
+
+    /// Sizes of `backwardFilter`'s per-group scratch (column vectors).
+    struct ColumnFilterLayout {
+        var segments: Int, columnBlocks: Int, channelBlocks: Int
+        var paddedWidth: Int, paddedPlane: Int, paddedImage: Int
+        var dyRow: Int, dyPlane: Int, dyImage: Int, maxImages: Int
+        /// Floats of one group's part: bordered x, then 16-lane dy rows, then the tile sums.
+        var part: Int { maxImages * (paddedImage + dyImage) + filterChannels * filterColumns }
+    }
+
+    static func columnFilterLayout(_ g: Conv2DKernel.Geometry) -> ColumnFilterLayout {
+        let segments = (g.ow + lanes - 1) / lanes
+        let columnBlocks = (g.kw + filterColumns - 1) / filterColumns
+        let channelBlocks = (g.o + filterChannels - 1) / filterChannels
+        let paddedWidth = segments * lanes + columnBlocks * filterColumns - 1
+        let paddedPlane = (g.oh + g.kh - 1) * paddedWidth
+        let dyRow = segments * lanes
+        let dyPlane = g.oh * dyRow
+        let groups = imageGroups(g)
+        return ColumnFilterLayout(segments: segments, columnBlocks: columnBlocks, channelBlocks: channelBlocks,
+                                  paddedWidth: paddedWidth, paddedPlane: paddedPlane, paddedImage: g.c * paddedPlane,
+                                  dyRow: dyRow, dyPlane: dyPlane, dyImage: channelBlocks * filterChannels * dyPlane,
+                                  maxImages: (g.n + groups - 1) / groups)
+    }
+
+    /// Sizes of `backwardFilterChannels`'s per-group scratch (channel vectors).
+    struct ChannelFilterLayout {
+        var channelGroups: Int, rowBlocks: Int, columnBlocks: Int
+        var paddedWidth: Int, paddedPlane: Int, paddedImage: Int
+        var dyPlane: Int, dyImage: Int, maxImages: Int
+        /// Floats of one group's part: bordered x, then dy transposed to pixel vectors, then the tile sums.
+        var part: Int { maxImages * (paddedImage + dyImage) + filterRows * filterColumns * lanes }
+    }
+
+    static func channelFilterLayout(_ g: Conv2DKernel.Geometry) -> ChannelFilterLayout {
+        let channelGroups = (g.o + lanes - 1) / lanes
+        let rowBlocks = (g.kh + filterRows - 1) / filterRows
+        let columnBlocks = (g.kw + filterColumns - 1) / filterColumns
+        // Taps past the kernel read zeros (or unused values) inside the buffer, never outside.
+        let paddedWidth = g.ow + columnBlocks * filterColumns - 1
+        let paddedPlane = (g.oh + rowBlocks * filterRows - 1) * paddedWidth
+        let dyPlane = g.outputPixels * lanes
+        let groups = imageGroups(g)
+        return ChannelFilterLayout(channelGroups: channelGroups, rowBlocks: rowBlocks, columnBlocks: columnBlocks,
+                                   paddedWidth: paddedWidth, paddedPlane: paddedPlane, paddedImage: g.c * paddedPlane,
+                                   dyPlane: dyPlane, dyImage: channelGroups * dyPlane, maxImages: (g.n + groups - 1) / groups)
+    }
+
+    /// The buffers `backwardFilter` needs: the partial gradients of image groups 1... (shared)
+    /// and one scratch part per image group. The same for any thread count.
+    static func backwardFilterBuffers(_ g: Conv2DKernel.Geometry) -> Buffers {
+        let groups = imageGroups(g)
+        let part = prefersChannelVectors(outChannels: g.o, outWidth: g.ow)
+            ? channelFilterLayout(g).part : columnFilterLayout(g).part
+        return Buffers(shared: (groups - 1) * g.o * g.patchSize, part: part, parts: groups)
+    }
+
+    /// Scratch memory of one direct-convolution pass: a region every parallel part reads (the
+    /// packed filter, or the partial filter gradients) and one region per part (an image chunk
+    /// or group). Made once when a kernel is compiled, so running the pass allocates nothing.
+    ///
+    /// Zeroed once, here: the passes rewrite only the interiors of their bordered buffers, at
+    /// the same places every call, so the zero borders survive from call to call. Not for
+    /// concurrent calls.
+    final class Buffers {
+        let shared: UnsafeMutablePointer<Float>
+        let parts: UnsafeMutablePointer<Float>
+        /// Floats from one part to the next: whole cache lines, so parts on different threads
+        /// never share one.
+        let partStride: Int
+        let sharedCount: Int, partCount: Int, partsCount: Int
+
+        init(shared: Int, part: Int, parts: Int) {
+            sharedCount = shared; partCount = part; partsCount = parts
+            partStride = (part + 15) / 16 * 16
+            self.shared = GEMM.allocateFloats(shared)
+            self.shared.initialize(repeating: 0, count: max(1, shared))
+            self.parts = GEMM.allocateFloats(parts * partStride)
+            self.parts.initialize(repeating: 0, count: max(1, parts * partStride))
+        }
+
+        /// Stops a pass whose buffers were made for another problem or thread count.
+        func check(shared: Int, part: Int, parts: Int) {
+            precondition(shared <= sharedCount && part <= partCount && parts <= partsCount,
+                         "DirectConv2D.Buffers: made for (\(sharedCount), \(partCount) × \(partsCount)) floats, "
+                            + "pass needs (\(shared), \(part) × \(parts))")
+        }
+
+        deinit {
+            shared.deallocate()
+            parts.deallocate()
         }
     }
 
