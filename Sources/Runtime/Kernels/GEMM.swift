@@ -31,12 +31,20 @@ public enum GEMM {
     static let chunkWork = 1 << 19
     /// Up to this m, B with contiguous columns is read in place instead of packed (measured:
     /// at m = 128 the strided panel no longer stays in L1 and packing wins again).
-    static let directBMaxM = 64
+    static let directBMaxM = 128
     /// Up to this m, A·Bᵀ runs the inner-product kernel instead of packing Bᵀ (measured: at
     /// m = 64 packing already wins, even for k = 784).
     static let dotMaxM = 32
     /// From this k on, the inner-product kernel's final lane sums cost little next to its loop.
     static let dotMinK = 64
+
+    /// Whether rows `rowFloats` apart (B's rows, read in place) land in many L1 sets: a
+    /// stride that is a multiple of 512 bytes would crowd a column panel into a few sets.
+    static func spreadsOverL1(rowFloats: Int) -> Bool {
+        var a = rowFloats, b = 1024
+        while b != 0 { (a, b) = (b, a % b) }
+        return a <= 32
+    }
 
     /// Which algorithm runs a shape; a function of the shape alone, never of the thread count.
     enum Path: Equatable {
@@ -48,7 +56,7 @@ public enum GEMM {
 
     static func path(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> Path {
         if !transposeA && transposeB && m <= dotMaxM && k >= dotMinK { return .dot }
-        return .packed(directB: !transposeB && m <= directBMaxM)
+        return .packed(directB: !transposeB && m <= directBMaxM && spreadsOverL1(rowFloats: n))
     }
 
     /// Packing buffers for one GEMM shape, allocated once so repeated calls allocate nothing.
@@ -76,16 +84,16 @@ public enum GEMM {
         }
     }
 
-    /// Floats of packed A and packed B a shape needs.
+    /// Floats of packed A and packed B a shape needs: all of op(A) and op(B), every depth
+    /// block, so the multiply never waits for packing between depth blocks.
     static func workspaceFloats(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> (a: Int, b: Int) {
         switch path(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
         case .dot:
             return (0, 0)
         case let .packed(directB):
-            let kcMax = min(k, kc)
-            let aFloats = (m + mr - 1) / mr * mr * kcMax
-            let bPanels = directB ? (n % nr == 0 ? 0 : 1) : (min(n, nc) + nr - 1) / nr
-            return (aFloats, bPanels * nr * kcMax)
+            let aFloats = (m + mr - 1) / mr * mr * k
+            let bPanels = directB ? (n % nr == 0 ? 0 : 1) : (n + nr - 1) / nr
+            return (aFloats, bPanels * nr * k)
         }
     }
 
@@ -142,62 +150,118 @@ public enum GEMM {
         }
     }
 
-    /// The packed algorithm: per `nc × kc` block, pack A (and B unless read in place), then
-    /// multiply the blocks of C in parallel.
+    /// The split of k into near-equal blocks of at most `kc`; a function of k alone, so it
+    /// fixes every element's summation order whatever the thread count.
+    struct DepthBlocks {
+        let count: Int, base: Int, extra: Int
+
+        init(k: Int) {
+            count = (k + GEMM.kc - 1) / GEMM.kc
+            base = k / count
+            extra = k % count
+        }
+
+        /// First depth of block `b`.
+        func start(_ b: Int) -> Int { b * base + min(b, extra) }
+        /// Depths in block `b`.
+        func size(_ b: Int) -> Int { base + (b < extra ? 1 : 0) }
+    }
+
+    /// The packed algorithm: pack all of op(A) and op(B) (B only its ragged panel when read
+    /// in place) in one parallel pass, then multiply blocks of C in parallel, each block
+    /// running every depth block itself, so there are two fork-joins per call.
     static func runPacked(m: Int, n: Int, k: Int, source: Operands, directB: Bool,
                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int,
                           packedA: UnsafeMutablePointer<Float>, packedB: UnsafeMutablePointer<Float>) {
         let mPanels = (m + mr - 1) / mr
-        for jc in stride(from: 0, to: n, by: nc) {
-            let ncCurrent = min(nc, n - jc)
-            let nPanels = (ncCurrent + nr - 1) / nr
-            for pc in stride(from: 0, to: k, by: kc) {
-                let kcCurrent = min(kc, k - pc)
-                if directB {
-                    // Only a ragged last panel is packed: the micro-kernel reads 32 columns.
-                    for panel in 0..<mPanels {
-                        source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent, into: packedA + panel * mr * kcCurrent)
+        let nPanels = (n + nr - 1) / nr
+        let depth = DepthBlocks(k: k)
+        // Packing is pure copying, so how it is split cannot change any result.
+        let packedBPanels = directB ? (n % nr == 0 ? 0 : 1) : nPanels
+        let panelsPerChunk = 8
+        let aChunks = (mPanels + panelsPerChunk - 1) / panelsPerChunk
+        let bChunks = (packedBPanels + panelsPerChunk - 1) / panelsPerChunk
+        Parallel.forEach(chunks: aChunks + bChunks, threads: threads) { chunk in
+            for block in 0..<depth.count {
+                let pc = depth.start(block), kcCurrent = depth.size(block)
+                if chunk < aChunks {
+                    let base = packedA + pc * mPanels * mr
+                    for panel in chunk * panelsPerChunk..<min(mPanels, (chunk + 1) * panelsPerChunk) {
+                        source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent, into: base + panel * mr * kcCurrent)
                     }
-                    if ncCurrent % nr != 0 {
-                        source.packB(panel: nPanels - 1, n: n, jc: jc, pc: pc, kc: kcCurrent, into: packedB)
-                    }
+                } else if directB {
+                    source.packB(panel: nPanels - 1, n: n, jc: 0, pc: pc, kc: kcCurrent, into: packedB + pc * nr)
                 } else {
-                    // Packing is pure copying, so how it is split cannot change any result.
-                    let panelsPerChunk = 16
-                    let aChunks = (mPanels + panelsPerChunk - 1) / panelsPerChunk
-                    let bChunks = (nPanels + panelsPerChunk - 1) / panelsPerChunk
-                    Parallel.forEach(chunks: aChunks + bChunks, threads: threads) { chunk in
-                        if chunk < aChunks {
-                            for panel in chunk * panelsPerChunk..<min(mPanels, (chunk + 1) * panelsPerChunk) {
-                                source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent,
-                                             into: packedA + panel * mr * kcCurrent)
-                            }
-                        } else {
-                            let first = (chunk - aChunks) * panelsPerChunk
-                            for panel in first..<min(nPanels, first + panelsPerChunk) {
-                                source.packB(panel: panel, n: n, jc: jc, pc: pc, kc: kcCurrent,
-                                             into: packedB + panel * nr * kcCurrent)
-                            }
-                        }
+                    let base = packedB + pc * nPanels * nr
+                    let first = (chunk - aChunks) * panelsPerChunk
+                    for panel in first..<min(nPanels, first + panelsPerChunk) {
+                        source.packB(panel: panel, n: n, jc: 0, pc: pc, kc: kcCurrent, into: base + panel * nr * kcCurrent)
                     }
-                }
-
-                let panels = BPanels(direct: directB ? source.b + pc * source.ldb + jc : nil, ldb: source.ldb,
-                                     packed: packedB, kc: kcCurrent, lastFull: ncCurrent / nr)
-                let addToC = accumulate || pc > 0
-                // Work items: blocks of mc rows × a few column panels, each worth a thread wake-up.
-                let mBlocks = (m + mc - 1) / mc
-                let rowsPerBlock = min(m, mc)
-                let groupPanels = threads == 1 ? nPanels : max(1, min(nPanels, chunkWork / max(1, rowsPerBlock * kcCurrent * nr)))
-                let nGroups = (nPanels + groupPanels - 1) / groupPanels
-                Parallel.forEach(chunks: mBlocks * nGroups, threads: threads) { chunk in
-                    let i0 = (chunk / nGroups) * mc
-                    let j0 = (chunk % nGroups) * groupPanels * nr
-                    multiplyBlock(rows: i0..<min(m, i0 + mc), columns: j0..<min(ncCurrent, j0 + groupPanels * nr),
-                                  kc: kcCurrent, packedA: packedA, panels: panels,
-                                  c: c + jc, ldc: ldc, addToC: addToC)
                 }
             }
+        }
+
+        let grid = WorkGrid(mPanels: mPanels, nPanels: nPanels, threads: threads)
+        Parallel.forEach(chunks: grid.rowGroups * grid.columnGroups, threads: threads) { item in
+            let rows = grid.rows(item / grid.columnGroups), columns = grid.columns(item % grid.columnGroups)
+            let columnRange = columns.lowerBound * nr..<min(n, columns.upperBound * nr)
+            // Rows outermost: the item's C rows stay in L2 across the depth blocks.
+            for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: mc / mr) {
+                let rowRange = ic * mr..<min(m, min(rows.upperBound, ic + mc / mr) * mr)
+                for block in 0..<depth.count {
+                    let pc = depth.start(block), kcCurrent = depth.size(block)
+                    let panels = directB
+                        ? BPanels(direct: source.b + pc * source.ldb, ldb: source.ldb, packed: packedB + pc * nr,
+                                  kc: kcCurrent, lastFull: n / nr)
+                        : BPanels(direct: nil, ldb: 0, packed: packedB + pc * nPanels * nr, kc: kcCurrent, lastFull: nPanels)
+                    multiplyBlock(rows: rowRange, columns: columnRange, kc: kcCurrent, packedA: packedA + pc * mPanels * mr,
+                                  panels: panels, c: c, ldc: ldc, addToC: accumulate || block > 0)
+                }
+            }
+        }
+    }
+
+    /// How the tiles of C are split into work items: `rowGroups × columnGroups` rectangles
+    /// of near-equal size. The split may depend on the thread count because each element's
+    /// arithmetic does not depend on which item computes it.
+    struct WorkGrid {
+        let mPanels: Int, nPanels: Int, rowGroups: Int, columnGroups: Int
+
+        init(mPanels: Int, nPanels: Int, threads: Int) {
+            self.mPanels = mPanels
+            self.nPanels = nPanels
+            guard threads > 1 else {
+                rowGroups = 1
+                columnGroups = 1
+                return
+            }
+            // The grid of at most 4 items per thread whose largest item, run in rounds of
+            // `threads`, finishes first; ties go to fewer items, then fewer row groups (each
+            // row group reads all of its columns' B again).
+            var best = (cost: Int.max, items: Int.max, rows: 1, columns: 1)
+            for rows in 1...min(mPanels, 4 * threads) {
+                for columns in 1...min(nPanels, 4 * threads) where (rows * columns) % threads == 0 && rows * columns <= 4 * threads {
+                    let largest = ((mPanels + rows - 1) / rows) * ((nPanels + columns - 1) / columns)
+                    let cost = (rows * columns / threads) * largest
+                    if (cost, rows * columns, rows) < (best.cost, best.items, best.rows) {
+                        best = (cost, rows * columns, rows, columns)
+                    }
+                }
+            }
+            if best.cost == Int.max { best = (0, 0, 1, min(nPanels, threads)) }
+            rowGroups = best.rows
+            columnGroups = best.columns
+        }
+
+        /// Row panels of row group `g`.
+        func rows(_ g: Int) -> Range<Int> { Self.split(mPanels, into: rowGroups, part: g) }
+        /// Column panels of column group `g`.
+        func columns(_ g: Int) -> Range<Int> { Self.split(nPanels, into: columnGroups, part: g) }
+
+        static func split(_ count: Int, into parts: Int, part: Int) -> Range<Int> {
+            let base = count / parts, extra = count % parts
+            let start = part * base + min(part, extra)
+            return start..<start + base + (part < extra ? 1 : 0)
         }
     }
 

@@ -208,9 +208,39 @@ extension GEMM.Operands {
                 }
             }
         } else {
+            var p0 = 0
+            if rows == mr {
+                // 8 rows × 16 depths at a time, transposed in registers (see `Transpose`).
+                let r0 = UnsafeRawPointer(a + i0 * lda + pc), stride = lda * MemoryLayout<Float>.stride
+                let r1 = r0 + stride, r2 = r0 + 2 * stride, r3 = r0 + 3 * stride
+                let r4 = r0 + 4 * stride, r5 = r0 + 5 * stride, r6 = r0 + 6 * stride, r7 = r0 + 7 * stride
+                while p0 + 16 <= kc {
+                    let offset = p0 * MemoryLayout<Float>.stride
+                    var v = (r0.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self),
+                             r1.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self),
+                             r2.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self),
+                             r3.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self),
+                             r4.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self),
+                             r5.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self),
+                             r6.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self),
+                             r7.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self))
+                    GEMM.Transpose.round8(&v); GEMM.Transpose.round8(&v)
+                    GEMM.Transpose.round8(&v); GEMM.Transpose.round8(&v)
+                    let out = UnsafeMutableRawPointer(dst + p0 * mr)
+                    out.storeBytes(of: v.0, as: SIMD16<Float>.self)
+                    out.storeBytes(of: v.1, toByteOffset: 64, as: SIMD16<Float>.self)
+                    out.storeBytes(of: v.2, toByteOffset: 128, as: SIMD16<Float>.self)
+                    out.storeBytes(of: v.3, toByteOffset: 192, as: SIMD16<Float>.self)
+                    out.storeBytes(of: v.4, toByteOffset: 256, as: SIMD16<Float>.self)
+                    out.storeBytes(of: v.5, toByteOffset: 320, as: SIMD16<Float>.self)
+                    out.storeBytes(of: v.6, toByteOffset: 384, as: SIMD16<Float>.self)
+                    out.storeBytes(of: v.7, toByteOffset: 448, as: SIMD16<Float>.self)
+                    p0 += 16
+                }
+            }
             for r in 0..<rows {
                 let src = a + (i0 + r) * lda + pc
-                for p in 0..<kc { dst[p * mr + r] = src[p] }
+                for p in p0..<kc { dst[p * mr + r] = src[p] }
             }
         }
     }
@@ -223,10 +253,46 @@ extension GEMM.Operands {
         let columns = min(nr, n - j0)
         if columns < nr { dst.update(repeating: 0, count: nr * kc) }
         if transposeB {
-            // op(B)[p, j] = b[j·ldb + p]: read along rows of B, write with stride nr.
+            // op(B)[p, j] = b[j·ldb + p]: 16 rows of B × 16 depths at a time are transposed in
+            // registers (see `Transpose`); the ragged rest goes element by element.
+            var p0 = 0
+            if columns == nr {
+                while p0 + 16 <= kc {
+                    for half in 0..<2 {
+                        let src = UnsafeRawPointer(b + (j0 + 16 * half) * ldb + pc + p0)
+                        let stride = ldb * MemoryLayout<Float>.stride
+                        @inline(__always) func row(_ r: Int) -> SIMD16<Float> {
+                            src.loadUnaligned(fromByteOffset: r * stride, as: SIMD16<Float>.self)
+                        }
+                        var v = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7),
+                                 row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15))
+                        GEMM.Transpose.round16(&v); GEMM.Transpose.round16(&v)
+                        GEMM.Transpose.round16(&v); GEMM.Transpose.round16(&v)
+                        let out = UnsafeMutableRawPointer(dst + p0 * nr + 16 * half)
+                        let step = nr * MemoryLayout<Float>.stride
+                        out.storeBytes(of: v.0, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.1, toByteOffset: step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.2, toByteOffset: 2 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.3, toByteOffset: 3 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.4, toByteOffset: 4 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.5, toByteOffset: 5 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.6, toByteOffset: 6 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.7, toByteOffset: 7 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.8, toByteOffset: 8 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.9, toByteOffset: 9 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.10, toByteOffset: 10 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.11, toByteOffset: 11 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.12, toByteOffset: 12 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.13, toByteOffset: 13 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.14, toByteOffset: 14 * step, as: SIMD16<Float>.self)
+                        out.storeBytes(of: v.15, toByteOffset: 15 * step, as: SIMD16<Float>.self)
+                    }
+                    p0 += 16
+                }
+            }
             for j in 0..<columns {
                 let src = b + (j0 + j) * ldb + pc
-                for p in 0..<kc { dst[p * nr + j] = src[p] }
+                for p in p0..<kc { dst[p * nr + j] = src[p] }
             }
         } else if columns == nr {
             for p in 0..<kc {
@@ -241,6 +307,40 @@ extension GEMM.Operands {
                 let src = b + (pc + p) * ldb + j0
                 for j in 0..<columns { dst[p * nr + j] = src[j] }
             }
+        }
+    }
+}
+
+extension GEMM {
+    /// In-register transposes for packing, built from one shuffle: `unzip` splits the lanes of
+    /// two joined vectors into even and odd. One round unzips rows (2i, 2i+1) into rows i and
+    /// half + i, which rotates each element's (row bits, column bits) address right by one bit;
+    /// four rounds move the 4 column bits in front of the row bits. For 16 rows that is the
+    /// 16 × 16 transpose; for 8 rows the result, read in order, is the 8 rows interleaved
+    /// element by element (`out[c·8 + r] = in[r][c]`), the layout packed A needs.
+    enum Transpose {
+        typealias V = SIMD16<Float>
+
+        @inline(__always)
+        static func unzip(_ a: V, _ b: V) -> (V, V) {
+            let joined = SIMD32(lowHalf: a, highHalf: b)
+            return (joined.evenHalf, joined.oddHalf)
+        }
+
+        @inline(__always)
+        static func round8(_ v: inout (V, V, V, V, V, V, V, V)) {
+            let (e0, o0) = unzip(v.0, v.1), (e1, o1) = unzip(v.2, v.3)
+            let (e2, o2) = unzip(v.4, v.5), (e3, o3) = unzip(v.6, v.7)
+            v = (e0, e1, e2, e3, o0, o1, o2, o3)
+        }
+
+        @inline(__always)
+        static func round16(_ v: inout (V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V)) {
+            let (e0, o0) = unzip(v.0, v.1), (e1, o1) = unzip(v.2, v.3)
+            let (e2, o2) = unzip(v.4, v.5), (e3, o3) = unzip(v.6, v.7)
+            let (e4, o4) = unzip(v.8, v.9), (e5, o5) = unzip(v.10, v.11)
+            let (e6, o6) = unzip(v.12, v.13), (e7, o7) = unzip(v.14, v.15)
+            v = (e0, e1, e2, e3, e4, e5, e6, e7, o0, o1, o2, o3, o4, o5, o6, o7)
         }
     }
 }
