@@ -306,7 +306,11 @@ public enum GEMM {
             for ir in stride(from: rows.lowerBound, to: rows.upperBound, by: mr) {
                 let aPanel = packedA + (ir / mr) * mr * kc
                 let height = min(mr, rows.upperBound - ir)
-                MicroKernel.run(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
+                if width <= nr / 2 {
+                    MicroKernel.runHalf(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
+                } else {
+                    MicroKernel.run(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
+                }
             }
         }
     }

@@ -30,7 +30,7 @@ extension GEMM {
                 x = V(repeating: pa[5]); c50.addProduct(x, b0); c51.addProduct(x, b1)
                 x = V(repeating: pa[6]); c60.addProduct(x, b0); c61.addProduct(x, b1)
                 x = V(repeating: pa[7]); c70.addProduct(x, b0); c71.addProduct(x, b1)
-                pa += mr
+                pa += 8
                 pb += step
             }
             if rows == mr && width == nr {
@@ -48,6 +48,54 @@ extension GEMM {
                     storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
                 }
             }
+        }
+
+        /// `run` for a ragged last panel of at most 16 columns: the first vector of each row
+        /// only, so no work is spent on padding. Each element gets the same fused multiply-adds
+        /// in the same order as in `run`, so its bits do not depend on which kernel ran it.
+        @inline(never)
+        static func runHalf(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
+                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool) {
+            typealias V = SIMD16<Float>
+            var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
+            var pa = a
+            var pb = UnsafeRawPointer(b)
+            let step = bStride * MemoryLayout<Float>.stride
+            for _ in 0..<kc {
+                let b0 = pb.loadUnaligned(as: V.self)
+                c0.addProduct(V(repeating: pa[0]), b0)
+                c1.addProduct(V(repeating: pa[1]), b0)
+                c2.addProduct(V(repeating: pa[2]), b0)
+                c3.addProduct(V(repeating: pa[3]), b0)
+                c4.addProduct(V(repeating: pa[4]), b0)
+                c5.addProduct(V(repeating: pa[5]), b0)
+                c6.addProduct(V(repeating: pa[6]), b0)
+                c7.addProduct(V(repeating: pa[7]), b0)
+                pa += 8
+                pb += step
+            }
+            if rows == 8 && width == 16 {
+                storeVector(c, c0, addToC)
+                storeVector(c + ldc, c1, addToC)
+                storeVector(c + 2 * ldc, c2, addToC)
+                storeVector(c + 3 * ldc, c3, addToC)
+                storeVector(c + 4 * ldc, c4, addToC)
+                storeVector(c + 5 * ldc, c5, addToC)
+                storeVector(c + 6 * ldc, c6, addToC)
+                storeVector(c + 7 * ldc, c7, addToC)
+                return
+            }
+            var tile = (c0, V(), c1, V(), c2, V(), c3, V(), c4, V(), c5, V(), c6, V(), c7, V())
+            withUnsafeBytes(of: &tile) { bytes in
+                storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
+            }
+        }
+
+        /// Writes (or adds) 16 floats of a micro-kernel result; C need not be aligned.
+        @inline(__always)
+        static func storeVector(_ c: UnsafeMutablePointer<Float>, _ value: SIMD16<Float>, _ addToC: Bool) {
+            let raw = UnsafeMutableRawPointer(c)
+            raw.storeBytes(of: addToC ? raw.loadUnaligned(as: SIMD16<Float>.self) + value : value, as: SIMD16<Float>.self)
         }
 
         /// Writes (or adds) one 32-float row of a micro-kernel result; C need not be aligned.
