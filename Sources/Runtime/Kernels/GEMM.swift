@@ -293,24 +293,33 @@ public enum GEMM {
 
     /// Multiplies the panels covering `rows × columns` of C (columns relative to `c`).
     ///
-    /// Loop order as in BLIS: the column panel of B stays in L1 while the row panels of A
-    /// stream past it from L2. Edge tiles run the same micro-kernel on zero-padded panels
-    /// and store only their valid part, so an element's arithmetic is the same whether or
-    /// not it sits on an edge.
+    /// B read in place keeps the BLIS order: its column panel stays in L1 while the row
+    /// panels of A stream past it from L2 (a strided panel is costly to fetch, so it is
+    /// fetched once). Packed B goes the other way round: a row panel of A stays in L1 while
+    /// the contiguous column panels of B stream past it from L2 (measured 1–4 % faster).
+    /// Edge tiles run the same micro-kernel on zero-padded panels and store only their valid
+    /// part, so an element's arithmetic is the same whether or not it sits on an edge.
     static func multiplyBlock(rows: Range<Int>, columns: Range<Int>, kc: Int,
                               packedA: UnsafePointer<Float>, panels: BPanels,
                               c: UnsafeMutablePointer<Float>, ldc: Int, addToC: Bool) {
-        for jr in stride(from: columns.lowerBound, to: columns.upperBound, by: nr) {
+        @inline(__always)
+        func tile(_ ir: Int, _ jr: Int) {
+            let aPanel = packedA + (ir / mr) * mr * kc
             let (bPanel, bStride) = panels.panel(jr)
-            let width = min(nr, columns.upperBound - jr)
+            let height = min(mr, rows.upperBound - ir), width = min(nr, columns.upperBound - jr)
+            if width <= nr / 2 {
+                MicroKernel.runHalf(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
+            } else {
+                MicroKernel.run(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
+            }
+        }
+        if panels.direct != nil {
+            for jr in stride(from: columns.lowerBound, to: columns.upperBound, by: nr) {
+                for ir in stride(from: rows.lowerBound, to: rows.upperBound, by: mr) { tile(ir, jr) }
+            }
+        } else {
             for ir in stride(from: rows.lowerBound, to: rows.upperBound, by: mr) {
-                let aPanel = packedA + (ir / mr) * mr * kc
-                let height = min(mr, rows.upperBound - ir)
-                if width <= nr / 2 {
-                    MicroKernel.runHalf(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
-                } else {
-                    MicroKernel.run(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
-                }
+                for jr in stride(from: columns.lowerBound, to: columns.upperBound, by: nr) { tile(ir, jr) }
             }
         }
     }
