@@ -142,8 +142,93 @@ func sgemmPathChoice() {
     #expect(GEMM.path(transposeA: true, transposeB: false, m: 200, n: 784, k: 16) == .packed(directB: false))
     // Small k keeps the packed kernel; a large m packs B.
     #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 200, k: 20) == .packed(directB: false))
-    #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 400, k: 784) == .packed(directB: false))
+    // The VAE at batch 128: B in place (its rows spread over L1), Bᵀ packed.
+    #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 400, k: 784) == .packed(directB: true))
     #expect(GEMM.path(transposeA: false, transposeB: true, m: 128, n: 400, k: 784) == .packed(directB: false))
+    // Rows 4 KiB apart would crowd B's column panel into a few L1 sets: packed.
+    #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 1024, k: 784) == .packed(directB: false))
+    #expect(GEMM.path(transposeA: false, transposeB: false, m: 129, n: 400, k: 784) == .packed(directB: false))
+}
+
+@Test("depth blocks cover k in order with near-equal sizes of at most kc")
+func depthBlocksCoverK() {
+    for k in [1, 2, 255, 256, 257, 400, 511, 512, 513, 784, 1024, 1025, 3000] {
+        let blocks = GEMM.DepthBlocks(k: k)
+        var next = 0
+        let sizes = (0..<blocks.count).map { blocks.size($0) }
+        for b in 0..<blocks.count {
+            #expect(blocks.start(b) == next, "k=\(k) block \(b)")
+            next += blocks.size(b)
+        }
+        #expect(next == k, "k=\(k)")
+        #expect(sizes.max()! <= GEMM.kc && sizes.max()! - sizes.min()! <= 1, "k=\(k) sizes \(sizes)")
+        #expect(blocks.count == (k + GEMM.kc - 1) / GEMM.kc, "k=\(k): no more blocks than needed")
+    }
+}
+
+@Test("the work grid covers every tile of C exactly once and balances two threads on the training shapes")
+func workGridCoversTiles() {
+    for (mPanels, nPanels) in [(1, 1), (16, 13), (16, 25), (50, 25), (98, 13), (128, 32), (3, 1), (1, 7), (5, 3)] {
+        for threads in [1, 2, 3, 4] {
+            let grid = GEMM.WorkGrid(mPanels: mPanels, nPanels: nPanels, threads: threads)
+            var covered = [Int](repeating: 0, count: mPanels * nPanels)
+            for r in 0..<grid.rowGroups {
+                for c in 0..<grid.columnGroups {
+                    for i in grid.rows(r) { for j in grid.columns(c) { covered[i * nPanels + j] += 1 } }
+                }
+            }
+            #expect(covered.allSatisfy { $0 == 1 }, "\(mPanels)×\(nPanels) panels, \(threads) threads")
+            if threads == 1 { #expect(grid.rowGroups * grid.columnGroups == 1) }
+        }
+    }
+    // VAE shapes at batch 128 (8-row, 32-column panels): two equal halves.
+    for (mPanels, nPanels) in [(16, 13), (16, 25), (50, 25), (98, 13)] {
+        let grid = GEMM.WorkGrid(mPanels: mPanels, nPanels: nPanels, threads: 2)
+        let sizes = (0..<grid.rowGroups * grid.columnGroups).map {
+            grid.rows($0 / grid.columnGroups).count * grid.columns($0 % grid.columnGroups).count
+        }
+        #expect(sizes.count % 2 == 0 && Set(sizes).count == 1, "\(mPanels)×\(nPanels): items \(sizes)")
+    }
+}
+
+@Test("an element's bits do not depend on which micro-kernel computed it (16-column edge panels)")
+func narrowEdgeKernelMatchesFullKernel() {
+    // n = 48 ends in a 16-column panel (narrow kernel); n = 64 covers the same columns with
+    // full panels. Column j of C must be the same bits in both, for packed B and Bᵀ.
+    for transposeB in [false, true] {
+        let (m, k) = (20, 300)
+        let wide = Problem(transposeA: true, transposeB: transposeB, m: m, n: 64, k: k, accumulate: false)
+        let narrow = Problem(transposeA: true, transposeB: transposeB, m: m, n: 48, k: k, accumulate: false)
+        let aValues = randomFloats(k * wide.lda, seed: 5)
+        let bWide = randomFloats(wide.bRows * wide.ldb, seed: 6)
+        // The narrow B holds the first 48 columns of the wide one.
+        var bNarrow = [Float](repeating: 0, count: narrow.bRows * narrow.ldb)
+        for p in 0..<k {
+            for j in 0..<48 {
+                let value = wide.elementB(bWide, p, j)
+                if transposeB { bNarrow[j * narrow.ldb + p] = value } else { bNarrow[p * narrow.ldb + j] = value }
+            }
+        }
+        func multiply(_ problem: Problem, _ b: [Float]) -> [Float] {
+            var c = [Float](repeating: 0, count: m * problem.ldc)
+            aValues.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    c.withUnsafeMutableBufferPointer { c in
+                        GEMM.sgemm(transposeA: true, transposeB: transposeB, m: m, n: problem.n, k: k,
+                                   a: a.baseAddress!, lda: problem.lda, b: b.baseAddress!, ldb: problem.ldb,
+                                   c: c.baseAddress!, ldc: problem.ldc, accumulate: false, threads: 1)
+                    }
+                }
+            }
+            return c
+        }
+        let cWide = multiply(wide, bWide), cNarrow = multiply(narrow, bNarrow)
+        var same = true
+        for i in 0..<m {
+            for j in 0..<48 where cWide[i * wide.ldc + j].bitPattern != cNarrow[i * narrow.ldc + j].bitPattern { same = false }
+        }
+        #expect(same, "transposeB=\(transposeB)")
+    }
 }
 
 @Test("Parallel.forEach runs every chunk exactly once")
