@@ -264,9 +264,13 @@ final class FusedElementwise {
         if sink.innerStride == 0 {
             switch sink.function {
             case .sum, .mean:
-                var s = 0.0
-                for i in 0..<n { s += Double(x[i * sx]) }
-                base[0] += s
+                if sx == 1 {
+                    base[0] += Executable.rowSum(x, n)
+                } else {
+                    var s = 0.0
+                    for i in 0..<n { s += Double(x[i * sx]) }
+                    base[0] += s
+                }
             case .max:
                 var m = base[0]
                 for i in 0..<n where Double(x[i * sx]) > m { m = Double(x[i * sx]) }

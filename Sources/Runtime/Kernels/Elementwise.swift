@@ -4,67 +4,95 @@ import KilnGraph
 /// Float32 elementwise loops (transcendental functions through the SIMD `FastMath`). The function is chosen outside the loop so each inner loop is a
 /// straight-line body the compiler can vectorise.
 public enum ElementwiseKernel {
+    typealias V = SIMD16<Float>
+
     /// y[i] = f(x[i]) for i in 0..<count.
     public static func unary(_ f: UnaryFunction, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        let zero = V(repeating: 0), one = V(repeating: 1)
         switch f {
-        case .neg: map(x, y, count) { -$0 }
+        case .neg: FastMath.map(x, y, count) { -$0 }
         case .exp: FastMath.map(x, y, count, FastMath.exp)
         case .log: FastMath.map(x, y, count, FastMath.log)
-        case .sqrt: map(x, y, count) { $0.squareRoot() }
-        case .square: map(x, y, count) { $0 * $0 }
+        case .sqrt: FastMath.map(x, y, count) { $0.squareRoot() }
+        case .square: FastMath.map(x, y, count) { $0 * $0 }
         case .tanh: FastMath.map(x, y, count, FastMath.tanh)
         case .sigmoid: FastMath.map(x, y, count, FastMath.sigmoid)
-        case .relu: map(x, y, count) { $0 > 0 ? $0 : 0 }
+        case .relu: FastMath.map(x, y, count) { zero.replacing(with: $0, where: $0 .> zero) }
         case .softplus: FastMath.map(x, y, count, FastMath.softplus)
-        case .abs: map(x, y, count) { Swift.abs($0) }
-        case .sign: map(x, y, count) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }
-        case .reciprocal: map(x, y, count) { 1 / $0 }
+        case .abs: FastMath.map(x, y, count) { KilnRuntime.abs($0) }
+        case .sign: FastMath.map(x, y, count) { zero.replacing(with: one, where: $0 .> zero).replacing(with: -one, where: $0 .< zero) }
+        case .reciprocal: FastMath.map(x, y, count) { one / $0 }
         }
     }
 
     /// y[i] = x[i] ** exponent, with the common exponents spelled out.
     public static func power(_ exponent: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
         switch exponent {
-        case 1: map(x, y, count) { $0 }
-        case 2: map(x, y, count) { $0 * $0 }
-        case 3: map(x, y, count) { $0 * $0 * $0 }
-        case 0.5: map(x, y, count) { $0.squareRoot() }
-        case -1: map(x, y, count) { 1 / $0 }
-        default: map(x, y, count) { Foundation.pow($0, exponent) }
+        case 1: y.update(from: x, count: count)
+        case 2: FastMath.map(x, y, count) { $0 * $0 }
+        case 3: FastMath.map(x, y, count) { $0 * $0 * $0 }
+        case 0.5: FastMath.map(x, y, count) { $0.squareRoot() }
+        case -1: FastMath.map(x, y, count) { V(repeating: 1) / $0 }
+        default: for i in 0..<count { y[i] = Foundation.pow(x[i], exponent) }
         }
     }
 
     /// z[i] = f(a[i·sa], b[i·sb]) for i in 0..<count, strides 0 or 1.
     public static func binary(_ f: BinaryFunction, _ a: UnsafePointer<Float>, _ sa: Int, _ b: UnsafePointer<Float>, _ sb: Int,
                               _ z: UnsafeMutablePointer<Float>, count: Int) {
+        let zero = V(repeating: 0), one = V(repeating: 1)
         switch f {
         case .add: zip(a, sa, b, sb, z, count) { $0 + $1 }
         case .sub: zip(a, sa, b, sb, z, count) { $0 - $1 }
         case .mul: zip(a, sa, b, sb, z, count) { $0 * $1 }
         case .div: zip(a, sa, b, sb, z, count) { $0 / $1 }
-        case .maximum: zip(a, sa, b, sb, z, count) { $0 >= $1 ? $0 : $1 }
-        case .minimum: zip(a, sa, b, sb, z, count) { $0 <= $1 ? $0 : $1 }
-        case .less: zip(a, sa, b, sb, z, count) { $0 < $1 ? 1 : 0 }
-        case .lessEqual: zip(a, sa, b, sb, z, count) { $0 <= $1 ? 1 : 0 }
-        case .greater: zip(a, sa, b, sb, z, count) { $0 > $1 ? 1 : 0 }
-        case .greaterEqual: zip(a, sa, b, sb, z, count) { $0 >= $1 ? 1 : 0 }
-        case .equal: zip(a, sa, b, sb, z, count) { $0 == $1 ? 1 : 0 }
+        // a >= b ? a : b (and a <= b ? a : b): b wherever the comparison fails, NaN included.
+        case .maximum: zip(a, sa, b, sb, z, count) { $1.replacing(with: $0, where: $0 .>= $1) }
+        case .minimum: zip(a, sa, b, sb, z, count) { $1.replacing(with: $0, where: $0 .<= $1) }
+        case .less: zip(a, sa, b, sb, z, count) { zero.replacing(with: one, where: $0 .< $1) }
+        case .lessEqual: zip(a, sa, b, sb, z, count) { zero.replacing(with: one, where: $0 .<= $1) }
+        case .greater: zip(a, sa, b, sb, z, count) { zero.replacing(with: one, where: $0 .> $1) }
+        case .greaterEqual: zip(a, sa, b, sb, z, count) { zero.replacing(with: one, where: $0 .>= $1) }
+        case .equal: zip(a, sa, b, sb, z, count) { zero.replacing(with: one, where: $0 .== $1) }
         }
     }
 
-    @inline(__always)
-    static func map(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int, _ f: (Float) -> Float) {
-        for i in 0..<count { y[i] = f(x[i]) }
-    }
-
+    /// z[i] = f(a[i·sa], b[i·sb]) 16 floats at a time (a stride-0 operand is splatted once; the
+    /// tail is padded in a vector, as in `FastMath.map`).
     @inline(__always)
     static func zip(_ a: UnsafePointer<Float>, _ sa: Int, _ b: UnsafePointer<Float>, _ sb: Int,
-                    _ z: UnsafeMutablePointer<Float>, _ count: Int, _ f: (Float, Float) -> Float) {
+                    _ z: UnsafeMutablePointer<Float>, _ count: Int, _ f: (V, V) -> V) {
+        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), rz = UnsafeMutableRawPointer(z)
+        var i = 0
         switch (sa, sb) {
-        case (1, 1): for i in 0..<count { z[i] = f(a[i], b[i]) }
-        case (1, 0): let bv = b[0]; for i in 0..<count { z[i] = f(a[i], bv) }
-        case (0, 1): let av = a[0]; for i in 0..<count { z[i] = f(av, b[i]) }
-        default: let v = f(a[0], b[0]); for i in 0..<count { z[i] = v }
+        case (1, 1):
+            while i + 16 <= count {
+                rz.storeBytes(of: f(ra.loadUnaligned(fromByteOffset: i * 4, as: V.self), rb.loadUnaligned(fromByteOffset: i * 4, as: V.self)),
+                              toByteOffset: i * 4, as: V.self)
+                i += 16
+            }
+        case (1, 0):
+            let bv = V(repeating: b[0])
+            while i + 16 <= count {
+                rz.storeBytes(of: f(ra.loadUnaligned(fromByteOffset: i * 4, as: V.self), bv), toByteOffset: i * 4, as: V.self)
+                i += 16
+            }
+        case (0, 1):
+            let av = V(repeating: a[0])
+            while i + 16 <= count {
+                rz.storeBytes(of: f(av, rb.loadUnaligned(fromByteOffset: i * 4, as: V.self)), toByteOffset: i * 4, as: V.self)
+                i += 16
+            }
+        default:
+            let v = f(V(repeating: a[0]), V(repeating: b[0]))[0]
+            z.update(repeating: v, count: count)
+            return
+        }
+        if i < count {
+            var x = V(repeating: 0), y = V(repeating: 0)
+            for j in 0..<(count - i) { x[j] = a[(i + j) * sa]; y[j] = b[(i + j) * sb] }
+            let out = f(x, y)
+            for j in 0..<(count - i) { z[i + j] = out[j] }
         }
     }
 }
