@@ -11,14 +11,14 @@ public enum ElementwiseKernel {
         let zero = V(repeating: 0), one = V(repeating: 1)
         switch f {
         case .neg: FastMath.map(x, y, count) { -$0 }
-        case .exp: FastMath.map(x, y, count, FastMath.exp)
-        case .log: FastMath.map(x, y, count, FastMath.log)
+        case .exp: Transcendental.exp(x, y, count)
+        case .log: Transcendental.log(x, y, count)
         case .sqrt: FastMath.map(x, y, count) { $0.squareRoot() }
         case .square: FastMath.map(x, y, count) { $0 * $0 }
-        case .tanh: FastMath.map(x, y, count, FastMath.tanh)
-        case .sigmoid: FastMath.map(x, y, count, FastMath.sigmoid)
+        case .tanh: Transcendental.tanh(x, y, count)
+        case .sigmoid: Transcendental.sigmoid(x, y, count)
         case .relu: FastMath.map(x, y, count) { zero.replacing(with: $0, where: $0 .> zero) }
-        case .softplus: FastMath.map(x, y, count, FastMath.softplus)
+        case .softplus: Transcendental.softplus(x, y, count)
         case .abs: FastMath.map(x, y, count) { KilnRuntime.abs($0) }
         case .sign: FastMath.map(x, y, count) { zero.replacing(with: one, where: $0 .> zero).replacing(with: -one, where: $0 .< zero) }
         case .reciprocal: FastMath.map(x, y, count) { one / $0 }
@@ -94,5 +94,65 @@ public enum ElementwiseKernel {
             let out = f(x, y)
             for j in 0..<(count - i) { z[i + j] = out[j] }
         }
+    }
+}
+
+/// One loop per transcendental function, written out without closures. Passed as a closure,
+/// the optimiser outlined the function (and merged the five loops into one taking it as a
+/// pointer); a `SIMD16` crossing a call travels as four 128-bit registers and every masked
+/// select inside was split the same way: 4× slower. `FastMath` is `@_transparent` so its code
+/// lands in these loops.
+enum Transcendental {
+    typealias V = SIMD16<Float>
+
+    @inline(never)
+    static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 16 <= count { store(FastMath.exp(load(x, i)), y, i); i += 16 }
+        if i < count { storeTail(FastMath.exp(loadTail(x, i, count)), y, i, count) }
+    }
+    @inline(never)
+    static func log(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 16 <= count { store(FastMath.log(load(x, i)), y, i); i += 16 }
+        if i < count { storeTail(FastMath.log(loadTail(x, i, count)), y, i, count) }
+    }
+    @inline(never)
+    static func tanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 16 <= count { store(FastMath.tanh(load(x, i)), y, i); i += 16 }
+        if i < count { storeTail(FastMath.tanh(loadTail(x, i, count)), y, i, count) }
+    }
+    @inline(never)
+    static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 16 <= count { store(FastMath.sigmoid(load(x, i)), y, i); i += 16 }
+        if i < count { storeTail(FastMath.sigmoid(loadTail(x, i, count)), y, i, count) }
+    }
+    @inline(never)
+    static func softplus(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 16 <= count { store(FastMath.softplus(load(x, i)), y, i); i += 16 }
+        if i < count { storeTail(FastMath.softplus(loadTail(x, i, count)), y, i, count) }
+    }
+
+    @inline(__always)
+    static func load(_ x: UnsafePointer<Float>, _ i: Int) -> V {
+        UnsafeRawPointer(x + i).loadUnaligned(as: V.self)
+    }
+    @inline(__always)
+    static func store(_ v: V, _ y: UnsafeMutablePointer<Float>, _ i: Int) {
+        UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: V.self)
+    }
+    /// x[i..<count] in the first lanes, zeros after.
+    @inline(__always)
+    static func loadTail(_ x: UnsafePointer<Float>, _ i: Int, _ count: Int) -> V {
+        var v = V(repeating: 0)
+        for j in 0..<(count - i) { v[j] = x[i + j] }
+        return v
+    }
+    @inline(__always)
+    static func storeTail(_ v: V, _ y: UnsafeMutablePointer<Float>, _ i: Int, _ count: Int) {
+        for j in 0..<(count - i) { y[i + j] = v[j] }
     }
 }

@@ -9,16 +9,16 @@
 public enum FastMath {
     public typealias V = SIMD16<Float>
 
-    static let ln2High: Float = 0.693_145_751_953_125       // exact in float, 14 low bits clear
-    static let ln2Low: Float = 1.428_606_765_330_187e-06     // ln 2 − ln2High
-    static let log2e: Float = 1.442_695_040_888_963_4
+    @usableFromInline static let ln2High: Float = 0.693_145_751_953_125       // exact in float, 14 low bits clear
+    @usableFromInline static let ln2Low: Float = 1.428_606_765_330_187e-06     // ln 2 − ln2High
+    @usableFromInline static let log2e: Float = 1.442_695_040_888_963_4
 
     /// eˣ for every lane; +inf above 88.72, 0 below −103.97, NaN stays NaN.
     ///
     /// Only lane-wise float and integer arithmetic and bit casts: the standard library's
     /// generic SIMD conversions (`SIMD16<Int32>(floats)`, `rounded`, `clamped`) run lane by lane
     /// through slow generic code, so n is rounded with the 1.5·2²³ "magic number" instead.
-    @inline(__always)
+    @_transparent
     public static func exp(_ x: V) -> V {
         var clamped = x
         clamped.replace(with: V(repeating: 89), where: x .> 89)
@@ -51,12 +51,12 @@ public enum FastMath {
 
     /// Lane-wise Float(i) for |i| < 2²², by bit arithmetic (see `exp`).
     @inline(__always)
-    static func toFloat(_ i: SIMD16<Int32>) -> V {
+    @usableFromInline static func toFloat(_ i: SIMD16<Int32>) -> V {
         floats(unsafeBitCast(i &+ 0x4B40_0000, to: SIMD16<UInt32>.self)) - 12_582_912
     }
 
     /// eˣ − 1, accurate for small |x|.
-    @inline(__always)
+    @_transparent
     public static func expm1(_ x: V) -> V {
         // |x| < ln2/2: the Taylor series without the leading 1 (to x⁹/9!: remainder < 3e-10 relative).
         var p = V(repeating: 1.0 / 362_880)
@@ -73,7 +73,7 @@ public enum FastMath {
     }
 
     /// Natural log; 0 → −inf, negative → NaN, +inf → +inf.
-    @inline(__always)
+    @_transparent
     public static func log(_ x: V) -> V {
         // Scale subnormals into the normal range first.
         let isSubnormal = x .< 1.175_494_35e-38
@@ -104,14 +104,14 @@ public enum FastMath {
     }
 
     /// log(1 + x), accurate for small |x| (Goldberg's correction: log(u)·x/(u − 1), u = 1 + x).
-    @inline(__always)
+    @_transparent
     public static func log1p(_ x: V) -> V {
         let u = 1 + x
         let corrected = log(u) * (x / (u - 1))
         return corrected.replacing(with: x, where: u .== 1).replacing(with: log(u), where: u .== .infinity)
     }
 
-    @inline(__always)
+    @_transparent
     public static func tanh(_ x: V) -> V {
         let a = abs(x)
         let u = expm1(2 * a)
@@ -121,11 +121,11 @@ public enum FastMath {
         return t.replacing(with: -t, where: x .< 0)
     }
 
-    @inline(__always)
+    @_transparent
     public static func sigmoid(_ x: V) -> V { 1 / (1 + exp(-x)) }
 
     /// log(1 + eˣ) = log1p(e^−|x|) + max(x, 0).
-    @inline(__always)
+    @_transparent
     public static func softplus(_ x: V) -> V {
         log1p(exp(-abs(x))) + x.replacing(with: V(repeating: 0), where: x .< 0)
     }
@@ -150,7 +150,7 @@ public enum FastMath {
 
 extension SIMD16 where Scalar == Float {
     @inline(__always)
-    func replacing(with other: Self, where mask: SIMDMask<SIMD16<Int32>>) -> Self {
+    @usableFromInline func replacing(with other: Self, where mask: SIMDMask<SIMD16<Int32>>) -> Self {
         var copy = self
         copy.replace(with: other, where: mask)
         return copy
@@ -158,10 +158,10 @@ extension SIMD16 where Scalar == Float {
 }
 
 @inline(__always)
-func abs(_ x: SIMD16<Float>) -> SIMD16<Float> { floats(bitPattern(x) & 0x7FFF_FFFF) }
+@usableFromInline func abs(_ x: SIMD16<Float>) -> SIMD16<Float> { floats(bitPattern(x) & 0x7FFF_FFFF) }
 
 @inline(__always)
-func bitPattern(_ x: SIMD16<Float>) -> SIMD16<UInt32> { unsafeBitCast(x, to: SIMD16<UInt32>.self) }
+@usableFromInline func bitPattern(_ x: SIMD16<Float>) -> SIMD16<UInt32> { unsafeBitCast(x, to: SIMD16<UInt32>.self) }
 
 @inline(__always)
-func floats(_ bits: SIMD16<UInt32>) -> SIMD16<Float> { unsafeBitCast(bits, to: SIMD16<Float>.self) }
+@usableFromInline func floats(_ bits: SIMD16<UInt32>) -> SIMD16<Float> { unsafeBitCast(bits, to: SIMD16<Float>.self) }
