@@ -222,6 +222,40 @@ public struct Fusion: Pass {
             groupOf[id] = g
             groups[g].members.append(id)
         }
+        // A pooling whose input is a convolution kernel's only result joins that kernel (see
+        // `KernelKind.pooled`): the kernel then stores a quarter of what it computes.
+        for (id, node) in nodes.enumerated() {
+            switch node.op {
+            case .maxPool2d, .avgPool2d: break
+            default: continue
+            }
+            let value = node.inputs[0], g = groupOf[value]
+            guard g >= 0, groups[groupOf[id]].members == [id], canPool(groups[g], value: value) else { continue }
+            groups[groupOf[id]].members = []
+            groupOf[id] = g
+            groups[g].members.append(id)
+            groups[g].kind = .pooled
+            groups[g].closed = true
+        }
+        /// Whether kernel `group` may compute its value `value` a few images at a time for a pooling:
+        /// a convolution root, every member read only inside the kernel (and `value` only by the
+        /// pooling), and every other operand the same for each image (a bias, a scalar).
+        func canPool(_ group: Building, value: ValueID) -> Bool {
+            guard group.kind == .epilogue || group.kind == .single, case .conv2d = nodes[group.root].op,
+                  group.members.contains(value), users[value].count == 1, !pinned.contains(value),
+                  nodes[value].type.shape.rank == 4 else { return false }
+            let members = Set(group.members)
+            for member in group.members where member != value {
+                if pinned.contains(member) || users[member].contains(where: { !members.contains($0) }) { return false }
+            }
+            for member in group.members where member != group.root {
+                for input in nodes[member].inputs where !members.contains(input) {
+                    let dims = nodes[input].type.shape.dims
+                    if dims.count == 4 && dims[0] != 1 { return false }
+                }
+            }
+            return true
+        }
         groups.removeAll { $0.members.isEmpty }
         for (g, group) in groups.enumerated() { for member in group.members { groupOf[member] = g } }
 

@@ -12,6 +12,10 @@ public enum KernelKind: String, Hashable, Sendable {
     case epilogue
     /// A reduction whose input is computed by elementwise nodes on the fly (a prologue).
     case reduction
+    /// A convolution and its epilogue whose result only a pooling reads (inference): run a few
+    /// images at a time into scratch and pooled at once, so the full-resolution activation is
+    /// never stored. The pooling is the last member.
+    case pooled
 }
 
 /// A group of nodes executed as one kernel.

@@ -57,9 +57,11 @@ final class FusedElementwise {
     /// Builds the program for `members` (in graph order) over `space`. `pointer` gives the buffer
     /// of any value read from outside; `outputs` lists members that leave the kernel, with their buffers.
     /// With `reduction`, the reduce member `root` consumes member `value` as its sink (the value is not stored).
+    /// With `batchSlice`, members have shape `space` but for their first dimension (the batch):
+    /// the kernel runs over that many images of them (operands must not vary along the batch).
     init(graph: Graph, members: [ValueID], space: Shape, outputs: [ValueID: UnsafeMutablePointer<Float>],
          pointer: (ValueID) -> UnsafeMutablePointer<Float>, threads: Int,
-         reduction: (root: ValueID, output: UnsafeMutablePointer<Float>)? = nil) {
+         reduction: (root: ValueID, output: UnsafeMutablePointer<Float>)? = nil, batchSlice: Bool = false) {
         let memberSet = Set(members)
         var operandIndex: [ValueID: Int] = [:]
         var bases: [UnsafePointer<Float>] = []
@@ -93,7 +95,8 @@ final class FusedElementwise {
             case .broadcast, .reduce: continue
             default: preconditionFailure("\(node.op.name) is not elementwise")
             }
-            precondition(node.type.shape == space, "member %\(id) has shape \(node.type.shape), kernel space is \(space)")
+            precondition(node.type.shape == space || (batchSlice && Array(node.type.shape.dims.dropFirst()) == Array(space.dims.dropFirst())),
+                         "member %\(id) has shape \(node.type.shape), kernel space is \(space)")
             let inputs = node.inputs.map(source)
             slotOf[id] = program.count
             program.append(Instruction(operation: operation, inputs: inputs, slot: program.count, output: outputs[id]))

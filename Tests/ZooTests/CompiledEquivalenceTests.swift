@@ -87,4 +87,38 @@ struct CompiledEquivalenceTests {
             #expect(error <= 1e-5, "\(optimizerName) \(parameter): max error \(error)")
         }
     }
+
+    /// Inference graphs pool straight out of the convolution kernels (`KernelKind.pooled`), a
+    /// slice of images at a time: logits must equal the unoptimised program's, for a batch
+    /// that splits into several slices and one that is prime (slices of one image).
+    @Test("forward pass with pooled convolution kernels", arguments: ["lenet5", "glyph-cnn"], [12, 7])
+    func pooledForward(_ name: String, _ batch: Int) throws {
+        let model = try Zoo.classifier(name, classes: 5)
+        let graph = try ClassifierTrainer.forwardGraph(model: model, batch: batch)
+        let plainStore = ParameterStore(seed: 4), compiledStore = ParameterStore(seed: 4)
+        let plain = try Executable(graph: graph, store: plainStore, threads: 1, pipeline: nil)
+        let compiled = try Executable(graph: graph, store: compiledStore, threads: 2)
+        let pooled = compiled.program.schedule.filter { $0.kind == .pooled }
+        #expect(pooled.count == 2, "\(name): \(pooled.count) pooled kernels")
+        var state: UInt64 = 5
+        let side = model.inputShape.reduce(1, *)
+        let pixels = (0..<(batch * side)).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24)
+        }
+        for executable in [plain, compiled] {
+            try executable.setInput("x", pixels)
+            executable.run()
+        }
+        for output in graph.outputs {
+            let a = try plain.output(output.name), b = try compiled.output(output.name)
+            let scale = max(1e-3, a.map { abs(Double($0)) }.max() ?? 0)
+            let error = zip(a, b).map { abs(Double($0) - Double($1)) }.max() ?? 0
+            #expect(error <= 1e-5 * scale, "\(name) batch \(batch) \(output.name): max error \(error) at scale \(scale)")
+        }
+        // Training reads the activations again in the backward pass: nothing is pooled there.
+        let training = try Executable(graph: try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd()),
+                                      store: ParameterStore(seed: 4), threads: 1)
+        #expect(!training.program.schedule.contains { $0.kind == .pooled })
+    }
 }
