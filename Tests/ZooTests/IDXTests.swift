@@ -54,6 +54,27 @@ struct IDXTests {
         #expect(try Gzip.decompress(Gzip.compress([]), path: "empty") == [])
     }
 
+    @Test("a gzip file streams through zlib a megabyte at a time, members split across reads included")
+    func gzipFileStreaming() throws {
+        var random = SplitMix64(seed: 3)
+        // A stored (level 0) first member sized so it ends one byte before the first 1 MiB read
+        // does: the second member's magic bytes straddle two reads.
+        var size = (1 << 20) - 200
+        var first = Gzip.compress((0..<size).map { _ in UInt8(random.next() & 0xff) }, level: 0)
+        while first.count != (1 << 20) - 1 {
+            size += (1 << 20) - 1 - first.count
+            random = SplitMix64(seed: 3)
+            first = Gzip.compress((0..<size).map { _ in UInt8(random.next() & 0xff) }, level: 0)
+        }
+        let tail = (0..<500_000).map { UInt8($0 % 13) }
+        let dir = TemporaryDirectory()
+        let path = dir.write("two.gz", first + Gzip.compress(tail))
+        let expected = try Gzip.decompress(first, path: "mem") + tail
+        #expect(try Gzip.decompress(file: path) == expected)
+        let cut = dir.write("cut.gz", Array((first + Gzip.compress(tail)).dropLast(100)))
+        #expect(throws: KilnError.self) { try Gzip.decompress(file: cut) }
+    }
+
     @Test("a missing file is named in the error")
     func missingFile() {
         let dir = TemporaryDirectory()

@@ -5,19 +5,10 @@ import KilnGraph
 enum FileBytes {
     /// The bytes of the file at `path`; `KilnError.file` when it is missing or unreadable.
     static func read(_ path: String) throws -> [UInt8] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw KilnError.file(path: path, message: "no such file")
-        }
-        if isDirectory.boolValue { throw KilnError.file(path: path, message: "is a directory, expected a file") }
         // Read straight into the array with POSIX calls: going through `Data` held the file
         // twice at once (tens of MB for a data set).
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw KilnError.file(path: path, message: "cannot read: \(String(cString: strerror(errno)))") }
+        let (fd, size) = try openForReading(path)
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw KilnError.file(path: path, message: "cannot read: \(String(cString: strerror(errno)))") }
-        let size = Int(info.st_size)
         var failure: String?
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             var done = 0
@@ -31,6 +22,25 @@ enum FileBytes {
         }
         if let failure { throw KilnError.file(path: path, message: "cannot read: \(failure)") }
         return bytes
+    }
+
+    /// An open descriptor of the regular file at `path` and its size; the caller closes it.
+    static func openForReading(_ path: String) throws -> (fd: Int32, size: Int) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw KilnError.file(path: path, message: "no such file")
+        }
+        if isDirectory.boolValue { throw KilnError.file(path: path, message: "is a directory, expected a file") }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw readError(path) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { close(fd); throw readError(path) }
+        return (fd, Int(info.st_size))
+    }
+
+    /// `cannot read: <the C library's reason>` for the last failed call.
+    static func readError(_ path: String) -> KilnError {
+        KilnError.file(path: path, message: "cannot read: \(String(cString: strerror(errno)))")
     }
 }
 
