@@ -105,15 +105,8 @@ struct SteadyStateAllocationTests {
     func trainingStepAllocatesNothing(model: String, threads: Int) throws {
         let graph = model == "mlp" ? try mlpGraph() : try lenetGraph()
         let counts = try stepAllocations(graph, threads: threads)
-        let check = {
-            #expect(counts.thread == 0, "\(model), \(threads) threads: \(counts.thread) allocations on the stepping thread in 10 steps")
-            #expect(counts.process == 0, "\(model), \(threads) threads: \(counts.process) allocations process-wide in 10 steps")
-        }
-        if threads > 1 {
-            withKnownIssue("handing a kernel's closure to the worker pool costs one small allocation per parallel kernel", check)
-        } else {
-            check()
-        }
+        #expect(counts.thread == 0, "\(model), \(threads) threads: \(counts.thread) allocations on the stepping thread in 10 steps")
+        #expect(counts.process == 0, "\(model), \(threads) threads: \(counts.process) allocations process-wide in 10 steps")
     }
 }
 

@@ -29,7 +29,9 @@ final class WorkerPool: @unchecked Sendable {
     private let wake = DispatchSemaphore(value: 0)
     // Job state: written by the caller before it publishes the job (release on `nextChunk`
     // and `generation`), read by workers after they claim a chunk (acquire).
-    private var body: ((Int) -> Void)?
+    /// The caller's closure as plain words (`ClosureWords`: storing an escapable copy cost a
+    /// heap allocation per job).
+    private var body = ClosureWords.none
     private var chunkCount = 0
     private var participants = 0
     /// Spins (atomic loads) before an idle worker goes to sleep: a few milliseconds, longer than
@@ -53,24 +55,22 @@ final class WorkerPool: @unchecked Sendable {
             for chunk in 0..<chunks { body(chunk) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            self.body = body
-            chunkCount = chunks
-            participants = Swift.min(threads, workerCount + 1)
-            finished.store(0, ordering: .relaxed)
-            nextChunk.store(0, ordering: .releasing)
-            generation.wrappingAdd(1, ordering: .sequentiallyConsistent)
-            let asleep = sleeping.load(ordering: .sequentiallyConsistent)
-            for _ in 0..<Swift.min(asleep, participants - 1) { wake.signal() }
-            runChunks()
-            while finished.load(ordering: .acquiring) < chunks {}
-            // Close the counter before the job state changes again: a late worker's claim
-            // must never pair an old counter value with the next job's chunk count. Then wait
-            // until no worker still holds the closure, which is only valid inside this call.
-            nextChunk.store(Self.closed, ordering: .sequentiallyConsistent)
-            while active.load(ordering: .sequentiallyConsistent) > 0 {}
-            self.body = nil
-        }
+        self.body = ClosureWords(body)
+        chunkCount = chunks
+        participants = Swift.min(threads, workerCount + 1)
+        finished.store(0, ordering: .relaxed)
+        nextChunk.store(0, ordering: .releasing)
+        generation.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        let asleep = sleeping.load(ordering: .sequentiallyConsistent)
+        for _ in 0..<Swift.min(asleep, participants - 1) { wake.signal() }
+        runChunks()
+        while finished.load(ordering: .acquiring) < chunks {}
+        // Close the counter before the job state changes again: a late worker's claim
+        // must never pair an old counter value with the next job's chunk count. Then wait
+        // until no worker still holds the closure, which is only valid inside this call.
+        nextChunk.store(Self.closed, ordering: .sequentiallyConsistent)
+        while active.load(ordering: .sequentiallyConsistent) > 0 {}
+        self.body = .none
         busy.store(false, ordering: .releasing)
     }
 
@@ -86,7 +86,8 @@ final class WorkerPool: @unchecked Sendable {
     @inline(never)
     private func claimAndRun() {
         var chunk = nextChunk.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue
-        guard chunk < chunkCount, let body else { return }
+        guard chunk < chunkCount else { return }
+        let body = self.body
         while chunk < chunkCount {
             body(chunk)
             finished.wrappingAdd(1, ordering: .releasing)
