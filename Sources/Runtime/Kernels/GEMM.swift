@@ -65,23 +65,45 @@ public enum GEMM {
     /// zero-padded edge panel of B. A workspace may serve several calls in sequence but not
     /// two concurrent calls.
     public final class Workspace {
-        let packedA: UnsafeMutablePointer<Float>
-        let packedB: UnsafeMutablePointer<Float>
-        let aCapacity: Int, bCapacity: Int
+        let buffers: PackingBuffers
+        var packedA: UnsafeMutablePointer<Float> { buffers.packedA }
+        var packedB: UnsafeMutablePointer<Float> { buffers.packedB }
+        var aCapacity: Int { buffers.aFloats }
+        var bCapacity: Int { buffers.bFloats }
 
         /// Buffers for `op(A)[m×k] · op(B)[k×n]` with the given transposes.
         public init(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) {
             let (a, b) = GEMM.workspaceFloats(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
-            aCapacity = a
-            bCapacity = b
-            packedA = GEMM.allocateFloats(a)
-            packedB = GEMM.allocateFloats(b)
+            buffers = PackingBuffers(aFloats: a, bFloats: b)
         }
 
-        deinit {
-            packedA.deallocate()
-            packedB.deallocate()
+        deinit { buffers.deallocate() }
+    }
+
+    /// Packed A and packed B in one allocation, each aligned to a cache line by hand.
+    ///
+    /// Why by hand: glibc serves an aligned request of a few MiB through `memalign`, which
+    /// fragments its heap when such buffers come and go per call (measured: a 1024³ product
+    /// without a workspace, called 24 times, raised peak RSS from 45 to 98 MB); a plain
+    /// `malloc` of the same size is reused.
+    struct PackingBuffers {
+        let base: UnsafeMutableRawPointer
+        let packedA: UnsafeMutablePointer<Float>, packedB: UnsafeMutablePointer<Float>
+        let aFloats: Int, bFloats: Int
+
+        init(aFloats: Int, bFloats: Int) {
+            self.aFloats = aFloats
+            self.bFloats = bFloats
+            let line = 64
+            let aBytes = (aFloats * MemoryLayout<Float>.stride + line - 1) / line * line
+            base = UnsafeMutableRawPointer.allocate(byteCount: aBytes + bFloats * MemoryLayout<Float>.stride + line,
+                                                    alignment: MemoryLayout<Float>.alignment)
+            let aligned = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: base) + line - 1) / line * line)!
+            packedA = aligned.bindMemory(to: Float.self, capacity: aFloats)
+            packedB = (aligned + aBytes).bindMemory(to: Float.self, capacity: bFloats)
         }
+
+        func deallocate() { base.deallocate() }
     }
 
     /// Floats of packed A and packed B a shape needs: all of op(A) and op(B), every depth
@@ -139,14 +161,11 @@ public enum GEMM {
                       c: c, ldc: ldc, accumulate: accumulate, threads: threads,
                       packedA: workspace.packedA, packedB: workspace.packedB)
         } else {
-            let packedA = allocateFloats(needed.a)
-            let packedB = allocateFloats(needed.b)
-            defer {
-                packedA.deallocate()
-                packedB.deallocate()
-            }
+            let buffers = PackingBuffers(aFloats: needed.a, bFloats: needed.b)
+            defer { buffers.deallocate() }
             runPacked(m: m, n: n, k: k, source: source, directB: path == .packed(directB: true),
-                      c: c, ldc: ldc, accumulate: accumulate, threads: threads, packedA: packedA, packedB: packedB)
+                      c: c, ldc: ldc, accumulate: accumulate, threads: threads,
+                      packedA: buffers.packedA, packedB: buffers.packedB)
         }
     }
 
