@@ -200,21 +200,30 @@ public enum GEMM {
         let panelsPerChunk = 8
         let aChunks = (mPanels + panelsPerChunk - 1) / panelsPerChunk
         let bChunks = (packedBPanels + panelsPerChunk - 1) / panelsPerChunk
+        // Panels outermost, depth blocks inside: each source row is read front to back in one
+        // go, which the hardware prefetcher follows (depth blocks outermost ran packing ~2×
+        // slower for 1024³).
         Parallel.forEach(chunks: aChunks + bChunks, threads: threads) { chunk in
-            for block in 0..<depth.count {
-                let pc = depth.start(block), kcCurrent = depth.size(block)
-                if chunk < aChunks {
-                    let base = packedA + pc * mPanels * mr
-                    for panel in chunk * panelsPerChunk..<min(mPanels, (chunk + 1) * panelsPerChunk) {
-                        source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent, into: base + panel * mr * kcCurrent)
+            if chunk < aChunks {
+                for panel in chunk * panelsPerChunk..<min(mPanels, (chunk + 1) * panelsPerChunk) {
+                    for block in 0..<depth.count {
+                        let pc = depth.start(block), kcCurrent = depth.size(block)
+                        source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent,
+                                     into: packedA + pc * mPanels * mr + panel * mr * kcCurrent)
                     }
-                } else if directB {
+                }
+            } else if directB {
+                for block in 0..<depth.count {
+                    let pc = depth.start(block), kcCurrent = depth.size(block)
                     source.packB(panel: nPanels - 1, n: n, jc: 0, pc: pc, kc: kcCurrent, into: packedB + pc * nr)
-                } else {
-                    let base = packedB + pc * nPanels * nr
-                    let first = (chunk - aChunks) * panelsPerChunk
-                    for panel in first..<min(nPanels, first + panelsPerChunk) {
-                        source.packB(panel: panel, n: n, jc: 0, pc: pc, kc: kcCurrent, into: base + panel * nr * kcCurrent)
+                }
+            } else {
+                let first = (chunk - aChunks) * panelsPerChunk
+                for panel in first..<min(nPanels, first + panelsPerChunk) {
+                    for block in 0..<depth.count {
+                        let pc = depth.start(block), kcCurrent = depth.size(block)
+                        source.packB(panel: panel, n: n, jc: 0, pc: pc, kc: kcCurrent,
+                                     into: packedB + pc * nPanels * nr + panel * nr * kcCurrent)
                     }
                 }
             }
