@@ -2,35 +2,42 @@
 ///
 /// The structure is Goto & van de Geijn, "Anatomy of high-performance matrix
 /// multiplication" (ACM TOMS 2008), as refined in BLIS (Van Zee & van de Geijn 2015):
-/// op(B) is packed one `kc × nc` block at a time into column panels of `nr`, op(A) one
-/// `m × kc` slice at a time into row panels of `mr`, and an `mr × nr` register-blocked
-/// micro-kernel multiplies a row panel by a column panel. The cache blocks keep a column
-/// panel of B in L1 and a `mc × kc` block of A in L2 while the micro-kernel streams them.
+/// op(B) is packed into column panels of `nr`, op(A) into row panels of `mr`, both cut
+/// along k into depth blocks of at most `kc`, and an `mr × nr` register-blocked micro-kernel
+/// multiplies a row panel by a column panel.
 ///
-/// Training runs many products with a small m (the batch), where packing B costs as much
-/// as the multiply itself, so two shortcuts skip it (see `Path`): when op(B) has contiguous
-/// columns the micro-kernel reads B in place, and when it has contiguous rows along k
-/// (A·Bᵀ, the forward pass of a dense layer) an inner-product kernel runs along k.
+/// Unlike BLIS, all depth blocks are packed up front in one parallel pass, and then each
+/// work item (a rectangle of C) runs every depth block itself: two fork-joins per call
+/// instead of two per depth block, and the item's rows of C stay in L2 across its depth
+/// blocks. Work is split over C only, so an element's sum order never depends on the
+/// thread count.
+///
+/// Training runs many products with a small m (the batch), where packing costs as much as
+/// the multiply itself, so shortcuts skip it (see `Path`): when op(B) has contiguous
+/// columns the micro-kernel reads B in place; when it has contiguous rows along k (A·Bᵀ,
+/// the forward pass of a dense layer) an inner-product kernel runs along k; and A with
+/// contiguous rows is read in place when B is packed.
 public enum GEMM {
     /// Rows of C per micro-kernel call: 8 rows × 2 vectors = 16 accumulators, half of the
     /// AVX-512 register file, leaving room for the two B vectors and the A broadcast.
     static let mr = 8
     /// Columns of C per micro-kernel call: two `SIMD16<Float>` vectors.
     static let nr = 32
-    /// Depth of one packed block. It fixes the order of every element's k-sum (blocks are
-    /// added in order), so it must never depend on the thread count.
+    /// Largest depth block; k is cut into near-equal blocks of at most this (`DepthBlocks`),
+    /// which fixes the order of every element's k-sum. A 256-deep column panel of B read in
+    /// place (32 KiB) still fits L1 (measured: 512 ran 10 % slower there, and no faster
+    /// with B packed).
     static let kc = 256
-    /// Rows of A per L2-resident block (a multiple of `mr`): 128 × 256 floats = 128 KiB.
+    /// Rows of C per L2-resident block within a work item (a multiple of `mr`): its A block
+    /// is 128 × 256 floats = 128 KiB (measured: 256 was no faster).
     static let mc = 128
-    /// Columns of B per packed block (a multiple of `nr`).
-    static let nc = 4096
     /// Below this many multiply-adds the wake-up of worker threads costs more than it saves
     /// (measured: waking a Dispatch worker costs tens of microseconds on a busy machine).
     static let parallelThreshold = 1 << 21
-    /// Multiply-adds per parallel work item, at least; work items are whole column panels.
+    /// Multiply-adds per parallel work item of the inner-product kernel, at least.
     static let chunkWork = 1 << 19
-    /// Up to this m, B with contiguous columns is read in place instead of packed (measured:
-    /// at m = 128 the strided panel no longer stays in L1 and packing wins again).
+    /// Up to this m, B with contiguous columns is read in place instead of packed (measured at
+    /// m = 128 with k = 784: in place 5–10 % faster, since packing B is bound by memory).
     static let directBMaxM = 128
     /// Up to this m, A·Bᵀ runs the inner-product kernel instead of packing Bᵀ (measured: at
     /// m = 64 packing already wins, even for k = 784).
@@ -61,9 +68,9 @@ public enum GEMM {
 
     /// Packing buffers for one GEMM shape, allocated once so repeated calls allocate nothing.
     ///
-    /// Sized for the path the shape takes: in-place paths need only the packed A and one
-    /// zero-padded edge panel of B. A workspace may serve several calls in sequence but not
-    /// two concurrent calls.
+    /// Sized for the path the shape takes: all depth blocks of packed op(A) and op(B), less
+    /// what is read in place (then only a zero-padded edge panel is packed). A workspace may
+    /// serve several calls in sequence but not two concurrent calls.
     public final class Workspace {
         let buffers: PackingBuffers
         var packedA: UnsafeMutablePointer<Float> { buffers.packedA }
@@ -106,6 +113,9 @@ public enum GEMM {
         func deallocate() { base.deallocate() }
     }
 
+    /// Whether full row panels of op(A) are read in place rather than packed.
+    static func aInPlace(transposeA: Bool, directB: Bool) -> Bool { !transposeA && !directB }
+
     /// Floats of packed A and packed B a shape needs: all of op(A) and op(B), every depth
     /// block, so the multiply never waits for packing between depth blocks.
     static func workspaceFloats(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> (a: Int, b: Int) {
@@ -113,7 +123,8 @@ public enum GEMM {
         case .dot:
             return (0, 0)
         case let .packed(directB):
-            let aFloats = (m + mr - 1) / mr * mr * k
+            let fullPanels = aInPlace(transposeA: transposeA, directB: directB) ? m / mr : 0
+            let aFloats = ((m + mr - 1) / mr - fullPanels) * mr * k
             let bPanels = directB ? (n % nr == 0 ? 0 : 1) : (n + nr - 1) / nr
             return (aFloats, bPanels * nr * k)
         }
@@ -197,6 +208,11 @@ public enum GEMM {
         let depth = DepthBlocks(k: k)
         // Packing is pure copying, so how it is split cannot change any result.
         let packedBPanels = directB ? (n % nr == 0 ? 0 : 1) : nPanels
+        // A with contiguous rows is read in place (full panels) when B is packed: its row panel
+        // then stays in L1 for a whole row of tiles (measured +2–4 %); with B in place, or A
+        // transposed, packing A measured faster.
+        let fullAInPlace = aInPlace(transposeA: source.transposeA, directB: directB) ? m / mr : 0
+        let packedAPanels = mPanels - fullAInPlace
         let panelsPerChunk = 8
         let aChunks = (mPanels + panelsPerChunk - 1) / panelsPerChunk
         let bChunks = (packedBPanels + panelsPerChunk - 1) / panelsPerChunk
@@ -205,11 +221,11 @@ public enum GEMM {
         // slower for 1024³).
         Parallel.forEach(chunks: aChunks + bChunks, threads: threads) { chunk in
             if chunk < aChunks {
-                for panel in chunk * panelsPerChunk..<min(mPanels, (chunk + 1) * panelsPerChunk) {
+                for panel in chunk * panelsPerChunk..<min(mPanels, (chunk + 1) * panelsPerChunk) where panel >= fullAInPlace {
                     for block in 0..<depth.count {
                         let pc = depth.start(block), kcCurrent = depth.size(block)
                         source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent,
-                                     into: packedA + pc * mPanels * mr + panel * mr * kcCurrent)
+                                     into: packedA + pc * packedAPanels * mr + (panel - fullAInPlace) * mr * kcCurrent)
                     }
                 }
             } else if directB {
@@ -242,7 +258,9 @@ public enum GEMM {
                         ? BPanels(direct: source.b + pc * source.ldb, ldb: source.ldb, packed: packedB + pc * nr,
                                   kc: kcCurrent, lastFull: n / nr)
                         : BPanels(direct: nil, ldb: 0, packed: packedB + pc * nPanels * nr, kc: kcCurrent, lastFull: nPanels)
-                    multiplyBlock(rows: rowRange, columns: columnRange, kc: kcCurrent, packedA: packedA + pc * mPanels * mr,
+                    let aPanels = APanels(direct: source.a + pc, rowStride: source.lda, packed: packedA + pc * packedAPanels * mr,
+                                          kc: kcCurrent, lastFull: fullAInPlace)
+                    multiplyBlock(rows: rowRange, columns: columnRange, kc: kcCurrent, aPanels: aPanels,
                                   panels: panels, c: c, ldc: ldc, addToC: accumulate || block > 0)
                 }
             }
@@ -264,15 +282,19 @@ public enum GEMM {
                 return
             }
             // The grid of at most 4 items per thread whose largest item, run in rounds of
-            // `threads`, finishes first; ties go to fewer items, then fewer row groups (each
-            // row group reads all of its columns' B again).
-            var best = (cost: Int.max, items: Int.max, rows: 1, columns: 1)
+            // `threads`, finishes first. Among equals: while row groups keep at least an L2
+            // block of rows, more items (a thread that a busy core slows down then takes fewer);
+            // below that, fewer items, so a column panel of B serves many rows. Last, fewer
+            // row groups (each reads all of its columns' B again).
+            var best = (cost: Int.max, preference: Int.max, rows: 1, columns: 1)
             for rows in 1...min(mPanels, 4 * threads) {
                 for columns in 1...min(nPanels, 4 * threads) where (rows * columns) % threads == 0 && rows * columns <= 4 * threads {
-                    let largest = ((mPanels + rows - 1) / rows) * ((nPanels + columns - 1) / columns)
+                    let rowPanels = (mPanels + rows - 1) / rows
+                    let largest = rowPanels * ((nPanels + columns - 1) / columns)
                     let cost = (rows * columns / threads) * largest
-                    if (cost, rows * columns, rows) < (best.cost, best.items, best.rows) {
-                        best = (cost, rows * columns, rows, columns)
+                    let preference = rowPanels >= GEMM.mc / GEMM.mr ? -rows * columns : rows * columns
+                    if (cost, preference, rows) < (best.cost, best.preference, best.rows) {
+                        best = (cost, preference, rows, columns)
                     }
                 }
             }
@@ -319,6 +341,18 @@ public enum GEMM {
         }
     }
 
+    /// Where the micro-kernel finds the row panels of one `m × kc` block of op(A): the first
+    /// `lastFull` panels in place (row r, depth p at `direct + r·rowStride + p`), the rest
+    /// packed from `packed` on (the ragged last one zero-padded).
+    struct APanels {
+        let direct: UnsafePointer<Float>
+        let rowStride: Int
+        let packed: UnsafePointer<Float>
+        let kc: Int
+        /// Panels with all `mr` rows.
+        let lastFull: Int
+    }
+
     /// Multiplies the panels covering `rows × columns` of C (columns relative to `c`).
     ///
     /// B read in place keeps the BLIS order: its column panel stays in L1 while the row
@@ -328,13 +362,24 @@ public enum GEMM {
     /// Edge tiles run the same micro-kernel on zero-padded panels and store only their valid
     /// part, so an element's arithmetic is the same whether or not it sits on an edge.
     static func multiplyBlock(rows: Range<Int>, columns: Range<Int>, kc: Int,
-                              packedA: UnsafePointer<Float>, panels: BPanels,
+                              aPanels: APanels, panels: BPanels,
                               c: UnsafeMutablePointer<Float>, ldc: Int, addToC: Bool) {
         @inline(__always)
         func tile(_ ir: Int, _ jr: Int) {
-            let aPanel = packedA + (ir / mr) * mr * kc
             let (bPanel, bStride) = panels.panel(jr)
             let height = min(mr, rows.upperBound - ir), width = min(nr, columns.upperBound - jr)
+            if ir / mr < aPanels.lastFull {
+                let aRow = aPanels.direct + ir * aPanels.rowStride
+                if width <= nr / 2 {
+                    MicroKernel.runHalfInPlace(kc, aRow, aPanels.rowStride, bPanel, bStride,
+                                               c + ir * ldc + jr, ldc, height, width, addToC)
+                } else {
+                    MicroKernel.runInPlace(kc, aRow, aPanels.rowStride, bPanel, bStride,
+                                           c + ir * ldc + jr, ldc, height, width, addToC)
+                }
+                return
+            }
+            let aPanel = aPanels.packed + (ir / mr - aPanels.lastFull) * mr * kc
             if width <= nr / 2 {
                 MicroKernel.runHalf(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
             } else {

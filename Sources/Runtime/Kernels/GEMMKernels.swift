@@ -50,6 +50,97 @@ extension GEMM {
             }
         }
 
+        /// `run` with A read in place: row r, depth p at `a + r·rowStride + p`.
+        /// Each element gets the same fused multiply-adds in the same order as in `run`.
+        @inline(never)
+        static func runInPlace(_ kc: Int, _ a: UnsafePointer<Float>, _ rowStride: Int,
+                               _ b: UnsafePointer<Float>, _ bStride: Int,
+                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool) {
+            typealias V = SIMD16<Float>
+            var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
+            var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
+            // One pointer walks along k; rows are byte offsets from it, so each broadcast is one
+            // load with a register offset (eight pointers made LLVM recompute addresses).
+            var pa = UnsafeRawPointer(a)
+            let s1 = rowStride * MemoryLayout<Float>.stride, s2 = 2 * s1, s3 = 3 * s1
+            let s4 = 4 * s1, s5 = 5 * s1, s6 = 6 * s1, s7 = 7 * s1
+            var pb = UnsafeRawPointer(b)
+            let step = bStride * MemoryLayout<Float>.stride
+            for _ in 0..<kc {
+                let b0 = pb.loadUnaligned(as: V.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
+                var x = V(repeating: pa.load(as: Float.self)); c00.addProduct(x, b0); c01.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: s1, as: Float.self)); c10.addProduct(x, b0); c11.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: s2, as: Float.self)); c20.addProduct(x, b0); c21.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: s3, as: Float.self)); c30.addProduct(x, b0); c31.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: s4, as: Float.self)); c40.addProduct(x, b0); c41.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: s5, as: Float.self)); c50.addProduct(x, b0); c51.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: s6, as: Float.self)); c60.addProduct(x, b0); c61.addProduct(x, b1)
+                x = V(repeating: pa.load(fromByteOffset: s7, as: Float.self)); c70.addProduct(x, b0); c71.addProduct(x, b1)
+                pa += MemoryLayout<Float>.stride
+                pb += step
+            }
+            if rows == mr && width == nr {
+                storeRow(c, c00, c01, addToC)
+                storeRow(c + ldc, c10, c11, addToC)
+                storeRow(c + 2 * ldc, c20, c21, addToC)
+                storeRow(c + 3 * ldc, c30, c31, addToC)
+                storeRow(c + 4 * ldc, c40, c41, addToC)
+                storeRow(c + 5 * ldc, c50, c51, addToC)
+                storeRow(c + 6 * ldc, c60, c61, addToC)
+                storeRow(c + 7 * ldc, c70, c71, addToC)
+            } else {
+                var tile = (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71)
+                withUnsafeBytes(of: &tile) { bytes in
+                    storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
+                }
+            }
+        }
+
+        /// `runHalf` with A read in place, as in `runInPlace`.
+        @inline(never)
+        static func runHalfInPlace(_ kc: Int, _ a: UnsafePointer<Float>, _ rowStride: Int,
+                                   _ b: UnsafePointer<Float>, _ bStride: Int,
+                                   _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool) {
+            typealias V = SIMD16<Float>
+            var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
+            // One pointer walks along k; rows are byte offsets from it, so each broadcast is one
+            // load with a register offset (eight pointers made LLVM recompute addresses).
+            var pa = UnsafeRawPointer(a)
+            let s1 = rowStride * MemoryLayout<Float>.stride, s2 = 2 * s1, s3 = 3 * s1
+            let s4 = 4 * s1, s5 = 5 * s1, s6 = 6 * s1, s7 = 7 * s1
+            var pb = UnsafeRawPointer(b)
+            let step = bStride * MemoryLayout<Float>.stride
+            for _ in 0..<kc {
+                let b0 = pb.loadUnaligned(as: V.self)
+                c0.addProduct(V(repeating: pa.load(as: Float.self)), b0)
+                c1.addProduct(V(repeating: pa.load(fromByteOffset: s1, as: Float.self)), b0)
+                c2.addProduct(V(repeating: pa.load(fromByteOffset: s2, as: Float.self)), b0)
+                c3.addProduct(V(repeating: pa.load(fromByteOffset: s3, as: Float.self)), b0)
+                c4.addProduct(V(repeating: pa.load(fromByteOffset: s4, as: Float.self)), b0)
+                c5.addProduct(V(repeating: pa.load(fromByteOffset: s5, as: Float.self)), b0)
+                c6.addProduct(V(repeating: pa.load(fromByteOffset: s6, as: Float.self)), b0)
+                c7.addProduct(V(repeating: pa.load(fromByteOffset: s7, as: Float.self)), b0)
+                pa += MemoryLayout<Float>.stride
+                pb += step
+            }
+            if rows == 8 && width == 16 {
+                storeVector(c, c0, addToC)
+                storeVector(c + ldc, c1, addToC)
+                storeVector(c + 2 * ldc, c2, addToC)
+                storeVector(c + 3 * ldc, c3, addToC)
+                storeVector(c + 4 * ldc, c4, addToC)
+                storeVector(c + 5 * ldc, c5, addToC)
+                storeVector(c + 6 * ldc, c6, addToC)
+                storeVector(c + 7 * ldc, c7, addToC)
+                return
+            }
+            var tile = (c0, V(), c1, V(), c2, V(), c3, V(), c4, V(), c5, V(), c6, V(), c7, V())
+            withUnsafeBytes(of: &tile) { bytes in
+                storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
+            }
+        }
+
         /// `run` for a ragged last panel of at most 16 columns: the first vector of each row
         /// only, so no work is spent on padding. Each element gets the same fused multiply-adds
         /// in the same order as in `run`, so its bits do not depend on which kernel ran it.
