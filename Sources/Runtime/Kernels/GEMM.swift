@@ -321,7 +321,7 @@ public enum GEMM {
             .bindMemory(to: Float.self, capacity: max(1, count))
     }
 
-    /// Where the micro-kernel finds the column panels of one `kc × nc` block of op(B).
+    /// Where the micro-kernel finds the column panels of one `kc × n` depth block of op(B).
     struct BPanels {
         /// op(B) in place (row p of the block at `direct + p·ldb`), or nil when packed.
         let direct: UnsafePointer<Float>?
