@@ -115,7 +115,8 @@ func sgemmThreadCountInvariant(variantIndex: Int) {
 /// Shapes above the parallel threshold, one per path, with ragged edges.
 private let parallelShapes: [(tA: Bool, tB: Bool, m: Int, n: Int, k: Int)] = [
     (false, true, 16, 301, 790),   // inner products
-    (false, true, 65, 200, 600),   // Bᵀ packed
+    (false, true, 65, 200, 600),   // swapped, Cᵀ = B·Aᵀ
+    (false, true, 130, 70, 300),   // Bᵀ packed
     (false, false, 33, 250, 400),  // B in place
     (true, false, 48, 785, 64),    // B in place, A transposed
     (true, false, 200, 785, 16),   // packed, A transposed
@@ -140,11 +141,12 @@ func sgemmPathChoice() {
     #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 200, k: 784) == .dot)
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 16, n: 784, k: 200) == .packed(directB: true))
     #expect(GEMM.path(transposeA: true, transposeB: false, m: 200, n: 784, k: 16) == .packed(directB: false))
-    // Small k keeps the packed kernel; a large m packs B.
-    #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 200, k: 20) == .packed(directB: false))
-    // The VAE at batch 128: B in place (its rows spread over L1), Bᵀ packed.
+    // Small k leaves inner products for Cᵀ = B·Aᵀ; a large m packs B.
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 200, k: 20) == .swapped)
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 129, n: 400, k: 784) == .packed(directB: false))
+    // The VAE at batch 128: B in place (its rows spread over L1); A·Bᵀ as Cᵀ = B·Aᵀ.
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 400, k: 784) == .packed(directB: true))
-    #expect(GEMM.path(transposeA: false, transposeB: true, m: 128, n: 400, k: 784) == .packed(directB: false))
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 128, n: 400, k: 784) == .swapped)
     // Rows 4 KiB apart would crowd B's column panel into a few L1 sets: packed.
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 1024, k: 784) == .packed(directB: false))
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 129, n: 400, k: 784) == .packed(directB: false))

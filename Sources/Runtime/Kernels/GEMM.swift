@@ -15,8 +15,9 @@
 /// Training runs many products with a small m (the batch), where packing costs as much as
 /// the multiply itself, so shortcuts skip it (see `Path`): when op(B) has contiguous
 /// columns the micro-kernel reads B in place; when it has contiguous rows along k (A·Bᵀ,
-/// the forward pass of a dense layer) an inner-product kernel runs along k; and A with
-/// contiguous rows is read in place when B is packed.
+/// the forward pass of a dense layer) and m is small, an inner-product kernel runs along k,
+/// or, for m up to 128, Cᵀ = B·Aᵀ runs instead, packing only Aᵀ; and A with contiguous rows
+/// is read in place when B is packed.
 public enum GEMM {
     /// Rows of C per micro-kernel call: 8 rows × 2 vectors = 16 accumulators, half of the
     /// AVX-512 register file, leaving room for the two B vectors and the A broadcast.
@@ -39,6 +40,11 @@ public enum GEMM {
     /// Up to this m, B with contiguous columns is read in place instead of packed (measured at
     /// m = 128 with k = 784: in place 5–10 % faster, since packing B is bound by memory).
     static let directBMaxM = 128
+    /// Up to this m, A·Bᵀ runs as Cᵀ = B·Aᵀ (`Path.swapped`), packing the smaller operand.
+    static let swapMaxM = 128
+    /// Largest depth block of the swapped path: its packed Aᵀ (at most 128 columns) stays in
+    /// L2 at any depth, so one block spares the passes over C.
+    static let swapKc = 1024
     /// Up to this m, A·Bᵀ runs the inner-product kernel instead of packing Bᵀ (measured: at
     /// m = 64 packing already wins, even for k = 784).
     static let dotMaxM = 32
@@ -59,10 +65,14 @@ public enum GEMM {
         case packed(directB: Bool)
         /// Inner products along k of rows of A with rows of B (A·Bᵀ with both contiguous in k).
         case dot
+        /// A·Bᵀ for a small m, run as Cᵀ = B·Aᵀ: B's contiguous rows are read in place and
+        /// only Aᵀ (m columns) is packed, instead of Bᵀ (n columns); tiles are stored transposed.
+        case swapped
     }
 
     static func path(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> Path {
         if !transposeA && transposeB && m <= dotMaxM && k >= dotMinK { return .dot }
+        if !transposeA && transposeB && m <= swapMaxM && n >= mr { return .swapped }
         return .packed(directB: !transposeB && m <= directBMaxM && spreadsOverL1(rowFloats: n))
     }
 
@@ -122,12 +132,19 @@ public enum GEMM {
         switch path(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k) {
         case .dot:
             return (0, 0)
+        case .swapped:
+            return packedFloats(transposeA: false, directB: false, m: n, n: m, k: k)
         case let .packed(directB):
-            let fullPanels = aInPlace(transposeA: transposeA, directB: directB) ? m / mr : 0
-            let aFloats = ((m + mr - 1) / mr - fullPanels) * mr * k
-            let bPanels = directB ? (n % nr == 0 ? 0 : 1) : (n + nr - 1) / nr
-            return (aFloats, bPanels * nr * k)
+            return packedFloats(transposeA: transposeA, directB: directB, m: m, n: n, k: k)
         }
+    }
+
+    /// Floats of packed A and packed B for the packed algorithm.
+    static func packedFloats(transposeA: Bool, directB: Bool, m: Int, n: Int, k: Int) -> (a: Int, b: Int) {
+        let fullPanels = aInPlace(transposeA: transposeA, directB: directB) ? m / mr : 0
+        let aFloats = ((m + mr - 1) / mr - fullPanels) * mr * k
+        let bPanels = directB ? (n % nr == 0 ? 0 : 1) : (n + nr - 1) / nr
+        return (aFloats, bPanels * nr * k)
     }
 
     /// C[m×n] = op(A)·op(B) (+ C when accumulate), row-major with leading dimensions; op
@@ -165,28 +182,42 @@ public enum GEMM {
             return
         }
         let needed = workspaceFloats(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
+        // Swapped, Cᵀ = B·Aᵀ: B (n × k, contiguous rows) plays op(A) and A plays op(B) transposed.
+        let swapped = path == .swapped
+        let problem = swapped
+            ? Problem(m: n, n: m, k: k, source: Operands(a: b, lda: ldb, transposeA: false, b: a, ldb: lda, transposeB: true),
+                      directB: false, transposeC: true, depth: DepthBlocks(k: k, maxDepth: swapKc))
+            : Problem(m: m, n: n, k: k, source: source, directB: path == .packed(directB: true), transposeC: false,
+                      depth: DepthBlocks(k: k, maxDepth: kc))
         if let workspace {
             precondition(workspace.aCapacity >= needed.a && workspace.bCapacity >= needed.b,
                          "sgemm: workspace too small for m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB)")
-            runPacked(m: m, n: n, k: k, source: source, directB: path == .packed(directB: true),
-                      c: c, ldc: ldc, accumulate: accumulate, threads: threads,
+            runPacked(problem, c: c, ldc: ldc, accumulate: accumulate, threads: threads,
                       packedA: workspace.packedA, packedB: workspace.packedB)
         } else {
             let buffers = PackingBuffers(aFloats: needed.a, bFloats: needed.b)
             defer { buffers.deallocate() }
-            runPacked(m: m, n: n, k: k, source: source, directB: path == .packed(directB: true),
-                      c: c, ldc: ldc, accumulate: accumulate, threads: threads,
+            runPacked(problem, c: c, ldc: ldc, accumulate: accumulate, threads: threads,
                       packedA: buffers.packedA, packedB: buffers.packedB)
         }
     }
 
-    /// The split of k into near-equal blocks of at most `kc`; a function of k alone, so it
-    /// fixes every element's summation order whatever the thread count.
+    /// One product for the packed algorithm: op(A)[m×k]·op(B)[k×n] from `source`, with B
+    /// read in place when `directB`, and C (or Cᵀ when `transposeC`) as the result.
+    struct Problem {
+        let m: Int, n: Int, k: Int
+        let source: Operands
+        let directB: Bool, transposeC: Bool
+        let depth: DepthBlocks
+    }
+
+    /// The split of k into near-equal blocks of at most `maxDepth`; a function of the shape
+    /// alone, so it fixes every element's summation order whatever the thread count.
     struct DepthBlocks {
         let count: Int, base: Int, extra: Int
 
-        init(k: Int) {
-            count = (k + GEMM.kc - 1) / GEMM.kc
+        init(k: Int, maxDepth: Int = GEMM.kc) {
+            count = (k + maxDepth - 1) / maxDepth
             base = k / count
             extra = k % count
         }
@@ -200,12 +231,13 @@ public enum GEMM {
     /// The packed algorithm: pack all of op(A) and op(B) (B only its ragged panel when read
     /// in place) in one parallel pass, then multiply blocks of C in parallel, each block
     /// running every depth block itself, so there are two fork-joins per call.
-    static func runPacked(m: Int, n: Int, k: Int, source: Operands, directB: Bool,
+    static func runPacked(_ problem: Problem,
                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int,
                           packedA: UnsafeMutablePointer<Float>, packedB: UnsafeMutablePointer<Float>) {
+        let m = problem.m, n = problem.n, source = problem.source, directB = problem.directB
+        let transposeC = problem.transposeC, depth = problem.depth
         let mPanels = (m + mr - 1) / mr
         let nPanels = (n + nr - 1) / nr
-        let depth = DepthBlocks(k: k)
         // Packing is pure copying, so how it is split cannot change any result.
         let packedBPanels = directB ? (n % nr == 0 ? 0 : 1) : nPanels
         // A with contiguous rows is read in place (full panels) when B is packed: its row panel
@@ -261,7 +293,7 @@ public enum GEMM {
                     let aPanels = APanels(direct: source.a + pc, rowStride: source.lda, packed: packedA + pc * packedAPanels * mr,
                                           kc: kcCurrent, lastFull: fullAInPlace)
                     multiplyBlock(rows: rowRange, columns: columnRange, kc: kcCurrent, aPanels: aPanels,
-                                  panels: panels, c: c, ldc: ldc, addToC: accumulate || block > 0)
+                                  panels: panels, c: c, ldc: ldc, addToC: accumulate || block > 0, transposeC: transposeC)
                 }
             }
         }
@@ -363,27 +395,28 @@ public enum GEMM {
     /// part, so an element's arithmetic is the same whether or not it sits on an edge.
     static func multiplyBlock(rows: Range<Int>, columns: Range<Int>, kc: Int,
                               aPanels: APanels, panels: BPanels,
-                              c: UnsafeMutablePointer<Float>, ldc: Int, addToC: Bool) {
+                              c: UnsafeMutablePointer<Float>, ldc: Int, addToC: Bool, transposeC: Bool) {
         @inline(__always)
         func tile(_ ir: Int, _ jr: Int) {
+            let cTile = transposeC ? c + jr * ldc + ir : c + ir * ldc + jr
             let (bPanel, bStride) = panels.panel(jr)
             let height = min(mr, rows.upperBound - ir), width = min(nr, columns.upperBound - jr)
             if ir / mr < aPanels.lastFull {
                 let aRow = aPanels.direct + ir * aPanels.rowStride
                 if width <= nr / 2 {
                     MicroKernel.runHalfInPlace(kc, aRow, aPanels.rowStride, bPanel, bStride,
-                                               c + ir * ldc + jr, ldc, height, width, addToC)
+                                               cTile, ldc, height, width, addToC, transposeC)
                 } else {
                     MicroKernel.runInPlace(kc, aRow, aPanels.rowStride, bPanel, bStride,
-                                           c + ir * ldc + jr, ldc, height, width, addToC)
+                                           cTile, ldc, height, width, addToC, transposeC)
                 }
                 return
             }
             let aPanel = aPanels.packed + (ir / mr - aPanels.lastFull) * mr * kc
             if width <= nr / 2 {
-                MicroKernel.runHalf(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
+                MicroKernel.runHalf(kc, aPanel, bPanel, bStride, cTile, ldc, height, width, addToC, transposeC)
             } else {
-                MicroKernel.run(kc, aPanel, bPanel, bStride, c + ir * ldc + jr, ldc, height, width, addToC)
+                MicroKernel.run(kc, aPanel, bPanel, bStride, cTile, ldc, height, width, addToC, transposeC)
             }
         }
         if panels.direct != nil {

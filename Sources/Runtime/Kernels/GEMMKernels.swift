@@ -12,7 +12,8 @@ extension GEMM {
         /// run the full loop (A is zero-padded, B's ragged panel is packed) and store less.
         @inline(never)
         static func run(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
-                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool) {
+                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool,
+                        _ transposeC: Bool) {
             typealias V = SIMD16<Float>
             var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
             var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
@@ -33,21 +34,8 @@ extension GEMM {
                 pa += 8
                 pb += step
             }
-            if rows == mr && width == nr {
-                storeRow(c, c00, c01, addToC)
-                storeRow(c + ldc, c10, c11, addToC)
-                storeRow(c + 2 * ldc, c20, c21, addToC)
-                storeRow(c + 3 * ldc, c30, c31, addToC)
-                storeRow(c + 4 * ldc, c40, c41, addToC)
-                storeRow(c + 5 * ldc, c50, c51, addToC)
-                storeRow(c + 6 * ldc, c60, c61, addToC)
-                storeRow(c + 7 * ldc, c70, c71, addToC)
-            } else {
-                var tile = (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71)
-                withUnsafeBytes(of: &tile) { bytes in
-                    storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
-                }
-            }
+            storeTile((c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71),
+                      c, ldc, rows, width, addToC, transposeC)
         }
 
         /// `run` with A read in place: row r, depth p at `a + r·rowStride + p`.
@@ -55,7 +43,8 @@ extension GEMM {
         @inline(never)
         static func runInPlace(_ kc: Int, _ a: UnsafePointer<Float>, _ rowStride: Int,
                                _ b: UnsafePointer<Float>, _ bStride: Int,
-                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool) {
+                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool,
+                        _ transposeC: Bool) {
             typealias V = SIMD16<Float>
             var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
             var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
@@ -80,28 +69,16 @@ extension GEMM {
                 pa += MemoryLayout<Float>.stride
                 pb += step
             }
-            if rows == mr && width == nr {
-                storeRow(c, c00, c01, addToC)
-                storeRow(c + ldc, c10, c11, addToC)
-                storeRow(c + 2 * ldc, c20, c21, addToC)
-                storeRow(c + 3 * ldc, c30, c31, addToC)
-                storeRow(c + 4 * ldc, c40, c41, addToC)
-                storeRow(c + 5 * ldc, c50, c51, addToC)
-                storeRow(c + 6 * ldc, c60, c61, addToC)
-                storeRow(c + 7 * ldc, c70, c71, addToC)
-            } else {
-                var tile = (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71)
-                withUnsafeBytes(of: &tile) { bytes in
-                    storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
-                }
-            }
+            storeTile((c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71),
+                      c, ldc, rows, width, addToC, transposeC)
         }
 
         /// `runHalf` with A read in place, as in `runInPlace`.
         @inline(never)
         static func runHalfInPlace(_ kc: Int, _ a: UnsafePointer<Float>, _ rowStride: Int,
                                    _ b: UnsafePointer<Float>, _ bStride: Int,
-                                   _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool) {
+                                   _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool,
+                        _ transposeC: Bool) {
             typealias V = SIMD16<Float>
             var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
             // One pointer walks along k; rows are byte offsets from it, so each broadcast is one
@@ -124,7 +101,7 @@ extension GEMM {
                 pa += MemoryLayout<Float>.stride
                 pb += step
             }
-            if rows == 8 && width == 16 {
+            if rows == 8 && width == 16 && !transposeC {
                 storeVector(c, c0, addToC)
                 storeVector(c + ldc, c1, addToC)
                 storeVector(c + 2 * ldc, c2, addToC)
@@ -135,10 +112,9 @@ extension GEMM {
                 storeVector(c + 7 * ldc, c7, addToC)
                 return
             }
-            var tile = (c0, V(), c1, V(), c2, V(), c3, V(), c4, V(), c5, V(), c6, V(), c7, V())
-            withUnsafeBytes(of: &tile) { bytes in
-                storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
-            }
+            let zero = V()
+            storeTile((c0, zero, c1, zero, c2, zero, c3, zero, c4, zero, c5, zero, c6, zero, c7, zero),
+                      c, ldc, rows, width, addToC, transposeC)
         }
 
         /// `run` for a ragged last panel of at most 16 columns: the first vector of each row
@@ -146,7 +122,8 @@ extension GEMM {
         /// in the same order as in `run`, so its bits do not depend on which kernel ran it.
         @inline(never)
         static func runHalf(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
-                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool) {
+                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool,
+                        _ transposeC: Bool) {
             typealias V = SIMD16<Float>
             var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V(), c6 = V(), c7 = V()
             var pa = a
@@ -165,7 +142,7 @@ extension GEMM {
                 pa += 8
                 pb += step
             }
-            if rows == 8 && width == 16 {
+            if rows == 8 && width == 16 && !transposeC {
                 storeVector(c, c0, addToC)
                 storeVector(c + ldc, c1, addToC)
                 storeVector(c + 2 * ldc, c2, addToC)
@@ -176,9 +153,72 @@ extension GEMM {
                 storeVector(c + 7 * ldc, c7, addToC)
                 return
             }
-            var tile = (c0, V(), c1, V(), c2, V(), c3, V(), c4, V(), c5, V(), c6, V(), c7, V())
+            let zero = V()
+            storeTile((c0, zero, c1, zero, c2, zero, c3, zero, c4, zero, c5, zero, c6, zero, c7, zero),
+                      c, ldc, rows, width, addToC, transposeC)
+        }
+
+        /// The 8 × 32 tile of accumulators, row r in elements 2r (columns 0–15) and 2r + 1.
+        typealias Tile = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>,
+                          SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>,
+                          SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
+
+        /// Writes (or adds) the valid `rows × width` corner of a tile at `c`, or, when
+        /// `transposeC`, its transpose (tile element (r, j) to `c[j·ldc + r]`).
+        @inline(__always)
+        static func storeTile(_ t: Tile, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int,
+                              _ addToC: Bool, _ transposeC: Bool) {
+            if transposeC {
+                storeTransposed(t, c, ldc, rows, width, addToC)
+            } else if rows == mr && width == nr {
+                storeRow(c, t.0, t.1, addToC)
+                storeRow(c + ldc, t.2, t.3, addToC)
+                storeRow(c + 2 * ldc, t.4, t.5, addToC)
+                storeRow(c + 3 * ldc, t.6, t.7, addToC)
+                storeRow(c + 4 * ldc, t.8, t.9, addToC)
+                storeRow(c + 5 * ldc, t.10, t.11, addToC)
+                storeRow(c + 6 * ldc, t.12, t.13, addToC)
+                storeRow(c + 7 * ldc, t.14, t.15, addToC)
+            } else {
+                var tile = t
+                withUnsafeBytes(of: &tile) { bytes in
+                    storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
+                }
+            }
+        }
+
+        /// Writes (or adds) the transpose of a tile's valid corner: column j of the tile becomes
+        /// `rows` floats at `c + j·ldc`. With all 8 rows valid, each half of the tile is
+        /// transposed in registers (`Transpose.round8`) into 8-float rows of C.
+        @inline(never)
+        static func storeTransposed(_ t: Tile, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int,
+                                    _ addToC: Bool) {
+            if rows == mr {
+                var low = (t.0, t.2, t.4, t.6, t.8, t.10, t.12, t.14)
+                var high = (t.1, t.3, t.5, t.7, t.9, t.11, t.13, t.15)
+                for _ in 0..<4 {
+                    Transpose.round8(&low)
+                    Transpose.round8(&high)
+                }
+                // Now column j of the tile is 8 floats at j·8 of (low, high), read in order.
+                var columns = (low, high)
+                withUnsafeBytes(of: &columns) { bytes in
+                    for j in 0..<width {
+                        let value = bytes.loadUnaligned(fromByteOffset: j * 8 * MemoryLayout<Float>.stride, as: SIMD8<Float>.self)
+                        let raw = UnsafeMutableRawPointer(c + j * ldc)
+                        raw.storeBytes(of: addToC ? raw.loadUnaligned(as: SIMD8<Float>.self) + value : value,
+                                       as: SIMD8<Float>.self)
+                    }
+                }
+                return
+            }
+            var tile = t
             withUnsafeBytes(of: &tile) { bytes in
-                storeEdge(bytes.baseAddress!.assumingMemoryBound(to: Float.self), c, ldc, rows, width, addToC)
+                let source = bytes.baseAddress!.assumingMemoryBound(to: Float.self)
+                for j in 0..<width {
+                    let row = c + j * ldc
+                    for r in 0..<rows { row[r] = addToC ? row[r] + source[r * nr + j] : source[r * nr + j] }
+                }
             }
         }
 
