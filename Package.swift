@@ -6,7 +6,7 @@ import PackageDescription
 /// (`haswell`) and on arm64; wider vectors are only a speed-up.
 let targetCPU = Context.environment["KILN_TARGET_CPU"] ?? "native"
 let fastFlags: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", targetCPU, "-Ounchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-target-cpu", targetCPU, "-Ounchecked", "-Xcc", "-fno-math-errno"], .when(configuration: .release)),
     .unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .debug)),
 ]
 let flags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]

@@ -36,6 +36,7 @@ public final class Executable {
     /// (an epilogue group runs as two closures; `-1` marks closures outside every group).
     private var kernelGroupIndex: [Int] = []
     private var groupSeconds: [Double] = []
+    private var closureSeconds: [Double] = []
     /// When set, `run()` times every kernel group (adds two clock reads per kernel).
     public var isProfiling = false
     private var updateCopies: [(from: UnsafeMutablePointer<Float>, to: UnsafeMutablePointer<Float>, count: Int)] = []
@@ -130,6 +131,7 @@ public final class Executable {
             kernelGroupIndex += Array(repeating: index, count: kernels.count - kernelGroupIndex.count)
         }
         groupSeconds = Array(repeating: 0, count: program.schedule.count)
+        closureSeconds = Array(repeating: 0, count: kernels.count)
         for update in graph.updates where pointers[update.value] != pointers[update.target] {
             let count = graph.nodes[update.value].type.shape.count
             updateCopies.append((floats(update.value), floats(update.target), count))
@@ -331,10 +333,12 @@ public final class Executable {
     private func runProfiled() {
         var t = timespec()
         func now() -> Double { clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + 1e-9 * Double(t.tv_nsec) }
-        for (kernel, group) in zip(kernels, kernelGroupIndex) {
+        for (index, (kernel, group)) in zip(kernels, kernelGroupIndex).enumerated() {
             let start = now()
             kernel()
-            if group >= 0 { groupSeconds[group] += now() - start }
+            let seconds = now() - start
+            closureSeconds[index] += seconds
+            if group >= 0 { groupSeconds[group] += seconds }
         }
     }
 
@@ -347,8 +351,13 @@ public final class Executable {
             let group = program.schedule[index]
             let ops = group.members.map { graph.nodes[$0].op.name }.joined(separator: " ")
             let shape = graph.nodes[group.root].type.shape.dims.map(String.init).joined(separator: "x")
-            lines.append(String(format: "  %5.1f%% %8.1f µs/step  kernel %d %@ [%@]: %@", 100 * groupSeconds[index] / max(total, 1e-12),
-                                1e6 * groupSeconds[index] / Double(counter.value), index, group.kind.rawValue, shape, ops))
+            // An epilogue runs as two closures: the root's kernel, then the fused elementwise part.
+            let parts = kernelGroupIndex.indices.filter { kernelGroupIndex[$0] == index }
+            let split = parts.count > 1
+                ? " (" + parts.map { String(format: "%.1f", 1e6 * closureSeconds[$0] / Double(counter.value)) }.joined(separator: " + ") + ")"
+                : ""
+            lines.append(String(format: "  %5.1f%% %8.1f µs/step%@  kernel %d %@ [%@]: %@", 100 * groupSeconds[index] / max(total, 1e-12),
+                                1e6 * groupSeconds[index] / Double(counter.value), split, index, group.kind.rawValue, shape, ops))
         }
         FileHandle.standardError.write((lines.joined(separator: "\n") + "\n").data(using: .utf8)!)
     }

@@ -36,7 +36,7 @@ final class FusedElementwise {
         var accumulator: UnsafeMutablePointer<Double>
     }
 
-    static let tile = 1024
+    static let tile = 256
 
     let inner: Int
     let rowCount: Int

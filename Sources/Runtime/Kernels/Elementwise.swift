@@ -13,7 +13,8 @@ public enum ElementwiseKernel {
         case .neg: FastMath.map(x, y, count) { -$0 }
         case .exp: Transcendental.exp(x, y, count)
         case .log: Transcendental.log(x, y, count)
-        case .sqrt: FastMath.map(x, y, count) { $0.squareRoot() }
+        // The standard library's SIMD squareRoot() runs lane by lane; a scalar loop becomes vsqrtps.
+        case .sqrt: for i in 0..<count { y[i] = x[i].squareRoot() }
         case .square: FastMath.map(x, y, count) { $0 * $0 }
         case .tanh: Transcendental.tanh(x, y, count)
         case .sigmoid: Transcendental.sigmoid(x, y, count)
@@ -31,7 +32,7 @@ public enum ElementwiseKernel {
         case 1: y.update(from: x, count: count)
         case 2: FastMath.map(x, y, count) { $0 * $0 }
         case 3: FastMath.map(x, y, count) { $0 * $0 * $0 }
-        case 0.5: FastMath.map(x, y, count) { $0.squareRoot() }
+        case 0.5: for i in 0..<count { y[i] = x[i].squareRoot() }
         case -1: FastMath.map(x, y, count) { V(repeating: 1) / $0 }
         default: for i in 0..<count { y[i] = Foundation.pow(x[i], exponent) }
         }
