@@ -165,6 +165,8 @@ func depthBlocksCoverK() {
         #expect(next == k, "k=\(k)")
         #expect(sizes.max()! <= GEMM.kc && sizes.max()! - sizes.min()! <= 1, "k=\(k) sizes \(sizes)")
         #expect(blocks.count == (k + GEMM.kc - 1) / GEMM.kc, "k=\(k): no more blocks than needed")
+        let deep = GEMM.DepthBlocks(k: k, maxDepth: GEMM.packedKc)
+        #expect(deep.count == (k + GEMM.packedKc - 1) / GEMM.packedKc && deep.size(0) <= GEMM.packedKc, "k=\(k) deep")
     }
 }
 
