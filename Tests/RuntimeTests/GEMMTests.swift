@@ -197,11 +197,14 @@ func workGridCoversTiles() {
 
 @Test("an element's bits do not depend on which micro-kernel computed it (16-column edge panels)")
 func narrowEdgeKernelMatchesFullKernel() {
-    // n = 48 ends in a 16-column panel (narrow kernel); n = 64 covers the same columns with
-    // full panels. Column j of C must be the same bits in both, for packed B and Bᵀ.
+    // n = 48 ends in a 16-column panel (narrow kernel); n = 56 covers the same columns with
+    // the full kernel. Column j of C must be the same bits in both, for B in place and Bᵀ
+    // packed (both widths take the same path, so the same depth blocks).
     for transposeB in [false, true] {
         let (m, k) = (20, 300)
-        let wide = Problem(transposeA: true, transposeB: transposeB, m: m, n: 64, k: k, accumulate: false)
+        #expect(GEMM.path(transposeA: true, transposeB: transposeB, m: m, n: 48, k: k)
+                == GEMM.path(transposeA: true, transposeB: transposeB, m: m, n: 56, k: k))
+        let wide = Problem(transposeA: true, transposeB: transposeB, m: m, n: 56, k: k, accumulate: false)
         let narrow = Problem(transposeA: true, transposeB: transposeB, m: m, n: 48, k: k, accumulate: false)
         let aValues = randomFloats(k * wide.lda, seed: 5)
         let bWide = randomFloats(wide.bRows * wide.ldb, seed: 6)
