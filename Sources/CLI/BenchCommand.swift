@@ -15,19 +15,22 @@ struct BenchSettings {
     var limitSteps: Int?
     var dataDirectory: String?
     var measurePeak: Bool
+    /// `gemm --shape MxNxK[:at|:bt|:atbt]`: another product than 1024³ (e.g. a layer's), transposes optional.
+    var gemmShape: (m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool) = (1024, 1024, 1024, false, false)
 }
 
 func benchCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir"],
+    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape"],
                              flags: ["--json", "--no-peak"], command: "bench")
     guard args.positionals.count == 1, benchWorkloads.contains(args.positionals[0]) else {
         throw KilnError.argument("bench: give one workload: \(benchWorkloads.joined(separator: ", "))")
     }
-    let settings = BenchSettings(
+    var settings = BenchSettings(
         workload: args.positionals[0], threads: try args.int("--threads", default: 2), seed: try args.seed(),
         epochs: args.options["--epochs"] == nil ? nil : try args.int("--epochs", default: 1),
         limitSteps: args.options["--limit-steps"] == nil ? nil : try args.int("--limit-steps", default: 1),
         dataDirectory: args.options["--data-dir"], measurePeak: !args.flags.contains("--no-peak"))
+    if let text = args.options["--shape"] { settings.gemmShape = try parseGEMMShape(text) }
 
     let record: BenchRecord
     switch settings.workload {
@@ -70,9 +73,24 @@ private func median(_ values: [Double]) -> Double {
 
 // MARK: - gemm
 
-/// C = A·B, 1024³ float32 with A, B ~ N(0, 1): 1 untimed call, 3 warm-up, 20 timed; value = best GFLOP/s.
+/// `MxNxK`, optionally `:at`, `:bt` or `:atbt` (A and/or B stored transposed).
+private func parseGEMMShape(_ text: String) throws -> (m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool) {
+    let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+    let sizes = parts[0].split(separator: "x").compactMap { Int($0) }
+    let flags = parts.count > 1 ? parts[1] : ""
+    guard sizes.count == 3, sizes.allSatisfy({ $0 > 0 }), ["", "at", "bt", "atbt"].contains(flags) else {
+        throw KilnError.argument("bench: --shape takes MxNxK with positive sizes, optionally :at, :bt or :atbt (got \"\(text)\")")
+    }
+    return (sizes[0], sizes[1], sizes[2], flags.hasPrefix("at"), flags.hasSuffix("bt"))
+}
+
+/// C = op(A)·op(B), 1024³ unless `--shape`, float32 with A, B ~ N(0, 1), packing buffers made once
+/// (as compiled programs do): 1 untimed call, 3 warm-up, 20 timed (more for small shapes);
+/// value = best GFLOP/s.
 private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
-    let n = 1024, warmUp = 3, repetitions = 20
+    let (m, n, k, transposeA, transposeB) = settings.gemmShape
+    let flops = 2 * Double(m) * Double(n) * Double(k)
+    let warmUp = 3, repetitions = max(20, min(2000, Int(2e10 / flops)))
     // Normal entries by Box–Muller on numpy's PCG64 (the values do not matter for the timing, only the scale).
     var generator = NumpyGenerator(seed: [settings.seed, 7])
     func normals(_ count: Int) -> [Float] {
@@ -82,14 +100,16 @@ private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
             return Float((-2 * Foundation.log(u1)).squareRoot() * cos(2 * Double.pi * u2))
         }
     }
-    let a = normals(n * n), b = normals(n * n)
-    var c = [Float](repeating: 0, count: n * n)
+    let a = normals(m * k), b = normals(k * n)
+    var c = [Float](repeating: 0, count: m * n)
+    let workspace = GEMM.Workspace(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
     func multiply() {
         a.withUnsafeBufferPointer { a in
             b.withUnsafeBufferPointer { b in
                 c.withUnsafeMutableBufferPointer { c in
-                    GEMM.sgemm(transposeA: false, transposeB: false, m: n, n: n, k: n, a: a.baseAddress!, lda: n,
-                               b: b.baseAddress!, ldb: n, c: c.baseAddress!, ldc: n, accumulate: false, threads: settings.threads)
+                    GEMM.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a.baseAddress!,
+                               lda: transposeA ? m : k, b: b.baseAddress!, ldb: transposeB ? k : n, c: c.baseAddress!, ldc: n,
+                               accumulate: false, threads: settings.threads, workspace: workspace)
                 }
             }
         }
@@ -104,13 +124,13 @@ private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
         multiply()
         times.append(monotonicSeconds() - start)
     }
-    let flops = 2 * pow(Double(n), 3)
     let best = times.min()!, middle = median(times)
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "gflops",
                        value: flops / best / 1e9, compileSeconds: nil, testAccuracy: nil,
                        extra: [("median_gflops", rounded(flops / middle / 1e9, 2)), ("best_ms", rounded(best * 1e3, 3)),
                                ("median_ms", rounded(middle * 1e3, 3)), ("reps", repetitions),
-                               ("first_call_ms", rounded(firstCall * 1e3, 3)), ("threads", settings.threads)])
+                               ("first_call_ms", rounded(firstCall * 1e3, 3)), ("threads", settings.threads),
+                               ("shape", "\(m)x\(n)x\(k)" + (transposeA ? " A transposed" : "") + (transposeB ? " B transposed" : ""))])
 }
 
 // MARK: - training
