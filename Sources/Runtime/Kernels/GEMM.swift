@@ -40,8 +40,10 @@ public enum GEMM {
     /// is 128 × 256 floats = 128 KiB (measured: 256 was no faster).
     static let mc = 128
     /// Below this many multiply-adds the wake-up of worker threads costs more than it saves
-    /// (measured: waking a Dispatch worker costs tens of microseconds on a busy machine).
-    static let parallelThreshold = 1 << 21
+    /// (measured on the spinning pool: a 128×20×400 product, 1.02 M, takes 42 µs on one thread
+    /// and 27 on two, while splitting the MLP's 16×200×200 ones, 0.64 M, made its epoch 7%
+    /// slower; a Dispatch worker took tens of microseconds to wake, hence the old 2²¹).
+    static let parallelThreshold = 1_000_000
     /// Multiply-adds per parallel work item of the inner-product kernel, at least.
     static let chunkWork = 1 << 19
     /// Up to this m, B with contiguous columns is read in place instead of packed (measured at
