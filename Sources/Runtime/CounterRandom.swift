@@ -31,22 +31,31 @@ public struct CounterRandom: Sendable {
     }
 
     /// Fills a buffer with uniform draws for element indices 0..<count (the fast runtime will call these).
-    public func fillUniform(_ buffer: UnsafeMutableBufferPointer<Float>, stream: Int, step: UInt64) {
-        var index = 0
-        while index < buffer.count {
+    ///
+    /// With `range` (starting at a multiple of 4), only those elements: a fill split into ranges
+    /// gives the same values as one fill, so it can run on several threads.
+    public func fillUniform(_ buffer: UnsafeMutableBufferPointer<Float>, stream: Int, step: UInt64, range: Range<Int>? = nil) {
+        let range = range ?? 0..<buffer.count
+        precondition(range.lowerBound % 4 == 0 && range.upperBound <= buffer.count, "fillUniform: bad range \(range)")
+        var index = range.lowerBound
+        while index < range.upperBound {
             let block = block(stream: stream, step: step, blockIndex: index / 4)
-            for word in 0..<min(4, buffer.count - index) { buffer[index + word] = Self.unit(Self.word(block, word)) }
+            for word in 0..<min(4, range.upperBound - index) { buffer[index + word] = Self.unit(Self.word(block, word)) }
             index += 4
         }
     }
 
     /// Fills a buffer with standard normal draws for element indices 0..<count.
-    public func fillNormal(_ buffer: UnsafeMutableBufferPointer<Float>, stream: Int, step: UInt64) {
-        var index = 0
-        while index < buffer.count {
+    ///
+    /// With `range` (starting at an even index), only those elements, as in `fillUniform`.
+    public func fillNormal(_ buffer: UnsafeMutableBufferPointer<Float>, stream: Int, step: UInt64, range: Range<Int>? = nil) {
+        let range = range ?? 0..<buffer.count
+        precondition(range.lowerBound % 2 == 0 && range.upperBound <= buffer.count, "fillNormal: bad range \(range)")
+        var index = range.lowerBound
+        while index < range.upperBound {
             let block = block(stream: stream, step: step, blockIndex: index / 2)
             buffer[index] = Self.boxMuller(block.0, block.1)
-            if index + 1 < buffer.count { buffer[index + 1] = Self.boxMuller(block.2, block.3) }
+            if index + 1 < range.upperBound { buffer[index + 1] = Self.boxMuller(block.2, block.3) }
             index += 2
         }
     }

@@ -411,10 +411,21 @@ public final class Executable {
             let random = CounterRandom(seed: seed)
             let counter = self.counter
             let buffer = UnsafeMutableBufferPointer(start: y, count: count)
-            if case .randomUniform = node.op {
-                kernels.append { random.fillUniform(buffer, stream: stream, step: counter.value) }
-            } else {
-                kernels.append { random.fillNormal(buffer, stream: stream, step: counter.value) }
+            let uniform: Bool
+            if case .randomUniform = node.op { uniform = true } else { uniform = false }
+            // A normal draw costs ~35 ns (Philox, log, cos), so even a few thousand are worth
+            // two threads; parts start at multiples of 4, and each element's value depends only
+            // on its index.
+            let parts = Swift.max(1, Swift.min(threads, count / 1024))
+            kernels.append {
+                Parallel.forEach(chunks: parts, threads: parts) { part in
+                    let range = (part * count / parts / 4 * 4)..<(part + 1 == parts ? count : (part + 1) * count / parts / 4 * 4)
+                    if uniform {
+                        random.fillUniform(buffer, stream: stream, step: counter.value, range: range)
+                    } else {
+                        random.fillNormal(buffer, stream: stream, step: counter.value, range: range)
+                    }
+                }
             }
 
         case let .unary(f):

@@ -57,6 +57,21 @@ struct CounterRandomTests {
         #expect(normal == (0..<count).map { random.normal(stream: 5, step: 9, index: $0) })
     }
 
+    @Test("a fill split into ranges gives the same values as one fill", arguments: [(4100, [0, 1024, 2052, 4100]), (13, [0, 4, 13])])
+    func rangedFills(count: Int, cuts: [Int]) {
+        let random = CounterRandom(seed: 99)
+        var whole = [Float](repeating: 0, count: count), pieces = [Float](repeating: -1, count: count)
+        var wholeUniform = whole, piecesUniform = pieces
+        whole.withUnsafeMutableBufferPointer { random.fillNormal($0, stream: 2, step: 3) }
+        wholeUniform.withUnsafeMutableBufferPointer { random.fillUniform($0, stream: 2, step: 3) }
+        for (start, end) in zip(cuts, cuts.dropFirst()) {
+            pieces.withUnsafeMutableBufferPointer { random.fillNormal($0, stream: 2, step: 3, range: start..<end) }
+            piecesUniform.withUnsafeMutableBufferPointer { random.fillUniform($0, stream: 2, step: 3, range: start..<end) }
+        }
+        #expect(pieces == whole)
+        #expect(piecesUniform == wholeUniform)
+    }
+
     @Test("uniform draws lie in [0, 1) with mean 0.5 and variance 1/12 over 100k draws")
     func uniformMoments() {
         var draws = [Float](repeating: 0, count: 100_000)
