@@ -37,6 +37,8 @@ public final class Executable {
     private var kernelGroupIndex: [Int] = []
     private var groupSeconds: [Double] = []
     private var closureSeconds: [Double] = []
+    /// Fused kernels recognised as a whole optimizer update and run by a specialised loop (`FusedAdam`).
+    public private(set) var specializedKernelCount = 0
     /// When set, `run()` times every kernel group (adds two clock reads per kernel).
     public var isProfiling = false
     private var updateCopies: [(from: UnsafeMutablePointer<Float>, to: UnsafeMutablePointer<Float>, count: Int)] = []
@@ -163,6 +165,7 @@ public final class Executable {
         case .elementwise:
             let fused = FusedElementwise(graph: graph, members: group.members, space: graph.nodes[group.root].type.shape,
                                          outputs: outputBuffers(group), pointer: floats, threads: threads)
+            if fused.adam != nil { specializedKernelCount += 1 }
             kernels.append { fused.run() }
         case .reduction:
             let root = group.root
@@ -187,6 +190,7 @@ public final class Executable {
             let fused = FusedElementwise(graph: graph, members: group.members.filter { $0 != root },
                                          space: graph.nodes[root].type.shape,
                                          outputs: outputBuffers(group).filter { $0.key != root }, pointer: floats, threads: threads)
+            if fused.adam != nil { specializedKernelCount += 1 }
             kernels.append { fused.run() }
         }
     }

@@ -48,6 +48,8 @@ final class FusedElementwise {
     let slotCount: Int
     let threads: Int
     var sink: Sink?
+    /// Set when the program is exactly an Adam update (`FusedAdam`): then it runs fused in registers.
+    let adam: FusedAdam?
     /// Parts a reduction's rows are split into (1 without a reduction).
     let sinkParts: Int
     /// Per thread: slotCount scratch rows of `tile` floats.
@@ -116,6 +118,7 @@ final class FusedElementwise {
         operandStrides = Array(rows.innerStrides[0..<bases.count])
         outputOffsets = rows.offsets[bases.count]
         instructions = program
+        adam = reduction == nil ? FusedAdam(program, strides: rows.innerStrides) : nil
         slotCount = program.count
         self.threads = threads
         scratchPerThread = Swift.max(1, slotCount) * Self.tile
@@ -202,6 +205,13 @@ final class FusedElementwise {
                         let length = Swift.min(Self.tile, columns.upperBound - j)
                         for k in operandBases.indices {
                             operands[k] = operandBases[k] + operandOffsets[k][r] + j * operandStrides[k]
+                        }
+                        if let adam {
+                            let at = outputOffsets[r] + j
+                            adam.run(operands, mOut: instructions[2].output! + at, vOut: instructions[6].output! + at,
+                                     pOut: instructions[12].output! + at, scratch: scratch, length)
+                            j += length
+                            continue
                         }
                         for (index, instruction) in instructions.enumerated() {
                             let destination = instruction.output.map { $0 + outputOffsets[r] + j } ?? (scratch + index * Self.tile)

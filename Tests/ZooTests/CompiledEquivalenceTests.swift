@@ -1,7 +1,7 @@
 import Testing
 import KilnGraph
 import KilnPasses
-import KilnRuntime
+@testable import KilnRuntime
 @testable import KilnZoo
 
 /// The compiled pipeline (simplification, fusion, memory planning) must not change what a
@@ -120,5 +120,42 @@ struct CompiledEquivalenceTests {
         let training = try Executable(graph: try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd()),
                                       store: ParameterStore(seed: 4), threads: 1)
         #expect(!training.program.schedule.contains { $0.kind == .pooled })
+    }
+
+    /// The Adam updates run by `FusedAdam` (one pass in registers) must give exactly the bits of
+    /// the generic fused evaluator, and must actually be chosen for the VAE's weights.
+    @Test("the specialised Adam kernel equals the generic evaluator bit for bit")
+    func specialisedAdam() throws {
+        let model = try Zoo.generative("vae")
+        let batch = 8
+        let graph = try GenerativeTrainer.vaeTrainingGraph(model: model, batch: batch, optimizer: .adam(), noiseInput: true)
+        var state: UInt64 = 11
+        func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24)
+        }
+        let pixels = (0..<(batch * 784)).map { _ in next() }
+        let noise = (0..<(batch * model.latentSize)).map { _ in next() - 0.5 }
+        func train(specialised: Bool) throws -> (ParameterStore, Int) {
+            FusedAdam.isEnabled = specialised
+            defer { FusedAdam.isEnabled = true }
+            let store = ParameterStore(seed: 3)
+            let executable = try Executable(graph: graph, store: store, threads: 2, seed: 5)
+            for _ in 0..<3 {
+                try executable.setInput("x", pixels)
+                try executable.setInput("noise", noise)
+                try executable.setInput("lr", [0.01])
+                executable.run()
+            }
+            return (store, executable.specializedKernelCount)
+        }
+        let (generic, none) = try train(specialised: false)
+        let (fused, count) = try train(specialised: true)
+        #expect(none == 0)
+        #expect(count >= 2, "\(count) kernels specialised")
+        for name in generic.names {
+            let a = generic[name]!.values, b = fused[name]!.values
+            #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "\(name) differs")
+        }
     }
 }
