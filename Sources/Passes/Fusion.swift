@@ -68,7 +68,9 @@ public struct Fusion: Pass {
         /// Moves elementwise kernel `other` into `g` when both share one iteration space and no
         /// path between them runs through a third kernel (which would become a cycle).
         func mergeIfLegal(_ other: Int, into g: Int) {
-            guard other >= 0, other != g, groups[other].kind == .elementwise, !groups[other].closed, !groups[g].closed,
+            guard other >= 0, other != g, groups[other].kind == .elementwise, !groups[other].closed,
+                  !groups[g].closed || (groups[g].kind == .reduction
+                      && !groups[other].members.contains { nodes[$0].inputs.contains(groups[g].root) }),
                   !groups[other].members.isEmpty, groups[other].space == groups[g].space else { return }
             for k in kernelInputs[g] where k != other && dependsOn(k, other) { return }
             for k in kernelInputs[other] where k != g && dependsOn(k, g) { return }
@@ -170,8 +172,12 @@ public struct Fusion: Pass {
                 var joined = false
                 for input in node.inputs {
                     let g = groupOf[input]
-                    guard g >= 0, !groups[g].closed, groups[g].space == node.type.shape,
-                          groups[g].kind == .elementwise || groups[g].kind == .epilogue, canJoin(id, g),
+                    // A reduction kernel also takes elementwise nodes over its input's space that
+                    // do not read the reduced value (a loss's gradient next to the loss): they are
+                    // computed in the same pass, from values still in registers.
+                    let joinsReduction = g >= 0 && groups[g].kind == .reduction && !node.inputs.contains(groups[g].root)
+                    guard g >= 0, !groups[g].closed || joinsReduction, groups[g].space == node.type.shape,
+                          groups[g].kind == .elementwise || groups[g].kind == .epilogue || joinsReduction, canJoin(id, g),
                           !betterInConsumers(id, g) else { continue }
                     groupOf[id] = g
                     groups[g].members.append(id)

@@ -65,6 +65,36 @@ struct FusionTests {
         #expect(describe(kernels, graph) == "reduction %2: mul%1 reduce_sum%2 -> %2")
     }
 
+    @Test("elementwise nodes over a reduction's input join it unless they read the reduced value")
+    func reductionSideOutputs() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 8])
+        let magnitude = abs(x)
+        let loss = softplus(magnitude).sum()
+        let gradient = sigmoid(magnitude) * 0.25             // does not read the sum: joins its kernel
+        let scaled = magnitude * loss.broadcast(to: [4, 8])  // reads the sum: another kernel
+        g.output("loss", loss)
+        g.output("gradient", gradient)
+        g.output("scaled", scaled)
+        let graph = try g.build()
+        let lines = describe(Fusion.groups(for: graph), graph).split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines[0].hasPrefix("reduction %3: abs%1 softplus%2 reduce_sum%3 sigmoid%4"), "\(lines)")
+        #expect(lines[1].contains("mul") && !lines[1].contains("sigmoid"), "\(lines)")
+        // And the fused kernel computes what the interpreter does.
+        let store = ParameterStore(seed: 1)
+        let executable = try Executable(graph: graph, store: store, threads: 2)
+        let values = (0..<32).map { Float($0) / 8 - 2 }
+        try executable.setInput("x", values)
+        executable.run()
+        let reference = try Interpreter(graph: graph).outputs(inputs: ["x": HostTensor(graph[graph.inputIDs[0]].type, values.map(Double.init))],
+                                                              parameters: [:], state: [:], seed: 0, step: 0)
+        for name in ["loss", "gradient", "scaled"] {
+            let mine = try executable.output(name), theirs = reference[name]!.scalars
+            #expect(zip(mine, theirs).allSatisfy { abs(Double($0) - $1) <= 1e-5 * max(1, abs($1)) }, "\(name)")
+        }
+    }
+
     @Test("a node does not join a kernel when an outside path would come back into it")
     func noCycles() throws {
         let g = GraphBuilder()
