@@ -157,14 +157,7 @@ enum DirectConv2D {
             let padded = parts + chunk * partStride
             let scratch = padded + p.sourceChannels * paddedPlane
             for image in chunk * p.n / chunks..<(chunk + 1) * p.n / chunks {
-                let src = source + image * sourceImage
-                for ci in 0..<p.sourceChannels {
-                    for row in 0..<p.sourceHeight {
-                        Conv2DKernel.copyFloats(
-                            padded + ci * paddedPlane + (p.top + row) * paddedWidth + p.left,
-                            src + (ci * p.sourceHeight + row) * p.sourceWidth, p.sourceWidth)
-                    }
-                }
+                copyIntoBorder(p, source + image * sourceImage, padded, paddedPlane: paddedPlane, paddedWidth: paddedWidth)
                 let dst = out + image * p.outChannels * outPlane
                 for group in 0..<groups {
                     let w = packed + group * taps * tile.channels
@@ -198,6 +191,19 @@ enum DirectConv2D {
     /// Whether vectors should run over 16 output channels rather than 16 output columns:
     /// when fewer lanes would be idle. LeNet-5's conv2 (16 channels, 10 columns) fills all
     /// lanes this way instead of 10 of 16.
+    /// Copies one source image into the interior of its zero-bordered buffer (the border is
+    /// never written, so it stays zero from call to call).
+    @inline(__always)
+    static func copyIntoBorder(_ p: Problem, _ src: UnsafePointer<Float>, _ padded: UnsafeMutablePointer<Float>,
+                               paddedPlane: Int, paddedWidth: Int) {
+        for ci in 0..<p.sourceChannels {
+            for row in 0..<p.sourceHeight {
+                Conv2DKernel.copyFloats(padded + ci * paddedPlane + (p.top + row) * paddedWidth + p.left,
+                                        src + (ci * p.sourceHeight + row) * p.sourceWidth, p.sourceWidth)
+            }
+        }
+    }
+
     static func prefersChannelVectors(outChannels: Int, outWidth: Int) -> Bool {
         let channelSlots = (outChannels + lanes - 1) / lanes * lanes
         let columnSlots = (outWidth + lanes - 1) / lanes * lanes
@@ -246,14 +252,7 @@ enum DirectConv2D {
             let padded = parts + chunk * partStride
             let scratch = padded + p.sourceChannels * paddedPlane
             for image in chunk * p.n / chunks..<(chunk + 1) * p.n / chunks {
-                let src = source + image * sourceImage
-                for ci in 0..<p.sourceChannels {
-                    for row in 0..<p.sourceHeight {
-                        Conv2DKernel.copyFloats(
-                            padded + ci * paddedPlane + (p.top + row) * paddedWidth + p.left,
-                            src + (ci * p.sourceHeight + row) * p.sourceWidth, p.sourceWidth)
-                    }
-                }
+                copyIntoBorder(p, source + image * sourceImage, padded, paddedPlane: paddedPlane, paddedWidth: paddedWidth)
                 let dst = out + image * p.outChannels * outPlane
                 for group in 0..<groups {
                     let w = packed + group * taps * lanes
