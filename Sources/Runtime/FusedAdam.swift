@@ -63,12 +63,12 @@ struct FusedAdam {
         // library's SIMD squareRoot goes lane by lane).
         var i = 0
         while i + 16 <= n {
-            let gi = Self.load(g, i), mi = Self.load(m, i)
+            let gi = Lanes.load(g, i), mi = Lanes.load(m, i)
             let newM = mi + V(repeating: c1) * (gi - mi)
-            let newV = V(repeating: beta2) * Self.load(v, i) + V(repeating: c2) * (gi * gi)
-            Self.store(newM, mOut, i)
-            Self.store(newV, vOut, i)
-            Self.store(newV, scratch, i)
+            let newV = V(repeating: beta2) * Lanes.load(v, i) + V(repeating: c2) * (gi * gi)
+            Lanes.store(newM, mOut, i)
+            Lanes.store(newV, vOut, i)
+            Lanes.store(newV, scratch, i)
             i += 16
         }
         while i < n {
@@ -82,24 +82,14 @@ struct FusedAdam {
         for k in 0..<n { scratch[k] = scratch[k].squareRoot() }
         i = 0
         while i + 16 <= n {
-            let denominator = Self.load(scratch, i) / V(repeating: s) + V(repeating: epsilon)
-            let step = (V(repeating: alpha) * Self.load(mOut, i)) / denominator
-            Self.store(Self.load(p, i) - step, pOut, i)
+            let denominator = Lanes.load(scratch, i) / V(repeating: s) + V(repeating: epsilon)
+            let step = (V(repeating: alpha) * Lanes.load(mOut, i)) / denominator
+            Lanes.store(Lanes.load(p, i) - step, pOut, i)
             i += 16
         }
         while i < n {
             pOut[i] = p[i] - (alpha * mOut[i]) / (scratch[i] / s + epsilon)
             i += 1
         }
-    }
-
-    @inline(__always)
-    static func load(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD16<Float> {
-        UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
-    }
-
-    @inline(__always)
-    static func store(_ value: SIMD16<Float>, _ y: UnsafeMutablePointer<Float>, _ i: Int) {
-        UnsafeMutableRawPointer(y + i).storeBytes(of: value, as: SIMD16<Float>.self)
     }
 }

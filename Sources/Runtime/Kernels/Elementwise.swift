@@ -98,44 +98,39 @@ public enum ElementwiseKernel {
     }
 }
 
-/// One loop per transcendental function, written out without closures. Passed as a closure,
-/// the optimiser outlined the function (and merged the five loops into one taking it as a
-/// pointer); a `SIMD16` crossing a call travels as four 128-bit registers and every masked
-/// select inside was split the same way: 4× slower. `FastMath` is `@_transparent` so its code
-/// lands in these loops.
+/// The transcendental loops: one loop specialised per function through a protocol, never a
+/// closure. Passed as a closure, the optimiser outlined the function (and merged the loops into
+/// one taking it as a pointer); a `SIMD16` crossing a call travels as four 128-bit registers and
+/// every masked select inside was split the same way: 4× slower. `FastMath` is `@_transparent`
+/// so its code lands in each specialised loop.
 enum Transcendental {
     typealias V = SIMD16<Float>
 
+    static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) { map(Exp.self, x, y, count) }
+    static func log(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) { map(Log.self, x, y, count) }
+    static func tanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) { map(Tanh.self, x, y, count) }
+    static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) { map(Sigmoid.self, x, y, count) }
+    static func softplus(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) { map(Softplus.self, x, y, count) }
+
+    /// A lane-wise function of 16 floats.
+    protocol Function { static func apply(_ x: V) -> V }
+    enum Exp: Function { @inline(__always) static func apply(_ x: V) -> V { FastMath.exp(x) } }
+    enum Log: Function { @inline(__always) static func apply(_ x: V) -> V { FastMath.log(x) } }
+    enum Tanh: Function { @inline(__always) static func apply(_ x: V) -> V { FastMath.tanh(x) } }
+    enum Sigmoid: Function { @inline(__always) static func apply(_ x: V) -> V { FastMath.sigmoid(x) } }
+    enum Softplus: Function { @inline(__always) static func apply(_ x: V) -> V { FastMath.softplus(x) } }
+
     @inline(never)
-    static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+    static func map<F: Function>(_ f: F.Type, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
         var i = 0
-        while i + 16 <= count { store(FastMath.exp(load(x, i)), y, i); i += 16 }
-        if i < count { storeTail(FastMath.exp(loadTail(x, i, count)), y, i, count) }
+        while i + 16 <= count { Lanes.store(F.apply(Lanes.load(x, i)), y, i); i += 16 }
+        if i < count { Lanes.storeTail(F.apply(Lanes.loadTail(x, i, count)), y, i, count) }
     }
-    @inline(never)
-    static func log(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        var i = 0
-        while i + 16 <= count { store(FastMath.log(load(x, i)), y, i); i += 16 }
-        if i < count { storeTail(FastMath.log(loadTail(x, i, count)), y, i, count) }
-    }
-    @inline(never)
-    static func tanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        var i = 0
-        while i + 16 <= count { store(FastMath.tanh(load(x, i)), y, i); i += 16 }
-        if i < count { storeTail(FastMath.tanh(loadTail(x, i, count)), y, i, count) }
-    }
-    @inline(never)
-    static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        var i = 0
-        while i + 16 <= count { store(FastMath.sigmoid(load(x, i)), y, i); i += 16 }
-        if i < count { storeTail(FastMath.sigmoid(loadTail(x, i, count)), y, i, count) }
-    }
-    @inline(never)
-    static func softplus(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        var i = 0
-        while i + 16 <= count { store(FastMath.softplus(load(x, i)), y, i); i += 16 }
-        if i < count { storeTail(FastMath.softplus(loadTail(x, i, count)), y, i, count) }
-    }
+}
+
+/// Loads and stores of 16 floats at `pointer + i`, unaligned, and of a ragged tail.
+enum Lanes {
+    typealias V = SIMD16<Float>
 
     @inline(__always)
     static func load(_ x: UnsafePointer<Float>, _ i: Int) -> V {
