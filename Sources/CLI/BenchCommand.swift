@@ -247,7 +247,7 @@ private func benchInference(_ settings: BenchSettings) throws -> BenchRecord {
     func runBatch(_ range: Range<Int>) throws {
         let program = try trainer.evaluationProgram(batch: range.count)
         test.fillBatch(indices: indices[range], into: try program.inputPointer("x").assumingMemoryBound(to: Float.self), labels: nil)
-        program.run()
+        try program.run()
     }
     func fullPass() throws {
         for start in stride(from: 0, to: test.count, by: batch) { try runBatch(start..<min(test.count, start + batch)) }

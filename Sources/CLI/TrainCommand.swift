@@ -65,7 +65,7 @@ func trainCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",
                                               "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule"],
-                             flags: ["--json", "--no-fuse", "--no-plan"], command: "train")
+                             flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
     let data = try loadTrainingData(args)
@@ -115,8 +115,11 @@ func trainCommand(_ words: [String]) throws {
     }
     if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
+    trainer.checkNumerics = args.flags.contains("--check-numerics")
     var options = FitOptions(epochs: epochs, batchSize: batch, learningRate: learningRate, patience: patience,
                              augmentation: augmentation, seed: seed, firstEpoch: firstEpoch)
+    options.disabledPasses = trainer.disabledPasses
+    options.checkNumerics = trainer.checkNumerics
     options.schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
     // Fashion-MNIST follows the peers' order (numpy `default_rng([seed, epoch]).permutation`) so runs compare.
     if data.name == "fashion-mnist" { options.order = { numpyEpochOrder(count: $0, seed: $1, epoch: $2) } }

@@ -6,7 +6,7 @@ import Kiln
 func trainGenerativeCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--unlabelled", "--labeller", "--epochs", "--batch", "--lr",
                                               "--schedule", "--seed", "--threads", "--limit", "--plot", "--grid", "-o"],
-                             flags: ["--json"], command: "train")
+                             flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
     let epochs = try args.int("--epochs", default: 10)
@@ -26,6 +26,9 @@ func trainGenerativeCommand(_ words: [String]) throws {
         throw KilnError.argument("\(modelName) is conditional: it needs labelled images (--train with labels or --dataset)")
     }
     let trainer = GenerativeTrainer(model: model, seed: seed, threads: threads)
+    if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
+    if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
+    trainer.checkNumerics = args.flags.contains("--check-numerics")
     let baseRate = try args.double("--lr", default: trainer.defaultLearningRate)
     let schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
     let stepsPerEpoch = (train.count + batch - 1) / batch

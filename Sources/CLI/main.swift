@@ -10,7 +10,7 @@ commands:
   train MODEL (--dataset fashion-mnist|glyphs | --train FILE.csv) [--epochs N] [--batch B] [--lr X]
               [--optimizer sgd|adam|adagrad] [--momentum M] [--val-split F | --folds K] [--patience N]
               [--augment shift,rotate,scale,noise,flip,crop] [--image-size HxW] [--resume FILE]
-              [--seed S] [--threads T] [--limit N] [--schedule S] [--plot FILE.svg] [--no-fuse] [--no-plan] [-o MODEL.safetensors] [--json]
+              [--seed S] [--threads T] [--limit N] [--schedule S] [--plot FILE.svg] [--no-fuse] [--no-plan] [--check-numerics] [-o MODEL.safetensors] [--json]
   train vae|cvae|conv-vae|conv-cvae|gan|cgan (--dataset NAME | --train FILE.csv [--unlabelled FILE.csv [--labeller MODEL]])
               -o MODEL.safetensors [--epochs N] [--batch B] [--lr X] [--schedule S] [--plot FILE.svg] [--grid FILE.png]
   predict MODEL.safetensors --test FILE.csv -o predictions.csv

@@ -74,16 +74,19 @@ public struct Graph: Hashable, Sendable, CustomStringConvertible {
         return users
     }
 
+    /// The text line of one node: `%3 = matmul(%0, %1) : f32[64, 10]`.
+    public func line(_ id: ValueID) -> String {
+        let node = nodes[id]
+        let args = node.inputs.map { "%\($0)" }.joined(separator: ", ")
+        let attributes = node.op.attributeText
+        return "%\(id) = \(node.op.name)(\(args))\(attributes.isEmpty ? "" : " {\(attributes)}") : \(node.type)"
+    }
+
     /// The stable text form: one line per node, then outputs and updates.
     ///
     ///     %3 = matmul(%0, %1) : f32[64, 10]
     public var description: String {
-        var lines: [String] = []
-        for (id, node) in nodes.enumerated() {
-            let args = node.inputs.map { "%\($0)" }.joined(separator: ", ")
-            let attributes = node.op.attributeText
-            lines.append("%\(id) = \(node.op.name)(\(args))\(attributes.isEmpty ? "" : " {\(attributes)}") : \(node.type)")
-        }
+        var lines = nodes.indices.map(line)
         for output in outputs { lines.append("output \"\(output.name)\" = %\(output.value)") }
         for update in updates { lines.append("update %\(update.target) <- %\(update.value)") }
         return lines.joined(separator: "\n")

@@ -1,8 +1,9 @@
 import KilnGraph
 
 /// The life of one arena buffer over the schedule: written at step `start`, last read at step
-/// `end` (inclusive). Step k is the k-th kernel; graph inputs are written before step 0, and
-/// values read after the step (outputs, updates) live until step `kernelCount`.
+/// `end` (inclusive). Step k is the k-th kernel; graph inputs are written before step 0 and live
+/// through the whole step (the caller may set them once and run many steps), and values read
+/// after the step (outputs, updates) live until step `kernelCount`.
 public struct BufferInterval: Hashable, Sendable, CustomStringConvertible {
     /// The value that owns the buffer (views and in-place results share it).
     public var value: ValueID
@@ -52,7 +53,9 @@ public enum BufferLiveness {
             start[o] = start[o] == -1 ? step : min(start[o], step)
             last[o] = max(last[o], step)
         }
-        for id in graph.inputIDs { touch(id, at: 0) }
+        // Inputs are the caller's: set once, read by every later step, so no kernel may reuse
+        // their bytes. They live from before the first kernel to after the last.
+        for id in graph.inputIDs { touch(id, at: 0); touch(id, at: end) }
         for (step, group) in schedule.enumerated() {
             for output in group.outputs { touch(output, at: step) }
             if group.rootNeedsScratchBuffer(in: graph) { touch(group.root, at: step) }
@@ -80,6 +83,31 @@ public enum BufferLiveness {
         var live = 0, peak = 0
         for d in delta { live += d; peak = max(peak, live) }
         return peak
+    }
+
+    /// Throws if a value other than the input itself (or a view of it) is placed in the bytes of
+    /// a graph input, or is aliased to one: `run()` never writes an input, whatever the schedule.
+    public static func checkInputsUntouched(_ program: Program) throws {
+        guard let memory = program.memory else { return }
+        let graph = program.graph
+        let inputs = Set(graph.inputIDs)
+        for (value, target) in memory.aliases where !graph.nodes[value].op.isView {
+            if inputs.contains(owner(of: target, in: program)) {
+                throw KilnError.invalidGraph("%\(value) is written in place into graph input %\(target) \"\(graph.leafName(target) ?? "")\"")
+            }
+        }
+        for input in inputs {
+            guard let start = memory.offsets[input] else {
+                throw KilnError.invalidGraph("graph input %\(input) has no offset in the arena")
+            }
+            let end = start + graph.nodes[input].type.byteCount
+            for (value, offset) in memory.offsets where value != input {
+                let bytes = graph.nodes[value].type.byteCount
+                if bytes > 0 && offset < end && start < offset + bytes && end > start {
+                    throw KilnError.invalidGraph("buffer of %\(value) [\(offset), \(offset + bytes)) overlaps graph input %\(input) \"\(graph.leafName(input) ?? "")\" [\(start), \(end))")
+                }
+            }
+        }
     }
 
     /// Throws if two buffers live at the same time overlap in the arena, or a buffer lacks an

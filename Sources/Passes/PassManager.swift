@@ -83,6 +83,7 @@ public struct PassManager {
     private func verifyMemory(_ program: Program) throws {
         guard let memory = program.memory else { return }
         let intervals = BufferLiveness.intervals(of: program)
+        try BufferLiveness.checkInputsUntouched(program)
         try BufferLiveness.checkNoOverlap(intervals, memory: memory)
     }
 }

@@ -28,6 +28,14 @@ public final class Executable {
 
     private final class Counter { var value: UInt64 = 0 }
     private let counter = Counter()
+    /// Where a kernel that meets invalid data (a label out of range) leaves its message; `run()`
+    /// checks it after every kernel and throws before any later kernel (or update) runs.
+    private final class Fault { var message: String? }
+    private let fault = Fault()
+    /// When set, `run()` checks every float result a kernel stores for NaN and ±Inf and throws
+    /// naming the first node that holds one (op, node, shape, graph line, step, input ranges).
+    /// Compile without `fuse` and `plan-memory` to have every node stored and every input intact.
+    public var checkNumerics = false
     private let arena: UnsafeMutableRawPointer
     private var scratch: [UnsafeMutableRawPointer] = []
     private var pointers: [UnsafeMutableRawPointer?]
@@ -67,6 +75,7 @@ public final class Executable {
     public init(program: Program, store: ParameterStore, threads: Int = defaultThreadCount(), seed: UInt64 = 0) throws {
         let graph = program.graph
         try graph.verify()
+        try BufferLiveness.checkInputsUntouched(program)
         try store.register(graph)
         self.program = program
         self.graph = graph
@@ -322,27 +331,49 @@ public final class Executable {
     }
 
     /// Runs one step: snapshots of outputs that are updated parameters, every kernel in order,
-    /// then the parameter and state updates not already written in place.
-    public func run() {
+    /// then the parameter and state updates not already written in place. Inputs are never
+    /// written: set them once and call `run()` as often as you like.
+    ///
+    /// Throws `KilnError.feed` when a kernel meets invalid data (a label outside `0..<classes`)
+    /// or, with `checkNumerics`, when a result holds NaN or ±Inf; the kernels after it and the
+    /// step's remaining updates do not run, and the step counter does not advance.
+    public func run() throws {
         for copy in snapshotCopies { copy.to.update(from: copy.from, count: copy.count) }
-        if isProfiling {
-            runProfiled()
+        if isProfiling || checkNumerics {
+            try runInstrumented()
         } else {
-            for kernel in kernels { kernel() }
+            for kernel in kernels {
+                kernel()
+                if fault.message != nil { try throwFault() }
+            }
         }
         for copy in updateCopies { copy.to.update(from: copy.from, count: copy.count) }
         counter.value &+= 1
     }
 
-    private func runProfiled() {
+    private func throwFault() throws {
+        let message = fault.message ?? "unknown fault"
+        fault.message = nil
+        throw KilnError.feed(message)
+    }
+
+    private func runInstrumented() throws {
         var t = timespec()
         func now() -> Double { clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + 1e-9 * Double(t.tv_nsec) }
         for (index, (kernel, group)) in zip(kernels, kernelGroupIndex).enumerated() {
-            let start = now()
+            let start = isProfiling ? now() : 0
             kernel()
-            let seconds = now() - start
-            closureSeconds[index] += seconds
-            if group >= 0 { groupSeconds[group] += seconds }
+            if isProfiling {
+                let seconds = now() - start
+                closureSeconds[index] += seconds
+                if group >= 0 { groupSeconds[group] += seconds }
+            }
+            if fault.message != nil { try throwFault() }
+            // An epilogue group runs as two closures: check once the last of them has run.
+            if checkNumerics, group >= 0, index + 1 == kernels.count || kernelGroupIndex[index + 1] != group {
+                try NumericsCheck.check(program.schedule[group], graph: graph, step: counter.value,
+                                        pointer: { [pointers] in pointers[$0] })
+            }
         }
     }
 
@@ -377,6 +408,11 @@ public final class Executable {
         return pointer.assumingMemoryBound(to: Float.self)
     }
     private func ints(_ id: ValueID) -> UnsafeMutablePointer<Int32> { pointers[id]!.assumingMemoryBound(to: Int32.self) }
+
+    /// "%12" and, when known, where user code made the node: "%12 (Model.swift:30)".
+    static func place(_ id: ValueID, _ node: Node) -> String {
+        node.location.map { "%\(id) (\($0))" } ?? "%\(id)"
+    }
 
     private func scratchDoubles(_ count: Int) -> UnsafeMutablePointer<Double> {
         let pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 8, alignment: 64)
@@ -609,14 +645,27 @@ public final class Executable {
         case .softmaxCrossEntropy:
             let logits = floats(node.inputs[0]), labels = ints(node.inputs[1])
             let rows = inputTypes[0].shape[0], classes = inputTypes[0].shape[1]
-            kernels.append { SoftmaxKernel.crossEntropy(logits, labels, y, rows: rows, classes: classes) }
+            let fault = self.fault, counter = self.counter, place = Self.place(id, node)
+            kernels.append {
+                if let bad = SoftmaxKernel.crossEntropy(logits, labels, y, rows: rows, classes: classes) {
+                    fault.message = "softmax_cross_entropy \(place): label \(labels[bad]) of example \(bad) is outside 0..<\(classes) (step \(counter.value))"
+                }
+            }
 
         case let .oneHot(depth, dtype):
             guard dtype == .float32 else { throw KilnError.feed("%\(id) one_hot to \(dtype) is not supported by the compiled runtime") }
             let labels = ints(node.inputs[0]), n = inputTypes[0].shape.count
+            let fault = self.fault, counter = self.counter, place = Self.place(id, node)
             kernels.append {
                 y.update(repeating: 0, count: count)
-                for i in 0..<n where labels[i] >= 0 && Int(labels[i]) < depth { y[i * depth + Int(labels[i])] = 1 }
+                for i in 0..<n {
+                    let label = Int(labels[i])
+                    guard label >= 0 && label < depth else {
+                        fault.message = "one_hot \(place): label \(label) at index \(i) is outside 0..<\(depth) (step \(counter.value))"
+                        return
+                    }
+                    y[i * depth + label] = 1
+                }
             }
         }
     }

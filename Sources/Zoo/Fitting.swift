@@ -51,6 +51,9 @@ public struct FitOptions: Sendable {
     /// The order of the examples in an epoch: `epochOrder` (SplitMix64) by default; `numpyEpochOrder`
     /// follows the peers' numpy runs.
     public var order: @Sendable (_ count: Int, _ seed: UInt64, _ epoch: Int) -> [Int] = { epochOrder(count: $0, seed: $1, epoch: $2) }
+    /// Compiler passes the trainers that `crossValidate` makes skip, and whether they check numerics.
+    public var disabledPasses: Set<String> = []
+    public var checkNumerics = false
 
     public init(epochs: Int, batchSize: Int = 32, learningRate: Double = 0.01, patience: Int? = nil,
                 augmentation: Augmentation = .none, seed: UInt64 = 0, firstEpoch: Int = 0) {
@@ -184,6 +187,8 @@ extension ClassifierTrainer {
             let heldSet = Set(held)
             let rest = (0..<data.count).filter { !heldSet.contains($0) }
             let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: options.seed, threads: threads)
+            trainer.disabledPasses = options.disabledPasses
+            trainer.checkNumerics = options.checkNumerics
             let result = try trainer.fit(data.subset(rest), validation: data.subset(held), options: options) { report(fold, $0) }
             let best = result.history.first { $0.epoch == result.keptEpoch }!.validation!
             summary.accuracies.append(best.accuracy)

@@ -36,6 +36,10 @@ public final class GenerativeTrainer {
     public var noiseInput = false
     /// Whether training programs also output `grad.NAME` for every trained parameter (for checks).
     public var gradientOutputs = false
+    /// Compiler passes to skip (e.g. `fuse`, `plan-memory`), set before the first step.
+    public var disabledPasses: Set<String> = []
+    /// Check every node's result for NaN and ±Inf in every step (see `ClassifierTrainer.checkNumerics`).
+    public var checkNumerics = false
     /// Optimizer steps taken so far (GAN: one per discriminator/generator pair).
     public private(set) var stepsTaken = 0
     /// Seconds spent compiling programs so far.
@@ -178,7 +182,9 @@ public final class GenerativeTrainer {
     private func program(_ key: String, seedOffset: UInt64, _ make: () throws -> Graph) throws -> Executable {
         if let program = programs[key] { return program }
         let start = Date()
-        let program = try Executable(graph: make(), store: store, threads: threads, seed: seed &+ seedOffset)
+        let program = try Executable(graph: make(), store: store, threads: threads, seed: seed &+ seedOffset,
+                                     pipeline: trainingPipeline(disabled: disabledPasses, checkNumerics: checkNumerics))
+        program.checkNumerics = checkNumerics
         compileSeconds += Date().timeIntervalSince(start)
         programs[key] = program
         return program
@@ -238,8 +244,11 @@ public final class GenerativeTrainer {
                 guard let noise else { throw KilnError.feed("noiseInput is set: trainStep needs noise") }
                 try program.setInput("noise", noise)
             }
-            program.run()
-            losses.append(Double(try program.outputPointer("loss").pointee))
+            try program.run()
+            let loss = try program.outputPointer("loss").pointee
+            try checkFiniteLoss(loss, model: model.name, step: program.step - 1,
+                                what: program === programs.first && programs.count > 1 ? "discriminator loss" : "loss")
+            losses.append(Double(loss))
         }
         stepsTaken += 1
         return model.family == .vae ? GenerativeLosses(main: losses[0]) : GenerativeLosses(main: losses[1], discriminator: losses[0])
@@ -285,7 +294,7 @@ public final class GenerativeTrainer {
             let labels = model.isConditional ? try program.inputPointer("labels").assumingMemoryBound(to: Int32.self) : nil
             data.fillBatch(indices: indices[start..<end], into: try program.inputPointer("x").assumingMemoryBound(to: Float.self), labels: labels)
             try program.setInput("noise", Array(eps[(start * latent)..<(end * latent)]))
-            program.run()
+            try program.run()
             total += Double(try program.outputPointer("loss_sum").pointee)
             start = end
         }
@@ -322,7 +331,7 @@ public final class GenerativeTrainer {
                 }
                 if model.isConditional { try program.setInput("labels", Array(labels[start..<end])) }
             }
-            program.run()
+            try program.run()
             let images = try program.outputPointer("images")
             let plane = height * width
             for i in 0..<(end - start) {

@@ -71,11 +71,14 @@ public final class ClassifierTrainer {
     public var gradientOutputs = false
     /// Compiler passes to skip (e.g. `fuse`, `plan-memory`), set before the first step.
     public var disabledPasses: Set<String> = []
+    /// Check every node's result for NaN and ±Inf in every step (`kiln train --check-numerics`):
+    /// programs compile without fusion and memory planning so that each node is stored and
+    /// every input intact, and a step throws naming the first node that holds one. Set before
+    /// the first step.
+    public var checkNumerics = false
 
     private func pipeline() -> PassManager {
-        var manager = standardPipeline()
-        manager.disabled = disabledPasses
-        return manager
+        trainingPipeline(disabled: disabledPasses, checkNumerics: checkNumerics)
     }
 
     /// The compiled training step for a batch size (compiled on first use).
@@ -85,6 +88,7 @@ public final class ClassifierTrainer {
         let program = try Executable(graph: Self.trainingGraph(model: model, batch: batch, optimizer: optimizer,
                                                                gradientOutputs: gradientOutputs),
                                      store: store, threads: threads, seed: seed &+ UInt64(batch), pipeline: pipeline())
+        program.checkNumerics = checkNumerics
         compileSeconds += Date().timeIntervalSince(start)
         trainingPrograms[batch] = program
         return program
@@ -96,6 +100,7 @@ public final class ClassifierTrainer {
         let start = Date()
         let program = try Executable(graph: Self.forwardGraph(model: model, batch: batch), store: store, threads: threads,
                                      seed: seed, pipeline: pipeline())
+        program.checkNumerics = checkNumerics
         compileSeconds += Date().timeIntervalSince(start)
         evaluationPrograms[batch] = program
         return program
@@ -108,8 +113,10 @@ public final class ClassifierTrainer {
         try data.fillBatch(indices: indices, into: program.inputPointer("x").assumingMemoryBound(to: Float.self),
                            labels: program.inputPointer("labels").assumingMemoryBound(to: Int32.self))
         try program.inputPointer("lr").assumingMemoryBound(to: Float.self).pointee = Float(learningRate)
-        program.run()
-        return try program.outputPointer("loss").pointee
+        try program.run()
+        let loss = try program.outputPointer("loss").pointee
+        try checkFiniteLoss(loss, model: model.name, step: program.step - 1)
+        return loss
     }
 
     /// One pass over `data` in `order` (every example once, last partial batch kept); returns the mean loss.
@@ -138,7 +145,7 @@ public final class ClassifierTrainer {
             let end = Swift.min(data.count, start + batchSize)
             let program = try evaluationProgram(batch: end - start)
             try data.fillBatch(indices: indices[start..<end], into: program.inputPointer("x").assumingMemoryBound(to: Float.self), labels: nil)
-            program.run()
+            try program.run()
             let logits = try program.outputPointer("logits")
             for r in 0..<(end - start) {
                 rows.append(Array(UnsafeBufferPointer(start: logits + r * model.classes, count: model.classes)))
@@ -166,6 +173,23 @@ public final class ClassifierTrainer {
         return Evaluation(accuracy: Double(correct) / Double(Swift.max(data.count, 1)), loss: loss / Double(Swift.max(data.count, 1)),
                           count: data.count, confusion: confusion)
     }
+}
+
+/// The pipeline trainers compile with: the standard one less `disabled`; with `checkNumerics`,
+/// also without fusion and memory planning, so every node's result is stored and checked.
+func trainingPipeline(disabled: Set<String>, checkNumerics: Bool) -> PassManager {
+    var manager = standardPipeline()
+    manager.disabled = disabled
+    if checkNumerics { manager.disabled.formUnion(["fuse", "plan-memory"]) }
+    return manager
+}
+
+/// Throws when a training loss is NaN or infinite. The step's updates have already run, so the
+/// parameters are no longer usable: training stops, and callers write no model file.
+func checkFiniteLoss(_ loss: Float, model: String, step: UInt64, what: String = "loss") throws {
+    guard !loss.isFinite else { return }
+    throw KilnError.feed("\(model): the training \(what) became \(loss) in step \(step); training stopped and nothing was saved. "
+                         + "Try a lower learning rate, or run with --check-numerics (ClassifierTrainer.checkNumerics) to name the first node that produced NaN or Inf")
 }
 
 /// A deterministic permutation of 0..<count for one epoch (Fisher–Yates over SplitMix64 keyed by seed and epoch).

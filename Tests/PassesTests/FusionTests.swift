@@ -86,7 +86,7 @@ struct FusionTests {
         let executable = try Executable(graph: graph, store: store, threads: 2)
         let values = (0..<32).map { Float($0) / 8 - 2 }
         try executable.setInput("x", values)
-        executable.run()
+        try executable.run()
         let reference = try Interpreter(graph: graph).outputs(inputs: ["x": HostTensor(graph[graph.inputIDs[0]].type, values.map(Double.init))],
                                                               parameters: [:], state: [:], seed: 0, step: 0)
         for name in ["loss", "gradient", "scaled"] {
@@ -151,7 +151,7 @@ struct FusionTests {
                           "b": HostTensor(TensorType([5]), store["b"]!.values.map(Double.init))]
         let expected = try Interpreter(graph: graph).outputs(inputs: ["x": HostTensor(TensorType([7, 13]), values)],
                                                              parameters: parameters)
-        executable.run()
+        try executable.run()
         for name in ["loss", "gw", "gb"] {
             let got = try executable.output(name), want = expected[name]!.scalars
             let scale = max(1e-6, want.map(abs).max()!)

@@ -30,7 +30,7 @@ private func feeds(_ graph: Graph, seed: UInt64) -> [String: [Float]] {
 /// Outputs and updated parameters/state after one step, by name (`update:NAME` for updates).
 private func runOnce(_ executable: Executable, _ inputs: [String: [Float]]) throws -> [String: [Float]] {
     for (name, values) in inputs { try executable.setInput(name, values) }
-    executable.run()
+    try executable.run()
     let graph = executable.graph
     var result: [String: [Float]] = [:]
     for output in graph.outputs { result[output.name] = try executable.output(output.name) }
@@ -64,15 +64,16 @@ struct MemoryPlanningTests {
         let c = b.matmul(w)                                               // %4, step 2
         g.output("y", c)
         let program = try planned(try g.build())
-        // Largest first, ties by first use:
-        //   alloc %0 [0,0] at 0; alloc %2 [0,1] at 128 (overlaps %0)
-        //   alloc %3 [1,2] at 0 (%0 is dead by then); alloc %4 [2,3] at 128 (%2 is dead)
+        // Largest first, ties by first use. The input lives through the whole step (a caller
+        // sets it once and may run again), so its bytes are never reused:
+        //   alloc %0 [0,3] at 0; alloc %2 [0,1] at 128 (overlaps %0)
+        //   alloc %3 [1,2] at 256 (%0 and %2 live); alloc %4 [2,3] at 128 (%2 is dead)
         let memory = try #require(program.memory)
-        #expect(memory.offsets == [x.id: 0, a.id: 128, b.id: 0, c.id: 128])
+        #expect(memory.offsets == [x.id: 0, a.id: 128, b.id: 256, c.id: 128])
         #expect(memory.aliases.isEmpty)
-        #expect(memory.arenaBytes == 256)
+        #expect(memory.arenaBytes == 384)
         #expect(memory.naiveBytes == 512)
-        #expect(memory.lowerBoundBytes == 256)
+        #expect(memory.lowerBoundBytes == 384)
         #expect(memory.strategy == "greedy-by-size")
         try expectPlannedMatchesUnplanned(program)
     }
@@ -90,13 +91,13 @@ struct MemoryPlanningTests {
         g.output("y", c)
         let program = try planned(try g.build())
         // Order by size: %4 (256), %0 (128, first used at 0), %6 (128, at 2), %5 (64).
-        //   alloc %4 [0,1] at 0; alloc %0 [0,0] at 256 (above %4)
-        //   alloc %6 [2,3] at 0 (%4 and %0 are dead by step 2)
-        //   alloc %5 [1,2] at 256: [0,256) is %4's at step 1 and %6's at step 2
+        //   alloc %4 [0,1] at 0; alloc %0 [0,3] at 256 (above %4; an input lives all step)
+        //   alloc %6 [2,3] at 0 (%4 is dead by step 2)
+        //   alloc %5 [1,2] at 384: [0,256) is %4's at step 1 and %6's at step 2, [256,384) the input's
         let memory = try #require(program.memory)
-        #expect(memory.offsets == [x.id: 256, a.id: 0, b.id: 256, c.id: 0])
-        #expect(memory.arenaBytes == 384)
-        #expect(memory.lowerBoundBytes == 384)                           // step 0: %0 + %4
+        #expect(memory.offsets == [x.id: 256, a.id: 0, b.id: 384, c.id: 0])
+        #expect(memory.arenaBytes == 448)
+        #expect(memory.lowerBoundBytes == 448)                           // step 1: %0 + %4 + %5
         #expect(memory.naiveBytes == 576)
         try expectPlannedMatchesUnplanned(program)
     }
@@ -110,13 +111,65 @@ struct MemoryPlanningTests {
         let c = tanh(b)                                                   // %3, step 2: into %1
         g.output("y", c)
         let program = try planned(try g.build())
-        //   alloc %0 [0,0] at 0; alloc %1 [0,3] at 128 (holds %2 and %3 too); free %0 after step 0
+        //   alloc %0 [0,3] at 0 (an input lives all step); alloc %1 [0,3] at 128 (holds %2 and %3 too)
         let memory = try #require(program.memory)
         #expect(memory.aliases == [b.id: a.id, c.id: a.id])
         #expect(memory.offsets == [x.id: 0, a.id: 128])
         #expect(memory.arenaBytes == 256)
         #expect(memory.naiveBytes == 512)                              // four tensors of 128 B, each its own buffer
         try expectPlannedMatchesUnplanned(program)
+    }
+
+    // MARK: Inputs
+
+    @Test("inputs keep their bytes: set once, run twice, same inputs and same results")
+    func inputsSurviveTheStep() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 8])                                      // read only by step 0
+        let labels = g.input("labels", [4], dtype: .int32)
+        let w = g.parameter("w", [8, 8], initializer: .uniform(low: -1, high: 1))
+        let a = x.matmul(w)                                               // step 0
+        let b = a.matmul(w)                                               // step 1: x is dead here, yet kept
+        let loss = softmaxCrossEntropy(b, labels: labels).mean()
+        g.output("loss", loss)
+        g.update(w, to: w - 0.01 * g.gradients(of: loss, withRespectTo: [w])[0])
+        let program = try planned(try g.build())
+        let memory = try #require(program.memory)
+        let inputBytes = [x.id, labels.id].map { (memory.offsets[$0]!, memory.offsets[$0]! + program.graph.nodes[$0].type.byteCount) }
+        for (value, offset) in memory.offsets where value != x.id && value != labels.id {
+            let end = offset + program.graph.nodes[value].type.byteCount
+            for (start, stop) in inputBytes { #expect(end <= start || offset >= stop, "%\(value) shares an input's bytes") }
+        }
+        let executable = try Executable(program: program, store: ParameterStore(seed: 3), threads: 1)
+        let xs = (0..<32).map { Float($0 % 7) / 7 - 0.5 }
+        try executable.setInput("x", xs)
+        try executable.setInput("labels", [Int32(0), 3, 5, 7])
+        var losses: [Float] = []
+        for _ in 0..<3 {
+            try executable.run()
+            losses.append(try executable.output("loss")[0])
+            #expect(executable.value(x.id) == xs)
+            #expect(executable.value(labels.id) == [0, 3, 5, 7])
+        }
+        #expect(losses.allSatisfy { $0.isFinite })
+        #expect(losses[2] < losses[0])
+    }
+
+    @Test("the verifier rejects a plan that puts another value in an input's bytes")
+    func verifierRejectsInputReuse() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 8])
+        let w = g.parameter("w", [8, 8], initializer: .uniform(low: -1, high: 1))
+        let a = x.matmul(w)
+        let b = a.matmul(w)
+        g.output("y", b)
+        var program = try planned(try g.build())
+        // What the planner did before inputs lived all step: b takes x's bytes once x is read.
+        program.memory!.offsets[b.id] = program.memory!.offsets[x.id]
+        #expect(throws: KilnError.invalidGraph("after pass test: buffer of %\(b.id) [0, 128) overlaps graph input %\(x.id) \"x\" [0, 128)")) {
+            try PassManager(passes: []).verify(program, after: "test")
+        }
+        #expect(throws: KilnError.self) { _ = try Executable(program: program, store: ParameterStore(seed: 1), threads: 1) }
     }
 
     // MARK: In-place legality

@@ -48,7 +48,7 @@ struct InPlaceOrderTests {
         try executable.setInput("t", ts)
         let es = (0..<6).map { Float($0) / 6 - 0.4 }
         try executable.setInput("eps", es)
-        executable.run()
+        try executable.run()
         let reference = try Interpreter(graph: graph).outputs(
             inputs: ["x": HostTensor(shape: [3, 5], scalars: xs.map(Double.init)), "t": HostTensor(shape: [3, 5], scalars: ts.map(Double.init)),
                      "eps": HostTensor(shape: [3, 2], scalars: es.map(Double.init))],

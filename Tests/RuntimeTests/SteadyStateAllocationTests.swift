@@ -68,16 +68,16 @@ private func stepAllocations(_ graph: Graph, threads: Int) throws -> (thread: In
     try executable.setInput("x", (0..<pixels).map { Float(($0 * 37) % 101) / 101 })
     try executable.setInput("labels", (0..<batch).map { Int32($0 % 10) })
     try executable.setInput("lr", [0.01])
-    for _ in 0..<3 { executable.run() }
+    for _ in 0..<3 { try executable.run() }
 
     let threadBefore = kiln_thread_allocation_count()
-    for _ in 0..<10 { executable.run() }
+    for _ in 0..<10 { try executable.run() }
     let thread = kiln_thread_allocation_count() - threadBefore
 
     var process = Int.max
     for _ in 0..<20 where process > 0 {
         let before = kiln_allocation_count()
-        for _ in 0..<10 { executable.run() }
+        for _ in 0..<10 { try executable.run() }
         process = min(process, kiln_allocation_count() - before)
     }
     return (thread, process)

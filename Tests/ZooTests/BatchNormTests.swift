@@ -57,7 +57,7 @@ struct BatchNormTests {
         let store = ParameterStore(seed: 1)
         let program = try Executable(graph: graph, store: store, threads: 2)
         try program.setInput("x", values)
-        program.run()
+        try program.run()
         let reference = try Interpreter(graph: graph).outputs(inputs: ["x": HostTensor(shape: [3, 4, 5, 5], scalars: values.map(Double.init))])
         #expect(abs(Double(try program.output("loss")[0]) - reference["loss"]!.scalars[0]) <= 1e-4 * abs(reference["loss"]!.scalars[0]))
         for name in ["running_mean", "running_var"] {

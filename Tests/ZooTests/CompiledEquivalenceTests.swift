@@ -31,7 +31,7 @@ struct CompiledEquivalenceTests {
             try executable.setInput("x", pixels)
             try executable.setInput("labels", [Int32(0), 3, 4])
             try executable.setInput("lr", [0.1])
-            executable.run()
+            try executable.run()
         }
         for output in graph.outputs {
             let a = try plain.output(output.name), b = try compiled.output(output.name)
@@ -76,7 +76,7 @@ struct CompiledEquivalenceTests {
                 try executable.setInput("x", pixels)
                 try executable.setInput("noise", noise)
                 try executable.setInput("lr", [0.01])
-                executable.run()
+                try executable.run()
             }
         }
         let lossError = abs(Double(try plain.output("loss")[0]) - Double(try compiled.output("loss")[0]))
@@ -108,7 +108,7 @@ struct CompiledEquivalenceTests {
         }
         for executable in [plain, compiled] {
             try executable.setInput("x", pixels)
-            executable.run()
+            try executable.run()
         }
         for output in graph.outputs {
             let a = try plain.output(output.name), b = try compiled.output(output.name)
@@ -145,7 +145,7 @@ struct CompiledEquivalenceTests {
                 try executable.setInput("x", pixels)
                 try executable.setInput("noise", noise)
                 try executable.setInput("lr", [0.01])
-                executable.run()
+                try executable.run()
             }
             return (store, executable.specializedKernelCount)
         }

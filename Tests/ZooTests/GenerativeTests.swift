@@ -42,7 +42,7 @@ struct GenerativeTests {
             let before = snapshot()
             data.fillBatch(indices: [0, 1, 2, 3], into: try program.inputPointer("x").assumingMemoryBound(to: Float.self), labels: nil)
             try program.setInput("lr", [0.01])
-            program.run()
+            try program.run()
             let after = snapshot()
             for name in before.keys {
                 let changed = before[name] != after[name]

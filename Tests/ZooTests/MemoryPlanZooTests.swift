@@ -72,7 +72,7 @@ struct MemoryPlanZooTests {
                 try executable.setInput("x", x)
                 try executable.setInput("labels", labels)
                 try executable.setInput("lr", [0.05])
-                executable.run()
+                try executable.run()
                 result["loss\(step)"] = try executable.output("loss")
             }
             for name in executable.store.names { result[name] = executable.store[name]!.values }

@@ -23,9 +23,12 @@ public enum SoftmaxKernel {
         }
     }
 
-    /// Per-row loss logsumexp(logits[r]) − logits[r, label[r]]; a label out of range gives NaN.
+    /// Per-row loss logsumexp(logits[r]) − logits[r, label[r]]. A label out of range gives NaN
+    /// in its row; the first such row is returned (nil when every label is valid).
+    @discardableResult
     public static func crossEntropy(_ logits: UnsafePointer<Float>, _ labels: UnsafePointer<Int32>,
-                                    _ loss: UnsafeMutablePointer<Float>, rows: Int, classes: Int) {
+                                    _ loss: UnsafeMutablePointer<Float>, rows: Int, classes: Int) -> Int? {
+        var firstBad: Int?
         for r in 0..<rows {
             let row = logits + r * classes
             var m = -Float.infinity
@@ -33,7 +36,13 @@ public enum SoftmaxKernel {
             var sum = 0.0
             for j in 0..<classes { sum += Double(Foundation.exp(row[j] - m)) }
             let label = Int(labels[r])
-            loss[r] = label >= 0 && label < classes ? Float(Foundation.log(sum)) + m - row[label] : .nan
+            if label >= 0 && label < classes {
+                loss[r] = Float(Foundation.log(sum)) + m - row[label]
+            } else {
+                loss[r] = .nan
+                if firstBad == nil { firstBad = r }
+            }
         }
+        return firstBad
     }
 }
