@@ -37,6 +37,8 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["KilnRuntime", "KilnAllocationCounter"], path: "Tests/RuntimeTests",
                     swiftSettings: flags),
         .testTarget(name: "ZooTests", dependencies: ["KilnZoo", "Kiln"], path: "Tests/ZooTests"),
+        // The command-line tool's flag checks and its fuzzer's quick run (issue 16).
+        .testTarget(name: "CLITests", dependencies: ["CLI", "Kiln"], path: "Tests/CLITests"),
     ],
     swiftLanguageModes: [.v5]
 )

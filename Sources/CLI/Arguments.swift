@@ -29,7 +29,7 @@ struct Arguments {
                     }
                 } else {
                     let known = (allowedOptions.union(allowedFlags)).sorted().joined(separator: " ")
-                    throw KilnError.argument("\(command): unknown option \(name) (known: \(known))")
+                    throw KilnError.argument("\(command): unknown option \(excerpt(name)) (known: \(known))")
                 }
             } else {
                 positionals.append(word)
@@ -38,23 +38,90 @@ struct Arguments {
         }
     }
 
-    func int(_ name: String, default value: Int) throws -> Int {
+    /// The integer value of option `name` (or `value` when absent), which must lie in `range`:
+    /// every count and size is bounded here, before anything is allocated from it.
+    func int(_ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
         guard let text = options[name] else { return value }
-        guard let n = Int(text), n > 0 else { throw KilnError.argument("\(name) needs a positive integer, found \"\(text)\"") }
+        guard let n = Int(text), range.contains(n) else {
+            throw KilnError.argument("\(name) needs an integer from \(range.lowerBound) to \(range.upperBound), found \"\(excerpt(text))\"")
+        }
         return n
     }
 
-    func double(_ name: String, default value: Double) throws -> Double {
+    /// The number value of option `name` (or `value` when absent), which must lie in `range`.
+    func double(_ name: String, default value: Double, in range: NumberRange) throws -> Double {
         guard let text = options[name] else { return value }
-        guard let x = Double(text), x.isFinite, x >= 0 else { throw KilnError.argument("\(name) needs a non-negative number, found \"\(text)\"") }
+        guard let x = Double(text), range.contains(x) else {
+            throw KilnError.argument("\(name) needs a number \(range), found \"\(excerpt(text))\"")
+        }
         return x
+    }
+
+    /// `--threads T` (1 to `Limits.threads`; more threads than cores is allowed but gains nothing).
+    func threads() throws -> Int {
+        try int("--threads", default: Swift.min(defaultThreadCount(), Limits.threads.upperBound), in: Limits.threads)
     }
 
     func seed() throws -> UInt64 {
         guard let text = options["--seed"] else { return 0 }
-        guard let s = UInt64(text) else { throw KilnError.argument("--seed needs a non-negative integer, found \"\(text)\"") }
+        guard let s = UInt64(text) else {
+            throw KilnError.argument("--seed needs an integer from 0 to \(UInt64.max), found \"\(excerpt(text))\"")
+        }
         return s
     }
+}
+
+/// A range of real numbers whose ends may be open, with its wording for messages.
+struct NumberRange: CustomStringConvertible {
+    var lower: Double, lowerIncluded: Bool
+    var upper: Double, upperIncluded: Bool
+
+    static func closed(_ lower: Double, _ upper: Double) -> NumberRange { NumberRange(lower: lower, lowerIncluded: true, upper: upper, upperIncluded: true) }
+    /// lower < x <= upper.
+    static func aboveUpTo(_ lower: Double, _ upper: Double) -> NumberRange { NumberRange(lower: lower, lowerIncluded: false, upper: upper, upperIncluded: true) }
+    /// lower <= x < upper.
+    static func fromBelow(_ lower: Double, _ upper: Double) -> NumberRange { NumberRange(lower: lower, lowerIncluded: true, upper: upper, upperIncluded: false) }
+
+    func contains(_ x: Double) -> Bool {
+        x.isFinite && (lowerIncluded ? x >= lower : x > lower) && (upperIncluded ? x <= upper : x < upper)
+    }
+
+    var description: String {
+        (lowerIncluded ? "of at least \(Self.text(lower))" : "greater than \(Self.text(lower))")
+            + (upperIncluded ? " and at most \(Self.text(upper))" : " and below \(Self.text(upper))")
+    }
+
+    private static func text(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(x) }
+}
+
+/// The range of every numeric flag, checked before the value is used.
+enum Limits {
+    /// Threads: more than the cores gains nothing; the cap bounds per-thread buffers.
+    static let threads = 1...Parallel.maximumThreads
+    static let epochs = 1...100_000
+    /// Images per batch (a batch's activations are allocated at once).
+    static let batch = 1...65_536
+    /// Images to generate or draw per class, and in all (`generate --count`).
+    static let perClass = 1...100_000
+    static let count = 1...1_000_000
+    /// Pixels per image pixel in a grid picture.
+    static let scale = 1...16
+    static let patience = 1...100_000
+    /// Images `make-glyphs` writes per file.
+    static let glyphs = 1...1_000_000
+    static let learningRate = NumberRange.aboveUpTo(0, 10)
+    static let momentum = NumberRange.fromBelow(0, 1)
+    static let validationSplit = NumberRange.aboveUpTo(0, 0.9)
+    static let temperature = NumberRange.aboveUpTo(0, 10)
+}
+
+/// At most `limit` characters of `text`, marked when cut (messages never quote a huge value whole).
+func excerpt(_ text: String, limit: Int = 40) -> String {
+    let scalars = text.unicodeScalars
+    guard scalars.count > limit else { return text }
+    var cut = String.UnicodeScalarView()
+    cut.append(contentsOf: scalars.prefix(limit))
+    return String(cut) + "… (\(text.utf8.count) bytes)"
 }
 
 /// Writes to standard error.

@@ -20,18 +20,60 @@ struct BenchSettings {
 }
 
 func benchCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape"],
+    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape", "--contention"],
                              flags: ["--json", "--no-peak"], command: "bench")
     guard args.positionals.count == 1, benchWorkloads.contains(args.positionals[0]) else {
         throw KilnError.argument("bench: give one workload: \(benchWorkloads.joined(separator: ", "))")
     }
     var settings = BenchSettings(
-        workload: args.positionals[0], threads: try args.int("--threads", default: 2), seed: try args.seed(),
-        epochs: args.options["--epochs"] == nil ? nil : try args.int("--epochs", default: 1),
-        limitSteps: args.options["--limit-steps"] == nil ? nil : try args.int("--limit-steps", default: 1),
+        workload: args.positionals[0], threads: try args.int("--threads", default: 2, in: Limits.threads), seed: try args.seed(),
+        epochs: args.options["--epochs"] == nil ? nil : try args.int("--epochs", default: 1, in: 1...1000),
+        limitSteps: args.options["--limit-steps"] == nil ? nil : try args.int("--limit-steps", default: 1, in: 1...1_000_000),
         dataDirectory: args.options["--data-dir"], measurePeak: !args.flags.contains("--no-peak"))
     if let text = args.options["--shape"] { settings.gemmShape = try parseGEMMShape(text) }
 
+    let contention = try args.options["--contention"].map { _ in try args.int("--contention", default: 1, in: 1...64) }
+    if let contention {
+        var quiet = try runWorkload(settings)
+        let busy = try withSpinningProcesses(contention) { try runWorkload(settings) }
+        quiet.extra += [("contention_processes", contention), ("busy_value", busy.value),
+                        ("busy_over_quiet", rounded(busy.value / quiet.value, 3))]
+        print(quiet.summaryLine())
+        print("[\(BenchRecord.system) \(BenchRecord.version)] \(quiet.workload) with \(contention) spinning process\(contention == 1 ? "" : "es"): \(quiet.metric) "
+              + String(format: "quiet %.4g, busy %.4g, busy/quiet %.3f", quiet.value, busy.value, busy.value / quiet.value))
+        if let path = args.options["--jsonl"] { try appendLine(quiet.json(), to: path) }
+        if args.flags.contains("--json") { print(quiet.json()) }
+        return
+    }
+    let record = try runWorkload(settings)
+
+    let line = record.json()
+    print(record.summaryLine())
+    if let path = args.options["--jsonl"] {
+        try appendLine(line, to: path)
+    }
+    if args.flags.contains("--json") { print(line) }
+}
+
+/// Runs `body` while `count` other processes spin on the CPU (`/bin/sh -c 'while :; do :; done'`),
+/// as a busy laptop or shared server would; they are killed when it returns.
+private func withSpinningProcesses<T>(_ count: Int, _ body: () throws -> T) throws -> T {
+    var spinners: [Process] = []
+    defer {
+        for process in spinners { process.terminate(); process.waitUntilExit() }
+    }
+    for _ in 0..<count {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "while :; do :; done"]
+        try process.run()
+        spinners.append(process)
+    }
+    Thread.sleep(forTimeInterval: 0.2)
+    return try body()
+}
+
+private func runWorkload(_ settings: BenchSettings) throws -> BenchRecord {
     let record: BenchRecord
     switch settings.workload {
     case "gemm": record = benchGEMM(settings)
@@ -45,13 +87,7 @@ func benchCommand(_ words: [String]) throws {
     case "vae-train": record = try benchVAE(settings)
     default: preconditionFailure("unhandled workload \(settings.workload)")
     }
-
-    let line = record.json()
-    print(record.summaryLine())
-    if let path = args.options["--jsonl"] {
-        try appendLine(line, to: path)
-    }
-    if args.flags.contains("--json") { print(line) }
+    return record
 }
 
 /// Appends one line to a file, creating it if needed.
@@ -78,8 +114,8 @@ private func parseGEMMShape(_ text: String) throws -> (m: Int, n: Int, k: Int, t
     let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
     let sizes = parts[0].split(separator: "x").compactMap { Int($0) }
     let flags = parts.count > 1 ? parts[1] : ""
-    guard sizes.count == 3, sizes.allSatisfy({ $0 > 0 }), ["", "at", "bt", "atbt"].contains(flags) else {
-        throw KilnError.argument("bench: --shape takes MxNxK with positive sizes, optionally :at, :bt or :atbt (got \"\(text)\")")
+    guard sizes.count == 3, sizes.allSatisfy({ (1...16_384).contains($0) }), ["", "at", "bt", "atbt"].contains(flags) else {
+        throw KilnError.argument("bench: --shape takes MxNxK with sizes 1 to 16384, optionally :at, :bt or :atbt (got \"\(excerpt(text))\")")
     }
     return (sizes[0], sizes[1], sizes[2], flags.hasPrefix("at"), flags.hasSuffix("bt"))
 }

@@ -4,9 +4,9 @@ import Kiln
 /// Trains a small CNN on procedural glyphs made in memory: no download needed.
 func demoCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--epochs", "--seed", "--threads", "-o"], flags: ["--json"], command: "demo")
-    let epochs = try args.int("--epochs", default: 4)
+    let epochs = try args.int("--epochs", default: 4, in: 1...1000)
     let seed = try args.seed()
-    let threads = try args.int("--threads", default: defaultThreadCount())
+    let threads = try args.threads()
     let dotPath = args.options["-o"] ?? "kiln-demo.dot"
     let json = args.flags.contains("--json")
 

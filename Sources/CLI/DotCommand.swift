@@ -5,11 +5,11 @@ func dotCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--stage", "--batch", "--gan-step", "-o"], flags: [], command: "dot")
     guard args.positionals.count == 1 else { throw KilnError.argument("dot: give exactly one MODEL (see `kiln zoo`)") }
     let name = args.positionals[0]
-    let batch = try args.int("--batch", default: 64)
+    let batch = try args.int("--batch", default: 64, in: Limits.batch)
     let stage = args.options["--stage"] ?? "forward"
     let stages = ["forward", "training", "simplified", "fused", "planned"]
     guard stages.contains(stage) else {
-        throw KilnError.argument("dot: unknown stage \"\(stage)\"; known: \(stages.joined(separator: ", "))")
+        throw KilnError.argument("dot: unknown stage \"\(excerpt(stage))\"; known: \(stages.joined(separator: ", "))")
     }
     // forward: the inference graph as built; training: the training step as built (forward,
     // backward, optimizer update); the later stages show the training step after those passes.

@@ -7,12 +7,14 @@ private func readLabels(_ path: String, classes: [String]) throws -> [Int32] {
         throw KilnError.file(path: path, message: "no such file")
     }
     var labels: [Int32] = []
-    for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        var label = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+    // Lines split on LF bytes (a Swift Character "\r\n" is not "\n": CRLF files read as one line);
+    // CR, spaces and a byte-order mark are trimmed.
+    for (number, raw) in text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        var label = String(String.UnicodeScalarView(raw)).trimmingCharacters(in: .whitespacesAndNewlines.union(["\u{FEFF}"]))
         if label.hasPrefix("\"") && label.hasSuffix("\"") && label.count >= 2 { label = String(label.dropFirst().dropLast()) }
         if label.isEmpty { continue }
         guard let index = classes.firstIndex(of: label) else {
-            throw KilnError.file(path: path, message: "line \(number + 1): label \"\(label)\" is not a class the model knows (\(classes.joined(separator: ", ")))")
+            throw KilnError.file(path: path, message: "line \(number + 1): label \"\(excerpt(label))\" is not a class the model knows (\(classes.joined(separator: ", ")))")
         }
         labels.append(Int32(index))
     }
@@ -26,8 +28,8 @@ func evalCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--data", "--labels", "--batch", "--threads"], flags: ["--json"], command: "eval")
     guard args.positionals.count == 1 else { throw KilnError.argument("eval: give exactly one MODEL file (.safetensors from `kiln train -o`)") }
     guard let dataPath = args.options["--data"] else { throw KilnError.argument("eval: --data CSV is required") }
-    let batch = try args.int("--batch", default: 500)
-    let threads = try args.int("--threads", default: defaultThreadCount())
+    let batch = try args.int("--batch", default: 500, in: Limits.batch)
+    let threads = try args.threads()
     let json = args.flags.contains("--json")
 
     let checkpoint = try Checkpoint.read(path: args.positionals[0])

@@ -11,24 +11,25 @@ func generateCommand(_ words: [String]) throws {
     guard args.positionals.count == 1 else { throw KilnError.argument("generate: give exactly one MODEL file") }
     guard let output = args.options["-o"] else { throw KilnError.argument("generate: -o FILE.csv is required") }
     let seed = try args.seed()
-    let (trainer, classNames) = try GenerativeTrainer.load(path: args.positionals[0], seed: seed,
-                                                          threads: try args.int("--threads", default: defaultThreadCount()))
-    let temperature = try args.double("--temperature", default: 1)
+    // Every flag is checked before the model file is read.
+    let threads = try args.threads()
+    let temperature = try args.double("--temperature", default: 1, in: Limits.temperature)
+    let perClass = try args.options["--per-class"].map { _ in try args.int("--per-class", default: 1, in: Limits.perClass) }
+    let count = try args.options["--count"].map { _ in try args.int("--count", default: 1, in: Limits.count) }
+    if perClass != nil && count != nil { throw KilnError.argument("generate: give --per-class or --count, not both") }
+    let (trainer, classNames) = try GenerativeTrainer.load(path: args.positionals[0], seed: seed, threads: threads)
     let start = Date()
     let samples: ImageDataset
-    if let perClass = args.options["--per-class"] {
-        guard args.options["--count"] == nil else { throw KilnError.argument("generate: give --per-class or --count, not both") }
-        samples = try trainer.samplePerClass(try args.int("--per-class", default: 1), seed: seed, classNames: classNames,
-                                             temperature: temperature)
-        _ = perClass
-    } else if args.options["--count"] != nil {
+    if let perClass {
+        samples = try trainer.samplePerClass(perClass, seed: seed, classNames: classNames, temperature: temperature)
+    } else if let count {
         guard !trainer.model.isConditional else { throw KilnError.argument("generate: \(trainer.model.name) is conditional; use --per-class N") }
-        samples = try trainer.sample(count: try args.int("--count", default: 1), seed: seed, temperature: temperature)
+        samples = try trainer.sample(count: count, seed: seed, temperature: temperature)
     } else {
         throw KilnError.argument("generate: --per-class N (conditional models) or --count N (unconditional) is required")
     }
     try CSVImages.write(samples, to: output)
-    if let grid = args.options["--grid"] { try ImageGrid(samples, perClass: 10, scale: 2).writePNG(path: grid) }
+    if let grid = args.options["--grid"] { try ImageGrid(checking: samples, perClass: 10, scale: 2).writePNG(path: grid) }
     let seconds = Date().timeIntervalSince(start)
     if args.flags.contains("--json") {
         print(jsonObject([("model", trainer.model.name), ("images", samples.count), ("classes", classNames), ("seconds", seconds), ("output", output)]))
@@ -54,7 +55,8 @@ func showCommand(_ words: [String]) throws {
     } else {
         data = try loadDataset(source, directory: args.options["--data-dir"]).train
     }
-    let picture = ImageGrid(data, perClass: try args.int("--per-class", default: 10), scale: try args.int("--scale", default: 2))
+    let picture = try ImageGrid(checking: data, perClass: try args.int("--per-class", default: 10, in: 1...1000),
+                                scale: try args.int("--scale", default: 2, in: Limits.scale))
     try picture.writePNG(path: grid)
     print("wrote \(grid) (\(picture.width)x\(picture.height) pixels)")
 }

@@ -9,10 +9,13 @@ func zooGraph(_ name: String, batch: Int, training: Bool, ganStep: String?) thro
     if Zoo.isGenerative(name) {
         let step = ganStep ?? "discriminator"
         guard step == "discriminator" || step == "generator" else {
-            throw KilnError.argument("--gan-step is discriminator or generator, found \"\(step)\"")
+            throw KilnError.argument("--gan-step is discriminator or generator, found \"\(excerpt(step))\"")
         }
         return try GenerativeTrainer.graph(of: try Zoo.generative(name, classes: 10), batch: batch, training: training,
                                            generatorStep: step == "generator")
+    }
+    if let ganStep {
+        throw KilnError.argument("--gan-step applies to gan and cgan only; \(name) has one training step (found \"\(excerpt(ganStep))\")")
     }
     let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
     return training

@@ -7,13 +7,20 @@ func planCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--batch", "--disable", "--gan-step"], flags: ["--training", "--json", "--kernels"], command: "plan")
     guard args.positionals.count == 1 else { throw KilnError.argument("plan: give exactly one MODEL (see `kiln zoo`)") }
     let name = args.positionals[0]
-    let batch = try args.int("--batch", default: 64)
+    let batch = try args.int("--batch", default: 64, in: Limits.batch)
     let training = args.flags.contains("--training")
     let start = Date()
     let graph = try zooGraph(name, batch: batch, training: training, ganStep: args.options["--gan-step"])
     let buildSeconds = Date().timeIntervalSince(start)
     var manager = standardPipeline()
-    if let disabled = args.options["--disable"] { manager.disabled = Set(disabled.split(separator: ",").map(String.init)) }
+    if let disabled = args.options["--disable"] {
+        let names = disabled.split(separator: ",").map(String.init)
+        let known = manager.passes.map(\.name)
+        if let unknown = names.first(where: { !known.contains($0) }) {
+            throw KilnError.argument("plan: --disable names unknown pass \"\(excerpt(unknown))\"; known: \(known.joined(separator: ", "))")
+        }
+        manager.disabled = Set(names)
+    }
     let timer = PassTimer()
     manager.instruments.append(timer)
     var program = Program(graph: graph)

@@ -8,8 +8,8 @@ func predictCommand(_ words: [String]) throws {
     guard args.positionals.count == 1 else { throw KilnError.argument("predict: give exactly one MODEL file (.safetensors from `kiln train -o`)") }
     guard let testPath = args.options["--test"] else { throw KilnError.argument("predict: --test CSV is required") }
     guard let output = args.options["-o"] else { throw KilnError.argument("predict: -o FILE is required (e.g. predictions.csv)") }
-    let batch = try args.int("--batch", default: 500)
-    let threads = try args.int("--threads", default: defaultThreadCount())
+    let batch = try args.int("--batch", default: 500, in: Limits.batch)
+    let threads = try args.threads()
     let json = args.flags.contains("--json")
 
     let start = Date()

@@ -9,18 +9,29 @@ func loadDataset(_ name: String, directory: String?) throws -> (train: ImageData
     case "glyphs":
         return (Glyphs.make(count: 3000, seed: 1), Glyphs.make(count: 1000, seed: 2))
     default:
-        throw KilnError.argument("unknown data set \"\(name)\"; known: fashion-mnist, glyphs")
+        throw KilnError.argument("unknown data set \"\(excerpt(name))\"; known: fashion-mnist, glyphs")
     }
 }
 
 func parseOptimizer(_ args: Arguments) throws -> Optimizer {
-    let momentum = try args.double("--momentum", default: 0.9)
+    let momentum = try args.double("--momentum", default: 0.9, in: Limits.momentum)
     switch args.options["--optimizer"] ?? "sgd" {
     case "sgd": return .sgd(momentum: momentum)
     case "adam": return .adam()
     case "adagrad": return .adagrad()
-    case let other: throw KilnError.argument("unknown optimizer \"\(other)\"; known: sgd, adam, adagrad")
+    case let other: throw KilnError.argument("unknown optimizer \"\(excerpt(other))\"; known: sgd, adam, adagrad")
     }
+}
+
+/// `--classes A,B,C`: the labels a training file must use (in this class order); nil when not given.
+func parseClasses(_ args: Arguments) throws -> [String]? {
+    guard let text = args.options["--classes"] else { return nil }
+    let names = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    guard names.count >= 2, names.allSatisfy({ !$0.isEmpty && $0 != "NA" && $0.utf8.count <= CSVImages.maximumLabelBytes }),
+          Set(names).count == names.count else {
+        throw KilnError.argument("--classes needs two or more distinct names separated by commas (e.g. A,B,C), found \"\(excerpt(text))\"")
+    }
+    return names
 }
 
 /// Where a training run's images come from: a course CSV file or a named data set.
@@ -36,7 +47,8 @@ private func loadTrainingData(_ args: Arguments) throws -> TrainingData {
     switch (args.options["--train"], args.options["--dataset"]) {
     case let (csv?, nil):
         let size = try args.options["--image-size"].map(CSVImages.parseImageSize)
-        data = TrainingData(train: try CSVImages.read(path: csv, imageSize: size), test: nil, name: csv)
+        data = TrainingData(train: try CSVImages.read(path: csv, imageSize: size, classNames: try parseClasses(args), requireLabels: true),
+                            test: nil, name: csv)
     case let (nil, name?):
         let (train, test) = try loadDataset(name, directory: args.options["--data-dir"])
         data = TrainingData(train: train, test: test, name: name)
@@ -44,7 +56,7 @@ private func loadTrainingData(_ args: Arguments) throws -> TrainingData {
     case (nil, nil): throw KilnError.argument("train: give --train CSV (course image file) or --dataset NAME (fashion-mnist or glyphs)")
     }
     if let limit = args.options["--limit"] {
-        guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer") }
+        guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer, found \"\(excerpt(limit))\"") }
         data.train = data.train.subset(Array(0..<Swift.min(n, data.train.count)))
     }
     return data
@@ -64,29 +76,27 @@ func trainCommand(_ words: [String]) throws {
     if words.contains(where: Zoo.isGenerative) { return try trainGenerativeCommand(words) }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",
-                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule"],
+                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule", "--classes"],
                              flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
     let data = try loadTrainingData(args)
     let train = data.train
-    let epochs = try args.int("--epochs", default: data.test == nil ? 30 : 3)
-    let batch = try args.int("--batch", default: data.test == nil ? 32 : 64)
-    let learningRate = try args.double("--lr", default: 0.01)
+    let epochs = try args.int("--epochs", default: data.test == nil ? 30 : 3, in: Limits.epochs)
+    let batch = try args.int("--batch", default: data.test == nil ? 32 : 64, in: Limits.batch)
+    let learningRate = try args.double("--lr", default: 0.01, in: Limits.learningRate)
     let seed = try args.seed()
-    let threads = try args.int("--threads", default: defaultThreadCount())
+    let threads = try args.threads()
     let json = args.flags.contains("--json")
     let optimizer = try parseOptimizer(args)
     let augmentation = try Augmentation.parse(args.options["--augment"] ?? "none")
-    let patience = try args.options["--patience"].map { _ in try args.int("--patience", default: 1) }
+    let patience = try args.options["--patience"].map { _ in try args.int("--patience", default: 1, in: Limits.patience) }
     let output = args.options["-o"]
     var validationFraction: Double?
     if args.options["--val-split"] != nil {
-        let fraction = try args.double("--val-split", default: 0)
-        guard fraction > 0 && fraction < 1 else { throw KilnError.argument("--val-split needs a fraction between 0 and 1, found \(fraction)") }
-        validationFraction = fraction
+        validationFraction = try args.double("--val-split", default: 0, in: Limits.validationSplit)
     }
-    let folds = try args.options["--folds"].map { _ in try args.int("--folds", default: 5) }
+    let folds = try args.options["--folds"].map { _ in try args.int("--folds", default: 5, in: 2...1000) }
     if validationFraction != nil && folds != nil { throw KilnError.argument("train: give --val-split or --folds, not both") }
     if let folds, folds < 2 || folds > train.count { throw KilnError.argument("--folds needs 2 to \(train.count) folds, found \(folds)") }
     if patience != nil && validationFraction == nil && folds == nil {

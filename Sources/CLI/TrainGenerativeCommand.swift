@@ -5,20 +5,20 @@ import Kiln
 /// loss per epoch, writes the model file and optionally a sample grid and the loss curves.
 func trainGenerativeCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--unlabelled", "--labeller", "--epochs", "--batch", "--lr",
-                                              "--schedule", "--seed", "--threads", "--limit", "--plot", "--grid", "-o"],
+                                              "--schedule", "--seed", "--threads", "--limit", "--plot", "--grid", "-o", "--classes"],
                              flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
-    let epochs = try args.int("--epochs", default: 10)
-    let batch = try args.int("--batch", default: 64)
+    let epochs = try args.int("--epochs", default: 10, in: Limits.epochs)
+    let batch = try args.int("--batch", default: 64, in: Limits.batch)
     let seed = try args.seed()
-    let threads = try args.int("--threads", default: defaultThreadCount())
+    let threads = try args.threads()
     let json = args.flags.contains("--json")
     guard let outputPath = args.options["-o"] else { throw KilnError.argument("train \(modelName): -o FILE.safetensors is required") }
 
     var train = try loadGenerativeTrainingSet(args, conditional: ["cvae", "conv-cvae", "cgan"].contains(modelName), threads: threads)
     if let limit = args.options["--limit"] {
-        guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer") }
+        guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer, found \"\(excerpt(limit))\"") }
         train = train.subset(Array(0..<Swift.min(n, train.count)))
     }
     let model = try Zoo.generative(modelName, imageShape: [train.channels, train.height, train.width], classes: train.classNames.count)
@@ -29,7 +29,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
     if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
     trainer.checkNumerics = args.flags.contains("--check-numerics")
-    let baseRate = try args.double("--lr", default: trainer.defaultLearningRate)
+    let baseRate = try args.double("--lr", default: trainer.defaultLearningRate, in: Limits.learningRate)
     let schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
     let stepsPerEpoch = (train.count + batch - 1) / batch
     let rate = { (step: Int) in schedule.rate(base: baseRate, step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * epochs) }
@@ -63,7 +63,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
         let samples = model.isConditional
             ? try trainer.samplePerClass(10, seed: seed, classNames: train.classNames)
             : try trainer.sample(count: 100, seed: seed)
-        try ImageGrid(samples, perClass: 10, scale: 2).writePNG(path: gridPath)
+        try ImageGrid(checking: samples, perClass: 10, scale: 2).writePNG(path: gridPath)
     }
     if json {
         print(jsonObject([("model", modelName), ("images", train.count), ("epochs", epochs), ("batch", batch), ("lr", baseRate),
@@ -92,7 +92,7 @@ private func loadGenerativeTrainingSet(_ args: Arguments, conditional: Bool, thr
         throw KilnError.argument("train: --dataset NAME or --train FILE.csv is required")
     }
     let size = try args.options["--image-size"].map(CSVImages.parseImageSize)
-    let train = try CSVImages.read(path: path, imageSize: size)
+    let train = try CSVImages.read(path: path, imageSize: size, classNames: try parseClasses(args), requireLabels: true)
     guard let extra = args.options["--unlabelled"] else { return train }
     var unlabelled = try CSVImages.read(path: extra, imageSize: size, classNames: train.classNames)
     guard unlabelled.pixelsPerImage == train.pixelsPerImage else {

@@ -11,6 +11,7 @@ commands:
               [--optimizer sgd|adam|adagrad] [--momentum M] [--val-split F | --folds K] [--patience N]
               [--augment shift,rotate,scale,noise,flip,crop] [--image-size HxW] [--resume FILE]
               [--seed S] [--threads T] [--limit N] [--schedule S] [--plot FILE.svg] [--no-fuse] [--no-plan] [--check-numerics] [-o MODEL.safetensors] [--json]
+              [--classes A,B,C]   the labels the training file must use (else every distinct label is a class)
   train vae|cvae|conv-vae|conv-cvae|gan|cgan (--dataset NAME | --train FILE.csv [--unlabelled FILE.csv [--labeller MODEL]])
               -o MODEL.safetensors [--epochs N] [--batch B] [--lr X] [--schedule S] [--plot FILE.svg] [--grid FILE.png]
   predict MODEL.safetensors --test FILE.csv -o predictions.csv
@@ -21,7 +22,8 @@ commands:
   dot MODEL [--stage forward|training|simplified|fused|planned] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json]
   bench gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train [--threads N] [--jsonl FILE] [--seed S] [--json]
-              [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak]   the peers' workloads (../shared/peers)
+              [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak] [--contention N]   the peers' workloads (../shared/peers);
+              --contention N runs it quiet, then beside N spinning processes, and reports both and the ratio
 """
 
 func runCommand(_ words: [String]) throws {
@@ -40,7 +42,7 @@ func runCommand(_ words: [String]) throws {
     case "plan": try planCommand(rest)
     case "bench": try benchCommand(rest)
     case "help", "--help", "-h": print(usage)
-    default: throw KilnError.argument("unknown command \"\(command)\"; run `kiln help`")
+    default: throw KilnError.argument("unknown command \"\(excerpt(command))\"; run `kiln help`")
     }
 }
 

@@ -4,7 +4,7 @@ import KilnPasses
 
 /// How many threads kernels may use: `KILN_THREADS` if set, else every core.
 public func defaultThreadCount() -> Int {
-    if let text = ProcessInfo.processInfo.environment["KILN_THREADS"], let n = Int(text), n > 0 { return n }
+    if let text = ProcessInfo.processInfo.environment["KILN_THREADS"], let n = Int(text), n > 0 { return Swift.min(n, Parallel.maximumThreads) }
     return ProcessInfo.processInfo.activeProcessorCount
 }
 
@@ -80,7 +80,7 @@ public final class Executable {
         self.program = program
         self.graph = graph
         self.store = store
-        self.threads = Swift.max(1, threads)
+        self.threads = Swift.min(Swift.max(1, threads), Parallel.maximumThreads)
         self.seed = seed
         isProfiling = ProcessInfo.processInfo.environment["KILN_PROFILE"].map { !$0.isEmpty && $0 != "0" } ?? false
 
@@ -100,6 +100,7 @@ public final class Executable {
                 }
             }
         }
+        try MemoryBudget.check([size], for: "the compiled program's arena (activations, gradients, temporaries)")
         arenaBytes = size
         arena = .allocate(byteCount: Swift.max(size, 64), alignment: 64)
         arena.initializeMemory(as: UInt8.self, repeating: 0, count: Swift.max(size, 64))

@@ -125,7 +125,8 @@ final class FusedElementwise {
         // A reduction splits its rows into a fixed number of parts (from the problem size, never
         // the thread count), each with its own accumulator, added in part order at the end.
         sinkParts = reduction != nil && rows.rowCount * rows.inner >= 65536 ? 8 : 1
-        scratch = .allocate(capacity: scratchPerThread * Swift.max(1, threads, sinkParts))
+        // One scratch block per chunk `run` can use (never more than the elements allow, whatever the thread count).
+        scratch = .allocate(capacity: scratchPerThread * Swift.max(1, Swift.min(threads, rows.rowCount * rows.inner / 8192), sinkParts))
         if let reduction, case let .reduce(function, axes, _) = graph.nodes[reduction.root].op {
             let value = graph.nodes[reduction.root].inputs[0]
             let reducedCount = axes.reduce(1) { $0 * space[$1] }
@@ -175,10 +176,11 @@ final class FusedElementwise {
         let chunks = Swift.max(1, Swift.min(threads, total / 8192))
         if chunks == 1 { runRows(0..<rowCount, thread: 0); return }
         if rowCount >= chunks {
-            let size = (rowCount + chunks - 1) / chunks
+            // Even parts (sizes differ by at most one row): a ceiling-sized part per chunk ran
+            // past the last row once chunks came close to the row count (64 threads: a start
+            // beyond the end, an invalid range, a crash).
             Parallel.forEach(chunks: chunks, threads: threads) { chunk in
-                let start = chunk * size
-                self.runRows(start..<Swift.min(self.rowCount, start + size), thread: chunk)
+                self.runRows(chunk * self.rowCount / chunks..<(chunk + 1) * self.rowCount / chunks, thread: chunk)
             }
         } else {
             // Few long rows (a contiguous space collapses to one row, e.g. an optimizer update):

@@ -72,6 +72,12 @@ public struct Checkpoint {
         try Safetensors.write(path: path, entries: entries, metadata: metadata)
     }
 
+    /// Epochs a model file may say it was trained for (more are refused as corrupt).
+    public static let maximumEpochs = 10_000_000
+    /// Largest image side (channels included) and class count a model file may state.
+    public static let maximumImageSide = 4096
+    public static let maximumClasses = 100_000
+
     /// Reads a model file and its metadata; the tensors are checked against the model by `makeTrainer`.
     public static func read(path: String) throws -> Checkpoint {
         let (tensors, metadata) = try Safetensors.read(path: path)
@@ -100,11 +106,18 @@ public struct Checkpoint {
         guard normalisation.filter({ !$0.isWhitespace }) == Self.normalisation else {
             throw fail("model normalisation \(normalisation) is not one Kiln applies (\(Self.normalisation))")
         }
+        let epochs = config["epochs"] as? Int ?? 0
+        guard (0...Self.maximumEpochs).contains(epochs) else {
+            throw fail("model metadata \"kiln.config\" has \"epochs\" \(epochs); a model file holds 0 to \(Self.maximumEpochs) epochs")
+        }
+        guard inputShape.allSatisfy({ $0 <= Self.maximumImageSide }), classes <= Self.maximumClasses else {
+            throw fail("model metadata \"kiln.config\" has input shape \(inputShape) and \(classes) classes; Kiln models take at most \(Self.maximumImageSide) per dimension and \(Self.maximumClasses) classes")
+        }
         let stateNames = metadata["kiln.state"].flatMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String]
         } ?? []
         let description = ModelDescription(modelName: modelName, inputShape: inputShape, classNames: classNames,
-                                           optimizer: config["optimizer"] as? String ?? "", epochs: config["epochs"] as? Int ?? 0)
+                                           optimizer: config["optimizer"] as? String ?? "", epochs: epochs)
         return Checkpoint(description: description, tensors: tensors, stateNames: stateNames, path: path)
     }
 

@@ -62,6 +62,22 @@ public struct FitOptions: Sendable {
     }
 }
 
+extension FitOptions {
+    /// Refuses options whose step arithmetic would overflow (huge or negative epoch counts, say
+    /// from a resumed model file) before any training starts.
+    func validate(count: Int) throws {
+        guard epochs >= 0, firstEpoch >= 0 else {
+            throw KilnError.argument("training needs non-negative epoch counts, found \(epochs) epochs from epoch \(firstEpoch)")
+        }
+        guard batchSize >= 1 else { throw KilnError.argument("training needs a batch size of at least 1, found \(batchSize)") }
+        let stepsPerEpoch = count / batchSize + 1
+        let (lastEpoch, overflow) = firstEpoch.addingReportingOverflow(epochs)
+        guard !overflow, !lastEpoch.multipliedReportingOverflow(by: stepsPerEpoch).overflow else {
+            throw KilnError.argument("training from epoch \(firstEpoch) for \(epochs) epochs of \(stepsPerEpoch) steps counts more steps than fit in an integer")
+        }
+    }
+}
+
 /// One epoch of a fit.
 public struct EpochReport: Sendable {
     /// 1-based, counting resumed epochs.
@@ -123,6 +139,7 @@ extension ClassifierTrainer {
     public func fit(_ train: ImageDataset, validation: ImageDataset? = nil, options: FitOptions,
                     report: (EpochReport) -> Void = { _ in }) throws -> FitResult {
         precondition(train.isLabelled, "training needs labels")
+        try options.validate(count: train.count)
         var stopping = EarlyStopping(patience: options.patience)
         var bestValues: [String: [Float]]?
         var history: [EpochReport] = []

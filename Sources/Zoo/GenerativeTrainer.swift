@@ -316,6 +316,8 @@ public final class GenerativeTrainer {
         let latent = model.latentSize
         let (channels, height, width) = (model.imageShape[0], model.imageShape[1], model.imageShape[2])
         let pixels = channels * height * width
+        guard total >= 0 else { throw KilnError.argument("cannot sample \(total) images") }
+        try MemoryBudget.check([total, pixels], for: "\(total) samples of \(channels)x\(height)x\(width)")
         var bytes = [UInt8](repeating: 0, count: total * pixels)
         let random = CounterRandom(seed: seed)
         var start = 0, chunk: UInt64 = 0
@@ -355,6 +357,9 @@ public final class GenerativeTrainer {
         guard model.isConditional else {
             throw KilnError.argument("\(model.name) is unconditional: it cannot produce images of a stated class (use cvae, conv-cvae or cgan)")
         }
+        guard perClass >= 0 else { throw KilnError.argument("cannot sample \(perClass) images per class") }
+        try MemoryBudget.check([perClass, model.classes, 4 + model.imageShape.reduce(1, *)],
+                               for: "\(perClass) samples of each of \(model.classes) classes")
         let labels = (0..<model.classes).flatMap { [Int32](repeating: Int32($0), count: perClass) }
         return try sample(labels: labels, seed: seed, classNames: classNames, temperature: temperature)
     }

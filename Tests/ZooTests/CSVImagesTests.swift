@@ -74,7 +74,13 @@ struct CSVImagesTests {
         BadInput("unlabelled training row", "A,1,2,3,4\nNA,1,2,3,4\n", true, nil,
          "line 2, column 1: row has no label (\"NA\"); every row of a training or evaluation file needs one"),
         BadInput("label the model never saw", "NA,1,2,3,4\nD,1,2,3,4\n", true, ["A", "B", "C"],
-         "line 2, column 1: label \"D\" is not a class the model knows (A, B, C)"),
+         "line 2, column 1: label \"D\" is not one of the classes A, B, C"),
+        BadInput("a 10,000-character label", String(repeating: "L", count: 10_000) + ",1,2,3,4\n", true, nil,
+         "line 1, column 1: label of 10000 bytes (\"" + String(repeating: "L", count: 40) + "… (10000 bytes)\"); a class name has at most 100"),
+        BadInput("a label with a control character", "A\u{7},1,2,3,4\n", true, nil,
+         "line 1, column 1: label \"A\\u{7}\" holds control characters or invalid UTF-8"),
+        BadInput("a 5 MB pixel field is quoted as an excerpt", "A,1,2,3," + String(repeating: "9", count: 5_000_000) + "x\n", true, nil,
+         "line 1, column 5: pixel value \"" + String(repeating: "9", count: 40) + "… (5000001 bytes)\" is not a number; intensities are integers 0–255"),
         BadInput("quote never closed", "A,1,2,3,4\n\"B,1,2,3,4\n", true, nil, "line 2, column 1: quoted field never closed before the end of the file"),
         BadInput("text after a closing quote", "\"A\"x,1,2,3,4\n", true, nil, "line 1, column 1: unexpected \"x\" after a closing quote"),
     ]
@@ -85,6 +91,16 @@ struct CSVImagesTests {
         let path = dir.write("bad.csv", Array(bad.contents.utf8))
         let message = kilnErrorMessage { _ = try CSVImages.read(path: path, imageSize: bad.small ? (2, 2) : nil, classNames: bad.classes) }
         #expect(message == "\(path): \(bad.expected)", "\(bad.what)")
+    }
+
+    @Test("a UTF-8 byte-order mark is not part of the first label, with LF or CRLF lines")
+    func byteOrderMark() throws {
+        let dir = TemporaryDirectory()
+        for newline in ["\n", "\r\n"] {
+            let path = dir.write("bom.csv", [0xEF, 0xBB, 0xBF] + Array("A,1,2,3,4\(newline)B,5,6,7,8\(newline)".utf8))
+            let read = try CSVImages.read(path: path, imageSize: (2, 2))
+            #expect(read.classNames == ["A", "B"] && read.labels == [0, 1] && read.images == [1, 2, 3, 4, 5, 6, 7, 8])
+        }
     }
 
     @Test("a missing file and a directory are named")
@@ -115,7 +131,9 @@ struct CSVImagesTests {
     func imageSize() throws {
         #expect(try CSVImages.parseImageSize("16x12") == (16, 12))
         #expect(kilnErrorMessage { _ = try CSVImages.parseImageSize("16") }
-                == "--image-size needs HxW with positive integers (e.g. 28x28), found \"16\"")
+                == "--image-size needs HxW with integers 1 to 4096 (e.g. 28x28), found \"16\"")
+        #expect(kilnErrorMessage { _ = try CSVImages.parseImageSize("99999999999x99999999999") }
+                == "--image-size needs HxW with integers 1 to 4096 (e.g. 28x28), found \"99999999999x99999999999\"")
     }
 
     @Test("course glyphs: balanced, deterministic, and an assignment directory in the course layout")

@@ -185,4 +185,75 @@ struct SafetensorsTests {
             try Safetensors.read(path: path)
         }
     }
+
+    @Test("a shape whose byte count overflows is an error naming the tensor, not an overflow trap")
+    func shapeOverflow() {
+        let dir = TemporaryDirectory()
+        // 2^61 elements fit an Int; times 4 bytes they do not (the error branch used to trap computing that product).
+        let elements = dir.write("elements", safetensorsFile(
+            header: #"{"w":{"dtype":"F32","shape":[2305843009213693952],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0]))
+        #expect(throws: KilnError.file(path: elements, message:
+            #"tensor "w": shape [2305843009213693952] of F32 needs more bytes than an integer counts, data offsets [0, 4] hold 4"#)) {
+            try Safetensors.read(path: elements)
+        }
+        let product = dir.write("product", safetensorsFile(
+            header: #"{"w":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,1]}}"#, data: [0]))
+        #expect(throws: KilnError.file(path: product, message:
+            #"tensor "w": shape [4294967296, 4294967296] of U8 needs more bytes than an integer counts, data offsets [0, 1] hold 1"#)) {
+            try Safetensors.read(path: product)
+        }
+    }
+
+    @Test("offsets must tile the data section: overlaps, gaps and bytes left over are refused")
+    func offsetsTileData() {
+        let dir = TemporaryDirectory()
+        let overlap = dir.write("overlap", safetensorsFile(
+            header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+            data: [UInt8](repeating: 0, count: 8)))
+        #expect(throws: KilnError.file(path: overlap, message:
+            #"tensor "b" data offsets [4, 8] overlap the tensor before (which ends at 8)"#)) {
+            try Safetensors.read(path: overlap)
+        }
+        let gap = dir.write("gap", safetensorsFile(
+            header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#,
+            data: [UInt8](repeating: 0, count: 12)))
+        #expect(throws: KilnError.file(path: gap, message:
+            #"bytes 4..<8 of the data section belong to no tensor (before "b")"#)) {
+            try Safetensors.read(path: gap)
+        }
+        let extra = dir.write("extra", safetensorsFile(
+            header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: [UInt8](repeating: 0, count: 5)))
+        #expect(throws: KilnError.file(path: extra, message:
+            "the data section has 5 bytes but its tensors cover 4: the header length or the offsets are wrong")) {
+            try Safetensors.read(path: extra)
+        }
+    }
+
+    @Test("a header length one byte short of a written file is refused (it would shift every weight by a byte)")
+    func headerLengthOneShort() throws {
+        let dir = TemporaryDirectory()
+        var bytes = Safetensors.serialize(entries: [Safetensors.Entry(name: "w", shape: [3], floats: [1, 2, 3])], metadata: ["format": "pt"])
+        let stated = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        for i in 0..<8 { bytes[i] = UInt8(truncatingIfNeeded: (stated - 1) >> (8 * UInt64(i))) }
+        let path = dir.write("short", bytes)
+        #expect(throws: KilnError.file(path: path, message:
+            "the data section has 13 bytes but its tensors cover 12: the header length or the offsets are wrong")) {
+            try Safetensors.read(path: path)
+        }
+    }
+
+    @Test("a huge tensor name is quoted as a short excerpt")
+    func longNameExcerpt() throws {
+        let dir = TemporaryDirectory()
+        let name = String(repeating: "n", count: 10_000)
+        let path = dir.write("name", safetensorsFile(header: #"{""# + name + #"":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}"#,
+                                                     data: [0, 0, 0, 0]))
+        do {
+            _ = try Safetensors.read(path: path)
+            Issue.record("a bad dtype was accepted")
+        } catch {
+            let message = "\(error)"
+            #expect(message.count < 400 && message.contains("(10000 bytes)"))
+        }
+    }
 }

@@ -30,6 +30,10 @@ public enum Parallel {
         WorkerPool.shared.run(chunks: chunks, threads: workers, body)
     }
 
+    /// The most threads a program uses (`Executable` caps its count here): beyond the cores
+    /// more threads gain nothing, and some buffers are allocated per thread.
+    public static let maximumThreads = 256
+
     /// Cores the system has online.
     static let onlineProcessors = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 }

@@ -10,6 +10,11 @@ import KilnGraph
 /// blank lines are skipped, as R's `read.csv` does. Every malformed input is one
 /// `KilnError.file` naming the file, the line and the column.
 public enum CSVImages {
+    /// Longest label (class name) a file may hold, in bytes.
+    public static let maximumLabelBytes = 100
+    /// Largest image side `--image-size` accepts.
+    public static let maximumImageSide = 4096
+
     /// Side lengths of the images: `785` columns are 28×28 unless stated otherwise.
     public static let defaultImageSize = (height: 28, width: 28)
 
@@ -127,8 +132,9 @@ public enum CSVImages {
     /// Parses "WxH"-style `--image-size` text, written `HxW` (e.g. `28x28`).
     public static func parseImageSize(_ text: String) throws -> (height: Int, width: Int) {
         let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
-        guard parts.count == 2, let h = Int(parts[0]), let w = Int(parts[1]), h > 0, w > 0 else {
-            throw KilnError.argument("--image-size needs HxW with positive integers (e.g. 28x28), found \"\(text)\"")
+        guard parts.count == 2, let h = Int(parts[0]), let w = Int(parts[1]), (1...maximumImageSide).contains(h),
+              (1...maximumImageSide).contains(w) else {
+            throw KilnError.argument("--image-size needs HxW with integers 1 to \(maximumImageSide) (e.g. 28x28), found \"\(excerpt(text))\"")
         }
         return (h, w)
     }
@@ -173,6 +179,7 @@ enum CSVTokenizer {
             fieldBytes.removeAll(keepingCapacity: true)
         }
 
+        var first = true
         while true {
             let count = fread(chunk, 1, chunkSize, file)
             if count == 0 {
@@ -181,7 +188,10 @@ enum CSVTokenizer {
                 }
                 break
             }
-            for i in 0..<count {
+            // A UTF-8 byte-order mark (spreadsheets write one) is not part of the first field.
+            let skip = first && count >= 3 && chunk[0] == 0xEF && chunk[1] == 0xBB && chunk[2] == 0xBF ? 3 : 0
+            first = false
+            for i in skip..<count {
                 let byte = chunk[i]
                 switch state {
                 case .quoted:
@@ -282,13 +292,20 @@ private struct ImageRowSink: CSVFieldSink {
 
     mutating func field(_ bytes: UnsafeBufferPointer<UInt8>, line: Int, column: Int) throws {
         if column == 1 {
+            guard bytes.count <= CSVImages.maximumLabelBytes else {
+                throw fail(line, 1, "label of \(bytes.count) bytes (\"\(excerpt(String(decoding: bytes, as: UTF8.self)))\"); a class name has at most \(CSVImages.maximumLabelBytes)")
+            }
             let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespaces)
             if text.isEmpty || text == "NA" {
                 if requireLabels { throw fail(line, 1, "row has no label (\"\(text)\"); every row of a training or evaluation file needs one") }
                 rowLabels.append(nil)
             } else {
                 if let knownClasses, knownIndex[text] == nil {
-                    throw fail(line, 1, "label \"\(text)\" is not a class the model knows (\(knownClasses.joined(separator: ", ")))")
+                    throw fail(line, 1, "label \"\(excerpt(text))\" is not one of the classes \(knownClasses.joined(separator: ", "))")
+                }
+                if text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "\u{FFFD}" }) {
+                    let shown = text.unicodeScalars.map { $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
+                    throw fail(line, 1, "label \"\(excerpt(shown))\" holds control characters or invalid UTF-8")
                 }
                 labelledRows += 1
                 rowLabels.append(text)
@@ -325,7 +342,7 @@ private struct ImageRowSink: CSVFieldSink {
                 i += 1
             }
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+        let text = excerpt(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self))
         guard sawDigit, i == end else { throw fail(line, column, "pixel value \"\(text)\" is not a number; intensities are integers 0–255") }
         guard fractionIsZero else { throw fail(line, column, "pixel value \(text) is not an integer; intensities are integers 0–255") }
         guard !negative || value == 0, value <= 255 else { throw fail(line, column, "pixel value \(text) is out of range 0–255") }

@@ -92,3 +92,13 @@ public enum AtomicFile {
         }
     }
 }
+
+/// At most `limit` characters of `text`, marked when cut: error messages quote a bad field or
+/// name, never a megabyte of it.
+func excerpt(_ text: String, limit: Int = 40) -> String {
+    let scalars = text.unicodeScalars
+    guard scalars.count > limit else { return text }
+    var cut = String.UnicodeScalarView()
+    cut.append(contentsOf: scalars.prefix(limit))
+    return String(cut) + "… (\(text.utf8.count) bytes)"
+}

@@ -1,6 +1,7 @@
 import CZlib
 import Foundation
 import KilnGraph
+import KilnRuntime
 
 /// Gzip (and zlib) compression through the system zlib.
 ///
@@ -91,6 +92,12 @@ public enum Gzip {
         while true {
             if stream.avail_in == 0 && inputLeft { inputLeft = try refill(&stream) }
             if produced == output.count {
+                // Growth is checked against memory first: a small "gzip bomb" must be an error, not an OOM kill.
+                let grown = output.count + max(output.count, 1 << 16)
+                guard grown <= MemoryBudget.availableBytes / 2 else {
+                    throw KilnError.file(path: path, message:
+                        "gzip data inflates to more than \(produced) bytes (\(MemoryBudget.describe(produced))), beyond half the memory this process may use")
+                }
                 output.append(contentsOf: repeatElement(0, count: max(output.count, 1 << 16)))
             }
             let room = min(output.count - produced, Int(UInt32.max))

@@ -1,4 +1,5 @@
 import KilnGraph
+import KilnRuntime
 
 /// The IDX format of MNIST-style data sets (LeCun's MNIST page): a 4-byte magic number
 /// `00 00 TYPE NDIMS`, NDIMS big-endian UInt32 sizes, then the elements in row-major order.
@@ -50,14 +51,15 @@ public enum IDX {
                 "truncated IDX header: \(rank) dimensions need \(headerSize) bytes, found \(file.count)")
         }
         var dims = [Int]()
-        var elements = 1
         for d in 0..<rank {
             let at = 4 + 4 * d
-            let size = Int(file[at]) << 24 | Int(file[at + 1]) << 16 | Int(file[at + 2]) << 8 | Int(file[at + 3])
-            dims.append(size)
-            elements = elements.multipliedReportingOverflow(by: size).overflow ? Int.max : elements * size
+            dims.append(Int(file[at]) << 24 | Int(file[at + 1]) << 16 | Int(file[at + 2]) << 8 | Int(file[at + 3]))
         }
         let found = file.count - headerSize
+        guard let elements = MemoryBudget.product(dims) else {
+            throw KilnError.file(path: path, message:
+                "oversized IDX dimensions \(dims): their product overflows an integer, the file holds \(found) bytes of data")
+        }
         guard found == elements else {
             let kind = found < elements ? "truncated" : "oversized"
             throw KilnError.file(path: path, message:

@@ -1,5 +1,6 @@
 import Foundation
 import KilnGraph
+import KilnRuntime
 
 /// The safetensors format (Hugging Face): an 8-byte little-endian header length N, N bytes of
 /// JSON describing each tensor (`dtype`, `shape`, `data_offsets` into the data section) and an
@@ -157,38 +158,59 @@ public enum Safetensors {
             guard let map = raw as? [String: Any] else { throw fail("bad safetensors header: __metadata__ is not an object") }
             for (key, value) in map {
                 guard let text = value as? String else {
-                    throw fail("bad safetensors header: __metadata__ value for \"\(key)\" is not a string")
+                    throw fail("bad safetensors header: __metadata__ value for \"\(excerpt(key))\" is not a string")
                 }
                 metadata[key] = text
             }
         }
 
         var tensors: [String: Entry] = [:]
+        var spans: [(begin: Int, end: Int, name: String)] = []
         for (name, raw) in header where name != "__metadata__" {
             guard let info = raw as? [String: Any],
                   let rawDType = info["dtype"] as? String,
                   let shape = integers(info["shape"]),
                   let offsets = integers(info["data_offsets"]), offsets.count == 2 else {
-                throw fail("bad safetensors header: tensor \"\(name)\" needs \"dtype\" (string), \"shape\" (integers) and \"data_offsets\" ([begin, end])")
+                throw fail("bad safetensors header: tensor \"\(excerpt(name))\" needs \"dtype\" (string), \"shape\" (integers) and \"data_offsets\" ([begin, end])")
             }
             guard let elementSize = elementSizes[rawDType] else {
-                throw fail("tensor \"\(name)\" has unknown dtype \"\(rawDType)\" (known: \(elementSizes.keys.sorted().joined(separator: ", ")))")
+                throw fail("tensor \"\(excerpt(name))\" has unknown dtype \"\(excerpt(rawDType))\" (known: \(elementSizes.keys.sorted().joined(separator: ", ")))")
             }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, begin <= end, end <= dataLength else {
-                throw fail("tensor \"\(name)\" data offsets [\(begin), \(end)] go beyond the data section (\(dataLength) bytes)")
+                throw fail("tensor \"\(excerpt(name))\" data offsets [\(begin), \(end)] go beyond the data section (\(dataLength) bytes)")
             }
-            guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \"\(name)\" has a negative dimension in \(shape)") }
-            let (elements, overflow) = shape.reduce((1, false)) { acc, d in
-                let (p, o) = acc.0.multipliedReportingOverflow(by: d)
-                return (p, acc.1 || o)
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \"\(excerpt(name))\" has a negative dimension in \(shape)") }
+            // Overflow-checked: a shape whose byte count does not fit an Int cannot match any offsets.
+            guard let bytes = MemoryBudget.product(shape + [elementSize]) else {
+                throw fail("tensor \"\(excerpt(name))\": shape \(shape) of \(rawDType) needs more bytes than an integer counts, data offsets [\(begin), \(end)] hold \(end - begin)")
             }
-            guard !overflow, elements.multipliedReportingOverflow(by: elementSize).partialValue == end - begin,
-                  !elements.multipliedReportingOverflow(by: elementSize).overflow else {
-                throw fail("tensor \"\(name)\": shape \(shape) of \(rawDType) needs \(overflow ? "too many" : String(elements * elementSize)) bytes, data offsets [\(begin), \(end)] hold \(end - begin)")
+            guard bytes == end - begin else {
+                throw fail("tensor \"\(excerpt(name))\": shape \(shape) of \(rawDType) needs \(bytes) bytes, data offsets [\(begin), \(end)] hold \(end - begin)")
             }
-            tensors[name] = Entry(name: name, rawDType: rawDType, shape: shape,
-                                  data: Array(file[dataStart + begin ..< dataStart + end]))
+            spans.append((begin, end, name))
+        }
+        // The specification: the tensors' byte ranges tile the data section exactly, without
+        // gaps or overlaps (an overlap would load one tensor's bytes as another's weights; a
+        // header length off by one shifts every tensor and leaves a byte over).
+        spans.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
+        var covered = 0
+        for span in spans {
+            guard span.begin == covered else {
+                throw fail(span.begin < covered
+                    ? "tensor \"\(excerpt(span.name))\" data offsets [\(span.begin), \(span.end)] overlap the tensor before (which ends at \(covered))"
+                    : "bytes \(covered)..<\(span.begin) of the data section belong to no tensor (before \"\(excerpt(span.name))\")")
+            }
+            covered = span.end
+        }
+        guard covered == dataLength else {
+            throw fail("the data section has \(dataLength) bytes but its tensors cover \(covered): the header length or the offsets are wrong")
+        }
+        for span in spans {
+            let info = header[span.name] as! [String: Any]
+            let rawDType = info["dtype"] as! String
+            tensors[span.name] = Entry(name: span.name, rawDType: rawDType, shape: integers(info["shape"])!,
+                                       data: Array(file[dataStart + span.begin ..< dataStart + span.end]))
         }
         return (tensors, metadata)
     }

@@ -1,3 +1,6 @@
+import KilnGraph
+import KilnRuntime
+
 /// A picture of many images of a data set laid out in rows, for looking at samples: one row per
 /// class (or rows of `columns` images), a margin of `spacing` pixels between images, each pixel
 /// drawn as a `scale`×`scale` block.
@@ -48,6 +51,22 @@ public struct ImageGrid: Sendable {
             rows = stride(from: 0, to: n, by: perClass).map { Array($0..<Swift.min(n, $0 + perClass)) }
         }
         self.init(data, rows: rows, spacing: spacing, scale: scale)
+    }
+
+    /// The grid of `init(_:perClass:spacing:scale:)`, refused with an error giving the bytes
+    /// needed when the picture would not fit in memory (or its size overflows).
+    public init(checking data: ImageDataset, perClass: Int, spacing: Int = 2, scale: Int = 1) throws {
+        guard perClass >= 1, scale >= 1, spacing >= 0 else {
+            throw KilnError.argument("a grid needs at least 1 image per row and scale 1, found \(perClass) and \(scale)")
+        }
+        let rows = data.isLabelled ? Swift.max(1, Set(data.labels).count) : Swift.max(1, Swift.min(10, (data.count + perClass - 1) / perClass))
+        let columns = data.isLabelled || data.count >= perClass ? perClass : Swift.max(1, data.count)
+        guard let cellW = MemoryBudget.product([data.width, scale]), let cellH = MemoryBudget.product([data.height, scale]),
+              let w = MemoryBudget.product([columns, cellW + spacing]), let h = MemoryBudget.product([rows, cellH + spacing]) else {
+            throw KilnError.argument("a grid of \(rows)x\(columns) images of \(data.height)x\(data.width) at scale \(scale) is too large to draw")
+        }
+        try MemoryBudget.check([w + spacing, h + spacing, data.channels], for: "a \(w + spacing)x\(h + spacing) grid picture")
+        self.init(data, perClass: perClass, spacing: spacing, scale: scale)
     }
 
     /// Writes the grid as a PNG file (atomically).
