@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 /// Kernels are compiled for the CPU named by `KILN_TARGET_CPU` (default `native`):

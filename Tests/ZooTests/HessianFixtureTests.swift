@@ -9,8 +9,7 @@ import KilnRuntime
 /// differentiating Kiln's gradient graph again and evaluating it on the reference interpreter.
 @Suite("Second order against PyTorch")
 struct HessianFixtureTests {
-    @Test("loss, gradient and Hessian-vector product of the 4-8-3 tanh MLP match hvp-mlp.safetensors",
-          .enabled(if: FileManager.default.fileExists(atPath: fixtureDirectory + "/hvp-mlp.safetensors")))
+    @Test("loss, gradient and Hessian-vector product of the 4-8-3 tanh MLP match hvp-mlp.safetensors")
     func hessianVectorProduct() throws {
         let fixture = try Safetensors.read(path: fixtureDirectory + "/hvp-mlp.safetensors").tensors
         func tensor(_ name: String) -> HostTensor {

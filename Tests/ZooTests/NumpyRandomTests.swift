@@ -2,10 +2,6 @@ import Foundation
 import Testing
 @testable import KilnZoo
 
-/// The peers' fixtures directory (../shared/peers/fixtures from the repository root).
-private let peerFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/peers/fixtures").path
-
 /// Reference values printed by numpy 2.4.6 (`python3 -c "import numpy as np; ..."`).
 @Suite("NumpyRandom")
 struct NumpyRandomTests {
@@ -62,8 +58,7 @@ struct NumpyRandomTests {
 
     @Test("the PyTorch fixtures' batch indices are slices of the epoch-0 order", arguments: ["lenet5-sgdm", "mlp-sgd"])
     func fixtureBatchIndices(fixture: String) throws {
-        let path = peerFixtures + "/\(fixture).safetensors"
-        try #require(FileManager.default.fileExists(atPath: path), "peer fixture missing: \(path)")
+        let path = fixtureDirectory + "/\(fixture).safetensors"
         let indices = try #require(try Safetensors.read(path: path).tensors["batch_indices"])
         let stored = indices.int32s().map(Int.init)
         #expect(stored.count == indices.shape.reduce(1, *) && stored.count > 100)

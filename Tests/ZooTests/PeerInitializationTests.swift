@@ -7,7 +7,6 @@ import KilnGraph
 @Suite("Peer initial weights")
 struct PeerInitializationTests {
     @Test("lenet5, mlp and vae initial weights equal the fixtures' bit for bit",
-          .enabled(if: FileManager.default.fileExists(atPath: fixtureDirectory + "/vae-adam.safetensors")),
           arguments: [("lenet5", "lenet5-sgdm"), ("mlp", "mlp-sgd"), ("vae", "vae-adam")])
     func matchesFixtures(_ model: String, _ fixture: String) throws {
         let tensors = try Safetensors.read(path: "\(fixtureDirectory)/\(fixture).safetensors").tensors

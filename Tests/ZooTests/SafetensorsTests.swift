@@ -10,11 +10,8 @@ private func safetensorsFile(header: String, data: [UInt8] = [], statedLength: U
     return (0..<8).map { UInt8(truncatingIfNeeded: length >> (8 * UInt64($0))) } + json + data
 }
 
-/// The peers' PyTorch fixture, relative to the repository root (the test's working directory) or absolute.
-private let fixturePath: String = {
-    let relative = "../shared/peers/fixtures/mlp-sgd.safetensors"
-    return FileManager.default.fileExists(atPath: relative) ? relative : "/work/shared/peers/fixtures/mlp-sgd.safetensors"
-}()
+/// PyTorch's MLP fixture (Tests/Fixtures).
+private let fixturePath = fixtureDirectory + "/mlp-sgd.safetensors"
 
 @Suite("Safetensors")
 struct SafetensorsTests {
@@ -80,7 +77,7 @@ struct SafetensorsTests {
         }
     }
 
-    @Test("the peers' PyTorch MLP fixture reads with the shapes its README lists")
+    @Test("the PyTorch MLP fixture reads with the shapes its README lists")
     func peerFixture() throws {
         let read = try Safetensors.read(path: fixturePath)
         #expect(read.tensors.count == 24)

@@ -4,13 +4,9 @@ import Testing
 import KilnGraph
 import KilnRuntime
 
-/// The peers' kit ships PyTorch's own training trajectories (same initial weights, same batches).
-/// Tolerances are the kit's suggested ones (../shared/peers/fixtures/README.md), about 10–100×
-/// the differences PyTorch itself shows between thread counts and instruction sets.
-let fixtureDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/peers/fixtures").path
-let haveFixturesAndData = FileManager.default.fileExists(atPath: fixtureDirectory + "/mlp-sgd.safetensors")
-    && FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory + "/train-images-idx3-ubyte.gz")
+/// PyTorch's own training trajectories in `Tests/Fixtures` (same initial weights, same batches).
+/// Tolerances are the ones `Tests/Fixtures/README.md` suggests, about 10–100× the differences
+/// PyTorch itself shows between thread counts and instruction sets.
 
 /// max |a − b| over max |b|.
 func relativeError(_ a: [Float], _ b: [Float]) -> Double {
@@ -44,7 +40,7 @@ struct TrajectoryTests {
     ]
 
     @Test("loss per step, logits and gradients of step 0, parameters after the last step",
-          .enabled(if: haveFixturesAndData), arguments: cases)
+          .enabled(if: haveTrainingImages), arguments: cases)
     func trajectory(_ c: TrajectoryCase) throws {
         let fixture = try Safetensors.read(path: "\(fixtureDirectory)/\(c.file).safetensors").tensors
         func floats(_ name: String) throws -> [Float] {

@@ -4,14 +4,11 @@ import Testing
 import KilnGraph
 import KilnRuntime
 
-let haveVAEFixtureAndData = FileManager.default.fileExists(atPath: fixtureDirectory + "/vae-adam.safetensors")
-    && FileManager.default.fileExists(atPath: FashionMNIST.defaultDirectory + "/train-images-idx3-ubyte.gz")
-
-/// PyTorch's VAE trajectory (../shared/peers/fixtures/README.md): same initial weights, batches
-/// and ε; Adam(1e-3) for 6 steps. Tolerances are the kit's suggested ones.
+/// PyTorch's VAE trajectory (Tests/Fixtures/README.md): same initial weights, batches
+/// and ε; Adam(1e-3) for 6 steps. Tolerances are the suggested ones of that README.
 @Suite("The VAE matches PyTorch's Adam trajectory", .serialized)
 struct VAETrajectoryTests {
-    @Test("loss per step, gradients of step 0, parameters after 6 Adam steps", .enabled(if: haveVAEFixtureAndData))
+    @Test("loss per step, gradients of step 0, parameters after 6 Adam steps", .enabled(if: haveTrainingImages))
     func trajectory() throws {
         let fixture = try Safetensors.read(path: "\(fixtureDirectory)/vae-adam.safetensors").tensors
         func floats(_ name: String) throws -> [Float] {

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs every peer on every workload it has, then (per workload, right after the peers)
+# `KILN bench WORKLOAD --threads N --jsonl FILE`, one process at a time, and prints the
+# table (markdown) with each row's CPU pressure.
+#
+#   bash bench/compare.sh [KILN_BINARY]      e.g. bash bench/compare.sh .build/release/kiln
+#
+# Environment:
+#   KILN_PEERS_VENV  the venv of bench/install.sh (default $HOME/.cache/kiln-peers)
+#   WORKLOADS        default: gemm lenet5-train lenet5-infer mlp-b16 vae-train resnet18-train resnet18-infer
+#   SYSTEMS          default: numpy pytorch-eager pytorch-compile jax-jit tinygrad
+#   THREADS (2), SEED (0), TIMEOUT (seconds per run, 900), OUT (JSONL file, default ./compare-DATE.jsonl)
+# A run that fails or times out becomes a FAILED cell; a workload this Kiln binary does not
+# have (or no binary) becomes `missing`. Nothing here stops at the first failure.
+set -u
+BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${KILN_PEERS_VENV:-$HOME/.cache/kiln-peers}"
+PY="$VENV/bin/python"
+KILN="${1:-}"
+THREADS="${THREADS:-2}"
+SEED="${SEED:-0}"
+TIMEOUT="${TIMEOUT:-900}"
+OUT="${OUT:-$PWD/compare-$(date -u +%Y%m%dT%H%M%S).jsonl}"
+WORKLOADS="${WORKLOADS:-gemm lenet5-train lenet5-infer mlp-b16 vae-train resnet18-train resnet18-infer}"
+SYSTEMS="${SYSTEMS:-numpy pytorch-eager pytorch-compile jax-jit tinygrad}"
+
+if [ ! -x "$PY" ]; then
+    echo "error: no Python venv at $VENV: run bash bench/install.sh first" >&2
+    exit 1
+fi
+if [ -n "$KILN" ] && [ ! -x "$KILN" ] && ! command -v "$KILN" >/dev/null 2>&1; then
+    echo "warning: Kiln binary '$KILN' not found: its cells will read missing" >&2
+fi
+echo "# $(date -u +%FT%TZ)  threads=$THREADS seed=$SEED  records -> $OUT"
+echo "# cpu pressure now: $(head -n 1 /proc/pressure/cpu 2>/dev/null || echo n/a)"
+
+has() {  # system workload
+    case "$1" in
+        numpy) [ "$2" = gemm ] ;;
+        tinygrad) case "$2" in resnet18-*) return 1 ;; esac ;;
+        *) return 0 ;;
+    esac
+}
+
+command_of() {  # system
+    case "$1" in
+        numpy) echo "$PY $BENCH/numpy_peer.py" ;;
+        pytorch-eager) echo "$PY $BENCH/torch_peer.py --mode eager" ;;
+        pytorch-compile) echo "$PY $BENCH/torch_peer.py --mode compile" ;;
+        jax-jit) echo "$PY $BENCH/jax_peer.py" ;;
+        tinygrad) echo "$PY $BENCH/tinygrad_peer.py" ;;
+        *) echo "unknown system $1" >&2; return 1 ;;
+    esac
+}
+
+run() {  # system workload command...
+    local system="$1" workload="$2"; shift 2
+    local log status
+    log="$(mktemp)"
+    echo ">> $system $workload"
+    timeout "$TIMEOUT" "$@" >"$log" 2>&1
+    status=$?
+    grep -E '^\[' "$log" | tail -n 1
+    if [ "$status" -ne 0 ]; then
+        local cause kind=failed
+        if [ "$status" -eq 124 ]; then
+            cause="timed out after ${TIMEOUT}s"
+        else
+            cause="exit $status: $(grep -iE 'error|exception|no such file' "$log" | tail -n 1)"
+            # A Kiln without this workload says so ("unknown workload" / "give one workload: ...").
+            if [ "$system" = kiln ] && grep -qiE 'unknown workload|give one workload|no workload' "$log"; then
+                kind=missing
+            fi
+        fi
+        echo "   $kind: $cause"
+        "$PY" "$BENCH/compare.py" --record-failure "$system" "$workload" "$kind" "$cause" "$OUT"
+    fi
+    rm -f "$log"
+}
+
+for workload in $WORKLOADS; do
+    for system in $SYSTEMS; do
+        has "$system" "$workload" || continue
+        # shellcheck disable=SC2046
+        run "$system" "$workload" $(command_of "$system") "$workload" --threads "$THREADS" --seed "$SEED" --jsonl "$OUT"
+    done
+    if [ -n "$KILN" ] && { [ -x "$KILN" ] || command -v "$KILN" >/dev/null 2>&1; }; then
+        run kiln "$workload" "$KILN" bench "$workload" --threads "$THREADS" --seed "$SEED" --jsonl "$OUT"
+    fi
+done
+
+echo
+if [ -n "$KILN" ]; then
+    "$PY" "$BENCH/compare.py" "$OUT" --kiln --workloads "$WORKLOADS"
+else
+    "$PY" "$BENCH/compare.py" "$OUT" --workloads "$WORKLOADS"
+fi
