@@ -53,25 +53,27 @@ g.output("logits", logits)
 let step = try Executable(graph: try g.build(), store: ParameterStore(seed: 1), threads: 2)
 
 // Class k's points lie around angle 2πk/3 on the unit circle (a fixed linear congruential stream).
-var state: UInt64 = 12345
-func uniform() -> Float {
-    state = state &* 6364136223846793005 &+ 1442695040888963407
-    return Float(state >> 40) / Float(1 << 24)
-}
-func draw() -> (points: [Float], labels: [Int32]) {
-    var points: [Float] = [], classOf: [Int32] = []
-    for i in 0..<batch {
-        let k = i % classes, angle = 2 * Float.pi * Float(k) / Float(classes)
-        points += [cos(angle) + 0.6 * (uniform() - 0.5), sin(angle) + 0.6 * (uniform() - 0.5)]
-        classOf.append(Int32(k))
+struct Stream {
+    var state: UInt64 = 12345
+    mutating func uniform() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(state >> 40) / Float(1 << 24)
     }
-    return (points, classOf)
+    mutating func batch() -> (points: [Float], labels: [Int32]) {
+        var points: [Float] = [], classOf: [Int32] = []
+        for i in 0..<batch {
+            let k = i % classes, angle = 2 * Float.pi * Float(k) / Float(classes)
+            points += [cos(angle) + 0.6 * (uniform() - 0.5), sin(angle) + 0.6 * (uniform() - 0.5)]
+            classOf.append(Int32(k))
+        }
+        return (points, classOf)
+    }
 }
 
 try step.setInput("lr", [0.05])
-var losses: [Float] = [], correct = 0
+var stream = Stream(), losses: [Float] = [], correct = 0
 for _ in 0..<200 {
-    let data = draw()
+    let data = stream.batch()
     try step.setInput("x", data.points)
     try step.setInput("labels", data.labels)
     step.run()
