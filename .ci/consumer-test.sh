@@ -59,7 +59,7 @@ struct Stream {
         state = state &* 6364136223846793005 &+ 1442695040888963407
         return Float(state >> 40) / Float(1 << 24)
     }
-    mutating func batch() -> (points: [Float], labels: [Int32]) {
+    mutating func draw() -> (points: [Float], labels: [Int32]) {
         var points: [Float] = [], classOf: [Int32] = []
         for i in 0..<batch {
             let k = i % classes, angle = 2 * Float.pi * Float(k) / Float(classes)
@@ -73,7 +73,7 @@ struct Stream {
 try step.setInput("lr", [0.05])
 var stream = Stream(), losses: [Float] = [], correct = 0
 for _ in 0..<200 {
-    let data = stream.batch()
+    let data = stream.draw()
     try step.setInput("x", data.points)
     try step.setInput("labels", data.labels)
     step.run()
