@@ -209,7 +209,7 @@ def run_resnet18_train():
         loss = loss_of(torch.from_numpy(xb), torch.from_numpy(yb.astype(np.int64)))
         loss.backward()
         step_update()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         elapsed = time.perf_counter() - t
         if step == 0:
             first = elapsed
