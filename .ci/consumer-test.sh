@@ -76,7 +76,7 @@ for _ in 0..<200 {
     let data = stream.draw()
     try step.setInput("x", data.points)
     try step.setInput("labels", data.labels)
-    step.run()
+    try step.run()
     losses.append(try step.output("loss")[0])
     let out = try step.output("logits")
     correct = (0..<batch).filter { i in
