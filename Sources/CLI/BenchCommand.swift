@@ -1,7 +1,7 @@
 import Foundation
 import Kiln
 
-/// `kiln bench WORKLOAD`: the peers' benchmark workloads (`../shared/peers/README.md`), run exactly as
+/// `kiln bench WORKLOAD`: the peers' benchmark workloads (`bench/README.md`), run exactly as
 /// the PyTorch/JAX/tinygrad/numpy peers run them (same model, batch, optimizer, data order, epochs
 /// and timing rules), writing the same JSONL record with `"system": "kiln"`.
 let benchWorkloads = ["gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train"]

@@ -1,7 +1,7 @@
 import Foundation
 import Kiln
 
-/// One `kiln bench` result in the peers' JSONL record format (`../shared/peers/README.md`), plus the
+/// One `kiln bench` result in the peers' JSONL record format (`bench/README.md`), plus the
 /// machine facts every record carries: host, peak RSS, date, load average and CPU pressure.
 struct BenchRecord {
     var workload: String

@@ -1,4 +1,4 @@
-/// The peers' initial weights (`../shared/peers/peercommon.py`, `init_lenet5`/`init_mlp`/`init_vae`):
+/// The peers' initial weights (`bench/common.py`, `lenet5_weights`/`mlp_weights`/`vae_weights`):
 /// PyTorch's default U(±1/√fan_in) for every weight and bias, drawn from numpy's
 /// `default_rng([seed, 1000 + k])` in the peers' order. With them Kiln starts a benchmark from
 /// exactly the weights PyTorch, JAX and tinygrad start from.
