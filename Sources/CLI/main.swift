@@ -21,6 +21,7 @@ commands:
   show DATA.csv --grid FILE.png [--per-class N] [--scale K]
   dot MODEL [--stage forward|training|simplified|fused|planned] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json]
+  selftest [--networks N] [--seed S] [--threads T] [--runs R]   random user-style networks, compiled vs the interpreter
   bench gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train [--threads N] [--jsonl FILE] [--seed S] [--json]
               [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak] [--contention N]   the peers' workloads (bench/README.md);
               --contention N runs it quiet, then beside N spinning processes, and reports both and the ratio
@@ -41,6 +42,7 @@ func runCommand(_ words: [String]) throws {
     case "dot": try dotCommand(rest)
     case "plan": try planCommand(rest)
     case "bench": try benchCommand(rest)
+    case "selftest": try selftestCommand(rest)
     case "help", "--help", "-h": print(usage)
     default: throw KilnError.argument("unknown command \"\(excerpt(command))\"; run `kiln help`")
     }

@@ -188,7 +188,7 @@ func trainingPipeline(disabled: Set<String>, checkNumerics: Bool) -> PassManager
 /// parameters are no longer usable: training stops, and callers write no model file.
 func checkFiniteLoss(_ loss: Float, model: String, step: UInt64, what: String = "loss") throws {
     guard !loss.isFinite else { return }
-    throw KilnError.feed("\(model): the training \(what) became \(loss) in step \(step); training stopped and nothing was saved. "
+    throw KilnError.feed("\(model): the training \(what) became \(loss.isNaN ? "NaN" : "\(loss)") in step \(step); training stopped and nothing was saved. "
                          + "Try a lower learning rate, or run with --check-numerics (ClassifierTrainer.checkNumerics) to name the first node that produced NaN or Inf")
 }
 

@@ -1,0 +1,45 @@
+import Foundation
+import Kiln
+
+/// `kiln selftest --networks N [--seed S] [--threads T] [--runs R]`: makes N random user-style
+/// networks (seeds S, S+1, …), compiles each training step through the full pipeline and checks
+/// R consecutive `run()` calls with the inputs set once against the reference interpreter and
+/// the fed bytes (`DifferentialCheck`). Prints each failure, then one summary line; exits 1 on
+/// any failure.
+func selftestCommand(_ words: [String]) throws {
+    let args = try Arguments(words, options: ["--networks", "--seed", "--threads", "--runs", "--disable"], flags: ["--json"], command: "selftest")
+    guard args.positionals.isEmpty else { throw KilnError.argument("selftest: unexpected \(args.positionals[0])") }
+    let count = try args.int("--networks", default: 200)
+    let threads = try args.int("--threads", default: defaultThreadCount())
+    let runs = try args.int("--runs", default: 2)
+    guard (1...1_000_000).contains(count) else { throw KilnError.argument("selftest: --networks must be 1 to 1000000, found \(count)") }
+    guard (1...256).contains(threads) else { throw KilnError.argument("selftest: --threads must be 1 to 256, found \(threads)") }
+    guard (1...100).contains(runs) else { throw KilnError.argument("selftest: --runs must be 1 to 100, found \(runs)") }
+    let seed = try args.seed()
+    let json = args.flags.contains("--json")
+    let start = Date()
+    var pipeline = standardPipeline()
+    pipeline.disabled = Set((args.options["--disable"] ?? "").split(separator: ",").map(String.init))
+    let failures = DifferentialCheck.run(count: count, firstSeed: seed, threads: threads, runs: runs, pipeline: pipeline) { done, failed in
+        if !json && (done % 50 == 0 || done == count) {
+            showProgress("selftest", done: done, total: count, detail: "\(failed) failures")
+        }
+    }
+    let seconds = Date().timeIntervalSince(start)
+    if json {
+        print(jsonObject([("networks", count), ("first_seed", Int(seed)), ("threads", threads), ("runs", runs),
+                          ("failures", failures.count), ("seconds", seconds),
+                          ("failed", failures.map { "\($0)" })]))
+    } else {
+        for failure in failures {
+            print("FAIL \(failure)")
+            if let mismatch = failure as? DifferentialMismatch,
+               let node = try? DifferentialCheck.firstDivergentNode(RandomNetworks.make(seed: mismatch.seed)) {
+                print("  first node that differs, unoptimised: \(node)")
+            }
+        }
+        print(String(format: "selftest: %d networks from seed %llu, %d runs each on %d threads: %d failures, %.1f s",
+                     count, seed, runs, threads, failures.count, seconds))
+    }
+    if !failures.isEmpty { exit(1) }
+}
