@@ -9,12 +9,9 @@ import Kiln
 func selftestCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--networks", "--seed", "--threads", "--runs", "--disable"], flags: ["--json"], command: "selftest")
     guard args.positionals.isEmpty else { throw KilnError.argument("selftest: unexpected \(args.positionals[0])") }
-    let count = try args.int("--networks", default: 200)
-    let threads = try args.int("--threads", default: defaultThreadCount())
-    let runs = try args.int("--runs", default: 2)
-    guard (1...1_000_000).contains(count) else { throw KilnError.argument("selftest: --networks must be 1 to 1000000, found \(count)") }
-    guard (1...256).contains(threads) else { throw KilnError.argument("selftest: --threads must be 1 to 256, found \(threads)") }
-    guard (1...100).contains(runs) else { throw KilnError.argument("selftest: --runs must be 1 to 100, found \(runs)") }
+    let count = try args.int("--networks", default: 200, in: 1...1_000_000)
+    let threads = try args.threads()
+    let runs = try args.int("--runs", default: 2, in: 1...100)
     let seed = try args.seed()
     let json = args.flags.contains("--json")
     let start = Date()
