@@ -46,7 +46,7 @@ def arguments(workloads=ALL_WORKLOADS, modes=None):
     p.add_argument("--jsonl", help="append the record to this file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, help="smoke tests only: epochs instead of the spec's")
-    p.add_argument("--limit-steps", type=int, help="smoke tests only: steps per epoch (ResNet: timed steps)")
+    p.add_argument("--limit-steps", type=int, help="smoke tests only: steps per epoch (resnet18-train: timed steps; resnet18-infer: batches per pass)")
     if modes:
         p.add_argument("--mode", choices=modes, default=modes[0])
     return p.parse_args()

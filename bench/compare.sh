@@ -66,7 +66,10 @@ run() {  # system workload command...
         if [ "$status" -eq 124 ]; then
             cause="timed out after ${TIMEOUT}s"
         else
-            cause="exit $status: $(grep -iE 'error|exception|no such file' "$log" | tail -n 1)"
+            local line
+            line="$(grep -iE 'error|exception|no such file' "$log" | tail -n 1)"
+            [ -n "$line" ] || line="$(grep -v '^\s*$' "$log" | tail -n 1)"
+            cause="exit $status: $line"
             # A Kiln without this workload says so ("unknown workload" / "give one workload: ...").
             if [ "$system" = kiln ] && grep -qiE 'unknown workload|give one workload|no workload' "$log"; then
                 kind=missing
