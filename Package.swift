@@ -1,15 +1,48 @@
 // swift-tools-version:6.2
+import Foundation
 import PackageDescription
 
 /// Kernels are compiled for the CPU named by `KILN_TARGET_CPU` (default `native`):
 /// without it swiftc emits no AVX at all. Code stays correct on any AVX2+FMA x86-64
 /// (`haswell`) and on arm64; wider vectors are only a speed-up.
 let targetCPU = Context.environment["KILN_TARGET_CPU"] ?? "native"
-let fastFlags: [SwiftSetting] = [
+
+/// The vector ISA of `targetCPU`, as a define that Sources/Runtime/Kernels/ISA.swift reads to pick
+/// vector widths and register tiles (Swift has no `#if` for target features). `KILN_ISA=avx512|avx2|generic`
+/// overrides. A wrong guess costs speed only: the instructions come from `-target-cpu`.
+func vectorISA(of cpu: String) -> String {
+    if let forced = Context.environment["KILN_ISA"] { return forced }
+    let name = cpu.lowercased()
+    if name == "native" {
+        // The build machine's own flags (Linux); elsewhere (macOS, where arm64 needs no define) assume AVX2.
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return "avx2" }
+        let set = Set(flags.split(separator: " ").map(String.init))
+        if set.contains("avx512f") { return "avx512" }
+        return set.contains("avx2") && set.contains("fma") ? "avx2" : "generic"
+    }
+    let avx512 = ["x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+                  "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids",
+                  "graniterapids-d", "diamondrapids", "znver4", "znver5", "knl", "knm"]
+    let avx2 = ["x86-64-v3", "haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake",
+                "arrowlake-s", "lunarlake", "pantherlake", "gracemont", "sierraforest", "grandridge", "clearwaterforest",
+                "znver1", "znver2", "znver3", "bdver4"]
+    if avx512.contains(name) { return "avx512" }
+    if avx2.contains(name) { return "avx2" }
+    return "generic"
+}
+let isaDefine: [SwiftSetting] = {
+    switch vectorISA(of: targetCPU) {
+    case "avx512": return [.define("KILN_ISA_AVX512")]
+    case "avx2": return [.define("KILN_ISA_AVX2")]
+    default: return []
+    }
+}()
+let fastFlags: [SwiftSetting] = isaDefine + [
     .unsafeFlags(["-target-cpu", targetCPU, "-Ounchecked", "-Xcc", "-fno-math-errno"], .when(configuration: .release)),
     .unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .debug)),
 ]
-let flags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+let flags: [SwiftSetting] = isaDefine + [.unsafeFlags(["-target-cpu", targetCPU])]
 /// `scripts/sanitize.sh` sets `KILN_SANITIZER`: the allocation counter's malloc cannot sit beside
 /// a sanitizer's, so RuntimeTests is built without it and its allocation tests compile out.
 let sanitizing = Context.environment["KILN_SANITIZER"] != nil

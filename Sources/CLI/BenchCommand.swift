@@ -4,7 +4,7 @@ import Kiln
 /// `kiln bench WORKLOAD`: the peers' benchmark workloads (`bench/README.md`), run exactly as
 /// the PyTorch/JAX/tinygrad/numpy peers run them (same model, batch, optimizer, data order, epochs
 /// and timing rules), writing the same JSONL record with `"system": "kiln"`.
-let benchWorkloads = ["gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train"]
+let benchWorkloads = ["peak", "gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train"]
 
 /// The knobs every workload reads; `--epochs` and `--limit-steps` are for smoke tests only.
 struct BenchSettings {
@@ -76,13 +76,14 @@ private func withSpinningProcesses<T>(_ count: Int, _ body: () throws -> T) thro
 private func runWorkload(_ settings: BenchSettings) throws -> BenchRecord {
     let record: BenchRecord
     switch settings.workload {
+    case "peak": record = benchPeak(settings)
     case "gemm": record = benchGEMM(settings)
     case "lenet5-train":
         record = try benchTraining(settings, model: try Zoo.classifier("lenet5"), optimizer: .sgd(momentum: 0.9),
                                    learningRate: 0.01, batch: 64, epochs: 3, reportFlops: true)
     case "mlp-b16":
         record = try benchTraining(settings, model: try Zoo.classifier("mlp-dropout"), optimizer: .sgd(momentum: 0),
-                                   learningRate: 0.01, batch: 16, epochs: 1, reportFlops: false)
+                                   learningRate: 0.01, batch: 16, epochs: 1, reportFlops: true)
     case "lenet5-infer": record = try benchInference(settings)
     case "vae-train": record = try benchVAE(settings)
     default: preconditionFailure("unhandled workload \(settings.workload)")
@@ -105,6 +106,22 @@ private func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     let mid = sorted.count / 2
     return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+// MARK: - peak
+
+/// The machine's FP32 FMA peak on `--threads` threads with this build's vectors (`PeakFMA`):
+/// value = best GFLOP/s of 5 runs of 0.2 s; also the single-thread figure when more threads were asked.
+private func benchPeak(_ settings: BenchSettings) -> BenchRecord {
+    let peak = PeakFMA.measure(threads: settings.threads)
+    var extra: [(String, Any)] = [("isa", ISA.summary), ("threads", settings.threads), ("peak_source", peak.description)]
+    if settings.threads > 1 {
+        let one = PeakFMA.measure(threads: 1)
+        extra += [("one_thread_gflops", rounded(one.gflops, 2)),
+                  ("per_thread_gflops", rounded(peak.gflops / Double(settings.threads), 2))]
+    }
+    return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "gflops",
+                       value: peak.gflops, compileSeconds: nil, testAccuracy: nil, extra: extra)
 }
 
 // MARK: - gemm
@@ -166,7 +183,9 @@ private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
                        extra: [("median_gflops", rounded(flops / middle / 1e9, 2)), ("best_ms", rounded(best * 1e3, 3)),
                                ("median_ms", rounded(middle * 1e3, 3)), ("reps", repetitions),
                                ("first_call_ms", rounded(firstCall * 1e3, 3)), ("threads", settings.threads),
-                               ("shape", "\(m)x\(n)x\(k)" + (transposeA ? " A transposed" : "") + (transposeB ? " B transposed" : ""))])
+                               ("shape", "\(m)x\(n)x\(k)" + (transposeA ? " A transposed" : "") + (transposeB ? " B transposed" : ""))]
+                       + throughputFields(achievedGFLOPs: flops / best / 1e9, threads: settings.threads,
+                                          measurePeak: settings.measurePeak))
 }
 
 // MARK: - training
@@ -223,16 +242,15 @@ private func benchTraining(_ settings: BenchSettings, model: ClassifierModel, op
         }
         let achieved = epochFlops / middle / 1e9
         extra += [("flops_per_step", try trainingStepFlops(model: model, batch: batch, optimizer: optimizer)),
-                  ("epoch_gflop", rounded(epochFlops / 1e9, 3)), ("achieved_gflops", rounded(achieved, 3)),
-                  ("flops_counted", "matmul 2mnk; conv2d, backward-data, backward-filter 2*N*O*OH*OW*C*KH*KW each; elementwise ignored")]
-        if settings.measurePeak, let peak = PeakFMA.measure(threads: settings.threads) {
-            extra += [("peak_gflops", peak.avx512), ("peak_avx2_gflops", peak.avx2 as Any),
-                      ("fraction_of_peak", rounded(achieved / peak.avx512, 4)), ("peak_source", peak.source)]
-        }
+                  ("epoch_gflop", rounded(epochFlops / 1e9, 3)), ("flops_counted", flopsCounted)]
+        extra += throughputFields(achievedGFLOPs: achieved, threads: settings.threads, measurePeak: settings.measurePeak)
     }
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "epoch_seconds",
                        value: middle, compileSeconds: compileSeconds, testAccuracy: evaluation.accuracy, extra: extra)
 }
+
+/// What `graphFlops` counts, for the records.
+let flopsCounted = "matmul 2mnk; conv2d, backward-data, backward-filter 2*N*O*OH*OW*C*KH*KW each; elementwise ignored"
 
 /// FLOPs of one training step counted from its graph: matmul 2·m·n·k; conv2d and both of its
 /// backward ops 2·N·O·OH·OW·C·KH·KW each; everything else (elementwise, pooling, loss) ignored.
@@ -299,10 +317,19 @@ private func benchInference(_ settings: BenchSettings) throws -> BenchRecord {
         times.append(monotonicSeconds() - start)
     }
     let best = times.min()!
+    // One pass: full batches plus the partial one, each counted from its own forward graph.
+    let model = try Zoo.classifier("lenet5")
+    var passFlops = Double(test.count / batch) * Double(graphFlops(try ClassifierTrainer.forwardGraph(model: model, batch: batch)))
+    if test.count % batch > 0 {
+        passFlops += Double(graphFlops(try ClassifierTrainer.forwardGraph(model: model, batch: test.count % batch)))
+    }
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "images_per_second",
                        value: Double(test.count) / best, compileSeconds: compileSeconds, testAccuracy: nil,
                        extra: [("best_pass_seconds", rounded(best, 4)), ("pass_seconds", times.map { rounded($0, 4) }),
-                               ("batch", batch), ("threads", settings.threads)])
+                               ("batch", batch), ("threads", settings.threads), ("pass_gflop", rounded(passFlops / 1e9, 3)),
+                               ("flops_counted", flopsCounted)]
+                       + throughputFields(achievedGFLOPs: passFlops / best / 1e9, threads: settings.threads,
+                                          measurePeak: settings.measurePeak))
 }
 
 /// The peers' `vae-train`: MLP VAE 784-400-20, Adam lr 1e-3, batch 128, 1 epoch in numpy's order
@@ -319,7 +346,7 @@ private func benchVAE(_ settings: BenchSettings) throws -> BenchRecord {
     try trainer.initializeParameters()
     try usePeerInitialization(trainer.store, model: "vae", seed: settings.seed)
     var compileSeconds = 0.0
-    var epochSeconds: [Double] = [], epochLosses: [Double] = []
+    var epochSeconds: [Double] = [], epochLosses: [Double] = [], epochExamples: [Int] = []
     for epoch in 0..<epochs {
         let order = numpyEpochOrder(count: train.count, seed: settings.seed, epoch: epoch)
         var position = 0, steps = 0, lossSum = 0.0
@@ -339,14 +366,23 @@ private func benchVAE(_ settings: BenchSettings) throws -> BenchRecord {
         }
         epochSeconds.append(monotonicSeconds() - start)
         epochLosses.append(lossSum / Double(steps))
+        epochExamples.append(position - (epoch == 0 ? batch : 0))
         printError(String(format: "epoch %d/%d: %.3f s, mean batch loss %.2f", epoch + 1, epochs, epochSeconds.last!, epochLosses.last!))
     }
     let elbo = try trainer.negativeELBO(test, noiseSeed: 1234, batchSize: 1000)
+    // The timed examples of the median epoch, at the full batch's FLOPs per example (the partial
+    // batch's products scale with its size).
+    let stepFlops = Double(graphFlops(try GenerativeTrainer.vaeTrainingGraph(model: vae(), batch: batch, optimizer: .adam())))
+    let middleIndex = epochSeconds.indices.sorted { epochSeconds[$0] < epochSeconds[$1] }[epochSeconds.count / 2]
+    let achieved = stepFlops / Double(batch) * Double(epochExamples[middleIndex]) / epochSeconds[middleIndex] / 1e9
     var record = BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "epoch_seconds",
                              value: median(epochSeconds), compileSeconds: compileSeconds, testAccuracy: nil,
                              extra: [("epoch_seconds", epochSeconds.map { rounded($0, 3) }),
                                      ("train_loss", epochLosses.map { rounded($0, 3) }), ("threads", settings.threads),
-                                     ("test_eps", "Kiln CounterRandom normal draws, seed 1234 (not numpy's ziggurat)")])
+                                     ("test_eps", "Kiln CounterRandom normal draws, seed 1234 (not numpy's ziggurat)"),
+                                     ("flops_per_step", Int(stepFlops)), ("flops_counted", flopsCounted)]
+                                     + throughputFields(achievedGFLOPs: achieved, threads: settings.threads,
+                                                        measurePeak: settings.measurePeak))
     record.testNegativeELBO = elbo
     return record
 }

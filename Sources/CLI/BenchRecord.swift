@@ -118,64 +118,15 @@ func hostDescription() -> String {
     return host
 }
 
-/// The machine's FP32 FMA peak, measured by the peers' `peak_fma.c` (compiled with gcc on the spot).
-struct PeakFMA {
-    /// GFLOP/s with AVX-512 FMAs on all requested threads.
-    var avx512: Double
-    /// GFLOP/s with AVX2 (256-bit) FMAs.
-    var avx2: Double?
-    /// How the figure was obtained, for the record.
-    var source: String
-
-    /// Compiles and runs `peak_fma.c THREADS SECONDS`; nil when the source, gcc or AVX-512 is missing,
-    /// or the output cannot be parsed. Takes about 12 × `secondsPerTest`.
-    static func measure(threads: Int, secondsPerTest: Double = 0.5) -> PeakFMA? {
-        guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              cpuinfo.contains(" avx512f"), let source = sourcePath(), let gcc = executablePath("gcc") else { return nil }
-        let binary = NSTemporaryDirectory() + "kiln-peak-fma-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: binary) }
-        guard run(gcc, ["-O2", "-mavx512f", "-mfma", "-pthread", source, "-o", binary]) != nil,
-              let output = run(binary, [String(threads), String(secondsPerTest)]) else { return nil }
-        func gflops(_ prefix: String) -> Double? {
-            guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }),
-                  let colon = line.lastIndex(of: ":") else { return nil }
-            return Double(line[line.index(after: colon)...].split(separator: " ").first ?? "")
-        }
-        guard let wide = gflops("AVX-512") else { return nil }
-        return PeakFMA(avx512: wide, avx2: gflops("AVX2"),
-                       source: "peak_fma.c (gcc -O2 -mavx512f -mfma), AVX-512 FMA, \(threads) threads, best of 5 x \(secondsPerTest) s")
+/// The record fields every workload reports: achieved GFLOP/s, the machine's FP32 FMA peak on the
+/// same threads with the vectors of the ISA this binary was compiled for (`PeakFMA`, measured now,
+/// about a second), and their ratio. Without `measurePeak` (`--no-peak`) only the achieved figure.
+func throughputFields(achievedGFLOPs: Double, threads: Int, measurePeak: Bool) -> [(String, Any)] {
+    var fields: [(String, Any)] = [("achieved_gflops", rounded(achievedGFLOPs, 3)), ("isa", ISA.summary)]
+    if measurePeak {
+        let peak = PeakFMA.measure(threads: threads)
+        fields += [("peak_gflops", rounded(peak.gflops, 2)), ("fraction_of_peak", rounded(achievedGFLOPs / peak.gflops, 4)),
+                   ("peak_source", peak.description)]
     }
-
-    /// `KILN_PEAK_FMA_C`, else `shared/peers/peak_fma.c` in the working directory's parent or in an
-    /// ancestor of this binary (the repository checkout sits beside `shared/` on the project machine).
-    private static func sourcePath() -> String? {
-        var candidates: [String] = []
-        if let path = ProcessInfo.processInfo.environment["KILN_PEAK_FMA_C"] { candidates.append(path) }
-        candidates.append(FileManager.default.currentDirectoryPath + "/../shared/peers/peak_fma.c")
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.deletingLastPathComponent()
-        while directory.path != "/" && !directory.path.isEmpty {
-            candidates.append(directory.appendingPathComponent("shared/peers/peak_fma.c").path)
-            directory = directory.deletingLastPathComponent()
-        }
-        return candidates.first { FileManager.default.fileExists(atPath: $0) }
-    }
-
-    private static func executablePath(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
-    /// Runs a program; its standard output, or nil if it could not start or failed.
-    private static func run(_ executable: String, _ arguments: [String]) -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
-    }
+    return fields
 }

@@ -22,7 +22,7 @@ commands:
   dot MODEL [--stage forward|training|simplified|fused|planned] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json]
   selftest [--networks N] [--seed S] [--threads T] [--runs R]   random user-style networks, compiled vs the interpreter
-  bench gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train [--threads N] [--jsonl FILE] [--seed S] [--json]
+  bench peak|gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train [--threads N] [--jsonl FILE] [--seed S] [--json]
               [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak] [--contention N]   the peers' workloads (bench/README.md);
               --contention N runs it quiet, then beside N spinning processes, and reports both and the ratio
 """

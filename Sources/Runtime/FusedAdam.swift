@@ -55,21 +55,21 @@ struct FusedAdam {
     @inline(__always)
     func run(_ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>, mOut: UnsafeMutablePointer<Float>,
              vOut: UnsafeMutablePointer<Float>, pOut: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, _ n: Int) {
-        typealias V = SIMD16<Float>
+        typealias V = ISA.Vector
         let g = operands[self.g], m = operands[self.m], v = operands[self.v], p = operands[self.p]
         let c1 = operands[self.c1][0], beta2 = operands[self.beta2][0], c2 = operands[self.c2][0]
         let s = operands[self.s][0], epsilon = operands[self.epsilon][0], alpha = operands[self.alpha][0]
         // Moments; √v′ waits in scratch (a scalar loop there becomes vsqrtps; the standard
         // library's SIMD squareRoot goes lane by lane).
         var i = 0
-        while i + 16 <= n {
+        while i + V.scalarCount <= n {
             let gi = Lanes.load(g, i), mi = Lanes.load(m, i)
             let newM = mi + V(repeating: c1) * (gi - mi)
             let newV = V(repeating: beta2) * Lanes.load(v, i) + V(repeating: c2) * (gi * gi)
             Lanes.store(newM, mOut, i)
             Lanes.store(newV, vOut, i)
             Lanes.store(newV, scratch, i)
-            i += 16
+            i += V.scalarCount
         }
         while i < n {
             let gi = g[i], mi = m[i]
@@ -81,11 +81,11 @@ struct FusedAdam {
         }
         for k in 0..<n { scratch[k] = scratch[k].squareRoot() }
         i = 0
-        while i + 16 <= n {
+        while i + V.scalarCount <= n {
             let denominator = Lanes.load(scratch, i) / V(repeating: s) + V(repeating: epsilon)
             let step = (V(repeating: alpha) * Lanes.load(mOut, i)) / denominator
             Lanes.store(Lanes.load(p, i) - step, pOut, i)
-            i += 16
+            i += V.scalarCount
         }
         while i < n {
             pOut[i] = p[i] - (alpha * mOut[i]) / (scratch[i] / s + epsilon)

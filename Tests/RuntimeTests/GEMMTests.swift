@@ -45,7 +45,7 @@ private struct Problem {
 
 private let sizes: [(Int, Int, Int)] = [
     (1, 1, 1), (7, 13, 33), (33, 65, 7), (65, 130, 13), (130, 33, 65), (13, 1, 130), (1, 130, 7),
-    (8, 32, 1), (16, 64, 256), (130, 130, 130), (9, 40, 600), (3, 4100, 5),
+    (8, 32, 1), (16, 64, 256), (130, 130, 130), (9, 40, 600), (3, 4100, 5), (6, 16, 9), (18, 48, 70),
     // The shapes training runs (MLP and LeNet dense layers at batch 16 and 64, the VAE at 128)
     // and odd neighbours that reach every path: inner products (k ≥ 64, ragged k, ragged tiles),
     // B in place (m ≤ 64, ragged last panel) and packed.
@@ -195,23 +195,24 @@ func workGridCoversTiles() {
     }
 }
 
-@Test("an element's bits do not depend on which micro-kernel computed it (16-column edge panels)")
+@Test("an element's bits do not depend on which micro-kernel computed it (half-width edge panels)")
 func narrowEdgeKernelMatchesFullKernel() {
-    // n = 48 ends in a 16-column panel (narrow kernel); n = 56 covers the same columns with
-    // the full kernel. Column j of C must be the same bits in both, for B in place and Bᵀ
-    // packed (both widths take the same path, so the same depth blocks).
+    // n = 1.5·nr (48 for the 8×32 tile) ends in a half-width panel (half kernel); n = 1.75·nr
+    // covers the same columns with the full kernel. Column j of C must be the same bits in
+    // both, for B in place and Bᵀ packed (both widths take the same path, so the same depth blocks).
+    let narrowN = GEMM.nr + GEMM.nr / 2, wideN = narrowN + GEMM.nr / 4
     for transposeB in [false, true] {
         let (m, k) = (20, 300)
-        #expect(GEMM.path(transposeA: true, transposeB: transposeB, m: m, n: 48, k: k)
-                == GEMM.path(transposeA: true, transposeB: transposeB, m: m, n: 56, k: k))
-        let wide = Problem(transposeA: true, transposeB: transposeB, m: m, n: 56, k: k, accumulate: false)
-        let narrow = Problem(transposeA: true, transposeB: transposeB, m: m, n: 48, k: k, accumulate: false)
+        #expect(GEMM.path(transposeA: true, transposeB: transposeB, m: m, n: narrowN, k: k)
+                == GEMM.path(transposeA: true, transposeB: transposeB, m: m, n: wideN, k: k))
+        let wide = Problem(transposeA: true, transposeB: transposeB, m: m, n: wideN, k: k, accumulate: false)
+        let narrow = Problem(transposeA: true, transposeB: transposeB, m: m, n: narrowN, k: k, accumulate: false)
         let aValues = randomFloats(k * wide.lda, seed: 5)
         let bWide = randomFloats(wide.bRows * wide.ldb, seed: 6)
-        // The narrow B holds the first 48 columns of the wide one.
+        // The narrow B holds the first narrowN columns of the wide one.
         var bNarrow = [Float](repeating: 0, count: narrow.bRows * narrow.ldb)
         for p in 0..<k {
-            for j in 0..<48 {
+            for j in 0..<narrowN {
                 let value = wide.elementB(bWide, p, j)
                 if transposeB { bNarrow[j * narrow.ldb + p] = value } else { bNarrow[p * narrow.ldb + j] = value }
             }
@@ -232,7 +233,7 @@ func narrowEdgeKernelMatchesFullKernel() {
         let cWide = multiply(wide, bWide), cNarrow = multiply(narrow, bNarrow)
         var same = true
         for i in 0..<m {
-            for j in 0..<48 where cWide[i * wide.ldc + j].bitPattern != cNarrow[i * narrow.ldc + j].bitPattern { same = false }
+            for j in 0..<narrowN where cWide[i * wide.ldc + j].bitPattern != cNarrow[i * narrow.ldc + j].bitPattern { same = false }
         }
         #expect(same, "transposeB=\(transposeB)")
     }

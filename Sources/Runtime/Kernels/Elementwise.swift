@@ -4,7 +4,8 @@ import KilnGraph
 /// Float32 elementwise loops (transcendental functions through the SIMD `FastMath`). The function is chosen outside the loop so each inner loop is a
 /// straight-line body the compiler can vectorise.
 public enum ElementwiseKernel {
-    typealias V = SIMD16<Float>
+    /// The ISA's vector (`ISA`).
+    typealias V = ISA.Vector
 
     /// y[i] = f(x[i]) for i in 0..<count.
     public static func unary(_ f: UnaryFunction, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
@@ -58,7 +59,7 @@ public enum ElementwiseKernel {
         }
     }
 
-    /// z[i] = f(a[i·sa], b[i·sb]) 16 floats at a time (a stride-0 operand is splatted once; the
+    /// z[i] = f(a[i·sa], b[i·sb]) a vector at a time (a stride-0 operand is splatted once; the
     /// tail is padded in a vector, as in `FastMath.map`).
     @inline(__always)
     static func zip(_ a: UnsafePointer<Float>, _ sa: Int, _ b: UnsafePointer<Float>, _ sb: Int,
@@ -67,22 +68,22 @@ public enum ElementwiseKernel {
         var i = 0
         switch (sa, sb) {
         case (1, 1):
-            while i + 16 <= count {
+            while i + V.scalarCount <= count {
                 rz.storeBytes(of: f(ra.loadUnaligned(fromByteOffset: i * 4, as: V.self), rb.loadUnaligned(fromByteOffset: i * 4, as: V.self)),
                               toByteOffset: i * 4, as: V.self)
-                i += 16
+                i += V.scalarCount
             }
         case (1, 0):
             let bv = V(repeating: b[0])
-            while i + 16 <= count {
+            while i + V.scalarCount <= count {
                 rz.storeBytes(of: f(ra.loadUnaligned(fromByteOffset: i * 4, as: V.self), bv), toByteOffset: i * 4, as: V.self)
-                i += 16
+                i += V.scalarCount
             }
         case (0, 1):
             let av = V(repeating: a[0])
-            while i + 16 <= count {
+            while i + V.scalarCount <= count {
                 rz.storeBytes(of: f(av, rb.loadUnaligned(fromByteOffset: i * 4, as: V.self)), toByteOffset: i * 4, as: V.self)
-                i += 16
+                i += V.scalarCount
             }
         default:
             let v = f(V(repeating: a[0]), V(repeating: b[0]))[0]
@@ -104,7 +105,7 @@ public enum ElementwiseKernel {
 /// every masked select inside was split the same way: 4× slower. `FastMath` is `@_transparent`
 /// so its code lands in each specialised loop.
 enum Transcendental {
-    typealias V = SIMD16<Float>
+    typealias V = ISA.Vector
 
     static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) { map(Exp.self, x, y, count) }
     static func log(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) { map(Log.self, x, y, count) }
@@ -112,7 +113,7 @@ enum Transcendental {
     static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) { map(Sigmoid.self, x, y, count) }
     static func softplus(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) { map(Softplus.self, x, y, count) }
 
-    /// A lane-wise function of 16 floats.
+    /// A lane-wise function of one vector.
     protocol Function { static func apply(_ x: V) -> V }
     enum Exp: Function { @inline(__always) static func apply(_ x: V) -> V { FastMath.exp(x) } }
     enum Log: Function { @inline(__always) static func apply(_ x: V) -> V { FastMath.log(x) } }
@@ -123,14 +124,14 @@ enum Transcendental {
     @inline(never)
     static func map<F: Function>(_ f: F.Type, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
         var i = 0
-        while i + 16 <= count { Lanes.store(F.apply(Lanes.load(x, i)), y, i); i += 16 }
+        while i + V.scalarCount <= count { Lanes.store(F.apply(Lanes.load(x, i)), y, i); i += V.scalarCount }
         if i < count { Lanes.storeTail(F.apply(Lanes.loadTail(x, i, count)), y, i, count) }
     }
 }
 
-/// Loads and stores of 16 floats at `pointer + i`, unaligned, and of a ragged tail.
+/// Loads and stores of one vector (`ISA.Vector`) at `pointer + i`, unaligned, and of a ragged tail.
 enum Lanes {
-    typealias V = SIMD16<Float>
+    typealias V = ISA.Vector
 
     @inline(__always)
     static func load(_ x: UnsafePointer<Float>, _ i: Int) -> V {

@@ -1,5 +1,6 @@
-/// Vectorised float32 exp, expm1, log, log1p, tanh, sigmoid and softplus on `SIMD16<Float>`,
-/// accurate to a few ulp (tested against the C library's float functions).
+/// Vectorised float32 exp, expm1, log, log1p, tanh, sigmoid and softplus on the ISA's vector
+/// (`ISA.Vector`: 16 floats on AVX-512, 8 on AVX2, 4 on NEON), accurate to a few ulp (tested
+/// against the C library's float functions).
 ///
 /// exp: Cody–Waite range reduction x = n·ln2 + r with |r| ≤ ln2/2 and a degree-7 Taylor
 /// polynomial (remainder < 1e-8 relative), then 2ⁿ built in the exponent bits, in two halves
@@ -7,7 +8,7 @@
 /// log m = 2·atanh(s), s = (m−1)/(m+1), |s| ≤ 0.1716, as an odd series to s¹¹.
 /// tanh uses expm1 (t = u/(u+2), u = expm1(2|x|)), which keeps small arguments accurate.
 public enum FastMath {
-    public typealias V = SIMD16<Float>
+    public typealias V = ISA.Vector
 
     @usableFromInline static let ln2High: Float = 0.693_145_751_953_125       // exact in float, 14 low bits clear
     @usableFromInline static let ln2Low: Float = 1.428_606_765_330_187e-06     // ln 2 − ln2High
@@ -38,10 +39,10 @@ public enum FastMath {
         p = p * r + 1
         // n as an integer: the bit difference from the magic number. 2ⁿ = 2^(n/2) · 2^(n − n/2),
         // each factor a normal float even when 2ⁿ is subnormal.
-        let ni = unsafeBitCast(bitPattern(shifted) &- bitPattern(V(repeating: magic)), to: SIMD16<Int32>.self)
+        let ni = unsafeBitCast(bitPattern(shifted) &- bitPattern(V(repeating: magic)), to: ISA.IntVector.self)
         let half = ni &>> 1
-        let scale1 = floats(unsafeBitCast((half &+ 127) &<< 23, to: SIMD16<UInt32>.self))
-        let scale2 = floats(unsafeBitCast((ni &- half &+ 127) &<< 23, to: SIMD16<UInt32>.self))
+        let scale1 = floats(unsafeBitCast((half &+ 127) &<< 23, to: ISA.UIntVector.self))
+        let scale2 = floats(unsafeBitCast((ni &- half &+ 127) &<< 23, to: ISA.UIntVector.self))
         var result = p * scale1 * scale2
         result.replace(with: V(repeating: .infinity), where: x .> 88.722_839)
         result.replace(with: V(repeating: 0), where: x .< -103.972_08)
@@ -51,8 +52,8 @@ public enum FastMath {
 
     /// Lane-wise Float(i) for |i| < 2²², by bit arithmetic (see `exp`).
     @inline(__always)
-    @usableFromInline static func toFloat(_ i: SIMD16<Int32>) -> V {
-        floats(unsafeBitCast(i &+ 0x4B40_0000, to: SIMD16<UInt32>.self)) - 12_582_912
+    @usableFromInline static func toFloat(_ i: ISA.IntVector) -> V {
+        floats(unsafeBitCast(i &+ 0x4B40_0000, to: ISA.UIntVector.self)) - 12_582_912
     }
 
     /// eˣ − 1, accurate for small |x|.
@@ -78,10 +79,10 @@ public enum FastMath {
         // Scale subnormals into the normal range first.
         let isSubnormal = x .< 1.175_494_35e-38
         let scaled = x.replacing(with: x * 8_388_608, where: isSubnormal)   // × 2²³
-        var bits = unsafeBitCast(bitPattern(scaled), to: SIMD16<Int32>.self)
+        var bits = unsafeBitCast(bitPattern(scaled), to: ISA.IntVector.self)
         var e = (bits &>> 23) &- 127
         bits = (bits & 0x007F_FFFF) | 0x3F80_0000   // mantissa in [1, 2)
-        var m = floats(unsafeBitCast(bits, to: SIMD16<UInt32>.self))
+        var m = floats(unsafeBitCast(bits, to: ISA.UIntVector.self))
         let big = m .> 1.414_213_56
         m.replace(with: m * 0.5, where: big)
         e.replace(with: e &+ 1, where: big)
@@ -130,14 +131,14 @@ public enum FastMath {
         log1p(exp(-abs(x))) + x.replacing(with: V(repeating: 0), where: x .< 0)
     }
 
-    /// Applies `f` to `count` floats, 16 at a time (the tail is padded in a vector).
+    /// Applies `f` to `count` floats, a vector at a time (the tail is padded in a vector).
     @inline(__always)
     public static func map(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int, _ f: (V) -> V) {
         var i = 0
         let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
-        while i + 16 <= count {
+        while i + V.scalarCount <= count {
             ry.storeBytes(of: f(rx.loadUnaligned(fromByteOffset: i * 4, as: V.self)), toByteOffset: i * 4, as: V.self)
-            i += 16
+            i += V.scalarCount
         }
         if i < count {
             var tail = V(repeating: 0)
@@ -157,11 +158,29 @@ extension SIMD16 where Scalar == Float {
     }
 }
 
-@inline(__always)
-@usableFromInline func abs(_ x: SIMD16<Float>) -> SIMD16<Float> { floats(bitPattern(x) & 0x7FFF_FFFF) }
+extension SIMD8 where Scalar == Float {
+    @inline(__always)
+    @usableFromInline func replacing(with other: Self, where mask: SIMDMask<SIMD8<Int32>>) -> Self {
+        var copy = self
+        copy.replace(with: other, where: mask)
+        return copy
+    }
+}
+
+extension SIMD4 where Scalar == Float {
+    @inline(__always)
+    @usableFromInline func replacing(with other: Self, where mask: SIMDMask<SIMD4<Int32>>) -> Self {
+        var copy = self
+        copy.replace(with: other, where: mask)
+        return copy
+    }
+}
 
 @inline(__always)
-@usableFromInline func bitPattern(_ x: SIMD16<Float>) -> SIMD16<UInt32> { unsafeBitCast(x, to: SIMD16<UInt32>.self) }
+@usableFromInline func abs(_ x: ISA.Vector) -> ISA.Vector { floats(bitPattern(x) & 0x7FFF_FFFF) }
 
 @inline(__always)
-@usableFromInline func floats(_ bits: SIMD16<UInt32>) -> SIMD16<Float> { unsafeBitCast(bits, to: SIMD16<Float>.self) }
+@usableFromInline func bitPattern(_ x: ISA.Vector) -> ISA.UIntVector { unsafeBitCast(x, to: ISA.UIntVector.self) }
+
+@inline(__always)
+@usableFromInline func floats(_ bits: ISA.UIntVector) -> ISA.Vector { unsafeBitCast(bits, to: ISA.Vector.self) }

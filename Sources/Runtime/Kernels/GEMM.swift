@@ -19,11 +19,11 @@
 /// or, for m up to 128, Cᵀ = B·Aᵀ runs instead, packing only Aᵀ; and A with contiguous rows
 /// is read in place when B is packed.
 public enum GEMM {
-    /// Rows of C per micro-kernel call: 8 rows × 2 vectors = 16 accumulators, half of the
-    /// AVX-512 register file, leaving room for the two B vectors and the A broadcast.
-    static let mr = 8
-    /// Columns of C per micro-kernel call: two `SIMD16<Float>` vectors.
-    static let nr = 32
+    /// Rows of C per micro-kernel call, from the ISA's register tile (`ISA`): 8 on AVX-512
+    /// (`MicroKernel`, 8 × 32), 6 elsewhere (`NarrowKernel`, 6 × 16).
+    static let mr = ISA.gemmRows
+    /// Columns of C per micro-kernel call (a multiple of 16).
+    static let nr = ISA.gemmColumns
     /// Largest depth block; k is cut into near-equal blocks of at most this (`DepthBlocks`),
     /// which fixes the order of every element's k-sum. A 256-deep column panel of B read in
     /// place (32 KiB) still fits L1 (measured: 512 ran 10 % slower there, and no faster
@@ -68,7 +68,7 @@ public enum GEMM {
 
     /// Which algorithm runs a shape; a function of the shape alone, never of the thread count.
     enum Path: Equatable {
-        /// Pack A and B (B in place when `directB`), then the 8×32 micro-kernel.
+        /// Pack A and B (B in place when `directB`), then the ISA's `mr × nr` micro-kernel.
         case packed(directB: Bool)
         /// Inner products along k of rows of A with rows of B (A·Bᵀ with both contiguous in k).
         case dot
@@ -424,6 +424,10 @@ public enum GEMM {
             let cTile = transposeC ? c + jr * ldc + ir : c + ir * ldc + jr
             let (bPanel, bStride) = panels.panel(jr)
             let height = min(mr, rows.upperBound - ir), width = min(nr, columns.upperBound - jr)
+            if !ISA.wideTile {
+                narrowTile(ir, cTile, bPanel, bStride, height, width)
+                return
+            }
             if ir / mr < aPanels.lastFull {
                 let aRow = aPanels.direct + ir * aPanels.rowStride
                 if width <= nr / 2 {
@@ -440,6 +444,27 @@ public enum GEMM {
                 MicroKernel.runHalf(kc, aPanel, bPanel, bStride, cTile, ldc, height, width, addToC, transposeC)
             } else {
                 MicroKernel.run(kc, aPanel, bPanel, bStride, cTile, ldc, height, width, addToC, transposeC)
+            }
+        }
+        @inline(__always)
+        func narrowTile(_ ir: Int, _ cTile: UnsafeMutablePointer<Float>, _ bPanel: UnsafePointer<Float>, _ bStride: Int,
+                        _ height: Int, _ width: Int) {
+            if ir / mr < aPanels.lastFull {
+                let aRow = aPanels.direct + ir * aPanels.rowStride
+                if width <= nr / 2 {
+                    NarrowKernel.runHalfInPlace(kc, aRow, aPanels.rowStride, bPanel, bStride,
+                                                cTile, ldc, height, width, addToC, transposeC)
+                } else {
+                    NarrowKernel.runInPlace(kc, aRow, aPanels.rowStride, bPanel, bStride,
+                                            cTile, ldc, height, width, addToC, transposeC)
+                }
+                return
+            }
+            let aPanel = aPanels.packed + (ir / mr - aPanels.lastFull) * mr * kc
+            if width <= nr / 2 {
+                NarrowKernel.runHalf(kc, aPanel, bPanel, bStride, cTile, ldc, height, width, addToC, transposeC)
+            } else {
+                NarrowKernel.run(kc, aPanel, bPanel, bStride, cTile, ldc, height, width, addToC, transposeC)
             }
         }
         if panels.direct != nil {

@@ -1,7 +1,13 @@
 /// The register-blocked inner loops of `GEMM` and the packing that feeds them.
 extension GEMM {
-    /// C[rows×width] (+)= A panel · B panel for one `mr × nr` tile.
+    /// C[rows×width] (+)= A panel · B panel for one 8 × 32 tile: the AVX-512 tile (`ISA`).
+    ///
+    /// Compiled on every ISA (plain Swift SIMD) so tests can run it anywhere; `GEMM` calls it
+    /// only when the ISA table picks it.
     enum MicroKernel {
+        /// Rows and columns of the tile.
+        static let mr = 8, nr = 32
+
         /// Multiplies A packed `kc × 8` (row index fastest) by 32 columns of B whose depth p
         /// starts at `b + p·bStride` (`nr` when packed, `ldb` when B is read in place), and
         /// stores the first `rows × width` of the 8×32 tile at `c`.
@@ -256,31 +262,105 @@ extension GEMM {
 
     /// C = A·Bᵀ by inner products along k, for A (m × k) and B (n × k) both contiguous in k.
     ///
-    /// Nothing is packed: a 4 × 4 tile of C keeps 16 vector accumulators over k in 16-float
-    /// steps, then adds each one's lanes in a fixed tree. For small m this beats packing Bᵀ,
-    /// which would touch every element of B once for only m multiply-adds. Element (i, j)
-    /// always gets the same sum order, whatever the tiling or thread count.
+    /// Nothing is packed: a tile of C (4 × 4 on AVX-512, 4 × 2 elsewhere: `ISA.dotColumns`)
+    /// keeps one vector accumulator per element over k in steps of `ISA.dotLanes` floats, then
+    /// adds each one's lanes in a fixed tree. For small m this beats packing Bᵀ, which would
+    /// touch every element of B once for only m multiply-adds. Element (i, j) always gets the
+    /// same sum order, whatever the tiling or thread count.
     enum DotKernel {
-        /// Floats of k per step; k must be at least this (the tail step re-reads the last 16).
-        static let width = 16
-        /// Rows of A and of B per tile.
+        /// Floats of k per step; k must be at least this (the tail step re-reads the last `width`).
+        static let width = ISA.dotLanes
+        /// Rows of A per tile.
         static let tile = 4
+        /// Rows of B per tile.
+        static let columnsTile = ISA.dotColumns
 
         static func run(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, threads: Int) {
-            let jBlocks = (n + tile - 1) / tile
-            // Four rows of B (≤ 16 KiB for k ≤ 1024) stay in L1 while all rows of A stream by.
-            let blocksPerChunk = threads == 1 ? jBlocks : max(1, min(jBlocks, GEMM.chunkWork / max(1, m * tile * k)))
+            let jBlocks = (n + columnsTile - 1) / columnsTile
+            // A few rows of B (≤ 16 KiB for k ≤ 1024) stay in L1 while all rows of A stream by.
+            let blocksPerChunk = threads == 1 ? jBlocks : max(1, min(jBlocks, GEMM.chunkWork / max(1, m * columnsTile * k)))
             let chunks = (jBlocks + blocksPerChunk - 1) / blocksPerChunk
             Parallel.forEach(chunks: chunks, threads: threads) { chunk in
                 for jb in chunk * blocksPerChunk..<min(jBlocks, (chunk + 1) * blocksPerChunk) {
-                    let j0 = jb * tile
+                    let j0 = jb * columnsTile
                     for i0 in stride(from: 0, to: m, by: tile) {
-                        tile4x4(k, a + i0 * lda, lda, min(tile, m - i0), b + j0 * ldb, ldb, min(tile, n - j0),
-                                c + i0 * ldc + j0, ldc, accumulate)
+                        if ISA.wideTile {
+                            tile4x4(k, a + i0 * lda, lda, min(tile, m - i0), b + j0 * ldb, ldb, min(columnsTile, n - j0),
+                                    c + i0 * ldc + j0, ldc, accumulate)
+                        } else {
+                            tile4x2(k, a + i0 * lda, lda, min(tile, m - i0), b + j0 * ldb, ldb, min(columnsTile, n - j0),
+                                    c + i0 * ldc + j0, ldc, accumulate)
+                        }
                     }
                 }
             }
+        }
+
+        /// One 4 × 2 tile in 8-float steps (`tile4x4`'s narrow twin, 8 accumulators): rows past
+        /// `rows` of A (or `columns` of B) repeat the last valid row (valid memory, results not stored).
+        @inline(never)
+        static func tile4x2(_ k: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ rows: Int,
+                            _ b: UnsafePointer<Float>, _ ldb: Int, _ columns: Int,
+                            _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ addToC: Bool) {
+            typealias V = SIMD8<Float>
+            let a0 = UnsafeRawPointer(a), a1 = UnsafeRawPointer(a + min(1, rows - 1) * lda)
+            let a2 = UnsafeRawPointer(a + min(2, rows - 1) * lda), a3 = UnsafeRawPointer(a + min(3, rows - 1) * lda)
+            let b0 = UnsafeRawPointer(b), b1 = UnsafeRawPointer(b + min(1, columns - 1) * ldb)
+            var s00 = V(), s01 = V(), s10 = V(), s11 = V(), s20 = V(), s21 = V(), s30 = V(), s31 = V()
+            var offset = 0
+            let end = k * MemoryLayout<Float>.stride
+            let stepBytes = 8 * MemoryLayout<Float>.stride
+            while offset + stepBytes <= end {
+                let y0 = b0.loadUnaligned(fromByteOffset: offset, as: V.self)
+                let y1 = b1.loadUnaligned(fromByteOffset: offset, as: V.self)
+                var x = a0.loadUnaligned(fromByteOffset: offset, as: V.self)
+                multiplyAdd(&s00, x, y0); multiplyAdd(&s01, x, y1)
+                x = a1.loadUnaligned(fromByteOffset: offset, as: V.self)
+                multiplyAdd(&s10, x, y0); multiplyAdd(&s11, x, y1)
+                x = a2.loadUnaligned(fromByteOffset: offset, as: V.self)
+                multiplyAdd(&s20, x, y0); multiplyAdd(&s21, x, y1)
+                x = a3.loadUnaligned(fromByteOffset: offset, as: V.self)
+                multiplyAdd(&s30, x, y0); multiplyAdd(&s31, x, y1)
+                offset += stepBytes
+            }
+            if offset < end {
+                // The last 8 floats of each row, with the lanes already summed zeroed in A.
+                let start = end - stepBytes
+                let skip = Int32((offset - start) / MemoryLayout<Float>.stride)
+                let keep = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7) .>= SIMD8<Int32>(repeating: skip)
+                let zero = V()
+                let y0 = b0.loadUnaligned(fromByteOffset: start, as: V.self)
+                let y1 = b1.loadUnaligned(fromByteOffset: start, as: V.self)
+                var x = zero.replacing(with: a0.loadUnaligned(fromByteOffset: start, as: V.self), where: keep)
+                multiplyAdd(&s00, x, y0); multiplyAdd(&s01, x, y1)
+                x = zero.replacing(with: a1.loadUnaligned(fromByteOffset: start, as: V.self), where: keep)
+                multiplyAdd(&s10, x, y0); multiplyAdd(&s11, x, y1)
+                x = zero.replacing(with: a2.loadUnaligned(fromByteOffset: start, as: V.self), where: keep)
+                multiplyAdd(&s20, x, y0); multiplyAdd(&s21, x, y1)
+                x = zero.replacing(with: a3.loadUnaligned(fromByteOffset: start, as: V.self), where: keep)
+                multiplyAdd(&s30, x, y0); multiplyAdd(&s31, x, y1)
+            }
+            let sums = (reducePairs(s00, s01, s10, s11), reducePairs(s20, s21, s30, s31))
+            store2(sums.0.lowHalf, c, columns, addToC)
+            if rows > 1 { store2(sums.0.highHalf, c + ldc, columns, addToC) }
+            if rows > 2 { store2(sums.1.lowHalf, c + 2 * ldc, columns, addToC) }
+            if rows > 3 { store2(sums.1.highHalf, c + 3 * ldc, columns, addToC) }
+        }
+
+        /// The lane sums of four 8-lane accumulators as one vector, by a fixed halving tree.
+        @inline(__always)
+        static func reducePairs(_ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ v2: SIMD8<Float>, _ v3: SIMD8<Float>) -> SIMD4<Float> {
+            let w01 = SIMD8(lowHalf: v0.lowHalf + v0.highHalf, highHalf: v1.lowHalf + v1.highHalf)
+            let w23 = SIMD8(lowHalf: v2.lowHalf + v2.highHalf, highHalf: v3.lowHalf + v3.highHalf)
+            let pairs = SIMD8(lowHalf: w01.evenHalf + w01.oddHalf, highHalf: w23.evenHalf + w23.oddHalf)
+            return pairs.evenHalf + pairs.oddHalf
+        }
+
+        @inline(__always)
+        static func store2(_ sums: SIMD2<Float>, _ c: UnsafeMutablePointer<Float>, _ columns: Int, _ addToC: Bool) {
+            c[0] = addToC ? c[0] + sums[0] : sums[0]
+            if columns > 1 { c[1] = addToC ? c[1] + sums[1] : sums[1] }
         }
 
         /// One 4 × 4 tile: rows past `rows` of A (or `columns` of B) repeat the last valid row
@@ -375,7 +455,7 @@ extension GEMM.Operands {
         if rows < mr { dst.update(repeating: 0, count: mr * kc) }
         if transposeA {
             // op(A)[i, p] = a[p·lda + i]: each depth holds the panel's rows contiguously.
-            if rows == mr {
+            if rows == mr && mr == 8 {
                 for p in 0..<kc {
                     UnsafeMutableRawPointer(dst + p * mr).storeBytes(
                         of: UnsafeRawPointer(a + (pc + p) * lda + i0).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
@@ -388,7 +468,7 @@ extension GEMM.Operands {
             }
         } else {
             var p0 = 0
-            if rows == mr {
+            if rows == mr && mr == 8 {
                 // 8 rows × 16 depths at a time, transposed in registers (see `Transpose`).
                 let r0 = UnsafeRawPointer(a + i0 * lda + pc), stride = lda * MemoryLayout<Float>.stride
                 let r1 = r0 + stride, r2 = r0 + 2 * stride, r3 = r0 + 3 * stride
@@ -417,6 +497,25 @@ extension GEMM.Operands {
                     p0 += 16
                 }
             }
+            if rows == mr && mr == 6 {
+                // The narrow tile: 6 rows × 8 depths at a time, read as vectors and interleaved.
+                let r0 = UnsafeRawPointer(a + i0 * lda + pc), stride = lda * MemoryLayout<Float>.stride
+                while p0 + 8 <= kc {
+                    let offset = p0 * MemoryLayout<Float>.stride
+                    let v0 = r0.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+                    let v1 = r0.loadUnaligned(fromByteOffset: offset + stride, as: SIMD8<Float>.self)
+                    let v2 = r0.loadUnaligned(fromByteOffset: offset + 2 * stride, as: SIMD8<Float>.self)
+                    let v3 = r0.loadUnaligned(fromByteOffset: offset + 3 * stride, as: SIMD8<Float>.self)
+                    let v4 = r0.loadUnaligned(fromByteOffset: offset + 4 * stride, as: SIMD8<Float>.self)
+                    let v5 = r0.loadUnaligned(fromByteOffset: offset + 5 * stride, as: SIMD8<Float>.self)
+                    let out = dst + p0 * 6
+                    for q in 0..<8 {
+                        out[6 * q] = v0[q]; out[6 * q + 1] = v1[q]; out[6 * q + 2] = v2[q]
+                        out[6 * q + 3] = v3[q]; out[6 * q + 4] = v4[q]; out[6 * q + 5] = v5[q]
+                    }
+                    p0 += 8
+                }
+            }
             for r in 0..<rows {
                 let src = a + (i0 + r) * lda + pc
                 for p in p0..<kc { dst[p * mr + r] = src[p] }
@@ -437,7 +536,7 @@ extension GEMM.Operands {
             var p0 = 0
             if columns == nr {
                 while p0 + 16 <= kc {
-                    for half in 0..<2 {
+                    for half in 0..<nr / 16 {
                         let src = UnsafeRawPointer(b + (j0 + 16 * half) * ldb + pc + p0)
                         let stride = ldb * MemoryLayout<Float>.stride
                         @inline(__always) func row(_ r: Int) -> SIMD16<Float> {
@@ -477,9 +576,10 @@ extension GEMM.Operands {
             for p in 0..<kc {
                 let src = UnsafeRawPointer(b + (pc + p) * ldb + j0)
                 let out = UnsafeMutableRawPointer(dst + p * nr)
-                out.storeBytes(of: src.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-                out.storeBytes(of: src.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
-                               toByteOffset: 64, as: SIMD16<Float>.self)
+                for offset in stride(from: 0, to: nr * MemoryLayout<Float>.stride, by: 64) {
+                    out.storeBytes(of: src.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self),
+                                   toByteOffset: offset, as: SIMD16<Float>.self)
+                }
             }
         } else {
             for p in 0..<kc {
