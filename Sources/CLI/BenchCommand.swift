@@ -111,7 +111,7 @@ private func median(_ values: [Double]) -> Double {
 // MARK: - peak
 
 /// The machine's FP32 FMA peak on `--threads` threads with this build's vectors (`PeakFMA`):
-/// value = best GFLOP/s of 5 runs of 0.2 s; also the single-thread figure when more threads were asked.
+/// value = best GFLOP/s of 25 runs of 20 ms; also the single-thread figure when more threads were asked.
 private func benchPeak(_ settings: BenchSettings) -> BenchRecord {
     let peak = PeakFMA.measure(threads: settings.threads)
     var extra: [(String, Any)] = [("isa", ISA.summary), ("threads", settings.threads), ("peak_source", peak.description)]
