@@ -285,11 +285,7 @@ public struct Fusion: Pass {
 
     /// Kahn's algorithm over the kernel DAG, taking the ready kernel with the smallest root first.
     static func topologicalOrder(_ kernels: [KernelGroup], groupOf: [Int], graph: Graph) -> [KernelGroup] {
-        func producer(_ id: ValueID) -> Int {
-            var id = id
-            while graph.nodes[id].op.isView { id = graph.nodes[id].inputs[0] }
-            return groupOf[id]
-        }
+        func producer(_ id: ValueID) -> Int { groupOf[graph.viewRoot(id)] }
         var dependents = [[Int]](repeating: [], count: kernels.count)
         var pending = [Int](repeating: 0, count: kernels.count)
         for (k, group) in kernels.enumerated() {

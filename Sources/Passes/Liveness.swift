@@ -32,12 +32,7 @@ public enum BufferLiveness {
     }
 
     /// Whether a buffer owner lives outside the arena (parameters, state and constants do).
-    public static func isOutsideArena(_ id: ValueID, in graph: Graph) -> Bool {
-        switch graph.nodes[id].op {
-        case .parameter, .state, .constant: return true
-        default: return false
-        }
-    }
+    public static func isOutsideArena(_ id: ValueID, in graph: Graph) -> Bool { graph.nodes[id].op.livesOutsideArena }
 
     /// One interval per arena buffer (graph inputs and kernel outputs, merged through views and
     /// aliases), in order of owner id.

@@ -60,9 +60,9 @@ public struct MemoryPlanning: Pass {
     /// views, parameters, state or constants, which the arena never holds.
     public static func naiveBytes(_ graph: Graph) -> Int {
         graph.nodes.reduce(0) { total, node in
-            switch node.op {
-            case .parameter, .state, .constant, .reshape: return total
-            default: return total + ArenaLayout.aligned(node.type.byteCount)
+            switch node.op.storage {
+            case .persistent, .constant, .view: return total
+            case .input, .computed: return total + ArenaLayout.aligned(node.type.byteCount)
             }
         }
     }
@@ -75,16 +75,6 @@ public struct MemoryPlanning: Pass {
     }
 }
 
-/// Whether an op reads every operand element at the index it writes (given equal shapes), so
-/// its output may overwrite a same-shaped operand tile by tile.
-extension Op {
-    var isSameIndexElementwise: Bool {
-        switch self {
-        case .unary, .binary, .power, .select, .cast: return true
-        default: return false
-        }
-    }
-}
 
 /// The reuse decisions of memory planning, made in schedule order.
 private struct InPlaceAnalysis {
@@ -118,11 +108,7 @@ private struct InPlaceAnalysis {
     }
 
     /// The value a reshape chain views.
-    static func base(_ id: ValueID, _ graph: Graph) -> ValueID {
-        var id = id
-        while graph.nodes[id].op.isView { id = graph.nodes[id].inputs[0] }
-        return id
-    }
+    static func base(_ id: ValueID, _ graph: Graph) -> ValueID { graph.viewRoot(id) }
 
     /// The value whose buffer `id` uses under the aliases decided so far.
     func owner(_ id: ValueID) -> ValueID {
@@ -216,7 +202,5 @@ private struct InPlaceAnalysis {
         }
     }
 
-    func isGraphInput(_ id: ValueID) -> Bool {
-        if case .input = graph.nodes[id].op { return true } else { return false }
-    }
+    func isGraphInput(_ id: ValueID) -> Bool { graph.nodes[id].op.storage == .input }
 }

@@ -62,11 +62,7 @@ public struct PassManager {
             throw KilnError.invalidGraph("%\(id) \(node.op.name) is in no kernel")
         }
         // Every value read by a kernel is computed by an earlier kernel, a view of one, or a leaf.
-        func producer(_ id: ValueID) -> Int {
-            var id = id
-            while graph.nodes[id].op.isView { id = graph.nodes[id].inputs[0] }
-            return owner[id]
-        }
+        func producer(_ id: ValueID) -> Int { owner[graph.viewRoot(id)] }
         for (k, group) in kernels.enumerated() {
             for member in group.members {
                 for input in graph.nodes[member].inputs {

@@ -58,17 +58,6 @@ extension KernelGroup {
     }
 }
 
-/// Nodes that need no kernel: leaves other than random draws (bound, not computed) and
-/// reshapes (views of their input's buffer).
-extension Op {
-    public var isView: Bool { if case .reshape = self { return true } else { return false } }
-    public var needsKernel: Bool {
-        switch self {
-        case .input, .parameter, .state, .constant, .reshape: return false
-        default: return true
-        }
-    }
-}
 
 extension Graph {
     /// The number of kernels the graph takes when every node runs on its own.

@@ -23,20 +23,14 @@ public struct Scheduling: Pass {
     static func order(_ kernels: [KernelGroup], graph: Graph) -> [KernelGroup] {
         var owner = [Int](repeating: -1, count: graph.nodes.count)
         for (k, group) in kernels.enumerated() { for member in group.members { owner[member] = k } }
-        func producer(_ id: ValueID) -> Int {
-            var id = id
-            while graph.nodes[id].op.isView { id = graph.nodes[id].inputs[0] }
-            return owner[id]
-        }
+        func producer(_ id: ValueID) -> Int { owner[graph.viewRoot(id)] }
         // Which kernels read each value (through views too), excluding the value's own kernel.
         var readers = [[Int]](repeating: [], count: graph.nodes.count)
         for (k, group) in kernels.enumerated() {
             let members = Set(group.members)
             for member in group.members {
                 for input in graph.nodes[member].inputs where !members.contains(input) {
-                    var root = input
-                    while graph.nodes[root].op.isView { root = graph.nodes[root].inputs[0] }
-                    readers[root].append(k)
+                    readers[graph.viewRoot(input)].append(k)
                 }
             }
         }

@@ -92,9 +92,9 @@ public final class Executable {
         } else {
             // Every computed value and input gets its own 64-byte-aligned slot.
             for (id, node) in graph.nodes.enumerated() {
-                switch node.op {
-                case .parameter, .state, .reshape, .constant: continue
-                default:
+                switch node.op.storage {
+                case .persistent, .view, .constant: continue
+                case .input, .computed:
                     offsets[id] = size
                     size += (node.type.byteCount + 63) / 64 * 64
                 }
@@ -107,16 +107,16 @@ public final class Executable {
         pointers = []
         pointers.reserveCapacity(graph.nodes.count)
         for (id, node) in graph.nodes.enumerated() {
-            switch node.op {
-            case .parameter, .state:
+            switch node.op.storage {
+            case .persistent:
                 pointers.append(UnsafeMutableRawPointer(store[graph.leafName(id)!]!.pointer))
-            case .reshape:
+            case .view:
                 pointers.append(pointers[node.inputs[0]])
             case .constant:
                 let buffer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(node.type.byteCount, 4), alignment: 64)
                 scratch.append(buffer)
                 pointers.append(buffer)
-            default:
+            case .input, .computed:
                 if program.memory?.aliases[id] != nil {
                     pointers.append(nil)  // set below: the owner may come later in id order
                 } else if let offset = offsets[id] {
@@ -150,8 +150,7 @@ public final class Executable {
         }
         let updated = Set(graph.updates.map(\.target))
         for output in graph.outputs where graph.nodes[output.value].type.dtype == .float32 {
-            var root = output.value
-            while graph.nodes[root].op.isView { root = graph.nodes[root].inputs[0] }
+            let root = graph.viewRoot(output.value)
             if updated.contains(root) {
                 let count = graph.nodes[root].type.shape.count
                 let snapshot = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * 4, alignment: 64)
