@@ -25,6 +25,9 @@ commands:
   bench peak|gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train [--threads N] [--jsonl FILE] [--seed S] [--json]
               [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak] [--contention N]   the peers' workloads (bench/README.md);
               --contention N runs it quiet, then beside N spinning processes, and reports both and the ratio
+  fuzz [--cases N] [--seed S] [--formats csv,safetensors,idx,flags] [--memory-mb M] [--timeout S] [--keep DIR]
+              a seeded mutation fuzzer: runs kiln on mutated files and flag values under memory and time caps
+  fuzz --in-process N [--seed S]   N mutated inputs per reader (safetensors, model files, IDX raw/gzip, CSV)
 """
 
 func runCommand(_ words: [String]) throws {
@@ -43,6 +46,7 @@ func runCommand(_ words: [String]) throws {
     case "plan": try planCommand(rest)
     case "bench": try benchCommand(rest)
     case "selftest": try selftestCommand(rest)
+    case "fuzz": try fuzzCommand(rest)
     case "help", "--help", "-h": print(usage)
     default: throw KilnError.argument("unknown command \"\(excerpt(command))\"; run `kiln help`")
     }
