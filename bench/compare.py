@@ -173,6 +173,10 @@ def main(argv):
     for host, isa in hosts:
         by_host.setdefault(host, set()).update([isa] if isa else [])
     for host, isas in sorted(by_host.items()):
+        if not isas:  # Kiln's records name the CPU but not its flags: read them here when it is this machine
+            import common
+            here, isa = common.cpu_info()
+            isas = {isa + " (read now)"} if here == host else set()
         print(f"CPU: {host}; ISA: {' | '.join(sorted(isas)) or 'not recorded'}")
     header, rows = table(good, bad, workloads, "--kiln" in argv)
     if "--text" in argv:
