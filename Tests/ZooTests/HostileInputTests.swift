@@ -92,4 +92,17 @@ struct HostileInputTests {
         }
         #expect(results[0] == results[1] && results[0] == results[2])
     }
+
+    @Test("a temporary file left by a writer killed mid-write is removed by the next write; a live writer's is kept")
+    func staleTemporaries() throws {
+        let dir = TemporaryDirectory()
+        let target = dir.file("model.safetensors")
+        // A pid that no process has (beyond the kernel's pid_max), and a live one (our parent).
+        let dead = dir.write(".model.safetensors.tmp-2147483000", [1, 2, 3])
+        let live = dir.write(".model.safetensors.tmp-\(getppid())", [4, 5, 6])
+        try AtomicFile.write([7, 8, 9], to: target)
+        #expect(!FileManager.default.fileExists(atPath: dead))
+        #expect(FileManager.default.fileExists(atPath: live))
+        #expect(FileManager.default.contents(atPath: target) == Data([7, 8, 9]))
+    }
 }

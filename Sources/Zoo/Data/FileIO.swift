@@ -46,6 +46,19 @@ enum FileBytes {
 
 /// Replaces a file so that a crash leaves either the old contents or the new, never a mix.
 public enum AtomicFile {
+    /// Removes `.NAME.tmp-PID` files left in `directory` by writers killed mid-write (their
+    /// process no longer exists), so a kill -9 leaves no stray file for long.
+    static func removeStaleTemporaries(directory: String, name: String) {
+        let prefix = ".\(name).tmp-"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for entry in entries where entry.hasPrefix(prefix) {
+            guard let pid = Int32(entry.dropFirst(prefix.count)), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                unlink((directory as NSString).appendingPathComponent(entry))
+            }
+        }
+    }
+
     /// Writes `bytes` to a temporary file in `path`'s directory, fsyncs it, renames it over `path`,
     /// then fsyncs the directory so the rename itself survives a power loss.
     ///
@@ -58,6 +71,7 @@ public enum AtomicFile {
         func fail(_ what: String) -> KilnError {
             KilnError.file(path: path, message: "\(what) failed: \(String(cString: strerror(errno)))")
         }
+        removeStaleTemporaries(directory: directory.isEmpty ? "." : directory, name: name)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw fail("creating \(temporary)") }
         var closed = false
