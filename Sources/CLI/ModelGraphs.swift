@@ -17,7 +17,7 @@ func zooGraph(_ name: String, batch: Int, training: Bool, ganStep: String?) thro
     if let ganStep {
         throw KilnError.argument("--gan-step applies to gan and cgan only; \(name) has one training step (found \"\(excerpt(ganStep))\")")
     }
-    let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
+    let model = try Zoo.classifier(name, inputShape: Zoo.defaultInputShape(name), classes: name == "glyph-cnn" ? 3 : 10)
     return training
         ? try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
         : try ClassifierTrainer.forwardGraph(model: model, batch: batch)

@@ -8,8 +8,10 @@ func loadDataset(_ name: String, directory: String?) throws -> (train: ImageData
         return (try FashionMNIST.load(split: .train, directory: directory), try FashionMNIST.load(split: .test, directory: directory))
     case "glyphs":
         return (Glyphs.make(count: 3000, seed: 1), Glyphs.make(count: 1000, seed: 2))
+    case "synthetic-cifar":
+        return (SyntheticCIFAR.make(count: 5000, seed: 1), SyntheticCIFAR.make(count: 1000, seed: 2))
     default:
-        throw KilnError.argument("unknown data set \"\(excerpt(name))\"; known: fashion-mnist, glyphs")
+        throw KilnError.argument("unknown data set \"\(excerpt(name))\"; known: fashion-mnist, glyphs, synthetic-cifar")
     }
 }
 
@@ -53,7 +55,7 @@ private func loadTrainingData(_ args: Arguments) throws -> TrainingData {
         let (train, test) = try loadDataset(name, directory: args.options["--data-dir"])
         data = TrainingData(train: train, test: test, name: name)
     case (.some, .some): throw KilnError.argument("train: give --train CSV or --dataset NAME, not both")
-    case (nil, nil): throw KilnError.argument("train: give --train CSV (course image file) or --dataset NAME (fashion-mnist or glyphs)")
+    case (nil, nil): throw KilnError.argument("train: give --train CSV (course image file) or --dataset NAME (fashion-mnist, glyphs or synthetic-cifar)")
     }
     if let limit = args.options["--limit"] {
         guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer, found \"\(excerpt(limit))\"") }

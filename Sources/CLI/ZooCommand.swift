@@ -5,7 +5,7 @@ func zooCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: [], flags: ["--json"], command: "zoo")
     var rows: [(String, Int, [Int], String)] = []
     for name in Zoo.classifierNames {
-        let model = try Zoo.classifier(name, classes: name == "glyph-cnn" ? 3 : 10)
+        let model = try Zoo.classifier(name, inputShape: Zoo.defaultInputShape(name), classes: name == "glyph-cnn" ? 3 : 10)
         let graph = try ClassifierTrainer.forwardGraph(model: model, batch: 1)
         let count = graph.parameterIDs.reduce(0) { $0 + graph.nodes[$1].type.shape.count }
         rows.append((name, count, model.inputShape, model.summary))

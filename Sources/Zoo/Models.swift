@@ -68,7 +68,13 @@ public func logisticRegression(inputShape: [Int] = [1, 28, 28], classes: Int = 1
 
 /// The zoo's classifiers by name, for the given input shape and class count.
 public enum Zoo {
-    public static let classifierNames = ["mlp", "lenet5", "glyph-cnn", "logreg"]
+    public static let classifierNames = ["mlp", "lenet5", "glyph-cnn", "logreg", "resnet18", "resnet20"]
+
+    /// The input shape a classifier is listed and benchmarked with: 3×32×32 for the CIFAR
+    /// ResNets, 1×28×28 for the others (any model takes other shapes through `classifier`).
+    public static func defaultInputShape(_ name: String) -> [Int] {
+        name.hasPrefix("resnet") ? [3, 32, 32] : [1, 28, 28]
+    }
 
     public static func classifier(_ name: String, inputShape: [Int] = [1, 28, 28], classes: Int = 10) throws -> ClassifierModel {
         switch name {
@@ -77,6 +83,8 @@ public enum Zoo {
         case "lenet5": return lenet5(inputShape: inputShape, classes: classes)
         case "glyph-cnn": return glyphCNN(inputShape: inputShape, classes: classes)
         case "logreg": return logisticRegression(inputShape: inputShape, classes: classes)
+        case "resnet18": return resnet18(inputShape: inputShape, classes: classes)
+        case "resnet20": return resnet20(inputShape: inputShape, classes: classes)
         default: throw KilnError.argument("unknown model \"\(name)\"; the zoo has \(classifierNames.joined(separator: ", "))")
         }
     }

@@ -60,6 +60,11 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 2, c: 2, h: 8, w: 9, o: 16, kh: 3, kw: 7, padH: 0, padW: 2),      // channel vectors: 2 column blocks
     .init(n: 9, c: 6, h: 14, w: 14, o: 16, kh: 5, kw: 5),                       // LeNet-5 conv2, 8 unequal groups
     .init(n: 2, c: 20, h: 6, w: 5, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),      // channel vectors in backward-data only
+    // GEMM path over image groups (Conv2DKernel.groupImages): several groups, a ragged last one.
+    .init(n: 5, c: 34, h: 17, w: 17, o: 36, kh: 3, kw: 3, padH: 1, padW: 1),   // 1-image groups; filter groups 4 + 1
+    .init(n: 6, c: 40, h: 15, w: 15, o: 36, kh: 1, kw: 1, strideH: 2, strideW: 2), // 1×1 stride-2 projection, groups 4 + 2
+    .init(n: 3, c: 33, h: 16, w: 16, o: 40, kh: 1, kw: 1),                     // pointwise in place; filter group of 3
+    .init(n: 7, c: 36, h: 16, w: 16, o: 48, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // stride 2, groups 4 + 3
 ]
 
 private func xIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ c: Int, _ y: Int, _ x: Int) -> Int {
@@ -135,6 +140,34 @@ func convCasesCoverEveryPath() {
                                      outWidth: g.ow, kh: g.kh, kw: g.kw))
     })
     #expect(tiles == Set(DirectConv2D.Tile.allCases))
+}
+
+@Test("GEMM-path conv2d kernels (image groups) give the same bits on 1, 2 and 3 threads")
+func convGroupsThreadCountInvariant() {
+    // Forward groups of 1 image (P = 256) and 4 (P = 64), a ragged last group; filter groups of 4 and 16.
+    for g in [Conv2DKernel.Geometry(n: 5, c: 40, h: 16, w: 16, o: 36, kh: 3, kw: 3, padH: 1, padW: 1),
+              Conv2DKernel.Geometry(n: 7, c: 36, h: 16, w: 16, o: 40, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1),
+              Conv2DKernel.Geometry(n: 6, c: 40, h: 15, w: 15, o: 36, kh: 1, kw: 1, strideH: 2, strideW: 2)] {
+        #expect(!DirectConv2D.suits(g))
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 1)
+        let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 2)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 3)
+        func outputs(_ threads: Int) -> [[UInt32]] {
+            let y = run([x, weight], outputCount: dy.count) {
+                Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads)
+            }
+            let dx = run([dy, weight], outputCount: x.count) {
+                Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
+            }
+            let dw = run([x, dy], outputCount: weight.count) {
+                Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
+            }
+            return [y, dx, dw].map { $0.map(\.bitPattern) }
+        }
+        let one = outputs(1)
+        #expect(one == outputs(2), "\(g)")
+        #expect(one == outputs(3), "\(g)")
+    }
 }
 
 @Test("conv2d kernels give the same bits on 1, 2 and 4 threads")

@@ -19,7 +19,7 @@ struct SimplifyEquivalenceTests {
     static let optimizers: [Optimizer] = [.sgd(momentum: 0.9), .adam()]
 
     @Test("training graph: same outputs and updates after the four passes, fewer nodes",
-          arguments: Zoo.classifierNames, optimizers)
+          arguments: Zoo.classifierNames.filter { !$0.hasPrefix("resnet") }, optimizers)
     func trainingGraph(name: String, optimizer: Optimizer) throws {
         let model = try Zoo.classifier(name, inputShape: [1, 28, 28], classes: 10)
         let original = try ClassifierTrainer.trainingGraph(model: model, batch: 4, optimizer: optimizer, gradientOutputs: true)

@@ -1,4 +1,5 @@
-/// 2-D convolution over NCHW data with OIHW weights, by im2col and `GEMM.sgemm`.
+/// 2-D convolution over NCHW data with OIHW weights: direct correlation (`DirectConv2D`) for
+/// few channels, else im2col over groups of images and `GEMM.sgemm` (`ConvGEMM.swift`).
 ///
 /// For one image, im2col lays the input out as `col[c·kh·kw, oh·ow]` (row `(ci, ky, kx)`
 /// holds the input pixel each output position sees through that weight tap, or 0 in the
@@ -58,10 +59,10 @@ public enum Conv2DKernel {
         var isPointwise: Bool { kh == 1 && kw == 1 && strideH == 1 && strideW == 1 && padH == 0 && padW == 0 }
     }
 
-    /// y = conv2d(x, weight). Parallel over the images of the batch (inside the GEMM when
-    /// the batch is smaller than the thread count); every image's arithmetic is the same
-    /// for any thread count. Scratch comes from `workspace` (made for `.forward`, this
-    /// geometry and thread count), or is allocated for the call.
+    /// y = conv2d(x, weight). Parallel over the images of the batch (or inside the GEMM);
+    /// every image's arithmetic is the same for any thread count. The direct path's scratch
+    /// comes from `workspace` (made for `.forward`, this geometry and thread count), or is
+    /// allocated for the call; the GEMM path's from `ConvScratch`.
     public static func forward(_ g: Geometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                y: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.forward, g, threads: threads)
@@ -72,18 +73,7 @@ public enum Conv2DKernel {
             }
             return
         }
-        forEachImage(g, threads: threads) { images, gemmThreads in
-            let col = g.isPointwise ? nil : GEMM.allocateFloats(g.patchSize * g.outputPixels)
-            defer { col?.deallocate() }
-            for image in images {
-                let xImage = x + image * g.c * g.h * g.w
-                if let col { im2col(g, x: xImage, col: col) }
-                GEMM.sgemm(transposeA: false, transposeB: false, m: g.o, n: g.outputPixels, k: g.patchSize,
-                           a: weight, lda: g.patchSize, b: col.map { UnsafePointer($0) } ?? xImage,
-                           ldb: g.outputPixels, c: y + image * g.o * g.outputPixels, ldc: g.outputPixels,
-                           accumulate: false, threads: gemmThreads)
-            }
-        }
+        gemmForward(g, x: x, weight: weight, y: y, threads: threads)
     }
 
     /// dx = adjoint of forward in x (overwrites dx). Scratch as in `forward` (a workspace
@@ -98,26 +88,15 @@ public enum Conv2DKernel {
             }
             return
         }
-        forEachImage(g, threads: threads) { images, gemmThreads in
-            let col = g.isPointwise ? nil : GEMM.allocateFloats(g.patchSize * g.outputPixels)
-            defer { col?.deallocate() }
-            for image in images {
-                let dxImage = dx + image * g.c * g.h * g.w
-                GEMM.sgemm(transposeA: true, transposeB: false, m: g.patchSize, n: g.outputPixels, k: g.o,
-                           a: weight, lda: g.patchSize, b: dy + image * g.o * g.outputPixels, ldb: g.outputPixels,
-                           c: col ?? dxImage, ldc: g.outputPixels, accumulate: false, threads: gemmThreads)
-                if let col { col2im(g, col: col, dx: dxImage) }
-            }
-        }
+        gemmBackwardData(g, dy: dy, weight: weight, dx: dx, threads: threads)
     }
 
     /// dw = adjoint of forward in weight (overwrites dw), summed over the batch in a fixed
     /// order.
     ///
-    /// The batch is cut into `min(n, 8)` groups, a number that depends on the geometry only.
-    /// Each group sums its images in order into its own partial dw; the partials are then
-    /// added in group order. So the result is the same bits for any thread count. Scratch as
-    /// in `forward` (a workspace made for `.backwardFilter`).
+    /// Images are summed in groups whose size depends on the geometry only, in group order,
+    /// so the result is the same bits for any thread count. Scratch as in `forward` (a
+    /// workspace made for `.backwardFilter`).
     public static func backwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                       dw: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.backwardFilter, g, threads: threads)
@@ -125,44 +104,7 @@ public enum Conv2DKernel {
             DirectConv2D.backwardFilter(g, x: x, dy: dy, dw: dw, threads: threads, buffers: workspace?.direct)
             return
         }
-        let groups = min(g.n, 8)
-        let filterSize = g.o * g.patchSize
-        let partials = groups > 1 ? GEMM.allocateFloats((groups - 1) * filterSize) : nil
-        defer { partials?.deallocate() }
-        // With fewer groups than threads the spare threads go to each GEMM instead.
-        let gemmThreads = groups >= threads ? 1 : threads
-        Parallel.forEach(chunks: groups, threads: gemmThreads == 1 ? threads : 1) { group in
-            let target = group == 0 ? dw : partials! + (group - 1) * filterSize
-            let col = g.isPointwise ? nil : GEMM.allocateFloats(g.patchSize * g.outputPixels)
-            defer { col?.deallocate() }
-            let first = group * g.n / groups, end = (group + 1) * g.n / groups
-            for image in first..<end {
-                let xImage = x + image * g.c * g.h * g.w
-                if let col { im2col(g, x: xImage, col: col) }
-                GEMM.sgemm(transposeA: false, transposeB: true, m: g.o, n: g.patchSize, k: g.outputPixels,
-                           a: dy + image * g.o * g.outputPixels, lda: g.outputPixels,
-                           b: col.map { UnsafePointer($0) } ?? xImage, ldb: g.outputPixels,
-                           c: target, ldc: g.patchSize, accumulate: image > first, threads: gemmThreads)
-            }
-        }
-        for group in 1..<groups {
-            let partial = partials! + (group - 1) * filterSize
-            for i in 0..<filterSize { dw[i] += partial[i] }
-        }
-    }
-
-    /// Runs `body(imageRange, gemmThreads)` over the batch: images split across threads
-    /// when there are enough of them, otherwise one range with all threads given to GEMM.
-    /// Each image is computed wholly by one call, so the split never changes a result.
-    static func forEachImage(_ g: Geometry, threads: Int, _ body: (Range<Int>, Int) -> Void) {
-        if g.n >= threads {
-            let chunks = threads
-            Parallel.forEach(chunks: chunks, threads: threads) { chunk in
-                body(chunk * g.n / chunks..<(chunk + 1) * g.n / chunks, 1)
-            }
-        } else {
-            body(0..<g.n, threads)
-        }
+        gemmBackwardFilter(g, x: x, dy: dy, dw: dw, threads: threads)
     }
 
     /// Range of output columns `ox` whose input column `ox·stride − pad + tap` lies in `0..<size`.
@@ -175,8 +117,8 @@ public enum Conv2DKernel {
         return low..<max(low, high)
     }
 
-    /// Fills `col[c·kh·kw, oh·ow]` for one image `x[c, h, w]`.
-    static func im2col(_ g: Geometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>) {
+    /// Fills `col[c·kh·kw, oh·ow]` (rows `ld` floats apart) for one image `x[c, h, w]`.
+    static func im2col(_ g: Geometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int) {
         let (oh, ow) = (g.oh, g.ow)
         var row = col
         for channel in 0..<g.c {
@@ -200,15 +142,15 @@ public enum Conv2DKernel {
                         }
                         zeroFloats(out + columns.upperBound, ow - columns.upperBound)
                     }
-                    row += oh * ow
+                    row += ld
                 }
             }
         }
     }
 
-    /// Overwrites one image `dx[c, h, w]` with the scatter-add of `col[c·kh·kw, oh·ow]`:
-    /// the adjoint of `im2col`, adding taps in row order.
-    static func col2im(_ g: Geometry, col: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+    /// Overwrites one image `dx[c, h, w]` with the scatter-add of `col[c·kh·kw, oh·ow]` (rows
+    /// `ld` floats apart): the adjoint of `im2col`, adding taps in row order.
+    static func col2im(_ g: Geometry, col: UnsafePointer<Float>, ld: Int, dx: UnsafeMutablePointer<Float>) {
         let (oh, ow) = (g.oh, g.ow)
         dx.update(repeating: 0, count: g.c * g.h * g.w)
         var row = col
@@ -228,7 +170,7 @@ public enum Conv2DKernel {
                             for ox in columns { target[ox * g.strideW] += input[ox] }
                         }
                     }
-                    row += oh * ow
+                    row += ld
                 }
             }
         }

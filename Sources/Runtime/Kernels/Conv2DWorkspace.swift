@@ -13,8 +13,9 @@ extension Conv2DKernel {
     /// once when a kernel is compiled (like `GEMM.Workspace`), so that running the pass
     /// allocates nothing. A workspace serves calls in sequence, never two at once.
     ///
-    /// Only the direct path (`DirectConv2D`) uses one so far; the im2col + GEMM path still
-    /// allocates its column buffers per call.
+    /// Only the direct path (`DirectConv2D`) keeps buffers here; the im2col + GEMM path takes
+    /// its column buffers and packing workspace from the process-wide `ConvScratch`, which
+    /// stops allocating once a program's first steps have sized it.
     public final class Workspace {
         /// The pass this workspace was made for.
         public let pass: Pass

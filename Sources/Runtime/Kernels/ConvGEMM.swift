@@ -1,0 +1,258 @@
+import Foundation
+
+/// The GEMM path of `Conv2DKernel` for convolutions with many channels (ResNet's 16–512):
+/// im2col of a *group* of images side by side into one wide column matrix, one `GEMM.sgemm`
+/// per group, all scratch from `ConvScratch` (allocated on the first steps, reused after, so a
+/// compiled program's steady state allocates nothing).
+///
+/// Grouping is what makes the deep stages fast: a 4×4 output plane (ResNet-18's last stage)
+/// gives a per-image GEMM only 16 columns, while 16 images side by side give 256. The group
+/// size is a function of the geometry and pass alone, never of the thread count, and every
+/// GEMM gives the same bits for any thread count, so results never depend on it.
+///
+/// - forward: `col[K, B·P] = im2col(B images)`, `tmp[o, B·P] = W[o, K] · col`, scattered to
+///   the B images of y (a group of one image writes y directly). Groups run in parallel, one
+///   per thread, each with a one-thread GEMM (or in turn with every thread on the GEMM when
+///   there are fewer groups than threads).
+/// - backward data: the group's dy gathered to `[o, B·P]`, `dcol = Wᵀ · dy`, col2im per image.
+/// - backward filter: groups in order, each `dW (+)= dy[o, B·P] · col[K, B·P]ᵀ` with every
+///   thread on the GEMM (the im2col and gather split over threads by image), so dW is summed
+///   over the batch in a fixed order.
+///
+/// K = c·kh·kw, P = oh·ow. A 1×1 stride-1 unpadded convolution of a one-image group reads x
+/// (or writes dx) in place instead of copying it.
+extension Conv2DKernel {
+    /// Columns a group aims for in the forward and backward-data passes.
+    static let targetGroupColumns = 256
+    /// Columns a group aims for in the backward-filter pass (its GEMM depth: deeper groups mean
+    /// fewer passes over dW).
+    static let targetFilterColumns = 1024
+    /// Upper bound on a group's column matrix, in floats (8 MiB): the deep stages' K is 4608.
+    static let maxColumnFloats = 1 << 21
+
+    /// Images per group for a pass: enough to reach the target column count, within the
+    /// column-matrix bound, at least one.
+    static func groupImages(_ g: Geometry, _ pass: Pass) -> Int {
+        let target = pass == .backwardFilter ? targetFilterColumns : targetGroupColumns
+        let p = g.outputPixels
+        let wanted = (target + p - 1) / p
+        let fitting = maxColumnFloats / max(1, g.patchSize * p)
+        return max(1, min(g.n, min(wanted, fitting)))
+    }
+
+    /// Row stride of a group's column matrix: `B·P`, widened by 16 floats when it is a multiple
+    /// of 512 bytes' worth of floats so that GEMM reads its rows in place (see
+    /// `GEMM.spreadsOverL1`).
+    static func columnStride(_ columns: Int) -> Int {
+        GEMM.spreadsOverL1(rowFloats: columns) ? columns : columns + 16
+    }
+
+    /// Which algorithm runs a pass of a geometry, for tables: `direct`, or `im2col+GEMM` /
+    /// `1x1 GEMM` with the images per group and the GEMM's m×n×k per group.
+    public static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
+        if DirectConv2D.suits(g) { return "direct" }
+        let b = groupImages(g, pass), columns = b * g.outputPixels
+        let kind = g.kh == 1 && g.kw == 1 ? "1x1 GEMM" : "im2col+GEMM"
+        let (m, n, k) = pass == .forward ? (g.o, columns, g.patchSize)
+            : pass == .backwardData ? (g.patchSize, columns, g.o) : (g.o, g.patchSize, columns)
+        return "\(kind) b\(b) \(m)x\(n)x\(k)"
+    }
+
+    /// The groups' image ranges: `count` groups of `size` images, the last one possibly smaller.
+    struct Groups {
+        let size: Int, count: Int, n: Int
+        init(_ g: Geometry, _ pass: Pass) {
+            size = Conv2DKernel.groupImages(g, pass)
+            n = g.n
+            count = (g.n + size - 1) / size
+        }
+        func images(_ group: Int) -> Range<Int> { group * size..<min(n, (group + 1) * size) }
+    }
+
+    static func gemmForward(_ g: Geometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                            y: UnsafeMutablePointer<Float>, threads: Int) {
+        let groups = Groups(g, .forward)
+        let (k, p, inImage, outImage) = (g.patchSize, g.outputPixels, g.c * g.h * g.w, g.o * g.outputPixels)
+        func run(_ group: Int, gemmThreads: Int) {
+            let images = groups.images(group)
+            let columns = images.count * p
+            let ld = columnStride(columns)
+            let inPlace = g.isPointwise && images.count == 1
+            let direct = images.count == 1
+            let scratch = ConvScratch.shared.take(floats: (inPlace ? 0 : k * ld) + (direct ? 0 : g.o * ld),
+                                                  gemm: GEMM.workspaceFloats(transposeA: false, transposeB: false,
+                                                                             m: g.o, n: columns, k: k))
+            defer { ConvScratch.shared.give(scratch) }
+            let col = scratch.floats, tmp = scratch.floats + (inPlace ? 0 : k * ld)
+            if !inPlace {
+                for (slot, image) in images.enumerated() {
+                    im2col(g, x: x + image * inImage, col: col + slot * p, ld: ld)
+                }
+            }
+            let target = direct ? y + images.lowerBound * outImage : tmp
+            GEMM.sgemm(transposeA: false, transposeB: false, m: g.o, n: columns, k: k, a: weight, lda: k,
+                       b: inPlace ? x + images.lowerBound * inImage : UnsafePointer(col), ldb: inPlace ? p : ld,
+                       c: target, ldc: direct ? p : ld, accumulate: false, threads: gemmThreads, workspace: scratch.gemm)
+            if !direct {
+                for (slot, image) in images.enumerated() {
+                    let out = y + image * outImage
+                    for channel in 0..<g.o { copyFloats(out + channel * p, tmp + channel * ld + slot * p, p) }
+                }
+            }
+        }
+        forEachGroup(groups.count, threads: threads, run)
+    }
+
+    static func gemmBackwardData(_ g: Geometry, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                 dx: UnsafeMutablePointer<Float>, threads: Int) {
+        let groups = Groups(g, .backwardData)
+        let (k, p, inImage, outImage) = (g.patchSize, g.outputPixels, g.c * g.h * g.w, g.o * g.outputPixels)
+        func run(_ group: Int, gemmThreads: Int) {
+            let images = groups.images(group)
+            let columns = images.count * p
+            let ld = columnStride(columns)
+            let inPlace = g.isPointwise && images.count == 1
+            let direct = images.count == 1
+            let scratch = ConvScratch.shared.take(floats: (inPlace ? 0 : k * ld) + (direct ? 0 : g.o * ld),
+                                                  gemm: GEMM.workspaceFloats(transposeA: true, transposeB: false,
+                                                                             m: k, n: columns, k: g.o))
+            defer { ConvScratch.shared.give(scratch) }
+            let dcol = scratch.floats, gathered = scratch.floats + (inPlace ? 0 : k * ld)
+            if !direct {
+                for (slot, image) in images.enumerated() {
+                    let source = dy + image * outImage
+                    for channel in 0..<g.o { copyFloats(gathered + channel * ld + slot * p, source + channel * p, p) }
+                }
+            }
+            GEMM.sgemm(transposeA: true, transposeB: false, m: k, n: columns, k: g.o, a: weight, lda: k,
+                       b: direct ? dy + images.lowerBound * outImage : UnsafePointer(gathered), ldb: direct ? p : ld,
+                       c: inPlace ? dx + images.lowerBound * inImage : dcol, ldc: inPlace ? p : ld,
+                       accumulate: false, threads: gemmThreads, workspace: scratch.gemm)
+            if !inPlace {
+                for (slot, image) in images.enumerated() {
+                    col2im(g, col: dcol + slot * p, ld: ld, dx: dx + image * inImage)
+                }
+            }
+        }
+        forEachGroup(groups.count, threads: threads, run)
+    }
+
+    static func gemmBackwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                   dw: UnsafeMutablePointer<Float>, threads: Int) {
+        let groups = Groups(g, .backwardFilter)
+        let (k, p, inImage, outImage) = (g.patchSize, g.outputPixels, g.c * g.h * g.w, g.o * g.outputPixels)
+        let widest = groups.images(0).count * p
+        let maxLd = columnStride(widest)
+        let scratch = ConvScratch.shared.take(floats: k * maxLd + g.o * maxLd,
+                                              gemm: GEMM.workspaceFloats(transposeA: false, transposeB: true,
+                                                                         m: g.o, n: k, k: widest))
+        defer { ConvScratch.shared.give(scratch) }
+        for group in 0..<groups.count {
+            let images = groups.images(group)
+            let columns = images.count * p
+            let ld = columnStride(columns)
+            let direct = images.count == 1
+            let inPlace = g.isPointwise && direct
+            let col = scratch.floats, gathered = scratch.floats + k * ld
+            if !direct {
+                // Copies only: how they are split over threads cannot change a result.
+                Parallel.forEach(chunks: images.count, threads: threads) { slot in
+                    let image = images.lowerBound + slot
+                    im2col(g, x: x + image * inImage, col: col + slot * p, ld: ld)
+                    let source = dy + image * outImage
+                    for channel in 0..<g.o { copyFloats(gathered + channel * ld + slot * p, source + channel * p, p) }
+                }
+            } else if !inPlace {
+                im2col(g, x: x + images.lowerBound * inImage, col: col, ld: ld)
+            }
+            GEMM.sgemm(transposeA: false, transposeB: true, m: g.o, n: k, k: columns,
+                       a: direct ? dy + images.lowerBound * outImage : UnsafePointer(gathered), lda: direct ? p : ld,
+                       b: inPlace ? x + images.lowerBound * inImage : UnsafePointer(col), ldb: inPlace ? p : ld,
+                       c: dw, ldc: k, accumulate: group > 0, threads: threads,
+                       workspace: ConvScratch.shared.fit(scratch, GEMM.workspaceFloats(transposeA: false, transposeB: true,
+                                                                                       m: g.o, n: k, k: columns)))
+        }
+    }
+
+    /// Runs `body(group, gemmThreads)` for every group: one group per thread at a time with a
+    /// one-thread GEMM when there are at least as many groups as threads, else the groups in
+    /// turn with every thread on the GEMM.
+    static func forEachGroup(_ count: Int, threads: Int, _ body: (Int, Int) -> Void) {
+        if count >= threads && threads > 1 {
+            Parallel.forEach(chunks: threads, threads: threads) { lane in
+                for group in lane * count / threads..<(lane + 1) * count / threads { body(group, 1) }
+            }
+        } else {
+            for group in 0..<count { body(group, threads) }
+        }
+    }
+}
+
+/// Scratch memory shared by every GEMM-path convolution in the process: a few entries, each a
+/// float buffer plus a GEMM packing workspace, taken by a convolution call for its duration and
+/// given back. An entry that is too small is regrown to the largest size requested so far, so
+/// after a program's first steps every entry fits every request and no call allocates. There
+/// are as many entries as calls ever ran at once (one per thread of a program).
+final class ConvScratch: @unchecked Sendable {
+    static let shared = ConvScratch()
+
+    final class Entry {
+        fileprivate(set) var floats: UnsafeMutablePointer<Float>
+        fileprivate(set) var capacity: Int
+        fileprivate(set) var gemm: GEMM.Workspace
+        init(floats: Int, gemm: (a: Int, b: Int)) {
+            capacity = floats
+            self.floats = GEMM.allocateFloats(floats)
+            self.gemm = ConvScratch.gemmWorkspace(gemm)
+        }
+        deinit { floats.deallocate() }
+    }
+
+    private let lock = NSLock()
+    private var free: [Entry] = []
+    private var largestFloats = 0
+    private var largestGEMM = (a: 0, b: 0)
+
+    /// An entry with at least `floats` floats and a GEMM workspace of at least `gemm` floats.
+    func take(floats: Int, gemm: (a: Int, b: Int)) -> Entry {
+        lock.lock()
+        largestFloats = max(largestFloats, floats)
+        largestGEMM = (max(largestGEMM.a, gemm.a), max(largestGEMM.b, gemm.b))
+        let (wantFloats, wantGEMM) = (largestFloats, largestGEMM)
+        let entry = free.popLast()
+        lock.unlock()
+        guard let entry else { return Entry(floats: wantFloats, gemm: wantGEMM) }
+        if entry.capacity < floats {
+            entry.floats.deallocate()
+            entry.floats = GEMM.allocateFloats(wantFloats)
+            entry.capacity = wantFloats
+        }
+        if entry.gemm.aCapacity < gemm.a || entry.gemm.bCapacity < gemm.b {
+            entry.gemm = Self.gemmWorkspace(wantGEMM)
+        }
+        return entry
+    }
+
+    /// The entry's GEMM workspace, checked to hold `gemm` floats (it was sized for the largest request).
+    func fit(_ entry: Entry, _ gemm: (a: Int, b: Int)) -> GEMM.Workspace {
+        precondition(entry.gemm.aCapacity >= gemm.a && entry.gemm.bCapacity >= gemm.b, "ConvScratch: workspace too small")
+        return entry.gemm
+    }
+
+    func give(_ entry: Entry) {
+        lock.lock()
+        free.append(entry)
+        lock.unlock()
+    }
+
+    /// A GEMM workspace with at least `a` floats of packed A and `b` of packed B: the one of a
+    /// packed product with A transposed and depth 1, whose packing needs ⌈m/mr⌉·mr and ⌈n/nr⌉·nr
+    /// floats (m above `directBMaxM` so that B is packed).
+    static func gemmWorkspace(_ floats: (a: Int, b: Int)) -> GEMM.Workspace {
+        let workspace = GEMM.Workspace(transposeA: true, transposeB: false, m: max(floats.a, GEMM.directBMaxM + GEMM.mr),
+                                       n: max(floats.b, 1), k: 1)
+        precondition(workspace.aCapacity >= floats.a && workspace.bCapacity >= floats.b,
+                     "ConvScratch: GEMM workspace sizing changed")
+        return workspace
+    }
+}
