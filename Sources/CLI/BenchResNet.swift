@@ -2,14 +2,41 @@ import Foundation
 import Kiln
 
 // `kiln bench resnet18-train`, `resnet18-infer` and `conv`: ResNet-18 (CIFAR form) at batch 128
-// on 3×32×32 images, and its convolution layers one by one. The images are synthetic (the
-// timing does not depend on the pixels); no data set is needed.
+// on 3×32×32 images, as `bench/README.md` states the workloads (the same synthetic set, learning
+// rate, step count and timing rules as the peers), and its convolution layers one by one.
 
-/// The ResNet-18 workloads' batch.
-private let resNetBatch = 128
+/// The ResNet-18 workloads' batch, synthetic set size, learning rate and step counts (`bench/common.py`'s `RESNET`).
+private let resNetBatch = 128, resNetImages = 1280, resNetInferImages = 1024
+private let resNetLearningRate = 0.05, resNetWarmUpSteps = 2, resNetTimedSteps = 10, resNetInferPasses = 3
 
-/// Synthetic CIFAR-shaped images for the timed steps: `SyntheticCIFAR`, two batches' worth.
-private func resNetData(seed: UInt64) -> ImageDataset { SyntheticCIFAR.make(count: 2 * resNetBatch, seed: seed) }
+/// The peers' synthetic set: `default_rng([seed, 2000])`, `random((1280, 3, 32, 32), float32)`
+/// then `integers(0, 10, 1280)`, bit for bit (float32: the top 24 bits of a 32-bit draw; the
+/// labels by Lemire's bounded method on 32-bit draws, as numpy does for a range below 2³²).
+private func resNetData(seed: UInt64) -> (images: [Float], labels: [Int32]) {
+    var generator = NumpyGenerator(seed: [seed, 2000])
+    let images = (0..<(resNetImages * 3 * 32 * 32)).map { _ in Float(generator.bitGenerator.next32() >> 8) * 0x1p-24 }
+    let labels = (0..<resNetImages).map { _ -> Int32 in
+        let range: UInt64 = 10
+        var m = UInt64(generator.bitGenerator.next32()) * range
+        if UInt32(truncatingIfNeeded: m) < UInt32(range) {
+            let threshold = (UInt32.max - UInt32(range - 1)) % UInt32(range)
+            while UInt32(truncatingIfNeeded: m) < threshold { m = UInt64(generator.bitGenerator.next32()) * range }
+        }
+        return Int32(m >> 32)
+    }
+    return (images, labels)
+}
+
+/// Copies batch `step` (images `128·step mod 1280` on) into a program's inputs.
+private func feedResNetBatch(_ program: Executable, data: (images: [Float], labels: [Int32]), step: Int, labels: Bool) throws {
+    let first = (step * resNetBatch) % resNetImages, pixels = 3 * 32 * 32
+    let x = try program.inputPointer("x").assumingMemoryBound(to: Float.self)
+    data.images.withUnsafeBufferPointer { x.update(from: $0.baseAddress! + first * pixels, count: resNetBatch * pixels) }
+    if labels {
+        let y = try program.inputPointer("labels").assumingMemoryBound(to: Int32.self)
+        data.labels.withUnsafeBufferPointer { y.update(from: $0.baseAddress! + first, count: resNetBatch) }
+    }
+}
 
 /// The machine's FMA peak for a record, when it can be measured (see `PeakFMA`).
 private func peakFields(achievedGFLOPS: Double, settings: BenchSettings) -> [(String, Any)] {
@@ -21,72 +48,74 @@ private func peakFields(achievedGFLOPS: Double, settings: BenchSettings) -> [(St
     return fields + [("peak_source", peak.source)]
 }
 
-/// One SGD-momentum step (lr 0.01, momentum 0.9, batch norm in training mode) on a batch of 128
-/// synthetic 3×32×32 images. The first step (compilation included) is `compile_seconds`; then 2
-/// untimed warm-up steps; value = mean seconds per step over 10 timed steps (`--limit-steps N`
-/// times N instead), the per-step times in `step_seconds`.
+/// One training step: softmax cross-entropy, SGD lr 0.05 with momentum 0.9, batch norm in
+/// training mode, on batch `step` of the synthetic set. Step 0 (compilation included) is
+/// `compile_seconds`, then 2 warm-up steps; value = median seconds of 10 timed steps
+/// (`--limit-steps N`: N). A step's time includes copying its batch into the program.
 func benchResNetTraining(_ settings: BenchSettings) throws -> BenchRecord {
     let model = try Zoo.classifier("resnet18", inputShape: [3, 32, 32], classes: 10)
     let optimizer = Optimizer.sgd(momentum: 0.9)
     let data = resNetData(seed: settings.seed)
     let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: settings.seed, threads: settings.threads)
-    let batches = [Array(0..<resNetBatch)[...], Array(resNetBatch..<2 * resNetBatch)[...]]
-    var start = monotonicSeconds()
-    var losses = [Double(try trainer.trainStep(data, indices: batches[0], learningRate: 0.01))]
-    let compileSeconds = monotonicSeconds() - start
-    for step in 1...2 { losses.append(Double(try trainer.trainStep(data, indices: batches[step % 2], learningRate: 0.01))) }
-    var times: [Double] = []
-    for step in 0..<(settings.limitSteps ?? 10) {
-        start = monotonicSeconds()
-        losses.append(Double(try trainer.trainStep(data, indices: batches[step % 2], learningRate: 0.01)))
-        times.append(monotonicSeconds() - start)
+    var losses: [Double] = [], seconds: [Double] = [], compileSeconds = 0.0
+    let timed = settings.limitSteps ?? resNetTimedSteps
+    for step in 0..<(1 + resNetWarmUpSteps + timed) {
+        let start = monotonicSeconds()
+        let program = try trainer.trainingProgram(batch: resNetBatch)
+        try feedResNetBatch(program, data: data, step: step, labels: true)
+        try program.inputPointer("lr").assumingMemoryBound(to: Float.self).pointee = Float(resNetLearningRate)
+        try program.run()
+        losses.append(Double(try program.outputPointer("loss").pointee))
+        let elapsed = monotonicSeconds() - start
+        if step == 0 { compileSeconds = elapsed } else if step > resNetWarmUpSteps { seconds.append(elapsed) }
     }
-    let mean = times.reduce(0, +) / Double(times.count)
+    let sorted = seconds.sorted()
+    let value = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     let flops = Double(try trainingStepFlops(model: model, batch: resNetBatch, optimizer: optimizer))
-    let achieved = flops / mean / 1e9
-    let extra: [(String, Any)] = [("step_seconds", times.map { rounded($0, 4) }), ("best_step_seconds", rounded(times.min()!, 4)),
-                                  ("batch", resNetBatch), ("train_loss", losses.map { rounded($0, 4) }),
+    let achieved = flops / value / 1e9
+    let extra: [(String, Any)] = [("step_seconds", seconds.map { rounded($0, 4) }), ("first_loss", rounded(losses[0], 4)),
+                                  ("last_loss", rounded(losses.last!, 4)), ("batch", resNetBatch),
                                   ("flops_per_step", Int(flops)), ("achieved_gflops", rounded(achieved, 2)),
                                   ("flops_counted", "conv2d, backward-data, backward-filter 2*N*O*OH*OW*C*KH*KW each; matmul 2mnk; rest ignored"),
-                                  ("data", "synthetic 3x32x32 (SyntheticCIFAR)"), ("threads", settings.threads)]
+                                  ("initialisation", "Kiln's own draws of PyTorch's default U(+-1/sqrt(fan_in)), not the peers' numpy bits"),
+                                  ("threads", settings.threads)]
         + peakFields(achievedGFLOPS: achieved, settings: settings)
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "step_seconds",
-                       value: mean, compileSeconds: compileSeconds, testAccuracy: nil, extra: extra)
+                       value: value, compileSeconds: compileSeconds, testAccuracy: nil, extra: extra)
 }
 
-/// Inference (batch norm in evaluation mode) on batches of 128 synthetic 3×32×32 images: the
-/// first call (compilation included) is `compile_seconds`, one untimed pass, then value = images
-/// per second of the best of 3 passes of 10 batches (`--limit-steps N`: N batches).
+/// Inference (batch norm in evaluation mode) on the first 1024 synthetic images in batches of
+/// 128 (`--limit-steps N`: N batches): the first call (compilation included) is
+/// `compile_seconds`, one warm-up pass, then value = images per second of the best of 3 passes.
 func benchResNetInference(_ settings: BenchSettings) throws -> BenchRecord {
     let model = try Zoo.classifier("resnet18", inputShape: [3, 32, 32], classes: 10)
     let data = resNetData(seed: settings.seed)
     let trainer = ClassifierTrainer(model: model, optimizer: .sgd(), seed: settings.seed, threads: settings.threads)
-    let batchesPerPass = settings.limitSteps ?? 10
+    let batches = min(settings.limitSteps ?? .max, resNetInferImages / resNetBatch)
     func runBatch(_ index: Int) throws {
         let program = try trainer.evaluationProgram(batch: resNetBatch)
-        let first = (index % 2) * resNetBatch
-        data.fillBatch(indices: Array(first..<first + resNetBatch)[...],
-                       into: try program.inputPointer("x").assumingMemoryBound(to: Float.self), labels: nil)
-        program.run()
+        try feedResNetBatch(program, data: data, step: index, labels: false)
+        try program.run()
     }
     var start = monotonicSeconds()
     try runBatch(0)
     let compileSeconds = monotonicSeconds() - start
-    for index in 0..<batchesPerPass { try runBatch(index) }
-    var times: [Double] = []
-    for _ in 0..<3 {
+    var best = Double.infinity, passes: [Double] = []
+    for pass in 0...resNetInferPasses {
         start = monotonicSeconds()
-        for index in 0..<batchesPerPass { try runBatch(index) }
-        times.append(monotonicSeconds() - start)
+        for index in 0..<batches { try runBatch(index) }
+        if pass > 0 {
+            passes.append(monotonicSeconds() - start)
+            best = min(best, passes.last!)
+        }
     }
-    let images = Double(batchesPerPass * resNetBatch)
-    let best = times.min()!
+    let images = Double(batches * resNetBatch)
     let graph = try ClassifierTrainer.forwardGraph(model: model, batch: resNetBatch)
-    let achieved = Double(graphFlops(graph)) * Double(batchesPerPass) / best / 1e9
-    let extra: [(String, Any)] = [("best_pass_seconds", rounded(best, 4)), ("pass_seconds", times.map { rounded($0, 4) }),
-                                  ("images_per_pass", Int(images)), ("batch", resNetBatch),
-                                  ("achieved_gflops", rounded(achieved, 2)), ("data", "synthetic 3x32x32 (SyntheticCIFAR)"),
-                                  ("threads", settings.threads)] + peakFields(achievedGFLOPS: achieved, settings: settings)
+    let achieved = Double(graphFlops(graph)) * Double(batches) / best / 1e9
+    let extra: [(String, Any)] = [("best_pass_seconds", rounded(best, 4)), ("pass_seconds", passes.map { rounded($0, 4) }),
+                                  ("batch", resNetBatch), ("images_per_pass", Int(images)),
+                                  ("achieved_gflops", rounded(achieved, 2)), ("threads", settings.threads)]
+        + peakFields(achievedGFLOPS: achieved, settings: settings)
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "images_per_second",
                        value: images / best, compileSeconds: compileSeconds, testAccuracy: nil, extra: extra)
 }

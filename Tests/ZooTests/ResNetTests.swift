@@ -54,7 +54,7 @@ struct ResNetTests {
         try compiled.setInput("x", pixels)
         try compiled.setInput("labels", labels)
         try compiled.setInput("lr", [0.1])
-        compiled.run()
+        try compiled.run()
         let expected = try Interpreter(graph: graph).outputs(
             inputs: ["x": HostTensor(shape: [batch, 3, 8, 8], scalars: pixels.map(Double.init)),
                      "labels": HostTensor(shape: [batch], dtype: .int32, scalars: labels.map(Double.init)),
@@ -71,6 +71,15 @@ struct ResNetTests {
         }
         #expect(checked > 40 && expected.keys.contains("grad.layer2.0.shortcut.0.weight")
                 && expected.keys.contains("update:layer1.0.bn1.running_var"))
+    }
+
+    @Test("reduced ResNet: three compiled steps with the inputs set once, each against the interpreter",
+          arguments: [1, 2])
+    func differential(threads: Int) throws {
+        let graph = try ClassifierTrainer.trainingGraph(model: Self.reduced(), batch: 3, optimizer: .sgd(momentum: 0.9))
+        let network = RandomNetwork(seed: 21, summary: "resnet-reduced", graph: graph,
+                                    feeds: RandomNetworks.feeds(for: graph, classes: 5, seed: 4))
+        try DifferentialCheck.check(network, threads: threads, runs: 3)
     }
 
     @Test("ResNet training steps give the same parameter bytes on 1, 2 and 3 threads")

@@ -15,9 +15,10 @@ import Foundation
 ///   per thread, each with a one-thread GEMM (or in turn with every thread on the GEMM when
 ///   there are fewer groups than threads).
 /// - backward data: the group's dy gathered to `[o, B·P]`, `dcol = Wᵀ · dy`, col2im per image.
-/// - backward filter: groups in order, each `dW (+)= dy[o, B·P] · col[K, B·P]ᵀ` with every
-///   thread on the GEMM (the im2col and gather split over threads by image), so dW is summed
-///   over the batch in a fixed order.
+/// - backward filter: `dW (+)= dy[o, B·P] · col[K, B·P]ᵀ` per group. A small dW (up to 2²⁰
+///   floats of partials) is summed in 8 fixed partitions of the groups, one thread each, then
+///   the partials in order; a large one group after group with every thread on the GEMM (the
+///   im2col and gather split over threads by image). Either way the order is fixed.
 ///
 /// K = c·kh·kw, P = oh·ow. A 1×1 stride-1 unpadded convolution of a one-image group reads x
 /// (or writes dx) in place instead of copying it.
@@ -137,40 +138,89 @@ extension Conv2DKernel {
         forEachGroup(groups.count, threads: threads, run)
     }
 
+    /// Fixed partitions of the groups for a filter gradient small enough to keep one partial per
+    /// partition: each partition is summed by one thread with a one-thread GEMM, the partials are
+    /// added in partition order. A function of the geometry, so the sum order never depends on
+    /// the thread count.
+    static let filterPartitions = 8
+    /// Largest total of partial filter gradients, in floats, for the partitioned order.
+    static let maxPartialFloats = 1 << 20
+
     static func gemmBackwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                    dw: UnsafeMutablePointer<Float>, threads: Int) {
         let groups = Groups(g, .backwardFilter)
-        let (k, p, inImage, outImage) = (g.patchSize, g.outputPixels, g.c * g.h * g.w, g.o * g.outputPixels)
-        let widest = groups.images(0).count * p
-        let maxLd = columnStride(widest)
-        let scratch = ConvScratch.shared.take(floats: k * maxLd + g.o * maxLd,
-                                              gemm: GEMM.workspaceFloats(transposeA: false, transposeB: true,
-                                                                         m: g.o, n: k, k: widest))
+        let k = g.patchSize, filter = g.o * k
+        let widest = groups.images(0).count * g.outputPixels
+        // Any group's row stride (`columnStride` of at most `widest` columns) fits.
+        let maxLd = widest + 16
+        let gemmFloats = GEMM.workspaceFloats(transposeA: false, transposeB: true, m: g.o, n: k, k: widest)
+        let partitions = min(groups.count, filterPartitions)
+        if partitions >= 2 && (partitions - 1) * filter <= maxPartialFloats {
+            let partials = ConvScratch.shared.take(floats: (partitions - 1) * filter, gemm: (0, 0))
+            defer { ConvScratch.shared.give(partials) }
+            Parallel.forEach(chunks: partitions, threads: threads) { part in
+                let scratch = ConvScratch.shared.take(floats: k * maxLd + g.o * maxLd, gemm: gemmFloats)
+                defer { ConvScratch.shared.give(scratch) }
+                let first = part * groups.count / partitions, end = (part + 1) * groups.count / partitions
+                for group in first..<end {
+                    accumulateFilterGroup(g, groups.images(group), x: x, dy: dy,
+                                          dw: part == 0 ? dw : partials.floats + (part - 1) * filter,
+                                          accumulate: group > first, scratch: scratch, threads: 1)
+                }
+            }
+            for part in 1..<partitions { addFloats(dw, partials.floats + (part - 1) * filter, filter) }
+            return
+        }
+        let scratch = ConvScratch.shared.take(floats: k * maxLd + g.o * maxLd, gemm: gemmFloats)
         defer { ConvScratch.shared.give(scratch) }
         for group in 0..<groups.count {
-            let images = groups.images(group)
-            let columns = images.count * p
-            let ld = columnStride(columns)
-            let direct = images.count == 1
-            let inPlace = g.isPointwise && direct
-            let col = scratch.floats, gathered = scratch.floats + k * ld
-            if !direct {
-                // Copies only: how they are split over threads cannot change a result.
-                Parallel.forEach(chunks: images.count, threads: threads) { slot in
-                    let image = images.lowerBound + slot
-                    im2col(g, x: x + image * inImage, col: col + slot * p, ld: ld)
-                    let source = dy + image * outImage
-                    for channel in 0..<g.o { copyFloats(gathered + channel * ld + slot * p, source + channel * p, p) }
-                }
-            } else if !inPlace {
-                im2col(g, x: x + images.lowerBound * inImage, col: col, ld: ld)
+            accumulateFilterGroup(g, groups.images(group), x: x, dy: dy, dw: dw, accumulate: group > 0,
+                                  scratch: scratch, threads: threads)
+        }
+    }
+
+    /// dw (+)= dy[o, B·P] · im2col(x)[K, B·P]ᵀ over one group of images, the copies split over
+    /// `threads` by image and the GEMM on `threads`.
+    static func accumulateFilterGroup(_ g: Geometry, _ images: Range<Int>, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                      dw: UnsafeMutablePointer<Float>, accumulate: Bool, scratch: ConvScratch.Entry,
+                                      threads: Int) {
+        let (k, p, inImage, outImage) = (g.patchSize, g.outputPixels, g.c * g.h * g.w, g.o * g.outputPixels)
+        let columns = images.count * p
+        let ld = columnStride(columns)
+        let direct = images.count == 1
+        let inPlace = g.isPointwise && direct
+        let col = scratch.floats, gathered = scratch.floats + k * ld
+        if !direct {
+            // Copies only: how they are split over threads cannot change a result.
+            Parallel.forEach(chunks: images.count, threads: threads) { slot in
+                let image = images.lowerBound + slot
+                im2col(g, x: x + image * inImage, col: col + slot * p, ld: ld)
+                let source = dy + image * outImage
+                for channel in 0..<g.o { copyFloats(gathered + channel * ld + slot * p, source + channel * p, p) }
             }
-            GEMM.sgemm(transposeA: false, transposeB: true, m: g.o, n: k, k: columns,
-                       a: direct ? dy + images.lowerBound * outImage : UnsafePointer(gathered), lda: direct ? p : ld,
-                       b: inPlace ? x + images.lowerBound * inImage : UnsafePointer(col), ldb: inPlace ? p : ld,
-                       c: dw, ldc: k, accumulate: group > 0, threads: threads,
-                       workspace: ConvScratch.shared.fit(scratch, GEMM.workspaceFloats(transposeA: false, transposeB: true,
-                                                                                       m: g.o, n: k, k: columns)))
+        } else if !inPlace {
+            im2col(g, x: x + images.lowerBound * inImage, col: col, ld: ld)
+        }
+        GEMM.sgemm(transposeA: false, transposeB: true, m: g.o, n: k, k: columns,
+                   a: direct ? dy + images.lowerBound * outImage : UnsafePointer(gathered), lda: direct ? p : ld,
+                   b: inPlace ? x + images.lowerBound * inImage : UnsafePointer(col), ldb: inPlace ? p : ld,
+                   c: dw, ldc: k, accumulate: accumulate, threads: threads,
+                   workspace: ConvScratch.shared.fit(scratch, GEMM.workspaceFloats(transposeA: false, transposeB: true,
+                                                                                   m: g.o, n: k, k: columns)))
+    }
+
+    /// dst[i] += src[i] for i in 0..<count.
+    static func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            let sum = UnsafeRawPointer(dst + i).loadUnaligned(as: SIMD16<Float>.self)
+                + UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(dst + i).storeBytes(of: sum, as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < count {
+            dst[i] += src[i]
+            i += 1
         }
     }
 
