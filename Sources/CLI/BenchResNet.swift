@@ -38,16 +38,6 @@ private func feedResNetBatch(_ program: Executable, data: (images: [Float], labe
     }
 }
 
-/// The machine's FMA peak for a record, when it can be measured (see `PeakFMA`).
-private func peakFields(achievedGFLOPS: Double, settings: BenchSettings) -> [(String, Any)] {
-    guard settings.measurePeak, let peak = PeakFMA.measure(threads: settings.threads) else { return [] }
-    var fields: [(String, Any)] = [("peak_gflops", peak.avx512), ("fraction_of_peak", rounded(achievedGFLOPS / peak.avx512, 4))]
-    if let avx2 = peak.avx2 {
-        fields += [("peak_avx2_gflops", avx2), ("fraction_of_avx2_peak", rounded(achievedGFLOPS / avx2, 4))]
-    }
-    return fields + [("peak_source", peak.source)]
-}
-
 /// One training step: softmax cross-entropy, SGD lr 0.05 with momentum 0.9, batch norm in
 /// training mode, on batch `step` of the synthetic set. Step 0 (compilation included) is
 /// `compile_seconds`, then 2 warm-up steps; value = median seconds of 10 timed steps
@@ -75,11 +65,11 @@ func benchResNetTraining(_ settings: BenchSettings) throws -> BenchRecord {
     let achieved = flops / value / 1e9
     let extra: [(String, Any)] = [("step_seconds", seconds.map { rounded($0, 4) }), ("first_loss", rounded(losses[0], 4)),
                                   ("last_loss", rounded(losses.last!, 4)), ("batch", resNetBatch),
-                                  ("flops_per_step", Int(flops)), ("achieved_gflops", rounded(achieved, 2)),
+                                  ("flops_per_step", Int(flops)),
                                   ("flops_counted", "conv2d, backward-data, backward-filter 2*N*O*OH*OW*C*KH*KW each; matmul 2mnk; rest ignored"),
                                   ("initialisation", "Kiln's own draws of PyTorch's default U(+-1/sqrt(fan_in)), not the peers' numpy bits"),
                                   ("threads", settings.threads)]
-        + peakFields(achievedGFLOPS: achieved, settings: settings)
+        + throughputFields(achievedGFLOPs: achieved, threads: settings.threads, measurePeak: settings.measurePeak)
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "step_seconds",
                        value: value, compileSeconds: compileSeconds, testAccuracy: nil, extra: extra)
 }
@@ -114,8 +104,8 @@ func benchResNetInference(_ settings: BenchSettings) throws -> BenchRecord {
     let achieved = Double(graphFlops(graph)) * Double(batches) / best / 1e9
     let extra: [(String, Any)] = [("best_pass_seconds", rounded(best, 4)), ("pass_seconds", passes.map { rounded($0, 4) }),
                                   ("batch", resNetBatch), ("images_per_pass", Int(images)),
-                                  ("achieved_gflops", rounded(achieved, 2)), ("threads", settings.threads)]
-        + peakFields(achievedGFLOPS: achieved, settings: settings)
+                                  ("threads", settings.threads)]
+        + throughputFields(achievedGFLOPs: achieved, threads: settings.threads, measurePeak: settings.measurePeak)
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "images_per_second",
                        value: images / best, compileSeconds: compileSeconds, testAccuracy: nil, extra: extra)
 }
@@ -186,8 +176,8 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
                 + algorithm.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%9.2f %9.1f", best * 1e3, gflops)
             var row: [Any] = [layer.name, shape, passName, algorithm, rounded(best * 1e3, 3), rounded(gflops, 2)]
             if let peak {
-                line += String(format: "  %7.1f%%", 100 * gflops / peak.avx512)
-                row.append(rounded(gflops / peak.avx512, 4))
+                line += String(format: "  %7.1f%%", 100 * gflops / peak.gflops)
+                row.append(rounded(gflops / peak.gflops, 4))
             }
             print(line)
             rows.append(row)
@@ -198,11 +188,10 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
     var extra: [(String, Any)] = [("batch", resNetBatch), ("threads", settings.threads),
                                   ("layer_columns", columns as [Any]), ("layers", rows as [Any])]
     if let peak {
-        extra += [("peak_gflops", peak.avx512), ("fraction_of_peak", rounded(overall / peak.avx512, 4)), ("peak_source", peak.source)]
-        if let avx2 = peak.avx2 { extra.append(("peak_avx2_gflops", avx2)) }
-    } else {
-        extra.append(("peak", "not measured (no peak measurement available here; see kiln bench peak)"))
+        extra += [("peak_gflops", rounded(peak.gflops, 2)), ("fraction_of_peak", rounded(overall / peak.gflops, 4)),
+                  ("peak_source", peak.description)]
     }
+    extra.append(("isa", ISA.summary))
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "gflops",
                        value: overall, compileSeconds: nil, testAccuracy: nil, extra: extra)
 }
