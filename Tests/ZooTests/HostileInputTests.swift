@@ -106,3 +106,18 @@ struct HostileInputTests {
         #expect(FileManager.default.contents(atPath: target) == Data([7, 8, 9]))
     }
 }
+
+/// Issue 16's memory limit: a program whose arena cannot fit is refused with the bytes it needs, before allocating.
+@Suite("Memory limit")
+struct MemoryLimitTests {
+    @Test("compiling a program whose arena exceeds the machine's memory throws the bytes it needs")
+    func arenaTooLarge() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [1 << 20, 1 << 16])   // 256 GiB of float32
+        g.output("y", relu(x) * 2)
+        let graph = try g.build()
+        let message = kilnErrorMessage { _ = try Executable(graph: graph, store: ParameterStore(), threads: 1) }
+        #expect(message?.hasPrefix("the compiled program's arena (activations, gradients, temporaries) would need ") == true, "\(message ?? "nil")")
+        #expect(message?.contains("this process may use") == true)
+    }
+}
