@@ -65,6 +65,7 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 6, c: 40, h: 15, w: 15, o: 36, kh: 1, kw: 1, strideH: 2, strideW: 2), // 1×1 stride-2 projection, groups 4 + 2
     .init(n: 3, c: 33, h: 16, w: 16, o: 40, kh: 1, kw: 1),                     // pointwise in place; filter group of 3
     .init(n: 7, c: 36, h: 16, w: 16, o: 48, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // stride 2, groups 4 + 3
+    .init(n: 2, c: 300, h: 19, w: 23, o: 8, kh: 3, kw: 3, padH: 1, padW: 1),   // forward in row blocks of 4, ragged last
 ]
 
 private func xIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ c: Int, _ y: Int, _ x: Int) -> Int {

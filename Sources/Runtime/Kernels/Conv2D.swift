@@ -118,8 +118,11 @@ public enum Conv2DKernel {
     }
 
     /// Fills `col[c·kh·kw, oh·ow]` (rows `ld` floats apart) for one image `x[c, h, w]`.
-    static func im2col(_ g: Geometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int) {
+    /// With `outputRows`, only the columns of those output rows (`outputRows.count·ow` per row of col).
+    static func im2col(_ g: Geometry, x: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, ld: Int,
+                       outputRows: Range<Int>? = nil) {
         let (oh, ow) = (g.oh, g.ow)
+        let outputRows = outputRows ?? 0..<oh
         var row = col
         for channel in 0..<g.c {
             let plane = x + channel * g.h * g.w
@@ -127,8 +130,8 @@ public enum Conv2DKernel {
                 let rows = validOutputs(tap: ky, stride: g.strideH, pad: g.padH, size: g.h, outputs: oh)
                 for kx in 0..<g.kw {
                     let columns = validOutputs(tap: kx, stride: g.strideW, pad: g.padW, size: g.w, outputs: ow)
-                    for oy in 0..<oh {
-                        let out = row + oy * ow
+                    for oy in outputRows {
+                        let out = row + (oy - outputRows.lowerBound) * ow
                         guard rows.contains(oy), !columns.isEmpty else {
                             zeroFloats(out, ow)
                             continue

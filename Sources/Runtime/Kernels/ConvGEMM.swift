@@ -74,12 +74,18 @@ extension Conv2DKernel {
                             y: UnsafeMutablePointer<Float>, threads: Int) {
         let groups = Groups(g, .forward)
         let (k, p, inImage, outImage) = (g.patchSize, g.outputPixels, g.c * g.h * g.w, g.o * g.outputPixels)
+        let chunkRows = forwardChunkRows(g)
         func run(_ group: Int, gemmThreads: Int) {
             let images = groups.images(group)
-            let columns = images.count * p
-            let ld = columnStride(columns)
             let inPlace = g.isPointwise && images.count == 1
             let direct = images.count == 1
+            if direct && !inPlace && chunkRows < g.oh {
+                forwardInRowChunks(g, image: images.lowerBound, rowsPerChunk: chunkRows, x: x, weight: weight, y: y,
+                                   gemmThreads: gemmThreads)
+                return
+            }
+            let columns = images.count * p
+            let ld = columnStride(columns)
             let scratch = ConvScratch.shared.take(floats: (inPlace ? 0 : k * ld) + (direct ? 0 : g.o * ld),
                                                   gemm: GEMM.workspaceFloats(transposeA: false, transposeB: false,
                                                                              m: g.o, n: columns, k: k))
@@ -102,6 +108,39 @@ extension Conv2DKernel {
             }
         }
         forEachGroup(groups.count, threads: threads, run)
+    }
+
+    /// Largest column block of one image's im2col matrix in the forward pass, in floats (1 MiB):
+    /// an image with more (ResNet's first stage: 576 × 1024) is multiplied in blocks of output
+    /// rows, so each block stays in L2 between its im2col and its GEMM.
+    static let forwardChunkFloats = 1 << 18
+
+    /// Output rows per block of the forward pass (all of them when the image fits one block).
+    static func forwardChunkRows(_ g: Geometry) -> Int {
+        max(1, min(g.oh, forwardChunkFloats / max(1, g.patchSize * g.ow)))
+    }
+
+    /// One image's forward pass in blocks of output rows: im2col of the block's columns, then
+    /// y[:, block] = W · col with y's rows `P` floats apart.
+    static func forwardInRowChunks(_ g: Geometry, image: Int, rowsPerChunk: Int, x: UnsafePointer<Float>,
+                                   weight: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, gemmThreads: Int) {
+        let (k, p) = (g.patchSize, g.outputPixels)
+        let widest = rowsPerChunk * g.ow, last = (g.oh - (g.oh - 1) / rowsPerChunk * rowsPerChunk) * g.ow
+        let scratch = ConvScratch.shared.take(floats: k * (widest + 16),
+                                              gemm: larger(GEMM.workspaceFloats(transposeA: false, transposeB: false, m: g.o, n: widest, k: k),
+                                                           GEMM.workspaceFloats(transposeA: false, transposeB: false, m: g.o, n: last, k: k)))
+        defer { ConvScratch.shared.give(scratch) }
+        let xImage = x + image * g.c * g.h * g.w, yImage = y + image * g.o * p
+        for first in stride(from: 0, to: g.oh, by: rowsPerChunk) {
+            let rows = first..<min(g.oh, first + rowsPerChunk)
+            let columns = rows.count * g.ow
+            let ld = columnStride(columns)
+            im2col(g, x: xImage, col: scratch.floats, ld: ld, outputRows: rows)
+            GEMM.sgemm(transposeA: false, transposeB: false, m: g.o, n: columns, k: k, a: weight, lda: k,
+                       b: scratch.floats, ldb: ld, c: yImage + first * g.ow, ldc: p, accumulate: false, threads: gemmThreads,
+                       workspace: ConvScratch.shared.fit(scratch, GEMM.workspaceFloats(transposeA: false, transposeB: false,
+                                                                                       m: g.o, n: columns, k: k)))
+        }
     }
 
     static func gemmBackwardData(_ g: Geometry, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -153,7 +192,9 @@ extension Conv2DKernel {
         let widest = groups.images(0).count * g.outputPixels
         // Any group's row stride (`columnStride` of at most `widest` columns) fits.
         let maxLd = widest + 16
-        let gemmFloats = GEMM.workspaceFloats(transposeA: false, transposeB: true, m: g.o, n: k, k: widest)
+        let gemmFloats = larger(GEMM.workspaceFloats(transposeA: false, transposeB: true, m: g.o, n: k, k: widest),
+                                GEMM.workspaceFloats(transposeA: false, transposeB: true, m: g.o, n: k,
+                                                     k: groups.images(groups.count - 1).count * g.outputPixels))
         let partitions = min(groups.count, filterPartitions)
         if partitions >= 2 && (partitions - 1) * filter <= maxPartialFloats {
             let partials = ConvScratch.shared.take(floats: (partitions - 1) * filter, gemm: (0, 0))
@@ -208,6 +249,10 @@ extension Conv2DKernel {
                    workspace: ConvScratch.shared.fit(scratch, GEMM.workspaceFloats(transposeA: false, transposeB: true,
                                                                                    m: g.o, n: k, k: columns)))
     }
+
+    /// The larger of two workspace sizes in each part (a smaller product can take another GEMM
+    /// path, which may pack what the larger reads in place).
+    static func larger(_ a: (a: Int, b: Int), _ b: (a: Int, b: Int)) -> (a: Int, b: Int) { (max(a.a, b.a), max(a.b, b.b)) }
 
     /// dst[i] += src[i] for i in 0..<count.
     static func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
