@@ -7,7 +7,7 @@ import Kiln
 /// the fed bytes (`DifferentialCheck`). Prints each failure, then one summary line; exits 1 on
 /// any failure.
 func selftestCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--networks", "--seed", "--threads", "--runs", "--disable"], flags: ["--json"], command: "selftest")
+    let args = try Arguments(words, options: ["--networks", "--seed", "--threads", "--runs", "--disable", "--model", "--batch", "--image-size"], flags: ["--json"], command: "selftest")
     guard args.positionals.isEmpty else { throw KilnError.argument("selftest: unexpected \(args.positionals[0])") }
     let count = try args.int("--networks", default: 200, in: 1...1_000_000)
     let threads = try args.threads()
@@ -17,6 +17,26 @@ func selftestCommand(_ words: [String]) throws {
     let start = Date()
     var pipeline = standardPipeline()
     pipeline.disabled = Set((args.options["--disable"] ?? "").split(separator: ",").map(String.init))
+    if let name = args.options["--model"] {
+        // One zoo classifier's training step (SGD with momentum), checked the same way.
+        let batch = try args.int("--batch", default: 3, in: 1...1024)
+        let side = try args.int("--image-size", default: 0, in: 0...512)
+        var shape = Zoo.defaultInputShape(name)
+        if side > 0 { shape = [1, side, side] }
+        let model = try Zoo.classifier(name, inputShape: shape, classes: 5)
+        let graph = try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .sgd(momentum: 0.9))
+        let network = RandomNetwork(seed: seed, summary: "\(name) \(shape) batch \(batch)", graph: graph,
+                                    feeds: RandomNetworks.feeds(for: graph, classes: 5, seed: seed))
+        let start = Date()
+        do {
+            try DifferentialCheck.check(network, threads: threads, runs: runs, pipeline: pipeline)
+            print(String(format: "selftest: %@ agrees with the interpreter over %d runs (%.1f s)", network.summary, runs, Date().timeIntervalSince(start)))
+        } catch {
+            print("FAIL \(error)")
+            exit(1)
+        }
+        return
+    }
     let failures = DifferentialCheck.run(count: count, firstSeed: seed, threads: threads, runs: runs, pipeline: pipeline) { done, failed in
         if !json && (done % 50 == 0 || done == count) {
             showProgress("selftest", done: done, total: count, detail: "\(failed) failures")

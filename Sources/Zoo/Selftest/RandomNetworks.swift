@@ -11,6 +11,10 @@ public struct RandomNetwork: Sendable {
     public var graph: Graph
     /// A value for every input of `graph`, by name (labels within range).
     public var feeds: [String: HostTensor]
+
+    public init(seed: UInt64, summary: String, graph: Graph, feeds: [String: HostTensor]) {
+        self.seed = seed; self.summary = summary; self.graph = graph; self.feeds = feeds
+    }
 }
 
 /// Makes random networks shaped like user code: convolutions with random channels, kernel,
