@@ -66,6 +66,13 @@ let package = Package(
                 path: "Sources/Kiln"),
         .executableTarget(name: "CLI", dependencies: ["Kiln"], path: "Sources/CLI", swiftSettings: flags),
         .executableTarget(name: "tour", dependencies: ["Kiln"], path: "examples/tour"),
+        // The courses' experiments (issue 14): `swift run -c release NAME [--out DIR] [--quick]`.
+        .executableTarget(name: "linear-classifiers", dependencies: ["Kiln"], path: "examples/linear-classifiers"),
+        .executableTarget(name: "ffn-sweep", dependencies: ["Kiln"], path: "examples/ffn-sweep"),
+        .executableTarget(name: "quadratic-activation", dependencies: ["Kiln"], path: "examples/quadratic-activation"),
+        .executableTarget(name: "deep-linear", dependencies: ["Kiln"], path: "examples/deep-linear"),
+        .executableTarget(name: "optimizers", dependencies: ["Kiln"], path: "examples/optimizers"),
+        .executableTarget(name: "fgsm", dependencies: ["Kiln"], path: "examples/fgsm"),
         .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
         // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).
