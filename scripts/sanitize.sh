@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 FILTER="${FILTER:-RuntimeTests|ZooTests}"
 status=0
 for sanitizer in ${SANITIZERS:-address thread}; do
-    log=".build-$sanitizer.log"
+    log=".build-$sanitizer/sanitize.log"; mkdir -p ".build-$sanitizer"
     # The malloc interposer that counts allocations cannot sit beside a sanitizer's own malloc:
     # the steady-state allocation tests skip themselves when KILN_SANITIZER is set.
     # Leaks the toolchain's libraries keep until exit are suppressed (scripts/lsan.supp); a leak

@@ -1,4 +1,4 @@
-// Berkeley CS189 homework 7, question 2 (../shared/seeds/002_*): linear neural networks
+// Berkeley CS189 homework 7, question 2: linear neural networks
 // f(x) = W_L ⋯ W_1 x with the loss R = ½‖W̄Xᵀ − Yᵀ‖²_F.
 //  (e) the gradient ∂R/∂W_i = W̄_(L:i+1)ᵀ (W̄Xᵀ − Yᵀ) X W̄_(i−1:1)ᵀ against Kiln's autodiff;
 //      W_i = 0 for all i is a critical point that is not a global minimum;

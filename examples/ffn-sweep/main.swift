@@ -1,4 +1,4 @@
-// IST Deep Learning 2022-23, homework 1, question 2 (../shared/seeds/004_*): a feed-forward
+// IST Deep Learning 2022-23, homework 1, question 2: a feed-forward
 // network with dropout at Table 1's defaults (learning rate 0.01, hidden size 100, dropout 0.3,
 // batch 16, ReLU, SGD, 20 epochs), each hyperparameter swept alone (learning rate
 // {0.001, 0.01, 0.1}, hidden size {100, 200}, dropout {0.3, 0.5}, ReLU or tanh), then 2 and 3

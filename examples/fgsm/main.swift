@@ -1,4 +1,4 @@
-// Lecture 12 (../shared/seeds/001_*): the fast gradient sign method of Goodfellow, Shlens &
+// Lecture 12: the fast gradient sign method of Goodfellow, Shlens &
 // Szegedy (2015), x' = clip(x + ε·sign(∇ₓ loss), 0, 1), against LeNet-5 on Fashion-MNIST:
 // test accuracy against ε, and the adversarial images.
 import Foundation

@@ -1,4 +1,4 @@
-// IST Deep Learning 2022-23, homework 1, question 1 (../shared/seeds/004_*): a perceptron
+// IST Deep Learning 2022-23, homework 1, question 1: a perceptron
 // (20 epochs), logistic regression (SGD, learning rate 0.001, batch 1) and an MLP with 200 ReLU
 // units (SGD, learning rate 0.001, batch 1, weights N(0.1, 0.1²), zero biases), validation
 // accuracy per epoch (5 epochs by default to stay under 2 minutes; the course's 20: --full).

@@ -1,4 +1,4 @@
-// Lectures 7–8 (../shared/seeds/001_*): SGD, momentum, Nesterov, AdaGrad and Adam on the same
+// Lectures 7–8: SGD, momentum, Nesterov, AdaGrad and Adam on the same
 // network and data across step sizes from 10⁻⁴ to 10; AdaGrad's (and Adam's) normalisation
 // keeps training reliable over a wider range of step sizes (Ward et al.) than plain SGD.
 import Foundation

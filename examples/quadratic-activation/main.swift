@@ -1,4 +1,4 @@
-// IST Deep Learning 2022-23, homework 1, question 3 (../shared/seeds/004_*): a one-hidden-layer
+// IST Deep Learning 2022-23, homework 1, question 3: a one-hidden-layer
 // network with quadratic activation, ŷ = vᵀ(Wx)², is linear in the features
 // φ(x) = (x₁², …, x_D², 2x₁x₂, …, 2x_{D−1}x_D) with coefficients c_Θ = vech(Wᵀ Diag(v) W), so
 // least squares on φ(x) gives the global optimum in closed form. Gradient training of (W, v)
