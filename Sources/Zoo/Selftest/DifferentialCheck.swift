@@ -36,25 +36,14 @@ public enum DifferentialCheck {
         let store = ParameterStore(seed: network.seed)
         let randomSeed = network.seed &+ 17
         let executable = try Executable(graph: graph, store: store, threads: threads, seed: randomSeed, pipeline: pipeline)
-        for (name, tensor) in network.feeds {
-            if tensor.type.dtype == .int32 {
-                try executable.setInput(name, tensor.scalars.map { Int32($0) })
-            } else {
-                try executable.setInput(name, tensor.scalars.map { Float($0) })
-            }
-        }
+        try feed(network, into: executable)
         var fedBytes: [String: [UInt8]] = [:]
         for name in network.feeds.keys { fedBytes[name] = try inputBytes(executable, name) }
         let interpreter = Interpreter(graph: graph)
 
         for run in 0..<runs {
             // The interpreter starts from the parameters the compiled program holds now.
-            var parameters: [String: HostTensor] = [:], state: [String: HostTensor] = [:]
-            for id in graph.parameterIDs + graph.stateIDs {
-                let name = graph.leafName(id)!
-                let tensor = HostTensor(graph.nodes[id].type, store[name]!.values.map(Double.init))
-                if case .parameter = graph.nodes[id].op { parameters[name] = tensor } else { state[name] = tensor }
-            }
+            let (parameters, state) = hostValues(graph, store)
             let reference = try interpreter.outputs(inputs: network.feeds, parameters: parameters, state: state,
                                                     seed: randomSeed, step: UInt64(run))
             try executable.run()
@@ -87,16 +76,8 @@ public enum DifferentialCheck {
         let store = ParameterStore(seed: network.seed)
         let randomSeed = network.seed &+ 17
         let executable = try Executable(graph: graph, store: store, threads: 1, seed: randomSeed, pipeline: nil)
-        for (name, tensor) in network.feeds {
-            if tensor.type.dtype == .int32 { try executable.setInput(name, tensor.scalars.map { Int32($0) }) }
-            else { try executable.setInput(name, tensor.scalars.map { Float($0) }) }
-        }
-        var parameters: [String: HostTensor] = [:], state: [String: HostTensor] = [:]
-        for id in graph.parameterIDs + graph.stateIDs {
-            let name = graph.leafName(id)!
-            let tensor = HostTensor(graph.nodes[id].type, store[name]!.values.map(Double.init))
-            if case .parameter = graph.nodes[id].op { parameters[name] = tensor } else { state[name] = tensor }
-        }
+        try feed(network, into: executable)
+        let (parameters, state) = hostValues(graph, store)
         let reference = try Interpreter(graph: graph).run(inputs: network.feeds, parameters: parameters, state: state,
                                                           seed: randomSeed, step: 0)
         try executable.run()
@@ -111,6 +92,28 @@ public enum DifferentialCheck {
             }
         }
         return nil
+    }
+
+    /// Sets every input of `network` on `executable`, as int32 or float32 by its dtype.
+    private static func feed(_ network: RandomNetwork, into executable: Executable) throws {
+        for (name, tensor) in network.feeds {
+            if tensor.type.dtype == .int32 {
+                try executable.setInput(name, tensor.scalars.map { Int32($0) })
+            } else {
+                try executable.setInput(name, tensor.scalars.map { Float($0) })
+            }
+        }
+    }
+
+    /// The store's parameters and state as the interpreter takes them.
+    private static func hostValues(_ graph: Graph, _ store: ParameterStore) -> (parameters: [String: HostTensor], state: [String: HostTensor]) {
+        var parameters: [String: HostTensor] = [:], state: [String: HostTensor] = [:]
+        for id in graph.parameterIDs + graph.stateIDs {
+            let name = graph.leafName(id)!
+            let tensor = HostTensor(graph.nodes[id].type, store[name]!.values.map(Double.init))
+            if case .parameter = graph.nodes[id].op { parameters[name] = tensor } else { state[name] = tensor }
+        }
+        return (parameters, state)
     }
 
     private static func inputBytes(_ executable: Executable, _ name: String) throws -> [UInt8] {
