@@ -59,7 +59,7 @@ struct Arguments {
 
     /// `--threads T` (1 to `Limits.threads`; more threads than cores is allowed but gains nothing).
     func threads() throws -> Int {
-        try int("--threads", default: Swift.min(defaultThreadCount(), Limits.threads.upperBound), in: Limits.threads)
+        try int("--threads", default: Swift.min(Environment.threads, Limits.threads.upperBound), in: Limits.threads)
     }
 
     func seed() throws -> UInt64 {

@@ -29,7 +29,7 @@ func benchCommand(_ words: [String]) throws {
         workload: args.positionals[0], threads: try args.int("--threads", default: 2, in: Limits.threads), seed: try args.seed(),
         epochs: args.options["--epochs"] == nil ? nil : try args.int("--epochs", default: 1, in: 1...1000),
         limitSteps: args.options["--limit-steps"] == nil ? nil : try args.int("--limit-steps", default: 1, in: 1...1_000_000),
-        dataDirectory: args.options["--data-dir"], measurePeak: !args.flags.contains("--no-peak"))
+        dataDirectory: Environment.dataDirectory(args.options["--data-dir"]), measurePeak: !args.flags.contains("--no-peak"))
     if let text = args.options["--shape"] { settings.gemmShape = try parseGEMMShape(text) }
 
     let contention = try args.options["--contention"].map { _ in try args.int("--contention", default: 1, in: 1...64) }

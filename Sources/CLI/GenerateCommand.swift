@@ -53,7 +53,7 @@ func showCommand(_ words: [String]) throws {
             data = unlabelled
         }
     } else {
-        data = try loadDataset(source, directory: args.options["--data-dir"]).train
+        data = try loadDataset(source, directory: Environment.dataDirectory(args.options["--data-dir"])).train
     }
     let picture = try ImageGrid(checking: data, perClass: try args.int("--per-class", default: 10, in: 1...1000),
                                 scale: try args.int("--scale", default: 2, in: Limits.scale))

@@ -52,7 +52,7 @@ private func loadTrainingData(_ args: Arguments) throws -> TrainingData {
         data = TrainingData(train: try CSVImages.read(path: csv, imageSize: size, classNames: try parseClasses(args), requireLabels: true),
                             test: nil, name: csv)
     case let (nil, name?):
-        let (train, test) = try loadDataset(name, directory: args.options["--data-dir"])
+        let (train, test) = try loadDataset(name, directory: Environment.dataDirectory(args.options["--data-dir"]))
         data = TrainingData(train: train, test: test, name: name)
     case (.some, .some): throw KilnError.argument("train: give --train CSV or --dataset NAME, not both")
     case (nil, nil): throw KilnError.argument("train: give --train CSV (course image file) or --dataset NAME (fashion-mnist, glyphs or synthetic-cifar)")

@@ -267,7 +267,7 @@ final class FusedElementwise {
             let (c, sc) = resolve(instruction.inputs[0], slots, operands)
             let (a, sa) = resolve(instruction.inputs[1], slots, operands)
             let (b, sb) = resolve(instruction.inputs[2], slots, operands)
-            for i in 0..<n { y[i] = c[i * sc] != 0 ? a[i * sa] : b[i * sb] }
+            ElementwiseKernel.select(c, sc, a, sa, b, sb, y, count: n)
         }
     }
 
@@ -280,7 +280,7 @@ final class FusedElementwise {
             switch sink.function {
             case .sum, .mean:
                 if sx == 1 {
-                    base[0] += Executable.rowSum(x, n)
+                    base[0] += ReduceKernel.rowSum(x, n)
                 } else {
                     var s = 0.0
                     for i in 0..<n { s += Double(x[i * sx]) }

@@ -14,7 +14,7 @@ enum NumericsCheck {
             let count = node.type.shape.count
             let values = UnsafeBufferPointer(start: raw.assumingMemoryBound(to: Float.self), count: count)
             guard let bad = values.firstIndex(where: { !$0.isFinite }) else { continue }
-            var lines = ["\(node.op.name) \(Executable.place(member, node)) produced \(values[bad]) at flat index \(bad) of \(node.type) in step \(step)",
+            var lines = ["\(node.op.name) \(graph.place(member)) produced \(values[bad]) at flat index \(bad) of \(node.type) in step \(step)",
                          "  graph line: \(graph.line(member))"]
             if group.members.count > 1 {
                 lines.append("  in a fused kernel of \(group.members.count) nodes (compile without `fuse` to see each node's own result)")

@@ -59,6 +59,12 @@ public enum ElementwiseKernel {
         }
     }
 
+    /// y[i] = c[i·sc] != 0 ? a[i·sa] : b[i·sb] for i in 0..<count (strides 0 or 1).
+    public static func select(_ c: UnsafePointer<Float>, _ sc: Int, _ a: UnsafePointer<Float>, _ sa: Int,
+                              _ b: UnsafePointer<Float>, _ sb: Int, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { y[i] = c[i * sc] != 0 ? a[i * sa] : b[i * sb] }
+    }
+
     /// z[i] = f(a[i·sa], b[i·sb]) a vector at a time (a stride-0 operand is splatted once; the
     /// tail is padded in a vector, as in `FastMath.map`).
     @inline(__always)

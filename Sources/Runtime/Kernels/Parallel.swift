@@ -37,3 +37,20 @@ public enum Parallel {
     /// Cores the system has online.
     static let onlineProcessors = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 }
+
+extension Parallel {
+    /// A kernel that splits `0..<count` into fixed chunks of at least `grain` (at most `threads`
+    /// of them) and runs them on `threads`; one chunk runs inline.
+    static func chunkedKernel(_ count: Int, _ threads: Int, grain: Int = 65536,
+                              _ body: @escaping (Range<Int>) -> Void) -> () -> Void {
+        let chunks = Swift.max(1, Swift.min(threads, count / Swift.max(grain, 1)))
+        if chunks == 1 { return { body(0..<count) } }
+        let size = (count + chunks - 1) / chunks
+        return {
+            forEach(chunks: chunks, threads: threads) { chunk in
+                let start = chunk * size
+                body(start..<Swift.min(count, start + size))
+            }
+        }
+    }
+}

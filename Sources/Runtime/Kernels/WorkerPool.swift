@@ -59,7 +59,8 @@ final class WorkerPool: @unchecked Sendable {
     private var body = ClosureWords.none
 
     /// Spin budgets in nanoseconds, quiet and contended: a worker between jobs, and the caller
-    /// waiting for chunks others are running. `KILN_POOL_SPIN_US=quiet,contended,caller` overrides them.
+    /// waiting for chunks others are running (microseconds: 2000 quiet and 50 contended for a
+    /// worker; 200 and 25 for the caller).
     private let workerSpinQuiet: Int, workerSpinContended: Int, callerSpinQuiet: Int, callerSpinContended: Int
     /// A job noticed this late, or a wait this long, means a thread was descheduled.
     private static let lateness = 200_000
@@ -68,8 +69,7 @@ final class WorkerPool: @unchecked Sendable {
 
     init(workers: Int) {
         workerCount = Swift.max(0, workers)
-        let custom = ProcessInfo.processInfo.environment["KILN_POOL_SPIN_US"]?.split(separator: ",").compactMap { Int($0) } ?? []
-        let microseconds = custom.count == 3 ? custom : [2000, 50, 200]
+        let microseconds = [2000, 50, 200]
         workerSpinQuiet = microseconds[0] * 1000
         workerSpinContended = microseconds[1] * 1000
         callerSpinQuiet = Swift.max(microseconds[2], microseconds[1]) * 1000

@@ -6,7 +6,8 @@ import KilnGraph
 ///
 /// Kiln downloads nothing: the files come from the Debian package `dataset-fashion-mnist`.
 public enum FashionMNIST {
-    /// Where the Debian package installs the files. The environment variable `FMNIST_DIR` overrides it.
+    /// Where the Debian package installs the files (`load`'s default; the command-line tool's
+    /// `--data-dir` or `FMNIST_DIR` point elsewhere).
     public static let defaultDirectory = "/usr/share/datasets/fashion-mnist"
 
     /// The ten class names, by label.
@@ -26,18 +27,12 @@ public enum FashionMNIST {
         var filePrefix: String { self == .train ? "train" : "t10k" }
     }
 
-    /// The directory `load` reads when given none: `FMNIST_DIR` if set, else `defaultDirectory`.
-    public static var resolvedDirectory: String {
-        if let dir = ProcessInfo.processInfo.environment["FMNIST_DIR"], !dir.isEmpty { return dir }
-        return defaultDirectory
-    }
-
-    /// Loads one split from `directory` (default `resolvedDirectory`).
+    /// Loads one split from `directory` (default `defaultDirectory`).
     ///
     /// Reads `train-images-idx3-ubyte.gz` and `train-labels-idx1-ubyte.gz` (or `t10k-*`), or the same
     /// names without `.gz`. A missing directory or file throws `KilnError.file` saying how to get it.
     public static func load(split: Split, directory: String? = nil) throws -> ImageDataset {
-        let dir = directory ?? resolvedDirectory
+        let dir = directory ?? defaultDirectory
         let images = try locate("\(split.filePrefix)-images-idx3-ubyte", in: dir)
         let labels = try locate("\(split.filePrefix)-labels-idx1-ubyte", in: dir)
         let dataset = try IDX.loadDataset(images: images, labels: labels, classNames: classNames)
@@ -51,7 +46,7 @@ public enum FashionMNIST {
     /// The path of `name.gz` or `name` in `directory`, preferring the compressed file as distributed.
     private static func locate(_ name: String, in directory: String) throws -> String {
         let hint = "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
-            + "or set FMNIST_DIR to a directory holding the IDX files"
+            + "or point --data-dir (or FMNIST_DIR) at a directory holding the IDX files"
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw KilnError.file(path: directory, message: "Fashion-MNIST directory not found; \(hint)")

@@ -113,7 +113,7 @@ extension ExampleOptions {
     /// for validation; `trainLimit` and `testLimit` keep only the first images of each split
     /// (quick runs).
     public func loadData(validation: Int = 10_000, trainLimit: Int? = nil, testLimit: Int? = nil) throws -> ExampleData {
-        let directory = dataDirectory ?? FashionMNIST.resolvedDirectory
+        let directory = dataDirectory ?? FashionMNIST.defaultDirectory
         let all = try FashionMNIST.load(split: .train, directory: directory)
         var test = try FashionMNIST.load(split: .test, directory: directory)
         guard validation < all.count else {

@@ -1,0 +1,56 @@
+import Foundation
+import KilnGraph
+import KilnPasses
+
+/// Time per kernel of a compiled program, summed over the steps run with `RunOptions.profile`.
+/// An epilogue group runs as two closures (the root's kernel, then its fused elementwise part),
+/// so time is kept per closure and per scheduled group.
+final class KernelProfiler {
+    /// Seconds per scheduled kernel group (indexed like `program.schedule`).
+    private(set) var groupSeconds: [Double]
+    private var closureSeconds: [Double]
+    /// For each closure, its group (`-1` outside every group).
+    let groupOfClosure: [Int]
+    private(set) var steps: UInt64 = 0
+
+    init(groups: Int, groupOfClosure: [Int]) {
+        groupSeconds = Array(repeating: 0, count: groups)
+        closureSeconds = Array(repeating: 0, count: groupOfClosure.count)
+        self.groupOfClosure = groupOfClosure
+    }
+
+    static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + 1e-9 * Double(t.tv_nsec)
+    }
+
+    func record(closure index: Int, seconds: Double) {
+        closureSeconds[index] += seconds
+        let group = groupOfClosure[index]
+        if group >= 0 { groupSeconds[group] += seconds }
+    }
+
+    func finishStep() { steps += 1 }
+
+    /// The kernel groups that took the most time, one line each.
+    func report(_ program: Program, top: Int = 12) -> String {
+        let graph = program.graph
+        let steps = Double(Swift.max(self.steps, 1))
+        let total = groupSeconds.reduce(0, +)
+        var lines = ["kiln profile: \(graph.nodes.count) nodes, \(program.schedule.count) kernels, \(self.steps) steps, "
+                     + String(format: "%.3f s in kernels, %.1f µs per step", total, 1e6 * total / steps)]
+        for index in groupSeconds.indices.sorted(by: { groupSeconds[$0] > groupSeconds[$1] }).prefix(top) {
+            let group = program.schedule[index]
+            let ops = group.members.map { graph.nodes[$0].op.name }.joined(separator: " ")
+            let shape = graph.nodes[group.root].type.shape.dims.map(String.init).joined(separator: "x")
+            let parts = groupOfClosure.indices.filter { groupOfClosure[$0] == index }
+            let split = parts.count > 1
+                ? " (" + parts.map { String(format: "%.1f", 1e6 * closureSeconds[$0] / steps) }.joined(separator: " + ") + ")"
+                : ""
+            lines.append(String(format: "  %5.1f%% %8.1f µs/step%@  kernel %d %@ [%@]: %@", 100 * groupSeconds[index] / Swift.max(total, 1e-12),
+                                1e6 * groupSeconds[index] / steps, split, index, group.kind.rawValue, shape, ops))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,396 @@
+import KilnGraph
+import KilnPasses
+
+/// Lowers a scheduled program to closures, one (or two, for an epilogue group) per kernel group:
+/// pointers, shapes and loop bounds are fixed here, so a step looks nothing up and allocates
+/// nothing. `lowerNode` is one exhaustive switch over ops; the pooled convolution is in
+/// PooledConvolution.swift, the kernels themselves in Kernels/.
+final class Lowering {
+    let graph: Graph
+    let buffers: ProgramBuffers
+    let threads: Int
+    let seed: UInt64
+    let state: StepState
+    /// The closures in run order, and for each the index of its scheduled group (`-1` for
+    /// closures outside every group: constants need none, so today there are none).
+    private(set) var kernels: [() -> Void] = []
+    private(set) var groupOfKernel: [Int] = []
+    /// Fused kernels run by a specialised loop (a whole optimizer update, `FusedAdam`).
+    private(set) var specializedKernelCount = 0
+    private var currentGroup = -1
+
+    init(graph: Graph, buffers: ProgramBuffers, threads: Int, seed: UInt64, state: StepState) {
+        self.graph = graph
+        self.buffers = buffers
+        self.threads = threads
+        self.seed = seed
+        self.state = state
+    }
+
+    /// Fills constants, then lowers every scheduled group in order.
+    func lower(_ program: Program) throws {
+        for (id, node) in graph.nodes.enumerated() where !node.op.needsKernel { try lowerNode(id) }
+        for (index, group) in program.schedule.enumerated() {
+            currentGroup = index
+            try lowerGroup(group)
+        }
+        currentGroup = -1
+    }
+
+    func emit(_ kernel: @escaping () -> Void) {
+        kernels.append(kernel)
+        groupOfKernel.append(currentGroup)
+    }
+
+    private func outputBuffers(_ group: KernelGroup) -> [ValueID: UnsafeMutablePointer<Float>] {
+        var result: [ValueID: UnsafeMutablePointer<Float>] = [:]
+        for output in group.outputs { result[output] = buffers.floats(output) }
+        return result
+    }
+
+    /// Builds the closure of one kernel.
+    func lowerGroup(_ group: KernelGroup) throws {
+        switch group.kind {
+        case .single:
+            // A result nothing reads gets no buffer from the memory plan; its kernel has no effect.
+            if !buffers.isStored(group.root) && group.outputs.isEmpty { return }
+            try lowerNode(group.root)
+        case .elementwise:
+            let fused = FusedElementwise(graph: graph, members: group.members, space: graph.nodes[group.root].type.shape,
+                                         outputs: outputBuffers(group), pointer: buffers.floats, threads: threads)
+            if fused.adam != nil { specializedKernelCount += 1 }
+            emit { fused.run() }
+        case .reduction:
+            let root = group.root
+            let space = graph.nodes[graph.nodes[root].inputs[0]].type.shape
+            let fused = FusedElementwise(graph: graph, members: group.members.filter { $0 != root }, space: space,
+                                         outputs: outputBuffers(group).filter { $0.key != root }, pointer: buffers.floats,
+                                         threads: threads, reduction: (root, buffers.floats(root)))
+            emit { fused.run() }
+        case .pooled:
+            try lowerPooled(group)
+        case .epilogue:
+            // The root writes into its own buffer when it has one (it leaves the kernel, or a late
+            // member reads it), else into the output the epilogue then updates in place.
+            let root = group.root
+            if !buffers.isStored(root) {
+                guard let destination = group.rootDestination(in: graph) else {
+                    preconditionFailure("epilogue kernel of %\(root) has neither a root buffer nor an output of its shape")
+                }
+                buffers.share(root, with: destination)
+            }
+            try lowerNode(root)
+            let fused = FusedElementwise(graph: graph, members: group.members.filter { $0 != root },
+                                         space: graph.nodes[root].type.shape,
+                                         outputs: outputBuffers(group).filter { $0.key != root }, pointer: buffers.floats, threads: threads)
+            if fused.adam != nil { specializedKernelCount += 1 }
+            emit { fused.run() }
+        }
+    }
+
+    func lowerNode(_ id: ValueID) throws {
+        let node = graph.nodes[id]
+        let type = node.type
+        let count = type.shape.count
+        let inputTypes = node.inputs.map { graph.nodes[$0].type }
+        let allowsInt: Bool
+        switch node.op {
+        case .input, .cast, .oneHot, .softmaxCrossEntropy, .reshape, .constant: allowsInt = true
+        case .parameter, .state, .randomUniform, .randomNormal, .unary, .binary, .power, .select, .reduce, .matmul,
+             .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
+             .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward, .softmax, .logSoftmax:
+            allowsInt = false
+        }
+        if !allowsInt, type.dtype != .float32 || inputTypes.contains(where: { $0.dtype != .float32 }) {
+            throw KilnError.feed("%\(id) \(node.op.name) on \(([type] + inputTypes).map { "\($0)" }.joined(separator: ", ")): the compiled runtime runs float32 (int32 only for labels); use the Interpreter for other dtypes")
+        }
+        let y = buffers.floats(id)
+        let threads = self.threads
+        switch node.op {
+        case .input, .parameter, .state, .reshape:
+            return
+
+        case let .constant(values):
+            if type.dtype == .int32 {
+                let p = buffers.ints(id)
+                for i in 0..<count { p[i] = Int32(values.count == 1 ? values[0] : values[i]) }
+            } else {
+                for i in 0..<count { y[i] = Float(values.count == 1 ? values[0] : values[i]) }
+            }
+
+        case let .randomUniform(stream), let .randomNormal(stream):
+            let random = CounterRandom(seed: seed)
+            let state = self.state
+            let buffer = UnsafeMutableBufferPointer(start: y, count: count)
+            let uniform: Bool
+            if case .randomUniform = node.op { uniform = true } else { uniform = false }
+            // A normal draw costs ~35 ns (Philox, log, cos), so even a few thousand are worth
+            // two threads; parts start at multiples of 4, and each element's value depends only
+            // on its index.
+            let parts = Swift.max(1, Swift.min(threads, count / 1024))
+            emit {
+                Parallel.forEach(chunks: parts, threads: parts) { part in
+                    let range = (part * count / parts / 4 * 4)..<(part + 1 == parts ? count : (part + 1) * count / parts / 4 * 4)
+                    if uniform {
+                        random.fillUniform(buffer, stream: stream, step: state.step, range: range)
+                    } else {
+                        random.fillNormal(buffer, stream: stream, step: state.step, range: range)
+                    }
+                }
+            }
+
+        case let .unary(f):
+            let x = buffers.floats(node.inputs[0])
+            emit(Parallel.chunkedKernel(count, threads) { range in
+                ElementwiseKernel.unary(f, x + range.lowerBound, y + range.lowerBound, count: range.count)
+            })
+
+        case let .power(exponent):
+            let x = buffers.floats(node.inputs[0]), e = Float(exponent)
+            emit(Parallel.chunkedKernel(count, threads) { range in
+                ElementwiseKernel.power(e, x + range.lowerBound, y + range.lowerBound, count: range.count)
+            })
+
+        case let .binary(f):
+            let a = buffers.floats(node.inputs[0]), b = buffers.floats(node.inputs[1])
+            let rows = StridedLoops.rows(shape: type.shape, operandStrides: [
+                StridedLoops.broadcastStrides(inputTypes[0].shape, to: type.shape),
+                StridedLoops.broadcastStrides(inputTypes[1].shape, to: type.shape),
+                type.shape.strides])
+            let inner = rows.inner, sa = rows.innerStrides[0], sb = rows.innerStrides[1]
+            let oa = rows.offsets[0], ob = rows.offsets[1], oy = rows.offsets[2]
+            emit(Parallel.chunkedKernel(rows.rowCount, threads, grain: Swift.max(1, 32768 / Swift.max(inner, 1))) { range in
+                for r in range { ElementwiseKernel.binary(f, a + oa[r], sa, b + ob[r], sb, y + oy[r], count: inner) }
+            })
+
+        case .select:
+            let c = buffers.floats(node.inputs[0]), a = buffers.floats(node.inputs[1]), b = buffers.floats(node.inputs[2])
+            let sc = StridedLoops.broadcastStrides(inputTypes[0].shape, to: type.shape)
+            let sa = StridedLoops.broadcastStrides(inputTypes[1].shape, to: type.shape)
+            let sb = StridedLoops.broadcastStrides(inputTypes[2].shape, to: type.shape)
+            let rows = StridedLoops.rows(shape: type.shape, operandStrides: [sc, sa, sb, type.shape.strides])
+            let inner = rows.inner, s = rows.innerStrides
+            let o = rows.offsets
+            emit {
+                for r in 0..<rows.rowCount {
+                    ElementwiseKernel.select(c + o[0][r], s[0], a + o[1][r], s[1], b + o[2][r], s[2], y + o[3][r], count: inner)
+                }
+            }
+
+        case let .cast(target):
+            let source = inputTypes[0].dtype
+            let input = node.inputs[0]
+            switch (source, target) {
+            case (.float32, .float32), (.int32, .int32):
+                let from = buffers.raw(input)!, to = buffers.raw(id)!, bytes = type.byteCount
+                emit { to.copyMemory(from: from, byteCount: bytes) }
+            case (.int32, .float32):
+                let from = buffers.ints(input)
+                emit { for i in 0..<count { y[i] = Float(from[i]) } }
+            case (.float32, .int32):
+                let from = buffers.floats(input), to = buffers.ints(id)
+                emit { for i in 0..<count { to[i] = Int32(from[i]) } }
+            default:
+                throw KilnError.feed("%\(id) cast from \(source) to \(target) is not supported by the compiled runtime")
+            }
+
+        case let .reduce(f, axes, _):
+            try lowerReduce(id, f, axes)
+
+        case let .matmul(ta, tb):
+            let a = buffers.floats(node.inputs[0]), b = buffers.floats(node.inputs[1])
+            let (m, n) = (type.shape[0], type.shape[1])
+            let k = ta ? inputTypes[0].shape[0] : inputTypes[0].shape[1]
+            let lda = inputTypes[0].shape[1], ldb = inputTypes[1].shape[1]
+            // Packing buffers made once here, so a step allocates nothing.
+            let workspace = GEMM.Workspace(transposeA: ta, transposeB: tb, m: m, n: n, k: k)
+            emit {
+                GEMM.sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                           c: y, ldc: n, accumulate: false, threads: threads, workspace: workspace)
+            }
+
+        case let .transpose(permutation):
+            let x = buffers.floats(node.inputs[0])
+            let sourceStrides = inputTypes[0].shape.strides
+            let strides = permutation.map { sourceStrides[$0] }
+            let dims = type.shape.dims, outStrides = type.shape.strides
+            emit {
+                StridedLoops.copy(shape: dims, source: x, sourceOffset: 0, sourceStrides: strides,
+                                  destination: y, destinationOffset: 0, destinationStrides: outStrides)
+            }
+
+        case .broadcast:
+            let x = buffers.floats(node.inputs[0])
+            let rows = StridedLoops.rows(shape: type.shape, operandStrides: [
+                StridedLoops.broadcastStrides(inputTypes[0].shape, to: type.shape), type.shape.strides])
+            let inner = rows.inner, sx = rows.innerStrides[0], ox = rows.offsets[0], oy = rows.offsets[1]
+            emit(Parallel.chunkedKernel(rows.rowCount, threads, grain: Swift.max(1, 32768 / Swift.max(inner, 1))) { range in
+                for r in range {
+                    let xp = x + ox[r], yp = y + oy[r]
+                    if sx == 0 { yp.update(repeating: xp[0], count: inner) } else { yp.update(from: xp, count: inner) }
+                }
+            })
+
+        case let .slice(start, _):
+            let x = buffers.floats(node.inputs[0])
+            let sourceStrides = inputTypes[0].shape.strides
+            let offset = zip(start, sourceStrides).map(*).reduce(0, +)
+            let dims = type.shape.dims, outStrides = type.shape.strides
+            emit {
+                StridedLoops.copy(shape: dims, source: x, sourceOffset: offset, sourceStrides: sourceStrides,
+                                  destination: y, destinationOffset: 0, destinationStrides: outStrides)
+            }
+
+        case let .pad(low, _):
+            let x = buffers.floats(node.inputs[0])
+            let outStrides = type.shape.strides
+            let offset = zip(low, outStrides).map(*).reduce(0, +)
+            let dims = inputTypes[0].shape.dims, inStrides = inputTypes[0].shape.strides
+            emit {
+                y.update(repeating: 0, count: count)
+                StridedLoops.copy(shape: dims, source: x, sourceOffset: 0, sourceStrides: inStrides,
+                                  destination: y, destinationOffset: offset, destinationStrides: outStrides)
+            }
+
+        case let .concat(axis):
+            let outStrides = type.shape.strides
+            var pieces: [(UnsafeMutablePointer<Float>, [Int], [Int], Int)] = []
+            var position = 0
+            for (input, inputType) in zip(node.inputs, inputTypes) {
+                pieces.append((buffers.floats(input), inputType.shape.dims, inputType.shape.strides, position * outStrides[axis]))
+                position += inputType.shape[axis]
+            }
+            emit {
+                for (x, dims, strides, offset) in pieces {
+                    StridedLoops.copy(shape: dims, source: x, sourceOffset: 0, sourceStrides: strides,
+                                      destination: y, destinationOffset: offset, destinationStrides: outStrides)
+                }
+            }
+
+        case let .conv2d(a):
+            let x = buffers.floats(node.inputs[0]), w = buffers.floats(node.inputs[1])
+            let g = Conv2DKernel.Geometry(a, input: inputTypes[0].shape, filter: inputTypes[1].shape)
+            // Scratch made once here, so a step allocates nothing.
+            let workspace = Conv2DKernel.Workspace(.forward, g, threads: threads)
+            emit { Conv2DKernel.forward(g, x: x, weight: w, y: y, threads: threads, workspace: workspace) }
+
+        case let .conv2dBackwardData(a, inputShape):
+            let dy = buffers.floats(node.inputs[0]), w = buffers.floats(node.inputs[1])
+            let g = Conv2DKernel.Geometry(a, input: inputShape, filter: inputTypes[1].shape)
+            let workspace = Conv2DKernel.Workspace(.backwardData, g, threads: threads)
+            emit { Conv2DKernel.backwardData(g, dy: dy, weight: w, dx: y, threads: threads, workspace: workspace) }
+
+        case let .conv2dBackwardFilter(a, filterShape):
+            let x = buffers.floats(node.inputs[0]), dy = buffers.floats(node.inputs[1])
+            let g = Conv2DKernel.Geometry(a, input: inputTypes[0].shape, filter: filterShape)
+            let workspace = Conv2DKernel.Workspace(.backwardFilter, g, threads: threads)
+            emit { Conv2DKernel.backwardFilter(g, x: x, dy: dy, dw: y, threads: threads, workspace: workspace) }
+
+        case let .maxPool2d(p):
+            let x = buffers.floats(node.inputs[0]), g = Pool2DKernel.Geometry(p, input: inputTypes[0].shape)
+            emit { Pool2DKernel.maxForward(g, x: x, y: y, threads: threads) }
+        case let .maxPool2dBackward(p):
+            let x = buffers.floats(node.inputs[0]), dy = buffers.floats(node.inputs[1]), g = Pool2DKernel.Geometry(p, input: inputTypes[0].shape)
+            emit { Pool2DKernel.maxBackward(g, x: x, dy: dy, dx: y, threads: threads) }
+        case let .maxPool2dGather(p):
+            let x = buffers.floats(node.inputs[0]), source = buffers.floats(node.inputs[1]), g = Pool2DKernel.Geometry(p, input: inputTypes[0].shape)
+            emit { Pool2DKernel.maxGather(g, x: x, source: source, out: y, threads: threads) }
+        case let .avgPool2d(p):
+            let x = buffers.floats(node.inputs[0]), g = Pool2DKernel.Geometry(p, input: inputTypes[0].shape)
+            emit { Pool2DKernel.avgForward(g, x: x, y: y, threads: threads) }
+        case let .avgPool2dBackward(p, inputShape):
+            let dy = buffers.floats(node.inputs[0]), g = Pool2DKernel.Geometry(p, input: inputShape)
+            emit { Pool2DKernel.avgBackward(g, dy: dy, dx: y, threads: threads) }
+
+        case let .softmax(axis), let .logSoftmax(axis):
+            let x = buffers.floats(node.inputs[0])
+            let dims = type.shape.dims
+            let outer = dims[..<axis].reduce(1, *), length = dims[axis], inner = dims[(axis + 1)...].reduce(1, *)
+            let isLog: Bool
+            if case .logSoftmax = node.op { isLog = true } else { isLog = false }
+            emit {
+                SoftmaxKernel.softmax(x, y, outer: outer, length: length, inner: inner, log: isLog)
+            }
+
+        case .softmaxCrossEntropy:
+            let logits = buffers.floats(node.inputs[0]), labels = buffers.ints(node.inputs[1])
+            let rows = inputTypes[0].shape[0], classes = inputTypes[0].shape[1]
+            let state = self.state, place = graph.place(id)
+            emit {
+                if let bad = SoftmaxKernel.crossEntropy(logits, labels, y, rows: rows, classes: classes) {
+                    state.fault = "softmax_cross_entropy \(place): label \(labels[bad]) of example \(bad) is outside 0..<\(classes) (step \(state.step))"
+                }
+            }
+
+        case let .oneHot(depth, dtype):
+            guard dtype == .float32 else { throw KilnError.feed("%\(id) one_hot to \(dtype) is not supported by the compiled runtime") }
+            let labels = buffers.ints(node.inputs[0]), n = inputTypes[0].shape.count
+            let state = self.state, place = graph.place(id)
+            emit {
+                y.update(repeating: 0, count: count)
+                for i in 0..<n {
+                    let label = Int(labels[i])
+                    guard label >= 0 && label < depth else {
+                        state.fault = "one_hot \(place): label \(label) at index \(i) is outside 0..<\(depth) (step \(state.step))"
+                        return
+                    }
+                    y[i * depth + label] = 1
+                }
+            }
+        }
+    }
+
+    func lowerReduce(_ id: ValueID, _ f: ReduceFunction, _ axes: [Int]) throws {
+        let node = graph.nodes[id]
+        let inputShape = graph.nodes[node.inputs[0]].type.shape
+        let x = buffers.floats(node.inputs[0]), y = buffers.floats(id)
+        let outCount = node.type.shape.count
+        // Output strides viewed in the input's rank, 0 on reduced axes.
+        var reducedShape = inputShape.dims
+        for axis in axes { reducedShape[axis] = 1 }
+        let outStrides = StridedLoops.broadcastStrides(Shape(reducedShape), to: inputShape)
+        let rows = StridedLoops.rows(shape: inputShape, operandStrides: [inputShape.strides, outStrides])
+        let inner = rows.inner, innerOut = rows.innerStrides[1]
+        let ox = rows.offsets[0], oy = rows.offsets[1]
+        let reducedCount = axes.reduce(1) { $0 * inputShape[$1] }
+        let accumulator = buffers.scratchDoubles(outCount)
+        switch f {
+        case .sum, .mean:
+            let scale = f == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1
+            emit {
+                accumulator.update(repeating: 0, count: outCount)
+                for r in 0..<ox.count {
+                    let xp = x + ox[r], ap = accumulator + oy[r]
+                    if innerOut == 0 {
+                        ap[0] += ReduceKernel.rowSum(xp, inner)
+                    } else {
+                        for i in 0..<inner { ap[i] += Double(xp[i]) }
+                    }
+                }
+                for i in 0..<outCount { y[i] = Float(accumulator[i] * scale) }
+            }
+        case .max:
+            emit {
+                y.update(repeating: -.infinity, count: outCount)
+                for r in 0..<ox.count {
+                    let xp = x + ox[r], yp = y + oy[r]
+                    if innerOut == 0 {
+                        var m = yp[0]
+                        for i in 0..<inner where xp[i] > m { m = xp[i] }
+                        yp[0] = m
+                    } else {
+                        for i in 0..<inner where xp[i] > yp[i] { yp[i] = xp[i] }
+                    }
+                }
+            }
+        }
+    }
+
+}
+
+extension Graph {
+    /// "%12" and, when known, where user code made the node: "%12 (Model.swift:30)".
+    func place(_ id: ValueID) -> String {
+        nodes[id].location.map { "%\(id) (\($0))" } ?? "%\(id)"
+    }
+}
