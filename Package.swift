@@ -47,6 +47,23 @@ let flags: [SwiftSetting] = isaDefine + [.unsafeFlags(["-target-cpu", targetCPU]
 /// a sanitizer's, so RuntimeTests is built without it and its allocation tests compile out.
 let sanitizing = Context.environment["KILN_SANITIZER"] != nil
 
+/// MPI for data-parallel training (issue 18) is optional: the `CMPI` system-library target and the
+/// `KilnDistributed` code that calls it exist only where an MPI's pkg-config file is found (Open MPI's
+/// `ompi`, or `mpi`; Debian: `apt-get install openmpi-bin libopenmpi-dev`). Without one, Kiln builds
+/// the same and a distributed run says MPI is missing. `KILN_NO_MPI=1` builds as if it were missing.
+let mpiPackage: String? = {
+    if let off = Context.environment["KILN_NO_MPI"], !off.isEmpty, off != "0" { return nil }
+    let searchPath = (Context.environment["PKG_CONFIG_PATH"] ?? "").split(separator: ":").map(String.init)
+        + ["/usr/lib/x86_64-linux-gnu/pkgconfig", "/usr/lib/aarch64-linux-gnu/pkgconfig", "/usr/lib64/pkgconfig",
+           "/usr/lib/pkgconfig", "/usr/local/lib/pkgconfig", "/usr/share/pkgconfig", "/opt/homebrew/lib/pkgconfig"]
+    for name in ["ompi", "mpi"] {
+        if searchPath.contains(where: { FileManager.default.fileExists(atPath: "\($0)/\(name).pc") }) { return name }
+    }
+    return nil
+}()
+let mpiTargets: [Target] = mpiPackage.map { [.systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: $0)] } ?? []
+let mpiDependency: [Target.Dependency] = mpiPackage == nil ? [] : ["CMPI"]
+
 let package = Package(
     name: "Kiln",
     platforms: [.macOS(.v13)],
@@ -54,7 +71,7 @@ let package = Package(
         .library(name: "Kiln", targets: ["Kiln"]),
         .executable(name: "kiln", targets: ["CLI"]),
     ],
-    targets: [
+    targets: mpiTargets + [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "KilnGraph", path: "Sources/Graph", swiftSettings: flags),
         .target(name: "KilnPasses", dependencies: ["KilnGraph"], path: "Sources/Passes", swiftSettings: flags),
@@ -62,7 +79,10 @@ let package = Package(
                 swiftSettings: fastFlags),
         .target(name: "KilnZoo", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "CZlib"],
                 path: "Sources/Zoo", swiftSettings: flags),
-        .target(name: "Kiln", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "KilnZoo"],
+        // Data-parallel training over MPI (issue 18); calls MPI only when CMPI exists.
+        .target(name: "KilnDistributed", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "KilnZoo"] + mpiDependency,
+                path: "Sources/Distributed", swiftSettings: flags),
+        .target(name: "Kiln", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "KilnZoo", "KilnDistributed"],
                 path: "Sources/Kiln"),
         .executableTarget(name: "CLI", dependencies: ["Kiln"], path: "Sources/CLI", swiftSettings: flags),
         .executableTarget(name: "tour", dependencies: ["Kiln"], path: "examples/tour"),
@@ -73,6 +93,8 @@ let package = Package(
         .executableTarget(name: "deep-linear", dependencies: ["Kiln"], path: "examples/deep-linear"),
         .executableTarget(name: "optimizers", dependencies: ["Kiln"], path: "examples/optimizers"),
         .executableTarget(name: "fgsm", dependencies: ["Kiln"], path: "examples/fgsm"),
+        // The 2-rank checks of issue 18, run by scripts/distributed-check.sh under mpirun (from .ci/run).
+        .executableTarget(name: "distributed-check", dependencies: ["Kiln"], path: "Tests/DistributedCheck", swiftSettings: flags),
         .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
         // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).

@@ -37,14 +37,14 @@ func parseClasses(_ args: Arguments) throws -> [String]? {
 }
 
 /// Where a training run's images come from: a course CSV file or a named data set.
-private struct TrainingData {
+struct TrainingData {
     var train: ImageDataset
     /// The named set's test split, reported per epoch (never used to choose anything).
     var test: ImageDataset?
     var name: String
 }
 
-private func loadTrainingData(_ args: Arguments) throws -> TrainingData {
+func loadTrainingData(_ args: Arguments) throws -> TrainingData {
     var data: TrainingData
     switch (args.options["--train"], args.options["--dataset"]) {
     case let (csv?, nil):
@@ -75,6 +75,8 @@ private func epochLine(_ record: EpochReport, of total: Int, test: Evaluation? =
 }
 
 func trainCommand(_ words: [String]) throws {
+    // Under mpirun (or with --distributed): data-parallel training, DistributedTrainCommand.swift.
+    if MPIWorld.launchedByMPI || words.contains("--distributed") { return try distributedTrainCommand(words) }
     if words.contains(where: Zoo.isGenerative) { return try trainGenerativeCommand(words) }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",

@@ -4,3 +4,4 @@
 @_exported import KilnPasses
 @_exported import KilnRuntime
 @_exported import KilnZoo
+@_exported import KilnDistributed

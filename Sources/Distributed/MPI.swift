@@ -1,0 +1,189 @@
+import Foundation
+import KilnGraph
+#if canImport(CMPI)
+import CMPI
+#endif
+
+/// Starting and stopping the MPI world of a process launched by `mpirun`.
+public enum MPIWorld {
+    /// Whether this build of Kiln has the MPI bridge (Open MPI's headers were found at build time).
+    public static var isAvailable: Bool {
+        #if canImport(CMPI)
+        return true
+        #else
+        return false
+        #endif
+    }
+
+    /// The one line a distributed run prints when this build has no MPI.
+    public static let missingMessage = "this kiln was built without MPI, so it cannot train over several processes: "
+        + "install Open MPI (`apt-get install openmpi-bin libopenmpi-dev`), then rebuild (`swift build -c release`)"
+
+    /// Whether `mpirun`/`mpiexec` (Open MPI, MPICH, or a PMI/PMIx launcher such as Slurm's) started this process.
+    public static var launchedByMPI: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        return ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"].contains { environment[$0] != nil }
+    }
+
+    #if canImport(CMPI)
+    nonisolated(unsafe) private static var world: MPICommunicator?
+    #endif
+
+    /// The communicator over every process of the job (`MPI_COMM_WORLD`), initialising MPI on the
+    /// first call. Throws `missingMessage` when this build has no MPI.
+    public static func communicator() throws -> Communicator {
+        #if canImport(CMPI)
+        if let world { return world }
+        let made = try MPICommunicator()
+        world = made
+        return made
+        #else
+        throw KilnError.argument(missingMessage)
+        #endif
+    }
+
+    /// Ends MPI after a successful run (`MPI_Finalize`, collective). After an error a rank exits
+    /// instead, and `mpirun` stops the others.
+    public static func finalize() {
+        #if canImport(CMPI)
+        if world != nil {
+            world?.stopWatchdog()
+            MPI_Finalize()
+            world = nil
+        }
+        #endif
+    }
+}
+
+#if canImport(CMPI)
+/// `MPI_COMM_WORLD`. All-reduce is a reduce-scatter by `MPI_Alltoall` (rank r receives every rank's
+/// r-th chunk and adds them in rank order), then `MPI_Allgather` of the summed chunks: each rank
+/// sends and receives 2(N−1)/N of the buffer, as in a ring, and the sum's order is fixed by rank,
+/// not by whichever algorithm Open MPI picks, so every rank and every run gets the same bytes.
+///
+/// A watchdog thread ends the process (exit code 1, one line on stderr) when one collective waits
+/// longer than `KILN_MPI_TIMEOUT` seconds (default 600): a peer that hangs rather than dies (a
+/// peer that dies is Open MPI's to notice; `mpirun` then stops every rank).
+final class MPICommunicator: Communicator {
+    let rank: Int
+    let size: Int
+    private var send: [Float] = []
+    private var receive: [Float] = []
+    private let lock = NSLock()
+    private var waitingSince: Date?
+    private var waitingFor = ""
+    private var watchdogRunning = true
+    private let timeout: Double
+
+    init() throws {
+        var provided: Int32 = 0
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        if initialized == 0 {
+            let code = MPI_Init_thread(nil, nil, kiln_mpi_thread_funneled(), &provided)
+            guard code == kiln_mpi_success() else { throw KilnError.feed("MPI_Init_thread failed (\(code))") }
+        }
+        MPI_Comm_set_errhandler(kiln_mpi_comm_world(), kiln_mpi_errors_return())
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(kiln_mpi_comm_world(), &r)
+        MPI_Comm_size(kiln_mpi_comm_world(), &s)
+        rank = Int(r)
+        size = Int(s)
+        timeout = ProcessInfo.processInfo.environment["KILN_MPI_TIMEOUT"].flatMap(Double.init).map { Swift.max($0, 0.1) } ?? 600
+        let thread = Thread { [weak self] in self?.watch() }
+        thread.stackSize = 1 << 16
+        thread.start()
+    }
+
+    func stopWatchdog() { lock.lock(); watchdogRunning = false; lock.unlock() }
+
+    private func watch() {
+        while true {
+            Thread.sleep(forTimeInterval: Swift.min(1, timeout / 4))
+            lock.lock()
+            let running = watchdogRunning, since = waitingSince, what = waitingFor
+            lock.unlock()
+            if !running { return }
+            if let since, Date().timeIntervalSince(since) > timeout {
+                FileHandle.standardError.write(Data(String(format: "kiln: rank %d waited %.0f s in %@ (KILN_MPI_TIMEOUT): a peer is not responding; stopping\n",
+                                                           rank, timeout, what).utf8))
+                exit(1)
+            }
+        }
+    }
+
+    /// Runs one MPI call under the watchdog, turning an error code into a thrown error.
+    private func call(_ what: String, _ body: () -> Int32) throws {
+        lock.lock(); waitingSince = Date(); waitingFor = what; lock.unlock()
+        let code = body()
+        lock.lock(); waitingSince = nil; lock.unlock()
+        guard code == kiln_mpi_success() else {
+            var text = [CChar](repeating: 0, count: Int(kiln_mpi_max_error_string()) + 1)
+            var length: Int32 = 0
+            MPI_Error_string(code, &text, &length)
+            throw KilnError.feed("rank \(rank): \(what) failed: \(String(cString: text))")
+        }
+    }
+
+    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
+        guard size > 1, buffer.count > 0 else { return }
+        let chunk = (buffer.count + size - 1) / size
+        let padded = chunk * size
+        if send.count < padded { send = [Float](repeating: 0, count: padded); receive = send }
+        let n = buffer.count
+        try send.withUnsafeMutableBufferPointer { send in
+            try receive.withUnsafeMutableBufferPointer { receive in
+                let s = send.baseAddress!, r = receive.baseAddress!
+                s.update(from: buffer.baseAddress!, count: n)
+                if padded > n { (s + n).update(repeating: 0, count: padded - n) }
+                // Rank j's chunk `rank` lands at receive[j·chunk ..< (j+1)·chunk].
+                try call("MPI_Alltoall") {
+                    MPI_Alltoall(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
+                }
+                // This rank's chunk of the sum, in rank order, into send[0..<chunk].
+                for i in 0..<chunk { s[i] = r[i] }
+                for j in 1..<size {
+                    let from = r + j * chunk
+                    for i in 0..<chunk { s[i] += from[i] }
+                }
+                try call("MPI_Allgather") {
+                    MPI_Allgather(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
+                }
+                buffer.baseAddress!.update(from: r, count: n)
+            }
+        }
+    }
+
+    func allGather(_ bytes: [UInt8]) throws -> [[UInt8]] {
+        guard size > 1 else { return [bytes] }
+        var result = [UInt8](repeating: 0, count: bytes.count * size)
+        try bytes.withUnsafeBytes { mine in
+            try result.withUnsafeMutableBytes { all in
+                try call("MPI_Allgather") {
+                    MPI_Allgather(mine.baseAddress, Int32(bytes.count), kiln_mpi_byte(), all.baseAddress, Int32(bytes.count),
+                                  kiln_mpi_byte(), kiln_mpi_comm_world())
+                }
+            }
+        }
+        return (0..<size).map { Array(result[$0 * bytes.count ..< ($0 + 1) * bytes.count]) }
+    }
+
+    func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
+        guard size > 1 else { return }
+        var offset = 0
+        // MPI counts are 32-bit: send in pieces of at most 1 GiB.
+        while offset < buffer.count {
+            let piece = Swift.min(buffer.count - offset, 1 << 30)
+            try call("MPI_Bcast") {
+                MPI_Bcast(buffer.baseAddress! + offset, Int32(piece), kiln_mpi_byte(), Int32(root), kiln_mpi_comm_world())
+            }
+            offset += piece
+        }
+    }
+
+    func barrier() throws {
+        guard size > 1 else { return }
+        try call("MPI_Barrier") { MPI_Barrier(kiln_mpi_comm_world()) }
+    }
+}
+#endif

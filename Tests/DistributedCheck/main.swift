@@ -1,0 +1,132 @@
+// The distributed checks of issue 18, run under mpirun by scripts/distributed-check.sh (from .ci/run):
+//
+//   mpirun -np 2 distributed-check equivalence   2 ranks × 32 = 1 process × 64 (20 LeNet-5 steps, 1e-5 relative
+//                                                 per parameter); ranks byte-identical after every epoch; a second
+//                                                 run from scratch gives the same bytes; prints `digest HEX`
+//   mpirun -np 2 distributed-check die STEP      rank 1 kills itself (SIGKILL) at STEP; rank 0 trains on and must be stopped
+//   mpirun -np 2 distributed-check hang STEP     rank 1 stops answering at STEP (sleeps); rank 0's watchdog must stop the job
+//
+// Exit status 0 when every check holds; each failure prints a line starting with FAIL.
+import Foundation
+import Kiln
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("FAIL: \(message)\n".utf8))
+    exit(1)
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let mode = arguments.first else { fail("usage: distributed-check equivalence | die STEP | hang STEP") }
+guard MPIWorld.launchedByMPI else {
+    print("distributed-check: not launched by mpirun; skipped (run scripts/distributed-check.sh)")
+    exit(0)
+}
+let world: Communicator
+do { world = try MPIWorld.communicator() } catch { fail("\(error)") }
+let rank = world.rank
+
+/// Fashion-MNIST's first images when the data set is installed, else generated glyphs (same shape).
+func trainingImages(count: Int) -> (ImageDataset, String) {
+    if let set = try? FashionMNIST.load(split: .train) { return (set.subset(Array(0..<count)), "fashion-mnist") }
+    return (Glyphs.make(count: count, seed: 3), "glyphs")
+}
+
+func parameterBytes(_ trainer: ClassifierTrainer) -> [UInt8] {
+    var bytes: [UInt8] = []
+    for name in trainer.store.names {
+        let t = trainer.store[name]!
+        bytes += UnsafeRawBufferPointer(start: t.pointer, count: t.type.shape.count * 4)
+    }
+    return bytes
+}
+
+let batch = 64, steps = 20, seed: UInt64 = 5
+let optimizer = Optimizer.sgd(momentum: 0.9)
+
+/// 20 distributed steps of global batch 64 (epochs of 5 steps over 320 images); after every epoch
+/// all ranks' full parameter and state bytes are gathered and compared.
+func distributedRun(_ data: ImageDataset) throws -> ClassifierTrainer {
+    let trainer = ClassifierTrainer(model: lenet5(), optimizer: optimizer, seed: seed, threads: 1)
+    let distributed = DistributedTrainer(trainer: trainer, communicator: world)
+    distributed.bucketElements = 16_384  // several buckets, to exercise bucketing
+    let epochSize = 5 * batch
+    for epoch in 0..<(steps * batch / epochSize) {
+        var options = FitOptions(epochs: 1, batchSize: batch, learningRate: 0.05, seed: seed, firstEpoch: epoch)
+        options.order = { count, seed, epoch in epochOrder(count: count, seed: seed, epoch: epoch) }
+        try distributed.fit(data, options: options)
+        let all = try world.allGather(parameterBytes(trainer))
+        for r in 1..<world.size where all[r] != all[0] {
+            let differing = zip(all[r], all[0]).filter { $0 != $1 }.count
+            fail("after epoch \(epoch + 1) rank \(r)'s parameters differ from rank 0's in \(differing) bytes")
+        }
+        if rank == 0 { print("epoch \(epoch + 1): all \(world.size) ranks hold byte-identical parameters and state (\(all[0].count) bytes)") }
+    }
+    return trainer
+}
+
+switch mode {
+case "equivalence":
+    guard world.size == 2 else { fail("equivalence runs on exactly 2 ranks (mpirun -np 2), found \(world.size)") }
+    let (data, name) = trainingImages(count: 5 * batch)
+    if rank == 0 { print("data: the first \(data.count) images of \(name)") }
+    let first: ClassifierTrainer, second: ClassifierTrainer
+    do {
+        first = try distributedRun(data)
+        second = try distributedRun(data)
+    } catch { fail("rank \(rank): \(error)") }
+    let bytes = parameterBytes(first)
+    if bytes != parameterBytes(second) { fail("rank \(rank): two distributed runs from the same seed gave different bytes") }
+    if rank == 0 {
+        print("repeat: a second distributed run gave the same \(bytes.count) bytes")
+        // The one-process reference: the standard fused training step, batch 64, same order and rate.
+        let reference = ClassifierTrainer(model: lenet5(), optimizer: optimizer, seed: seed, threads: 1)
+        do {
+            for epoch in 0..<(steps * batch / data.count) {
+                let order = epochOrder(count: data.count, seed: seed, epoch: epoch)
+                _ = try reference.trainEpoch(data, order: order, batchSize: batch, learningRate: 0.05)
+            }
+        } catch { fail("reference: \(error)") }
+        var worst = 0.0
+        for name in reference.store.parameterNames {
+            let a = first.store[name]!.values, b = reference.store[name]!.values
+            let scale = Double(b.map { abs($0) }.max() ?? 0)
+            let difference = Double(zip(a, b).map { abs($0 - $1) }.max() ?? 0)
+            let relative = scale > 0 ? difference / scale : difference
+            worst = max(worst, relative)
+            if !(relative <= 1e-5) { fail("parameter \(name): 2 ranks differ from 1 process by \(relative) of its largest magnitude (limit 1e-5)") }
+        }
+        let moved = reference.store.parameterNames.contains { name in
+            let initial = ClassifierTrainer(model: lenet5(), optimizer: optimizer, seed: seed, threads: 1)
+            try? initial.initializeParameters()
+            return initial.store[name]!.values != reference.store[name]!.values
+        }
+        if !moved { fail("the reference run did not change any parameter") }
+        print(String(format: "equivalence: after %d steps every parameter of 2 ranks × 32 is within %.2e (relative to its largest magnitude) of 1 process × 64", steps, worst))
+        print("digest \(String(DistributedTrainer(trainer: first, communicator: SingleProcess()).digest(), radix: 16))")
+    }
+    do { try world.barrier() } catch { fail("\(error)") }
+    MPIWorld.finalize()
+
+case "die", "hang":
+    guard arguments.count == 2, let at = Int(arguments[1]) else { fail("\(mode) needs a step number") }
+    let (data, _) = trainingImages(count: batch)
+    let trainer = ClassifierTrainer(model: lenet5(), optimizer: optimizer, seed: seed, threads: 1)
+    let distributed = DistributedTrainer(trainer: trainer, communicator: world)
+    for step in 0..<100_000 {
+        if rank == 1 && step == at {
+            print(String(format: "rank 1: %@ at step %d, time %.3f", mode == "die" ? "killing itself" : "stops answering", step,
+                         Date().timeIntervalSince1970))
+            fflush(stdout)
+            if mode == "die" { kill(getpid(), SIGKILL) }
+            while true { sleep(1000) }
+        }
+        do { try distributed.trainStep(data, indices: Array(0..<batch)[...], learningRate: 0.01) } catch {
+            print(String(format: "rank %d: stopped with an error at step %d, time %.3f: %@", rank, step, Date().timeIntervalSince1970, "\(error)"))
+            exit(1)
+        }
+    }
+    fail("rank \(rank) trained 100000 steps: the dead peer was never noticed")
+
+default:
+    fail("unknown mode \(mode)")
+}
