@@ -15,7 +15,7 @@ func distributedTrainCommand(_ words: [String]) throws {
         throw KilnError.argument("train: distributed training covers the classifiers; \(excerpt(modelName)) trains in one process (run it without mpirun)")
     }
     // One line and exit 1 when this build has no MPI; before anything is loaded.
-    let world = try MPIWorld.communicator()
+    let world = try MPIWorld.communicator(timeout: Environment.mpiTimeout)
     let root = world.rank == 0
     let data = try loadTrainingData(args)
     let train = data.train
@@ -24,8 +24,7 @@ func distributedTrainCommand(_ words: [String]) throws {
     let learningRate = try args.double("--lr", default: 0.01, in: Limits.learningRate)
     let seed = try args.seed()
     // Ranks on one machine share its cores: by default each takes its share.
-    let localRanks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
-    let threads = try args.int("--threads", default: Swift.max(1, Swift.min(defaultThreadCount(), Limits.threads.upperBound) / Swift.max(localRanks, 1)),
+    let threads = try args.int("--threads", default: Swift.max(1, Swift.min(Environment.threads, Limits.threads.upperBound) / Environment.localRanks),
                                in: Limits.threads)
     let json = args.flags.contains("--json")
     let optimizer = try parseOptimizer(args)

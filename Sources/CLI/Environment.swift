@@ -8,6 +8,8 @@ import Kiln
 /// - `KILN_PROFILE=1`: time every kernel of every compiled program and print the costliest to
 ///   standard error when the program is released (`RunOptions.profile`).
 /// - `FMNIST_DIR`: the default of `--data-dir` (where Fashion-MNIST's IDX files are).
+/// - `KILN_MPI_TIMEOUT`: seconds one MPI collective may wait for the other ranks (default 600).
+/// - MPI launchers' own variables (`OMPI_COMM_WORLD_SIZE`, `PMIX_RANK`, …): `kiln train` under `mpirun` trains data-parallel.
 enum Environment {
     static var variables: [String: String] { ProcessInfo.processInfo.environment }
 
@@ -26,4 +28,16 @@ enum Environment {
         if let dir = variables["FMNIST_DIR"], !dir.isEmpty { return dir }
         return nil
     }
+
+    /// Whether `mpirun` (or another MPI launcher) started this process.
+    static var launchedByMPI: Bool { MPIWorld.launchedByMPI(environment: variables) }
+
+    /// `KILN_MPI_TIMEOUT` when it is a positive number, else 600 s.
+    static var mpiTimeout: Double {
+        if let text = variables["KILN_MPI_TIMEOUT"], let s = Double(text), s > 0, s.isFinite { return s }
+        return 600
+    }
+
+    /// Ranks of this MPI job on this machine (Open MPI's `OMPI_COMM_WORLD_LOCAL_SIZE`), 1 when unknown.
+    static var localRanks: Int { variables["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init).map { Swift.max($0, 1) } ?? 1 }
 }

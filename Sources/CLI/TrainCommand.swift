@@ -76,7 +76,7 @@ private func epochLine(_ record: EpochReport, of total: Int, test: Evaluation? =
 
 func trainCommand(_ words: [String]) throws {
     // Under mpirun (or with --distributed): data-parallel training, DistributedTrainCommand.swift.
-    if MPIWorld.launchedByMPI || words.contains("--distributed") { return try distributedTrainCommand(words) }
+    if Environment.launchedByMPI || words.contains("--distributed") { return try distributedTrainCommand(words) }
     if words.contains(where: Zoo.isGenerative) { return try trainGenerativeCommand(words) }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",

@@ -114,10 +114,10 @@ public final class DistributedTrainer {
     private func gradientProgram(batch: Int) throws -> Executable {
         if let program = gradientPrograms[batch] { return program }
         let graph = try Self.gradientGraph(model: trainer.model, batch: batch)
-        var pipeline = standardPipeline()
-        pipeline.disabled = trainer.disabledPasses
-        let program = try Executable(graph: graph, store: trainer.store, threads: trainer.threads,
-                                     seed: trainer.seed &+ UInt64(batch) &+ UInt64(rank) &* 0x9E37_79B9_7F4A_7C15, pipeline: pipeline)
+        // Dropout draws differ per rank (the seed has the rank in it), as they differ per example in one process.
+        let options = CompileOptions(threads: trainer.threads, seed: trainer.seed &+ UInt64(batch) &+ UInt64(rank) &* 0x9E37_79B9_7F4A_7C15,
+                                     disabledPasses: trainer.disabledPasses)
+        let program = try Executable(graph: graph, store: trainer.store, options: options)
         if parameters.isEmpty {
             parameters = graph.parameterIDs.map { (graph.leafName($0)!, graph.nodes[$0].type.shape.count) }
             shapes = graph.parameterIDs.map { (graph.leafName($0)!, graph.nodes[$0].type.shape) }
@@ -136,7 +136,7 @@ public final class DistributedTrainer {
         if synchronized { return }
         _ = try gradientProgram(batch: Swift.max(1, batch))
         updateProgram = try Executable(graph: Self.updateGraph(parameters: shapes, optimizer: trainer.optimizer), store: trainer.store,
-                                       threads: trainer.threads, seed: trainer.seed)
+                                       options: CompileOptions(threads: trainer.threads, seed: trainer.seed))
         let names = trainer.store.names
         let listing = Array(names.map { "\($0):\(trainer.store[$0]!.type.shape.count)" }.joined(separator: ",").utf8)
         let digest = Self.fnv1a(listing)

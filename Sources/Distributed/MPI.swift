@@ -19,10 +19,10 @@ public enum MPIWorld {
     public static let missingMessage = "this kiln was built without MPI, so it cannot train over several processes: "
         + "install Open MPI (`apt-get install openmpi-bin libopenmpi-dev`), then rebuild (`swift build -c release`)"
 
-    /// Whether `mpirun`/`mpiexec` (Open MPI, MPICH, or a PMI/PMIx launcher such as Slurm's) started this process.
-    public static var launchedByMPI: Bool {
-        let environment = ProcessInfo.processInfo.environment
-        return ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"].contains { environment[$0] != nil }
+    /// Whether `mpirun`/`mpiexec` (Open MPI, MPICH, or a PMI/PMIx launcher such as Slurm's) started
+    /// the process with this environment (the library reads none itself: pass `ProcessInfo.processInfo.environment`).
+    public static func launchedByMPI(environment: [String: String]) -> Bool {
+        ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"].contains { environment[$0] != nil }
     }
 
     #if canImport(CMPI)
@@ -30,11 +30,12 @@ public enum MPIWorld {
     #endif
 
     /// The communicator over every process of the job (`MPI_COMM_WORLD`), initialising MPI on the
-    /// first call. Throws `missingMessage` when this build has no MPI.
-    public static func communicator() throws -> Communicator {
+    /// first call. Throws `missingMessage` when this build has no MPI. `timeout`: seconds one
+    /// collective may wait before the process gives up on its peers (exit 1, one line on stderr).
+    public static func communicator(timeout: Double = 600) throws -> Communicator {
         #if canImport(CMPI)
         if let world { return world }
-        let made = try MPICommunicator()
+        let made = try MPICommunicator(timeout: timeout)
         world = made
         return made
         #else
@@ -62,8 +63,8 @@ public enum MPIWorld {
 /// not by whichever algorithm Open MPI picks, so every rank and every run gets the same bytes.
 ///
 /// A watchdog thread ends the process (exit code 1, one line on stderr) when one collective waits
-/// longer than `KILN_MPI_TIMEOUT` seconds (default 600): a peer that hangs rather than dies (a
-/// peer that dies is Open MPI's to notice; `mpirun` then stops every rank).
+/// longer than `timeout` seconds (the command-line tool's `KILN_MPI_TIMEOUT`, default 600): a peer
+/// that hangs rather than dies (a peer that dies is Open MPI's to notice; `mpirun` then stops every rank).
 final class MPICommunicator: Communicator {
     let rank: Int
     let size: Int
@@ -75,7 +76,7 @@ final class MPICommunicator: Communicator {
     private var watchdogRunning = true
     private let timeout: Double
 
-    init() throws {
+    init(timeout: Double) throws {
         var provided: Int32 = 0
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
@@ -89,7 +90,7 @@ final class MPICommunicator: Communicator {
         MPI_Comm_size(kiln_mpi_comm_world(), &s)
         rank = Int(r)
         size = Int(s)
-        timeout = ProcessInfo.processInfo.environment["KILN_MPI_TIMEOUT"].flatMap(Double.init).map { Swift.max($0, 0.1) } ?? 600
+        self.timeout = Swift.max(timeout, 0.1)
         let thread = Thread { [weak self] in self?.watch() }
         thread.stackSize = 1 << 16
         thread.start()
@@ -105,7 +106,7 @@ final class MPICommunicator: Communicator {
             lock.unlock()
             if !running { return }
             if let since, Date().timeIntervalSince(since) > timeout {
-                FileHandle.standardError.write(Data(String(format: "kiln: rank %d waited %.0f s in %@ (KILN_MPI_TIMEOUT): a peer is not responding; stopping\n",
+                FileHandle.standardError.write(Data(String(format: "kiln: rank %d waited %.0f s in %@ (the timeout, KILN_MPI_TIMEOUT): a peer is not responding; stopping\n",
                                                            rank, timeout, what).utf8))
                 exit(1)
             }

@@ -17,12 +17,12 @@ func fail(_ message: String) -> Never {
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let mode = arguments.first else { fail("usage: distributed-check equivalence | die STEP | hang STEP") }
-guard MPIWorld.launchedByMPI else {
+guard MPIWorld.launchedByMPI(environment: ProcessInfo.processInfo.environment) else {
     print("distributed-check: not launched by mpirun; skipped (run scripts/distributed-check.sh)")
     exit(0)
 }
 let world: Communicator
-do { world = try MPIWorld.communicator() } catch { fail("\(error)") }
+do { world = try MPIWorld.communicator(timeout: ProcessInfo.processInfo.environment["KILN_MPI_TIMEOUT"].flatMap(Double.init) ?? 600) } catch { fail("\(error)") }
 let rank = world.rank
 
 /// Fashion-MNIST's first images when the data set is installed, else generated glyphs (same shape).
