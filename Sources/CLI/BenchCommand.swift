@@ -262,34 +262,8 @@ func trainingStepFlops(model: ClassifierModel, batch: Int, optimizer: Optimizer)
     return graphFlops(graph)
 }
 
-/// Multiply-add FLOPs of a graph's matmuls and convolutions (2 per multiply-add).
-func graphFlops(_ graph: Graph) -> Int {
-    var total = 0
-    for node in graph.nodes {
-        func dims(_ input: Int) -> [Int] { graph[node.inputs[input]].type.shape.dims }
-        switch node.op {
-        case let .matmul(transposeA, transposeB):
-            let a = dims(0), b = dims(1)
-            let (m, k) = transposeA ? (a[1], a[0]) : (a[0], a[1])
-            let n = transposeB ? b[0] : b[1]
-            total += 2 * m * n * k
-        case .conv2d:
-            // (x [N,C,H,W], w [O,C,KH,KW]) → y [N,O,OH,OW]
-            let y = node.type.shape.dims, w = dims(1)
-            total += 2 * y.reduce(1, *) * w[1] * w[2] * w[3]
-        case .conv2dBackwardData:
-            // (dy [N,O,OH,OW], w [O,C,KH,KW]) → dx
-            let dy = dims(0), w = dims(1)
-            total += 2 * dy.reduce(1, *) * w[1] * w[2] * w[3]
-        case .conv2dBackwardFilter:
-            // (x, dy [N,O,OH,OW]) → dw [O,C,KH,KW]
-            let dy = dims(1), w = node.type.shape.dims
-            total += 2 * dy.reduce(1, *) * w[1] * w[2] * w[3]
-        default: continue
-        }
-    }
-    return total
-}
+/// Multiply-add FLOPs of a graph's matmuls and convolutions (2 per multiply-add): Kiln's FLOP model, `Op.multiplyAddFlops`.
+func graphFlops(_ graph: Graph) -> Int { graph.multiplyAddFlops }
 
 // MARK: - inference
 

@@ -2,10 +2,23 @@ import Foundation
 import Kiln
 
 /// `kiln plan MODEL`: runs the compiler pipeline and prints, per pass, wall time and node and
-/// kernel counts, then the memory plan.
+/// kernel counts, then the memory plan. `--why A B` then says which fusion rule put nodes %A and
+/// %B (ids of the compiled graph, as `--kernels` lists them) in one kernel, or kept them apart.
 func planCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--batch", "--disable", "--gan-step"], flags: ["--training", "--json", "--kernels"], command: "plan")
-    guard args.positionals.count == 1 else { throw KilnError.argument("plan: give exactly one MODEL (see `kiln zoo`)") }
+    let args = try Arguments(words, options: ["--batch", "--disable", "--gan-step", "--why"], flags: ["--training", "--json", "--kernels"], command: "plan")
+    // `--why A B`: A is the option's value, B the word after it.
+    var why: (ValueID, ValueID)?
+    if let first = args.options["--why"] {
+        guard args.positionals.count == 2 else { throw KilnError.argument("plan: --why takes two node ids: --why A B") }
+        func node(_ word: String) throws -> ValueID {
+            let digits = word.hasPrefix("%") ? String(word.dropFirst()) : word
+            guard let id = Int(digits), id >= 0 else { throw KilnError.argument("plan: --why needs node ids such as %12 or 12, found \"\(excerpt(word))\"") }
+            return id
+        }
+        why = (try node(first), try node(args.positionals[1]))
+    } else {
+        guard args.positionals.count == 1 else { throw KilnError.argument("plan: give exactly one MODEL (see `kiln zoo`)") }
+    }
     let name = args.positionals[0]
     let batch = try args.int("--batch", default: 64, in: Limits.batch)
     let training = args.flags.contains("--training")
@@ -52,6 +65,7 @@ func planCommand(_ words: [String]) throws {
                          Double(memory.arenaBytes) / Double(max(memory.naiveBytes, 1))))
         }
         print(String(format: "build %.1f ms, passes %.1f ms", buildSeconds * 1000, compileSeconds * 1000))
+        if let (a, b) = why { print(try Fusion.explain(a, b, in: program.graph)) }
     } else {
         let memory = program.memory
         print(jsonObject([("model", name), ("training", training), ("batch", batch), ("nodes", graph.nodes.count),

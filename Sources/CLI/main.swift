@@ -21,7 +21,7 @@ commands:
   generate MODEL.safetensors (--per-class N | --count N) -o FILE.csv [--grid FILE.png] [--seed S] [--temperature T]
   show DATA.csv --grid FILE.png [--per-class N] [--scale K]
   dot MODEL [--stage forward|training|simplified|fused|planned] [--batch B] [-o FILE]
-  plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json]
+  plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json] [--why A B]
   selftest [--networks N] [--seed S] [--threads T] [--runs R]   random user-style networks, compiled vs the interpreter
   bench peak|gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train [--threads N] [--jsonl FILE] [--seed S] [--json]
               [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak] [--contention N]   the peers' workloads (bench/README.md);

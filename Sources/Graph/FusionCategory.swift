@@ -34,3 +34,29 @@ extension Op {
         }
     }
 }
+
+/// An op's part in a pooled kernel (inference): a convolution whose result only a pooling reads
+/// runs a few images at a time into scratch and is pooled at once (`KernelKind.pooled`).
+public enum PooledKernelRole: Hashable, Sendable {
+    /// May be the root of a pooled kernel (a forward convolution).
+    case convolution
+    /// May end a pooled kernel (a forward pooling).
+    case pooling
+    /// Takes no part.
+    case none
+}
+
+extension Op {
+    /// The op's part in a pooled kernel (no `default:`: every new op must say).
+    public var pooledKernelRole: PooledKernelRole {
+        switch self {
+        case .conv2d: return .convolution
+        case .maxPool2d, .avgPool2d: return .pooling
+        case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .unary, .binary, .power,
+             .select, .cast, .reduce, .matmul, .reshape, .transpose, .broadcast, .slice, .pad, .concat,
+             .conv2dBackwardData, .conv2dBackwardFilter, .maxPool2dBackward, .maxPool2dGather, .avgPool2dBackward,
+             .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
+            return .none
+        }
+    }
+}

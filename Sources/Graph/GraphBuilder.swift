@@ -111,9 +111,8 @@ public final class GraphBuilder {
 
     /// After each step, `target` (a parameter or state) takes `value`.
     public func update(_ target: Tensor, to value: Tensor, file: String = #fileID, line: Int = #line) {
-        switch graph.nodes[target.id].op {
-        case .parameter, .state: break
-        default: record("update", "target %\(target.id) is a \(graph.nodes[target.id].op.name), not a parameter or state", file, line); return
+        guard graph.nodes[target.id].op.storage == .persistent else {
+            record("update", "target %\(target.id) is a \(graph.nodes[target.id].op.name), not a parameter or state", file, line); return
         }
         guard target.type == value.type else {
             record("update", "\(graph.leafName(target.id) ?? "%\(target.id)") has type \(target.type), new value has \(value.type)", file, line)

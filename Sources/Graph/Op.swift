@@ -17,7 +17,7 @@ public enum BinaryFunction: String, Hashable, Sendable, CaseIterable {
     public var isComparison: Bool {
         switch self {
         case .less, .lessEqual, .greater, .greaterEqual, .equal: return true
-        default: return false
+        case .add, .sub, .mul, .div, .maximum, .minimum: return false
         }
     }
 }
@@ -175,14 +175,6 @@ public enum Op: Hashable, Sendable {
     case softmaxCrossEntropy
     /// `(labels i32 [N])` → [N, depth] with 1 at the label.
     case oneHot(depth: Int, dtype: DType)
-
-    /// Whether the op is a leaf (has no inputs).
-    public var isLeaf: Bool {
-        switch self {
-        case .input, .parameter, .state, .constant, .randomUniform, .randomNormal: return true
-        default: return false
-        }
-    }
 
     /// The name of the op family, as printed (`add`, `matmul`, `conv2d`, …).
     public var name: String {

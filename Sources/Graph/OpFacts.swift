@@ -51,7 +51,75 @@ extension Op {
     }
 }
 
+extension Op {
+    /// Whether the op has no inputs (leaves: inputs, parameters, state, constants, random draws).
+    public var isLeaf: Bool {
+        switch self {
+        case .input, .parameter, .state, .constant, .randomUniform, .randomNormal: return true
+        case .unary, .binary, .power, .select, .cast, .reduce, .matmul, .reshape, .transpose, .broadcast,
+             .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
+             .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
+             .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
+            return false
+        }
+    }
+
+    /// Whether two nodes of this op with equal attributes and equal inputs always hold the same
+    /// value, so common-subexpression elimination may merge them. Named leaves are distinct
+    /// values whatever their attributes, and two random draws are independent.
+    public var isFunctionOfInputs: Bool {
+        switch self {
+        case .input, .parameter, .state, .randomUniform, .randomNormal: return false
+        case .constant, .unary, .binary, .power, .select, .cast, .reduce, .matmul, .reshape, .transpose,
+             .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
+             .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
+             .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
+            return true
+        }
+    }
+
+    /// Floating-point operations of one evaluation in Kiln's FLOP model (the one benchmark
+    /// records use): 2 per multiply-add of a matmul (2·m·n·k), a convolution and both of its
+    /// backward ops (2·N·O·OH·OW·C·KH·KW each). Every other op counts 0: elementwise arithmetic,
+    /// pooling, reductions and losses are memory-bound and left out of the peak-FLOP figures.
+    /// `inputs` are the operands' shapes, `output` the result's.
+    public func multiplyAddFlops(inputs: [Shape], output: Shape) -> Int {
+        switch self {
+        case let .matmul(transposeA, transposeB):
+            let a = inputs[0].dims, b = inputs[1].dims
+            let (m, k) = transposeA ? (a[1], a[0]) : (a[0], a[1])
+            let n = transposeB ? b[0] : b[1]
+            return 2 * m * n * k
+        case .conv2d:
+            // (x [N,C,H,W], w [O,C,KH,KW]) → y [N,O,OH,OW]
+            let w = inputs[1].dims
+            return 2 * output.count * w[1] * w[2] * w[3]
+        case .conv2dBackwardData:
+            // (dy [N,O,OH,OW], w [O,C,KH,KW]) → dx
+            let w = inputs[1].dims
+            return 2 * inputs[0].count * w[1] * w[2] * w[3]
+        case .conv2dBackwardFilter:
+            // (x, dy [N,O,OH,OW]) → dw [O,C,KH,KW]
+            let w = output.dims
+            return 2 * inputs[1].count * w[1] * w[2] * w[3]
+        case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .unary, .binary, .power,
+             .select, .cast, .reduce, .reshape, .transpose, .broadcast, .slice, .pad, .concat,
+             .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
+             .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
+            return 0
+        }
+    }
+}
+
 extension Graph {
+    /// `Op.multiplyAddFlops` of node `id`.
+    public func multiplyAddFlops(of id: ValueID) -> Int {
+        nodes[id].op.multiplyAddFlops(inputs: nodes[id].inputs.map { nodes[$0].type.shape }, output: nodes[id].type.shape)
+    }
+
+    /// The graph's FLOPs in Kiln's FLOP model (`Op.multiplyAddFlops`), summed over its nodes.
+    public var multiplyAddFlops: Int { nodes.indices.reduce(0) { $0 + multiplyAddFlops(of: $1) } }
+
     /// The value whose buffer `id` reads: `id` itself, or the source of a chain of views.
     public func viewRoot(_ id: ValueID) -> ValueID {
         var id = id

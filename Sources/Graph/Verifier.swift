@@ -49,9 +49,8 @@ extension Graph {
             guard update.target >= 0, update.target < nodes.count, update.value >= 0, update.value < nodes.count else {
                 throw KilnError.invalidGraph("update %\(update.target) <- %\(update.value) refers to a missing node")
             }
-            switch nodes[update.target].op {
-            case .parameter, .state: break
-            default: throw KilnError.invalidGraph("update target %\(update.target) is a \(nodes[update.target].op.name), not a parameter or state")
+            guard nodes[update.target].op.storage == .persistent else {
+                throw KilnError.invalidGraph("update target %\(update.target) is a \(nodes[update.target].op.name), not a parameter or state")
             }
             guard nodes[update.target].type == nodes[update.value].type else {
                 throw KilnError.invalidGraph("update %\(update.target) <- %\(update.value): types \(nodes[update.target].type) and \(nodes[update.value].type) differ")

@@ -41,13 +41,11 @@ private struct NodeKey: Hashable {
 
     /// The key of `node`, or nil for nodes that must never merge.
     init?(_ node: Node) {
-        switch node.op {
-        case .input, .parameter, .state, .randomUniform, .randomNormal:
-            return nil
-        case let .constant(values):
+        guard node.op.isFunctionOfInputs else { return nil }
+        if case let .constant(values) = node.op {
             op = .constant(values: [])
             constantBits = values.map(\.bitPattern)
-        default:
+        } else {
             op = node.op
             constantBits = []
         }

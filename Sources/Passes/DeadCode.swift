@@ -20,9 +20,10 @@ public struct DeadCode: Pass {
         for output in graph.outputs { live[output.value] = true }
         for update in graph.updates { live[update.target] = true; live[update.value] = true }
         for (id, node) in graph.nodes.enumerated() {
-            switch node.op {
-            case .input, .parameter, .state: live[id] = true
-            default: break
+            // The caller's inputs and the persistent tensors stay, read or not.
+            switch node.op.storage {
+            case .input, .persistent: live[id] = true
+            case .constant, .view, .computed: break
             }
         }
         // Inputs precede their readers, so one sweep from the back sees every reader first.

@@ -1,22 +1,25 @@
 import KilnGraph
 
-/// Operator fusion (`fuse`): groups the graph's nodes into kernels, reading each op's
-/// `FusionCategory` (TVM's scheme, simplified):
+/// Operator fusion (`fuse`): groups the graph's nodes into kernels by an ordered list of named
+/// rules (`FusionRule.all`), each reading ops only through their `FusionCategory` and the other
+/// facts of `OpFacts.swift` (TVM's scheme, simplified), and moving nodes only through a
+/// `KernelGraph`:
 ///
 /// - elementwise nodes join a producer's kernel when they share its iteration space, so chains
 ///   (including the backward graph's, e.g. relu-grad times the incoming gradient, and the
 ///   optimizer's update arithmetic) become one kernel computed element by element, with several
 ///   outputs where values leave the kernel;
-/// - a `broadcast` whose input comes from outside the kernel is absorbed as a strided load;
 /// - elementwise nodes after a matmul, conv2d or softmax of the same shape join it as an epilogue
 ///   (bias add, activation);
 /// - a reduction whose input is computed by an elementwise kernel (and read by nothing else)
 ///   joins it, so the reduced values are never stored;
+/// - a `broadcast` whose readers all sit in one kernel of its shape becomes a strided load there;
+/// - in inference, a pooling joins the convolution kernel it reads;
 /// - everything else runs as its own kernel.
 ///
 /// Invariant: a node joins a kernel only if no path leaves the kernel and comes back into it,
 /// so the kernels form a DAG; `program.kernels` lists them in a topological order (ready
-/// kernels by smallest root id). The graph itself is not changed.
+/// kernels by smallest first member). The graph itself is not changed.
 public struct Fusion: Pass {
     public let name = "fuse"
     public init() {}
@@ -29,319 +32,332 @@ public struct Fusion: Pass {
         return changed
     }
 
-    private struct Building {
-        var kind: KernelKind
-        var root: ValueID
-        var members: [ValueID]
-        /// The shape every member shares (the iteration space), except a reduction root's.
-        var space: Shape
-        var closed = false
-    }
-
     /// The kernels of `graph` in a valid execution order.
     public static func groups(for graph: Graph) -> [KernelGroup] {
-        let nodes = graph.nodes
-        let users = graph.users()
-        let pinned = Set(graph.outputs.map(\.value) + graph.updates.map(\.value))
-        var groupOf = [Int](repeating: -1, count: nodes.count)
-        var groups: [Building] = []
-        // reach[n]: kernels n depends on through any path (including its own kernel's members' inputs).
-        var reach = [Set<Int>](repeating: [], count: nodes.count)
-
-        // kernelInputs[k]: kernels that k's members read. A kernel grows after the nodes that read
-        // it were placed, so `reach` alone misses paths that run through a later member; whether
-        // a join closes a cycle is decided on this kernel graph.
-        var kernelInputs: [Set<Int>] = []
-
-        func isFloat32(_ id: ValueID) -> Bool { nodes[id].type.dtype == .float32 }
-        /// The kernels `input` is read from: its own, or for a view or leaf the ones it reaches.
-        func sources(_ input: ValueID) -> Set<Int> { groupOf[input] >= 0 ? [groupOf[input]] : reach[input] }
-        /// Whether kernel `start` depends on kernel `target` through any path of kernels.
-        func dependsOn(_ start: Int, _ target: Int) -> Bool {
-            var stack = [start], seen: Set<Int> = [start]
-            while let k = stack.popLast() {
-                if k == target { return true }
-                for next in kernelInputs[k] where seen.insert(next).inserted { stack.append(next) }
-            }
-            return false
-        }
-        /// Moves elementwise kernel `other` into `g` when both share one iteration space and no
-        /// path between them runs through a third kernel (which would become a cycle).
-        func mergeIfLegal(_ other: Int, into g: Int) {
-            guard other >= 0, other != g, groups[other].kind == .elementwise, !groups[other].closed,
-                  !groups[g].closed || (groups[g].kind == .reduction
-                      && !groups[other].members.contains { nodes[$0].inputs.contains(groups[g].root) }),
-                  !groups[other].members.isEmpty, groups[other].space == groups[g].space else { return }
-            for k in kernelInputs[g] where k != other && dependsOn(k, other) { return }
-            for k in kernelInputs[other] where k != g && dependsOn(k, g) { return }
-            for member in groups[other].members { groupOf[member] = g }
-            groups[g].members += groups[other].members
-            if groups[g].kind == .elementwise { groups[g].root = groups[g].members.max()! }
-            groups[other].members = []
-            kernelInputs[g].formUnion(kernelInputs[other])
-            kernelInputs[g].subtract([g, other])
-            kernelInputs[other] = []
-            for k in kernelInputs.indices where kernelInputs[k].remove(other) != nil && k != g { kernelInputs[k].insert(g) }
-            for n in reach.indices where reach[n].remove(other) != nil { reach[n].insert(g) }
-        }
-        /// Whether `id` may join kernel `g`: every input outside g must not depend on g.
-        func canJoin(_ id: ValueID, _ g: Int) -> Bool {
-            for input in nodes[id].inputs where groupOf[input] != g {
-                if reach[input].contains(g) { return false }
-                for source in sources(input) where source != g && dependsOn(source, g) { return false }
-            }
-            return true
-        }
-        // ancestors[n]: every node n depends on, as a bitset (for the look-ahead below).
-        let words = (nodes.count + 63) / 64
-        var ancestors = [[UInt64]](repeating: [UInt64](repeating: 0, count: words), count: nodes.count)
-        for (id, node) in nodes.enumerated() {
-            for input in node.inputs {
-                for w in 0..<words { ancestors[id][w] |= ancestors[input][w] }
-                ancestors[id][input / 64] |= 1 << UInt64(input % 64)
-            }
-        }
-        func dependsOn(_ id: ValueID, anyOf members: [ValueID]) -> Bool {
-            members.contains { ancestors[id][$0 / 64] & (1 << UInt64($0 % 64)) != 0 }
-        }
-        /// Whether elementwise `id` should stay out of producer kernel `g` and be absorbed by its
-        /// readers instead: every reader is elementwise over the same space (so `id` never needs
-        /// a buffer of its own), and some reader could not join `g`. Joining would store `id` as
-        /// an output of `g` and keep it live until that reader runs (a backward-pass mask computed
-        /// in a forward kernel would live through the whole step).
-        func betterInConsumers(_ id: ValueID, _ g: Int) -> Bool {
-            guard !pinned.contains(id), !users[id].isEmpty else { return false }
-            let members = groups[g].members + [id]
-            var someReaderCannotJoin = false
-            for user in users[id] {
-                let u = nodes[user]
-                guard u.op.fusionCategory == .elementwise, u.type.shape == nodes[id].type.shape,
-                      isFloat32(user) else { return false }
-                // A later elementwise node of the same space may still join `g` itself (Adam's
-                // m̂ term next to its denominator); a value already placed elsewhere may not.
-                func mayJoinLater(_ input: ValueID) -> Bool {
-                    input > id && nodes[input].op.fusionCategory == .elementwise
-                        && nodes[input].type.shape == nodes[id].type.shape
-                }
-                if u.inputs.contains(where: { !members.contains($0) && dependsOn($0, anyOf: members) && !mayJoinLater($0) }) {
-                    someReaderCannotJoin = true
-                }
-            }
-            return someReaderCannotJoin
-        }
-
-        for (id, node) in nodes.enumerated() {
-            defer {
-                var r = Set<Int>()
-                for input in node.inputs {
-                    r.formUnion(reach[input])
-                    if groupOf[input] >= 0 { r.insert(groupOf[input]) }
-                }
-                reach[id] = r
-                let g = groupOf[id]
-                if g >= 0 {
-                    while kernelInputs.count < groups.count { kernelInputs.append([]) }
-                    for input in node.inputs { kernelInputs[g].formUnion(sources(input).subtracting([g])) }
-                    // An elementwise node reading two elementwise kernels of its space joined the
-                    // first; bring the other in too, so its result need not be stored.
-                    if node.op.fusionCategory == .elementwise && groups[g].kind != .single {
-                        // An elementwise kernel that now reads an epilogue of its space moves into
-                        // it (Adam's v update meets the gradient's epilogue at g²): one pass over
-                        // the optimizer state instead of two.
-                        // Only where the node joins the two (it read its own kernel's value and
-                        // the epilogue's): a node kept out of an epilogue (`betterInConsumers`) stays out.
-                        if groups[g].kind == .elementwise, node.inputs.contains(where: { groupOf[$0] == g }) {
-                            for input in node.inputs {
-                                let e = groupOf[input]
-                                guard e >= 0, e != g, groups[e].kind == .epilogue else { continue }
-                                mergeIfLegal(g, into: e)
-                                if groupOf[id] == e { break }
-                            }
-                        }
-                        let g = groupOf[id]
-                        for input in node.inputs { mergeIfLegal(groupOf[input], into: g) }
-                    }
-                }
-            }
-            guard node.op.needsKernel else { continue }
-            let category = node.op.fusionCategory
-            let allFloat = isFloat32(id) && node.inputs.allSatisfy(isFloat32)
-
-            if category == .elementwise && allFloat {
-                // Join the kernel of the first producer that shares the iteration space.
-                var joined = false
-                for input in node.inputs {
-                    let g = groupOf[input]
-                    // A reduction kernel also takes elementwise nodes over its input's space that
-                    // do not read the reduced value (a loss's gradient next to the loss): they are
-                    // computed in the same pass, from values still in registers.
-                    let joinsReduction = g >= 0 && groups[g].kind == .reduction && !node.inputs.contains(groups[g].root)
-                    guard g >= 0, !groups[g].closed || joinsReduction, groups[g].space == node.type.shape,
-                          groups[g].kind == .elementwise || groups[g].kind == .epilogue || joinsReduction, canJoin(id, g),
-                          !betterInConsumers(id, g) else { continue }
-                    groupOf[id] = g
-                    groups[g].members.append(id)
-                    if groups[g].kind == .elementwise { groups[g].root = id }
-                    joined = true
-                    break
-                }
-                if !joined {
-                    groups.append(Building(kind: .elementwise, root: id, members: [id], space: node.type.shape))
-                    groupOf[id] = groups.count - 1
-                }
-                continue
-            }
-
-            if category == .reduction && allFloat, let input = node.inputs.first, groupOf[input] >= 0 {
-                let g = groupOf[input]
-                if groups[g].kind == .elementwise, !groups[g].closed, users[input].count == 1, !pinned.contains(input),
-                   canJoin(id, g) {
-                    groupOf[id] = g
-                    groups[g].members.append(id)
-                    groups[g].kind = .reduction
-                    groups[g].root = id
-                    groups[g].closed = true
-                    continue
-                }
-            }
-
-            if category == .outElementwiseFusable && allFloat {
-                groups.append(Building(kind: .epilogue, root: id, members: [id], space: node.type.shape))
-                groupOf[id] = groups.count - 1
-                continue
-            }
-
-            groups.append(Building(kind: .single, root: id, members: [id], space: node.type.shape, closed: true))
-            groupOf[id] = groups.count - 1
-        }
-
-        // A broadcast kernel whose every reader sits in one elementwise kernel of its shape becomes
-        // a strided load there. Safe: that reader joined its kernel only because the broadcast's
-        // input does not depend on the kernel.
-        for (id, node) in nodes.enumerated() {
-            guard case .broadcast = node.op, groups[groupOf[id]].members.count == 1, !pinned.contains(id),
-                  let first = users[id].first else { continue }
-            let g = groupOf[first]
-            guard g >= 0, groups[g].kind != .single, groups[g].space == node.type.shape,
-                  users[id].allSatisfy({ groupOf[$0] == g }) else { continue }
-            groups[groupOf[id]].members = []
-            groupOf[id] = g
-            groups[g].members.append(id)
-        }
-        // A pooling whose input is a convolution kernel's only result joins that kernel (see
-        // `KernelKind.pooled`): the kernel then stores a quarter of what it computes.
-        for (id, node) in nodes.enumerated() {
-            switch node.op {
-            case .maxPool2d, .avgPool2d: break
-            default: continue
-            }
-            let value = node.inputs[0], g = groupOf[value]
-            guard g >= 0, groups[groupOf[id]].members == [id], canPool(groups[g], value: value) else { continue }
-            groups[groupOf[id]].members = []
-            groupOf[id] = g
-            groups[g].members.append(id)
-            groups[g].kind = .pooled
-            groups[g].closed = true
-        }
-        /// Whether kernel `group` may compute its value `value` a few images at a time for a pooling:
-        /// a convolution root, every member read only inside the kernel (and `value` only by the
-        /// pooling), and every other operand the same for each image (a bias, a scalar).
-        func canPool(_ group: Building, value: ValueID) -> Bool {
-            guard group.kind == .epilogue || group.kind == .single, case .conv2d = nodes[group.root].op,
-                  group.members.contains(value), users[value].count == 1, !pinned.contains(value),
-                  nodes[value].type.shape.rank == 4 else { return false }
-            let members = Set(group.members)
-            for member in group.members where member != value {
-                if pinned.contains(member) || users[member].contains(where: { !members.contains($0) }) { return false }
-            }
-            for member in group.members where member != group.root {
-                for input in nodes[member].inputs where !members.contains(input) {
-                    let dims = nodes[input].type.shape.dims
-                    if dims.count == 4 && dims[0] != 1 { return false }
-                }
-            }
-            return true
-        }
-        groups.removeAll { $0.members.isEmpty }
-        for (g, group) in groups.enumerated() { for member in group.members { groupOf[member] = g } }
-
-        // Outputs: members read outside their kernel, read through a view, or pinned.
-        func leavesKernel(_ id: ValueID) -> Bool {
-            if pinned.contains(id) { return true }
-            return users[id].contains { nodes[$0].op.isView || groupOf[$0] != groupOf[id] }
-        }
-        var kernels = groups.map { b -> KernelGroup in
-            let members = b.members.sorted()
-            var outputs = members.filter(leavesKernel)
-            if b.kind == .reduction && !outputs.contains(b.root) { outputs.append(b.root); outputs.sort() }
-            return KernelGroup(kind: members.count == 1 && b.kind != .elementwise ? .single : b.kind,
-                               root: b.root, members: members, outputs: outputs)
-        }
-        // Single-member epilogue kernels are plain singles; single elementwise nodes stay
-        // elementwise (they run on the fused evaluator either way).
-        for k in kernels.indices where kernels[k].kind == .epilogue && kernels[k].members.count == 1 { kernels[k].kind = .single }
-        return topologicalOrder(kernels, groupOf: groupOf, graph: graph)
+        var kernels = KernelGraph(graph)
+        apply(FusionRule.all, to: &kernels)
+        return kernels.finished()
     }
 
-    /// Kahn's algorithm over the kernel DAG, taking the ready kernel with the smallest root first.
-    static func topologicalOrder(_ kernels: [KernelGroup], groupOf: [Int], graph: Graph) -> [KernelGroup] {
-        func producer(_ id: ValueID) -> Int { groupOf[graph.viewRoot(id)] }
-        var dependents = [[Int]](repeating: [], count: kernels.count)
-        var pending = [Int](repeating: 0, count: kernels.count)
-        for (k, group) in kernels.enumerated() {
-            var sources = Set<Int>()
-            for member in group.members {
-                for input in graph.nodes[member].inputs {
-                    let p = producer(input)
-                    if p >= 0 && p != k { sources.insert(p) }
+    /// Runs `rules` over the graph: for each node in graph order, the placing rules until one
+    /// places it, then every merging rule; after the last node, every finishing rule over all nodes.
+    static func apply(_ rules: [FusionRule], to kernels: inout KernelGraph) {
+        let placing = rules.filter { $0.phase == .place }
+        let merging = rules.filter { $0.phase == .merge }
+        let finishing = rules.filter { $0.phase == .finish }
+        for id in kernels.graph.nodes.indices {
+            for rule in placing where rule.apply(&kernels, id) {
+                if kernels.decisions != nil {
+                    kernels.decisions!.append(FusionDecision(rule: rule.name, moving: [id], kernel: [], outcome: .joined))
+                }
+                break
+            }
+            for rule in merging { _ = rule.apply(&kernels, id) }
+        }
+        for rule in finishing { for id in kernels.graph.nodes.indices { _ = rule.apply(&kernels, id) } }
+    }
+
+    /// Every rule's decision while fusing `graph` (what `kiln plan --why` reads), and the kernels.
+    public static func decisions(for graph: Graph) -> (decisions: [FusionDecision], kernels: [KernelGroup]) {
+        var kernels = KernelGraph(graph, recordingDecisions: true)
+        apply(FusionRule.all, to: &kernels)
+        return (kernels.decisions ?? [], kernels.finished())
+    }
+
+    /// Why nodes `a` and `b` of `graph` share a kernel or not: the rule that joined them, or each
+    /// rule that refused to, in the order the rules ran (`kiln plan --why A B`).
+    public static func explain(_ a: ValueID, _ b: ValueID, in graph: Graph) throws -> String {
+        for id in [a, b] where !graph.nodes.indices.contains(id) {
+            throw KilnError.argument("--why: the graph has nodes %0 to %\(graph.nodes.count - 1), not %\(id)")
+        }
+        let (decisions, kernels) = Self.decisions(for: graph)
+        func describe(_ id: ValueID) -> String { "%\(id) \(graph.nodes[id].op.name)" }
+        var lines: [String] = []
+        for id in [a, b] where !graph.nodes[id].op.needsKernel {
+            lines.append("\(describe(id)) needs no kernel (a \(graph.nodes[id].op.isView ? "view of its operand's buffer" : "leaf")): no rule places it")
+        }
+        if !lines.isEmpty { return lines.joined(separator: "\n") }
+        let between = decisions.filter { d in
+            (d.moving.contains(a) && d.kernel.contains(b)) || (d.moving.contains(b) && d.kernel.contains(a))
+        }
+        let kernelOfA = kernels.firstIndex { $0.members.contains(a) }!
+        let kernelOfB = kernels.firstIndex { $0.members.contains(b) }!
+        if kernelOfA == kernelOfB {
+            let k = kernels[kernelOfA]
+            lines.append("\(describe(a)) and \(describe(b)) are fused: kernel \(kernelOfA) (\(k.kind.rawValue), root %\(k.root)) holds both")
+        } else {
+            lines.append("\(describe(a)) and \(describe(b)) are in different kernels: \(kernelOfA) (\(kernels[kernelOfA].kind.rawValue)) and \(kernelOfB) (\(kernels[kernelOfB].kind.rawValue))")
+        }
+        for d in between {
+            let what = d.moving.count == 1 ? describe(d.moving[0]) : "kernel of " + d.moving.map { "%\($0)" }.joined(separator: " ")
+            switch d.outcome {
+            case .joined: lines.append("  \(d.rule): \(what) joined the kernel of \(d.kernel.map { "%\($0)" }.joined(separator: " "))")
+            case let .refused(reason): lines.append("  \(d.rule) kept \(what) out of the kernel of \(d.kernel.map { "%\($0)" }.joined(separator: " ")): \(reason)")
+            }
+        }
+        if between.isEmpty && kernelOfA != kernelOfB {
+            lines.append("  no rule considered putting them together: neither was placed next to a kernel holding the other, and no merge met them")
+            for id in [a, b] {
+                if let placed = decisions.last(where: { $0.moving == [id] && $0.outcome == .joined }) {
+                    lines.append("  \(describe(id)) was placed by rule \(placed.rule)")
                 }
             }
-            pending[k] = sources.count
-            for s in sources { dependents[s].append(k) }
         }
-        var ready = Heap(kernels.indices.filter { pending[$0] == 0 }.map { (kernels[$0].members[0], $0) })
-        var order: [KernelGroup] = []
-        order.reserveCapacity(kernels.count)
-        while let (_, k) = ready.pop() {
-            order.append(kernels[k])
-            for d in dependents[k] {
-                pending[d] -= 1
-                if pending[d] == 0 { ready.push((kernels[d].members[0], d)) }
-            }
-        }
-        precondition(order.count == kernels.count, "fusion produced a cycle")
-        return order
+        return lines.joined(separator: "\n")
     }
 }
 
-/// A small binary min-heap of (key, payload) pairs.
-struct Heap {
-    private var items: [(Int, Int)]
-    init(_ items: [(Int, Int)]) { self.items = []; for item in items { push(item) } }
-    mutating func push(_ item: (Int, Int)) {
-        items.append(item)
-        var i = items.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            if items[parent].0 <= items[i].0 { break }
-            items.swapAt(parent, i)
-            i = parent
-        }
+/// One named fusion rule: a short function that looks at one node and may place it in a kernel
+/// or merge kernels, through the `KernelGraph`.
+struct FusionRule: Sendable {
+    enum Phase: Sendable {
+        /// Places a node that is not in a kernel yet (the first placing rule that returns true wins).
+        case place
+        /// Runs after a node is placed, and may merge its kernel with others.
+        case merge
+        /// Runs over every node once all are placed.
+        case finish
     }
-    mutating func pop() -> (Int, Int)? {
-        guard !items.isEmpty else { return nil }
-        items.swapAt(0, items.count - 1)
-        let top = items.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var smallest = i
-            if l < items.count && items[l].0 < items[smallest].0 { smallest = l }
-            if r < items.count && items[r].0 < items[smallest].0 { smallest = r }
-            if smallest == i { break }
-            items.swapAt(i, smallest)
-            i = smallest
+    let name: String
+    let phase: Phase
+    let apply: @Sendable (inout KernelGraph, ValueID) -> Bool
+
+    /// The rules, in the order they run.
+    static let all: [FusionRule] = [
+        FusionRule(name: "no-kernel", phase: .place, apply: { noKernel(&$0, $1) }),
+        FusionRule(name: "elementwise-joins-producer", phase: .place, apply: { elementwiseJoinsProducer(&$0, $1) }),
+        FusionRule(name: "elementwise-starts-kernel", phase: .place, apply: { elementwiseStartsKernel(&$0, $1) }),
+        FusionRule(name: "reduction-takes-prologue", phase: .place, apply: { reductionTakesPrologue(&$0, $1) }),
+        FusionRule(name: "epilogue-root", phase: .place, apply: { epilogueRoot(&$0, $1) }),
+        FusionRule(name: "single", phase: .place, apply: { single(&$0, $1) }),
+        FusionRule(name: "elementwise-kernel-into-epilogue", phase: .merge, apply: { elementwiseKernelIntoEpilogue(&$0, $1) }),
+        FusionRule(name: "elementwise-kernels-merge", phase: .merge, apply: { elementwiseKernelsMerge(&$0, $1) }),
+        FusionRule(name: "broadcast-as-strided-load", phase: .finish, apply: { broadcastAsStridedLoad(&$0, $1) }),
+        FusionRule(name: "pooling-joins-convolution", phase: .finish, apply: { poolingJoinsConvolution(&$0, $1) }),
+    ]
+
+    /// Whether `id` and its operands are all float32 (the fused evaluator's type).
+    static func allFloat32(_ k: KernelGraph, _ id: ValueID) -> Bool {
+        k.node(id).type.dtype == .float32 && k.node(id).inputs.allSatisfy { k.node($0).type.dtype == .float32 }
+    }
+
+    /// `no-kernel`: leaves and views are not computed by any kernel.
+    static func noKernel(_ k: inout KernelGraph, _ id: ValueID) -> Bool { !k.node(id).op.needsKernel }
+
+    /// `elementwise-joins-producer`: a float32 elementwise node joins the kernel of its first
+    /// operand's producer that shares its iteration space: an elementwise kernel, an epilogue, or
+    /// a reduction's prologue when the node does not read the reduced value (a loss's gradient
+    /// next to the loss, computed from values still in registers).
+    static func elementwiseJoinsProducer(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
+        let node = k.node(id)
+        guard node.op.fusionCategory == .elementwise, allFloat32(k, id) else { return false }
+        for input in node.inputs {
+            guard let g = k.kernel(of: input) else { continue }
+            let kernel = k.kernels[g]
+            let joinsReduction = kernel.kind == .reduction && !node.inputs.contains(kernel.root)
+            let refusal: String? =
+                kernel.closed && !joinsReduction ? (kernel.kind == .reduction ? "it reads the reduced value" : "the \(kernel.kind.rawValue) kernel is closed")
+                : kernel.space != node.type.shape ? "iteration spaces differ (\(kernel.space) vs \(node.type.shape))"
+                : !(kernel.kind == .elementwise || kernel.kind == .epilogue || joinsReduction) ? "a \(kernel.kind.rawValue) kernel takes no elementwise node"
+                : k.wouldCloseCycle(adding: id, to: g) ? "an operand from outside depends on the kernel (a cycle)"
+                : betterInReaders(k, id, g) ? "its readers will absorb it (joining would store it and keep it live)"
+                : nil
+            if let refusal {
+                k.note("elementwise-joins-producer", moving: [id], into: g, .refused(refusal))
+                continue
+            }
+            k.note("elementwise-joins-producer", moving: [id], into: g, .joined)
+            k.add(id, to: g)
+            if kernel.kind == .elementwise { k.reshape(g, kind: .elementwise, root: id, closed: false) }
+            return true
         }
-        return top
+        return false
+    }
+
+    /// Whether elementwise `id` should stay out of producer kernel `g` and be absorbed by its
+    /// readers instead: every reader is elementwise over the same space (so `id` never needs
+    /// a buffer of its own), and some reader could not join `g`. Joining would store `id` as
+    /// an output of `g` and keep it live until that reader runs (a backward-pass mask computed
+    /// in a forward kernel would live through the whole step).
+    static func betterInReaders(_ k: KernelGraph, _ id: ValueID, _ g: Int) -> Bool {
+        guard !k.pinned.contains(id), !k.users[id].isEmpty else { return false }
+        let members = k.kernels[g].members + [id]
+        let shape = k.node(id).type.shape
+        var someReaderCannotJoin = false
+        for user in k.users[id] {
+            let u = k.node(user)
+            guard u.op.fusionCategory == .elementwise, u.type.shape == shape, u.type.dtype == .float32 else { return false }
+            // A later elementwise node of the same space may still join `g` itself (Adam's
+            // m̂ term next to its denominator); a value already placed elsewhere may not.
+            func mayJoinLater(_ input: ValueID) -> Bool {
+                input > id && k.node(input).op.fusionCategory == .elementwise && k.node(input).type.shape == shape
+            }
+            if u.inputs.contains(where: { !members.contains($0) && k.ancestry.dependsOn($0, anyOf: members) && !mayJoinLater($0) }) {
+                someReaderCannotJoin = true
+            }
+        }
+        return someReaderCannotJoin
+    }
+
+    /// `elementwise-starts-kernel`: a float32 elementwise node that joined no producer starts its own kernel.
+    static func elementwiseStartsKernel(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
+        guard k.node(id).op.fusionCategory == .elementwise, allFloat32(k, id) else { return false }
+        k.open(.elementwise, with: id)
+        return true
+    }
+
+    /// `reduction-takes-prologue`: a float32 reduction joins the elementwise kernel computing its
+    /// input when nothing else reads that value, so the reduced values are never stored.
+    static func reductionTakesPrologue(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
+        let node = k.node(id)
+        guard node.op.fusionCategory == .reduction, allFloat32(k, id), let input = node.inputs.first,
+              let g = k.kernel(of: input) else { return false }
+        let kernel = k.kernels[g]
+        let refusal: String? =
+            kernel.kind != .elementwise ? "its input is computed by the \(kernel.kind.rawValue) kernel, not by an elementwise one"
+            : kernel.closed ? "the kernel is closed"
+            : k.users[input].count != 1 ? "its input %\(input) has other readers"
+            : k.pinned.contains(input) ? "its input %\(input) is a graph output or update"
+            : k.wouldCloseCycle(adding: id, to: g) ? "an operand from outside depends on the kernel (a cycle)"
+            : nil
+        if let refusal {
+            k.note("reduction-takes-prologue", moving: [id], into: g, .refused(refusal))
+            return false
+        }
+        k.note("reduction-takes-prologue", moving: [id], into: g, .joined)
+        k.add(id, to: g)
+        k.reshape(g, kind: .reduction, root: id, closed: true)
+        return true
+    }
+
+    /// `epilogue-root`: a float32 matmul, conv2d or softmax starts a kernel that elementwise
+    /// readers of its shape may join as its epilogue.
+    static func epilogueRoot(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
+        guard k.node(id).op.fusionCategory == .outElementwiseFusable, allFloat32(k, id) else { return false }
+        k.open(.epilogue, with: id)
+        return true
+    }
+
+    /// `single`: everything else runs alone (opaque ops, and any op not all float32).
+    static func single(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
+        k.open(.single, with: id, closed: true)
+        return true
+    }
+
+    /// `elementwise-kernel-into-epilogue`: when an elementwise node joins its own kernel's value
+    /// to an epilogue's value of the same space, the elementwise kernel moves into the epilogue
+    /// (Adam's v update meets the gradient's epilogue at g²): one pass over the optimizer state
+    /// instead of two. Only where the node joins the two: a node kept out of an epilogue
+    /// (`betterInReaders`) stays out.
+    static func elementwiseKernelIntoEpilogue(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
+        let node = k.node(id)
+        guard node.op.fusionCategory == .elementwise, let g = k.kernel(of: id), k.kernels[g].kind == .elementwise,
+              node.inputs.contains(where: { k.kernelOf[$0] == g }) else { return false }
+        for input in node.inputs {
+            guard let e = k.kernel(of: input), e != g, k.kernels[e].kind == .epilogue else { continue }
+            mergeIfLegal(&k, g, into: e, rule: "elementwise-kernel-into-epilogue")
+            if k.kernelOf[id] == e { return true }
+        }
+        return false
+    }
+
+    /// `elementwise-kernels-merge`: an elementwise node that reads several elementwise kernels of
+    /// its space joined the first; the others move in too, so their results need not be stored.
+    static func elementwiseKernelsMerge(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
+        let node = k.node(id)
+        guard node.op.fusionCategory == .elementwise, let g = k.kernel(of: id), k.kernels[g].kind != .single else { return false }
+        var merged = false
+        for input in node.inputs {
+            guard let other = k.kernel(of: input) else { continue }
+            merged = mergeIfLegal(&k, other, into: g, rule: "elementwise-kernels-merge") || merged
+        }
+        return merged
+    }
+
+    /// Moves elementwise kernel `other` into `g` when both share one iteration space and no path
+    /// between them runs through a third kernel (which would become a cycle).
+    @discardableResult
+    static func mergeIfLegal(_ k: inout KernelGraph, _ other: Int, into g: Int, rule: String) -> Bool {
+        guard other != g, !k.kernels[other].members.isEmpty else { return false }
+        let source = k.kernels[other], target = k.kernels[g]
+        let refusal: String? =
+            source.kind != .elementwise ? nil  // only elementwise kernels move; nothing to explain
+            : source.closed ? "the moving kernel is closed"
+            : target.closed && !(target.kind == .reduction && !source.members.contains { k.node($0).inputs.contains(target.root) })
+                ? (target.kind == .reduction ? "the moving kernel reads the reduced value" : "the \(target.kind.rawValue) kernel is closed")
+            : source.space != target.space ? "iteration spaces differ (\(source.space) vs \(target.space))"
+            : k.mergeWouldCloseCycle(other, into: g) ? "a path between the kernels runs through a third kernel (a cycle)"
+            : ""
+        guard refusal == "" else {
+            if let refusal { k.note(rule, moving: source.members, into: g, .refused(refusal)) }
+            return false
+        }
+        k.note(rule, moving: source.members, into: g, .joined)
+        k.merge(other, into: g)
+        return true
+    }
+
+    /// `broadcast-as-strided-load`: a broadcast kernel whose every reader sits in one fused kernel
+    /// of its shape becomes a strided load there. Safe: that reader joined its kernel only because
+    /// the broadcast's input does not depend on the kernel.
+    static func broadcastAsStridedLoad(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
+        let node = k.node(id)
+        guard node.op.fusionCategory == .broadcast, let own = k.kernel(of: id), k.kernels[own].members.count == 1,
+              !k.pinned.contains(id), let first = k.users[id].first, let g = k.kernel(of: first) else { return false }
+        let kernel = k.kernels[g]
+        let refusal: String? =
+            kernel.kind == .single ? "its first reader runs alone"
+            : kernel.space != node.type.shape ? "iteration spaces differ (\(kernel.space) vs \(node.type.shape))"
+            : !k.users[id].allSatisfy({ k.kernelOf[$0] == g }) ? "its readers sit in several kernels"
+            : nil
+        if let refusal {
+            k.note("broadcast-as-strided-load", moving: [id], into: g, .refused(refusal))
+            return false
+        }
+        k.note("broadcast-as-strided-load", moving: [id], into: g, .joined)
+        k.absorb(id, into: g)
+        return true
+    }
+
+    /// `pooling-joins-convolution`: a pooling whose input is a convolution kernel's only result
+    /// joins that kernel (`KernelKind.pooled`): the kernel then stores a quarter of what it computes.
+    static func poolingJoinsConvolution(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
+        let node = k.node(id)
+        guard node.op.pooledKernelRole == .pooling, let g = k.kernel(of: node.inputs[0]), let own = k.kernel(of: id),
+              k.kernels[own].members == [id] else { return false }
+        if let refusal = whyNotPooled(k, g, value: node.inputs[0]) {
+            k.note("pooling-joins-convolution", moving: [id], into: g, .refused(refusal))
+            return false
+        }
+        k.note("pooling-joins-convolution", moving: [id], into: g, .joined)
+        k.absorb(id, into: g)
+        k.reshape(g, kind: .pooled, root: k.kernels[g].root, closed: true)
+        return true
+    }
+
+    /// Why kernel `g` may not compute its value `value` a few images at a time for a pooling
+    /// (nil if it may): it needs a convolution root, every member read only inside the kernel
+    /// (and `value` only by the pooling), and every other operand the same for each image (a
+    /// bias, a scalar).
+    static func whyNotPooled(_ k: KernelGraph, _ g: Int, value: ValueID) -> String? {
+        let kernel = k.kernels[g]
+        guard kernel.kind == .epilogue || kernel.kind == .single, k.node(kernel.root).op.pooledKernelRole == .convolution else {
+            return "its input is not computed by a convolution kernel"
+        }
+        guard kernel.members.contains(value), k.users[value].count == 1, !k.pinned.contains(value),
+              k.node(value).type.shape.rank == 4 else { return "its input is read elsewhere or stored" }
+        let members = Set(kernel.members)
+        for member in kernel.members where member != value {
+            if k.pinned.contains(member) || k.users[member].contains(where: { !members.contains($0) }) {
+                return "kernel member %\(member) is read outside the kernel"
+            }
+        }
+        for member in kernel.members where member != kernel.root {
+            for input in k.node(member).inputs where !members.contains(input) {
+                let dims = k.node(input).type.shape.dims
+                if dims.count == 4 && dims[0] != 1 { return "epilogue operand %\(input) differs per image" }
+            }
+        }
+        return nil
     }
 }

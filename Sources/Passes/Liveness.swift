@@ -23,12 +23,9 @@ public struct BufferInterval: Hashable, Sendable, CustomStringConvertible {
 public enum BufferLiveness {
     /// The value whose buffer `id` uses: follows reshape views and the plan's aliases.
     public static func owner(of id: ValueID, in program: Program) -> ValueID {
-        var id = id
-        while true {
-            if program.graph.nodes[id].op.isView { id = program.graph.nodes[id].inputs[0]; continue }
-            if let next = program.memory?.aliases[id], next != id { id = next; continue }
-            return id
-        }
+        var id = program.graph.viewRoot(id)
+        while let next = program.memory?.aliases[id], next != id { id = program.graph.viewRoot(next) }
+        return id
     }
 
     /// Whether a buffer owner lives outside the arena (parameters, state and constants do).

@@ -99,21 +99,18 @@ private struct InPlaceAnalysis {
             for member in group.members {
                 producedAt[member] = step
                 for input in graph.nodes[member].inputs where !members.contains(input) {
-                    let base = Self.base(input, graph)
+                    let base = graph.viewRoot(input)
                     lastKernelRead[base] = max(lastKernelRead[base], step)
                 }
             }
         }
-        for value in graph.outputs.map(\.value) + graph.updates.map(\.value) { pinned.insert(Self.base(value, graph)) }
+        for value in graph.outputs.map(\.value) + graph.updates.map(\.value) { pinned.insert(graph.viewRoot(value)) }
     }
-
-    /// The value a reshape chain views.
-    static func base(_ id: ValueID, _ graph: Graph) -> ValueID { graph.viewRoot(id) }
 
     /// The value whose buffer `id` uses under the aliases decided so far.
     func owner(_ id: ValueID) -> ValueID {
-        var id = Self.base(id, graph)
-        while let next = aliases[id] { id = Self.base(next, graph) }
+        var id = graph.viewRoot(id)
+        while let next = aliases[id] { id = graph.viewRoot(next) }
         return id
     }
 

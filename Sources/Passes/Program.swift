@@ -58,6 +58,28 @@ extension KernelGroup {
     }
 }
 
+extension Array where Element == KernelGroup {
+    /// For every node, the index of the kernel that computes it (-1 for leaves and views).
+    public func kernelOfNode(count: Int) -> [Int] {
+        var owner = [Int](repeating: -1, count: count)
+        for (k, group) in enumerated() { for member in group.members { owner[member] = k } }
+        return owner
+    }
+
+    /// For every kernel, the other kernels whose values its members read (through views too).
+    public func producerKernels(in graph: Graph, kernelOfNode owner: [Int]) -> [Set<Int>] {
+        enumerated().map { k, group in
+            var sources = Set<Int>()
+            for member in group.members {
+                for input in graph.nodes[member].inputs {
+                    let p = owner[graph.viewRoot(input)]
+                    if p >= 0 && p != k { sources.insert(p) }
+                }
+            }
+            return sources
+        }
+    }
+}
 
 extension Graph {
     /// The number of kernels the graph takes when every node runs on its own.

@@ -21,9 +21,7 @@ public struct Scheduling: Pass {
     }
 
     static func order(_ kernels: [KernelGroup], graph: Graph) -> [KernelGroup] {
-        var owner = [Int](repeating: -1, count: graph.nodes.count)
-        for (k, group) in kernels.enumerated() { for member in group.members { owner[member] = k } }
-        func producer(_ id: ValueID) -> Int { owner[graph.viewRoot(id)] }
+        let owner = kernels.kernelOfNode(count: graph.nodes.count)
         // Which kernels read each value (through views too), excluding the value's own kernel.
         var readers = [[Int]](repeating: [], count: graph.nodes.count)
         for (k, group) in kernels.enumerated() {
@@ -34,38 +32,18 @@ public struct Scheduling: Pass {
                 }
             }
         }
-        var sources = [Set<Int>](repeating: [], count: kernels.count)
+        var sources = kernels.producerKernels(in: graph, kernelOfNode: owner)
         var isUpdate = [Bool](repeating: false, count: kernels.count)
-        for (k, group) in kernels.enumerated() {
-            for member in group.members {
-                for input in graph.nodes[member].inputs {
-                    let p = producer(input)
-                    if p >= 0 && p != k { sources[k].insert(p) }
-                }
-            }
-        }
         for update in graph.updates {
-            let k = producer(update.value)
+            let k = owner[graph.viewRoot(update.value)]
             guard k >= 0 else { continue }
             isUpdate[k] = true
             // Readers of the old value run before the kernel that computes the new one.
             for reader in readers[update.target] where reader != k { sources[k].insert(reader) }
         }
-        // Reject pseudo-dependencies that would close a cycle: fall back to data edges only.
-        var dependents = [[Int]](repeating: [], count: kernels.count)
-        var pending = sources.map(\.count)
-        for (k, s) in sources.enumerated() { for source in s { dependents[source].append(k) } }
-        var ready = Heap(kernels.indices.filter { pending[$0] == 0 }.map { (key(kernels[$0], isUpdate[$0]), $0) })
-        var order: [KernelGroup] = []
-        while let (_, k) = ready.pop() {
-            order.append(kernels[k])
-            for d in dependents[k] {
-                pending[d] -= 1
-                if pending[d] == 0 { ready.push((key(kernels[d], isUpdate[d]), d)) }
-            }
-        }
-        if order.count != kernels.count { return kernels }  // a pseudo-edge made a cycle: keep the fusion order
-        return order
+        // A pseudo-dependency that closes a cycle: keep the fusion order (data edges only).
+        guard let order = kahnOrder(sources: sources, key: { key(kernels[$0], isUpdate[$0]) }) else { return kernels }
+        return order.map { kernels[$0] }
     }
 
     /// Update kernels go first among ready kernels; the rest by first member.
