@@ -6,6 +6,11 @@ import Kiln
 /// is its sampler; a GAN's training step is the discriminator's unless `ganStep` says
 /// `generator`.
 func zooGraph(_ name: String, batch: Int, training: Bool, ganStep: String?) throws -> Graph {
+    if name.hasSuffix(".onnx") {  // an ONNX file: its inference graph, or a classifier's training step
+        let onnx = try ONNXModel.load(path: name)
+        guard training else { return try onnx.forwardGraph(batch: batch) }
+        return try ClassifierTrainer.trainingGraph(model: try onnx.classifier(), batch: batch, optimizer: .sgd(momentum: 0.9))
+    }
     if Zoo.isGenerative(name) {
         let step = ganStep ?? "discriminator"
         guard step == "discriminator" || step == "generator" else {

@@ -20,6 +20,8 @@ commands:
   make-glyphs DIR [--train N] [--test N] [--seed S]   a stand-in for the course's glyph CSV files
   generate MODEL.safetensors (--per-class N | --count N) -o FILE.csv [--grid FILE.png] [--seed S] [--temperature T]
   show DATA.csv --grid FILE.png [--per-class N] [--scale K]
+  import MODEL.onnx [-o MODEL.safetensors] [--classes A,B,C] [--json]   an ONNX model (opset 13-21) as a Kiln model
+  export MODEL.safetensors -o MODEL.onnx [--sample FILE.safetensors] [--batch B] [--seed S]   a classifier or decoder as ONNX
   dot MODEL [--stage forward|training|simplified|fused|planned] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json] [--why A B]
   selftest [--networks N] [--seed S] [--threads T] [--runs R]   random user-style networks, compiled vs the interpreter
@@ -43,6 +45,8 @@ func runCommand(_ words: [String]) throws {
     case "make-glyphs": try makeGlyphsCommand(rest)
     case "generate": try generateCommand(rest)
     case "show": try showCommand(rest)
+    case "import": try importCommand(rest)
+    case "export": try exportCommand(rest)
     case "dot": try dotCommand(rest)
     case "plan": try planCommand(rest)
     case "bench": try benchCommand(rest)

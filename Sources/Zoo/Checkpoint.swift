@@ -45,6 +45,8 @@ public struct Checkpoint {
     public var stateNames: [String]
     /// Where it was read from (for messages).
     public var path: String
+    /// The file's whole `__metadata__`.
+    public var metadata: [String: String] = [:]
 
     /// The one normalisation Kiln's data loaders apply (`ImageDataset.fillBatch`).
     static let normalisation = "{\"divide\":255}"
@@ -69,6 +71,7 @@ public struct Checkpoint {
                                      "optimizer": trainer.optimizer.description, "epochs": epochs]
         let metadata = ["kiln.model": trainer.model.name, "kiln.config": json(config), "kiln.classes": json(classNames),
                         "kiln.normalisation": normalisation, "kiln.state": json(stateNames), "format": "pt"]
+            .merging(trainer.model.definition) { kiln, _ in kiln }
         try Safetensors.write(path: path, entries: entries, metadata: metadata)
     }
 
@@ -118,11 +121,15 @@ public struct Checkpoint {
         } ?? []
         let description = ModelDescription(modelName: modelName, inputShape: inputShape, classNames: classNames,
                                            optimizer: config["optimizer"] as? String ?? "", epochs: epochs)
-        return Checkpoint(description: description, tensors: tensors, stateNames: stateNames, path: path)
+        return Checkpoint(description: description, tensors: tensors, stateNames: stateNames, path: path, metadata: metadata)
     }
 
     /// The zoo model the file describes.
     public func model() throws -> ClassifierModel {
+        if description.modelName == ONNXModel.modelName {  // `kiln import`: the graph is in the metadata
+            let model = try ONNXModel.fromModelFile(metadata: metadata, path: path, weights: tensors.mapValues(\.shape))
+            do { return try model.classifier() } catch { throw KilnError.file(path: path, message: "\(error)") }
+        }
         do {
             return try Zoo.classifier(description.modelName, inputShape: description.inputShape,
                                       classes: description.classNames.count)
@@ -146,6 +153,10 @@ public struct Checkpoint {
                 throw KilnError.file(path: path, message: "tensor \"\(name)\" of \(modelText) is missing: the file holds another model")
             }
             try copy(entry, into: trainer.store[name]!, modelText: modelText)
+        }
+        // Model state the inference graph reads (batch-norm running statistics), when the file has it.
+        for name in trainer.store.names where !trainer.store[name]!.isParameter {
+            if let entry = tensors[name], stateNames.contains(name) { try copy(entry, into: trainer.store[name]!, modelText: modelText) }
         }
         let known = Set(parameters).union(stateNames)
         if let stray = tensors.keys.sorted().first(where: { !known.contains($0) }) {

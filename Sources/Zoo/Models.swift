@@ -11,6 +11,9 @@ public struct ClassifierModel: Sendable {
     public var classes: Int
     /// Builds the forward graph: images [N, C, H, W] → logits [N, classes]. `training` turns dropout on.
     public var forward: @Sendable (_ images: Tensor, _ training: Bool) -> Tensor
+    /// Model-file metadata that rebuilds a model the zoo cannot make from its name (an imported
+    /// ONNX graph: `ONNXModel`); empty for zoo models.
+    public var definition: [String: String] = [:]
 
     public init(name: String, summary: String, inputShape: [Int], classes: Int,
                 forward: @escaping @Sendable (Tensor, Bool) -> Tensor) {
