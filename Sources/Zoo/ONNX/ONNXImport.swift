@@ -519,7 +519,7 @@ public struct ONNXModel: Sendable {
     /// one output [N, classes]. The class count, or an explanation.
     public func classifierShape() throws -> (inputShape: [Int], classes: Int) {
         guard inputs.count == 1, inputs[0].dims.count == 4, outputNames.count == 1 else {
-            throw ONNXError("not an image classifier: Kiln's classifiers take one input [N, C, H, W] and give one output [N, classes] (this model: inputs \(inputs.map { "\($0.name) \($0.dims.map { $0.map(String.init) ?? "N" })" }.joined(separator: ", ")), \(outputNames.count) output(s))")
+            throw ONNXError("not an image classifier: Kiln's classifiers take one input [N, C, H, W] and give one output [N, classes] (this model: inputs \(inputs.map { "\($0.name) [\($0.dims.map { $0.map(String.init) ?? "N" }.joined(separator: ", "))]" }.joined(separator: ", ")), \(outputNames.count) output(s))")
         }
         let graph = try forwardGraph(batch: 2)
         let out = graph[graph.outputs[0].value].type.shape
