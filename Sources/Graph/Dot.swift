@@ -106,7 +106,7 @@ extension Op {
         case .state: return DotStyle(shape: "box", style: "filled,rounded,dashed", fillColor: "#e5d8bd")
         case .constant: return DotStyle(shape: "box", style: "filled,dotted", fillColor: "#f0f0f0")
         case .randomUniform, .randomNormal: return DotStyle(shape: "hexagon", style: "filled", fillColor: "#dadaeb")
-        case .unary, .binary, .power, .select, .cast: return DotStyle(shape: "ellipse", style: "filled", fillColor: "#ffffff")
+        case .unary, .binary, .power, .select, .adamUpdate, .cast: return DotStyle(shape: "ellipse", style: "filled", fillColor: "#ffffff")
         case .reduce: return DotStyle(shape: "invtrapezium", style: "filled", fillColor: "#fee391")
         case .matmul, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter:
             return DotStyle(shape: "box", style: "filled,rounded", fillColor: "#fc9272")

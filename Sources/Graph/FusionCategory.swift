@@ -21,7 +21,7 @@ extension Op {
     /// The op's fusion category.
     public var fusionCategory: FusionCategory {
         switch self {
-        case .unary, .binary, .power, .select: return .elementwise
+        case .unary, .binary, .power, .select, .adamUpdate: return .elementwise
         case let .cast(dtype): return dtype == .float32 ? .elementwise : .opaque
         case .broadcast: return .broadcast
         case .reshape, .transpose, .slice, .pad, .concat, .oneHot: return .injective

@@ -109,6 +109,28 @@ public struct PoolAttributes: Hashable, Sendable, CustomStringConvertible {
 
 /// The operation a node performs. Inputs are listed per case; the result type is
 /// inferred by `Op.resultType(inputs:)`.
+/// The three elementwise formulas of Adam's update (Kingma & Ba; `torch.optim.Adam`), each one
+/// op, so the compiler owns the update: fused, they run as one pass per tile with no scratch.
+/// Scalars (c₁ = 1 − β₁, β₂, c₂ = 1 − β₂, α = lr / bias correction 1, s = √bias correction 2,
+/// ε) are ordinary operands, read at run time.
+public enum AdamFormula: String, Hashable, Sendable, CaseIterable {
+    /// m′ = m + c₁·(g − m). Operands: m, g, c₁.
+    case firstMoment = "first_moment"
+    /// v′ = β₂·v + c₂·g². Operands: v, g, β₂, c₂.
+    case secondMoment = "second_moment"
+    /// p′ = p − (α·m′) / (√v′ / s + ε). Operands: p, m′, v′, α, s, ε.
+    case parameter
+
+    /// How many operands the formula reads.
+    public var arity: Int {
+        switch self {
+        case .firstMoment: return 3
+        case .secondMoment: return 4
+        case .parameter: return 6
+        }
+    }
+}
+
 public enum Op: Hashable, Sendable {
     // Leaves (no inputs); the node's type is given when it is created.
     /// A value fed at every step.
@@ -132,6 +154,8 @@ public enum Op: Hashable, Sendable {
     case power(exponent: Double)
     /// `(condition, a, b)`: a where condition != 0, else b; all broadcast.
     case select
+    /// One formula of Adam's update over broadcasting float operands (`AdamFormula`).
+    case adamUpdate(AdamFormula)
     case cast(DType)
 
     // Reductions and linear algebra.
@@ -189,6 +213,7 @@ public enum Op: Hashable, Sendable {
         case let .binary(f): return f.rawValue
         case .power: return "power"
         case .select: return "select"
+        case let .adamUpdate(formula): return "adam_\(formula.rawValue)"
         case .cast: return "cast"
         case let .reduce(f, _, _): return "reduce_\(f.rawValue)"
         case .matmul: return "matmul"
@@ -225,7 +250,7 @@ public enum Op: Hashable, Sendable {
             let head = values.prefix(4).map(formatNumber).joined(separator: ",")
             return "[\(head)\(values.count > 4 ? ",…" : "")]"
         case let .randomUniform(stream), let .randomNormal(stream): return "stream=\(stream)"
-        case .unary, .binary, .select, .softmaxCrossEntropy: return ""
+        case .unary, .binary, .select, .adamUpdate, .softmaxCrossEntropy: return ""
         case let .power(exponent): return "exponent=\(formatNumber(exponent))"
         case let .cast(dtype): return "to=\(dtype)"
         case let .reduce(_, axes, keepDims): return "axes=\(list(axes))" + (keepDims ? " keep" : "")

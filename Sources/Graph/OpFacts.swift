@@ -22,7 +22,7 @@ extension Op {
         case .parameter, .state: return .persistent
         case .constant: return .constant
         case .reshape: return .view
-        case .randomUniform, .randomNormal, .unary, .binary, .power, .select, .cast, .reduce, .matmul,
+        case .randomUniform, .randomNormal, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul,
              .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
@@ -41,7 +41,7 @@ extension Op {
     /// so its output may overwrite a same-shaped operand tile by tile (in-place eligibility).
     public var isSameIndexElementwise: Bool {
         switch self {
-        case .unary, .binary, .power, .select, .cast: return true
+        case .unary, .binary, .power, .select, .adamUpdate, .cast: return true
         case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .reduce, .matmul, .reshape,
              .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,

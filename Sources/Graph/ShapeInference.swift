@@ -14,6 +14,7 @@ extension Op {
         case .binary, .matmul, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2dBackward, .maxPool2dGather, .softmaxCrossEntropy: return 2
         case .select: return 3
+        case let .adamUpdate(formula): return formula.arity
         case .concat: return nil
         }
     }
@@ -68,6 +69,18 @@ extension Op {
                 return fail("shapes \(inputs.map { "\($0.shape)" }.joined(separator: ", ")) do not broadcast")
             }
             return .success(TensorType(shape, inputs[1].dtype))
+
+        case .adamUpdate:
+            if let e = sameDType(inputs) { return .failure(e) }
+            if let e = requireFloat(inputs[0]) { return .failure(e) }
+            var shape = inputs[0].shape
+            for input in inputs.dropFirst() {
+                guard let joined = Shape.broadcast(shape, input.shape) else {
+                    return fail("shapes \(inputs.map { "\($0.shape)" }.joined(separator: ", ")) do not broadcast")
+                }
+                shape = joined
+            }
+            return .success(TensorType(shape, inputs[0].dtype))
 
         case let .cast(dtype):
             return .success(TensorType(inputs[0].shape, dtype))

@@ -81,6 +81,11 @@ public func minimum(_ a: Tensor, _ b: Tensor, file: String = #fileID, line: Int 
     a.builder.apply(.binary(.minimum), [a, b], file: file, line: line)
 }
 /// Elementwise `condition != 0 ? a : b`, broadcasting all three.
+/// One formula of Adam's update (`AdamFormula`) applied to its operands, in the formula's order.
+public func adamUpdate(_ formula: AdamFormula, _ operands: [Tensor], file: String = #fileID, line: Int = #line) -> Tensor {
+    operands[0].builder.apply(.adamUpdate(formula), operands, file: file, line: line)
+}
+
 public func select(_ condition: Tensor, _ a: Tensor, _ b: Tensor, file: String = #fileID, line: Int = #line) -> Tensor {
     a.builder.apply(.select, [condition, a, b], file: file, line: line)
 }

@@ -69,6 +69,29 @@ extension GraphBuilder {
                 return  // 0/1 masks are piecewise constant
             }
 
+        case let .adamUpdate(formula):
+            // Each formula's partial derivatives, so an update can itself be differentiated.
+            switch formula {
+            case .firstMoment:  // y = m + c₁·(grad − m)
+                let (m, grad, c1) = (inputs[0], inputs[1], inputs[2])
+                addBroadcast(0, g * (1 - c1)); addBroadcast(1, g * c1); addBroadcast(2, g * (grad - m))
+            case .secondMoment:  // y = β₂·v + c₂·grad²
+                let (v, grad, beta2, c2) = (inputs[0], inputs[1], inputs[2], inputs[3])
+                addBroadcast(0, g * beta2); addBroadcast(1, g * c2 * (grad * 2))
+                addBroadcast(2, g * v); addBroadcast(3, g * square(grad))
+            case .parameter:  // y = p − α·m / d with d = √v / s + ε
+                let (m, v, alpha, s) = (inputs[1], inputs[2], inputs[3], inputs[4])
+                let root = sqrt(v)
+                let d = root / s + inputs[5]
+                let q = g * alpha * m / square(d)  // g·∂y/∂d
+                addBroadcast(0, g)
+                addBroadcast(1, -(g * alpha / d))
+                addBroadcast(2, q / (2 * s * root))
+                addBroadcast(3, -(g * m / d))
+                addBroadcast(4, -(q * root / square(s)))
+                addBroadcast(5, q)
+            }
+
         case .select:
             // The condition is piecewise constant; g flows to the branch each element took.
             let condition = inputs[0]

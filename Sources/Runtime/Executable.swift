@@ -27,8 +27,6 @@ public final class Executable {
     public let program: Program
     /// What `run()` does around the kernels (profiling, numerics checks).
     public var runOptions: RunOptions
-    /// Fused kernels recognised as a whole optimizer update and run by a specialised loop (`FusedAdam`).
-    public let specializedKernelCount: Int
 
     private let buffers: ProgramBuffers
     private let state = StepState()
@@ -75,7 +73,6 @@ public final class Executable {
         try lowering.lower(program)
         buffers.planStepCopies()
         kernels = lowering.kernels
-        specializedKernelCount = lowering.specializedKernelCount
         profiler = KernelProfiler(groups: program.schedule.count, groupOfClosure: lowering.groupOfKernel)
         var inputs: [String: ValueID] = [:]
         for id in graph.inputIDs { inputs[graph.leafName(id)!] = id }

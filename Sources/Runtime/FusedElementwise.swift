@@ -16,6 +16,7 @@ final class FusedElementwise {
         case binary(BinaryFunction)
         case power(Float)
         case select
+        case adam(AdamFormula)
     }
     struct Instruction {
         var operation: Operation
@@ -48,8 +49,6 @@ final class FusedElementwise {
     let slotCount: Int
     let threads: Int
     var sink: Sink?
-    /// Set when the program is exactly an Adam update (`FusedAdam`): then it runs fused in registers.
-    let adam: FusedAdam?
     /// Parts a reduction's rows are split into (1 without a reduction).
     let sinkParts: Int
     /// Per thread: slotCount scratch rows of `tile` floats.
@@ -93,6 +92,7 @@ final class FusedElementwise {
             case let .binary(f): operation = .binary(f)
             case let .power(e): operation = .power(Float(e))
             case .select: operation = .select
+            case let .adamUpdate(formula): operation = .adam(formula)
             case .cast: operation = .power(1)  // float32 to float32: a copy
             case .broadcast, .reduce: continue
             default: preconditionFailure("\(node.op.name) is not elementwise")
@@ -118,7 +118,6 @@ final class FusedElementwise {
         operandStrides = Array(rows.innerStrides[0..<bases.count])
         outputOffsets = rows.offsets[bases.count]
         instructions = program
-        adam = reduction == nil ? FusedAdam(program, strides: rows.innerStrides) : nil
         slotCount = program.count
         self.threads = threads
         scratchPerThread = Swift.max(1, slotCount) * Self.tile
@@ -208,13 +207,6 @@ final class FusedElementwise {
                         for k in operandBases.indices {
                             operands[k] = operandBases[k] + operandOffsets[k][r] + j * operandStrides[k]
                         }
-                        if let adam {
-                            let at = outputOffsets[r] + j
-                            adam.run(operands, mOut: instructions[2].output! + at, vOut: instructions[6].output! + at,
-                                     pOut: instructions[12].output! + at, scratch: scratch, length)
-                            j += length
-                            continue
-                        }
                         for (index, instruction) in instructions.enumerated() {
                             let destination = instruction.output.map { $0 + outputOffsets[r] + j } ?? (scratch + index * Self.tile)
                             slots[index] = destination
@@ -268,6 +260,20 @@ final class FusedElementwise {
             let (a, sa) = resolve(instruction.inputs[1], slots, operands)
             let (b, sb) = resolve(instruction.inputs[2], slots, operands)
             ElementwiseKernel.select(c, sc, a, sa, b, sb, y, count: n)
+        case let .adam(formula):
+            let x0 = resolve(instruction.inputs[0], slots, operands), x1 = resolve(instruction.inputs[1], slots, operands)
+            let x2 = resolve(instruction.inputs[2], slots, operands)
+            switch formula {
+            case .firstMoment:
+                AdamKernel.firstMoment(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, y, count: n)
+            case .secondMoment:
+                let x3 = resolve(instruction.inputs[3], slots, operands)
+                AdamKernel.secondMoment(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, x3.0, x3.1, y, count: n)
+            case .parameter:
+                let x3 = resolve(instruction.inputs[3], slots, operands), x4 = resolve(instruction.inputs[4], slots, operands)
+                let x5 = resolve(instruction.inputs[5], slots, operands)
+                AdamKernel.parameter(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, x3.0, x3.1, x4.0, x4.1, x5.0, x5.1, y, count: n)
+            }
         }
     }
 

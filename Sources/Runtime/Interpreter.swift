@@ -114,6 +114,16 @@ public struct Interpreter {
             return (0..<outShape.count).map { binary(f, av[a[$0]], bv[b[$0]]) }
         case let .power(exponent):
             return x[0].scalars.map { Foundation.pow($0, exponent) }
+        case let .adamUpdate(formula):
+            let index = x.map { broadcastIndices(from: $0.shape, to: outShape) }
+            return (0..<outShape.count).map { i in
+                let a = x.indices.map { x[$0].scalars[index[$0][i]] }
+                switch formula {
+                case .firstMoment: return a[0] + a[2] * (a[1] - a[0])
+                case .secondMoment: return a[2] * a[0] + a[3] * (a[1] * a[1])
+                case .parameter: return a[0] - (a[3] * a[1]) / (a[2].squareRoot() / a[4] + a[5])
+                }
+            }
         case .select:
             let c = broadcastIndices(from: x[0].shape, to: outShape)
             let a = broadcastIndices(from: x[1].shape, to: outShape), b = broadcastIndices(from: x[2].shape, to: outShape)

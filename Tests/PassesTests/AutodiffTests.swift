@@ -231,6 +231,17 @@ let binaryCases: [GradientCase] = [
     GradientCase("select on a float condition", [InputSpec([3, 4], .awayFromZero), InputSpec([3, 4]), InputSpec([3, 4])]) {
         select(relu($0[0]), $0[1], $0[2] * $0[0])
     },
+    // Adam's update formulas, with scalar operands broadcast as `Optimizer.adam` emits them.
+    GradientCase("adam first moment", [InputSpec([3, 4]), InputSpec([3, 4]), InputSpec([])]) {
+        adamUpdate(.firstMoment, [$0[0], $0[1], $0[2]])
+    },
+    GradientCase("adam second moment", [InputSpec([3, 4], .positive), InputSpec([3, 4]), InputSpec([]), InputSpec([])]) {
+        adamUpdate(.secondMoment, [$0[0], $0[1], $0[2], $0[3]])
+    },
+    GradientCase("adam parameter", [InputSpec([3, 4]), InputSpec([3, 4]), InputSpec([3, 4], .positive), InputSpec([]),
+                                    InputSpec([], .positive), InputSpec([], .positive)]) {
+        adamUpdate(.parameter, [$0[0], $0[1], $0[2], $0[3], $0[4], $0[5]])
+    },
     // float32 rounds x ± h, so this one case uses a larger step and a looser tolerance.
     GradientCase("cast f64 → f32 → f64", [InputSpec([3, 4])], step: 1e-3, tolerance: 1e-3) {
         tanh($0[0].cast(to: .float32)).cast(to: .float64)

@@ -15,8 +15,6 @@ final class Lowering {
     /// closures outside every group: constants need none, so today there are none).
     private(set) var kernels: [() -> Void] = []
     private(set) var groupOfKernel: [Int] = []
-    /// Fused kernels run by a specialised loop (a whole optimizer update, `FusedAdam`).
-    private(set) var specializedKernelCount = 0
     private var currentGroup = -1
 
     init(graph: Graph, buffers: ProgramBuffers, threads: Int, seed: UInt64, state: StepState) {
@@ -58,7 +56,6 @@ final class Lowering {
         case .elementwise:
             let fused = FusedElementwise(graph: graph, members: group.members, space: graph.nodes[group.root].type.shape,
                                          outputs: outputBuffers(group), pointer: buffers.floats, threads: threads)
-            if fused.adam != nil { specializedKernelCount += 1 }
             emit { fused.run() }
         case .reduction:
             let root = group.root
@@ -83,7 +80,6 @@ final class Lowering {
             let fused = FusedElementwise(graph: graph, members: group.members.filter { $0 != root },
                                          space: graph.nodes[root].type.shape,
                                          outputs: outputBuffers(group).filter { $0.key != root }, pointer: buffers.floats, threads: threads)
-            if fused.adam != nil { specializedKernelCount += 1 }
             emit { fused.run() }
         }
     }
@@ -96,7 +92,7 @@ final class Lowering {
         let allowsInt: Bool
         switch node.op {
         case .input, .cast, .oneHot, .softmaxCrossEntropy, .reshape, .constant: allowsInt = true
-        case .parameter, .state, .randomUniform, .randomNormal, .unary, .binary, .power, .select, .reduce, .matmul,
+        case .parameter, .state, .randomUniform, .randomNormal, .unary, .binary, .power, .select, .adamUpdate, .reduce, .matmul,
              .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward, .softmax, .logSoftmax:
             allowsInt = false
@@ -176,6 +172,12 @@ final class Lowering {
                     ElementwiseKernel.select(c + o[0][r], s[0], a + o[1][r], s[1], b + o[2][r], s[2], y + o[3][r], count: inner)
                 }
             }
+
+        case .adamUpdate:
+            // Unfused, the formula is a one-member fused kernel (broadcast operands read with stride 0).
+            let fused = FusedElementwise(graph: graph, members: [id], space: type.shape, outputs: [id: y],
+                                         pointer: buffers.floats, threads: threads)
+            emit { fused.run() }
 
         case let .cast(target):
             let source = inputTypes[0].dtype

@@ -9,7 +9,7 @@
 /// only cost speed, never correctness: the tiles below are plain Swift SIMD code that LLVM
 /// lowers for whatever CPU it targets.
 ///
-/// Elementwise and transcendental loops (`ElementwiseKernel`, `FastMath`, `FusedAdam`) run on
+/// Elementwise and transcendental loops (`ElementwiseKernel`, `FastMath`, `AdamKernel`) run on
 /// `Vector`: on AVX2 the 16-float vectors they used before spilled in log, tanh and softplus.
 ///
 /// | ISA | vector registers | `Vector` | GEMM tile (mr × nr) | accumulators | dot tile |
