@@ -53,7 +53,7 @@ extension Op {
         case .conv2d: return .convolution
         case .maxPool2d, .avgPool2d: return .pooling
         case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .unary, .binary, .power,
-             .select, .cast, .reduce, .matmul, .reshape, .transpose, .broadcast, .slice, .pad, .concat,
+             .select, .adamUpdate, .cast, .reduce, .matmul, .reshape, .transpose, .broadcast, .slice, .pad, .concat,
              .conv2dBackwardData, .conv2dBackwardFilter, .maxPool2dBackward, .maxPool2dGather, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
             return .none

@@ -63,7 +63,7 @@ public struct Graph: Hashable, Sendable, CustomStringConvertible {
     public func leafName(_ id: ValueID) -> String? {
         switch nodes[id].op {
         case let .input(name), let .parameter(name, _), let .state(name, _): return name
-        case .constant, .randomUniform, .randomNormal, .unary, .binary, .power, .select, .cast, .reduce, .matmul,
+        case .constant, .randomUniform, .randomNormal, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul,
              .reshape, .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:

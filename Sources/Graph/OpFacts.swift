@@ -56,7 +56,7 @@ extension Op {
     public var isLeaf: Bool {
         switch self {
         case .input, .parameter, .state, .constant, .randomUniform, .randomNormal: return true
-        case .unary, .binary, .power, .select, .cast, .reduce, .matmul, .reshape, .transpose, .broadcast,
+        case .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul, .reshape, .transpose, .broadcast,
              .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
@@ -70,7 +70,7 @@ extension Op {
     public var isFunctionOfInputs: Bool {
         switch self {
         case .input, .parameter, .state, .randomUniform, .randomNormal: return false
-        case .constant, .unary, .binary, .power, .select, .cast, .reduce, .matmul, .reshape, .transpose,
+        case .constant, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul, .reshape, .transpose,
              .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
@@ -103,7 +103,7 @@ extension Op {
             let w = output.dims
             return 2 * inputs[1].count * w[1] * w[2] * w[3]
         case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .unary, .binary, .power,
-             .select, .cast, .reduce, .reshape, .transpose, .broadcast, .slice, .pad, .concat,
+             .select, .adamUpdate, .cast, .reduce, .reshape, .transpose, .broadcast, .slice, .pad, .concat,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
             return 0
