@@ -71,6 +71,10 @@ public struct Graph: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The values read after a step (graph outputs and update values): whatever computes them
+    /// must store them.
+    public var valuesReadAfterStep: Set<ValueID> { Set(outputs.map(\.value) + updates.map(\.value)) }
+
     /// For every node, the ids of the nodes that read it.
     public func users() -> [[ValueID]] {
         var users = [[ValueID]](repeating: [], count: nodes.count)

@@ -40,7 +40,7 @@ struct KernelGraph {
     init(_ graph: Graph, recordingDecisions: Bool = false) {
         self.graph = graph
         users = graph.users()
-        pinned = Set(graph.outputs.map(\.value) + graph.updates.map(\.value))
+        pinned = graph.valuesReadAfterStep
         ancestry = NodeAncestry(graph)
         kernelOf = [Int](repeating: -1, count: graph.nodes.count)
         decisions = recordingDecisions ? [] : nil

@@ -51,10 +51,7 @@ public enum BufferLiveness {
         for (step, group) in schedule.enumerated() {
             for output in group.outputs { touch(output, at: step) }
             if group.rootNeedsScratchBuffer(in: graph) { touch(group.root, at: step) }
-            let members = Set(group.members)
-            for member in group.members {
-                for input in graph.nodes[member].inputs where !members.contains(input) { touch(input, at: step) }
-            }
+            for input in group.externalInputs(in: graph) { touch(input, at: step) }
         }
         for output in graph.outputs { touch(output.value, at: end) }
         for update in graph.updates { touch(update.value, at: end) }

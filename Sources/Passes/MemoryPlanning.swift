@@ -95,16 +95,13 @@ private struct InPlaceAnalysis {
         lastKernelRead = [Int](repeating: -1, count: graph.nodes.count)
         pinned = []
         for (step, group) in schedule.enumerated() {
-            let members = Set(group.members)
-            for member in group.members {
-                producedAt[member] = step
-                for input in graph.nodes[member].inputs where !members.contains(input) {
-                    let base = graph.viewRoot(input)
-                    lastKernelRead[base] = max(lastKernelRead[base], step)
-                }
+            for member in group.members { producedAt[member] = step }
+            for input in group.externalInputs(in: graph) {
+                let base = graph.viewRoot(input)
+                lastKernelRead[base] = max(lastKernelRead[base], step)
             }
         }
-        for value in graph.outputs.map(\.value) + graph.updates.map(\.value) { pinned.insert(graph.viewRoot(value)) }
+        pinned = Set(graph.valuesReadAfterStep.map(graph.viewRoot))
     }
 
     /// The value whose buffer `id` uses under the aliases decided so far.
@@ -181,10 +178,8 @@ private struct InPlaceAnalysis {
         for id in pinned { bufferLastRead[id] = schedule.count }
         for (step, group) in schedule.enumerated() {
             var taken: Set<ValueID> = []
-            let members = Set(group.members)
             for output in group.outputs where aliases[output] == nil && !graph.nodes[output].op.isView {
-                let candidates = group.members.flatMap { graph.nodes[$0].inputs }.filter { !members.contains($0) }
-                for input in candidates {
+                for input in group.externalInputs(in: graph) {
                     let owner = self.owner(input)
                     guard !taken.contains(owner), !BufferLiveness.isOutsideArena(owner, in: graph),
                           !isGraphInput(owner), bufferLastRead[owner] == step,

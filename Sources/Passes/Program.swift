@@ -35,6 +35,13 @@ public struct KernelGroup: Hashable, Sendable {
 }
 
 extension KernelGroup {
+    /// The values the kernel's members read from outside the kernel, member by member in
+    /// operand order (a value read twice is listed twice).
+    public func externalInputs(in graph: Graph) -> [ValueID] {
+        let inside = Set(members)
+        return members.flatMap { graph.nodes[$0].inputs }.filter { !inside.contains($0) }
+    }
+
     /// Where the root of an epilogue kernel that nothing outside reads is written: the first
     /// output of the root's shape, which the epilogue then overwrites in place. Nil when the
     /// root needs a buffer of its own: it leaves the kernel, the kernel is no epilogue, no output
@@ -88,7 +95,7 @@ extension Graph {
     /// One single-node group per node that needs a kernel, in graph order.
     public func singletonGroups() -> [KernelGroup] {
         let users = self.users()
-        let pinned = Set(outputs.map(\.value) + updates.map(\.value))
+        let pinned = valuesReadAfterStep
         return nodes.indices.filter { nodes[$0].op.needsKernel }.map { id in
             KernelGroup(kind: .single, root: id, members: [id],
                         outputs: users[id].isEmpty && !pinned.contains(id) ? [] : [id])

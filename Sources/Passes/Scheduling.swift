@@ -25,12 +25,7 @@ public struct Scheduling: Pass {
         // Which kernels read each value (through views too), excluding the value's own kernel.
         var readers = [[Int]](repeating: [], count: graph.nodes.count)
         for (k, group) in kernels.enumerated() {
-            let members = Set(group.members)
-            for member in group.members {
-                for input in graph.nodes[member].inputs where !members.contains(input) {
-                    readers[graph.viewRoot(input)].append(k)
-                }
-            }
+            for input in group.externalInputs(in: graph) { readers[graph.viewRoot(input)].append(k) }
         }
         var sources = kernels.producerKernels(in: graph, kernelOfNode: owner)
         var isUpdate = [Bool](repeating: false, count: kernels.count)
