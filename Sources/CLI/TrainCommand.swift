@@ -80,10 +80,13 @@ func trainCommand(_ words: [String]) throws {
     if words.contains(where: Zoo.isGenerative) { return try trainGenerativeCommand(words) }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",
-                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule", "--classes"],
+                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule", "--classes", "--init"],
                              flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics"], command: "train")
-    guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
-    let modelName = args.positionals[0]
+    let initPath = args.options["--init"]
+    guard args.positionals.count == 1 || (initPath != nil && args.positionals.isEmpty) else {
+        throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`), or --init FILE (.onnx or a Kiln model file)")
+    }
+    let givenName = args.positionals.first
     let data = try loadTrainingData(args)
     let train = data.train
     let epochs = try args.int("--epochs", default: data.test == nil ? 30 : 3, in: Limits.epochs)
@@ -108,7 +111,12 @@ func trainCommand(_ words: [String]) throws {
     }
     if train.classNames.count < 2 { throw KilnError.argument("train: \(data.name) has \(train.classNames.count) class; a classifier needs two or more") }
 
-    let model = try Zoo.classifier(modelName, inputShape: [train.channels, train.height, train.width], classes: train.classNames.count)
+    // --init: start from an ONNX file's or a Kiln model file's weights (and its model), without its optimizer state.
+    let initial = try initPath.map { try initialTrainer($0, modelName: givenName, data: train, optimizer: optimizer, seed: seed,
+                                                        threads: threads, folds: folds, resume: args.options["--resume"]) }
+    let model = try initial?.model
+        ?? Zoo.classifier(givenName!, inputShape: [train.channels, train.height, train.width], classes: train.classNames.count)
+    let modelName = givenName ?? model.name
     var firstEpoch = 0
     let trainer: ClassifierTrainer
     if let resume = args.options["--resume"] {
@@ -125,7 +133,7 @@ func trainCommand(_ words: [String]) throws {
         try checkpoint.restoreOptimizerState(into: trainer)
         firstEpoch = saved.epochs
     } else {
-        trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: seed, threads: threads)
+        trainer = initial ?? ClassifierTrainer(model: model, optimizer: optimizer, seed: seed, threads: threads)
     }
     if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
@@ -205,4 +213,27 @@ func trainCommand(_ words: [String]) throws {
                          + (lastTest.map { [("test_accuracy", $0.accuracy), ("test_loss", $0.loss)] as [(String, Any)] } ?? [])
                          + (output.map { [("output", $0)] as [(String, Any)] } ?? [])))
     }
+}
+
+/// The trainer `--init FILE` starts from: an ONNX classifier (`ONNXModel`) or a Kiln model file's
+/// model, with the file's weights; its input shape and class count must be the data's.
+private func initialTrainer(_ path: String, modelName: String?, data: ImageDataset, optimizer: Optimizer, seed: UInt64,
+                            threads: Int, folds: Int?, resume: String?) throws -> ClassifierTrainer {
+    if folds != nil { throw KilnError.argument("train: --init starts one model; it does not combine with --folds") }
+    if resume != nil { throw KilnError.argument("train: give --init or --resume, not both") }
+    let trainer: ClassifierTrainer
+    if path.hasSuffix(".onnx") {
+        trainer = try ClassifierTrainer.importing(try ONNXModel.load(path: path), optimizer: optimizer, seed: seed, threads: threads)
+    } else {
+        trainer = try Checkpoint.read(path: path).makeTrainer(optimizer: optimizer, seed: seed, threads: threads)
+    }
+    let model = trainer.model
+    guard modelName == nil || modelName == model.name else {
+        throw KilnError.file(path: path, message: "holds a \(model.name) model, not \(modelName ?? "")")
+    }
+    let shape = [data.channels, data.height, data.width]
+    guard model.inputShape == shape, model.classes == data.classNames.count else {
+        throw KilnError.file(path: path, message: "takes input \(model.inputShape) and gives \(model.classes) classes; the data has images \(shape) and \(data.classNames.count) classes")
+    }
+    return trainer
 }

@@ -9,7 +9,7 @@ commands:
   zoo                       list the models with parameter counts and input shapes
   train MODEL (--dataset fashion-mnist|glyphs | --train FILE.csv) [--epochs N] [--batch B] [--lr X]
               [--optimizer sgd|adam|adagrad] [--momentum M] [--val-split F | --folds K] [--patience N]
-              [--augment shift,rotate,scale,noise,flip,crop] [--image-size HxW] [--resume FILE]
+              [--augment shift,rotate,scale,noise,flip,crop] [--image-size HxW] [--resume FILE] [--init FILE.onnx|MODEL.safetensors]
               [--seed S] [--threads T] [--limit N] [--schedule S] [--plot FILE.svg] [--no-fuse] [--no-plan] [--check-numerics] [-o MODEL.safetensors] [--json]
               [--classes A,B,C]   the labels the training file must use (else every distinct label is a class)
   mpirun -np N kiln train MODEL …   data-parallel over N MPI ranks (or --distributed; [--bucket-mb M]); README "Training on several machines"
