@@ -68,6 +68,7 @@ func planCommand(_ words: [String]) throws {
         if let (a, b) = why { print(try Fusion.explain(a, b, in: program.graph)) }
     } else {
         let memory = program.memory
+        let explanation: [(String, Any)] = try why.map { [("why", try Fusion.explain($0.0, $0.1, in: program.graph))] } ?? []
         print(jsonObject([("model", name), ("training", training), ("batch", batch), ("nodes", graph.nodes.count),
                           ("kernels_unfused", unfused), ("kernels_fused", program.kernelCount),
                           ("naive_bytes", memory?.naiveBytes ?? 0), ("lower_bound_bytes", memory?.lowerBoundBytes ?? 0),
@@ -75,6 +76,7 @@ func planCommand(_ words: [String]) throws {
                           ("build_ms", buildSeconds * 1000), ("compile_ms", (buildSeconds + compileSeconds) * 1000),
                           ("passes", timer.records.map { r -> [(String, Any)] in
                               [("name", r.name), ("ms", r.seconds * 1000), ("nodes_before", r.nodesBefore), ("nodes_after", r.nodesAfter),
-                               ("kernels_before", r.kernelsBefore), ("kernels_after", r.kernelsAfter), ("changed", r.changed)] })]))
+                               ("kernels_before", r.kernelsBefore), ("kernels_after", r.kernelsAfter), ("changed", r.changed)] })]
+                         + explanation))
     }
 }

@@ -59,6 +59,8 @@ struct ArgumentTests {
         Case(words: ["plan", "lenet5", "--batch", "-1"], expected: "--batch needs an integer from 1 to 65536, found \"-1\""),
         Case(words: ["plan", "lenet5", "--disable", "nope"],
              expected: "plan: --disable names unknown pass \"nope\"; known: fold-constants, simplify-algebra, cse, dce, fuse, schedule, plan-memory"),
+        Case(words: ["plan", "lenet5", "--why", "x", "3"], expected: "plan: --why needs node ids such as %12 or 12, found \"x\""),
+        Case(words: ["plan", "lenet5", "--why", "3"], expected: "plan: --why takes two node ids: --why A B"),
         Case(words: ["dot", "lenet5", "--gan-step", "nope"],
              expected: "--gan-step applies to gan and cgan only; lenet5 has one training step (found \"nope\")"),
         Case(words: ["dot", "gan", "--gan-step", "nope"], expected: "--gan-step is discriminator or generator, found \"nope\""),
