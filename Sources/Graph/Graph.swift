@@ -60,16 +60,7 @@ public struct Graph: Hashable, Sendable, CustomStringConvertible {
     public var stateIDs: [ValueID] { nodes.indices.filter { if case .state = nodes[$0].op { return true } else { return false } } }
 
     /// The name of an input, parameter or state node.
-    public func leafName(_ id: ValueID) -> String? {
-        switch nodes[id].op {
-        case let .input(name), let .parameter(name, _), let .state(name, _): return name
-        case .constant, .randomUniform, .randomNormal, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul,
-             .reshape, .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
-             .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
-             .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
-            return nil
-        }
-    }
+    public func leafName(_ id: ValueID) -> String? { nodes[id].op.bindingName }
 
     /// The values read after a step (graph outputs and update values): whatever computes them
     /// must store them.

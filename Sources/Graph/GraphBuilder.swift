@@ -18,12 +18,7 @@ public final class GraphBuilder {
     /// Continues building on an existing graph (for example to add gradients or updates).
     public init(_ graph: Graph) {
         self.graph = graph
-        nextStream = graph.nodes.reduce(0) { next, node in
-            switch node.op {
-            case let .randomUniform(stream), let .randomNormal(stream): return max(next, stream + 1)
-            default: return next
-            }
-        }
+        nextStream = graph.nodes.reduce(0) { next, node in node.op.randomStream.map { max(next, $0 + 1) } ?? next }
         for id in graph.nodes.indices { if let name = graph.leafName(id) { leafKeys.insert("\(graph.nodes[id].op.name):\(name)") } }
     }
 

@@ -64,6 +64,31 @@ extension Op {
         }
     }
 
+    /// The name an input, parameter or state is bound by (nil for every other op).
+    public var bindingName: String? {
+        switch self {
+        case let .input(name), let .parameter(name, _), let .state(name, _): return name
+        case .constant, .randomUniform, .randomNormal, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul,
+             .reshape, .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
+             .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
+             .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
+            return nil
+        }
+    }
+
+    /// The counter-based generator stream a random draw reads (nil for every other op). A graph
+    /// builder continuing a graph starts new draws after the largest stream in use.
+    public var randomStream: Int? {
+        switch self {
+        case let .randomUniform(stream), let .randomNormal(stream): return stream
+        case .input, .parameter, .state, .constant, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce,
+             .matmul, .reshape, .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData,
+             .conv2dBackwardFilter, .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
+             .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
+            return nil
+        }
+    }
+
     /// Whether two nodes of this op with equal attributes and equal inputs always hold the same
     /// value, so common-subexpression elimination may merge them. Named leaves are distinct
     /// values whatever their attributes, and two random draws are independent.

@@ -82,6 +82,8 @@ struct OpFactsTests {
         // Named leaves and random draws never merge in CSE; every computed op but the draws may.
         let isRandomDraw = op.isLeaf && op.storage == .computed
         #expect(op.isFunctionOfInputs == !(op.storage == .input || op.storage == .persistent || isRandomDraw))
+        #expect((op.randomStream != nil) == isRandomDraw)
+        #expect((op.bindingName != nil) == (op.storage == .input || op.storage == .persistent))
         // The pooled kernel's roles belong to epilogue roots and opaque pools.
         switch op.pooledKernelRole {
         case .convolution: #expect(op.fusionCategory == .outElementwiseFusable)
