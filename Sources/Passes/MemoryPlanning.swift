@@ -141,9 +141,9 @@ private struct InPlaceAnalysis {
             let node = graph.nodes[member]
             for input in node.inputs where !members.contains(input) && self.owner(input) == owner {
                 let inputType = graph.nodes[input].type
-                // The fused evaluator runs members in id order and reads operands when each member
-                // runs, so a member after `output` would read the buffer after output overwrote it.
-                guard member <= output, node.op.isSameIndexElementwise, inputType.shape == node.type.shape,
+                // Members read their operands when they are computed (`evaluationOrder`), so a member
+                // computed after `output` would read the buffer after output overwrote it.
+                guard group.computes(member, notAfter: output), node.op.isSameIndexElementwise, inputType.shape == node.type.shape,
                       node.type.shape == outputType.shape,
                       inputType.dtype.byteSize == outputType.dtype.byteSize else { return false }
             }

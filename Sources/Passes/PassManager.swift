@@ -61,6 +61,18 @@ public struct PassManager {
         for (id, node) in graph.nodes.enumerated() where node.op.needsKernel && owner[id] == -1 {
             throw KilnError.invalidGraph("%\(id) \(node.op.name) is in no kernel")
         }
+        // Each kernel computes a member only after the members it reads (`evaluationOrder`, which
+        // the runtime follows and the planner's in-place writes rely on).
+        for (k, group) in kernels.enumerated() {
+            var computed: Set<ValueID> = []
+            let members = Set(group.members)
+            for member in group.evaluationOrder {
+                for input in graph.nodes[member].inputs where members.contains(input) && !computed.contains(input) {
+                    throw KilnError.invalidGraph("kernel \(k) computes %\(member) before its input %\(input) (evaluation order \(group.evaluationOrder))")
+                }
+                computed.insert(member)
+            }
+        }
         // Every value read by a kernel is computed by an earlier kernel, a view of one, or a leaf.
         func producer(_ id: ValueID) -> Int { owner[graph.viewRoot(id)] }
         for (k, group) in kernels.enumerated() {

@@ -24,7 +24,8 @@ public struct KernelGroup: Hashable, Sendable {
     /// The node that sets the kernel: the matmul/conv/reduce for epilogue and reduction groups,
     /// the last node for elementwise groups, the node itself for singles.
     public var root: ValueID
-    /// Every node the kernel computes, in graph order (root included).
+    /// Every node the kernel computes, in graph order (root included). The order in which the
+    /// kernel computes them is `evaluationOrder`.
     public var members: [ValueID]
     /// Members whose values leave the kernel (read by other kernels, graph outputs or updates).
     public var outputs: [ValueID]
@@ -42,17 +43,45 @@ extension KernelGroup {
         return members.flatMap { graph.nodes[$0].inputs }.filter { !inside.contains($0) }
     }
 
+    /// The order in which the kernel computes its members: part of the program, followed by the
+    /// runtime and relied on by the memory planner (a member may overwrite a buffer in place only
+    /// when every member reading that buffer is computed no later than it), and checked by the
+    /// pass manager's verifier (every member's in-kernel inputs come before it).
+    ///
+    /// Epilogue and pooled kernels compute the root (the matmul or convolution) first, then the
+    /// other members in `members` order (a pooled kernel's pooling last, as it is last there).
+    /// Elementwise, reduction and single kernels compute the non-root members in `members` order
+    /// and the root last (a reduction sums its input tile by tile as the tile is computed).
+    public var evaluationOrder: [ValueID] {
+        switch kind {
+        case .epilogue, .pooled: return [root] + members.filter { $0 != root }
+        case .elementwise, .reduction, .single: return members.filter { $0 != root } + [root]
+        }
+    }
+
+    /// The members other than the root, in evaluation order: what the fused evaluator runs.
+    public var nonRootEvaluationOrder: [ValueID] { evaluationOrder.filter { $0 != root } }
+
+    /// Whether member `a` is computed no later than member `b` in this kernel (`evaluationOrder`).
+    public func computes(_ a: ValueID, notAfter b: ValueID) -> Bool {
+        let order = evaluationOrder
+        guard let i = order.firstIndex(of: a), let j = order.firstIndex(of: b) else {
+            preconditionFailure("%\(a) or %\(b) is not a member of kernel \(root)")
+        }
+        return i <= j
+    }
+
     /// Where the root of an epilogue kernel that nothing outside reads is written: the first
     /// output of the root's shape, which the epilogue then overwrites in place. Nil when the
     /// root needs a buffer of its own: it leaves the kernel, the kernel is no epilogue, no output
-    /// has its shape, a member computed after that output reads the root (the evaluator runs
-    /// members in id order, so that member would read the output's value instead of the root's),
+    /// has its shape, a member computed after that output reads the root (`evaluationOrder`: that
+    /// member would read the output's value instead of the root's),
     /// or that output is an optimizer update.
     public func rootDestination(in graph: Graph) -> ValueID? {
         guard kind == .epilogue, !outputs.contains(root),
               let first = outputs.first(where: { graph.nodes[$0].type.shape == graph.nodes[root].type.shape })
         else { return nil }
-        let lateReader = members.contains { $0 > first && graph.nodes[$0].inputs.contains(root) }
+        let lateReader = members.contains { !computes($0, notAfter: first) && graph.nodes[$0].inputs.contains(root) }
         // An optimizer update is better written in place into its parameter or state (which the
         // root's write would clobber) than given a buffer and copied back after the step.
         let isUpdate = graph.updates.contains { $0.value == first }

@@ -172,6 +172,41 @@ struct MemoryPlanningTests {
         #expect(throws: KilnError.self) { _ = try Executable(program: program, store: ParameterStore(seed: 1), threads: 1) }
     }
 
+    @Test("a kernel's evaluation order is declared: epilogue roots first, and the verifier rejects a member before its input")
+    func evaluationOrderDeclared() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 8])
+        let w = g.parameter("w", [8, 8], initializer: .uniform(low: -1, high: 1))
+        let bias = g.parameter("b", [8], initializer: .zeros)
+        let z = g.input("z", [4, 8])
+        g.output("y", relu(x.matmul(w) + bias))
+        g.output("z", exp(z) * z + 1)
+        var program = Program(graph: try g.build())
+        try standardPipeline().run(&program)
+        let kernels = program.kernels!
+        let epilogue = try #require(kernels.first { $0.kind == .epilogue })
+        #expect(epilogue.evaluationOrder.first == epilogue.root)
+        #expect(Set(epilogue.evaluationOrder) == Set(epilogue.members))
+        let fused = try #require(kernels.first { $0.kind == .elementwise && $0.members.count > 1 })
+        #expect(fused.evaluationOrder.last == fused.root)
+        for group in kernels {
+            for (i, a) in group.evaluationOrder.enumerated() {
+                for b in group.evaluationOrder[i...] { #expect(group.computes(a, notAfter: b)) }
+            }
+        }
+        // Swap the first two members of a multi-member elementwise kernel whose second reads the first.
+        let k = try #require(kernels.firstIndex { group in
+            group.kind == .elementwise && group.members.count > 1
+                && program.graph.nodes[group.members[1]].inputs.contains(group.members[0])
+        })
+        var members = kernels[k].members
+        members.swapAt(0, 1)
+        program.kernels![k].members = members
+        #expect(throws: KilnError.invalidGraph("after pass test: kernel \(k) computes %\(members[0]) before its input %\(members[1]) (evaluation order \(program.kernels![k].evaluationOrder))")) {
+            try PassManager(passes: []).verify(program, after: "test")
+        }
+    }
+
     // MARK: In-place legality
 
     @Test("an input read by a later kernel is not overwritten")

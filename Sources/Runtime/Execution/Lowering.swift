@@ -54,13 +54,13 @@ final class Lowering {
             if !buffers.isStored(group.root) && group.outputs.isEmpty { return }
             try lowerNode(group.root)
         case .elementwise:
-            let fused = FusedElementwise(graph: graph, members: group.members, space: graph.nodes[group.root].type.shape,
+            let fused = FusedElementwise(graph: graph, members: group.evaluationOrder, space: graph.nodes[group.root].type.shape,
                                          outputs: outputBuffers(group), pointer: buffers.floats, threads: threads)
             emit { fused.run() }
         case .reduction:
             let root = group.root
             let space = graph.nodes[graph.nodes[root].inputs[0]].type.shape
-            let fused = FusedElementwise(graph: graph, members: group.members.filter { $0 != root }, space: space,
+            let fused = FusedElementwise(graph: graph, members: group.nonRootEvaluationOrder, space: space,
                                          outputs: outputBuffers(group).filter { $0.key != root }, pointer: buffers.floats,
                                          threads: threads, reduction: (root, buffers.floats(root)))
             emit { fused.run() }
@@ -77,7 +77,7 @@ final class Lowering {
                 buffers.share(root, with: destination)
             }
             try lowerNode(root)
-            let fused = FusedElementwise(graph: graph, members: group.members.filter { $0 != root },
+            let fused = FusedElementwise(graph: graph, members: group.nonRootEvaluationOrder,
                                          space: graph.nodes[root].type.shape,
                                          outputs: outputBuffers(group).filter { $0.key != root }, pointer: buffers.floats, threads: threads)
             emit { fused.run() }

@@ -33,7 +33,7 @@ extension Lowering {
         let x = buffers.floats(conv.inputs[0]), w = buffers.floats(conv.inputs[1]), y = buffers.floats(poolID)
         let inputStride = inputShape.count / Swift.max(batch, 1) * images
         let outputStride = pooledShape.count / Swift.max(batch, 1) * images
-        let epilogue = group.members.filter { $0 != root && $0 != poolID }
+        let epilogue = group.nonRootEvaluationOrder.filter { $0 != poolID }
         let parts = Swift.min(threads, slices)
         var lanes: [(scratch: UnsafeMutablePointer<Float>, workspace: Conv2DKernel.Workspace, epilogue: FusedElementwise?)] = []
         for _ in 0..<parts {
