@@ -280,6 +280,19 @@ import KilnRuntime
         #expect(Self.importError(m.serialized())?.contains("dimension -1") == true)
         #expect(Self.importError([0x08] + [UInt8](repeating: 0xff, count: 10) + [0x01])?.contains("varint") == true)
         #expect(Self.importError([0x0b])?.contains("wire type 3") == true)
+        // Shape values at the ends of Int64 (found by a mutation run: abs(Int.min) trapped), and
+        // targets whose product overflows.
+        for target: [Int64] in [[Int64.min, 3], [Int64.max], [1 << 40, 1 << 40, 1 << 40], [-1, 1 << 40]] {
+            var r = Self.minimalModel(op: "Reshape")
+            r.graph.nodes[0].inputs = ["x", "shape"]
+            r.graph.initializers = [ONNXTensor(name: "shape", dims: [target.count], int64s: target)]
+            let message = Self.importError(r.serialized())
+            #expect(message?.contains("Reshape node \"the_node\"") == true, "\(target): \(message ?? "accepted")")
+        }
+        var p = Self.minimalModel(op: "Pad")
+        p.graph.nodes[0].inputs = ["x", "pads"]
+        p.graph.initializers = [ONNXTensor(name: "pads", dims: [4], int64s: [0, 1 << 30, 0, 1 << 30])]
+        #expect(Self.importError(p.serialized())?.contains("Pad node") == true)
     }
 
     @Test func shapeErrorsNameTheNode() throws {

@@ -29,6 +29,10 @@ public struct ONNXModel: Sendable {
     ]
     /// The operator set versions of the default domain Kiln reads.
     public static let opsetRange: ClosedRange<Int64> = 13...21
+    /// Largest extent of one axis, and element count of one value, an imported graph may have
+    /// (checked before any shape is built, so hostile attributes cannot overflow).
+    static let maximumExtent = 1 << 24
+    static let maximumElements = 1 << 32
     /// The zoo name a Kiln model file of an imported model carries.
     public static let modelName = "onnx"
 
@@ -126,10 +130,25 @@ public struct ONNXModel: Sendable {
             })
         }
         guard !inputs.isEmpty else { throw ONNXError("the graph has no inputs") }
+        for info in inputs where (try? Self.checkedCount(info.dims.map { $0 ?? 1 })) == nil {
+            throw ONNXError("graph input \"\(info.name)\" of \(info.dims.map { $0.map(String.init) ?? "N" }) is too large")
+        }
         outputNames = graph.outputs.map(\.name)
         guard !outputNames.isEmpty else { throw ONNXError("the graph has no outputs") }
         // Build once at the file's batch size (1 where it is named) to check every node's shapes now.
         _ = try forwardGraph(batch: inputs[0].dims.first.flatMap { $0 } ?? 1)
+    }
+
+    /// The element count of `dims`, or an error if an extent or the count exceeds the limits.
+    static func checkedCount(_ dims: [Int]) throws -> Int {
+        var count = 1
+        for d in dims {
+            guard d >= 0, d <= maximumExtent else { throw ONNXError("extent \(d) is out of range") }
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow, product <= maximumElements else { throw ONNXError("shape \(dims) is too large") }
+            count = product
+        }
+        return count
     }
 
     /// The batch size the file states for its first input (nil when the axis is named).
@@ -190,10 +209,10 @@ public struct ONNXModel: Sendable {
         }
         func constantInts(_ name: String, _ node: ONNXNode, what: String) throws -> [Int] {
             guard case let .constant(_, vals) = try value(name, node) else {
-                throw ONNXError("node \"\(node.name)\" (\(node.opType)): its \(what) \"\(name)\" must be a constant (an initializer or Constant node); Kiln imports static shapes")
+                throw ONNXError("\(node.opType) node \"\(node.name)\" (opset \(opset)): its \(what) \"\(name)\" must be a constant (an initializer or Constant node); Kiln imports static shapes")
             }
             return try vals.map { v in
-                guard let i = Int(exactly: v), abs(i) <= 1 << 40 else { throw ONNXError("node \"\(node.name)\": \(what) value \(v) is out of range") }
+                guard let i = Int(exactly: v), i.magnitude <= 1 << 40 else { throw ONNXError("\(node.opType) node \"\(node.name)\" (opset \(opset)): \(what) value \(String(format: "%.0f", v)) is out of range") }
                 return i
             }
         }
@@ -218,6 +237,9 @@ public struct ONNXModel: Sendable {
             let dilations = ints(node, "dilations") ?? [1, 1]
             guard strides.count == 2, strides.allSatisfy({ $0 > 0 }), pads.count == 4, pads.allSatisfy({ $0 >= 0 }) else {
                 throw fail(node, "strides \(strides) and pads \(pads) must be 2 positive strides and 4 pads ≥ 0")
+            }
+            guard (strides + pads + kernel).allSatisfy({ $0 <= Self.maximumExtent }) else {
+                throw fail(node, "kernel \(kernel), strides \(strides) or pads \(pads) out of range")
             }
             guard dilations == [1, 1] else { throw fail(node, "dilations \(dilations) are not imported (Kiln has no dilated windows)") }
             return (kernel, strides, pads)
@@ -359,7 +381,7 @@ public struct ONNXModel: Sendable {
                 } else {
                     let list = all ? Array(0..<x.rank) : try axes!.map { try axis($0, rank: x.rank, node) }
                     let f: ReduceFunction = node.opType == "ReduceMean" ? .mean : node.opType == "ReduceSum" ? .sum : .max
-                    result = .tensor(g.apply(.reduce(f, axes: list.sorted(), keepDims: keep), [x]))
+                    result = .tensor(g.apply(.reduce(f, axes: Array(Set(list)).sorted(), keepDims: keep), [x]))
                 }
             case "BatchNormalization":
                 let x = try input(0)
@@ -411,7 +433,8 @@ public struct ONNXModel: Sendable {
                     target[0] = batch
                 }
                 let known = target.filter { $0 != -1 }
-                guard target.filter({ $0 == -1 }).count <= 1, known.allSatisfy({ $0 >= 0 }) else {
+                guard target.filter({ $0 == -1 }).count <= 1, known.allSatisfy({ $0 >= 0 }),
+                      (try? Self.checkedCount(known)) != nil else {
                     throw fail(node, "shape \(target) is not a valid target")
                 }
                 if let i = target.firstIndex(of: -1) {
@@ -433,6 +456,7 @@ public struct ONNXModel: Sendable {
                     guard a == b || a == 1 || b == 1 else { throw fail(node, "cannot expand \(x.shape) to \(target)") }
                     out.append(a == 1 ? b : a)
                 }
+                guard (try? Self.checkedCount(out)) != nil else { throw fail(node, "cannot expand \(x.shape) to \(target)") }
                 result = .tensor(out == x.shape.dims ? x : x.broadcast(to: Shape(out)))
             case "Transpose":
                 let x = try input(0)
@@ -464,11 +488,14 @@ public struct ONNXModel: Sendable {
                 }
                 var axes = Array(0..<x.rank)
                 if let a = optionalName(3) { axes = try constantInts(a, node, what: "axes").map { try axis($0, rank: x.rank, node) } }
-                guard pads.count == 2 * axes.count, pads.allSatisfy({ $0 >= 0 }) else {
+                guard pads.count == 2 * axes.count, pads.allSatisfy({ $0 >= 0 && $0 <= Self.maximumExtent }) else {
                     throw fail(node, "pads \(pads) must be 2 × \(axes.count) values ≥ 0")
                 }
                 var low = [Int](repeating: 0, count: x.rank), high = low
                 for (i, a) in axes.enumerated() { low[a] = pads[i]; high[a] = pads[i + axes.count] }
+                guard (try? Self.checkedCount(zip(x.shape.dims, zip(low, high)).map { $0 + $1.0 + $1.1 })) != nil else {
+                    throw fail(node, "pads \(pads) make \(x.shape) too large")
+                }
                 result = .tensor(x.padded(low: low, high: high))
             case "Dropout":
                 let x = try input(0)
