@@ -99,6 +99,9 @@ let package = Package(
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
         // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).
         .target(name: "KilnAllocationCounter", path: "Sources/AllocationCounter"),
+        // Every zoo model's steady-state step allocates nothing, in release (.ci/run runs it).
+        .executableTarget(name: "allocation-check", dependencies: ["Kiln", "KilnAllocationCounter"],
+                          path: "Tests/AllocationCheck"),
         .testTarget(name: "RuntimeTests", dependencies: ["KilnRuntime"] + (sanitizing ? [] : ["KilnAllocationCounter"]),
                     path: "Tests/RuntimeTests", swiftSettings: flags + (sanitizing ? [.define("KILN_SANITIZING")] : [])),
         .testTarget(name: "ZooTests", dependencies: ["KilnZoo", "Kiln"], path: "Tests/ZooTests"),

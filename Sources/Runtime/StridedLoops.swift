@@ -71,22 +71,26 @@ enum StridedLoops {
         if shape.isEmpty { destination[destinationOffset] = source[sourceOffset]; return }
         let last = shape.count - 1
         let inner = shape[last], sInner = sourceStrides[last], dInner = destinationStrides[last]
-        var index = [Int](repeating: 0, count: last)
-        let rows = count / inner
-        for _ in 0..<rows {
-            var s = sourceOffset, d = destinationOffset
-            for a in 0..<last { s += index[a] * sourceStrides[a]; d += index[a] * destinationStrides[a] }
-            if sInner == 1 && dInner == 1 {
-                (destination + d).update(from: source + s, count: inner)
-            } else {
-                for j in 0..<inner { destination[d + j * dInner] = source[s + j * sInner] }
-            }
-            var a = last - 1
-            while a >= 0 {
-                index[a] += 1
-                if index[a] < shape[a] { break }
-                index[a] = 0
-                a -= 1
+        // The multi-index of the current row, on the stack: a kernel calls this every step, and a
+        // step allocates nothing.
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: Swift.max(last, 1)) { index in
+            index.initialize(repeating: 0)
+            let rows = count / inner
+            for _ in 0..<rows {
+                var s = sourceOffset, d = destinationOffset
+                for a in 0..<last { s += index[a] * sourceStrides[a]; d += index[a] * destinationStrides[a] }
+                if sInner == 1 && dInner == 1 {
+                    (destination + d).update(from: source + s, count: inner)
+                } else {
+                    for j in 0..<inner { destination[d + j * dInner] = source[s + j * sInner] }
+                }
+                var a = last - 1
+                while a >= 0 {
+                    index[a] += 1
+                    if index[a] < shape[a] { break }
+                    index[a] = 0
+                    a -= 1
+                }
             }
         }
     }
