@@ -96,6 +96,7 @@ let package = Package(
         // The 2-rank checks of issue 18, run by scripts/distributed-check.sh under mpirun (from .ci/run).
         .executableTarget(name: "distributed-check", dependencies: ["Kiln"], path: "Tests/DistributedCheck", swiftSettings: flags),
         .executableTarget(name: "sawtooth", dependencies: ["Kiln"], path: "examples/sawtooth"),
+        .executableTarget(name: "signal-propagation", dependencies: ["Kiln"], path: "examples/signal-propagation"),
         .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
         // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).
