@@ -23,8 +23,14 @@ public struct BufferInterval: Hashable, Sendable, CustomStringConvertible {
 public enum BufferLiveness {
     /// The value whose buffer `id` uses: follows reshape views and the plan's aliases.
     public static func owner(of id: ValueID, in program: Program) -> ValueID {
-        var id = program.graph.viewRoot(id)
-        while let next = program.memory?.aliases[id], next != id { id = program.graph.viewRoot(next) }
+        owner(of: id, in: program.graph, aliases: program.memory?.aliases ?? [:])
+    }
+
+    /// The value whose buffer `id` uses under `aliases` (memory planning asks this of the
+    /// aliases it has decided so far).
+    public static func owner(of id: ValueID, in graph: Graph, aliases: [ValueID: ValueID]) -> ValueID {
+        var id = graph.viewRoot(id)
+        while let next = aliases[id], next != id { id = graph.viewRoot(next) }
         return id
     }
 

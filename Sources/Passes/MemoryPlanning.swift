@@ -105,11 +105,7 @@ private struct InPlaceAnalysis {
     }
 
     /// The value whose buffer `id` uses under the aliases decided so far.
-    func owner(_ id: ValueID) -> ValueID {
-        var id = graph.viewRoot(id)
-        while let next = aliases[id] { id = graph.viewRoot(next) }
-        return id
-    }
+    func owner(_ id: ValueID) -> ValueID { BufferLiveness.owner(of: id, in: graph, aliases: aliases) }
 
     mutating func run() -> [ValueID: ValueID] {
         aliasUpdates()
