@@ -8,7 +8,7 @@ func distributedTrainCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--augment", "--epochs", "--batch",
                                               "--lr", "--momentum", "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume",
                                               "--schedule", "--classes", "--bucket-mb"],
-                             flags: ["--json", "--no-fuse", "--no-plan", "--distributed"], command: "train (distributed)")
+                             flags: ["--json", "--no-fuse", "--no-plan", "--distributed", "--time-allreduce"], command: "train (distributed)")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
     if Zoo.isGenerative(modelName) {
@@ -56,6 +56,7 @@ func distributedTrainCommand(_ words: [String]) throws {
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
     let distributed = DistributedTrainer(trainer: trainer, communicator: world)
     distributed.bucketElements = bucketMiB << 18
+    distributed.separateWaiting = args.flags.contains("--time-allreduce")
     var options = FitOptions(epochs: epochs, batchSize: batch, learningRate: learningRate, augmentation: augmentation,
                              seed: seed, firstEpoch: firstEpoch)
     options.schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
@@ -83,18 +84,22 @@ func distributedTrainCommand(_ words: [String]) throws {
         if !json { print("wrote \(output) (\(model.name), epoch \(firstEpoch + history.count), with optimizer state)") }
     }
     let steps = Swift.max(stats.steps, 1)
+    // Training only: the epochs' own time, without rank 0's test-set evaluation.
+    let epochSeconds: Double = history.reduce(0) { $0 + $1.seconds }
+    let imagesPerSecond: Double = Double(train.count * history.count) / Swift.max(epochSeconds, 1e-9)
     if root && !json {
         print(String(format: "%d steps: %.1f images/s; per step %.2f ms forward+backward, %.2f ms all-reduce of %d bytes in %d bucket(s), %.2f ms update",
-                     stats.steps, Double(train.count * history.count) / seconds, 1000 * stats.computeSeconds / Double(steps),
+                     stats.steps, imagesPerSecond, 1000 * stats.computeSeconds / Double(steps),
                      1000 * stats.seconds / Double(steps), stats.bytesPerStep, stats.bucketsPerStep, 1000 * stats.updateSeconds / Double(steps)))
     }
     if root && json {
         let last = history.last
         print(jsonObject([("model", modelName), ("dataset", data.name), ("ranks", world.size), ("threads_per_rank", threads),
                           ("epochs", history.count), ("batch", batch), ("lr", learningRate), ("optimizer", "\(optimizer)"), ("seed", Int(seed)),
-                          ("train_seconds", seconds), ("images_per_second", Double(train.count * history.count) / seconds),
+                          ("train_seconds", seconds), ("images_per_second", imagesPerSecond),
                           ("steps", stats.steps), ("step_compute_seconds", stats.computeSeconds / Double(steps)),
                           ("step_allreduce_seconds", stats.seconds / Double(steps)), ("step_update_seconds", stats.updateSeconds / Double(steps)),
+                          ("step_allreduce_median_seconds", stats.medianStepSeconds), ("step_wait_seconds", stats.waitSeconds / Double(steps)),
                           ("allreduce_bytes_per_step", stats.bytesPerStep), ("buckets_per_step", stats.bucketsPerStep),
                           ("epoch_seconds", history.map(\.seconds)), ("train_loss", last?.trainLoss ?? 0), ("train_accuracy", last?.trainAccuracy ?? 0),
                           ("parameter_digest", String(distributed.digest(), radix: 16))]

@@ -9,10 +9,17 @@ public struct ReductionStatistics: Sendable {
     public var steps = 0
     /// Seconds inside `allReduceSum` (all buckets of all steps).
     public var seconds = 0.0
+    /// Each step's seconds in `allReduceSum`, in order (their sum is `seconds`).
+    public var stepSeconds: [Double] = []
+    /// The median of `stepSeconds` (0 before the first step).
+    public var medianStepSeconds: Double { stepSeconds.isEmpty ? 0 : stepSeconds.sorted()[stepSeconds.count / 2] }
     /// Gradient (and batch-norm statistic) bytes reduced per step.
     public var bytesPerStep = 0
     /// Buckets per step.
     public var bucketsPerStep = 0
+    /// With `DistributedTrainer.separateWaiting`: seconds in a barrier before each step's
+    /// reduction (waiting for the slowest rank's backward), not counted in `seconds`.
+    public var waitSeconds = 0.0
     /// Seconds in the gradient step (forward and backward) and in the update step, summed.
     public var computeSeconds = 0.0
     public var updateSeconds = 0.0
@@ -56,6 +63,10 @@ public final class DistributedTrainer {
     /// Check after every epoch that all ranks hold the same bytes (a 64-bit digest of every
     /// stored tensor, gathered); throws if not.
     public var verifyReplicas = true
+    /// Put a barrier before each step's reduction and count its time apart (`statistics.waitSeconds`),
+    /// so that `statistics.seconds` is the transfer alone and not the wait for a slower rank. Costs one
+    /// more collective per step; for measurements (`kiln train --time-allreduce`).
+    public var separateWaiting = false
     public private(set) var statistics = ReductionStatistics()
 
     private var gradientPrograms: [Int: Executable] = [:]
@@ -203,8 +214,14 @@ public final class DistributedTrainer {
                 flat[offset + 1] = Float(correct)
             }
         }
-        let reduceStart = Date()
+        var reduceStart = Date()
         statistics.computeSeconds += reduceStart.timeIntervalSince(start)
+        if separateWaiting {
+            try communicator.barrier()
+            let now = Date()
+            statistics.waitSeconds += now.timeIntervalSince(reduceStart)
+            reduceStart = now
+        }
         try flat.withUnsafeMutableBufferPointer { flat in
             var first = 0
             while first < flat.count {
@@ -215,6 +232,7 @@ public final class DistributedTrainer {
         }
         let updateStart = Date()
         statistics.seconds += updateStart.timeIntervalSince(reduceStart)
+        statistics.stepSeconds.append(updateStart.timeIntervalSince(reduceStart))
         let update = updateProgram!
         offset = 0
         try flat.withUnsafeBufferPointer { flat in

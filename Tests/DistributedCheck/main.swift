@@ -5,6 +5,8 @@
 //                                                 run from scratch gives the same bytes; prints `digest HEX`
 //   mpirun -np 2 distributed-check die STEP      rank 1 kills itself (SIGKILL) at STEP; rank 0 trains on and must be stopped
 //   mpirun -np 2 distributed-check hang STEP     rank 1 stops answering at STEP (sleeps); rank 0's watchdog must stop the job
+//   mpirun -np N distributed-check allreduce FLOATS [REPS]   times the all-reduce alone (ranks aligned by a barrier
+//                                                 before each), in 16 MiB buckets as the trainer does; prints a JSON line
 //
 // Exit status 0 when every check holds; each failure prints a line starting with FAIL.
 import Foundation
@@ -126,6 +128,36 @@ case "die", "hang":
         }
     }
     fail("rank \(rank) trained 100000 steps: the dead peer was never noticed")
+
+case "allreduce":
+    guard arguments.count >= 2, let floats = Int(arguments[1]), floats > 0 else { fail("allreduce needs a float count") }
+    let reps = arguments.count > 2 ? Int(arguments[2]) ?? 20 : 20
+    var buffer = (0..<floats).map { Float(($0 &* 7 &+ rank) % 13) }
+    let bucket = 4 << 20
+    var times: [Double] = []
+    do {
+        for _ in 0..<(reps + 2) {
+            try world.barrier()
+            let start = Date()
+            try buffer.withUnsafeMutableBufferPointer { all in
+                var first = 0
+                while first < all.count {
+                    let end = min(all.count, first + bucket)
+                    try world.allReduceSum(UnsafeMutableBufferPointer(rebasing: all[first..<end]))
+                    first = end
+                }
+            }
+            times.append(Date().timeIntervalSince(start))
+        }
+    } catch { fail("\(error)") }
+    times = Array(times.dropFirst(2)).sorted()
+    if rank == 0 {
+        let median = times[times.count / 2]
+        let wire = 2.0 * Double(world.size - 1) / Double(world.size) * Double(floats * 4)
+        print("{\"ranks\": \(world.size), \"bytes\": \(floats * 4), \"reps\": \(reps), \"median_seconds\": \(median), \"min_seconds\": \(times[0]), "
+              + "\"max_seconds\": \(times.last!), \"bus_gbit_per_second\": \(wire * 8 / median / 1e9)}")
+    }
+    MPIWorld.finalize()
 
 default:
     fail("unknown mode \(mode)")
