@@ -84,7 +84,10 @@ let package = Package(
                 path: "Sources/Distributed", swiftSettings: flags),
         .target(name: "Kiln", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "KilnZoo", "KilnDistributed"],
                 path: "Sources/Kiln"),
-        .executableTarget(name: "CLI", dependencies: ["Kiln"], path: "Sources/CLI", swiftSettings: flags),
+        // Benchmark parity (issue 13): the peers' initial weights and data order (numpy's
+        // generator), the JSONL record, the FMA peak. Used by `kiln bench` and the tests only.
+        .target(name: "KilnBench", dependencies: ["Kiln", "KilnRuntime"], path: "Sources/Bench", swiftSettings: fastFlags),
+        .executableTarget(name: "CLI", dependencies: ["Kiln", "KilnBench"], path: "Sources/CLI", swiftSettings: flags),
         .executableTarget(name: "tour", dependencies: ["Kiln"], path: "examples/tour"),
         // The courses' experiments (issue 14): `swift run -c release NAME [--out DIR] [--quick]`.
         .executableTarget(name: "linear-classifiers", dependencies: ["Kiln"], path: "examples/linear-classifiers"),
@@ -107,7 +110,7 @@ let package = Package(
                           path: "Tests/AllocationCheck"),
         .testTarget(name: "RuntimeTests", dependencies: ["KilnRuntime"] + (sanitizing ? [] : ["KilnAllocationCounter"]),
                     path: "Tests/RuntimeTests", swiftSettings: flags + (sanitizing ? [.define("KILN_SANITIZING")] : [])),
-        .testTarget(name: "ZooTests", dependencies: ["KilnZoo", "Kiln"], path: "Tests/ZooTests"),
+        .testTarget(name: "ZooTests", dependencies: ["KilnZoo", "Kiln", "KilnBench"], path: "Tests/ZooTests"),
         // The command-line tool's flag checks and its fuzzer's quick run (issue 16).
         .testTarget(name: "CLITests", dependencies: ["CLI", "Kiln"], path: "Tests/CLITests"),
     ],

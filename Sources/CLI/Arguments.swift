@@ -142,29 +142,3 @@ func showProgress(_ label: String, done: Int, total: Int, detail: String) {
     if done >= total { FileHandle.standardError.write(Data("\n".utf8)) }
 }
 
-/// Serialises a flat JSON object with keys in the given order.
-func jsonObject(_ pairs: [(String, Any)]) -> String {
-    func encode(_ value: Any) -> String {
-        switch value {
-        case let s as String:
-            var out = "\""
-            for scalar in s.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                default: out += scalar.value < 0x20 ? String(format: "\\u%04x", scalar.value) : String(scalar)
-                }
-            }
-            return out + "\""
-        case let b as Bool: return b ? "true" : "false"
-        case let i as Int: return String(i)
-        case let d as Double: return d.isFinite ? String(d) : "null"
-        case let f as Float: return f.isFinite ? String(Double(f)) : "null"
-        case let o as [(String, Any)]: return jsonObject(o)
-        case let a as [Any]: return "[" + a.map(encode).joined(separator: ", ") + "]"
-        default: return "null"
-        }
-    }
-    return "{" + pairs.map { "\(encode($0.0)): \(encode($0.1))" }.joined(separator: ", ") + "}"
-}

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 /// `kiln bench WORKLOAD`: the peers' benchmark workloads (`bench/README.md`), run exactly as
 /// the PyTorch/JAX/tinygrad/numpy peers run them (same model, batch, optimizer, data order, epochs

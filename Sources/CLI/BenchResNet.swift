@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 // `kiln bench resnet18-train`, `resnet18-infer` and `conv`: ResNet-18 (CIFAR form) at batch 128
 // on 3×32×32 images, as `bench/README.md` states the workloads (the same synthetic set, learning

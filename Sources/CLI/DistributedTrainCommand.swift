@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 /// `mpirun -np N kiln train MODEL …` (or `kiln train MODEL --distributed …`): data-parallel training
 /// of a classifier over MPI (issue 18; `DistributedTrainer`). Same data, global batch, order, schedule

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 /// `kiln generate MODEL.safetensors --per-class N -o new.csv [--grid FILE.png] [--seed S]`: samples
 /// exactly N images of every class from a conditional generative model (or `--count N` images

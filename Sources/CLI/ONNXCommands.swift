@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 /// `kiln import MODEL.onnx [-o MODEL.safetensors] [--classes A,B,C]`: reads an ONNX file, prints
 /// what it holds and, with `-o`, writes a Kiln model file (weights and the graph) for

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 /// `kiln plan MODEL`: runs the compiler pipeline and prints, per pass, wall time and node and
 /// kernel counts, then the memory plan. `--why A B` then says which fusion rule put nodes %A and

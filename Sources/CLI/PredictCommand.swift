@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 /// `kiln predict MODEL.safetensors --test x_test.csv -o predictions.csv`: labels every row of a
 /// course CSV file and writes the file again with the predicted labels in its first column.

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 /// `kiln selftest --networks N [--seed S] [--threads T] [--runs R]`: makes N random user-style
 /// networks (seeds S, S+1, …), compiles each training step through the full pipeline and checks

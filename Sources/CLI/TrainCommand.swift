@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 /// Loads a named data set's train and test splits.
 func loadDataset(_ name: String, directory: String?) throws -> (train: ImageDataset, test: ImageDataset) {

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 /// `kiln train vae|cvae|conv-vae|conv-cvae|gan|cgan ...`: trains a generative model, prints the
 /// loss per epoch, writes the model file and optionally a sample grid and the loss curves.

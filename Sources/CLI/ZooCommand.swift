@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnBench
 
 func zooCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: [], flags: ["--json"], command: "zoo")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import KilnZoo
+@testable import KilnBench
 
 /// Reference values printed by numpy 2.4.6 (`python3 -c "import numpy as np; ..."`).
 @Suite("NumpyRandom")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import KilnGraph
 @testable import KilnZoo
+@testable import KilnBench
 
 /// The fixtures' `init.*` tensors are the peers' seed-0 initial weights: Kiln must draw the same bits.
 @Suite("Peer initial weights")

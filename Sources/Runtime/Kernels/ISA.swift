@@ -79,7 +79,7 @@ public enum ISA {
 /// acc += a·b lane by lane: one fused multiply-add where the ISA has it (AVX2, AVX-512, NEON);
 /// a multiply and an add on the fallback, where a fused one would be a library call per lane.
 @_transparent
-@usableFromInline func multiplyAdd<V: SIMD>(_ acc: inout V, _ a: V, _ b: V) where V.Scalar == Float {
+public func multiplyAdd<V: SIMD>(_ acc: inout V, _ a: V, _ b: V) where V.Scalar == Float {
     #if (arch(x86_64) && (KILN_ISA_AVX512 || KILN_ISA_AVX2)) || arch(arm64)
     acc.addProduct(a, b)
     #else

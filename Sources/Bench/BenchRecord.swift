@@ -1,26 +1,34 @@
 import Foundation
 import Kiln
+import KilnRuntime
 
 /// One `kiln bench` result in the peers' JSONL record format (`bench/README.md`), plus the
 /// machine facts every record carries: host, peak RSS, date, load average and CPU pressure.
-struct BenchRecord {
-    var workload: String
-    var threads: Int
-    var seed: UInt64
+public struct BenchRecord {
+    public var workload: String
+    public var threads: Int
+    public var seed: UInt64
     /// `epoch_seconds`, `images_per_second` or `gflops`.
-    var metric: String
-    var value: Double
-    var compileSeconds: Double?
-    var testAccuracy: Double?
-    var testNegativeELBO: Double? = nil
+    public var metric: String
+    public var value: Double
+    public var compileSeconds: Double?
+    public var testAccuracy: Double?
+    public var testNegativeELBO: Double? = nil
     /// Free-form details, in order; `loadavg_1m` and `cpu_pressure_60s` are appended when written.
-    var extra: [(String, Any)] = []
+    public var extra: [(String, Any)] = []
 
-    static let system = "kiln"
-    static let version = "0.1"
+    public init(workload: String, threads: Int, seed: UInt64, metric: String, value: Double, compileSeconds: Double?,
+                testAccuracy: Double?, testNegativeELBO: Double? = nil, extra: [(String, Any)] = []) {
+        self.workload = workload; self.threads = threads; self.seed = seed; self.metric = metric; self.value = value
+        self.compileSeconds = compileSeconds; self.testAccuracy = testAccuracy; self.testNegativeELBO = testNegativeELBO
+        self.extra = extra
+    }
+
+    public static let system = "kiln"
+    public static let version = "0.1"
 
     /// The record as one JSON line, with the machine facts measured now (end of the run, like the peers).
-    func json() -> String {
+    public func json() -> String {
         var extra = self.extra
         if let load = loadAverage1m() { extra.append(("loadavg_1m", rounded(load, 2))) }
         if let pressure = cpuPressure60s() { extra.append(("cpu_pressure_60s", pressure)) }
@@ -39,7 +47,7 @@ struct BenchRecord {
     }
 
     /// The peers' one-line summary: `[kiln 0.1] WORKLOAD: METRIC=VALUE compile_s=… test_acc=… peak_rss=…MB threads=N`.
-    func summaryLine() -> String {
+    public func summaryLine() -> String {
         var line = "[\(Self.system) \(Self.version)] \(workload): \(metric)=" +
             (abs(value) < 1e4 ? String(format: "%.4g", value) : String(format: "%.0f", value))
         if let compileSeconds { line += String(format: " compile_s=%.2f", compileSeconds) }
@@ -51,20 +59,20 @@ struct BenchRecord {
 }
 
 /// Rounds to `digits` decimals, as the peers' records do.
-func rounded(_ value: Double, _ digits: Int) -> Double {
+public func rounded(_ value: Double, _ digits: Int) -> Double {
     let scale = pow(10, Double(digits))
     return (value * scale).rounded() / scale
 }
 
 /// Seconds on a monotonic clock.
-func monotonicSeconds() -> Double {
+public func monotonicSeconds() -> Double {
     var t = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t)
     return Double(t.tv_sec) + 1e-9 * Double(t.tv_nsec)
 }
 
 /// `ru_maxrss` of the whole process in MiB (Linux reports KiB, Darwin bytes), one decimal.
-func peakRSSMegabytes() -> Double {
+public func peakRSSMegabytes() -> Double {
     var usage = rusage()
     #if os(Linux)
     getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -76,7 +84,7 @@ func peakRSSMegabytes() -> Double {
 }
 
 /// Now in UTC as ISO-8601 with seconds and a `+00:00` offset (Python's `isoformat`).
-func isoDateNow() -> String {
+public func isoDateNow() -> String {
     let formatter = DateFormatter()
     formatter.locale = Locale(identifier: "en_US_POSIX")
     formatter.timeZone = TimeZone(identifier: "UTC")
@@ -85,13 +93,13 @@ func isoDateNow() -> String {
 }
 
 /// The 1-minute load average.
-func loadAverage1m() -> Double? {
+public func loadAverage1m() -> Double? {
     var loads = [Double](repeating: 0, count: 3)
     return getloadavg(&loads, 3) >= 1 ? loads[0] : nil
 }
 
 /// Linux PSI: % of the last 60 s in which some runnable task waited for a CPU (`/proc/pressure/cpu`, "some avg60").
-func cpuPressure60s() -> Double? {
+public func cpuPressure60s() -> Double? {
     guard let text = try? String(contentsOfFile: "/proc/pressure/cpu", encoding: .utf8),
           let first = text.split(separator: "\n").first else { return nil }
     let fields = first.split(separator: " ")
@@ -101,7 +109,7 @@ func cpuPressure60s() -> Double? {
 
 /// `/proc/cpuinfo`'s first "model name", with family and model appended for generic names like
 /// "AMD EPYC" (as the peers' `host_string`).
-func hostDescription() -> String {
+public func hostDescription() -> String {
     var model: String?, family: String?, modelNumber: String?
     if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
         for line in text.split(separator: "\n") {
@@ -121,7 +129,7 @@ func hostDescription() -> String {
 /// The record fields every workload reports: achieved GFLOP/s, the machine's FP32 FMA peak on the
 /// same threads with the vectors of the ISA this binary was compiled for (`PeakFMA`, measured now,
 /// about a second), and their ratio. Without `measurePeak` (`--no-peak`) only the achieved figure.
-func throughputFields(achievedGFLOPs: Double, threads: Int, measurePeak: Bool) -> [(String, Any)] {
+public func throughputFields(achievedGFLOPs: Double, threads: Int, measurePeak: Bool) -> [(String, Any)] {
     var fields: [(String, Any)] = [("achieved_gflops", rounded(achievedGFLOPs, 3)), ("isa", ISA.summary)]
     if measurePeak {
         let peak = PeakFMA.measure(threads: threads)
@@ -129,4 +137,31 @@ func throughputFields(achievedGFLOPs: Double, threads: Int, measurePeak: Bool) -
                    ("peak_source", peak.description)]
     }
     return fields
+}
+
+/// Serialises a flat JSON object with keys in the given order.
+public func jsonObject(_ pairs: [(String, Any)]) -> String {
+    func encode(_ value: Any) -> String {
+        switch value {
+        case let s as String:
+            var out = "\""
+            for scalar in s.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                default: out += scalar.value < 0x20 ? String(format: "\\u%04x", scalar.value) : String(scalar)
+                }
+            }
+            return out + "\""
+        case let b as Bool: return b ? "true" : "false"
+        case let i as Int: return String(i)
+        case let d as Double: return d.isFinite ? String(d) : "null"
+        case let f as Float: return f.isFinite ? String(Double(f)) : "null"
+        case let o as [(String, Any)]: return jsonObject(o)
+        case let a as [Any]: return "[" + a.map(encode).joined(separator: ", ") + "]"
+        default: return "null"
+        }
+    }
+    return "{" + pairs.map { "\(encode($0.0)): \(encode($0.1))" }.joined(separator: ", ") + "}"
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KilnRuntime
 
 /// The machine's FP32 fused multiply-add peak, measured with the vectors of the ISA Kiln was
 /// compiled for (`ISA.Vector`): every thread runs 12 independent chains `acc = acc·m + a`
