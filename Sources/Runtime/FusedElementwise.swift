@@ -95,7 +95,10 @@ final class FusedElementwise {
             case let .adamUpdate(formula): operation = .adam(formula)
             case .cast: operation = .power(1)  // float32 to float32: a copy
             case .broadcast, .reduce: continue
-            default: preconditionFailure("\(node.op.name) is not elementwise")
+            case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .matmul, .reshape, .transpose,
+                 .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter, .maxPool2d, .maxPool2dBackward,
+                 .maxPool2dGather, .avgPool2d, .avgPool2dBackward, .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
+                preconditionFailure("\(node.op.name) is not elementwise")
             }
             precondition(node.type.shape == space || (batchSlice && Array(node.type.shape.dims.dropFirst()) == Array(space.dims.dropFirst())),
                          "member %\(id) has shape \(node.type.shape), kernel space is \(space)")
