@@ -101,6 +101,7 @@ let package = Package(
         .executableTarget(name: "sawtooth", dependencies: ["Kiln"], path: "examples/sawtooth"),
         .executableTarget(name: "signal-propagation", dependencies: ["Kiln"], path: "examples/signal-propagation"),
         .executableTarget(name: "parity", dependencies: ["Kiln"], path: "examples/parity"),
+        .executableTarget(name: "pinn", dependencies: ["Kiln"], path: "examples/pinn"),
         .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
         // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).
