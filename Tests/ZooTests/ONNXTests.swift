@@ -50,7 +50,7 @@ import KilnRuntime
         return diff / Swift.max(scale, .leastNormalMagnitude)
     }
 
-    @Test(arguments: ["mlp", "lenet5", "resnet20", "vae-decoder", "ops", "handmade"])
+    @Test(arguments: ["mlp", "lenet5", "resnet20", "vae-decoder", "ops", "handmade", "deconv-decoder"])
     func importedModelMatchesPyTorch(_ name: String) throws {
         let f = try Self.fixture(name)
         let out = try Self.importedOutput(f)
@@ -164,7 +164,7 @@ import KilnRuntime
     }
 
     /// A PyTorch file imported, exported and imported again computes what PyTorch computed.
-    @Test(arguments: ["lenet5", "resnet20", "vae-decoder"])
+    @Test(arguments: ["lenet5", "resnet20", "vae-decoder", "deconv-decoder"])
     func importedThenExportedMatchesPyTorch(_ name: String) throws {
         let f = try Self.fixture(name)
         let store = ParameterStore()

@@ -107,6 +107,13 @@ public enum ONNXExport {
                 add("Conv", [ONNXAttribute(name: "kernel_shape", ints: [w[2], w[3]]),
                              ONNXAttribute(name: "strides", ints: [a.strideH, a.strideW]),
                              ONNXAttribute(name: "pads", ints: [a.padH, a.padW, a.padH, a.padW])])
+            case let .conv2dBackwardData(a, inputShape):  // a transposed convolution
+                let (x, w) = (graph[node.inputs[0]].type.shape, graph[node.inputs[1]].type.shape)
+                let padding = [0, 1].map { inputShape[2 + $0] - ((x[2 + $0] - 1) * [a.strideH, a.strideW][$0] - 2 * [a.padH, a.padW][$0] + w[2 + $0]) }
+                add("ConvTranspose", [ONNXAttribute(name: "kernel_shape", ints: [w[2], w[3]]),
+                                      ONNXAttribute(name: "strides", ints: [a.strideH, a.strideW]),
+                                      ONNXAttribute(name: "pads", ints: [a.padH, a.padW, a.padH, a.padW]),
+                                      ONNXAttribute(name: "output_padding", ints: padding)])
             case let .maxPool2d(p), let .avgPool2d(p):
                 let isMax: Bool
                 if case .maxPool2d = node.op { isMax = true } else { isMax = false }

@@ -20,7 +20,7 @@ import KilnRuntime
 public struct ONNXModel: Sendable {
     /// The ops the importer turns into Kiln ops.
     public static let supportedOps: Set<String> = [
-        "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
+        "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
         "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization", "Flatten", "Reshape",
         "Transpose", "Concat", "Pad", "Dropout", "Identity", "Constant",
         // Also what `kiln export` writes for Kiln graphs, so that exported files import again.
@@ -341,6 +341,37 @@ public struct ONNXModel: Sendable {
                 var y = g.apply(.conv2d(Conv2DAttributes(strideH: window.strides[0], strideW: window.strides[1],
                                                          padH: symmetric ? p[0] : 0, padW: symmetric ? p[1] : 0)),
                                 [symmetric ? x : padded(x, p), w])
+                if optionalName(2) != nil {
+                    let b = try input(2)
+                    guard b.rank == 1 else { throw fail(node, "bias must have rank 1, found \(b.shape)") }
+                    y = y + b.reshaped([b.shape[0], 1, 1])
+                }
+                result = .tensor(y)
+            case "ConvTranspose":
+                // Kiln's conv2d_backward_data is the transposed convolution: (x, w [C_in, C_out, kH, kW])
+                // → the input of the convolution with w, stride and pads whose output is x.
+                let (x, w) = (try input(0), try input(1))
+                try checkRank(node, x, 4)
+                try checkRank(node, w, 4)
+                guard int(node, "group", 1) == 1 else { throw fail(node, "group \(int(node, "group", 1)) is not imported") }
+                guard x.shape[1] == w.shape[0] else { throw fail(node, "input \(x.shape) does not match weight \(w.shape)") }
+                let window = try windowAttributes(node, kernel: ints(node, "kernel_shape") ?? Array(w.shape.dims[2...]))
+                guard window.kernel == Array(w.shape.dims[2...]) else { throw fail(node, "kernel_shape \(window.kernel) differs from the weight's \(w.shape)") }
+                let p = window.pads, s = window.strides
+                guard p[0] == p[2] && p[1] == p[3] else { throw fail(node, "asymmetric pads \(p) are not imported") }
+                let outputPadding = ints(node, "output_padding") ?? [0, 0]
+                guard outputPadding.count == 2, (0..<2).allSatisfy({ outputPadding[$0] >= 0 && outputPadding[$0] < s[$0] }) else {
+                    throw fail(node, "output_padding \(outputPadding) must be 2 values below the strides \(s)")
+                }
+                let size = (0..<2).map { (x.shape[2 + $0] - 1) * s[$0] - 2 * p[$0] + window.kernel[$0] + outputPadding[$0] }
+                if let wanted = ints(node, "output_shape"), wanted.suffix(2) != size[...] {
+                    throw fail(node, "output_shape \(wanted) is not imported (Kiln computes \(size) from the pads)")
+                }
+                guard size.allSatisfy({ $0 > 0 }), (try? Self.checkedCount([x.shape[0], w.shape[1]] + size)) != nil else {
+                    throw fail(node, "output size \(size) is out of range")
+                }
+                var y = g.apply(.conv2dBackwardData(Conv2DAttributes(strideH: s[0], strideW: s[1], padH: p[0], padW: p[1]),
+                                                    inputShape: Shape([x.shape[0], w.shape[1]] + size)), [x, w])
                 if optionalName(2) != nil {
                     let b = try input(2)
                     guard b.rank == 1 else { throw fail(node, "bias must have rank 1, found \(b.shape)") }

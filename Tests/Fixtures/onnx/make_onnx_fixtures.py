@@ -129,6 +129,21 @@ class Ops(nn.Module):
         return torch.cat([F.softmax(h, dim=1), F.log_softmax(h, dim=1)], dim=1)   # Softmax, LogSoftmax
 
 
+class DeconvDecoder(nn.Module):
+    """A DCGAN-style decoder with transposed convolutions (Kiln's zoo upsamples and convolves
+    instead): z (8) -> 16x4x4 -> ConvTranspose 4x4/2 pad 1 -> 8x8x8 -> ConvTranspose 3x3/2 pad 1
+    output_padding 1 -> 1x16x16, sigmoid."""
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 16 * 4 * 4)
+        self.deconv1 = nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1)
+        self.deconv2 = nn.ConvTranspose2d(8, 1, 3, stride=2, padding=1, output_padding=1)
+
+    def forward(self, z):
+        h = F.relu(self.fc(z)).view(-1, 16, 4, 4)
+        return torch.sigmoid(self.deconv2(F.relu(self.deconv1(h))))
+
+
 def randomize_batch_norm(model, g):
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -206,6 +221,7 @@ def main():
         ("resnet20", ResNet20, [3, 32, 32], 3),
         ("vae-decoder", VAEDecoder, [20], 4),
         ("ops", Ops, [2, 8, 8], 5),
+        ("deconv-decoder", DeconvDecoder, [8], 6),
     ]
     for name, cls, shape, seed in specs:
         torch.manual_seed(seed)
@@ -213,7 +229,7 @@ def main():
         g = torch.Generator().manual_seed(100 + seed)
         randomize_batch_norm(model, g)
         model.eval()
-        x = torch.rand([BATCH] + shape, generator=g) if name != "vae-decoder" else torch.randn([BATCH] + shape, generator=g)
+        x = torch.rand([BATCH] + shape, generator=g) if "decoder" not in name else torch.randn([BATCH] + shape, generator=g)
         with torch.no_grad():
             y = model(x)
         path = os.path.join(out, f"{name}.onnx")
