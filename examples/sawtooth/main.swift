@@ -10,7 +10,7 @@ import Kiln
 
 let options = ExampleOptions.parseOrExit(name: "sawtooth", summary: "the tent map's composition, linear pieces against depth, shallow and deep fits")
 let started = Date()
-let gridSize = 4097                                   // 2^12 + 1 points: every kink of t^k, k ≤ 12, lies on the grid
+let gridSize = 16_385                                 // 2^14 + 1 points: the kinks of t^k, k ≤ 12, lie on the grid, 4 or more apart
 let grid = (0..<gridSize).map { Double($0) / Double(gridSize - 1) }
 
 /// The linear pieces of a function sampled on `grid`: slopes between neighbours, a new piece
@@ -63,8 +63,8 @@ print("1. the tent map composed k times, on \(gridSize) points of [0, 1]:\n\(pie
 
 // 2. Shallow against deep fits of t^k.
 let targetDepth = options.quick ? 3 : 4
-let steps = options.quick ? 1_500 : 6_000
-let seeds = options.quick ? 2 : 4
+let steps = options.quick ? 1_000 : 6_000
+let seeds = options.quick ? 1 : 3
 let trainCount = 1024
 let trainX = (0..<trainCount).map { (Double($0) + 0.5) / Double(trainCount) }
 let trainY = trainX.map { tentExact($0, depth: targetDepth) }
