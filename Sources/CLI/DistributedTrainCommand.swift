@@ -6,6 +6,10 @@ import KilnBench
 /// of a classifier over MPI (issue 18; `DistributedTrainer`). Same data, global batch, order, schedule
 /// and model file as a one-process `kiln train`; rank 0 alone prints and writes files.
 func distributedTrainCommand(_ words: [String]) throws {
+    let oneProcessOnly = ["--val-split", "--folds", "--patience", "--plot", "--check-numerics", "--unlabelled", "--labeller"]
+    if let option = words.first(where: { word in oneProcessOnly.contains { word == $0 || word.hasPrefix($0 + "=") } }) {
+        throw KilnError.argument("train: \(option.split(separator: "=")[0]) is not available in a distributed run (under mpirun or with --distributed); run it in one process")
+    }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--augment", "--epochs", "--batch",
                                               "--lr", "--momentum", "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume",
                                               "--schedule", "--classes", "--bucket-mb"],

@@ -55,6 +55,11 @@ struct ArgumentTests {
         Case(words: ["show", "TRAIN", "--grid", "x.png", "--scale", "1000"], expected: "--scale needs an integer from 1 to 16, found \"1000\""),
         Case(words: ["show", "TRAIN", "--grid", "x.png", "--per-class", "100000000"],
              expected: "--per-class needs an integer from 1 to 1000, found \"100000000\""),
+        // Distributed runs (issue 18): refused before MPI starts, so these hold with or without MPI.
+        Case(words: ["train", "glyph-cnn", "--train", "TRAIN", "--distributed", "--val-split", "0.2"],
+             expected: "train: --val-split is not available in a distributed run (under mpirun or with --distributed); run it in one process"),
+        Case(words: ["train", "vae", "--train", "TRAIN", "--distributed"],
+             expected: "train: distributed training covers the classifiers; vae trains in one process (run it without mpirun)"),
         Case(words: ["dot", "lenet5", "--batch", "4611686018427387904"], expected: "--batch needs an integer from 1 to 65536, found \"4611686018427387904\""),
         Case(words: ["plan", "lenet5", "--batch", "-1"], expected: "--batch needs an integer from 1 to 65536, found \"-1\""),
         Case(words: ["plan", "lenet5", "--disable", "nope"],
