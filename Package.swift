@@ -103,6 +103,7 @@ let package = Package(
         .executableTarget(name: "parity", dependencies: ["Kiln"], path: "examples/parity"),
         .executableTarget(name: "pinn", dependencies: ["Kiln"], path: "examples/pinn"),
         .executableTarget(name: "hessian", dependencies: ["Kiln"], path: "examples/hessian"),
+        .executableTarget(name: "filters", dependencies: ["Kiln"], path: "examples/filters"),
         .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
         // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).
