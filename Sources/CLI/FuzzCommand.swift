@@ -377,12 +377,14 @@ struct Fuzzer {
         try Checkpoint.save(trainer, classNames: glyphs.classNames, epochs: 1, to: modelPath)
         let model = Array(try Data(contentsOf: URL(fileURLWithPath: modelPath)))
         let idx: [UInt8] = [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4] + (0..<32).map { UInt8($0) }
+        let onnx = try smallONNXModel(seed: seed)
         let readers: [(String, [UInt8], (String) throws -> Void)] = [
             ("safetensors (Safetensors.read)", model, { _ = try Safetensors.read(path: $0) }),
             ("Kiln model files (Checkpoint.read + makeTrainer)", model, { _ = try Checkpoint.read(path: $0).makeTrainer(threads: 1) }),
             ("IDX raw (IDX.read)", idx, { _ = try IDX.read(path: $0) }),
             ("IDX gzip (IDX.read)", Gzip.compress(idx), { _ = try IDX.read(path: $0) }),
             ("course CSV (CSVImages.read)", csv, { _ = try CSVImages.read(path: $0) }),
+            ("ONNX (ONNXModel.load)", onnx, { _ = try ONNXModel.load(path: $0) }),
         ]
         var results: [String: FuzzTally] = [:]
         for (name, pristine, read) in readers {
@@ -412,6 +414,19 @@ struct Fuzzer {
             results[name] = tally
         }
         return results
+    }
+
+    /// A small ONNX file written by Kiln's exporter: conv 2@3×3, ReLU, max pool, dense 3, softmax on
+    /// 1×4×4 images (few weights, so that mutations mostly hit the graph's structure).
+    static func smallONNXModel(seed: UInt64) throws -> [UInt8] {
+        let g = GraphBuilder()
+        let x = g.input("x", [1, 1, 4, 4])
+        let h = maxPool(relu(g.conv2d(x, outChannels: 2, kernel: 3, padding: 1, name: "conv")), 2)
+        g.output("y", softmax(g.dense(h.flatten(), 3, name: "fc")))
+        let graph = try g.build()
+        let store = ParameterStore(seed: seed)
+        try store.register(graph)
+        return try ONNXExport.model(graph: graph, weights: { store[$0]?.values }, graphName: "fuzz").serialized()
     }
 
     static func printTable(_ results: [String: FuzzTally], title: String, json: Bool) {

@@ -30,7 +30,7 @@ commands:
               --contention N runs it quiet, then beside N spinning processes, and reports both and the ratio
   fuzz [--cases N] [--seed S] [--formats csv,safetensors,idx,flags] [--memory-mb M] [--timeout S] [--keep DIR]
               a seeded mutation fuzzer: runs kiln on mutated files and flag values under memory and time caps
-  fuzz --in-process N [--seed S]   N mutated inputs per reader (safetensors, model files, IDX raw/gzip, CSV)
+  fuzz --in-process N [--seed S]   N mutated inputs per reader (safetensors, model files, IDX raw/gzip, CSV, ONNX)
 """
 
 func runCommand(_ words: [String]) throws {

@@ -9,7 +9,7 @@ struct FuzzTests {
     @Test("300 mutated inputs per reader, parsed in process: each accepted or one KilnError line naming the file")
     func inProcess() throws {
         let results = try Fuzzer.inProcess(casesPerFormat: 300, seed: 16, verbose: false)
-        #expect(results.count == 5)
+        #expect(results.count == 6)
         for (name, tally) in results {
             #expect(tally.cases == 300, "\(name)")
             #expect(tally.unclean == 0, "\(name): \(tally.unclean) rejections were not one KilnError line")

@@ -216,6 +216,9 @@ import KilnRuntime
         #expect(Self.importError(Self.minimalModel().serialized()) == nil)
         let message = try #require(Self.importError(Self.minimalModel(op: "Gelu", opset: 20, name: "/act/Gelu").serialized()))
         #expect(message.hasPrefix("m.onnx: unsupported op Gelu (node \"/act/Gelu\", opset 20)"), "\(message)")
+        // A name from the file with a newline and 5,000 characters: still one line of bounded length.
+        let long = try #require(Self.importError(Self.minimalModel(op: "Bad\nOp" + String(repeating: "x", count: 5000)).serialized()))
+        #expect(!long.contains("\n") && long.utf8.count < 1600 && long.hasPrefix("m.onnx: unsupported op Bad?Op"), "\(long.prefix(100))")
         let old = try #require(Self.importError(Self.minimalModel(opset: 11).serialized()))
         #expect(old.contains("operator set 11"), "\(old)")
     }

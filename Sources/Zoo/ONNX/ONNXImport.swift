@@ -70,8 +70,18 @@ public struct ONNXModel: Sendable {
         } catch let error as ProtobufError {
             throw KilnError.file(path: path, message: "not a valid ONNX file: \(error)")
         } catch let error as ONNXError {
-            throw KilnError.file(path: path, message: error.message)
+            throw KilnError.file(path: path, message: printable(error.message))
         }
+    }
+
+    /// A message on one line of bounded length: names from the file may hold control characters
+    /// or be megabytes long.
+    static func printable(_ message: String, limit: Int = 1500) -> String {
+        var out = ""
+        for scalar in message.unicodeScalars.prefix(limit) {
+            out.unicodeScalars.append(scalar.properties.generalCategory == .control ? "?" : scalar)
+        }
+        return message.unicodeScalars.count > limit ? out + "…" : out
     }
 
     /// Checks a parsed model: opset, ops, inputs, initializers.
@@ -655,7 +665,7 @@ public struct ONNXModel: Sendable {
         } catch let error as ProtobufError {
             throw KilnError.file(path: path, message: "metadata \"\(graphMetadataKey)\" is not a valid ONNX graph: \(error)")
         } catch let error as ONNXError {
-            throw KilnError.file(path: path, message: "metadata \"\(graphMetadataKey)\": \(error.message)")
+            throw KilnError.file(path: path, message: "metadata \"\(graphMetadataKey)\": \(printable(error.message))")
         }
     }
 }
