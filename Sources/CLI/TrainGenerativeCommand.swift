@@ -39,7 +39,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
     }
     var history: [EpochSummary] = []
     var epochSeconds: [Double] = []
-    for epoch in 0..<epochs {
+    try TrainingCore.runEpochs(first: 0, count: epochs) { epoch in
         let order = epochOrder(count: train.count, seed: seed, epoch: epoch)
         let start = Date()
         let losses = try trainer.trainEpoch(train, order: order, batchSize: batch, learningRate: rate) { done, total, losses in
@@ -53,6 +53,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
             print(String(format: "epoch %d/%d  %@  %.1f s", epoch + 1, epochs, describe(losses), epochSeconds.last!))
             fflush(stdout)  // one line per epoch even when stdout is a file (training runs for minutes)
         }
+        return false
     }
     try trainer.save(path: outputPath, classNames: train.classNames)
     if let plot = args.options["--plot"] {

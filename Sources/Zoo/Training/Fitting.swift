@@ -144,17 +144,16 @@ extension ClassifierTrainer {
         var bestValues: [String: [Float]]?
         var history: [EpochReport] = []
         var stoppedEarly = false
-        for epoch in options.firstEpoch ..< options.firstEpoch + options.epochs {
+        let lastEpoch = options.firstEpoch + options.epochs
+        try TrainingCore.runEpochs(first: options.firstEpoch, count: options.epochs) { epoch in
             let start = Date()
             let order = options.order(train.count, options.seed, epoch)
-            var totalLoss = 0.0, correct = 0, position = 0
-            while position < order.count {
-                let end = Swift.min(order.count, position + options.batchSize)
-                let indices = order[position..<end]
-                let batch = options.augmentation.apply(to: train, indices: indices, seed: options.seed, epoch: epoch)
-                let stepsPerEpoch = (order.count + options.batchSize - 1) / options.batchSize
-                let rate = options.schedule.rate(base: options.learningRate, step: epoch * stepsPerEpoch + position / options.batchSize,
-                                                 stepsPerEpoch: stepsPerEpoch, totalSteps: (options.firstEpoch + options.epochs) * stepsPerEpoch)
+            var totalLoss = 0.0, correct = 0
+            let batches = TrainingCore.batches(count: order.count, batchSize: options.batchSize)
+            for (index, range) in batches.enumerated() {
+                let batch = options.augmentation.apply(to: train, indices: order[range], seed: options.seed, epoch: epoch)
+                let rate = options.schedule.rate(base: options.learningRate, step: epoch * batches.count + index,
+                                                 stepsPerEpoch: batches.count, totalSteps: lastEpoch * batches.count)
                 let loss = try trainStep(batch, indices: Array(0..<batch.count)[...], learningRate: rate)
                 let logits = try trainingProgram(batch: batch.count).outputPointer("logits")
                 for row in 0..<batch.count {
@@ -165,7 +164,6 @@ extension ClassifierTrainer {
                     if predicted == Int(batch.labels[row]) { correct += 1 }
                 }
                 totalLoss += Double(loss) * Double(batch.count)
-                position = end
             }
             var record = EpochReport(epoch: epoch + 1, trainLoss: totalLoss / Double(Swift.max(order.count, 1)),
                                      trainAccuracy: Double(correct) / Double(Swift.max(order.count, 1)),
@@ -182,10 +180,8 @@ extension ClassifierTrainer {
             record.seconds = Date().timeIntervalSince(start)
             history.append(record)
             report(record)
-            if stop {
-                stoppedEarly = epoch + 1 < options.firstEpoch + options.epochs
-                break
-            }
+            if stop { stoppedEarly = epoch + 1 < lastEpoch }
+            return stop
         }
         if let bestValues { restore(bestValues) }
         return FitResult(history: history, keptEpoch: stopping.best?.epoch ?? (options.firstEpoch + history.count),

@@ -28,23 +28,31 @@ public final class GenerativeTrainer {
     public let optimizer: Optimizer
     /// The GAN discriminator's optimizer (unused for a VAE).
     public let discriminatorOptimizer: Optimizer
-    public let store: ParameterStore
-    public let threads: Int
-    public let seed: UInt64
+    /// The program cache, compile timer and epoch loop shared with `ClassifierTrainer`.
+    public let core: TrainingCore
+    public var store: ParameterStore { core.store }
+    public var threads: Int { core.threads }
+    public var seed: UInt64 { core.seed }
     /// Whether the noise (ε of a VAE, z of a GAN) is an input `noise` fed by the caller instead of
     /// drawn by the graph's generator; lets a test replay PyTorch's ε. Set before the first step.
     public var noiseInput = false
     /// Whether training programs also output `grad.NAME` for every trained parameter (for checks).
     public var gradientOutputs = false
     /// Compiler passes to skip (e.g. `fuse`, `plan-memory`), set before the first step.
-    public var disabledPasses: Set<String> = []
+    public var disabledPasses: Set<String> {
+        get { core.disabledPasses }
+        set { core.disabledPasses = newValue }
+    }
     /// Check every node's result for NaN and ±Inf in every step (see `ClassifierTrainer.checkNumerics`).
-    public var checkNumerics = false
-    /// Optimizer steps taken so far (GAN: one per discriminator/generator pair).
-    public private(set) var stepsTaken = 0
+    public var checkNumerics: Bool {
+        get { core.checkNumerics }
+        set { core.checkNumerics = newValue }
+    }
+    /// Optimizer steps taken so far (GAN: one per discriminator/generator pair); a checkpoint
+    /// stores it, so a resumed learning-rate schedule continues where it was.
+    public internal(set) var stepsTaken = 0
     /// Seconds spent compiling programs so far.
-    public private(set) var compileSeconds = 0.0
-    private var programs: [String: Executable] = [:]
+    public var compileSeconds: Double { core.compileSeconds }
 
     /// A trainer with the usual defaults: Adam(0.9, 0.999) for a VAE, Adam(0.5, 0.999) for both GAN
     /// networks (Radford et al. 2016 §4).
@@ -54,9 +62,7 @@ public final class GenerativeTrainer {
         let ganDefault = Optimizer.adam(beta1: 0.5, beta2: 0.999)
         self.optimizer = optimizer ?? (model.family == .vae ? .adam() : ganDefault)
         self.discriminatorOptimizer = discriminatorOptimizer ?? ganDefault
-        self.seed = seed
-        self.threads = threads
-        self.store = store ?? ParameterStore(seed: seed)
+        self.core = TrainingCore(store: store ?? ParameterStore(seed: seed), threads: threads, seed: seed)
     }
 
     /// The usual learning rate for the model's family: 1e-3 for a VAE, 2e-4 for a GAN.
@@ -180,14 +186,7 @@ public final class GenerativeTrainer {
     // MARK: Programs
 
     private func program(_ key: String, seedOffset: UInt64, _ make: () throws -> Graph) throws -> Executable {
-        if let program = programs[key] { return program }
-        let start = Date()
-        let program = try Executable(graph: make(), store: store, threads: threads, seed: seed &+ seedOffset,
-                                     pipeline: trainingPipeline(disabled: disabledPasses, checkNumerics: checkNumerics))
-        program.checkNumerics = checkNumerics
-        compileSeconds += Date().timeIntervalSince(start)
-        programs[key] = program
-        return program
+        try core.program(key, seedOffset: seedOffset, make)
     }
 
     /// The compiled VAE training step for a batch size.
@@ -258,16 +257,13 @@ public final class GenerativeTrainer {
     /// step number (`stepsTaken`) to a rate, so schedules apply per step. Returns mean losses.
     public func trainEpoch(_ data: ImageDataset, order: [Int], batchSize: Int, learningRate: (Int) -> Double,
                            progress: ((_ done: Int, _ total: Int, _ losses: GenerativeLosses) -> Void)? = nil) throws -> GenerativeLosses {
-        var main = 0.0, discriminator = 0.0, seen = 0, start = 0
-        while start < order.count {
-            var end = Swift.min(order.count, start + batchSize)
-            // Batch statistics need two values per channel: fold a final batch of one into the previous one's size.
-            if order.count - end == 1 { end = order.count }
-            let losses = try trainStep(data, indices: order[start..<end], learningRate: learningRate(stepsTaken))
-            main += losses.main * Double(end - start)
-            discriminator += (losses.discriminator ?? 0) * Double(end - start)
-            seen += end - start
-            start = end
+        var main = 0.0, discriminator = 0.0, seen = 0
+        // Batch statistics need two values per channel: a final batch of one joins the previous one.
+        for batch in TrainingCore.batches(count: order.count, batchSize: batchSize, foldSingleton: true) {
+            let losses = try trainStep(data, indices: order[batch], learningRate: learningRate(stepsTaken))
+            main += losses.main * Double(batch.count)
+            discriminator += (losses.discriminator ?? 0) * Double(batch.count)
+            seen += batch.count
             progress?(seen, order.count, GenerativeLosses(main: main / Double(seen),
                                                           discriminator: model.family == .gan ? discriminator / Double(seen) : nil))
         }

@@ -17,21 +17,19 @@ public struct Evaluation: Sendable {
 public final class ClassifierTrainer {
     public let model: ClassifierModel
     public let optimizer: Optimizer
-    public let store: ParameterStore
-    public let threads: Int
-    public let seed: UInt64
-    private var trainingPrograms: [Int: Executable] = [:]
-    private var evaluationPrograms: [Int: Executable] = [:]
+    /// The program cache, compile timer and epoch loop shared with `GenerativeTrainer`.
+    public let core: TrainingCore
+    public var store: ParameterStore { core.store }
+    public var threads: Int { core.threads }
+    public var seed: UInt64 { core.seed }
     /// Seconds spent compiling programs so far.
-    public private(set) var compileSeconds = 0.0
+    public var compileSeconds: Double { core.compileSeconds }
 
     public init(model: ClassifierModel, optimizer: Optimizer, seed: UInt64 = 0, threads: Int = defaultThreadCount(),
                 store: ParameterStore? = nil) {
         self.model = model
         self.optimizer = optimizer
-        self.seed = seed
-        self.threads = threads
-        self.store = store ?? ParameterStore(seed: seed)
+        self.core = TrainingCore(store: store ?? ParameterStore(seed: seed), threads: threads, seed: seed)
     }
 
     /// The training graph for one batch size: inputs `x` [B, C, H, W], `labels` i32 [B], `lr` scalar;
@@ -70,40 +68,29 @@ public final class ClassifierTrainer {
     /// Whether training programs also output every parameter's gradient (`grad.NAME`), for checks.
     public var gradientOutputs = false
     /// Compiler passes to skip (e.g. `fuse`, `plan-memory`), set before the first step.
-    public var disabledPasses: Set<String> = []
+    public var disabledPasses: Set<String> {
+        get { core.disabledPasses }
+        set { core.disabledPasses = newValue }
+    }
     /// Check every node's result for NaN and ±Inf in every step (`kiln train --check-numerics`):
     /// programs compile without fusion and memory planning so that each node is stored and
     /// every input intact, and a step throws naming the first node that holds one. Set before
     /// the first step.
-    public var checkNumerics = false
-
-    private func pipeline() -> PassManager {
-        trainingPipeline(disabled: disabledPasses, checkNumerics: checkNumerics)
+    public var checkNumerics: Bool {
+        get { core.checkNumerics }
+        set { core.checkNumerics = newValue }
     }
 
     /// The compiled training step for a batch size (compiled on first use).
     public func trainingProgram(batch: Int) throws -> Executable {
-        if let program = trainingPrograms[batch] { return program }
-        let start = Date()
-        let program = try Executable(graph: Self.trainingGraph(model: model, batch: batch, optimizer: optimizer,
-                                                               gradientOutputs: gradientOutputs),
-                                     store: store, threads: threads, seed: seed &+ UInt64(batch), pipeline: pipeline())
-        program.checkNumerics = checkNumerics
-        compileSeconds += Date().timeIntervalSince(start)
-        trainingPrograms[batch] = program
-        return program
+        try core.program("train-\(batch)", seedOffset: UInt64(batch)) {
+            try Self.trainingGraph(model: model, batch: batch, optimizer: optimizer, gradientOutputs: gradientOutputs)
+        }
     }
 
     /// The compiled inference program for a batch size (compiled on first use).
     public func evaluationProgram(batch: Int) throws -> Executable {
-        if let program = evaluationPrograms[batch] { return program }
-        let start = Date()
-        let program = try Executable(graph: Self.forwardGraph(model: model, batch: batch), store: store, threads: threads,
-                                     seed: seed, pipeline: pipeline())
-        program.checkNumerics = checkNumerics
-        compileSeconds += Date().timeIntervalSince(start)
-        evaluationPrograms[batch] = program
-        return program
+        try core.program("eval-\(batch)", seedOffset: 0) { try Self.forwardGraph(model: model, batch: batch) }
     }
 
     /// One optimizer step on the examples at `indices`; returns the batch loss before the update.
@@ -123,13 +110,10 @@ public final class ClassifierTrainer {
     public func trainEpoch(_ data: ImageDataset, order: [Int], batchSize: Int, learningRate: Double,
                            progress: ((_ done: Int, _ total: Int, _ meanLoss: Double) -> Void)? = nil) throws -> Double {
         var total = 0.0, seen = 0
-        var start = 0
-        while start < order.count {
-            let end = Swift.min(order.count, start + batchSize)
-            let loss = try trainStep(data, indices: order[start..<end], learningRate: learningRate)
-            total += Double(loss) * Double(end - start)
-            seen += end - start
-            start = end
+        for batch in TrainingCore.batches(count: order.count, batchSize: batchSize) {
+            let loss = try trainStep(data, indices: order[batch], learningRate: learningRate)
+            total += Double(loss) * Double(batch.count)
+            seen += batch.count
             progress?(seen, order.count, total / Double(seen))
         }
         return total / Double(Swift.max(seen, 1))
@@ -173,23 +157,6 @@ public final class ClassifierTrainer {
         return Evaluation(accuracy: Double(correct) / Double(Swift.max(data.count, 1)), loss: loss / Double(Swift.max(data.count, 1)),
                           count: data.count, confusion: confusion)
     }
-}
-
-/// The pipeline trainers compile with: the standard one less `disabled`; with `checkNumerics`,
-/// also without fusion and memory planning, so every node's result is stored and checked.
-func trainingPipeline(disabled: Set<String>, checkNumerics: Bool) -> PassManager {
-    var manager = standardPipeline()
-    manager.disabled = disabled
-    if checkNumerics { manager.disabled.formUnion(["fuse", "plan-memory"]) }
-    return manager
-}
-
-/// Throws when a training loss is NaN or infinite. The step's updates have already run, so the
-/// parameters are no longer usable: training stops, and callers write no model file.
-func checkFiniteLoss(_ loss: Float, model: String, step: UInt64, what: String = "loss") throws {
-    guard !loss.isFinite else { return }
-    throw KilnError.feed("\(model): the training \(what) became \(loss.isNaN ? "NaN" : "\(loss)") in step \(step); training stopped and nothing was saved. "
-                         + "Try a lower learning rate, or run with --check-numerics (ClassifierTrainer.checkNumerics) to name the first node that produced NaN or Inf")
 }
 
 /// A deterministic permutation of 0..<count for one epoch (Fisher–Yates over SplitMix64 keyed by seed and epoch).
