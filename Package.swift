@@ -105,6 +105,7 @@ let package = Package(
         .executableTarget(name: "hessian", dependencies: ["Kiln"], path: "examples/hessian"),
         .executableTarget(name: "filters", dependencies: ["Kiln"], path: "examples/filters"),
         .executableTarget(name: "pruning", dependencies: ["Kiln"], path: "examples/pruning"),
+        .executableTarget(name: "resnet-schedules", dependencies: ["Kiln"], path: "examples/resnet-schedules"),
         .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
         // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).
