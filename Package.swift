@@ -106,6 +106,7 @@ let package = Package(
         .executableTarget(name: "filters", dependencies: ["Kiln"], path: "examples/filters"),
         .executableTarget(name: "pruning", dependencies: ["Kiln"], path: "examples/pruning"),
         .executableTarget(name: "resnet-schedules", dependencies: ["Kiln"], path: "examples/resnet-schedules"),
+        .executableTarget(name: "generative", dependencies: ["Kiln"], path: "examples/generative"),
         .testTarget(name: "GraphTests", dependencies: ["KilnGraph"], path: "Tests/GraphTests"),
         .testTarget(name: "PassesTests", dependencies: ["KilnPasses", "KilnRuntime"], path: "Tests/PassesTests"),
         // Counts heap allocations; linked only into RuntimeTests (it replaces malloc process-wide).

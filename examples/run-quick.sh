@@ -3,7 +3,7 @@
 # exits non-zero if any fails. Figures go to ${OUT:-out/quick}/NAME/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXAMPLES=(linear-classifiers ffn-sweep quadratic-activation deep-linear optimizers fgsm sawtooth signal-propagation parity pinn hessian filters pruning resnet-schedules)
+EXAMPLES=(linear-classifiers ffn-sweep quadratic-activation deep-linear optimizers fgsm sawtooth signal-propagation parity pinn hessian filters pruning resnet-schedules generative)
 for name in "${EXAMPLES[@]}"; do swift build -c release --product "$name"; done
 bin=$(swift build -c release --show-bin-path)
 failed=()
