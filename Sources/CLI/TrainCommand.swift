@@ -81,7 +81,7 @@ func trainCommand(_ words: [String]) throws {
     if words.contains(where: Zoo.isGenerative) { return try trainGenerativeCommand(words) }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",
-                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule", "--classes", "--init"],
+                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule", "--classes", "--init", "--save-every"],
                              flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics"], command: "train")
     let initPath = args.options["--init"]
     guard args.positionals.count == 1 || (initPath != nil && args.positionals.isEmpty) else {
@@ -93,9 +93,10 @@ func trainCommand(_ words: [String]) throws {
     let epochs = try args.int("--epochs", default: data.test == nil ? 30 : 3, in: Limits.epochs)
     let batch = try args.int("--batch", default: data.test == nil ? 32 : 64, in: Limits.batch)
     let learningRate = try args.double("--lr", default: 0.01, in: Limits.learningRate)
-    let seed = try args.seed()
+    var seed = try args.seed()
     let threads = try args.threads()
     let json = args.flags.contains("--json")
+    let saveEvery = try parseSaveEvery(args)
     let optimizer = try parseOptimizer(args)
     let augmentation = try Augmentation.parse(args.options["--augment"] ?? "none")
     let patience = try args.options["--patience"].map { _ in try args.int("--patience", default: 1, in: Limits.patience) }
@@ -119,6 +120,7 @@ func trainCommand(_ words: [String]) throws {
         ?? Zoo.classifier(givenName!, inputShape: [train.channels, train.height, train.width], classes: train.classNames.count)
     let modelName = givenName ?? model.name
     var firstEpoch = 0
+    var resumeState: ResumeState?
     let trainer: ClassifierTrainer
     if let resume = args.options["--resume"] {
         if folds != nil { throw KilnError.argument("train: --resume continues one model; it does not combine with --folds") }
@@ -130,9 +132,16 @@ func trainCommand(_ words: [String]) throws {
         guard saved.classNames == train.classNames, saved.inputShape == model.inputShape else {
             throw KilnError.file(path: resume, message: "was trained on classes \(saved.classNames) of \(saved.inputShape), \(data.name) has \(train.classNames) of \(model.inputShape)")
         }
+        if let state = checkpoint.resume {
+            // The run continues with its own seed (epoch orders, augmentation, random ops).
+            seed = try resumedSeed(state, args: args, path: resume)
+            firstEpoch = state.epochs
+            resumeState = state
+        } else {
+            firstEpoch = saved.epochs
+        }
         trainer = try checkpoint.makeTrainer(optimizer: optimizer, seed: seed, threads: threads)
         try checkpoint.restoreOptimizerState(into: trainer)
-        firstEpoch = saved.epochs
     } else {
         trainer = initial ?? ClassifierTrainer(model: model, optimizer: optimizer, seed: seed, threads: threads)
     }
@@ -144,6 +153,14 @@ func trainCommand(_ words: [String]) throws {
     options.disabledPasses = trainer.disabledPasses
     options.checkNumerics = trainer.checkNumerics
     options.schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
+    options.resume = resumeState
+    options.saveEvery = output == nil ? .never : saveEvery
+    // Every checkpoint replaces `-o` atomically with the last epoch's values and what continues
+    // the run (`--resume`); the final write below holds the kept epoch.
+    let checkpoint: ((ResumeState) throws -> Void)? = output.map { path in { state in
+        try Checkpoint.save(trainer, classNames: train.classNames, epochs: state.epochs, resume: state, to: path)
+        if !json { print("checkpoint: wrote \(path) after epoch \(state.epochs)"); fflush(stdout) }
+    } }
     // Fashion-MNIST follows the peers' order (numpy `default_rng([seed, epoch]).permutation`) so runs compare.
     if data.name == "fashion-mnist" { options.order = { numpyEpochOrder(count: $0, seed: $1, epoch: $2) } }
     if !json {
@@ -177,7 +194,7 @@ func trainCommand(_ words: [String]) throws {
                                          validationFraction: validationFraction, seed: seed)
         let validation = train.subset(split.validation)
         if !json { print("validation: \(split.validation.count) images held out (stratified), \(split.train.count) for training") }
-        result = try trainer.fit(train.subset(split.train), validation: validation, options: options) { record in
+        result = try trainer.fit(train.subset(split.train), validation: validation, options: options, checkpoint: checkpoint) { record in
             if !json { print(epochLine(record, of: firstEpoch + epochs)) }
         }
         let kept = result.history.first { $0.epoch == result.keptEpoch }!.validation!
@@ -188,7 +205,7 @@ func trainCommand(_ words: [String]) throws {
         summary += [("kept_epoch", result.keptEpoch), ("val_loss", kept.loss), ("val_accuracy", kept.accuracy),
                     ("stopped_early", result.stoppedEarly)]
     } else {
-        result = try trainer.fit(train, options: options) { record in
+        result = try trainer.fit(train, options: options, checkpoint: checkpoint) { record in
             let test = data.test.flatMap { try? trainer.evaluate($0) }
             lastTest = test
             if !json { print(epochLine(record, of: firstEpoch + epochs, test: test)) }
@@ -200,7 +217,9 @@ func trainCommand(_ words: [String]) throws {
         if !json { print("wrote \(plot)") }
     }
     if let output {
-        try Checkpoint.save(trainer, classNames: train.classNames, epochs: result.keptEpoch, to: output)
+        // Without a validation set the kept epoch is the last: the file also continues the run exactly.
+        let final = validationFraction == nil && folds == nil ? trainer.resumeState(epochs: result.keptEpoch, seed: seed) : nil
+        try Checkpoint.save(trainer, classNames: train.classNames, epochs: result.keptEpoch, resume: final, to: output)
         if !json { print("wrote \(output) (\(model.name), epoch \(result.keptEpoch), with optimizer state)") }
     }
     if json {
@@ -237,4 +256,19 @@ private func initialTrainer(_ path: String, modelName: String?, data: ImageDatas
         throw KilnError.file(path: path, message: "takes input \(model.inputShape) and gives \(model.classes) classes; the data has images \(shape) and \(data.classNames.count) classes")
     }
     return trainer
+}
+
+/// `--save-every E`: a checkpoint every E epochs; by default (`SaveSchedule.automatic`) every
+/// epoch once the run is expected to last longer than a minute.
+func parseSaveEvery(_ args: Arguments) throws -> SaveSchedule {
+    guard args.options["--save-every"] != nil else { return .automatic }
+    return .every(try args.int("--save-every", default: 1, in: Limits.epochs))
+}
+
+/// The seed a resumed run continues with: the checkpoint's; a different `--seed` is an error.
+func resumedSeed(_ state: ResumeState, args: Arguments, path: String) throws -> UInt64 {
+    if args.options["--seed"] != nil, try args.seed() != state.seed {
+        throw KilnError.argument("--resume \(path) continues a run with seed \(state.seed); drop --seed or give that seed")
+    }
+    return state.seed
 }

@@ -6,13 +6,14 @@ import KilnBench
 /// loss per epoch, writes the model file and optionally a sample grid and the loss curves.
 func trainGenerativeCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--unlabelled", "--labeller", "--epochs", "--batch", "--lr",
-                                              "--schedule", "--seed", "--threads", "--limit", "--plot", "--grid", "-o", "--classes"],
+                                              "--schedule", "--seed", "--threads", "--limit", "--plot", "--grid", "-o", "--classes", "--resume", "--save-every"],
                              flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
     let epochs = try args.int("--epochs", default: 10, in: Limits.epochs)
     let batch = try args.int("--batch", default: 64, in: Limits.batch)
-    let seed = try args.seed()
+    var seed = try args.seed()
+    let saveEvery = try parseSaveEvery(args)
     let threads = try args.threads()
     let json = args.flags.contains("--json")
     guard let outputPath = args.options["-o"] else { throw KilnError.argument("train \(modelName): -o FILE.safetensors is required") }
@@ -26,36 +27,59 @@ func trainGenerativeCommand(_ words: [String]) throws {
     if model.isConditional && !train.isLabelled {
         throw KilnError.argument("\(modelName) is conditional: it needs labelled images (--train with labels or --dataset)")
     }
-    let trainer = GenerativeTrainer(model: model, seed: seed, threads: threads)
+    var firstEpoch = 0
+    let trainer: GenerativeTrainer
+    if let resume = args.options["--resume"] {
+        let checkpoint = try Checkpoint.read(path: resume)
+        let saved = checkpoint.description
+        guard saved.modelName == model.name else { throw KilnError.file(path: resume, message: "holds a \(saved.modelName) model, not \(model.name)") }
+        guard saved.classNames == train.classNames, saved.inputShape == model.imageShape else {
+            throw KilnError.file(path: resume, message: "was trained on classes \(saved.classNames) of \(saved.inputShape), the training set has \(train.classNames) of \(model.imageShape)")
+        }
+        guard let state = checkpoint.resume else {
+            throw KilnError.file(path: resume, message: "was written without the state that continues its run (written before checkpoints existed)")
+        }
+        seed = try resumedSeed(state, args: args, path: resume)
+        trainer = try GenerativeTrainer.load(path: resume, seed: seed, threads: threads).trainer
+        trainer.restore(state)
+        firstEpoch = state.epochs
+    } else {
+        trainer = GenerativeTrainer(model: model, seed: seed, threads: threads)
+    }
     if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
     trainer.checkNumerics = args.flags.contains("--check-numerics")
     let baseRate = try args.double("--lr", default: trainer.defaultLearningRate, in: Limits.learningRate)
     let schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
     let stepsPerEpoch = (train.count + batch - 1) / batch
-    let rate = { (step: Int) in schedule.rate(base: baseRate, step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * epochs) }
+    let rate = { (step: Int) in schedule.rate(base: baseRate, step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * (firstEpoch + epochs)) }
     if !json {
         print("training \(model.name) (\(model.summary)) on \(train.count) images, batch \(batch), lr \(baseRate), schedule \(schedule), \(threads) threads")
     }
     var history: [EpochSummary] = []
     var epochSeconds: [Double] = []
-    try TrainingCore.runEpochs(first: 0, count: epochs) { epoch in
+    // Every checkpoint replaces -o atomically with the last epoch and what continues the run (--resume).
+    try TrainingCore.runEpochs(first: firstEpoch, count: epochs, saveEvery: saveEvery, checkpoint: { done in
+        try trainer.save(path: outputPath, classNames: train.classNames, epochs: done, resume: trainer.resumeState(epochs: done))
+        if !json { print("checkpoint: wrote \(outputPath) after epoch \(done)"); fflush(stdout) }
+    }) { epoch in
         let order = epochOrder(count: train.count, seed: seed, epoch: epoch)
         let start = Date()
         let losses = try trainer.trainEpoch(train, order: order, batchSize: batch, learningRate: rate) { done, total, losses in
             if done % (batch * 20) < batch || done == total {
-                showProgress("epoch \(epoch + 1)/\(epochs)", done: done, total: total, detail: describe(losses))
+                showProgress("epoch \(epoch + 1)/\(firstEpoch + epochs)", done: done, total: total, detail: describe(losses))
             }
         }
         epochSeconds.append(Date().timeIntervalSince(start))
         history.append(EpochSummary(epoch: epoch + 1, trainLoss: losses.main, validationLoss: losses.discriminator))
         if !json {
-            print(String(format: "epoch %d/%d  %@  %.1f s", epoch + 1, epochs, describe(losses), epochSeconds.last!))
+            print(String(format: "epoch %d/%d  %@  %.1f s", epoch + 1, firstEpoch + epochs, describe(losses), epochSeconds.last!))
             fflush(stdout)  // one line per epoch even when stdout is a file (training runs for minutes)
         }
         return false
     }
-    try trainer.save(path: outputPath, classNames: train.classNames)
+    try trainer.save(path: outputPath, classNames: train.classNames, epochs: firstEpoch + epochs,
+                     resume: trainer.resumeState(epochs: firstEpoch + epochs))
     if let plot = args.options["--plot"] {
         // A GAN has two losses: its plot shows the generator's as "train" and the discriminator's as the second curve.
         let names = model.family == .gan ? ("generator", "discriminator") : ("negative ELBO", "")

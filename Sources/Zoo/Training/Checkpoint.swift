@@ -47,6 +47,8 @@ public struct Checkpoint {
     public var path: String
     /// The file's whole `__metadata__`.
     public var metadata: [String: String] = [:]
+    /// How to continue the run exactly (epochs, seed, step counters, early stopping), if the file says.
+    public var resume: ResumeState?
 
     /// The one normalisation Kiln's data loaders apply (`ImageDataset.fillBatch`).
     static let normalisation = "{\"divide\":255}"
@@ -54,7 +56,7 @@ public struct Checkpoint {
     /// Writes the parameters of `trainer`'s store and, with `includingOptimizerState`, its
     /// optimizer state, with the metadata that rebuilds the model.
     public static func save(_ trainer: ClassifierTrainer, classNames: [String], epochs: Int,
-                            includingOptimizerState: Bool = true, to path: String) throws {
+                            includingOptimizerState: Bool = true, resume: ResumeState? = nil, to path: String) throws {
         precondition(classNames.count == trainer.model.classes, "one class name per model output")
         let store = trainer.store
         var entries: [Safetensors.Entry] = []
@@ -69,9 +71,13 @@ public struct Checkpoint {
         }
         let config: [String: Any] = ["input_shape": trainer.model.inputShape, "classes": trainer.model.classes,
                                      "optimizer": trainer.optimizer.description, "epochs": epochs]
-        let metadata = ["kiln.model": trainer.model.name, "kiln.config": json(config), "kiln.classes": json(classNames),
+        var metadata = ["kiln.model": trainer.model.name, "kiln.config": json(config), "kiln.classes": json(classNames),
                         "kiln.normalisation": normalisation, "kiln.state": json(stateNames), "format": "pt"]
             .merging(trainer.model.definition) { kiln, _ in kiln }
+        if let resume {
+            metadata[ResumeState.metadataKey] = try resume.metadata()
+            entries += resume.bestEntries(store: store)
+        }
         try Safetensors.write(path: path, entries: entries, metadata: metadata)
     }
 
@@ -121,7 +127,9 @@ public struct Checkpoint {
         } ?? []
         let description = ModelDescription(modelName: modelName, inputShape: inputShape, classNames: classNames,
                                            optimizer: config["optimizer"] as? String ?? "", epochs: epochs)
-        return Checkpoint(description: description, tensors: tensors, stateNames: stateNames, path: path, metadata: metadata)
+        let resume = try ResumeState.read(metadata: metadata, tensors: tensors, path: path)
+        return Checkpoint(description: description, tensors: tensors.filter { !$0.key.hasPrefix(ResumeState.bestPrefix) },
+                          stateNames: stateNames, path: path, metadata: metadata, resume: resume)
     }
 
     /// The zoo model the file describes.

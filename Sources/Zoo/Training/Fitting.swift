@@ -9,11 +9,19 @@ public struct EarlyStopping: Sendable {
     public let patience: Int?
     /// The best epoch so far (as passed to `observe`) and its loss.
     public private(set) var best: (epoch: Int, loss: Double)?
-    private var epochsWithoutImprovement = 0
+    /// Epochs in a row since the best one.
+    public private(set) var epochsWithoutImprovement = 0
 
     public init(patience: Int?) {
         precondition(patience.map { $0 > 0 } ?? true, "patience is positive")
         self.patience = patience
+    }
+
+    /// Early stopping as a checkpoint left it.
+    public init(patience: Int?, best: (epoch: Int, loss: Double)?, epochsWithoutImprovement: Int) {
+        self.init(patience: patience)
+        self.best = best
+        self.epochsWithoutImprovement = epochsWithoutImprovement
     }
 
     /// Records one epoch's validation loss. `improved`: it is the new best (strictly lower; a NaN
@@ -54,6 +62,11 @@ public struct FitOptions: Sendable {
     /// Compiler passes the trainers that `crossValidate` makes skip, and whether they check numerics.
     public var disabledPasses: Set<String> = []
     public var checkNumerics = false
+    /// When `fit` calls its checkpoint hook between epochs.
+    public var saveEvery: SaveSchedule = .never
+    /// The state a resumed run continues from (step counters, early stopping's best so far);
+    /// `firstEpoch` should be its `epochs`.
+    public var resume: ResumeState?
 
     public init(epochs: Int, batchSize: Int = 32, learningRate: Double = 0.01, patience: Int? = nil,
                 augmentation: Augmentation = .none, seed: UInt64 = 0, firstEpoch: Int = 0) {
@@ -134,18 +147,39 @@ extension ClassifierTrainer {
     /// Trains on `train` for `options.epochs` epochs. With a `validation` set it evaluates after
     /// every epoch, keeps a copy of the parameters and optimizer state at the epoch with the lowest
     /// validation loss, stops after `patience` epochs without a new best, and ends holding the
-    /// best epoch's values. `report` is called after every epoch.
+    /// best epoch's values. `report` is called after every epoch, `checkpoint` after the epochs
+    /// `options.saveEvery` names, with what a model file needs to continue the run exactly
+    /// (`Checkpoint.save(…, resume:)`); the store then holds the last epoch's values.
     @discardableResult
     public func fit(_ train: ImageDataset, validation: ImageDataset? = nil, options: FitOptions,
+                    checkpoint: ((ResumeState) throws -> Void)? = nil,
                     report: (EpochReport) -> Void = { _ in }) throws -> FitResult {
         precondition(train.isLabelled, "training needs labels")
         try options.validate(count: train.count)
-        var stopping = EarlyStopping(patience: options.patience)
-        var bestValues: [String: [Float]]?
+        var stopping = EarlyStopping(patience: options.patience,
+                                     best: options.resume.flatMap { r in r.bestEpoch.map { ($0, r.bestLoss ?? .infinity) } },
+                                     epochsWithoutImprovement: options.resume?.epochsWithoutImprovement ?? 0)
+        var bestValues: [String: [Float]]? = options.resume?.bestValues
+        if let resume = options.resume {
+            core.restoreProgramSteps(resume.programSteps)
+            // The best epoch was the last one saved: its values are the store's.
+            if resume.bestEpoch == resume.epochs && bestValues == nil { bestValues = snapshot() }
+        }
+        func state(epochs: Int) -> ResumeState {
+            var state = ResumeState(epochs: epochs, seed: options.seed)
+            state.programSteps = core.programSteps
+            state.bestEpoch = stopping.best?.epoch
+            state.bestLoss = stopping.best?.loss
+            state.epochsWithoutImprovement = stopping.epochsWithoutImprovement
+            // The best epoch's values, unless they are the store's (the best epoch is the last).
+            state.bestValues = stopping.best?.epoch == epochs ? nil : bestValues
+            return state
+        }
         var history: [EpochReport] = []
         var stoppedEarly = false
         let lastEpoch = options.firstEpoch + options.epochs
-        try TrainingCore.runEpochs(first: options.firstEpoch, count: options.epochs) { epoch in
+        try TrainingCore.runEpochs(first: options.firstEpoch, count: options.epochs, saveEvery: options.saveEvery,
+                                   checkpoint: checkpoint.map { hook in { try hook(state(epochs: $0)) } }) { epoch in
             let start = Date()
             let order = options.order(train.count, options.seed, epoch)
             var totalLoss = 0.0, correct = 0

@@ -10,17 +10,36 @@ import KilnRuntime
 extension GenerativeTrainer {
     /// Writes the model atomically; `classNames` name the classes of a conditional model (and of the
     /// training set for an unconditional one).
-    public func save(path: String, classNames: [String], epochs: Int = 0) throws {
+    /// With `resume` (`resumeState(epochs:)`), the file also says how to continue the run exactly.
+    public func save(path: String, classNames: [String], epochs: Int = 0, resume: ResumeState? = nil) throws {
         precondition(!model.isConditional || classNames.count == model.classes, "one class name per condition")
         let stateNames = store.names.filter { !store[$0]!.isParameter }
         let entries = store.names.map { Safetensors.Entry(name: $0, shape: store[$0]!.type.shape.dims, floats: store[$0]!.values) }
         func json(_ value: Any) throws -> String { String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]), as: UTF8.self) }
         let config: [String: Any] = ["input_shape": model.imageShape, "classes": classNames.count,
                                      "optimizer": optimizer.description, "epochs": epochs]
-        try Safetensors.write(path: path, entries: entries, metadata: [
+        var metadata = [
             "kiln.model": model.name, "kiln.config": try json(config), "kiln.classes": try json(classNames),
             "kiln.normalisation": Checkpoint.normalisation, "kiln.state": try json(stateNames), "format": "pt",
-        ])
+        ]
+        if let resume { metadata[ResumeState.metadataKey] = try resume.metadata() }
+        try Safetensors.write(path: path, entries: entries, metadata: metadata)
+    }
+
+    /// What continues this run after `epochs` epochs exactly: the seed, the optimizer steps taken
+    /// (the learning-rate schedule counts them) and every program's step counter (the noise ε or
+    /// z is drawn keyed by it). Parameters and optimizer moments are store tensors, saved anyway.
+    public func resumeState(epochs: Int) -> ResumeState {
+        var state = ResumeState(epochs: epochs, seed: seed)
+        state.stepsTaken = stepsTaken
+        state.programSteps = core.programSteps
+        return state
+    }
+
+    /// Continues from a checkpoint's state (the store already holds its tensors).
+    public func restore(_ state: ResumeState) {
+        stepsTaken = state.stepsTaken
+        core.restoreProgramSteps(state.programSteps)
     }
 
     /// Reads a model written by `save`: rebuilds the zoo model from the metadata and fills its

@@ -62,6 +62,14 @@ public final class ClassifierTrainer {
         return try g.build()
     }
 
+    /// What a model file needs to continue this trainer's run after `epochs` epochs exactly (no
+    /// early stopping state): the seed and every program's step counter.
+    public func resumeState(epochs: Int, seed: UInt64) -> ResumeState {
+        var state = ResumeState(epochs: epochs, seed: seed)
+        state.programSteps = core.programSteps
+        return state
+    }
+
     /// Creates the parameters (if the store lacks them) without training.
     public func initializeParameters() throws { _ = try evaluationProgram(batch: 1) }
 

@@ -44,11 +44,12 @@ public final class TrainingCore {
         return program
     }
 
-    /// Every program's step counter by key (those restored but not compiled yet included).
+    /// Every program's step counter by key (those restored but not compiled yet included), but
+    /// for programs that never ran (0, the counter a program starts with).
     public var programSteps: [String: UInt64] {
         var steps = pendingSteps
         for (key, program) in programs { steps[key] = program.step }
-        return steps
+        return steps.filter { $0.value != 0 }
     }
 
     /// Sets the step counters of programs (compiled now or later) to `steps`.
@@ -137,4 +138,81 @@ func checkFiniteLoss(_ loss: Float, model: String, step: UInt64, what: String = 
     guard !loss.isFinite else { return }
     throw KilnError.feed("\(model): the training \(what) became \(loss.isNaN ? "NaN" : "\(loss)") in step \(step); training stopped and nothing was saved. "
                          + "Try a lower learning rate, or run with --check-numerics (ClassifierTrainer.checkNumerics) to name the first node that produced NaN or Inf")
+}
+
+/// What a checkpoint holds beyond parameters and optimizer state (which are store tensors), so
+/// that a resumed run continues exactly as the uninterrupted one would: epochs done, the seed of
+/// the epoch orders, augmentation and random ops, every program's step counter (random draws are
+/// keyed by it), the optimizer steps taken (a generative run's schedule counts them), and early
+/// stopping's best-so-far with the best epoch's values. Stored as `kiln.resume` (JSON) in the
+/// model file's metadata, the best epoch's values as tensors `kiln.best/NAME`.
+public struct ResumeState: Sendable, Equatable {
+    public var epochs: Int
+    public var seed: UInt64
+    public var stepsTaken: Int = 0
+    public var programSteps: [String: UInt64] = [:]
+    public var bestEpoch: Int?
+    public var bestLoss: Double?
+    public var epochsWithoutImprovement = 0
+    /// The store's values at the best epoch, when it is not the last one.
+    public var bestValues: [String: [Float]]?
+
+    public init(epochs: Int, seed: UInt64) { self.epochs = epochs; self.seed = seed }
+
+    static let metadataKey = "kiln.resume"
+    static let bestPrefix = "kiln.best/"
+
+    /// The metadata text (sorted keys: deterministic bytes). Seeds and step counters are strings:
+    /// JSON numbers do not hold every UInt64.
+    func metadata() throws -> String {
+        var object: [String: Any] = ["epochs": epochs, "seed": String(seed), "steps_taken": stepsTaken,
+                                     "program_steps": programSteps.mapValues { String($0) },
+                                     "epochs_without_improvement": epochsWithoutImprovement]
+        if let bestEpoch, let bestLoss { object["best_epoch"] = bestEpoch; object["best_loss"] = bestLoss.bitPattern.description }
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    /// The best epoch's values as extra tensors (shapes from `store`).
+    func bestEntries(store: ParameterStore) -> [Safetensors.Entry] {
+        guard let bestValues else { return [] }
+        return bestValues.keys.sorted().map {
+            Safetensors.Entry(name: Self.bestPrefix + $0, shape: store[$0]!.type.shape.dims, floats: bestValues[$0]!)
+        }
+    }
+
+    /// Reads the state of a model file, or nil when it has none (files written before checkpoints did).
+    static func read(metadata: [String: String], tensors: [String: Safetensors.Entry], path: String) throws -> ResumeState? {
+        guard let text = metadata[metadataKey] else { return nil }
+        func fail(_ message: String) -> KilnError { KilnError.file(path: path, message: "model metadata \"\(metadataKey)\": \(message)") }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else { throw fail("not a JSON object") }
+        guard let epochs = object["epochs"] as? Int, (0...Checkpoint.maximumEpochs).contains(epochs),
+              let seed = (object["seed"] as? String).flatMap(UInt64.init),
+              let steps = object["steps_taken"] as? Int, steps >= 0,
+              let programs = object["program_steps"] as? [String: String],
+              let without = object["epochs_without_improvement"] as? Int, without >= 0 else {
+            throw fail("needs epochs (0 to \(Checkpoint.maximumEpochs)), seed, steps_taken, program_steps and epochs_without_improvement")
+        }
+        var state = ResumeState(epochs: epochs, seed: seed)
+        state.stepsTaken = steps
+        state.epochsWithoutImprovement = without
+        for (key, value) in programs {
+            guard let step = UInt64(value) else { throw fail("program step \"\(excerpt(value))\" is not a counter") }
+            state.programSteps[key] = step
+        }
+        if let best = object["best_epoch"] as? Int {
+            guard let bits = (object["best_loss"] as? String).flatMap(UInt64.init) else { throw fail("best_epoch needs best_loss") }
+            state.bestEpoch = best
+            state.bestLoss = Double(bitPattern: bits)
+        }
+        let best = tensors.filter { $0.key.hasPrefix(bestPrefix) }
+        if !best.isEmpty {
+            var values: [String: [Float]] = [:]
+            for (name, entry) in best {
+                guard entry.rawDType == "F32" else { throw KilnError.file(path: path, message: "tensor \"\(excerpt(name))\" is \(entry.rawDType), Kiln models hold F32") }
+                values[String(name.dropFirst(bestPrefix.count))] = entry.floats()
+            }
+            state.bestValues = values
+        }
+        return state
+    }
 }
