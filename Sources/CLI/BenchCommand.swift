@@ -203,6 +203,7 @@ private func benchTraining(_ settings: BenchSettings, model: ClassifierModel, op
     let test = try FashionMNIST.load(split: .test, directory: settings.dataDirectory)
     let epochs = settings.epochs ?? defaultEpochs
     let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: settings.seed, threads: settings.threads)
+    trainer.core.runOptions.profile = Environment.profile
     try trainer.initializeParameters()
     try usePeerInitialization(trainer.store, model: model.name == "mlp" ? "mlp" : model.name, seed: settings.seed)
 
@@ -275,6 +276,7 @@ private func benchInference(_ settings: BenchSettings) throws -> BenchRecord {
     let batch = 256, passes = 3
     let trainer = ClassifierTrainer(model: try Zoo.classifier("lenet5"), optimizer: .sgd(), seed: settings.seed,
                                     threads: settings.threads)
+    trainer.core.runOptions.profile = Environment.profile
     let indices = Array(0..<test.count)
     func runBatch(_ range: Range<Int>) throws {
         let program = try trainer.evaluationProgram(batch: range.count)
@@ -321,6 +323,7 @@ private func benchVAE(_ settings: BenchSettings) throws -> BenchRecord {
     let epochs = settings.epochs ?? 1
     let batch = 128
     let trainer = GenerativeTrainer(model: vae(), optimizer: .adam(), seed: settings.seed, threads: settings.threads)
+    trainer.core.runOptions.profile = Environment.profile
     try trainer.initializeParameters()
     try usePeerInitialization(trainer.store, model: "vae", seed: settings.seed)
     var compileSeconds = 0.0

@@ -48,6 +48,7 @@ func benchResNetTraining(_ settings: BenchSettings) throws -> BenchRecord {
     let optimizer = Optimizer.sgd(momentum: 0.9)
     let data = resNetData(seed: settings.seed)
     let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: settings.seed, threads: settings.threads)
+    trainer.core.runOptions.profile = Environment.profile
     var losses: [Double] = [], seconds: [Double] = [], compileSeconds = 0.0
     let timed = settings.limitSteps ?? resNetTimedSteps
     for step in 0..<(1 + resNetWarmUpSteps + timed) {
@@ -82,6 +83,7 @@ func benchResNetInference(_ settings: BenchSettings) throws -> BenchRecord {
     let model = try Zoo.classifier("resnet18", inputShape: [3, 32, 32], classes: 10)
     let data = resNetData(seed: settings.seed)
     let trainer = ClassifierTrainer(model: model, optimizer: .sgd(), seed: settings.seed, threads: settings.threads)
+    trainer.core.runOptions.profile = Environment.profile
     let batches = min(settings.limitSteps ?? .max, resNetInferImages / resNetBatch)
     func runBatch(_ index: Int) throws {
         let program = try trainer.evaluationProgram(batch: resNetBatch)

@@ -146,6 +146,7 @@ func trainCommand(_ words: [String]) throws {
         trainer = initial ?? ClassifierTrainer(model: model, optimizer: optimizer, seed: seed, threads: threads)
     }
     if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
+    trainer.core.runOptions.profile = Environment.profile
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
     trainer.checkNumerics = args.flags.contains("--check-numerics")
     var options = FitOptions(epochs: epochs, batchSize: batch, learningRate: learningRate, patience: patience,

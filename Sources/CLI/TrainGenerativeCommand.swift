@@ -47,6 +47,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
         trainer = GenerativeTrainer(model: model, seed: seed, threads: threads)
     }
     if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
+    trainer.core.runOptions.profile = Environment.profile
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
     trainer.checkNumerics = args.flags.contains("--check-numerics")
     let baseRate = try args.double("--lr", default: trainer.defaultLearningRate, in: Limits.learningRate)

@@ -9,13 +9,24 @@ import KilnRuntime
 /// checkpoint hook. `ClassifierTrainer` and `GenerativeTrainer` each hold one and add their graphs.
 public final class TrainingCore {
     public let store: ParameterStore
-    public let threads: Int
-    public let seed: UInt64
+    /// How programs compile: threads, seed (each program adds its own offset), passes to skip,
+    /// numerics checks. Set before the first step.
+    public var options: CompileOptions
+    /// What programs do when they run (profiling); applies to programs compiled afterwards.
+    public var runOptions = RunOptions()
+    public var threads: Int { options.threads }
+    public var seed: UInt64 { options.seed }
     /// Compiler passes to skip (e.g. `fuse`, `plan-memory`), set before the first step.
-    public var disabledPasses: Set<String> = []
+    public var disabledPasses: Set<String> {
+        get { options.disabledPasses }
+        set { options.disabledPasses = newValue }
+    }
     /// Compile without fusion and memory planning and check every node for NaN and ±Inf (see
     /// `ClassifierTrainer.checkNumerics`). Set before the first step.
-    public var checkNumerics = false
+    public var checkNumerics: Bool {
+        get { options.checkNumerics }
+        set { options.checkNumerics = newValue }
+    }
     /// Seconds spent compiling programs so far.
     public private(set) var compileSeconds = 0.0
     private var programs: [String: Executable] = [:]
@@ -25,19 +36,17 @@ public final class TrainingCore {
 
     public init(store: ParameterStore, threads: Int, seed: UInt64) {
         self.store = store
-        self.threads = threads
-        self.seed = seed
+        options = CompileOptions(threads: threads, seed: seed)
     }
-
-    /// The pipeline programs compile with.
-    public func pipeline() -> PassManager { trainingPipeline(disabled: disabledPasses, checkNumerics: checkNumerics) }
 
     /// The program cached under `key`, compiled from `make()` with seed `seed &+ seedOffset` on first use.
     public func program(_ key: String, seedOffset: UInt64, _ make: () throws -> Graph) throws -> Executable {
         if let program = programs[key] { return program }
         let start = Date()
-        let program = try Executable(graph: make(), store: store, threads: threads, seed: seed &+ seedOffset, pipeline: pipeline())
-        program.checkNumerics = checkNumerics
+        var programOptions = options
+        programOptions.seed = options.seed &+ seedOffset
+        let program = try Executable(graph: make(), store: store, options: programOptions)
+        program.runOptions.profile = runOptions.profile
         compileSeconds += Date().timeIntervalSince(start)
         if let step = pendingSteps.removeValue(forKey: key) { program.step = step }
         programs[key] = program
@@ -121,15 +130,6 @@ public enum SaveSchedule: Sendable, Equatable {
         case let .whenLongerThan(seconds): return secondsPerEpoch * Double(totalEpochs) > seconds
         }
     }
-}
-
-/// The pipeline trainers compile with: the standard one less `disabled`; with `checkNumerics`,
-/// also without fusion and memory planning, so every node's result is stored and checked.
-func trainingPipeline(disabled: Set<String>, checkNumerics: Bool) -> PassManager {
-    var manager = standardPipeline()
-    manager.disabled = disabled
-    if checkNumerics { manager.disabled.formUnion(["fuse", "plan-memory"]) }
-    return manager
 }
 
 /// Throws when a training loss is NaN or infinite. The step's updates have already run, so the
