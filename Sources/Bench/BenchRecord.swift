@@ -143,17 +143,7 @@ public func throughputFields(achievedGFLOPs: Double, threads: Int, measurePeak: 
 public func jsonObject(_ pairs: [(String, Any)]) -> String {
     func encode(_ value: Any) -> String {
         switch value {
-        case let s as String:
-            var out = "\""
-            for scalar in s.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                default: out += scalar.value < 0x20 ? String(format: "\\u%04x", scalar.value) : String(scalar)
-                }
-            }
-            return out + "\""
+        case let s as String: return Safetensors.jsonString(s)
         case let b as Bool: return b ? "true" : "false"
         case let i as Int: return String(i)
         case let d as Double: return d.isFinite ? String(d) : "null"

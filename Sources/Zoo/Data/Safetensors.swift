@@ -284,8 +284,8 @@ public enum Safetensors {
         return file
     }
 
-    /// `text` as a JSON string literal.
-    private static func jsonString(_ text: String) -> String {
+    /// `text` as a JSON string literal (also what `kiln bench` records use).
+    public static func jsonString(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
