@@ -17,7 +17,7 @@ MODELS=(logreg vae cvae conv-vae conv-cvae gan cgan)
 total=0; ok=0; bad=0; killed_in_write=0; finished=0; resumed=0; resume_failed=0; mid_run=0
 loads() {  # MODEL FILE: does the file load and serve its purpose?
     if [ "$1" = logreg ]; then "$KILN" eval "$2" --data "$DIR/g/xy_train.csv" > /dev/null 2>&1
-    elif [[ "$1" = c* ]]; then "$KILN" generate "$2" --per-class 1 -o "$DIR/s.csv" > /dev/null 2>&1
+    elif [ "$1" = cvae ] || [ "$1" = conv-cvae ] || [ "$1" = cgan ]; then "$KILN" generate "$2" --per-class 1 -o "$DIR/s.csv" > /dev/null 2>&1
     else "$KILN" generate "$2" --count 2 -o "$DIR/s.csv" > /dev/null 2>&1; fi
 }
 for model in "${MODELS[@]}"; do
