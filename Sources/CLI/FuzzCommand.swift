@@ -195,7 +195,7 @@ struct Fuzzer {
          (["show", path("xy.csv"), "--grid", path("out.png")], ["--per-class", "--scale"]),
          (["dot", "logreg"], ["--batch", "--stage", "--gan-step"]),
          (["plan", "logreg", "--training"], ["--batch", "--disable", "--gan-step"]),
-         (["make-glyphs", path("glyphs-out"), "--train", "3", "--test", "3"], ["--train", "--test", "--seed"])]
+         (["make-glyphs", path("glyphs-out"), "--train", "3", "--test", "3"], ["--train", "--test", "--seed", "--difficulty"])]
     }
 
     // MARK: Running cases

@@ -17,7 +17,7 @@ commands:
               -o MODEL.safetensors [--epochs N] [--batch B] [--lr X] [--schedule S] [--plot FILE.svg] [--grid FILE.png]
   predict MODEL.safetensors --test FILE.csv -o predictions.csv
   eval MODEL.safetensors --data FILE.csv [--labels LABELS.csv] [--json]
-  make-glyphs DIR [--train N] [--test N] [--seed S]   a stand-in for the course's glyph CSV files
+  make-glyphs DIR [--train N] [--test N] [--seed S] [--difficulty easy|hard]   a stand-in for the course's glyph CSV files
   generate MODEL.safetensors (--per-class N | --count N) -o FILE.csv [--grid FILE.png] [--seed S] [--temperature T]
   show DATA.csv --grid FILE.png [--per-class N] [--scale K]
   import MODEL.onnx [-o MODEL.safetensors] [--classes A,B,C] [--json]   an ONNX model (opset 13-21) as a Kiln model

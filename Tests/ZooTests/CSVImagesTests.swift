@@ -136,6 +136,25 @@ struct CSVImagesTests {
                 == "--image-size needs HxW with integers 1 to 4096 (e.g. 28x28), found \"99999999999x99999999999\"")
     }
 
+    @Test("hard course glyphs: deterministic per seed, variants at about 70/20/10 % per class, unlike the easy set")
+    func hardCourseGlyphs() {
+        let (set, variants) = CourseGlyphs.makeWithVariants(count: 3000, seed: 11, difficulty: .hard)
+        let again = CourseGlyphs.makeWithVariants(count: 3000, seed: 11, difficulty: .hard)
+        #expect(set == again.set && variants == again.variants)
+        #expect(set.images != CourseGlyphs.make(count: 3000, seed: 12, difficulty: .hard).images)
+        #expect(set.classCounts() == [1000, 1000, 1000])
+        // Each class: the main form about 70 %, the two rarer variants about 20 % and 10 %
+        // (binomial sd over 1000 images is 1.3 % and 0.95 %; the bounds allow about 3 sd).
+        for label in 0..<3 {
+            let forms = zip(set.labels, variants).filter { $0.0 == Int32(label) }.map(\.1)
+            let share = (0..<3).map { v in Double(forms.filter { $0 == v }.count) / Double(forms.count) }
+            #expect(abs(share[0] - 0.7) < 0.045 && abs(share[1] - 0.2) < 0.04 && abs(share[2] - 0.1) < 0.03, "class \(label): \(share)")
+        }
+        let easy = CourseGlyphs.makeWithVariants(count: 3000, seed: 11, difficulty: .easy)
+        #expect(easy.variants.allSatisfy { $0 == 0 } && easy.set == CourseGlyphs.make(count: 3000, seed: 11))
+        #expect(easy.set.images != set.images)
+    }
+
     @Test("course glyphs: balanced, deterministic, and an assignment directory in the course layout")
     func courseGlyphs() throws {
         let set = CourseGlyphs.make(count: 30, seed: 2)
