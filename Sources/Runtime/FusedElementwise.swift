@@ -264,19 +264,28 @@ final class FusedElementwise {
             let (b, sb) = resolve(instruction.inputs[2], slots, operands)
             ElementwiseKernel.select(c, sc, a, sa, b, sb, y, count: n)
         case let .adam(formula):
-            let x0 = resolve(instruction.inputs[0], slots, operands), x1 = resolve(instruction.inputs[1], slots, operands)
-            let x2 = resolve(instruction.inputs[2], slots, operands)
-            switch formula {
-            case .firstMoment:
-                AdamKernel.firstMoment(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, y, count: n)
-            case .secondMoment:
-                let x3 = resolve(instruction.inputs[3], slots, operands)
-                AdamKernel.secondMoment(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, x3.0, x3.1, y, count: n)
-            case .parameter:
-                let x3 = resolve(instruction.inputs[3], slots, operands), x4 = resolve(instruction.inputs[4], slots, operands)
-                let x5 = resolve(instruction.inputs[5], slots, operands)
-                AdamKernel.parameter(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, x3.0, x3.1, x4.0, x4.1, x5.0, x5.1, y, count: n)
-            }
+            executeAdam(formula, instruction, y, n, slots, operands)
+        }
+    }
+
+    /// An Adam formula (kept out of `execute`, whose small switch over the common operations
+    /// the tile loop inlines).
+    @inline(never)
+    private func executeAdam(_ formula: AdamFormula, _ instruction: Instruction, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                             _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
+                             _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) {
+        let x0 = resolve(instruction.inputs[0], slots, operands), x1 = resolve(instruction.inputs[1], slots, operands)
+        let x2 = resolve(instruction.inputs[2], slots, operands)
+        switch formula {
+        case .firstMoment:
+            AdamKernel.firstMoment(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, y, count: n)
+        case .secondMoment:
+            let x3 = resolve(instruction.inputs[3], slots, operands)
+            AdamKernel.secondMoment(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, x3.0, x3.1, y, count: n)
+        case .parameter:
+            let x3 = resolve(instruction.inputs[3], slots, operands), x4 = resolve(instruction.inputs[4], slots, operands)
+            let x5 = resolve(instruction.inputs[5], slots, operands)
+            AdamKernel.parameter(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, x3.0, x3.1, x4.0, x4.1, x5.0, x5.1, y, count: n)
         }
     }
 
