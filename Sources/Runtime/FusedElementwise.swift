@@ -17,10 +17,19 @@ final class FusedElementwise {
         case power(Float)
         case select
         case adam(AdamFormula)
+        /// Adam's three formulas for one parameter in one pass (`AdamKernel.step`), at the
+        /// parameter formula's instruction; the two moments' instructions before it become
+        /// `.adamMomentDeferred` (their destinations are written by the step).
+        case adamStep
+        case adamMomentDeferred
     }
+    /// Plain values only (inputs are a range of `inputPool`), so the tile loop reads them
+    /// without reference counting: two threads retaining one shared array on every tile made
+    /// every fused kernel slower on 2 threads than on 1.
     struct Instruction {
         var operation: Operation
-        var inputs: [Source]
+        var inputStart: Int
+        var inputCount: Int
         var slot: Int
         /// Buffer of the value when it leaves the kernel (written at the output offset of the row).
         var output: UnsafeMutablePointer<Float>?
@@ -31,7 +40,7 @@ final class FusedElementwise {
         var output: UnsafeMutablePointer<Float>
         var outputCount: Int
         /// Per row: offset in the reduction's output; inner stride 0 (row collapses) or 1.
-        var rowOffsets: [Int]
+        var rowOffsets: UnsafeMutablePointer<Int>
         var innerStride: Int
         var scale: Double
         var accumulator: UnsafeMutablePointer<Double>
@@ -41,11 +50,16 @@ final class FusedElementwise {
 
     let inner: Int
     let rowCount: Int
-    let operandBases: [UnsafePointer<Float>]
-    let operandOffsets: [[Int]]
-    let operandStrides: [Int]
-    let outputOffsets: [Int]
-    let instructions: [Instruction]
+    let operandCount: Int
+    /// Per operand: its buffer, its inner stride, and (at `k * rowCount + r`) its offset in row r.
+    let operandBases: UnsafeMutablePointer<UnsafePointer<Float>>
+    let operandStrides: UnsafeMutablePointer<Int>
+    let operandOffsets: UnsafeMutablePointer<Int>
+    /// Per row: offset of the outputs.
+    let outputOffsets: UnsafeMutablePointer<Int>
+    let instructions: UnsafeMutableBufferPointer<Instruction>
+    /// Every instruction's inputs, one after another.
+    let inputPool: UnsafeMutableBufferPointer<Source>
     let slotCount: Int
     let threads: Int
     var sink: Sink?
@@ -84,6 +98,7 @@ final class FusedElementwise {
             return .operand(bases.count - 1)
         }
         var program: [Instruction] = []
+        var programInputs: [Source] = []
         for id in members {
             let node = graph.nodes[id]
             let operation: Operation
@@ -104,8 +119,11 @@ final class FusedElementwise {
                          "member %\(id) has shape \(node.type.shape), kernel space is \(space)")
             let inputs = node.inputs.map(source)
             slotOf[id] = program.count
-            program.append(Instruction(operation: operation, inputs: inputs, slot: program.count, output: outputs[id]))
+            program.append(Instruction(operation: operation, inputStart: programInputs.count, inputCount: inputs.count,
+                                       slot: program.count, output: outputs[id]))
+            programInputs += inputs
         }
+        Self.combineAdamSteps(&program, programInputs)
         // The reduction's output strides join the row decomposition so rows never straddle outputs.
         var sinkStrides: [[Int]] = []
         var reducedShape = space
@@ -116,11 +134,19 @@ final class FusedElementwise {
         let rows = StridedLoops.rows(shape: space, operandStrides: strides + [space.strides] + sinkStrides)
         inner = rows.inner
         rowCount = rows.rowCount
-        operandBases = bases
-        operandOffsets = Array(rows.offsets[0..<bases.count])
-        operandStrides = Array(rows.innerStrides[0..<bases.count])
-        outputOffsets = rows.offsets[bases.count]
-        instructions = program
+        operandCount = bases.count
+        operandBases = .allocate(capacity: Swift.max(1, bases.count))
+        operandBases.initialize(from: bases, count: bases.count)
+        operandStrides = .allocate(capacity: Swift.max(1, bases.count))
+        operandStrides.initialize(from: rows.innerStrides, count: bases.count)
+        operandOffsets = .allocate(capacity: Swift.max(1, bases.count * rows.rowCount))
+        for k in bases.indices { (operandOffsets + k * rows.rowCount).initialize(from: rows.offsets[k], count: rows.rowCount) }
+        outputOffsets = .allocate(capacity: rows.rowCount)
+        outputOffsets.initialize(from: rows.offsets[bases.count], count: rows.rowCount)
+        instructions = .allocate(capacity: program.count)
+        _ = instructions.initialize(from: program)
+        inputPool = .allocate(capacity: programInputs.count)
+        _ = inputPool.initialize(from: programInputs)
         slotCount = program.count
         self.threads = threads
         scratchPerThread = Swift.max(1, slotCount) * Self.tile
@@ -132,8 +158,10 @@ final class FusedElementwise {
         if let reduction, case let .reduce(function, axes, _) = graph.nodes[reduction.root].op {
             let value = graph.nodes[reduction.root].inputs[0]
             let reducedCount = axes.reduce(1) { $0 * space[$1] }
+            let rowOffsets = UnsafeMutablePointer<Int>.allocate(capacity: rows.rowCount)
+            rowOffsets.initialize(from: rows.offsets[bases.count + 1], count: rows.rowCount)
             sink = Sink(function: function, source: .slot(slotOf[value]!), output: reduction.output,
-                        outputCount: reducedShape.count, rowOffsets: rows.offsets[bases.count + 1],
+                        outputCount: reducedShape.count, rowOffsets: rowOffsets,
                         innerStride: rows.innerStrides[bases.count + 1],
                         scale: function == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1,
                         accumulator: .allocate(capacity: Swift.max(reducedShape.count, 1) * sinkParts))
@@ -142,7 +170,16 @@ final class FusedElementwise {
 
     deinit {
         scratch.deallocate()
-        if let sink { sink.accumulator.deallocate() }
+        operandBases.deallocate()
+        operandStrides.deallocate()
+        operandOffsets.deallocate()
+        outputOffsets.deallocate()
+        instructions.deallocate()
+        inputPool.deallocate()
+        if let sink {
+            sink.accumulator.deallocate()
+            sink.rowOffsets.deallocate()
+        }
     }
 
     /// Runs the whole iteration space.
@@ -202,18 +239,19 @@ final class FusedElementwise {
         let scratch = self.scratch + thread * scratchPerThread
         // Pointers of the current tile: one per slot (stride 1) and one per operand (with its stride).
         withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: Swift.max(1, slotCount)) { slots in
-            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: Swift.max(1, operandBases.count)) { operands in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: Swift.max(1, operandCount)) { operands in
                 for r in rows {
                     var j = columns.lowerBound
                     while j < columns.upperBound {
                         let length = Swift.min(Self.tile, columns.upperBound - j)
-                        for k in operandBases.indices {
-                            operands[k] = operandBases[k] + operandOffsets[k][r] + j * operandStrides[k]
+                        for k in 0..<operandCount {
+                            operands[k] = operandBases[k] + operandOffsets[k * rowCount + r] + j * operandStrides[k]
                         }
-                        for (index, instruction) in instructions.enumerated() {
+                        for index in 0..<instructions.count {
+                            let instruction = instructions[index]
                             let destination = instruction.output.map { $0 + outputOffsets[r] + j } ?? (scratch + index * Self.tile)
                             slots[index] = destination
-                            execute(instruction, destination, length, slots, operands)
+                            execute(instruction, index, destination, length, slots, operands)
                         }
                         if let sink, let accumulator { accumulate(sink, accumulator, r, j, length, slots, operands) }
                         j += length
@@ -221,6 +259,36 @@ final class FusedElementwise {
                 }
             }
         }
+    }
+
+    /// Marks every first moment, second moment and parameter formula that follow each other
+    /// for one parameter (the parameter formula reading the two moments just computed, both
+    /// moments reading the same gradient) as one Adam step.
+    private static func combineAdamSteps(_ program: inout [Instruction], _ inputs: [Source]) {
+        func isSlot(_ source: Source, _ slot: Int) -> Bool { if case .slot(slot) = source { return true } else { return false } }
+        func same(_ a: Source, _ b: Source) -> Bool {
+            switch (a, b) {
+            case let (.slot(x), .slot(y)), let (.operand(x), .operand(y)): return x == y
+            default: return false
+            }
+        }
+        for i in program.indices.dropFirst(2) {
+            guard case .adam(.parameter) = program[i].operation, case .adam(.firstMoment) = program[i - 2].operation,
+                  case .adam(.secondMoment) = program[i - 1].operation else { continue }
+            let parameter = program[i].inputStart, first = program[i - 2].inputStart, second = program[i - 1].inputStart
+            guard isSlot(inputs[parameter + 1], i - 2), isSlot(inputs[parameter + 2], i - 1),
+                  same(inputs[first + 1], inputs[second + 1]) else { continue }
+            program[i - 2].operation = .adamMomentDeferred
+            program[i - 1].operation = .adamMomentDeferred
+            program[i].operation = .adamStep
+        }
+    }
+
+    /// Input `i` of `instruction`.
+    @inline(__always)
+    private func resolve(_ instruction: Instruction, _ i: Int, _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
+                         _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) -> (UnsafePointer<Float>, Int) {
+        resolve(inputPool[instruction.inputStart + i], slots, operands)
     }
 
     @inline(__always)
@@ -232,12 +300,12 @@ final class FusedElementwise {
         }
     }
 
-    private func execute(_ instruction: Instruction, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+    private func execute(_ instruction: Instruction, _ index: Int, _ y: UnsafeMutablePointer<Float>, _ n: Int,
                          _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
                          _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) {
         switch instruction.operation {
         case let .unary(f):
-            let (x, sx) = resolve(instruction.inputs[0], slots, operands)
+            let (x, sx) = resolve(instruction, 0, slots, operands)
             if sx == 0 {
                 var value: Float = 0
                 ElementwiseKernel.unary(f, x, &value, count: 1)
@@ -246,7 +314,7 @@ final class FusedElementwise {
                 ElementwiseKernel.unary(f, x, y, count: n)
             }
         case let .power(e):
-            let (x, sx) = resolve(instruction.inputs[0], slots, operands)
+            let (x, sx) = resolve(instruction, 0, slots, operands)
             if sx == 0 {
                 var value: Float = 0
                 ElementwiseKernel.power(e, x, &value, count: 1)
@@ -255,16 +323,20 @@ final class FusedElementwise {
                 ElementwiseKernel.power(e, x, y, count: n)
             }
         case let .binary(f):
-            let (a, sa) = resolve(instruction.inputs[0], slots, operands)
-            let (b, sb) = resolve(instruction.inputs[1], slots, operands)
+            let (a, sa) = resolve(instruction, 0, slots, operands)
+            let (b, sb) = resolve(instruction, 1, slots, operands)
             ElementwiseKernel.binary(f, a, sa, b, sb, y, count: n)
         case .select:
-            let (c, sc) = resolve(instruction.inputs[0], slots, operands)
-            let (a, sa) = resolve(instruction.inputs[1], slots, operands)
-            let (b, sb) = resolve(instruction.inputs[2], slots, operands)
+            let (c, sc) = resolve(instruction, 0, slots, operands)
+            let (a, sa) = resolve(instruction, 1, slots, operands)
+            let (b, sb) = resolve(instruction, 2, slots, operands)
             ElementwiseKernel.select(c, sc, a, sa, b, sb, y, count: n)
         case let .adam(formula):
             executeAdam(formula, instruction, y, n, slots, operands)
+        case .adamStep:
+            executeAdamStep(index, n, slots, operands)
+        case .adamMomentDeferred:
+            break
         }
     }
 
@@ -274,18 +346,41 @@ final class FusedElementwise {
     private func executeAdam(_ formula: AdamFormula, _ instruction: Instruction, _ y: UnsafeMutablePointer<Float>, _ n: Int,
                              _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
                              _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) {
-        let x0 = resolve(instruction.inputs[0], slots, operands), x1 = resolve(instruction.inputs[1], slots, operands)
-        let x2 = resolve(instruction.inputs[2], slots, operands)
+        let x0 = resolve(instruction, 0, slots, operands), x1 = resolve(instruction, 1, slots, operands)
+        let x2 = resolve(instruction, 2, slots, operands)
         switch formula {
         case .firstMoment:
             AdamKernel.firstMoment(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, y, count: n)
         case .secondMoment:
-            let x3 = resolve(instruction.inputs[3], slots, operands)
+            let x3 = resolve(instruction, 3, slots, operands)
             AdamKernel.secondMoment(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, x3.0, x3.1, y, count: n)
         case .parameter:
-            let x3 = resolve(instruction.inputs[3], slots, operands), x4 = resolve(instruction.inputs[4], slots, operands)
-            let x5 = resolve(instruction.inputs[5], slots, operands)
+            let x3 = resolve(instruction, 3, slots, operands), x4 = resolve(instruction, 4, slots, operands)
+            let x5 = resolve(instruction, 5, slots, operands)
             AdamKernel.parameter(x0.0, x0.1, x1.0, x1.1, x2.0, x2.1, x3.0, x3.1, x4.0, x4.1, x5.0, x5.1, y, count: n)
+        }
+    }
+
+    /// The Adam step whose parameter formula is instruction `index` (moments at index − 2 and − 1).
+    @inline(never)
+    private func executeAdamStep(_ index: Int, _ n: Int, _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
+                                 _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) {
+        let first = instructions[index - 2], second = instructions[index - 1], parameter = instructions[index]
+        let m = resolve(first, 0, slots, operands), g = resolve(first, 1, slots, operands), c1 = resolve(first, 2, slots, operands)
+        let v = resolve(second, 0, slots, operands), beta2 = resolve(second, 2, slots, operands)
+        let c2 = resolve(second, 3, slots, operands)
+        let p = resolve(parameter, 0, slots, operands), alpha = resolve(parameter, 3, slots, operands)
+        let s = resolve(parameter, 4, slots, operands), epsilon = resolve(parameter, 5, slots, operands)
+        let mOut = slots[index - 2], vOut = slots[index - 1], pOut = slots[index]
+        if m.1 == 1 && g.1 == 1 && v.1 == 1 && p.1 == 1 && c1.1 == 0 && beta2.1 == 0 && c2.1 == 0 && alpha.1 == 0
+            && s.1 == 0 && epsilon.1 == 0 {
+            AdamKernel.step(m: m.0, g: g.0, v: v.0, p: p.0, c1: c1.0[0], beta2: beta2.0[0], c2: c2.0[0], alpha: alpha.0[0],
+                            s: s.0[0], epsilon: epsilon.0[0], mOut: mOut, vOut: vOut, pOut: pOut, count: n)
+        } else {
+            AdamKernel.firstMoment(m.0, m.1, g.0, g.1, c1.0, c1.1, mOut, count: n)
+            AdamKernel.secondMoment(v.0, v.1, g.0, g.1, beta2.0, beta2.1, c2.0, c2.1, vOut, count: n)
+            AdamKernel.parameter(p.0, p.1, UnsafePointer(mOut), 1, UnsafePointer(vOut), 1, alpha.0, alpha.1, s.0, s.1,
+                                 epsilon.0, epsilon.1, pOut, count: n)
         }
     }
 

@@ -84,4 +84,57 @@ enum AdamKernel {
             }
         }
     }
+
+    /// The three formulas for one parameter in one pass over `count` elements of unit-stride
+    /// streams, `block` at a time: m′ and v′ are stored as they are computed, √v′ waits on the
+    /// stack, then p′. The operations and their order are those of `firstMoment`,
+    /// `secondMoment` and `parameter`, so the bits are theirs. Outputs may share their own
+    /// input's buffer (m′ m's, v′ v's, p′ p's): each element is read before it is written.
+    static func step(m: UnsafePointer<Float>, g: UnsafePointer<Float>, v: UnsafePointer<Float>, p: UnsafePointer<Float>,
+                     c1: Float, beta2: Float, c2: Float, alpha: Float, s: Float, epsilon: Float,
+                     mOut: UnsafeMutablePointer<Float>, vOut: UnsafeMutablePointer<Float>, pOut: UnsafeMutablePointer<Float>,
+                     count: Int) {
+        let c1v = V(repeating: c1), bv = V(repeating: beta2), c2v = V(repeating: c2)
+        let av = V(repeating: alpha), sv = V(repeating: s), ev = V(repeating: epsilon)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { roots in
+            let r = roots.baseAddress!
+            var start = 0
+            while start < count {
+                let n = Swift.min(block, count - start)
+                var i = 0
+                while i + V.scalarCount <= n {
+                    let k = start + i
+                    let mi = Lanes.load(m, k), gi = Lanes.load(g, k), vi = Lanes.load(v, k)
+                    let newV = bv * vi + c2v * (gi * gi)
+                    Lanes.store(mi + c1v * (gi - mi), mOut, k)
+                    Lanes.store(newV, vOut, k)
+                    Lanes.store(newV, r, i)
+                    i += V.scalarCount
+                }
+                while i < n {
+                    let k = start + i
+                    let mi = m[k], gi = g[k]
+                    let newV = beta2 * v[k] + c2 * (gi * gi)
+                    mOut[k] = mi + c1 * (gi - mi)
+                    vOut[k] = newV
+                    r[i] = newV
+                    i += 1
+                }
+                // A scalar loop of square roots becomes vsqrtps; SIMD's squareRoot goes lane by lane.
+                for k in 0..<n { r[k] = r[k].squareRoot() }
+                i = 0
+                while i + V.scalarCount <= n {
+                    let k = start + i
+                    Lanes.store(Lanes.load(p, k) - (av * Lanes.load(mOut, k)) / (Lanes.load(r, i) / sv + ev), pOut, k)
+                    i += V.scalarCount
+                }
+                while i < n {
+                    let k = start + i
+                    pOut[k] = p[k] - (alpha * mOut[k]) / (r[i] / s + epsilon)
+                    i += 1
+                }
+                start += n
+            }
+        }
+    }
 }
