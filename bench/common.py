@@ -111,6 +111,16 @@ def record(args, system, version, metric, value, compile_seconds=None, test_accu
     pressure = cpu_pressure()
     extra = dict(extra or {})
     extra["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    if os.environ.get("KILN_PEER_ISA"):
+        # compare.sh's PEER_ISA: the libraries were held to this ISA by their own switches.
+        limit = os.environ["KILN_PEER_ISA"]
+        if system.startswith("jax"):
+            # --xla_cpu_max_isa holds XLA's generated code only: XNNPACK, which runs its matmuls
+            # and convolutions, picks its kernels for the host CPU at run time (measured: GEMM
+            # 1024^3 at 258 GFLOP/s with the flag, above the AVX2 peak).
+            limit += " for XLA's generated code; XNNPACK matmuls use the host ISA"
+        extra["isa_limit"] = limit
+        isa = f"{isa} (held to {limit})"
     if pressure:
         extra["cpu_pressure_60s"] = pressure["avg60"]
         extra["cpu_pressure"] = pressure

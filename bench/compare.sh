@@ -10,6 +10,14 @@
 #   WORKLOADS        default: gemm lenet5-train lenet5-infer mlp-b16 vae-train resnet18-train resnet18-infer
 #   SYSTEMS          default: numpy pytorch-eager pytorch-compile jax-jit tinygrad
 #   THREADS (2), SEED (0), TIMEOUT (seconds per run, 900), OUT (JSONL file, default ./compare-DATE.jsonl)
+#   PEER_ISA         native (default) or avx2: with avx2 the peers are held to AVX2 + FMA through
+#                    their own switches (PyTorch ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS,
+#                    oneDNN ONEDNN_MAX_CPU_ISA, OpenBLAS OPENBLAS_CORETYPE=Haswell, XLA
+#                    --xla_cpu_max_isa=AVX2), so that on an AVX-512 machine a Kiln built with
+#                    KILN_TARGET_CPU=haswell meets peers on the same vectors (JAX only in part:
+#                    XNNPACK, which runs its matmuls, picks AVX-512 at run time, and its records
+#                    say so); tinygrad (which compiles for the host CPU) is left out; each record
+#                    carries extra.isa_limit.
 # A run that fails or times out becomes a FAILED cell; a workload this Kiln binary does not
 # have (or no binary) becomes `missing`. Nothing here stops at the first failure.
 set -u
@@ -24,6 +32,16 @@ OUT="${OUT:-$PWD/compare-$(date -u +%Y%m%dT%H%M%S).jsonl}"
 WORKLOADS="${WORKLOADS:-gemm lenet5-train lenet5-infer mlp-b16 vae-train resnet18-train resnet18-infer}"
 SYSTEMS="${SYSTEMS:-numpy pytorch-eager pytorch-compile jax-jit tinygrad}"
 
+case "${PEER_ISA:-native}" in
+    native) ;;
+    avx2)
+        export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2
+        export OPENBLAS_CORETYPE=Haswell XLA_FLAGS="--xla_cpu_max_isa=AVX2${XLA_FLAGS:+ $XLA_FLAGS}" KILN_PEER_ISA=avx2
+        SYSTEMS="$(echo "$SYSTEMS" | tr ' ' '\n' | grep -vx tinygrad | tr '\n' ' ')"
+        ;;
+    *) echo "error: PEER_ISA must be native or avx2 (given: $PEER_ISA)" >&2; exit 1 ;;
+esac
+
 if [ ! -x "$PY" ]; then
     echo "error: no Python venv at $VENV: run bash bench/install.sh first" >&2
     exit 1
@@ -31,7 +49,7 @@ fi
 if [ -n "$KILN" ] && [ ! -x "$KILN" ] && ! command -v "$KILN" >/dev/null 2>&1; then
     echo "warning: Kiln binary '$KILN' not found: its cells will read missing" >&2
 fi
-echo "# $(date -u +%FT%TZ)  threads=$THREADS seed=$SEED  records -> $OUT"
+echo "# $(date -u +%FT%TZ)  threads=$THREADS seed=$SEED peer_isa=${PEER_ISA:-native}  records -> $OUT"
 echo "# cpu pressure now: $(head -n 1 /proc/pressure/cpu 2>/dev/null || echo n/a)"
 
 has() {  # system workload
