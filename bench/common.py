@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 ALL_WORKLOADS = ("gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train",
-                 "resnet18-train", "resnet18-infer")
+                 "resnet18-train", "resnet18-infer", "resnet20-train", "resnet20-infer")
 
 # The spec (README.md in this folder).
 GEMM_SIZE, GEMM_WARMUP, GEMM_REPS = 1024, 3, 20
@@ -36,6 +36,11 @@ RESNET = dict(batch=128, images=1280, classes=10, lr=0.05, momentum=0.9,
               infer_images=1024, infer_passes=3)
 RESNET_STAGES = (64, 128, 256, 512)
 RESNET_STRIDES = (1, 2, 2, 2)
+# The residual networks of the resnet18-* and resnet20-* workloads: stem width, stage widths
+# (the first block of every stage after the first has stride 2), basic blocks per stage.
+# ResNet-20 (He et al.'s CIFAR network, 16-32-64) is the kind of network a user writes for
+# small images; both run on the same synthetic set, batch, optimizer and timing rules.
+RESNET_ARCH = {"resnet18": (64, RESNET_STAGES, 2), "resnet20": (16, (16, 32, 64), 3)}
 
 
 # ---------------------------------------------------------------- command line, threads
@@ -298,18 +303,24 @@ def gemm_operands(seed):
     return rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
 
 
-# ---------------------------------------------------------------- ResNet-18 (CIFAR form)
-def resnet18_blocks():
-    """[(name, in_channels, out_channels, stride)] of the eight basic blocks."""
-    blocks, c_in = [], 64
-    for stage, (c_out, stride) in enumerate(zip(RESNET_STAGES, RESNET_STRIDES), start=1):
-        for i in range(2):
-            blocks.append((f"layer{stage}.{i}", c_in, c_out, stride if i == 0 else 1))
+# ---------------------------------------------------------------- ResNet-18 and ResNet-20 (CIFAR form)
+def resnet_arch(workload):
+    """'resnet18' or 'resnet20' from a workload name such as 'resnet20-train'."""
+    return workload.split("-")[0]
+
+
+def resnet18_blocks(arch="resnet18"):
+    """[(name, in_channels, out_channels, stride)] of the basic blocks of `arch`."""
+    stem, stages, per_stage = RESNET_ARCH[arch]
+    blocks, c_in = [], stem
+    for stage, c_out in enumerate(stages, start=1):
+        for i in range(per_stage):
+            blocks.append((f"layer{stage}.{i}", c_in, c_out, 2 if stage > 1 and i == 0 else 1))
             c_in = c_out
     return blocks
 
 
-def resnet18_weights(seed, classes=RESNET["classes"]):
+def resnet18_weights(seed, classes=RESNET["classes"], arch="resnet18"):
     """Parameters in PyTorch's torchvision-style names and order; convolutions have no bias,
     batch norm starts at weight 1, bias 0 (running mean 0, variance 1)."""
     rng, p = np.random.default_rng([seed, 1003]), {}
@@ -318,9 +329,10 @@ def resnet18_weights(seed, classes=RESNET["classes"]):
         p[name + ".weight"] = np.ones(c, np.float32)
         p[name + ".bias"] = np.zeros(c, np.float32)
 
-    _conv(rng, p, "conv1", 3, 64, 3, bias=False)
-    bn("bn1", 64)
-    for name, c_in, c_out, stride in resnet18_blocks():
+    stem = RESNET_ARCH[arch][0]
+    _conv(rng, p, "conv1", 3, stem, 3, bias=False)
+    bn("bn1", stem)
+    for name, c_in, c_out, stride in resnet18_blocks(arch):
         _conv(rng, p, name + ".conv1", c_in, c_out, 3, bias=False)
         bn(name + ".bn1", c_out)
         _conv(rng, p, name + ".conv2", c_out, c_out, 3, bias=False)
@@ -328,7 +340,7 @@ def resnet18_weights(seed, classes=RESNET["classes"]):
         if stride != 1 or c_in != c_out:
             _conv(rng, p, name + ".downsample.0", c_in, c_out, 1, bias=False)
             bn(name + ".downsample.1", c_out)
-    _linear(rng, p, "fc", 512, classes)
+    _linear(rng, p, "fc", RESNET_ARCH[arch][1][-1], classes)
     return p
 
 

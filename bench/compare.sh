@@ -8,6 +8,7 @@
 # Environment:
 #   KILN_PEERS_VENV  the venv of bench/install.sh (default $HOME/.cache/kiln-peers)
 #   WORKLOADS        default: gemm lenet5-train lenet5-infer mlp-b16 vae-train resnet18-train resnet18-infer
+#                    resnet20-train resnet20-infer
 #   SYSTEMS          default: numpy pytorch-eager pytorch-compile jax-jit tinygrad
 #   THREADS (2), SEED (0), TIMEOUT (seconds per run, 900), OUT (JSONL file, default ./compare-DATE.jsonl)
 #   PEER_ISA         native (default) or avx2: with avx2 the peers are held to AVX2 + FMA through
@@ -29,7 +30,7 @@ THREADS="${THREADS:-2}"
 SEED="${SEED:-0}"
 TIMEOUT="${TIMEOUT:-900}"
 OUT="${OUT:-$PWD/compare-$(date -u +%Y%m%dT%H%M%S).jsonl}"
-WORKLOADS="${WORKLOADS:-gemm lenet5-train lenet5-infer mlp-b16 vae-train resnet18-train resnet18-infer}"
+WORKLOADS="${WORKLOADS:-gemm lenet5-train lenet5-infer mlp-b16 vae-train resnet18-train resnet18-infer resnet20-train resnet20-infer}"
 SYSTEMS="${SYSTEMS:-numpy pytorch-eager pytorch-compile jax-jit tinygrad}"
 
 case "${PEER_ISA:-native}" in
@@ -55,7 +56,7 @@ echo "# cpu pressure now: $(head -n 1 /proc/pressure/cpu 2>/dev/null || echo n/a
 has() {  # system workload
     case "$1" in
         numpy) [ "$2" = gemm ] ;;
-        tinygrad) case "$2" in resnet18-*) return 1 ;; esac ;;
+        tinygrad) case "$2" in resnet*) return 1 ;; esac ;;
         *) return 0 ;;
     esac
 }

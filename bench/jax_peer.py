@@ -223,7 +223,7 @@ def batch_norm(p, stats, name, x, training):
     return y, new
 
 
-def resnet18(p, stats, x, training):
+def resnet18(p, stats, x, training, arch="resnet18"):
     new = {}
 
     def bn(name, h):
@@ -231,7 +231,7 @@ def resnet18(p, stats, x, training):
         return y
 
     x = jax.nn.relu(bn("bn1", conv(x, p["conv1.weight"], padding=1)))
-    for name, c_in, c_out, stride in c.resnet18_blocks():
+    for name, c_in, c_out, stride in c.resnet18_blocks(arch):
         h = jax.nn.relu(bn(name + ".bn1", conv(x, p[name + ".conv1.weight"], stride, 1)))
         h = bn(name + ".bn2", conv(h, p[name + ".conv2.weight"], 1, 1))
         if stride != 1 or c_in != c_out:
@@ -241,7 +241,7 @@ def resnet18(p, stats, x, training):
 
 
 def resnet_state():
-    p = device(c.resnet18_weights(args.seed))
+    p = device(c.resnet18_weights(args.seed, arch=c.resnet_arch(args.workload)))
     stats = {k[:-len(".weight")]: (jnp.zeros_like(v), jnp.ones_like(v))
              for k, v in p.items() if k.endswith(".weight") and v.ndim == 1}
     return p, stats
@@ -257,7 +257,7 @@ def run_resnet18_train():
         p, v, stats = state
 
         def loss_fn(q):
-            logits, new_stats = resnet18(q, stats, x, True)
+            logits, new_stats = resnet18(q, stats, x, True, c.resnet_arch(args.workload))
             return cross_entropy(logits, y), new_stats
 
         (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(p)
@@ -286,7 +286,7 @@ def run_resnet18_train():
 def run_resnet18_infer():
     x_all, _ = c.resnet_data(args.seed)
     p, stats = resnet_state()
-    forward = jax.jit(lambda p, stats, x: resnet18(p, stats, x, False)[0])
+    forward = jax.jit(lambda p, stats, x: resnet18(p, stats, x, False, c.resnet_arch(args.workload))[0])
     b = c.RESNET["batch"]
     batches = [jnp.asarray(x_all[s:s + b]) for s in range(0, c.RESNET["infer_images"], b)][:args.limit_steps]
     t = time.perf_counter()
@@ -303,4 +303,5 @@ def run_resnet18_infer():
 
 
 {"gemm": run_gemm, "lenet5-train": run_lenet5_train, "lenet5-infer": run_lenet5_infer, "mlp-b16": run_mlp,
- "vae-train": run_vae, "resnet18-train": run_resnet18_train, "resnet18-infer": run_resnet18_infer}[args.workload]()
+ "vae-train": run_vae, "resnet18-train": run_resnet18_train, "resnet18-infer": run_resnet18_infer,
+ "resnet20-train": run_resnet18_train, "resnet20-infer": run_resnet18_infer}[args.workload]()

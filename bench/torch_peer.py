@@ -167,8 +167,9 @@ def run_vae():
 class ResNet18:
     """Functional ResNet-18 (CIFAR form) over a dict of parameters and batch-norm buffers."""
 
-    def __init__(self, seed):
-        self.p = tensors(c.resnet18_weights(seed))
+    def __init__(self, seed, arch="resnet18"):
+        self.arch = arch
+        self.p = tensors(c.resnet18_weights(seed, arch=arch))
         self.buffers = {}
         for k, v in self.p.items():
             if k.endswith(".weight") and v.dim() == 1:  # batch norm
@@ -184,7 +185,7 @@ class ResNet18:
     def __call__(self, x, training):
         p = self.p
         x = F.relu(self.bn("bn1", F.conv2d(x, p["conv1.weight"], padding=1), training))
-        for name, c_in, c_out, stride in c.resnet18_blocks():
+        for name, c_in, c_out, stride in c.resnet18_blocks(self.arch):
             h = F.relu(self.bn(name + ".bn1", F.conv2d(x, p[name + ".conv1.weight"], stride=stride, padding=1), training))
             h = self.bn(name + ".bn2", F.conv2d(h, p[name + ".conv2.weight"], padding=1), training)
             if stride != 1 or c_in != c_out:
@@ -196,7 +197,7 @@ class ResNet18:
 
 def run_resnet18_train():
     x_all, y_all = c.resnet_data(args.seed)
-    net = ResNet18(args.seed)
+    net = ResNet18(args.seed, c.resnet_arch(args.workload))
     opt = torch.optim.SGD(net.p.values(), lr=c.RESNET["lr"], momentum=c.RESNET["momentum"])
     loss_of = compiled(lambda x, y: F.cross_entropy(net(x, True), y))
     step_update = compiled(opt.step)
@@ -222,7 +223,7 @@ def run_resnet18_train():
 
 def run_resnet18_infer():
     x_all, _ = c.resnet_data(args.seed)
-    net = ResNet18(args.seed)
+    net = ResNet18(args.seed, c.resnet_arch(args.workload))
     for v in net.p.values():
         v.requires_grad_(False)
     forward = compiled(lambda x: net(x, False))
@@ -244,4 +245,5 @@ def run_resnet18_infer():
 
 
 {"gemm": run_gemm, "lenet5-train": run_lenet5_train, "lenet5-infer": run_lenet5_infer, "mlp-b16": run_mlp,
- "vae-train": run_vae, "resnet18-train": run_resnet18_train, "resnet18-infer": run_resnet18_infer}[args.workload]()
+ "vae-train": run_vae, "resnet18-train": run_resnet18_train, "resnet18-infer": run_resnet18_infer,
+ "resnet20-train": run_resnet18_train, "resnet20-infer": run_resnet18_infer}[args.workload]()

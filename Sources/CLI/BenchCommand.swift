@@ -5,7 +5,7 @@ import KilnBench
 /// `kiln bench WORKLOAD`: the peers' benchmark workloads (`bench/README.md`), run exactly as
 /// the PyTorch/JAX/tinygrad/numpy peers run them (same model, batch, optimizer, data order, epochs
 /// and timing rules), writing the same JSONL record with `"system": "kiln"`.
-let benchWorkloads = ["peak", "gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train", "resnet18-train", "resnet18-infer", "conv"]
+let benchWorkloads = ["peak", "gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train", "resnet18-train", "resnet18-infer", "resnet20-train", "resnet20-infer", "conv"]
 
 /// The knobs every workload reads; `--epochs` and `--limit-steps` are for smoke tests only.
 struct BenchSettings {
@@ -87,8 +87,8 @@ private func runWorkload(_ settings: BenchSettings) throws -> BenchRecord {
                                    learningRate: 0.01, batch: 16, epochs: 1, reportFlops: true)
     case "lenet5-infer": record = try benchInference(settings)
     case "vae-train": record = try benchVAE(settings)
-    case "resnet18-train": record = try benchResNetTraining(settings)
-    case "resnet18-infer": record = try benchResNetInference(settings)
+    case "resnet18-train", "resnet20-train": record = try benchResNetTraining(settings)
+    case "resnet18-infer", "resnet20-infer": record = try benchResNetInference(settings)
     case "conv": record = try benchConv(settings)
     default: preconditionFailure("unhandled workload \(settings.workload)")
     }

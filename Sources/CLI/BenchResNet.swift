@@ -5,6 +5,13 @@ import KilnBench
 // `kiln bench resnet18-train`, `resnet18-infer` and `conv`: ResNet-18 (CIFAR form) at batch 128
 // on 3×32×32 images, as `bench/README.md` states the workloads (the same synthetic set, learning
 // rate, step count and timing rules as the peers), and its convolution layers one by one.
+// `resnet20-train` and `resnet20-infer`: the same for ResNet-20 (16-32-64 channels), the size of
+// network a user writes for small images.
+
+/// The zoo network of a ResNet workload ("resnet20-train" → resnet20).
+private func resNetModel(_ settings: BenchSettings) throws -> ClassifierModel {
+    try Zoo.classifier(settings.workload.hasPrefix("resnet20") ? "resnet20" : "resnet18", inputShape: [3, 32, 32], classes: 10)
+}
 
 /// The ResNet-18 workloads' batch, synthetic set size, learning rate and step counts (`bench/common.py`'s `RESNET`).
 private let resNetBatch = 128, resNetImages = 1280, resNetInferImages = 1024
@@ -44,7 +51,7 @@ private func feedResNetBatch(_ program: Executable, data: (images: [Float], labe
 /// `compile_seconds`, then 2 warm-up steps; value = median seconds of 10 timed steps
 /// (`--limit-steps N`: N). A step's time includes copying its batch into the program.
 func benchResNetTraining(_ settings: BenchSettings) throws -> BenchRecord {
-    let model = try Zoo.classifier("resnet18", inputShape: [3, 32, 32], classes: 10)
+    let model = try resNetModel(settings)
     let optimizer = Optimizer.sgd(momentum: 0.9)
     let data = resNetData(seed: settings.seed)
     let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: settings.seed, threads: settings.threads)
@@ -80,7 +87,7 @@ func benchResNetTraining(_ settings: BenchSettings) throws -> BenchRecord {
 /// 128 (`--limit-steps N`: N batches): the first call (compilation included) is
 /// `compile_seconds`, one warm-up pass, then value = images per second of the best of 3 passes.
 func benchResNetInference(_ settings: BenchSettings) throws -> BenchRecord {
-    let model = try Zoo.classifier("resnet18", inputShape: [3, 32, 32], classes: 10)
+    let model = try resNetModel(settings)
     let data = resNetData(seed: settings.seed)
     let trainer = ClassifierTrainer(model: model, optimizer: .sgd(), seed: settings.seed, threads: settings.threads)
     trainer.core.runOptions.profile = Environment.profile
