@@ -13,7 +13,7 @@ func distributedTrainCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--augment", "--epochs", "--batch",
                                               "--lr", "--momentum", "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume",
                                               "--schedule", "--classes", "--bucket-mb"],
-                             flags: ["--json", "--no-fuse", "--no-plan", "--distributed", "--time-allreduce"], command: "train (distributed)")
+                             flags: ["--json", "--no-fuse", "--no-plan", "--distributed", "--time-allreduce", "--no-overlap"], command: "train (distributed)")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
     if Zoo.isGenerative(modelName) {
@@ -62,6 +62,7 @@ func distributedTrainCommand(_ words: [String]) throws {
     let distributed = DistributedTrainer(trainer: trainer, communicator: world)
     distributed.bucketElements = bucketMiB << 18
     distributed.separateWaiting = args.flags.contains("--time-allreduce")
+    distributed.overlap = !args.flags.contains("--no-overlap")
     var options = FitOptions(epochs: epochs, batchSize: batch, learningRate: learningRate, augmentation: augmentation,
                              seed: seed, firstEpoch: firstEpoch)
     options.schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
@@ -92,10 +93,14 @@ func distributedTrainCommand(_ words: [String]) throws {
     // Training only: the epochs' own time, without rank 0's test-set evaluation.
     let epochSeconds: Double = history.reduce(0) { $0 + $1.seconds }
     let imagesPerSecond: Double = Double(train.count * history.count) / Swift.max(epochSeconds, 1e-9)
+    let overlapFraction = Double(stats.bytesReducedDuringBackward) / Double(Swift.max(1, stats.bytesPerStep * stats.overlappedSteps))
     if root && !json {
-        print(String(format: "%d steps: %.1f images/s; per step %.2f ms forward+backward, %.2f ms all-reduce of %d bytes in %d bucket(s), %.2f ms update",
+        print(String(format: "%d steps: %.1f images/s; per step %.2f ms forward+backward, %.2f ms all-reduce of %d bytes in %d bucket(s)%@, %.2f ms update",
                      stats.steps, imagesPerSecond, 1000 * stats.computeSeconds / Double(steps),
-                     1000 * stats.seconds / Double(steps), stats.bytesPerStep, stats.bucketsPerStep, 1000 * stats.updateSeconds / Double(steps)))
+                     1000 * stats.seconds / Double(steps), stats.bytesPerStep, stats.bucketsPerStep,
+                     distributed.overlapping ? String(format: " after backward (overlapped: %.0f%% of the bytes reduced during backward, communication thread %.2f ms)",
+                                                      100 * overlapFraction, 1000 * stats.communicationSeconds / Double(steps)) : "",
+                     1000 * stats.updateSeconds / Double(steps)))
     }
     if root && json {
         let last = history.last
@@ -106,6 +111,8 @@ func distributedTrainCommand(_ words: [String]) throws {
                           ("step_allreduce_seconds", stats.seconds / Double(steps)), ("step_update_seconds", stats.updateSeconds / Double(steps)),
                           ("step_allreduce_median_seconds", stats.medianStepSeconds), ("step_wait_seconds", stats.waitSeconds / Double(steps)),
                           ("allreduce_bytes_per_step", stats.bytesPerStep), ("buckets_per_step", stats.bucketsPerStep),
+                          ("overlap", distributed.overlapping), ("step_communication_seconds", stats.communicationSeconds / Double(steps)),
+                          ("fraction_reduced_during_backward", overlapFraction),
                           ("epoch_seconds", history.map(\.seconds)), ("train_loss", last?.trainLoss ?? 0), ("train_accuracy", last?.trainAccuracy ?? 0),
                           ("parameter_digest", String(distributed.digest(), radix: 16))]
                          + (lastTest.map { [("test_accuracy", $0.accuracy), ("test_loss", $0.loss)] as [(String, Any)] } ?? [])

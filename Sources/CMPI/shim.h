@@ -10,5 +10,8 @@ static inline MPI_Datatype kiln_mpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Datatype kiln_mpi_uint64(void) { return MPI_UINT64_T; }
 static inline int kiln_mpi_success(void) { return MPI_SUCCESS; }
 static inline int kiln_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
+static inline int kiln_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
+static inline int kiln_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+static inline MPI_Status *kiln_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Errhandler kiln_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline int kiln_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }

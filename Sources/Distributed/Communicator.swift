@@ -17,6 +17,19 @@ public protocol Communicator: AnyObject {
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
     /// Waits until every rank has called it.
     func barrier() throws
+    /// Whether a thread other than the one that made the communicator may make its calls (one
+    /// thread at a time, each call finished before another thread's starts): what
+    /// `DistributedTrainer`'s communication thread needs. MPI: initialised with
+    /// `MPI_THREAD_MULTIPLE` (see `MPICommunicator.init`).
+    var allowsCallsFromAnotherThread: Bool { get }
+    /// `allReduceSum` for a communication thread that shares the cores with computation: the same
+    /// bytes, but waiting for peers by polling with short sleeps rather than by spinning.
+    func backgroundAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+}
+
+extension Communicator {
+    public var allowsCallsFromAnotherThread: Bool { true }
+    public func backgroundAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try allReduceSum(buffer) }
 }
 
 /// A group of one: every collective leaves the data as it is.

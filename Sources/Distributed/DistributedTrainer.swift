@@ -7,9 +7,11 @@ import KilnZoo
 /// Time and traffic of the gradient all-reduce, summed over steps.
 public struct ReductionStatistics: Sendable {
     public var steps = 0
-    /// Seconds inside `allReduceSum` (all buckets of all steps).
+    /// Seconds the step spent on the all-reduce after its backward pass: without overlap, the
+    /// whole reduction (all buckets); with overlap, the wait for what was not finished when
+    /// backward ended (the exposed part).
     public var seconds = 0.0
-    /// Each step's seconds in `allReduceSum`, in order (their sum is `seconds`).
+    /// Each step's share of `seconds`, in order (their sum is `seconds`).
     public var stepSeconds: [Double] = []
     /// The median of `stepSeconds` (0 before the first step).
     public var medianStepSeconds: Double { stepSeconds.isEmpty ? 0 : stepSeconds.sorted()[stepSeconds.count / 2] }
@@ -23,6 +25,13 @@ public struct ReductionStatistics: Sendable {
     /// Seconds in the gradient step (forward and backward) and in the update step, summed.
     public var computeSeconds = 0.0
     public var updateSeconds = 0.0
+    /// Steps whose reduction overlapped backward (`DistributedTrainer.overlap`).
+    public var overlappedSteps = 0
+    /// With overlap: seconds the communication thread spent packing and reducing buckets (waits
+    /// for slower peers included), summed over steps.
+    public var communicationSeconds = 0.0
+    /// With overlap: bytes whose reduction had finished when backward ended, summed over steps.
+    public var bytesReducedDuringBackward = 0
 }
 
 /// One epoch of a distributed fit, the same figures on every rank.
@@ -33,7 +42,7 @@ public struct DistributedEpochReport: Sendable {
     public var trainLoss: Double
     public var trainAccuracy: Double
     public var seconds: Double
-    /// Of `seconds`, the time in the gradient all-reduce.
+    /// Of `seconds`, the time in the gradient all-reduce after backward (`ReductionStatistics.seconds`).
     public var reductionSeconds: Double
 }
 
@@ -53,30 +62,48 @@ public struct DistributedEpochReport: Sendable {
 /// a one-process run's, while the running variance and the normalisation itself use the shard's
 /// statistics (as DistributedDataParallel without SyncBatchNorm does).
 ///
-/// The reduction runs after the whole backward pass, not overlapped with it (see README,
-/// "Training on several machines").
+/// **Overlap** (`overlap`, on by default): gradients are packed last layer first, as backward
+/// produces them, and each bucket's reduction starts on a communication thread as soon as the
+/// kernel that finishes its last gradient has run (`Executable.run(checkpoints:reached:)`), while
+/// the main thread goes on with backward. The bucket that holds the batch-norm statistics, loss
+/// and accuracy goes last, after the program. Buckets are reduced in the same order on every
+/// rank, and every element is still the rank-ordered sum, so the bytes do not depend on overlap,
+/// bucket size or timing.
 public final class DistributedTrainer {
     public let trainer: ClassifierTrainer
     public let communicator: Communicator
-    /// Floats per all-reduce bucket (default 4 Mi floats, 16 MiB).
+    /// Floats per all-reduce bucket (default 4 Mi floats, 16 MiB). Read at the first step.
     public var bucketElements = 4 << 20
+    /// Reduce each bucket on a communication thread as soon as backward has produced it (when
+    /// the communicator allows calls from another thread and there is more than one rank).
+    /// Off: every bucket is reduced on the calling thread after backward. Read at the first step.
+    public var overlap = true
     /// Check after every epoch that all ranks hold the same bytes (a 64-bit digest of every
     /// stored tensor, gathered); throws if not.
     public var verifyReplicas = true
     /// Put a barrier before each step's reduction and count its time apart (`statistics.waitSeconds`),
     /// so that `statistics.seconds` is the transfer alone and not the wait for a slower rank. Costs one
-    /// more collective per step; for measurements (`kiln train --time-allreduce`).
+    /// more collective per step and turns overlap off; for measurements (`kiln train --time-allreduce`).
     public var separateWaiting = false
     public private(set) var statistics = ReductionStatistics()
+    /// Whether steps overlap the reduction with backward (known after the first step).
+    public var overlapping: Bool { worker != nil }
 
-    private var gradientPrograms: [Int: Executable] = [:]
+    private var plans: [Int: GradientPlan] = [:]
     private var updateProgram: Executable?
-    /// Parameters in graph order, with their element counts.
-    private var parameters: [(name: String, count: Int)] = []
+    /// Parameters in graph order (the update program's), with their element counts and the
+    /// offset of their gradient in the reduced buffer (reverse graph order: last layers first).
+    private var parameters: [(name: String, count: Int, offset: Int)] = []
     private var shapes: [(name: String, shape: Shape)] = []
-    /// State the gradient program updates (batch-norm running statistics).
-    private var averagedState: [(name: String, count: Int)] = []
-    private var flat: [Float] = []
+    /// State the gradient program updates (batch-norm running statistics), after the gradients.
+    private var averagedState: [(name: String, count: Int, offset: Int)] = []
+    /// Where the gradients end (the state starts), and where the loss and the correct count go
+    /// (after the state); the buffer ends after them.
+    private var gradientEnd = 0
+    private var tail = 0
+    private var flat: ReducedBuffer?
+    private var buckets: [Range<Int>] = []
+    private var worker: ReductionWorker?
     private var synchronized = false
 
     public var rank: Int { communicator.rank }
@@ -87,6 +114,8 @@ public final class DistributedTrainer {
         self.trainer = trainer
         self.communicator = communicator
     }
+
+    deinit { worker?.stop() }
 
     /// The forward and backward graph for one shard size: inputs `x`, `labels`; outputs `loss`,
     /// `logits` and `grad.NAME` per parameter; updates only batch-norm running statistics.
@@ -122,22 +151,67 @@ public final class DistributedTrainer {
         (count * rank / size) ..< (count * (rank + 1) / size)
     }
 
-    private func gradientProgram(batch: Int) throws -> Executable {
-        if let program = gradientPrograms[batch] { return program }
+    /// The buffer layout, the same on every rank (it follows the graph's parameter order, not a
+    /// rank's schedule): gradients in reverse parameter order (backward finishes the last layers
+    /// first), then the averaged state, the loss and the correct count; cut into buckets.
+    private func layOut(_ graph: Graph) {
+        let ids = graph.parameterIDs
+        shapes = ids.map { (graph.leafName($0)!, graph.nodes[$0].type.shape) }
+        var offset = 0
+        var offsets = [Int](repeating: 0, count: ids.count)
+        for index in ids.indices.reversed() {
+            offsets[index] = offset
+            offset += graph.nodes[ids[index]].type.shape.count
+        }
+        parameters = ids.indices.map { (shapes[$0].name, shapes[$0].shape.count, offsets[$0]) }
+        gradientEnd = offset
+        let stateIDs = Set(graph.stateIDs)
+        averagedState = []
+        for id in graph.updates.map(\.target) where stateIDs.contains(id) {
+            let count = graph.nodes[id].type.shape.count
+            averagedState.append((graph.leafName(id)!, count, offset))
+            offset += count
+        }
+        tail = offset
+        let total = offset + 2
+        flat = ReducedBuffer(count: total)
+        let step = Swift.max(1, bucketElements)
+        buckets = stride(from: 0, to: total, by: step).map { $0 ..< Swift.min(total, $0 + step) }
+    }
+
+    private func plan(batch: Int) throws -> GradientPlan {
+        if let plan = plans[batch] { return plan }
         let graph = try Self.gradientGraph(model: trainer.model, batch: batch)
         // Dropout draws differ per rank (the seed has the rank in it), as they differ per example in one process.
         let options = CompileOptions(threads: trainer.threads, seed: trainer.seed &+ UInt64(batch) &+ UInt64(rank) &* 0x9E37_79B9_7F4A_7C15,
                                      disabledPasses: trainer.disabledPasses)
         let program = try Executable(graph: graph, store: trainer.store, options: options)
-        if parameters.isEmpty {
-            parameters = graph.parameterIDs.map { (graph.leafName($0)!, graph.nodes[$0].type.shape.count) }
-            shapes = graph.parameterIDs.map { (graph.leafName($0)!, graph.nodes[$0].type.shape) }
-            let stateIDs = Set(graph.stateIDs)
-            averagedState = graph.updates.map(\.target).filter { stateIDs.contains($0) }
-                .map { (graph.leafName($0)!, graph.nodes[$0].type.shape.count) }
+        if parameters.isEmpty { layOut(graph) }
+        // Per bucket, the gradient pieces it holds and the kernel after which the last is final.
+        var pieces = [[GradientPlan.Piece]](repeating: [], count: buckets.count)
+        var complete = [Int](repeating: -1, count: buckets.count)
+        for (name, count, offset) in parameters {
+            let source = try program.outputPointer("grad.\(name)")
+            let kernel = try program.completionKernel(ofOutput: "grad.\(name)")
+            for (b, bucket) in buckets.enumerated() {
+                let lower = Swift.max(bucket.lowerBound, offset), upper = Swift.min(bucket.upperBound, offset + count)
+                guard lower < upper else { continue }
+                pieces[b].append(.init(source: source + (lower - offset), offset: lower, count: upper - lower))
+                complete[b] = Swift.max(complete[b], kernel)
+            }
         }
-        gradientPrograms[batch] = program
-        return program
+        // Buckets are reduced in order: one waits for every earlier one, so its checkpoint is the
+        // latest so far. Buckets that reach the state, loss and count are posted after the program
+        // (the state is written by its updates, after the last kernel).
+        var checkpoints: [Int] = []
+        var latest = -1
+        for (b, bucket) in buckets.enumerated() where bucket.upperBound <= gradientEnd {
+            latest = Swift.max(latest, complete[b])
+            checkpoints.append(latest)
+        }
+        let plan = GradientPlan(program: program, pieces: pieces, checkpoints: checkpoints)
+        plans[batch] = plan
+        return plan
     }
 
     /// Compiles the programs and gives every rank rank 0's parameters and optimizer state (as
@@ -145,24 +219,27 @@ public final class DistributedTrainer {
     /// initialised or resumed differently. Called by the first step; collective.
     public func synchronize(batch: Int = 1) throws {
         if synchronized { return }
-        _ = try gradientProgram(batch: Swift.max(1, batch))
+        _ = try plan(batch: Swift.max(1, batch))
         updateProgram = try Executable(graph: Self.updateGraph(parameters: shapes, optimizer: trainer.optimizer), store: trainer.store,
                                        options: CompileOptions(threads: trainer.threads, seed: trainer.seed))
         let names = trainer.store.names
         let listing = Array(names.map { "\($0):\(trainer.store[$0]!.type.shape.count)" }.joined(separator: ",").utf8)
+            + Array("buckets \(bucketElements) separate waiting \(separateWaiting)".utf8)
         let digest = Self.fnv1a(listing)
         let all = try communicator.allGather(withUnsafeBytes(of: digest.littleEndian) { Array($0) })
         guard all.allSatisfy({ $0 == all[0] }) else {
-            throw KilnError.feed("rank \(rank): the ranks hold different sets of parameters (different models or options?)")
+            throw KilnError.feed("rank \(rank): the ranks hold different sets of parameters or bucket sizes (different models or options?)")
         }
         for name in names {
             let tensor = trainer.store[name]!
             try communicator.broadcast(UnsafeMutableRawBufferPointer(start: tensor.pointer, count: tensor.type.shape.count * 4), root: 0)
         }
-        let total = parameters.reduce(0) { $0 + $1.count } + averagedState.reduce(0) { $0 + $1.count }
-        flat = [Float](repeating: 0, count: total + 2)
-        statistics.bytesPerStep = total * 4
-        statistics.bucketsPerStep = (flat.count + bucketElements - 1) / bucketElements
+        statistics.bytesPerStep = (tail + 2) * 4
+        statistics.bucketsPerStep = buckets.count
+        // Every rank decides the same (the options were compared above; MPI's thread level is the job's).
+        if overlap && !separateWaiting && size > 1 && communicator.allowsCallsFromAnotherThread {
+            worker = ReductionWorker(flat: flat!, buckets: buckets, communicator: communicator)
+        }
         synchronized = true
     }
 
@@ -176,80 +253,87 @@ public final class DistributedTrainer {
         let mine = Self.shard(count: global, rank: rank, size: size)
         try synchronize(batch: mine.count)
         let share = Float(Double(mine.count) / Double(global))
-        var offset = 0
+        let flat = self.flat!.pointer
         let start = Date()
+        var plan: GradientPlan?
+        var loss: Float = 0
         if mine.isEmpty {
-            for i in flat.indices { flat[i] = 0 }
+            flat.update(repeating: 0, count: tail + 2)
+            worker?.begin(plan: nil, share: 0)
         } else {
             let shardIndices = indices[(indices.startIndex + mine.lowerBound) ..< (indices.startIndex + mine.upperBound)]
             let batch = augmentation.apply(to: data, indices: shardIndices, seed: seed, epoch: epoch)
-            let program = try gradientProgram(batch: batch.count)
+            let current = try self.plan(batch: batch.count)
+            plan = current
+            let program = current.program
             try batch.fillBatch(indices: Array(0..<batch.count)[...], into: program.inputPointer("x").assumingMemoryBound(to: Float.self),
                                 labels: program.inputPointer("labels").assumingMemoryBound(to: Int32.self))
-            try program.run()
-            let loss = try program.outputPointer("loss").pointee
-            guard loss.isFinite else {
-                throw KilnError.feed("\(trainer.model.name): rank \(rank): the training loss became \(loss.isNaN ? "NaN" : "\(loss)") in step \(program.step - 1); training stopped and nothing was saved")
+            if let worker {
+                worker.begin(plan: current, share: share)
+                // Each bucket goes to the communication thread once backward has finished it.
+                try current.checkpoints.withUnsafeBufferPointer { checkpoints in
+                    try program.run(checkpoints: checkpoints) { worker.post(upTo: $0 + 1) }
+                }
+            } else {
+                try program.run()
             }
-            try flat.withUnsafeMutableBufferPointer { flat in
-                for (name, count) in parameters {
-                    let g = try program.outputPointer("grad.\(name)")
-                    for i in 0..<count { flat[offset + i] = g[i] * share }
-                    offset += count
-                }
-                for (name, count) in averagedState {
-                    let s = trainer.store[name]!.pointer
-                    for i in 0..<count { flat[offset + i] = s[i] * share }
-                    offset += count
-                }
-                let classes = trainer.model.classes
-                let logits = try program.outputPointer("logits")
-                var correct = 0
-                for row in 0..<batch.count {
-                    var predicted = 0
-                    for k in 1..<classes where logits[row * classes + k] > logits[row * classes + predicted] { predicted = k }
-                    if predicted == Int(batch.labels[row]) { correct += 1 }
-                }
-                flat[offset] = loss * share
-                flat[offset + 1] = Float(correct)
+            loss = try program.outputPointer("loss").pointee
+            // The state, loss and count (the last bucket or buckets, not yet posted).
+            for (name, count, offset) in averagedState {
+                let s = trainer.store[name]!.pointer
+                for i in 0..<count { flat[offset + i] = s[i] * share }
             }
+            let classes = trainer.model.classes
+            let logits = try program.outputPointer("logits")
+            var correct = 0
+            for row in 0..<batch.count {
+                var predicted = 0
+                for k in 1..<classes where logits[row * classes + k] > logits[row * classes + predicted] { predicted = k }
+                if predicted == Int(batch.labels[row]) { correct += 1 }
+            }
+            flat[tail] = loss * share
+            flat[tail + 1] = Float(correct)
         }
         var reduceStart = Date()
         statistics.computeSeconds += reduceStart.timeIntervalSince(start)
-        if separateWaiting {
-            try communicator.barrier()
-            let now = Date()
-            statistics.waitSeconds += now.timeIntervalSince(reduceStart)
-            reduceStart = now
-        }
-        try flat.withUnsafeMutableBufferPointer { flat in
-            var first = 0
-            while first < flat.count {
-                let end = Swift.min(flat.count, first + bucketElements)
-                try communicator.allReduceSum(UnsafeMutableBufferPointer(rebasing: flat[first..<end]))
-                first = end
+        if let worker {
+            statistics.bytesReducedDuringBackward += worker.finishedElements * 4
+            worker.post(upTo: buckets.count)
+            let communication = try worker.waitForAll()
+            statistics.communicationSeconds += communication
+            statistics.overlappedSteps += 1
+        } else {
+            if let plan {
+                for pieces in plan.pieces { for piece in pieces { piece.pack(into: flat, share: share) } }
+            }
+            if separateWaiting {
+                try communicator.barrier()
+                let now = Date()
+                statistics.waitSeconds += now.timeIntervalSince(reduceStart)
+                reduceStart = now
+            }
+            for bucket in buckets {
+                try communicator.allReduceSum(UnsafeMutableBufferPointer(start: flat + bucket.lowerBound, count: bucket.count))
             }
         }
         let updateStart = Date()
         statistics.seconds += updateStart.timeIntervalSince(reduceStart)
         statistics.stepSeconds.append(updateStart.timeIntervalSince(reduceStart))
+        if !mine.isEmpty, !loss.isFinite {
+            throw KilnError.feed("\(trainer.model.name): rank \(rank): the training loss became \(loss.isNaN ? "NaN" : "\(loss)") in step \(plan!.program.step - 1); training stopped and nothing was saved")
+        }
         let update = updateProgram!
-        offset = 0
-        try flat.withUnsafeBufferPointer { flat in
-            for (name, count) in parameters {
-                try update.inputPointer("grad.\(name)").assumingMemoryBound(to: Float.self).update(from: flat.baseAddress! + offset, count: count)
-                offset += count
-            }
-            for (name, count) in averagedState {
-                trainer.store[name]!.pointer.update(from: flat.baseAddress! + offset, count: count)
-                offset += count
-            }
+        for (name, count, offset) in parameters {
+            try update.inputPointer("grad.\(name)").assumingMemoryBound(to: Float.self).update(from: flat + offset, count: count)
+        }
+        for (name, count, offset) in averagedState {
+            trainer.store[name]!.pointer.update(from: flat + offset, count: count)
         }
         try update.inputPointer("lr").assumingMemoryBound(to: Float.self).pointee = Float(learningRate)
         try update.run()
         statistics.updateSeconds += Date().timeIntervalSince(updateStart)
         statistics.steps += 1
-        return (Double(flat[offset]), Int(flat[offset + 1].rounded()))
+        return (Double(flat[tail]), Int(flat[tail + 1].rounded()))
     }
 
     /// Trains for `options.epochs` epochs with the same epoch orders, batches, learning-rate
@@ -319,5 +403,130 @@ public final class DistributedTrainer {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         return hash
+    }
+}
+
+/// The buffer every step all-reduces (allocated once; the main and communication threads write
+/// disjoint parts of it).
+final class ReducedBuffer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        pointer = .allocate(capacity: Swift.max(count, 1))
+        pointer.initialize(repeating: 0, count: Swift.max(count, 1))
+    }
+    deinit { pointer.deallocate() }
+}
+
+/// One gradient program and how its outputs fill the buckets.
+final class GradientPlan: @unchecked Sendable {
+    struct Piece {
+        /// Part of a `grad.NAME` output, and where it goes in the reduced buffer.
+        let source: UnsafePointer<Float>
+        let offset: Int
+        let count: Int
+        /// Writes the piece scaled by the rank's share of the batch.
+        func pack(into flat: UnsafeMutablePointer<Float>, share: Float) {
+            for i in 0..<count { flat[offset + i] = source[i] * share }
+        }
+    }
+    let program: Executable
+    /// Per bucket, its gradient pieces.
+    let pieces: [[Piece]]
+    /// For bucket b (those before the state, loss and count), the kernel after which it and every
+    /// earlier bucket are complete: non-decreasing, for `Executable.run(checkpoints:reached:)`.
+    let checkpoints: [Int]
+    init(program: Executable, pieces: [[Piece]], checkpoints: [Int]) {
+        self.program = program; self.pieces = pieces; self.checkpoints = checkpoints
+    }
+}
+
+/// The communication thread: packs and reduces buckets in order, each once it has been posted.
+/// The step's thread posts buckets as backward finishes them and waits for all before the update;
+/// it makes no communicator call meanwhile, so calls never come from two threads at once.
+final class ReductionWorker: @unchecked Sendable {
+    private let condition = NSCondition()
+    private let flat: ReducedBuffer
+    private let buckets: [Range<Int>]
+    private let communicator: Communicator
+    private var posted = 0
+    private var finished = 0
+    private var stopping = false
+    private var failure: Error?
+    private var plan: GradientPlan?
+    private var share: Float = 0
+    private var seconds = 0.0
+
+    init(flat: ReducedBuffer, buckets: [Range<Int>], communicator: Communicator) {
+        self.flat = flat
+        self.buckets = buckets
+        self.communicator = communicator
+        let thread = Thread { [self] in loop() }
+        thread.name = "kiln-allreduce"
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    /// Starts a step: nothing posted yet; pieces from `plan` (nil: the buffer is already filled).
+    func begin(plan: GradientPlan?, share: Float) {
+        condition.lock()
+        precondition(posted == finished, "a step began while buckets were still being reduced")
+        posted = 0; finished = 0; failure = nil; seconds = 0
+        self.plan = plan; self.share = share
+        condition.unlock()
+    }
+
+    /// Lets the thread reduce buckets 0..<count (allocates nothing; called between kernels).
+    func post(upTo count: Int) {
+        condition.lock()
+        if count > posted { posted = count; condition.broadcast() }
+        condition.unlock()
+    }
+
+    /// Elements of the buckets already reduced this step.
+    var finishedElements: Int {
+        condition.lock(); defer { condition.unlock() }
+        return buckets[..<finished].reduce(0) { $0 + $1.count }
+    }
+
+    /// Waits until every bucket is reduced; returns the thread's seconds on this step's buckets.
+    func waitForAll() throws -> Double {
+        condition.lock()
+        while finished < buckets.count { condition.wait() }
+        let failure = self.failure, seconds = self.seconds
+        condition.unlock()
+        if let failure { throw failure }
+        return seconds
+    }
+
+    func stop() {
+        condition.lock(); stopping = true; condition.broadcast(); condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while posted <= finished && !stopping { condition.wait() }
+            if stopping { condition.unlock(); return }
+            let b = finished, plan = self.plan, share = self.share, failed = failure != nil
+            condition.unlock()
+            let start = Date()
+            var error: Error?
+            if !failed {
+                do {
+                    let flat = self.flat.pointer
+                    if let plan { for piece in plan.pieces[b] { piece.pack(into: flat, share: share) } }
+                    try communicator.backgroundAllReduceSum(UnsafeMutableBufferPointer(start: flat + buckets[b].lowerBound, count: buckets[b].count))
+                } catch let thrown { error = thrown }
+            }
+            let elapsed = Date().timeIntervalSince(start)
+            condition.lock()
+            finished += 1
+            seconds += elapsed
+            if let error, failure == nil { failure = error }
+            condition.broadcast()
+            condition.unlock()
+        }
     }
 }

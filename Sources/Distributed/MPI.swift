@@ -75,15 +75,29 @@ final class MPICommunicator: Communicator {
     private var waitingFor = ""
     private var watchdogRunning = true
     private let timeout: Double
+    /// The thread level MPI provides (MPI_THREAD_*).
+    let threadLevel: Int32
+    let allowsCallsFromAnotherThread: Bool
 
     init(timeout: Double) throws {
         var provided: Int32 = 0
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
+        // DistributedTrainer's communication thread reduces gradients during backward while the
+        // main thread computes (and makes the other calls, never at the same time as it), which
+        // by the standard needs SERIALIZED. MULTIPLE is asked for because Open MPI 4.1.4 at
+        // SERIALIZED corrupted the heap in this pattern over shared memory (the main thread
+        // allocating and freeing while the other thread was inside MPI; not over TCP, nor with
+        // `--mca memory ^patcher`): below MULTIPLE Open MPI leaves its internal locks off.
         if initialized == 0 {
-            let code = MPI_Init_thread(nil, nil, kiln_mpi_thread_funneled(), &provided)
+            let code = MPI_Init_thread(nil, nil, kiln_mpi_thread_multiple(), &provided)
             guard code == kiln_mpi_success() else { throw KilnError.feed("MPI_Init_thread failed (\(code))") }
+        } else {
+            MPI_Query_thread(&provided)
         }
+        // Below MULTIPLE the trainer reduces on the main thread after backward, without overlap.
+        threadLevel = provided
+        allowsCallsFromAnotherThread = provided >= kiln_mpi_thread_multiple()
         MPI_Comm_set_errhandler(kiln_mpi_comm_world(), kiln_mpi_errors_return())
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(kiln_mpi_comm_world(), &r)
@@ -126,7 +140,15 @@ final class MPICommunicator: Communicator {
         }
     }
 
-    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
+    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try reduce(buffer, polling: false) }
+
+    func backgroundAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try reduce(buffer, polling: true) }
+
+    /// Blocking calls, or (`polling`) their non-blocking forms (`MPI_Ialltoall`, `MPI_Iallgather`)
+    /// completed by `MPI_Test` with sleeps of up to 100 µs between tests: Open MPI's blocking wait
+    /// spins (yielding when oversubscribed), which would take a core from the computation the
+    /// reduction overlaps. The same data moves and the same additions are made either way.
+    private func reduce(_ buffer: UnsafeMutableBufferPointer<Float>, polling: Bool) throws {
         guard size > 1, buffer.count > 0 else { return }
         let chunk = (buffer.count + size - 1) / size
         let padded = chunk * size
@@ -138,8 +160,16 @@ final class MPICommunicator: Communicator {
                 s.update(from: buffer.baseAddress!, count: n)
                 if padded > n { (s + n).update(repeating: 0, count: padded - n) }
                 // Rank j's chunk `rank` lands at receive[j·chunk ..< (j+1)·chunk].
-                try call("MPI_Alltoall") {
-                    MPI_Alltoall(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
+                if polling {
+                    try call("MPI_Ialltoall") {
+                        var request: MPI_Request?
+                        let code = MPI_Ialltoall(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world(), &request)
+                        return code == kiln_mpi_success() ? Self.complete(&request) : code
+                    }
+                } else {
+                    try call("MPI_Alltoall") {
+                        MPI_Alltoall(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
+                    }
                 }
                 // This rank's chunk of the sum, in rank order, into send[0..<chunk].
                 for i in 0..<chunk { s[i] = r[i] }
@@ -147,11 +177,33 @@ final class MPICommunicator: Communicator {
                     let from = r + j * chunk
                     for i in 0..<chunk { s[i] += from[i] }
                 }
-                try call("MPI_Allgather") {
-                    MPI_Allgather(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
+                if polling {
+                    try call("MPI_Iallgather") {
+                        var request: MPI_Request?
+                        let code = MPI_Iallgather(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world(), &request)
+                        return code == kiln_mpi_success() ? Self.complete(&request) : code
+                    }
+                } else {
+                    try call("MPI_Allgather") {
+                        MPI_Allgather(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
+                    }
                 }
                 buffer.baseAddress!.update(from: r, count: n)
             }
+        }
+    }
+
+    /// Tests `request` until it completes (each test also moves Open MPI's progress engine on),
+    /// sleeping between tests: 2 µs at first, doubling to at most 100 µs.
+    private static func complete(_ request: inout MPI_Request?) -> Int32 {
+        var flag: Int32 = 0
+        var pause = 2_000
+        while true {
+            let code = MPI_Test(&request, &flag, kiln_mpi_status_ignore())
+            if code != kiln_mpi_success() || flag != 0 { return code }
+            var wait = timespec(tv_sec: 0, tv_nsec: pause)
+            nanosleep(&wait, nil)
+            pause = Swift.min(pause * 2, 100_000)
         }
     }
 

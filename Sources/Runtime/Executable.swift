@@ -28,12 +28,13 @@ public final class Executable {
     /// What `run()` does around the kernels (profiling, numerics checks).
     public var runOptions: RunOptions
 
-    private let buffers: ProgramBuffers
-    private let state = StepState()
-    private let kernels: [() -> Void]
-    private let profiler: KernelProfiler
+    // Internal, not private: CompletionCheckpoints.swift runs the kernels too.
+    let buffers: ProgramBuffers
+    let state = StepState()
+    let kernels: [() -> Void]
+    let profiler: KernelProfiler
     private let inputIDs: [String: ValueID]
-    private let outputIDs: [String: ValueID]
+    let outputIDs: [String: ValueID]
 
     /// Compiles `graph` with `options` (the standard pipeline less its disabled passes),
     /// registering its parameters and state in `store` (created and initialised if missing).
@@ -176,13 +177,13 @@ public final class Executable {
         state.step &+= 1
     }
 
-    private func throwFault() throws {
+    func throwFault() throws {
         let message = state.fault ?? "unknown fault"
         state.fault = nil
         throw KilnError.feed(message)
     }
 
-    private func runInstrumented() throws {
+    func runInstrumented() throws {
         let profile = runOptions.profile, checkNumerics = runOptions.checkNumerics
         let groupOfKernel = profiler.groupOfClosure
         for (index, kernel) in kernels.enumerated() {

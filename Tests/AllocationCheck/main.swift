@@ -33,23 +33,37 @@ func feed(_ executable: Executable) throws {
 
 /// Allocations in 10 steps after 3 warm-up steps: on the stepping thread, and process-wide
 /// (the smallest of several windows; nothing else runs in this process).
-func stepAllocations(_ graph: Graph, threads: Int) throws -> (thread: Int, process: Int) {
+/// With `checkpoints`, the steps run through `run(checkpoints:reached:)` with one checkpoint per
+/// output (where data-parallel training starts a bucket's reduction).
+func stepAllocations(_ graph: Graph, threads: Int, checkpoints: Bool = false) throws -> (thread: Int, process: Int) {
     let executable = try Executable(graph: graph, store: ParameterStore(seed: 3), threads: threads, seed: 5)
     try feed(executable)
-    for _ in 0..<3 { try executable.run() }
+    let kernels = try graph.outputs.map { try executable.completionKernel(ofOutput: $0.name) }.sorted()
+    var reached = 0
+    func step() throws {
+        if checkpoints {
+            try kernels.withUnsafeBufferPointer { try executable.run(checkpoints: $0) { reached &+= $0 } }
+        } else {
+            try executable.run()
+        }
+    }
+    for _ in 0..<3 { try step() }
     let before = kiln_thread_allocation_count()
-    for _ in 0..<10 { try executable.run() }
+    for _ in 0..<10 { try step() }
     let thread = kiln_thread_allocation_count() - before
     var process = Int.max
     for _ in 0..<5 where process > 0 {
         let start = kiln_allocation_count()
-        for _ in 0..<10 { try executable.run() }
+        for _ in 0..<10 { try step() }
         process = min(process, kiln_allocation_count() - start)
     }
+    if checkpoints && reached == 0 && kernels.count > 1 { print("checkpoints were never reached"); exit(1) }
     return (thread, process)
 }
 
 var programs: [(String, () throws -> Graph)] = []
+/// Programs stepped with completion checkpoints (data-parallel training's gradient programs).
+var checkpointed: Set<String> = []
 for name in Zoo.classifierNames {
     let resnet = name.hasPrefix("resnet")
     let model = try Zoo.classifier(name, inputShape: resnet ? [3, 32, 32] : [1, 28, 28], classes: 10)
@@ -59,6 +73,8 @@ for name in Zoo.classifierNames {
     programs.append(("\(name) training step, adam", {
         try ClassifierTrainer.trainingGraph(model: model, batch: batch, optimizer: .adam()) }))
     programs.append(("\(name) inference", { try ClassifierTrainer.forwardGraph(model: model, batch: batch) }))
+    programs.append(("\(name) gradients, checkpoints", { try DistributedTrainer.gradientGraph(model: model, batch: batch) }))
+    checkpointed.insert("\(name) gradients, checkpoints")
 }
 for name in Zoo.generativeNames {
     let model = try Zoo.generative(name)
@@ -75,7 +91,7 @@ print("program                                         threads  allocations in 1
 for (label, make) in programs {
     let graph = try make()
     for threads in [1, 2] {
-        let counts = try stepAllocations(graph, threads: threads)
+        let counts = try stepAllocations(graph, threads: threads, checkpoints: checkpointed.contains(label))
         let ok = counts.thread == 0 && counts.process == 0
         if !ok { failures += 1 }
         print(label.padding(toLength: 48, withPad: " ", startingAt: 0) + "  \(threads)        \(counts.thread) / \(counts.process)"

@@ -49,12 +49,14 @@ struct DistributedTests {
 
     /// Trains `epochs` epochs of `model` on ranks of a LocalGroup; returns every rank's stored values.
     func distributed(ranks: Int, model: @escaping @Sendable () -> ClassifierModel, data: ImageDataset, batch: Int,
-                     epochs: Int, bucket: Int = 4096) throws -> [[String: [Float]]] {
+                     epochs: Int, bucket: Int = 4096, overlap: Bool = true) throws -> [[String: [Float]]] {
         try onRanks(ranks) { communicator in
             let trainer = ClassifierTrainer(model: model(), optimizer: .sgd(momentum: 0.9), seed: 3, threads: 1)
             let distributed = DistributedTrainer(trainer: trainer, communicator: communicator)
             distributed.bucketElements = bucket
+            distributed.overlap = overlap
             try distributed.fit(data, options: FitOptions(epochs: epochs, batchSize: batch, learningRate: 0.05, seed: 3))
+            guard distributed.overlapping == overlap else { throw KilnError.feed("overlap \(overlap) asked, \(distributed.overlapping) used") }
             return Self.values(trainer)
         }
     }
@@ -82,6 +84,20 @@ struct DistributedTests {
         #expect(worst <= 1e-5, "2 ranks differ from 1 process by \(worst)")
         // The comparison can fail: training moved the parameters far more than the tolerance.
         #expect(Self.worstRelative(Self.values(trainer), reference, names: names) > 1e-3)
+    }
+
+    // Overlap changes when each bucket is reduced and on which thread, never what is added in which order.
+    @Test("reducing buckets during backward (overlap) gives the bytes of reducing after it: 2 and 3 ranks, many buckets, batch norm")
+    func overlapSameBytes() throws {
+        let data = Glyphs.make(count: 130, seed: 9)
+        let model: @Sendable () -> ClassifierModel = { lenet5(classes: 3) }
+        for ranks in [2, 3] {
+            let overlapped = try distributed(ranks: ranks, model: model, data: data, batch: 64, epochs: 1, bucket: 2000)
+            let after = try distributed(ranks: ranks, model: model, data: data, batch: 64, epochs: 1, bucket: 2000, overlap: false)
+            let oneBucket = try distributed(ranks: ranks, model: model, data: data, batch: 64, epochs: 1, bucket: 1 << 22)
+            #expect(overlapped[0] == after[0] && overlapped[0] == oneBucket[0], "\(ranks) ranks: overlap or bucket size changed the bytes")
+            #expect(overlapped.allSatisfy { $0 == overlapped[0] }, "\(ranks) ranks: ranks differ")
+        }
     }
 
     @Test("3 ranks with uneven shards and an empty one (last batch of 2) match 1 process; bucket edges anywhere")
