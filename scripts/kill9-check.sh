@@ -22,7 +22,7 @@ loads() {  # MODEL FILE: does the file load and serve its purpose?
 }
 for model in "${MODELS[@]}"; do
     out="$DIR/$model.safetensors"
-    TRAIN=(train "$model" --train "$DIR/g/xy_train.csv" --batch 16 --threads 2 --save-every 1)
+    TRAIN=(train "$model" --train "$DIR/g/xy_train.csv" --ensemble 1 --batch 16 --threads 2 --save-every 1)
     "$KILN" "${TRAIN[@]}" --epochs 1 -o "$out" > /dev/null
     # How long an uninterrupted run takes, to spread the kills over it (the final write included).
     start=$(date +%s%N); "$KILN" "${TRAIN[@]}" --epochs 6 -o "$DIR/timing.safetensors" > /dev/null; end=$(date +%s%N)

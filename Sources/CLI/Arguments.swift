@@ -107,6 +107,8 @@ enum Limits {
     /// Pixels per image pixel in a grid picture.
     static let scale = 1...16
     static let patience = 1...100_000
+    /// Networks in an ensemble (`train --ensemble`).
+    static let ensemble = 1...100
     /// Images `make-glyphs` writes per file.
     static let glyphs = 1...1_000_000
     static let learningRate = NumberRange.aboveUpTo(0, 10)

@@ -35,7 +35,7 @@ func evalCommand(_ words: [String]) throws {
 
     let checkpoint = try Checkpoint.read(path: args.positionals[0])
     let classes = checkpoint.description.classNames
-    let trainer = try checkpoint.makeTrainer(threads: threads)
+    let classifier = try checkpoint.makeClassifier(threads: threads)
     let shape = checkpoint.description.inputShape
     var data = try CSVImages.read(path: dataPath, imageSize: (shape[1], shape[2]), classNames: classes,
                                   requireLabels: args.options["--labels"] == nil)
@@ -46,7 +46,7 @@ func evalCommand(_ words: [String]) throws {
         }
         data.labels = labels
     }
-    let result = try trainer.evaluate(data, batchSize: batch)
+    let result = try classifier.evaluate(data, batchSize: batch)
     if json {
         print(jsonObject([("model", checkpoint.description.modelName), ("data", dataPath), ("count", result.count),
                           ("accuracy", result.accuracy), ("loss", result.loss), ("classes", classes),

@@ -16,12 +16,10 @@ func predictCommand(_ words: [String]) throws {
     let start = Date()
     let checkpoint = try Checkpoint.read(path: args.positionals[0])
     let classes = checkpoint.description.classNames
-    let trainer = try checkpoint.makeTrainer(threads: threads)
+    let classifier = try checkpoint.makeClassifier(threads: threads)
     let shape = checkpoint.description.inputShape
     let data = try CSVImages.read(path: testPath, imageSize: (shape[1], shape[2]), classNames: classes)
-    let predictions = try trainer.logits(data, batchSize: batch).map { row in
-        classes[row.indices.max { row[$0] < row[$1] }!]
-    }
+    let predictions = try classifier.predict(data, batchSize: batch).map { classes[$0] }
     try CSVImages.writePredictions(input: testPath, labels: predictions, to: output)
     let seconds = Date().timeIntervalSince(start)
     let counts = classes.map { name in predictions.lazy.filter { $0 == name }.count }

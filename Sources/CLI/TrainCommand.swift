@@ -81,7 +81,8 @@ func trainCommand(_ words: [String]) throws {
     if words.contains(where: Zoo.isGenerative) { return try trainGenerativeCommand(words) }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--val-split", "--folds",
                                               "--augment", "--patience", "--epochs", "--batch", "--lr", "--momentum",
-                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule", "--classes", "--init", "--save-every"],
+                                              "--optimizer", "--seed", "--threads", "--limit", "-o", "--resume", "--plot", "--schedule", "--classes", "--init", "--save-every",
+                                              "--ensemble"],
                              flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics"], command: "train")
     let initPath = args.options["--init"]
     guard args.positionals.count == 1 || (initPath != nil && args.positionals.isEmpty) else {
@@ -90,16 +91,32 @@ func trainCommand(_ words: [String]) throws {
     let givenName = args.positionals.first
     let data = try loadTrainingData(args)
     let train = data.train
-    let epochs = try args.int("--epochs", default: data.test == nil ? 30 : 3, in: Limits.epochs)
+    // The recipe for a small image set from a file (the course's 500 glyphs): augmentation,
+    // Adam, and an ensemble over folds whose members stop early on their held-out fold.
+    let recipe = TrainingRecipe(args, data: data)
+    let ensemble = try args.int("--ensemble", default: recipe.defaultEnsemble, in: Limits.ensemble)
+    if ensemble > 1 {
+        for flag in ["--val-split", "--folds", "--resume", "--init", "--save-every"] where args.options[flag] != nil {
+            throw KilnError.argument("train: --ensemble \(ensemble) trains its members on folds and writes them once at the end; it does not combine with \(flag) (add --ensemble 1 for one network)")
+        }
+        if ensemble > train.count { throw KilnError.argument("--ensemble needs 2 to \(train.count) members for \(train.count) images, found \(ensemble)") }
+    }
+    let validated = ensemble > 1 || args.options["--val-split"] != nil || args.options["--folds"] != nil
+    // With a validation set --epochs is a maximum that early stopping should end well before.
+    let epochs = try args.int("--epochs", default: validated ? TrainingRecipe.maximumEpochs : (data.test == nil ? 30 : 3), in: Limits.epochs)
     let batch = try args.int("--batch", default: data.test == nil ? 32 : 64, in: Limits.batch)
-    let learningRate = try args.double("--lr", default: 0.01, in: Limits.learningRate)
+    let givenOptimizer = try parseOptimizer(args)  // checks --momentum even when the recipe's Adam is used
+    let optimizer = args.options["--optimizer"] == nil && recipe.isFileData ? .adam() : givenOptimizer
+    let learningRate = try args.double("--lr", default: recipe.isFileData && args.options["--optimizer"] == nil ? 0.003 : 0.01,
+                                       in: Limits.learningRate)
     var seed = try args.seed()
     let threads = try args.threads()
     let json = args.flags.contains("--json")
     let saveEvery = try parseSaveEvery(args)
-    let optimizer = try parseOptimizer(args)
-    let augmentation = try Augmentation.parse(args.options["--augment"] ?? "none")
-    let patience = try args.options["--patience"].map { _ in try args.int("--patience", default: 1, in: Limits.patience) }
+    let augmentation = try args.options["--augment"].map(Augmentation.parse) ?? recipe.defaultAugmentation
+    let patience = try validated
+        ? args.int("--patience", default: TrainingRecipe.patience, in: Limits.patience)
+        : args.options["--patience"].map { _ in try args.int("--patience", default: 1, in: Limits.patience) }
     let output = args.options["-o"]
     var validationFraction: Double?
     if args.options["--val-split"] != nil {
@@ -108,8 +125,8 @@ func trainCommand(_ words: [String]) throws {
     let folds = try args.options["--folds"].map { _ in try args.int("--folds", default: 5, in: 2...1000) }
     if validationFraction != nil && folds != nil { throw KilnError.argument("train: give --val-split or --folds, not both") }
     if let folds, folds < 2 || folds > train.count { throw KilnError.argument("--folds needs 2 to \(train.count) folds, found \(folds)") }
-    if patience != nil && validationFraction == nil && folds == nil {
-        throw KilnError.argument("--patience needs a validation set: add --val-split or --folds")
+    if patience != nil && !validated {
+        throw KilnError.argument("--patience needs a validation set: add --val-split or --folds (or --ensemble K)")
     }
     if train.classNames.count < 2 { throw KilnError.argument("train: \(data.name) has \(train.classNames.count) class; a classifier needs two or more") }
 
@@ -167,13 +184,52 @@ func trainCommand(_ words: [String]) throws {
     if !json {
         print("training \(model.name) on \(data.name): \(train.count) images of \(train.height)x\(train.width), classes \(train.classNames.joined(separator: ", ")); "
               + "batch \(batch), \(optimizer), lr \(learningRate), augment \(augmentation), \(threads) threads")
+        for note in recipe.notes(augmentation: augmentation, ensemble: ensemble, optimizer: optimizer, epochs: epochs, patience: patience) {
+            print(note)
+        }
     }
 
     let start = Date()
     var summary: [(String, Any)] = []
     var lastTest: Evaluation?
     let result: FitResult
-    if let folds {
+    if ensemble > 1 {
+        let start = Date()
+        let (members, summary): ([ClassifierTrainer], [EnsembleMember]) = try ClassifierTrainer.fitEnsemble(model: model, optimizer: optimizer, data: train, members: ensemble,
+                                                                   options: options, threads: threads) { k, record in
+            if !json { print("member \(k + 1)/\(ensemble)  " + epochLine(record, of: epochs)) }
+        }
+        let kept: [Int] = summary.map { $0.fit.keptEpoch }
+        let accuracies: [Double] = summary.map { $0.validation.accuracy }
+        let mean = accuracies.reduce(0, +) / Double(ensemble)
+        if !json {
+            print(String(format: "ensemble of %d: held-out fold accuracy per member %@ (mean %.4f); kept epochs %@; %.1f s",
+                         ensemble, accuracies.map { String(format: "%.4f", $0) }.joined(separator: ", "), mean,
+                         kept.map(String.init).joined(separator: ", "), Date().timeIntervalSince(start)))
+            if summary.contains(where: { !$0.fit.stoppedEarly && $0.fit.keptEpoch == epochs }) {
+                print("note: a member was still improving at --epochs \(epochs), the maximum: give a larger --epochs")
+            }
+        }
+        if let plot = args.options["--plot"] {
+            try TrainingCurves(summary[0].fit.history, title: "\(model.name) on \(data.name), ensemble member 1 of \(ensemble)").write(path: plot)
+            if !json { print("wrote \(plot) (member 1)") }
+        }
+        if let output {
+            try Checkpoint.saveEnsemble(members, classNames: train.classNames, epochs: kept, to: output)
+            if !json { print("wrote \(output) (ensemble of \(ensemble) \(model.name) networks; predict and eval average their probabilities)") }
+        }
+        if json {
+            var fields: [(String, Any)] = [("model", modelName), ("dataset", data.name), ("ensemble", ensemble), ("batch", batch),
+                                           ("lr", learningRate), ("optimizer", "\(optimizer)"), ("augment", "\(augmentation)")]
+            let compile: Double = members.map { $0.compileSeconds }.reduce(0, +)
+            fields += [("threads", threads), ("seed", Int(seed)), ("train_seconds", Date().timeIntervalSince(start)),
+                       ("kept_epochs", kept), ("member_val_accuracies", accuracies), ("member_val_accuracy_mean", mean),
+                       ("compile_seconds", compile)]
+            if let output { fields.append(("output", output)) }
+            print(jsonObject(fields))
+        }
+        return
+    } else if let folds {
         let cv = try ClassifierTrainer.crossValidate(model: model, optimizer: optimizer, data: train, folds: folds,
                                                      options: options, threads: threads) { fold, record in
             if !json { print("fold \(fold + 1)/\(folds)  " + epochLine(record, of: epochs)) }
@@ -272,4 +328,47 @@ func resumedSeed(_ state: ResumeState, args: Arguments, path: String) throws -> 
         throw KilnError.argument("--resume \(path) continues a run with seed \(state.seed); drop --seed or give that seed")
     }
     return state.seed
+}
+
+/// What `kiln train` does by default for a classifier on a small image set read from a file (the
+/// course's 500 labelled glyphs): augmentation, Adam at 0.003, and an ensemble of 5 networks over
+/// stratified folds, each stopping early on its held-out fold. Measured on `make-glyphs
+/// --difficulty hard` sets (README); every piece has its flag to turn it off.
+struct TrainingRecipe {
+    /// Training images up to which a file's set counts as small.
+    static let smallSetLimit = 20_000
+    static let ensembleMembers = 5
+    /// The epoch limit with a validation set: early stopping ends runs long before it.
+    static let maximumEpochs = 200
+    static let patience = 15
+
+    /// Training from a file (`--train CSV`), not a named data set.
+    let isFileData: Bool
+    /// A small image set from a file: the recipe's augmentation and ensemble apply.
+    let isSmallImageSet: Bool
+    let augmentGiven: Bool
+    let defaultEnsemble: Int
+
+    init(_ args: Arguments, data: TrainingData) {
+        isFileData = data.test == nil
+        isSmallImageSet = isFileData && data.train.count <= Self.smallSetLimit && data.train.height >= 8 && data.train.width >= 8
+        augmentGiven = args.options["--augment"] != nil
+        let single = ["--val-split", "--folds", "--resume", "--init", "--save-every"].contains { args.options[$0] != nil }
+        defaultEnsemble = isSmallImageSet && !single ? Self.ensembleMembers : 1
+    }
+
+    var defaultAugmentation: Augmentation { isSmallImageSet ? .defaultForSmallImageSets : .none }
+
+    /// The lines that say which defaults are on and how to turn them off.
+    func notes(augmentation: Augmentation, ensemble: Int, optimizer: Optimizer, epochs: Int, patience: Int?) -> [String] {
+        var lines: [String] = []
+        if isSmallImageSet && !augmentGiven {
+            lines.append("augmentation on by default for small image sets (\(augmentation)); --augment none turns it off, --augment LIST picks")
+        }
+        if ensemble > 1 {
+            lines.append("ensemble of \(ensemble) networks over \(ensemble) stratified folds, each stopping early on its held-out fold "
+                         + "(patience \(patience ?? 0), at most \(epochs) epochs); --ensemble 1 trains one network on all images")
+        }
+        return lines
+    }
 }

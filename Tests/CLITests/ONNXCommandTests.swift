@@ -68,7 +68,7 @@ struct ONNXCommandTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try CourseGlyphs.writeAssignment(directory: dir, train: 30, test: 4, seed: 5)
         let train = "\(dir)/\(CourseGlyphs.trainFile)"
-        try runCommand(["train", "lenet5", "--train", train, "--epochs", "1", "-o", "\(dir)/a.safetensors", "--json"])
+        try runCommand(["train", "lenet5", "--train", train, "--ensemble", "1", "--epochs", "1", "-o", "\(dir)/a.safetensors", "--json"])
         try runCommand(["export", "\(dir)/a.safetensors", "-o", "\(dir)/a.onnx"])
         try runCommand(["train", "--init", "\(dir)/a.onnx", "--train", train, "--epochs", "2", "-o", "\(dir)/b.safetensors", "--json"])
         let tuned = try Checkpoint.read(path: "\(dir)/b.safetensors")

@@ -87,6 +87,6 @@ struct FittingTests {
         }
         #expect(mirrored > 0 && mirrored < 12)
         #expect(kilnErrorMessage { _ = try Augmentation.parse("shift,warp") }
-                == "unknown augmentation \"warp\"; known: shift, rotate, scale, noise, flip, crop")
+                == "unknown augmentation \"warp\"; known: shift, rotate, scale, noise, flip, crop, shear, erase")
     }
 }

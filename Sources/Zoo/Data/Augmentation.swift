@@ -24,7 +24,16 @@ public struct Augmentation: Sendable, Equatable, CustomStringConvertible {
         case flip
         /// Padding by 2 pixels and a random 28×28 (H×W) crop: an integer translation of up to ±2.
         case crop
+        /// A horizontal shear x += k·(y − centre) with k in ±0.2.
+        case shear
+        /// With probability ½, a square of 4 to 10 pixels (scaled to the image size) at a random
+        /// place filled with the border mean, as if erased.
+        case erase
     }
+
+    /// What `kiln train` turns on by default for small image sets: the transformations that keep
+    /// a glyph's class (no mirror: mirrored glyphs may be another class).
+    public static let defaultForSmallImageSets = Augmentation([.shift, .rotate, .scale, .noise, .shear, .erase])
 
     /// The kinds applied (all of them to every image, each with its own random amount).
     public var kinds: Set<Kind>
@@ -84,9 +93,12 @@ public struct Augmentation: Sendable, Equatable, CustomStringConvertible {
         let crop = SIMD2(Double(Int(random.next() % 5) - 2), Double(Int(random.next() % 5) - 2))
         let mirror = random.next() & 1 == 1
         let noiseSeed = random.next()
+        // Drawn after the older kinds' amounts, so adding these kept those the same.
+        let shearFactor = random.uniform(-0.2, 0.2)
+        let eraseDraw = random.next()
 
         let geometric = kinds.contains(.rotate) || kinds.contains(.scale) || kinds.contains(.shift)
-            || kinds.contains(.crop) || (kinds.contains(.flip) && mirror)
+            || kinds.contains(.crop) || (kinds.contains(.flip) && mirror) || kinds.contains(.shear)
         if geometric {
             let theta = kinds.contains(.rotate) ? angle : 0
             let s = kinds.contains(.scale) ? factor : 1
@@ -94,6 +106,7 @@ public struct Augmentation: Sendable, Equatable, CustomStringConvertible {
             if kinds.contains(.shift) { offset += shift }
             if kinds.contains(.crop) { offset += crop }
             let flip = kinds.contains(.flip) && mirror
+            let k = kinds.contains(.shear) ? shearFactor : 0
             let center = SIMD2(Double(width - 1) / 2, Double(height - 1) / 2)
             let (c, sn) = (cos(theta) / s, sin(theta) / s)
             for p in 0..<image.count { scratch[p] = image[p] }
@@ -115,8 +128,10 @@ public struct Augmentation: Sendable, Equatable, CustomStringConvertible {
                     for x in 0..<width {
                         // Inverse map: output pixel → source position.
                         let d = SIMD2(Double(x), Double(y)) - center - offset
-                        var sx = c * d.x + sn * d.y + center.x
-                        let sy = -sn * d.x + c * d.y + center.y
+                        // Undo the shear (x' = x + k·y), then the rotation and scale.
+                        let e = SIMD2(d.x - k * d.y, d.y)
+                        var sx = c * e.x + sn * e.y + center.x
+                        let sy = -sn * e.x + c * e.y + center.y
                         if flip { sx = Double(width - 1) - sx }
                         let (x0, y0) = (Int(sx.rounded(.down)), Int(sy.rounded(.down)))
                         let (fx, fy) = (sx - Double(x0), sy - Double(y0))
@@ -125,6 +140,25 @@ public struct Augmentation: Sendable, Equatable, CustomStringConvertible {
                         let value = top * (1 - fy) + bottom * fy
                         image[(y * width + x) * channels + channel] = UInt8(Swift.min(Swift.max(value.rounded(), 0), 255))
                     }
+                }
+            }
+        }
+        if kinds.contains(.erase) && eraseDraw & 1 == 1 {
+            let scale = Double(Swift.min(height, width)) / 28
+            let side = Swift.max(1, Int((Double(4 + Int((eraseDraw >> 1) % 7)) * scale).rounded()))
+            let top = Int((eraseDraw >> 8) % UInt64(Swift.max(1, height - side + 1)))
+            let left = Int((eraseDraw >> 24) % UInt64(Swift.max(1, width - side + 1)))
+            for channel in 0..<channels {
+                var borderSum = 0, borderCount = 0
+                for y in 0..<height {
+                    for x in 0..<width where y == 0 || y == height - 1 || x == 0 || x == width - 1 {
+                        borderSum += Int(image[(y * width + x) * channels + channel])
+                        borderCount += 1
+                    }
+                }
+                let fill = UInt8((Double(borderSum) / Double(borderCount)).rounded())
+                for y in top ..< Swift.min(height, top + side) {
+                    for x in left ..< Swift.min(width, left + side) { image[(y * width + x) * channels + channel] = fill }
                 }
             }
         }

@@ -151,6 +151,9 @@ public struct Checkpoint {
     /// parameter or a listed state tensor, else the file is for another model: the error says which tensor.
     public func makeTrainer(optimizer: Optimizer = .sgd(), seed: UInt64 = 0,
                             threads: Int = defaultThreadCount()) throws -> ClassifierTrainer {
+        if let count = try ensembleMembers() {
+            throw KilnError.file(path: path, message: "holds an ensemble of \(count) \(description.modelName) networks (`train --ensemble`): `predict`, `eval` and `generate` read it; to train further or export, train one network with --ensemble 1")
+        }
         let model = try model()
         let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: seed, threads: threads)
         try trainer.store.register(ClassifierTrainer.forwardGraph(model: model, batch: 1))

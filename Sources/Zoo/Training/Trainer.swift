@@ -150,20 +150,7 @@ public final class ClassifierTrainer {
     /// Accuracy, mean cross-entropy and confusion matrix on a labelled set.
     public func evaluate(_ data: ImageDataset, batchSize: Int = 1000) throws -> Evaluation {
         guard data.labels.count == data.count else { throw KilnError.argument("evaluation needs labels") }
-        let rows = try logits(data, batchSize: batchSize)
-        var correct = 0, loss = 0.0
-        var confusion = [[Int]](repeating: [Int](repeating: 0, count: model.classes), count: model.classes)
-        for (i, row) in rows.enumerated() {
-            let label = Int(data.labels[i])
-            let predicted = row.indices.max { row[$0] < row[$1] }!
-            if predicted == label { correct += 1 }
-            if label < model.classes { confusion[label][predicted] += 1 }
-            let m = Double(row.max()!)
-            let logSum = Foundation.log(row.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) }) + m
-            loss += logSum - Double(row[Swift.min(label, model.classes - 1)])
-        }
-        return Evaluation(accuracy: Double(correct) / Double(Swift.max(data.count, 1)), loss: loss / Double(Swift.max(data.count, 1)),
-                          count: data.count, confusion: confusion)
+        return Evaluation(scores: try logits(data, batchSize: batchSize), labels: data.labels, classes: model.classes)
     }
 }
 
