@@ -34,7 +34,7 @@ func distributedTrainCommand(_ words: [String]) throws {
     let json = args.flags.contains("--json")
     let optimizer = try parseOptimizer(args)
     let augmentation = try Augmentation.parse(args.options["--augment"] ?? "none")
-    let bucketMiB = try args.int("--bucket-mb", default: 16, in: 1...1024)
+    let bucketMiB = try args.int("--bucket-mb", default: 4, in: 1...1024)
     if train.classNames.count < 2 { throw KilnError.argument("train: \(data.name) has \(train.classNames.count) class; a classifier needs two or more") }
     if batch < world.size {
         throw KilnError.argument("train: the global batch (\(batch)) is smaller than the number of ranks (\(world.size)); every rank needs an example")

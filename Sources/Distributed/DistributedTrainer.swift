@@ -72,8 +72,10 @@ public struct DistributedEpochReport: Sendable {
 public final class DistributedTrainer {
     public let trainer: ClassifierTrainer
     public let communicator: Communicator
-    /// Floats per all-reduce bucket (default 4 Mi floats, 16 MiB). Read at the first step.
-    public var bucketElements = 4 << 20
+    /// Floats per all-reduce bucket (default 1 Mi floats, 4 MiB: small enough that ResNet-18's
+    /// 45 MB make 11 buckets, of which backward finishes all but the last before it ends). Read at
+    /// the first step.
+    public var bucketElements = 1 << 20
     /// Reduce each bucket on a communication thread as soon as backward has produced it (when
     /// the communicator allows calls from another thread and there is more than one rank).
     /// Off: every bucket is reduced on the calling thread after backward. Read at the first step.
@@ -88,6 +90,9 @@ public final class DistributedTrainer {
     public private(set) var statistics = ReductionStatistics()
     /// Whether steps overlap the reduction with backward (known after the first step).
     public var overlapping: Bool { worker != nil }
+    private var overlapsReduction: Bool {
+        overlap && !separateWaiting && size > 1 && communicator.allowsCallsFromAnotherThread
+    }
 
     private var plans: [Int: GradientPlan] = [:]
     private var updateProgram: Executable?
@@ -224,11 +229,13 @@ public final class DistributedTrainer {
                                        options: CompileOptions(threads: trainer.threads, seed: trainer.seed))
         let names = trainer.store.names
         let listing = Array(names.map { "\($0):\(trainer.store[$0]!.type.shape.count)" }.joined(separator: ",").utf8)
-            + Array("buckets \(bucketElements) separate waiting \(separateWaiting)".utf8)
+            // Overlapped steps reduce with non-blocking collectives, the others with blocking ones,
+            // which MPI does not match with each other: every rank must choose the same.
+            + Array("buckets \(bucketElements) separate waiting \(separateWaiting) overlap \(overlapsReduction)".utf8)
         let digest = Self.fnv1a(listing)
         let all = try communicator.allGather(withUnsafeBytes(of: digest.littleEndian) { Array($0) })
         guard all.allSatisfy({ $0 == all[0] }) else {
-            throw KilnError.feed("rank \(rank): the ranks hold different sets of parameters or bucket sizes (different models or options?)")
+            throw KilnError.feed("rank \(rank): the ranks hold different sets of parameters, or differ in bucket size or overlap (different models or options, or MPI thread levels?)")
         }
         for name in names {
             let tensor = trainer.store[name]!
@@ -236,8 +243,7 @@ public final class DistributedTrainer {
         }
         statistics.bytesPerStep = (tail + 2) * 4
         statistics.bucketsPerStep = buckets.count
-        // Every rank decides the same (the options were compared above; MPI's thread level is the job's).
-        if overlap && !separateWaiting && size > 1 && communicator.allowsCallsFromAnotherThread {
+        if overlapsReduction {
             worker = ReductionWorker(flat: flat!, buckets: buckets, communicator: communicator)
         }
         synchronized = true
@@ -298,8 +304,7 @@ public final class DistributedTrainer {
         statistics.computeSeconds += reduceStart.timeIntervalSince(start)
         if let worker {
             statistics.bytesReducedDuringBackward += worker.finishedElements * 4
-            worker.post(upTo: buckets.count)
-            let communication = try worker.waitForAll()
+            let communication = try worker.finishStep()
             statistics.communicationSeconds += communication
             statistics.overlappedSteps += 1
         } else {
@@ -457,6 +462,8 @@ final class ReductionWorker: @unchecked Sendable {
     private var plan: GradientPlan?
     private var share: Float = 0
     private var seconds = 0.0
+    /// Set while the step's thread reduces the last buckets itself.
+    private var callerReduces = false
 
     init(flat: ReducedBuffer, buckets: [Range<Int>], communicator: Communicator) {
         self.flat = flat
@@ -490,10 +497,34 @@ final class ReductionWorker: @unchecked Sendable {
         return buckets[..<finished].reduce(0) { $0 + $1.count }
     }
 
-    /// Waits until every bucket is reduced; returns the thread's seconds on this step's buckets.
-    func waitForAll() throws -> Double {
+    /// Ends the step once backward is over: when the thread has reduced every posted bucket, the
+    /// caller reduces the rest itself (handing them over would add a thread wake-up to the step);
+    /// else it posts them and waits. Returns the thread's seconds on this step's buckets. The
+    /// caller uses the same non-blocking calls as the thread: MPI never matches a blocking
+    /// collective on one rank with a non-blocking one on another (they deadlock).
+    func finishStep() throws -> Double {
         condition.lock()
-        while finished < buckets.count { condition.wait() }
+        if posted == finished && failure == nil {
+            callerReduces = true
+            let first = finished, plan = self.plan, share = self.share
+            condition.unlock()
+            var error: Error?
+            do {
+                let flat = self.flat.pointer
+                for b in first..<buckets.count {
+                    if let plan { for piece in plan.pieces[b] { piece.pack(into: flat, share: share) } }
+                    try communicator.backgroundAllReduceSum(UnsafeMutableBufferPointer(start: flat + buckets[b].lowerBound, count: buckets[b].count))
+                }
+            } catch let thrown { error = thrown }
+            condition.lock()
+            callerReduces = false
+            posted = buckets.count
+            finished = buckets.count
+            if let error { failure = error }
+        } else {
+            if buckets.count > posted { posted = buckets.count; condition.broadcast() }
+            while finished < buckets.count { condition.wait() }
+        }
         let failure = self.failure, seconds = self.seconds
         condition.unlock()
         if let failure { throw failure }
@@ -507,7 +538,7 @@ final class ReductionWorker: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while posted <= finished && !stopping { condition.wait() }
+            while (posted <= finished || callerReduces) && !stopping { condition.wait() }
             if stopping { condition.unlock(); return }
             let b = finished, plan = self.plan, share = self.share, failed = failure != nil
             condition.unlock()

@@ -193,14 +193,17 @@ final class MPICommunicator: Communicator {
         }
     }
 
-    /// Tests `request` until it completes (each test also moves Open MPI's progress engine on),
-    /// sleeping between tests: 2 µs at first, doubling to at most 100 µs.
+    /// Tests `request` until it completes (each test also moves Open MPI's progress engine on):
+    /// 64 tests in a row, then sleeps between tests from 2 µs, doubling to at most 100 µs.
     private static func complete(_ request: inout MPI_Request?) -> Int32 {
         var flag: Int32 = 0
         var pause = 2_000
+        var tests = 0
         while true {
             let code = MPI_Test(&request, &flag, kiln_mpi_status_ignore())
             if code != kiln_mpi_success() || flag != 0 { return code }
+            tests += 1
+            if tests < 64 { continue }
             var wait = timespec(tv_sec: 0, tv_nsec: pause)
             nanosleep(&wait, nil)
             pause = Swift.min(pause * 2, 100_000)

@@ -6,7 +6,11 @@
 //   mpirun -np 2 distributed-check die STEP      rank 1 kills itself (SIGKILL) at STEP; rank 0 trains on and must be stopped
 //   mpirun -np 2 distributed-check hang STEP     rank 1 stops answering at STEP (sleeps); rank 0's watchdog must stop the job
 //   mpirun -np N distributed-check allreduce FLOATS [REPS]   times the all-reduce alone (ranks aligned by a barrier
-//                                                 before each), in 16 MiB buckets as the trainer does; prints a JSON line
+//                                                 before each), in 4 MiB buckets as the trainer does; prints a JSON line
+//   mpirun -np N distributed-check steps MODEL BATCH STEPS THREADS [no-overlap] [bucket-mb=M]   times training steps of lenet5
+//                                                 (Fashion-MNIST or glyphs) or resnet18 (synthetic CIFAR), global batch
+//                                                 BATCH, after one warm-up step; N = 1 runs the ordinary fused
+//                                                 one-process step; prints a JSON line (scripts/distributed-bench.sh)
 //
 // Exit status 0 when every check holds; each failure prints a line starting with FAIL.
 import Foundation
@@ -133,7 +137,7 @@ case "allreduce":
     guard arguments.count >= 2, let floats = Int(arguments[1]), floats > 0 else { fail("allreduce needs a float count") }
     let reps = arguments.count > 2 ? Int(arguments[2]) ?? 20 : 20
     var buffer = (0..<floats).map { Float(($0 &* 7 &+ rank) % 13) }
-    let bucket = 4 << 20
+    let bucket = 1 << 20
     var times: [Double] = []
     do {
         for _ in 0..<(reps + 2) {
@@ -156,6 +160,63 @@ case "allreduce":
         let wire = 2.0 * Double(world.size - 1) / Double(world.size) * Double(floats * 4)
         print("{\"ranks\": \(world.size), \"bytes\": \(floats * 4), \"reps\": \(reps), \"median_seconds\": \(median), \"min_seconds\": \(times[0]), "
               + "\"max_seconds\": \(times.last!), \"bus_gbit_per_second\": \(wire * 8 / median / 1e9)}")
+    }
+    MPIWorld.finalize()
+
+case "steps":
+    guard arguments.count >= 5, let batch = Int(arguments[2]), let steps = Int(arguments[3]), let threads = Int(arguments[4]),
+          batch >= world.size, steps >= 1, threads >= 1 else { fail("steps needs MODEL BATCH STEPS THREADS [no-overlap] [bucket-mb=M]") }
+    let name = arguments[1]
+    let overlap = !arguments.dropFirst(5).contains("no-overlap")
+    let data: ImageDataset, dataName: String
+    switch name {
+    case "lenet5": (data, dataName) = trainingImages(count: 4096)
+    case "resnet18": (data, dataName) = (SyntheticCIFAR.make(count: batch * 2, seed: 3), "synthetic-cifar")
+    default: fail("steps runs lenet5 or resnet18")
+    }
+    let model = try! Zoo.classifier(name, inputShape: [data.channels, data.height, data.width], classes: data.classNames.count)
+    let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: seed, threads: threads)
+    let distributed = DistributedTrainer(trainer: trainer, communicator: world)
+    distributed.overlap = overlap
+    if let word = arguments.dropFirst(5).first(where: { $0.hasPrefix("bucket-mb=") }) {
+        guard let mb = Int(word.dropFirst("bucket-mb=".count)), mb >= 1 else { fail("bucket-mb=N needs a positive integer") }
+        distributed.bucketElements = mb << 18
+    }
+    func indices(_ step: Int) -> ArraySlice<Int> { Array((0..<batch).map { (step * batch + $0) % data.count })[...] }
+    var times: [Double] = []
+    var warm = distributed.statistics
+    do {
+        for step in 0...steps {
+            if world.size > 1 { try world.barrier() }
+            let start = Date()
+            if world.size == 1 {
+                _ = try trainer.trainStep(data, indices: indices(step), learningRate: 0.01)
+            } else {
+                try distributed.trainStep(data, indices: indices(step), learningRate: 0.01)
+            }
+            if step == 0 { warm = distributed.statistics } else { times.append(Date().timeIntervalSince(start)) }
+        }
+    } catch { fail("rank \(rank): \(error)") }
+    let stats = distributed.statistics
+    let n = Double(steps)
+    let median = times.sorted()[times.count / 2]
+    let reduceSteps = Array(stats.stepSeconds.dropFirst(warm.stepSeconds.count)).sorted()
+    func number(_ x: Double) -> String { String(format: "%.6g", x) }
+    if rank == 0 {
+        var fields = ["\"model\": \"\(name)\"", "\"data\": \"\(dataName)\"", "\"ranks\": \(world.size)", "\"threads_per_rank\": \(threads)",
+                      "\"batch\": \(batch)", "\"timed_steps\": \(steps)", "\"step_median_seconds\": \(number(median))",
+                      "\"images_per_second\": \(number(Double(batch) / median))"]
+        if world.size > 1 {
+            fields += ["\"overlap\": \(distributed.overlapping)",
+                       "\"allreduce_bytes_per_step\": \(stats.bytesPerStep)", "\"buckets_per_step\": \(stats.bucketsPerStep)",
+                       "\"step_forward_backward_seconds\": \(number((stats.computeSeconds - warm.computeSeconds) / n))",
+                       "\"step_allreduce_after_backward_median_seconds\": \(number(reduceSteps[reduceSteps.count / 2]))",
+                       "\"step_allreduce_after_backward_mean_seconds\": \(number((stats.seconds - warm.seconds) / n))",
+                       "\"step_update_seconds\": \(number((stats.updateSeconds - warm.updateSeconds) / n))",
+                       "\"step_communication_thread_seconds\": \(number((stats.communicationSeconds - warm.communicationSeconds) / n))",
+                       "\"fraction_reduced_during_backward\": \(number(Double(stats.bytesReducedDuringBackward - warm.bytesReducedDuringBackward) / Double(stats.bytesPerStep) / n))"]
+        }
+        print("{" + fields.joined(separator: ", ") + "}")
     }
     MPIWorld.finalize()
 
