@@ -2,7 +2,7 @@ import Foundation
 import Kiln
 import KilnBench
 
-/// `kiln train vae|cvae|conv-vae|conv-cvae|gan|cgan ...`: trains a generative model, prints the
+/// `kiln train vae|cvae|conv-vae|conv-cvae|gan|cgan|ddpm ...`: trains a generative model, prints the
 /// loss per epoch, writes the model file and optionally a sample grid and the loss curves.
 func trainGenerativeCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--unlabelled", "--labeller", "--epochs", "--batch", "--lr",
@@ -18,7 +18,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
     let json = args.flags.contains("--json")
     guard let outputPath = args.options["-o"] else { throw KilnError.argument("train \(modelName): -o FILE.safetensors is required") }
 
-    var train = try loadGenerativeTrainingSet(args, conditional: ["cvae", "conv-cvae", "cgan"].contains(modelName), threads: threads)
+    var train = try loadGenerativeTrainingSet(args, conditional: Zoo.conditionalGenerativeNames.contains(modelName), threads: threads)
     if let limit = args.options["--limit"] {
         guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer, found \"\(excerpt(limit))\"") }
         train = train.subset(Array(0..<Swift.min(n, train.count)))
@@ -83,7 +83,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
                      resume: trainer.resumeState(epochs: firstEpoch + epochs))
     if let plot = args.options["--plot"] {
         // A GAN has two losses: its plot shows the generator's as "train" and the discriminator's as the second curve.
-        let names = model.family == .gan ? ("generator", "discriminator") : ("negative ELBO", "")
+        let names = model.family == .gan ? ("generator", "discriminator") : (model.family == .vae ? "negative ELBO" : "noise MSE", "")
         try TrainingCurves(history, title: "\(model.name) training", lossNames: names).write(path: plot)
     }
     if let gridPath = args.options["--grid"] {

@@ -18,10 +18,12 @@ func halvesDataset(count: Int = 8) -> ImageDataset {
 @Suite("Generative models")
 struct GenerativeTests {
     @Test("every generative model builds, trains a step with a finite loss, and samples images in 0–255",
-          arguments: ["vae", "cvae", "conv-vae", "conv-cvae", "gan", "cgan"])
+          arguments: ["vae", "cvae", "conv-vae", "conv-cvae", "gan", "cgan", "ddpm"])
     func everyModelSteps(_ name: String) throws {
         let data = halvesDataset()
-        let model = try Zoo.generative(name, imageShape: [1, 8, 8], classes: 2)
+        var model = try Zoo.generative(name, imageShape: [1, 8, 8], classes: 2)
+        // The zoo's DDPM samples in 200 denoising steps; the same model with 20 keeps the test quick.
+        if name == "ddpm" { model.schedule = DiffusionSchedule(cosineSteps: 20) }
         let trainer = GenerativeTrainer(model: model, seed: 3, threads: 1)
         let losses = try trainer.trainStep(data, indices: [0, 1, 2, 3], learningRate: trainer.defaultLearningRate)
         #expect(losses.main.isFinite && losses.main > 0)
@@ -103,5 +105,72 @@ struct GenerativeTests {
             #expect(fields.dropFirst().allSatisfy { field in Int(field).map { (0...255).contains($0) && String($0) == field } ?? false })
         }
         #expect(perClass == ["A": 7, "B": 7, "C": 7])
+    }
+
+    // MARK: DDPM
+
+    @Test("the cosine and linear schedules: β in (0, 0.999], ᾱ falling from near 1 to near 0")
+    func diffusionSchedules() {
+        for schedule in [DiffusionSchedule(cosineSteps: 200), DiffusionSchedule(linearSteps: 1000)] {
+            #expect(schedule.betas.allSatisfy { $0 > 0 && $0 <= 0.999 })
+            #expect(zip(schedule.alphaBars, schedule.alphaBars.dropFirst()).allSatisfy { $0 > $1 })
+            #expect(schedule.alphaBars.first! > 0.99 && schedule.alphaBars.last! < 1e-3)
+        }
+        // Linear: β_0 = 1e-4, β_999 = 0.02, ᾱ_0 = 1 − 1e-4.
+        let linear = DiffusionSchedule(linearSteps: 1000)
+        #expect(abs(linear.betas[999] - 0.02) < 1e-12 && abs(linear.alphaBars[0] - (1 - 1e-4)) < 1e-12)
+        let e = DiffusionSchedule.embedding(step: 3, size: 8)
+        #expect(e.count == 8 && e[0] == Float(sin(3.0)) && e[4] == Float(cos(3.0)))
+    }
+
+    @Test("ancestral sampling with the exact noise predictor of a one-image data set returns that image")
+    func denoiseStepWithOracle() {
+        // For data {x*}, ε̂(x_t, t) = (x_t − √ᾱ_t x*)/√(1−ᾱ_t) is the true noise, so x̂₀ = x* at every step and
+        // the chain ends exactly at x* (up to rounding), whatever the added noise.
+        let schedule = DiffusionSchedule(cosineSteps: 50)
+        let target: [Float] = [-1, -0.5, 0, 0.25, 0.9, 1]
+        let random = CounterRandom(seed: 5)
+        var x = (0..<target.count).map { random.normal(stream: 0, step: 0, index: $0) }
+        for t in stride(from: 49, through: 0, by: -1) {
+            let a = schedule.alphaBars[t]
+            let oracle = zip(x, target).map { Float((Double($0) - a.squareRoot() * Double($1)) / (1 - a).squareRoot()) }
+            let noise = (0..<target.count).map { random.normal(stream: 1, step: UInt64(t), index: $0) }
+            schedule.denoiseStep(&x, predictedNoise: oracle, step: t, noise: noise)
+        }
+        for (got, want) in zip(x, target) { #expect(abs(got - want) < 1e-4, "\(got) against \(want)") }
+        // A predictor that always says "no noise" keeps x̂₀ = x_t: the step is then not the identity.
+        var y: [Float] = [0.5, -0.5]
+        schedule.denoiseStep(&y, predictedNoise: [0, 0], step: 10, noise: [0, 0])
+        #expect(y != [0.5, -0.5])
+    }
+
+    @Test("DDPM training lowers the noise-prediction loss on a small set")
+    func ddpmLossDecreases() throws {
+        let data = halvesDataset(count: 16)
+        // A narrower network and shorter schedule than the zoo's keep the test quick; the code paths are the same.
+        let trainer = GenerativeTrainer(model: ddpm(imageShape: [1, 8, 8], hidden: 64, embedding: 16, timesteps: 50, classes: 2), seed: 4, threads: 1)
+        var losses: [Double] = []
+        for epoch in 0..<60 {
+            losses.append(try trainer.trainEpoch(data, order: epochOrder(count: data.count, seed: 4, epoch: epoch), batchSize: 8,
+                                                 learningRate: { _ in 1e-3 }).main)
+        }
+        let first = losses.prefix(5).reduce(0, +) / 5, last = losses.suffix(5).reduce(0, +) / 5
+        #expect(last < 0.6 * first, "mean loss of the first 5 epochs \(first), of the last 5 \(last)")
+    }
+
+    @Test("DDPM sampling is deterministic per seed, differs across seeds, and honours the labels")
+    func ddpmSamplingDeterministic() throws {
+        let trainer = GenerativeTrainer(model: ddpm(imageShape: [1, 8, 8], hidden: 32, embedding: 8, timesteps: 20, classes: 2), seed: 2, threads: 1)
+        try trainer.trainStep(halvesDataset(), indices: [0, 1, 2, 3], learningRate: 1e-3)
+        let a = try trainer.samplePerClass(3, seed: 11, classNames: ["L", "R"])
+        let b = try trainer.samplePerClass(3, seed: 11, classNames: ["L", "R"])
+        let c = try trainer.samplePerClass(3, seed: 12, classNames: ["L", "R"])
+        #expect(a == b && a != c)
+        #expect(a.labels == [0, 0, 0, 1, 1, 1])
+        // Batches of 2 draw other noise than one batch of 6 (each chunk has its own draws) but are equally deterministic.
+        let d = try trainer.sample(labels: [0, 0, 0, 1, 1, 1], seed: 11, batchSize: 2)
+        let e = try trainer.sample(labels: [0, 0, 0, 1, 1, 1], seed: 11, batchSize: 2)
+        #expect(d == e)
+        #expect(throws: KilnError.self) { try trainer.sample(labels: [2], seed: 1) }
     }
 }

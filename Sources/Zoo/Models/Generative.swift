@@ -1,3 +1,4 @@
+import Foundation
 import KilnGraph
 
 /// A generative model in the zoo: a variational autoencoder (encoder and decoder) or a GAN
@@ -13,6 +14,9 @@ public struct GenerativeModel: Sendable {
         case vae
         /// Generator and discriminator trained in alternating steps, each with its own optimizer.
         case gan
+        /// A denoising diffusion model: a network trained to predict the noise added to an image,
+        /// sampled by iterated denoising (`DiffusionSchedule`).
+        case diffusion
     }
 
     /// The zoo name (`vae`, `cvae`, `conv-vae`, `conv-cvae`, `gan`, `cgan`).
@@ -32,6 +36,11 @@ public struct GenerativeModel: Sendable {
     public var decode: @Sendable (Tensor, Tensor?, Bool) -> Tensor
     /// GAN discriminator: (images in [0, 1], condition, training) → one logit per image [N, 1].
     public var discriminate: (@Sendable (Tensor, Tensor?, Bool) -> Tensor)?
+    /// Diffusion model: (noisy images x_t [N, C, H, W] scaled to [−1, 1], timestep embedding
+    /// [N, latentSize], condition, training) → the predicted noise ε [N, C, H, W].
+    public var denoise: (@Sendable (Tensor, Tensor, Tensor?, Bool) -> Tensor)? = nil
+    /// Diffusion model: its noise schedule (number of steps T and the β's).
+    public var schedule: DiffusionSchedule? = nil
 
     /// Whether the model takes a class label.
     public var isConditional: Bool { classes > 0 }
@@ -132,14 +141,103 @@ public func gan(imageShape: [Int] = [1, 28, 28], latent: Int = 64, classes: Int 
         })
 }
 
+/// A small class-conditional DDPM (Ho et al. 2020) for images: an MLP predicts the noise ε in
+/// x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε from x_t, a sinusoidal embedding of t (`latent` numbers, in
+/// `latentSize`) and the one-hot label, which join the input of every layer:
+/// [pixels, t, y] → `hidden` ReLU → [h, t, y] → `hidden` ReLU → [h, t, y] → `hidden` ReLU → pixels,
+/// plus a skip s(t)·x_t with s a linear function of t's embedding.
+/// The cosine schedule of Nichol & Dhariwal 2021 with `timesteps` steps; images are scaled to
+/// [−1, 1]. With `classes` 0 it is unconditional.
+public func ddpm(imageShape: [Int] = [1, 28, 28], hidden: Int = 512, embedding: Int = 64, timesteps: Int = 200,
+                 classes: Int = 0) -> GenerativeModel {
+    let pixels = imageShape.reduce(1, *)
+    precondition(embedding % 2 == 0 && embedding > 0, "the timestep embedding needs an even size")
+    return GenerativeModel(
+        name: "ddpm",
+        summary: "\(classes > 0 ? "conditional " : "")DDPM: MLP noise predictor \(pixels)+t\(embedding)\(classes > 0 ? "+y" : "")-\(hidden)x3-\(pixels) ReLU + skip, cosine schedule T=\(timesteps)",
+        family: .diffusion, imageShape: imageShape, classes: classes, latentSize: embedding,
+        encode: nil,
+        decode: { _, _, _ in preconditionFailure("a diffusion model samples by iterated denoising (GenerativeTrainer.sample), not by one decoder pass") },
+        discriminate: nil,
+        denoise: { noisy, time, condition, _ in
+            let g = noisy.builder
+            let extra = [time] + (condition.map { [$0] } ?? [])
+            var h = noisy.flatten()
+            for layer in 1...3 { h = relu(g.dense(concat([h] + extra, axis: 1), hidden, name: "den.fc\(layer)")) }
+            // The skip s(t)·x_t carries the noise past the hidden layers (narrower than the image).
+            let skip = g.dense(time, 1, name: "den.skip") * noisy.flatten()
+            return (g.dense(h, pixels, name: "den.out") + skip).reshaped(Shape([noisy.shape[0]] + imageShape))
+        },
+        schedule: DiffusionSchedule(cosineSteps: timesteps))
+}
+
+/// The noise schedule of a diffusion model and its ancestral sampling step (Ho et al. 2020).
+/// Steps are numbered t = 0…T−1 (the papers' 1…T); ᾱ_t = Π_{s≤t} (1 − β_s).
+public struct DiffusionSchedule: Sendable, Equatable {
+    /// β_t, the noise variance added at step t.
+    public let betas: [Double]
+    /// ᾱ_t = Π_{s≤t} (1 − β_s).
+    public let alphaBars: [Double]
+    public var steps: Int { betas.count }
+
+    public init(betas: [Double]) {
+        precondition(!betas.isEmpty && betas.allSatisfy { $0 > 0 && $0 < 1 }, "betas must lie in (0, 1)")
+        self.betas = betas
+        var product = 1.0
+        alphaBars = betas.map { product *= 1 - $0; return product }
+    }
+
+    /// Nichol & Dhariwal 2021 (eq. 17): ᾱ(t) = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2), s = 0.008,
+    /// β clipped at 0.999.
+    public init(cosineSteps steps: Int) {
+        precondition(steps > 0, "a schedule needs at least one step")
+        func f(_ t: Int) -> Double { let c = cos((Double(t) / Double(steps) + 0.008) / 1.008 * Double.pi / 2); return c * c }
+        self.init(betas: (1...steps).map { Swift.min(1 - f($0) / f($0 - 1), 0.999) })
+    }
+
+    /// Ho et al.'s linear schedule: β from `start` to `end` (1e-4 to 0.02 for T = 1000).
+    public init(linearSteps steps: Int, start: Double = 1e-4, end: Double = 0.02) {
+        precondition(steps > 0, "a schedule needs at least one step")
+        self.init(betas: (0..<steps).map { steps == 1 ? end : start + (end - start) * Double($0) / Double(steps - 1) })
+    }
+
+    /// The sinusoidal embedding of step t (Vaswani et al. 2017): sin(t·ω_i) then cos(t·ω_i),
+    /// ω_i = 10000^(−i/(size/2)), i < size/2.
+    public static func embedding(step t: Int, size: Int) -> [Float] {
+        let half = size / 2
+        let angles = (0..<half).map { Double(t) * exp(-log(10_000) * Double($0) / Double(half)) }
+        return angles.map { Float(sin($0)) } + angles.map { Float(cos($0)) }
+    }
+
+    /// One ancestral sampling step from x_t to x_{t−1} in place, given the predicted noise ε̂:
+    /// x̂₀ = clip((x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t, −1, 1), then the posterior q(x_{t−1} | x_t, x̂₀):
+    /// mean √ᾱ_{t−1} β_t/(1−ᾱ_t) x̂₀ + √(1−β_t)(1−ᾱ_{t−1})/(1−ᾱ_t) x_t, variance β_t(1−ᾱ_{t−1})/(1−ᾱ_t),
+    /// plus `noise` (standard normal draws, times `temperature`) scaled by its standard deviation.
+    /// At t = 0 the result is x̂₀.
+    public func denoiseStep(_ x: inout [Float], predictedNoise: [Float], step t: Int, noise: [Float], temperature: Double = 1) {
+        precondition(x.count == predictedNoise.count && (t == 0 || noise.count == x.count), "one noise value per pixel")
+        let alphaBar = alphaBars[t], previous = t > 0 ? alphaBars[t - 1] : 1, beta = betas[t]
+        let (a, b) = (1 / alphaBar.squareRoot(), (1 - alphaBar).squareRoot())
+        let c0 = previous.squareRoot() * beta / (1 - alphaBar), ct = (1 - beta).squareRoot() * (1 - previous) / (1 - alphaBar)
+        let sigma = (beta * (1 - previous) / (1 - alphaBar)).squareRoot() * temperature
+        for i in x.indices {
+            let x0 = Swift.max(-1, Swift.min(1, (Double(x[i]) - b * Double(predictedNoise[i])) * a))
+            x[i] = t == 0 ? Float(x0) : Float(c0 * x0 + ct * Double(x[i]) + sigma * Double(noise[i]))
+        }
+    }
+}
+
 extension Zoo {
     /// The zoo's generative models by name.
-    public static let generativeNames = ["vae", "cvae", "conv-vae", "conv-cvae", "gan", "cgan"]
+    public static let generativeNames = ["vae", "cvae", "conv-vae", "conv-cvae", "gan", "cgan", "ddpm"]
+
+    /// The generative models that take a class label (`ddpm` is class-conditional).
+    public static let conditionalGenerativeNames: Set<String> = ["cvae", "conv-cvae", "cgan", "ddpm"]
 
     /// Whether `name` is a generative model (the CLI routes those to the generative trainer).
     public static func isGenerative(_ name: String) -> Bool { generativeNames.contains(name) }
 
-    /// A generative model by name; conditional ones (`cvae`, `conv-cvae`, `cgan`) use `classes`.
+    /// A generative model by name; conditional ones (`cvae`, `conv-cvae`, `cgan`, `ddpm`) use `classes`.
     public static func generative(_ name: String, imageShape: [Int] = [1, 28, 28], classes: Int = 10) throws -> GenerativeModel {
         switch name {
         case "vae": return vae(imageShape: imageShape)
@@ -154,6 +252,9 @@ extension Zoo {
                 throw KilnError.argument("\(name) needs image sides divisible by 4, found \(imageShape)")
             }
             return gan(imageShape: imageShape, classes: name == "cgan" ? classes : 0)
+        case "ddpm":
+            guard imageShape.count == 3 else { throw KilnError.argument("ddpm needs images [C, H, W], found \(imageShape)") }
+            return ddpm(imageShape: imageShape, classes: classes)
         default:
             throw KilnError.argument("unknown generative model \"\(name)\"; the zoo has \(generativeNames.joined(separator: ", "))")
         }

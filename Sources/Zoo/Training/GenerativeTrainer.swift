@@ -21,7 +21,10 @@ public struct GenerativeLosses: Sendable, Equatable {
 /// z = μ + exp(½ log σ²)·ε (Kingma & Welling 2014). A GAN step is two programs run one after the
 /// other on the same batch: the discriminator's (BCE(D(x), 1) + BCE(D(G(z)), 0), updating only
 /// `disc.*`) and the generator's (non-saturating BCE(D(G(z)), 1), updating only `gen.*`), each
-/// with its own optimizer state and step counter (Goodfellow et al. 2014).
+/// with its own optimizer state and step counter (Goodfellow et al. 2014). A diffusion step draws a
+/// step t per image (uniform over the schedule's T, from the trainer's seed and `stepsTaken`) and
+/// noise ε, and minimises the mean of (ε̂(√ᾱ_t x₀ + √(1−ᾱ_t) ε, t) − ε)² over every pixel with
+/// x₀ = 2x − 1 (Ho et al. 2020, Algorithm 1).
 public final class GenerativeTrainer {
     public let model: GenerativeModel
     /// The VAE's optimizer, or the GAN generator's.
@@ -60,13 +63,13 @@ public final class GenerativeTrainer {
                 seed: UInt64 = 0, threads: Int = defaultThreadCount(), store: ParameterStore? = nil) {
         self.model = model
         let ganDefault = Optimizer.adam(beta1: 0.5, beta2: 0.999)
-        self.optimizer = optimizer ?? (model.family == .vae ? .adam() : ganDefault)
+        self.optimizer = optimizer ?? (model.family == .gan ? ganDefault : .adam())
         self.discriminatorOptimizer = discriminatorOptimizer ?? ganDefault
         self.core = TrainingCore(store: store ?? ParameterStore(seed: seed), threads: threads, seed: seed)
     }
 
-    /// The usual learning rate for the model's family: 1e-3 for a VAE, 2e-4 for a GAN.
-    public var defaultLearningRate: Double { model.family == .vae ? 1e-3 : 2e-4 }
+    /// The usual learning rate for the model's family: 1e-3 for a VAE or a diffusion model, 2e-4 for a GAN.
+    public var defaultLearningRate: Double { model.family == .gan ? 2e-4 : 1e-3 }
 
     // MARK: Graphs
 
@@ -158,9 +161,49 @@ public final class GenerativeTrainer {
         return (try build(trainingGenerator: false), try build(trainingGenerator: true))
     }
 
+    /// The diffusion training step: inputs `x` [B, C, H, W] in [0, 1], `lr`, `labels` (conditional),
+    /// `signal` and `spread` [B, 1, 1, 1] (√ᾱ_t and √(1−ᾱ_t) of each image's step), `time` [B, E]
+    /// (each step's embedding), `noise` [B, C, H, W] (with `noiseInput`; else drawn in the graph);
+    /// output `loss` (mean squared error of the predicted noise); updates every parameter.
+    public static func diffusionTrainingGraph(model: GenerativeModel, batch: Int, optimizer: Optimizer,
+                                              noiseInput: Bool = false, gradientOutputs: Bool = false) throws -> Graph {
+        precondition(model.family == .diffusion, "\(model.name) is not a diffusion model")
+        let g = GraphBuilder()
+        let shape = Shape([batch] + model.imageShape)
+        let x = g.input("x", shape)
+        let lr = g.input("lr", .scalar)
+        let condition = Self.condition(g, model, batch: batch)
+        let signal = g.input("signal", [batch, 1, 1, 1]), spread = g.input("spread", [batch, 1, 1, 1])
+        let time = g.input("time", [batch, model.latentSize])
+        let eps = noiseInput ? g.input("noise", shape) : g.randomNormal(shape)
+        let noisy = signal * (x * 2 - 1) + spread * eps
+        let loss = square(model.denoise!(noisy, time, condition, true) - eps).mean()
+        let parameters = g.parameters
+        let grads = g.gradients(of: loss, withRespectTo: parameters)
+        optimizer.appendUpdates(to: g, parameters: parameters, gradients: grads, learningRate: lr)
+        g.output("loss", loss)
+        if gradientOutputs {
+            for (p, grad) in zip(parameters, grads) { g.output("grad.\(g.graph.leafName(p.id)!)", grad) }
+        }
+        return try g.build()
+    }
+
+    /// A diffusion model's denoiser (evaluation mode): inputs `noisy` [B, C, H, W], `time` [B, E] and
+    /// `labels` (conditional); output `noise`, the predicted ε [B, C, H, W].
+    public static func denoisingGraph(model: GenerativeModel, batch: Int) throws -> Graph {
+        precondition(model.family == .diffusion, "\(model.name) is not a diffusion model")
+        let g = GraphBuilder()
+        let noisy = g.input("noisy", Shape([batch] + model.imageShape))
+        let time = g.input("time", [batch, model.latentSize])
+        g.output("noise", model.denoise!(noisy, time, Self.condition(g, model, batch: batch), false))
+        return try g.build()
+    }
+
     /// Sampling (evaluation mode): inputs `z` [B, latent] and `labels` (conditional); output
-    /// `images` = sigmoid(decoder logits) [B, C, H, W] in [0, 1].
+    /// `images` = sigmoid(decoder logits) [B, C, H, W] in [0, 1]. For a diffusion model, which
+    /// samples by running its denoiser T times, the denoiser (`denoisingGraph`).
     public static func samplingGraph(model: GenerativeModel, batch: Int) throws -> Graph {
+        if model.family == .diffusion { return try denoisingGraph(model: model, batch: batch) }
         let g = GraphBuilder()
         let z = g.input("z", [batch, model.latentSize])
         let condition = Self.condition(g, model, batch: batch)
@@ -180,6 +223,7 @@ public final class GenerativeTrainer {
             let graphs = try ganTrainingGraphs(model: model, batch: batch, generatorOptimizer: trainer.optimizer,
                                                discriminatorOptimizer: trainer.discriminatorOptimizer)
             return generatorStep ? graphs.generator : graphs.discriminator
+        case .diffusion: return try diffusionTrainingGraph(model: model, batch: batch, optimizer: trainer.optimizer)
         }
     }
 
@@ -194,6 +238,14 @@ public final class GenerativeTrainer {
         try program("vae-train-\(batch)", seedOffset: UInt64(batch)) {
             try Self.vaeTrainingGraph(model: model, batch: batch, optimizer: optimizer, noiseInput: noiseInput,
                                       gradientOutputs: gradientOutputs)
+        }
+    }
+
+    /// The compiled diffusion training step for a batch size.
+    public func diffusionTrainingProgram(batch: Int) throws -> Executable {
+        try program("diffusion-train-\(batch)", seedOffset: UInt64(batch)) {
+            try Self.diffusionTrainingGraph(model: model, batch: batch, optimizer: optimizer, noiseInput: noiseInput,
+                                            gradientOutputs: gradientOutputs)
         }
     }
 
@@ -214,13 +266,19 @@ public final class GenerativeTrainer {
 
     /// Creates the parameters and state (if the store lacks them) without training.
     public func initializeParameters() throws {
-        if model.family == .vae { _ = try vaeTrainingProgram(batch: 2) } else { _ = try ganTrainingPrograms(batch: 2) }
+        switch model.family {
+        case .vae: _ = try vaeTrainingProgram(batch: 2)
+        case .gan: _ = try ganTrainingPrograms(batch: 2)
+        case .diffusion: _ = try diffusionTrainingProgram(batch: 2)
+        }
     }
 
     // MARK: Training
 
     /// One optimizer step on the images (and labels, for a conditional model) at `indices`;
     /// returns the losses computed before the update. `noise` feeds ε or z when `noiseInput` is set.
+    /// A diffusion step draws each image's step t from `CounterRandom(seed: seed)` keyed by `stepsTaken`
+    /// (stream `diffusionStepStream`), so a resumed run draws the same steps.
     @discardableResult
     public func trainStep(_ data: ImageDataset, indices: ArraySlice<Int>, learningRate: Double,
                           noise: [Float]? = nil) throws -> GenerativeLosses {
@@ -233,6 +291,10 @@ public final class GenerativeTrainer {
         case .gan:
             let pair = try ganTrainingPrograms(batch: indices.count)
             programs = [pair.discriminator, pair.generator]
+        case .diffusion:
+            let program = try diffusionTrainingProgram(batch: indices.count)
+            try fillDiffusionSteps(program, batch: indices.count)
+            programs = [program]
         }
         var losses: [Double] = []
         for program in programs {
@@ -250,7 +312,28 @@ public final class GenerativeTrainer {
             losses.append(Double(loss))
         }
         stepsTaken += 1
-        return model.family == .vae ? GenerativeLosses(main: losses[0]) : GenerativeLosses(main: losses[1], discriminator: losses[0])
+        return model.family == .gan ? GenerativeLosses(main: losses[1], discriminator: losses[0]) : GenerativeLosses(main: losses[0])
+    }
+
+    /// The stream of `CounterRandom` a diffusion step's t is drawn from (sampling noise uses 0 and 1).
+    public static let diffusionStepStream = 2
+
+    /// Draws t uniform over the schedule's steps for every image of the batch and fills the training
+    /// program's `signal`, `spread` and `time` inputs.
+    private func fillDiffusionSteps(_ program: Executable, batch: Int) throws {
+        let schedule = model.schedule!
+        let random = CounterRandom(seed: seed)
+        let signal = try program.inputPointer("signal").assumingMemoryBound(to: Float.self)
+        let spread = try program.inputPointer("spread").assumingMemoryBound(to: Float.self)
+        let time = try program.inputPointer("time").assumingMemoryBound(to: Float.self)
+        let size = model.latentSize
+        for i in 0..<batch {
+            let u = random.uniform(stream: Self.diffusionStepStream, step: UInt64(stepsTaken), index: i)
+            let t = Swift.min(schedule.steps - 1, Int(Double(u) * Double(schedule.steps)))
+            signal[i] = Float(schedule.alphaBars[t].squareRoot())
+            spread[i] = Float((1 - schedule.alphaBars[t]).squareRoot())
+            for (j, v) in DiffusionSchedule.embedding(step: t, size: size).enumerated() { time[i * size + j] = v }
+        }
     }
 
     /// One pass over `data` in `order` (last partial batch kept); `learningRate` maps the global
@@ -258,7 +341,7 @@ public final class GenerativeTrainer {
     public func trainEpoch(_ data: ImageDataset, order: [Int], batchSize: Int, learningRate: (Int) -> Double,
                            progress: ((_ done: Int, _ total: Int, _ losses: GenerativeLosses) -> Void)? = nil) throws -> GenerativeLosses {
         var main = 0.0, discriminator = 0.0, seen = 0
-        // Batch statistics need two values per channel: a final batch of one joins the previous one.
+        // Batch statistics (GAN) need two values per channel: a final batch of one joins the previous one.
         for batch in TrainingCore.batches(count: order.count, batchSize: batchSize, foldSingleton: true) {
             let losses = try trainStep(data, indices: order[batch], learningRate: learningRate(stepsTaken))
             main += losses.main * Double(batch.count)
@@ -304,10 +387,18 @@ public final class GenerativeTrainer {
     /// The result carries `labels` and `classNames`. A `temperature` below 1 draws z from
     /// N(0, temperature²): samples nearer the prior's mode, more typical and less varied
     /// (the "reduced temperature" sampling of Kingma & Dhariwal 2018, §5).
+    /// A diffusion model samples ancestrally (Ho et al. 2020, Algorithm 2, with x̂₀ clipped to [−1, 1]):
+    /// x_T ~ N(0, I), then T denoising steps (`DiffusionSchedule.denoiseStep`); its `temperature`
+    /// scales x_T and every step's added noise.
     public func sample(labels: [Int32]? = nil, count: Int? = nil, seed: UInt64, classNames: [String] = [],
                        temperature: Double = 1, batchSize: Int = 500) throws -> ImageDataset {
         guard temperature > 0, temperature.isFinite else { throw KilnError.argument("temperature must be positive, found \(temperature)") }
         if model.isConditional && labels == nil { throw KilnError.argument("\(model.name) is conditional: sampling needs labels") }
+        if let labels {
+            for label in labels where label < 0 || Int(label) >= Swift.max(model.classes, 1) {
+                throw KilnError.argument("label \(label) is outside the model's \(model.classes) classes")
+            }
+        }
         let total = labels?.count ?? count ?? 0
         let latent = model.latentSize
         let (channels, height, width) = (model.imageShape[0], model.imageShape[1], model.imageShape[2])
@@ -317,18 +408,29 @@ public final class GenerativeTrainer {
         var bytes = [UInt8](repeating: 0, count: total * pixels)
         let random = CounterRandom(seed: seed)
         var start = 0, chunk: UInt64 = 0
+        while start < total && model.family == .diffusion {
+            let end = Swift.min(total, start + batchSize)
+            let images = try diffusionSample(batch: end - start, labels: labels.map { Array($0[start..<end]) }, random: random,
+                                             chunk: chunk, temperature: temperature)
+            let plane = height * width
+            for i in 0..<(end - start) {
+                for c in 0..<channels {
+                    for p in 0..<plane {
+                        let v = (images[i * pixels + c * plane + p] + 1) / 2
+                        bytes[(start + i) * pixels + p * channels + c] = UInt8(Swift.max(0, Swift.min(255, (v * 255).rounded())))
+                    }
+                }
+            }
+            start = end
+            chunk += 1
+        }
         while start < total {
             let end = Swift.min(total, start + batchSize)
             let program = try self.program("sample-\(end - start)", seedOffset: 0) { try Self.samplingGraph(model: model, batch: end - start) }
             let z = try program.inputPointer("z").assumingMemoryBound(to: Float.self)
             random.fillNormal(UnsafeMutableBufferPointer(start: z, count: (end - start) * latent), stream: 0, step: chunk)
             if temperature != 1 { for i in 0..<((end - start) * latent) { z[i] *= Float(temperature) } }
-            if let labels {
-                for i in start..<end where labels[i] < 0 || Int(labels[i]) >= Swift.max(model.classes, 1) {
-                    throw KilnError.argument("label \(labels[i]) is outside the model's \(model.classes) classes")
-                }
-                if model.isConditional { try program.setInput("labels", Array(labels[start..<end])) }
-            }
+            if let labels, model.isConditional { try program.setInput("labels", Array(labels[start..<end])) }
             try program.run()
             let images = try program.outputPointer("images")
             let plane = height * width
@@ -348,10 +450,35 @@ public final class GenerativeTrainer {
                             classNames: classNames)
     }
 
+    /// One batch of diffusion samples, NCHW floats in [−1, 1]: x_T from stream 0 of `random` at step
+    /// `chunk`·(T + 1), the noise of denoising step t from stream 1 at step `chunk`·(T + 1) + t.
+    private func diffusionSample(batch: Int, labels: [Int32]?, random: CounterRandom, chunk: UInt64, temperature: Double) throws -> [Float] {
+        let schedule = model.schedule!
+        let steps = schedule.steps
+        let program = try self.program("denoise-\(batch)", seedOffset: 0) { try Self.denoisingGraph(model: model, batch: batch) }
+        if let labels, model.isConditional { try program.setInput("labels", labels) }
+        let count = batch * model.imageShape.reduce(1, *)
+        let base = chunk &* UInt64(steps + 1)
+        var x = [Float](repeating: 0, count: count), noise = [Float](repeating: 0, count: count)
+        x.withUnsafeMutableBufferPointer { random.fillNormal($0, stream: 0, step: base) }
+        if temperature != 1 { for i in x.indices { x[i] *= Float(temperature) } }
+        let size = model.latentSize
+        for t in stride(from: steps - 1, through: 0, by: -1) {
+            let embedding = DiffusionSchedule.embedding(step: t, size: size)
+            try program.setInput("time", (0..<batch).flatMap { _ in embedding })
+            try program.setInput("noisy", x)
+            try program.run()
+            let predicted = try program.output("noise")
+            if t > 0 { noise.withUnsafeMutableBufferPointer { random.fillNormal($0, stream: 1, step: base &+ UInt64(t)) } }
+            schedule.denoiseStep(&x, predictedNoise: predicted, step: t, noise: noise, temperature: temperature)
+        }
+        return x
+    }
+
     /// `perClass` images of every class, class 0 first (conditional models only).
     public func samplePerClass(_ perClass: Int, seed: UInt64, classNames: [String], temperature: Double = 1) throws -> ImageDataset {
         guard model.isConditional else {
-            throw KilnError.argument("\(model.name) is unconditional: it cannot produce images of a stated class (use cvae, conv-cvae or cgan)")
+            throw KilnError.argument("\(model.name) is unconditional: it cannot produce images of a stated class (use cvae, conv-cvae, cgan or ddpm)")
         }
         guard perClass >= 0 else { throw KilnError.argument("cannot sample \(perClass) images per class") }
         try MemoryBudget.check([perClass, model.classes, 4 + model.imageShape.reduce(1, *)],
