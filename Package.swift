@@ -87,7 +87,10 @@ let package = Package(
         // Benchmark parity (issue 13): the peers' initial weights and data order (numpy's
         // generator), the JSONL record, the FMA peak. Used by `kiln bench` and the tests only.
         .target(name: "KilnBench", dependencies: ["Kiln", "KilnRuntime"], path: "Sources/Bench", swiftSettings: fastFlags),
-        .executableTarget(name: "CLI", dependencies: ["Kiln", "KilnBench"], path: "Sources/CLI", swiftSettings: flags),
+        // `kiln fuzz` measures each input's peak heap bytes with the counting malloc (off until a
+        // fuzz worker turns it on; left out under a sanitizer, whose malloc it cannot sit beside).
+        .executableTarget(name: "CLI", dependencies: ["Kiln", "KilnBench"] + (sanitizing ? [] : ["KilnAllocationCounter"]),
+                          path: "Sources/CLI", swiftSettings: flags + (sanitizing ? [.define("KILN_SANITIZING")] : [])),
         .executableTarget(name: "tour", dependencies: ["Kiln"], path: "examples/tour"),
         // The courses' experiments (issue 14): `swift run -c release NAME [--out DIR] [--quick]`.
         .executableTarget(name: "linear-classifiers", dependencies: ["Kiln"], path: "examples/linear-classifiers"),

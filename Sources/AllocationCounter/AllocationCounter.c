@@ -4,6 +4,7 @@
 // glibc's for the whole process (the Swift runtime and Dispatch included) and forward to
 // glibc's internal entry points, so nothing else changes. free is not counted.
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include "KilnAllocationCounter.h"
@@ -26,18 +27,49 @@ static inline void count(void) {
 long kiln_allocation_count(void) { return atomic_load_explicit(&total, memory_order_relaxed); }
 long kiln_thread_allocation_count(void) { return perThread; }
 
-void *malloc(size_t size) { count(); return __libc_malloc(size); }
-void *calloc(size_t count_, size_t size) { count(); return __libc_calloc(count_, size); }
-void *realloc(void *pointer, size_t size) { count(); return __libc_realloc(pointer, size); }
-void free(void *pointer) { __libc_free(pointer); }
-void *memalign(size_t alignment, size_t size) { count(); return __libc_memalign(alignment, size); }
-void *aligned_alloc(size_t alignment, size_t size) { count(); return __libc_memalign(alignment, size); }
+// Byte accounting, off until kiln_track_bytes() (the fuzzer's workers): live heap bytes (usable
+// sizes of the blocks allocated since then and not yet freed) and their peak.
+static atomic_int tracking;
+static atomic_long liveBytes, peakBytes;
+
+static inline void added(void *pointer) {
+    if (pointer == NULL || !atomic_load_explicit(&tracking, memory_order_relaxed)) return;
+    long live = atomic_fetch_add_explicit(&liveBytes, (long)malloc_usable_size(pointer), memory_order_relaxed)
+        + (long)malloc_usable_size(pointer);
+    long peak = atomic_load_explicit(&peakBytes, memory_order_relaxed);
+    while (live > peak && !atomic_compare_exchange_weak_explicit(&peakBytes, &peak, live, memory_order_relaxed, memory_order_relaxed)) {}
+}
+
+static inline void removed(void *pointer) {
+    if (pointer == NULL || !atomic_load_explicit(&tracking, memory_order_relaxed)) return;
+    atomic_fetch_sub_explicit(&liveBytes, (long)malloc_usable_size(pointer), memory_order_relaxed);
+}
+
+void kiln_track_bytes(void) { atomic_store(&tracking, 1); }
+long kiln_live_bytes(void) { return atomic_load_explicit(&liveBytes, memory_order_relaxed); }
+long kiln_peak_bytes(void) { return atomic_load_explicit(&peakBytes, memory_order_relaxed); }
+void kiln_reset_peak_bytes(void) { atomic_store(&peakBytes, atomic_load(&liveBytes)); }
+
+void *malloc(size_t size) { count(); void *p = __libc_malloc(size); added(p); return p; }
+void *calloc(size_t count_, size_t size) { count(); void *p = __libc_calloc(count_, size); added(p); return p; }
+void *realloc(void *pointer, size_t size) {
+    count();
+    removed(pointer);
+    void *p = __libc_realloc(pointer, size);
+    // A failed realloc leaves the old block in place (a zero size frees it).
+    if (p == NULL && size != 0) added(pointer); else added(p);
+    return p;
+}
+void free(void *pointer) { removed(pointer); __libc_free(pointer); }
+void *memalign(size_t alignment, size_t size) { count(); void *p = __libc_memalign(alignment, size); added(p); return p; }
+void *aligned_alloc(size_t alignment, size_t size) { count(); void *p = __libc_memalign(alignment, size); added(p); return p; }
 
 int posix_memalign(void **result, size_t alignment, size_t size) {
     if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) return EINVAL;
     count();
     void *pointer = __libc_memalign(alignment, size);
     if (pointer == NULL) return ENOMEM;
+    added(pointer);
     *result = pointer;
     return 0;
 }

@@ -120,9 +120,15 @@ enum Limits {
 /// At most `limit` characters of `text`, marked when cut (messages never quote a huge value whole).
 func excerpt(_ text: String, limit: Int = 40) -> String {
     let scalars = text.unicodeScalars
-    guard scalars.count > limit else { return text }
     var cut = String.UnicodeScalarView()
-    cut.append(contentsOf: scalars.prefix(limit))
+    // Control characters and line or paragraph separators are escaped: the message stays one line.
+    for scalar in scalars.prefix(limit) {
+        switch scalar.properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator: cut.append(contentsOf: scalar.escaped(asASCII: true).unicodeScalars)
+        default: cut.append(scalar)
+        }
+    }
+    guard scalars.count > limit else { return String(cut) }
     return String(cut) + "… (\(text.utf8.count) bytes)"
 }
 

@@ -14,6 +14,7 @@ func dotCommand(_ words: [String]) throws {
     // forward: the inference graph as built; training: the training step as built (forward,
     // backward, optimizer update); the later stages show the training step after those passes.
     let graph = try zooGraph(name, batch: batch, training: stage != "forward", ganStep: args.options["--gan-step"])
+    try flagsChecked()
     var program = Program(graph: graph)
     if stage != "forward" && stage != "training" {
         var manager = standardPipeline()

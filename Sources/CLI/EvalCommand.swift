@@ -3,7 +3,7 @@ import Kiln
 import KilnBench
 
 /// Reads one label per non-blank line (a course `y_test.csv`), as class indices of `classes`.
-private func readLabels(_ path: String, classes: [String]) throws -> [Int32] {
+func readLabels(_ path: String, classes: [String]) throws -> [Int32] {
     guard let text = FileManager.default.contents(atPath: path).map({ String(decoding: $0, as: UTF8.self) }) else {
         throw KilnError.file(path: path, message: "no such file")
     }
@@ -32,6 +32,7 @@ func evalCommand(_ words: [String]) throws {
     let batch = try args.int("--batch", default: 500, in: Limits.batch)
     let threads = try args.threads()
     let json = args.flags.contains("--json")
+    try flagsChecked()
 
     let checkpoint = try Checkpoint.read(path: args.positionals[0])
     let classes = checkpoint.description.classNames

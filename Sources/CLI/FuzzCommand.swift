@@ -19,10 +19,30 @@ import Glibc
 ///
 /// Everything follows from `--seed`, so a finding is reproduced by running the same seed again.
 func fuzzCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--cases", "--seed", "--memory-mb", "--timeout", "--in-process", "--kiln", "--formats", "--keep"],
-                             flags: ["--json", "--verbose"], command: "fuzz")
+    let args = try Arguments(words, options: ["--cases", "--seed", "--memory-mb", "--timeout", "--in-process", "--kiln", "--formats", "--keep",
+                                              "--per-format", "--chunk", "--case-timeout", "--subprocess-flags", "--worker", "--from", "--count", "--dir", "--jobs"],
+                             flags: ["--json", "--verbose", "--all"], command: "fuzz")
     guard args.positionals.isEmpty else { throw KilnError.argument("fuzz: takes no positional arguments") }
     let seed = try args.seed()
+    if let format = args.options["--worker"] {
+        return try fuzzWorker(format: format, seed: seed, from: try args.int("--from", default: 0, in: 0...Int(Int32.max)),
+                              count: try args.int("--count", default: 1, in: 1...10_000_000), directory: args.options["--dir"],
+                              verbose: args.flags.contains("--verbose"))
+    }
+    if args.flags.contains("--all") {
+        let formats = try (args.options["--formats"].map { $0.split(separator: ",").map(String.init) } ?? FuzzFormat.allCases.map(\.rawValue)).map { name in
+            guard let format = FuzzFormat(rawValue: name) else {
+                throw KilnError.argument("fuzz: unknown format \"\(excerpt(name))\"; known: \(FuzzFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return format
+        }
+        return try fuzzAll(perFormat: try args.int("--per-format", default: 100_000, in: 1...100_000_000), seed: seed,
+                           chunk: try args.int("--chunk", default: 5000, in: 1...10_000_000),
+                           caseTimeout: try args.double("--case-timeout", default: 20, in: .aboveUpTo(0, 3600)), formats: formats,
+                           subprocessFlags: try args.int("--subprocess-flags", default: 500, in: 0...10_000_000),
+                           keep: args.options["--keep"], json: args.flags.contains("--json"),
+                           jobs: try args.int("--jobs", default: 1, in: 1...64))
+    }
     if args.options["--in-process"] != nil {
         let count = try args.int("--in-process", default: 1000, in: 1...10_000_000)
         let results = try Fuzzer.inProcess(casesPerFormat: count, seed: seed, verbose: args.flags.contains("--verbose"))

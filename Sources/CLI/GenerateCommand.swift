@@ -19,6 +19,7 @@ func generateCommand(_ words: [String]) throws {
     let count = try args.options["--count"].map { _ in try args.int("--count", default: 1, in: Limits.count) }
     if perClass != nil && count != nil { throw KilnError.argument("generate: give --per-class or --count, not both") }
     let (trainer, classNames) = try GenerativeTrainer.load(path: args.positionals[0], seed: seed, threads: threads)
+    try flagsChecked()
     let start = Date()
     let samples: ImageDataset
     if let perClass {
@@ -56,8 +57,10 @@ func showCommand(_ words: [String]) throws {
     } else {
         data = try loadDataset(source, directory: Environment.dataDirectory(args.options["--data-dir"])).train
     }
-    let picture = try ImageGrid(checking: data, perClass: try args.int("--per-class", default: 10, in: 1...1000),
-                                scale: try args.int("--scale", default: 2, in: Limits.scale))
+    let perClass = try args.int("--per-class", default: 10, in: 1...1000)
+    let scale = try args.int("--scale", default: 2, in: Limits.scale)
+    try flagsChecked()
+    let picture = try ImageGrid(checking: data, perClass: perClass, scale: scale)
     try picture.writePNG(path: grid)
     print("wrote \(grid) (\(picture.width)x\(picture.height) pixels)")
 }

@@ -13,7 +13,9 @@ func makeGlyphsCommand(_ words: [String]) throws {
     guard let difficulty = CourseGlyphs.Difficulty(rawValue: name) else {
         throw KilnError.argument("make-glyphs: --difficulty must be easy or hard, found \"\(excerpt(name))\"")
     }
-    try CourseGlyphs.writeAssignment(directory: directory, train: train, test: test, seed: try args.seed(), difficulty: difficulty)
+    let seed = try args.seed()
+    try flagsChecked()
+    try CourseGlyphs.writeAssignment(directory: directory, train: train, test: test, seed: seed, difficulty: difficulty)
     print("wrote \(directory)/\(CourseGlyphs.trainFile) (\(train) labelled), \(directory)/\(CourseGlyphs.testFile) (\(test), labels NA) "
           + "and \(directory)/\(CourseGlyphs.testLabelsFile) (the hidden test labels); \(difficulty.rawValue) set; classes \(CourseGlyphs.classNames.joined(separator: ", "))")
 }

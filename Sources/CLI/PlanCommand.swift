@@ -35,6 +35,7 @@ func planCommand(_ words: [String]) throws {
         }
         manager.disabled = Set(names)
     }
+    try flagsChecked()
     let timer = PassTimer()
     manager.instruments.append(timer)
     var program = Program(graph: graph)

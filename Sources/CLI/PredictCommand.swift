@@ -12,6 +12,7 @@ func predictCommand(_ words: [String]) throws {
     let batch = try args.int("--batch", default: 500, in: Limits.batch)
     let threads = try args.threads()
     let json = args.flags.contains("--json")
+    try flagsChecked()
 
     let start = Date()
     let checkpoint = try Checkpoint.read(path: args.positionals[0])

@@ -189,6 +189,7 @@ func trainCommand(_ words: [String]) throws {
         }
     }
 
+    try flagsChecked()
     let start = Date()
     var summary: [(String, Any)] = []
     var lastTest: Evaluation?

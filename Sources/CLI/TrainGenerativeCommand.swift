@@ -54,6 +54,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
     let schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
     let stepsPerEpoch = (train.count + batch - 1) / batch
     let rate = { (step: Int) in schedule.rate(base: baseRate, step: step, stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * (firstEpoch + epochs)) }
+    try flagsChecked()
     if !json {
         print("training \(model.name) (\(model.summary)) on \(train.count) images, batch \(batch), lr \(baseRate), schedule \(schedule), \(threads) threads")
     }

@@ -101,4 +101,25 @@ struct ArgumentTests {
         #expect(excerpt("short") == "short")
         #expect(excerpt(String(repeating: "é", count: 50)) == String(repeating: "é", count: 40) + "… (100 bytes)")
     }
+
+    // Found by `kiln fuzz --all --seed 2` (flags cases 88, 150, 416, …): a value with a line break
+    // made a two-line message.
+    @Test("a flag value with line breaks or control characters is quoted on one line, escaped")
+    func controlCharactersEscaped() {
+        #expect(errorMessage { try runCommand(["dot", "logreg", "--batch", "\n]e"]) }
+                == "--batch needs an integer from 1 to 65536, found \"\\n]e\"")
+        #expect(excerpt("a\r\nb\u{2028}c\u{85}\u{1B}d") == "a\\r\\nb\\u{2028}c\\u{0085}\\u{1B}d")
+        #expect(excerpt("tab\tok") == "tab\\tok")
+    }
+
+    // Found by `kiln fuzz --all --seed 2` (flags case 177): a 100 kB `--image-size xxx…` took 6.4 MB
+    // of heap (split into 100,000 pieces) before it was refused.
+    @Test("a long --image-size value is refused without splitting it")
+    func longImageSize() throws {
+        let value = String(repeating: "x", count: 100_000)
+        #expect(errorMessage { _ = try CSVImages.parseImageSize(value) }
+                == "--image-size needs HxW with integers 1 to 4096 (e.g. 28x28), found \"" + String(repeating: "x", count: 40) + "… (100000 bytes)\"")
+        let size = try CSVImages.parseImageSize("28X32")
+        #expect(size.height == 28 && size.width == 32)
+    }
 }

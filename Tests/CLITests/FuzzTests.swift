@@ -24,14 +24,50 @@ struct FuzzTests {
         for _ in 0..<50 { #expect(Fuzzer.mutate(input, &a) == Fuzzer.mutate(input, &b)) }
     }
 
-    @Test("48 cases run through the kiln executable under a 4 GB and 30 s cap: no crash, hang or memory blow-up")
-    func subprocess() throws {
-        // The tool built next to this test bundle (`swift build --build-tests` builds it too).
+    /// The tool built next to this test bundle (`swift build --build-tests` builds it too).
+    static func kilnExecutable() throws -> String {
         let kiln = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("kiln").path
         let sibling = ((Bundle.main.bundlePath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("kiln")
         let candidates = [kiln, sibling, (Bundle(for: Marker.self).bundlePath as NSString).deletingLastPathComponent + "/kiln"]
-        let executable = try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0) },
-                                      "no kiln executable next to the tests (looked at \(candidates))")
+        return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0) },
+                            "no kiln executable next to the tests (looked at \(candidates))")
+    }
+
+    @Test("kiln fuzz --all, quick: every format's cases in worker processes, none crashes, hangs, blows up or fails unclean")
+    func allFormatsQuick() throws {
+        let kiln = try Self.kilnExecutable()
+        let directory = NSTemporaryDirectory() + "kiln-fuzz-all-test-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/findings", withIntermediateDirectories: true)
+        for format in FuzzFormat.allCases {
+            // Model files are the slowest to read (a model is rebuilt for each); the rest get 300.
+            let cases = format == .model ? 100 : 300
+            let row = try fuzzFormat(format.rawValue, perFormat: cases, seed: 16, chunk: 150, caseTimeout: 60, kiln: kiln,
+                                     directory: directory) { _ in nil }
+            #expect(row.cases == cases, "\(format)")
+            #expect(row.crashes == 0 && row.hangs == 0 && row.unclean == 0 && row.blowUps == 0,
+                    "\(format): \(row.crashes) crashes, \(row.hangs) hangs, \(row.unclean) unclean errors, \(row.blowUps) blow-ups")
+            #expect(row.clean > 0, "\(format): no case was rejected, so the mutations do nothing")
+            if HeapBytes.available { #expect(row.maxPeak > 0, "\(format): the worker measured no heap bytes") }
+        }
+    }
+
+    @Test("the fuzzer counts a worker's trap as a crash and a silent case as a hang, and goes on after each")
+    func detectsCrashesAndHangs() throws {
+        let kiln = try Self.kilnExecutable()
+        let directory = NSTemporaryDirectory() + "kiln-fuzz-selftest-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/findings", withIntermediateDirectories: true)
+        let row = try fuzzFormat("selftest-crash", perFormat: 10, seed: 1, chunk: 10, caseTimeout: 3, kiln: kiln, directory: directory) { _ in nil }
+        #expect(row.cases == 10)
+        #expect(row.crashes == 1 && row.hangs == 1 && row.clean == 8, "\(row)")
+        let kept = try FileManager.default.contentsOfDirectory(atPath: directory + "/findings").sorted()
+        #expect(kept == ["selftest-crash-3.txt", "selftest-crash-6.txt"])
+    }
+
+    @Test("48 cases run through the kiln executable under a 4 GB and 30 s cap: no crash, hang or memory blow-up")
+    func subprocess() throws {
+        let executable = try Self.kilnExecutable()
         let directory = NSTemporaryDirectory() + "kiln-fuzz-test-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var fuzzer = try Fuzzer(kiln: executable, seed: 16, memoryMB: 4096, timeout: 30, keep: directory)

@@ -131,7 +131,8 @@ public enum CSVImages {
 
     /// Parses "WxH"-style `--image-size` text, written `HxW` (e.g. `28x28`).
     public static func parseImageSize(_ text: String) throws -> (height: Int, width: Int) {
-        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+        // A long value is refused before it is split (a 100 kB "xxx…" would make 100,000 pieces).
+        let parts = text.utf8.count <= 32 ? text.lowercased().split(separator: "x", omittingEmptySubsequences: false) : []
         guard parts.count == 2, let h = Int(parts[0]), let w = Int(parts[1]), (1...maximumImageSide).contains(h),
               (1...maximumImageSide).contains(w) else {
             throw KilnError.argument("--image-size needs HxW with integers 1 to \(maximumImageSide) (e.g. 28x28), found \"\(excerpt(text))\"")

@@ -256,7 +256,7 @@ extension Zoo {
             guard imageShape.count == 3 else { throw KilnError.argument("ddpm needs images [C, H, W], found \(imageShape)") }
             return ddpm(imageShape: imageShape, classes: classes)
         default:
-            throw KilnError.argument("unknown generative model \"\(name)\"; the zoo has \(generativeNames.joined(separator: ", "))")
+            throw KilnError.argument("unknown generative model \"\(excerpt(name))\"; the zoo has \(generativeNames.joined(separator: ", "))")
         }
     }
 }

@@ -88,7 +88,7 @@ public enum Zoo {
         case "logreg": return logisticRegression(inputShape: inputShape, classes: classes)
         case "resnet18": return resnet18(inputShape: inputShape, classes: classes)
         case "resnet20": return resnet20(inputShape: inputShape, classes: classes)
-        default: throw KilnError.argument("unknown model \"\(name)\"; the zoo has \(classifierNames.joined(separator: ", "))")
+        default: throw KilnError.argument("unknown model \"\(excerpt(name))\"; the zoo has \(classifierNames.joined(separator: ", "))")
         }
     }
 }

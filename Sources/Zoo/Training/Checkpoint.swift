@@ -94,6 +94,12 @@ public struct Checkpoint {
         guard let modelName = metadata["kiln.model"] else {
             throw fail("not a Kiln model file: __metadata__ has no \"kiln.model\" (a safetensors file from elsewhere?)")
         }
+        // Names from the file reach messages and file names: short, printable, no control characters.
+        func isName(_ text: String) -> Bool {
+            !text.isEmpty && text.utf8.count <= CSVImages.maximumLabelBytes
+                && !text.unicodeScalars.contains { [.control, .lineSeparator, .paragraphSeparator].contains($0.properties.generalCategory) }
+        }
+        guard isName(modelName) else { throw fail("model metadata \"kiln.model\" is not a model name: \"\(excerpt(modelName))\"") }
         guard let configText = metadata["kiln.config"],
               let config = (try? JSONSerialization.jsonObject(with: Data(configText.utf8))) as? [String: Any] else {
             throw fail("model metadata \"kiln.config\" is missing or not a JSON object")
@@ -106,6 +112,9 @@ public struct Checkpoint {
               let classNames = (try? JSONSerialization.jsonObject(with: Data(classesText.utf8))) as? [String] else {
             throw fail("model metadata \"kiln.classes\" is missing or not a JSON array of strings")
         }
+        if let bad = classNames.first(where: { !isName($0) }) {
+            throw fail("model metadata \"kiln.classes\" has \"\(excerpt(bad))\", not a class name (1 to \(CSVImages.maximumLabelBytes) bytes, no control characters)")
+        }
         guard classNames.count == classes else {
             throw fail("model metadata names \(classNames.count) classes in \"kiln.classes\" but \(classes) in \"kiln.config\"")
         }
@@ -113,7 +122,7 @@ public struct Checkpoint {
             throw fail("model metadata \"kiln.normalisation\" is missing")
         }
         guard normalisation.filter({ !$0.isWhitespace }) == Self.normalisation else {
-            throw fail("model normalisation \(normalisation) is not one Kiln applies (\(Self.normalisation))")
+            throw fail("model normalisation \(excerpt(normalisation)) is not one Kiln applies (\(Self.normalisation))")
         }
         let epochs = config["epochs"] as? Int ?? 0
         guard (0...Self.maximumEpochs).contains(epochs) else {

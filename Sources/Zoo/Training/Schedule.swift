@@ -60,18 +60,21 @@ public indirect enum LearningRateSchedule: Sendable, Equatable, CustomStringConv
     /// Parses the text forms listed on the type; a bad form is a `KilnError.argument` naming it.
     public static func parse(_ text: String) throws -> LearningRateSchedule {
         func fail(_ why: String) -> KilnError {
-            KilnError.argument("--schedule \"\(text)\": \(why) (forms: constant, step:F[:E], cosine[:M], warmup:N[+S], onecycle[:P])")
+            KilnError.argument("--schedule \"\(excerpt(text))\": \(why) (forms: constant, step:F[:E], cosine[:M], warmup:N[+S], onecycle[:P])")
         }
+        guard text.utf8.count <= 200 else { throw fail("longer than any schedule") }
         if text.hasPrefix("warmup:") {
             let rest = text.dropFirst("warmup:".count)
             let parts = rest.split(separator: "+", maxSplits: 1).map(String.init)
             guard let steps = Int(parts.first ?? ""), steps > 0 else { throw fail("warm-up needs a positive step count") }
+            // One warm-up, then a schedule that has none (a chain of warm-ups is not a schedule).
+            if parts.count > 1 && parts[1].hasPrefix("warmup:") { throw fail("a warm-up is followed by another schedule, not another warm-up") }
             return .warmup(steps: steps, then: parts.count > 1 ? try parse(parts[1]) : .constant)
         }
         let fields = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         func value(_ i: Int, default d: Double, _ valid: (Double) -> Bool, _ what: String) throws -> Double {
             guard i < fields.count else { return d }
-            guard let v = Double(fields[i]), v.isFinite, valid(v) else { throw fail("\(what), found \"\(fields[i])\"") }
+            guard let v = Double(fields[i]), v.isFinite, valid(v) else { throw fail("\(what), found \"\(excerpt(fields[i]))\"") }
             return v
         }
         switch fields[0] {
