@@ -54,7 +54,7 @@ enum FuzzFormat: String, CaseIterable {
         case .idxGzip: return "IDX gzip (IDX.read)"
         case .csv: return "course CSV (train, eval, predict, show, eval --labels)"
         case .safetensors: return "safetensors (Safetensors.read)"
-        case .model: return "Kiln model files (classifier + resume, generative)"
+        case .model: return "Kiln model files (classifier + resume, ensemble, generative)"
         case .onnx: return "ONNX (ONNXModel.load)"
         case .flags: return "command-line flags (in process, to the checks)"
         }
@@ -83,7 +83,7 @@ final class FuzzCorpus {
     let seed: UInt64
     var idxImages: [UInt8] = [], idxLabels: [UInt8] = []
     var trainCSV: [UInt8] = [], testCSV: [UInt8] = [], labelsText: [UInt8] = []
-    var classifier: [UInt8] = [], generator: [UInt8] = [], onnx: [UInt8] = []
+    var classifier: [UInt8] = [], generator: [UInt8] = [], ensemble: [UInt8] = [], onnx: [UInt8] = []
     var classNames: [String] = []
 
     init(seed: UInt64, directory: String) throws {
@@ -108,6 +108,9 @@ final class FuzzCorpus {
         try Checkpoint.save(trainer, classNames: small.classNames, epochs: 1, resume: trainer.resumeState(epochs: 1, seed: seed),
                             to: directory + "/model.safetensors")
         classifier = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/model.safetensors")))
+        let second = ClassifierTrainer(model: trainer.model, optimizer: .adam(), seed: seed &+ 1, threads: 1)
+        try Checkpoint.saveEnsemble([trainer, second], classNames: small.classNames, epochs: [1, 0], to: directory + "/ensemble.safetensors")
+        ensemble = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/ensemble.safetensors")))
         let vae = GenerativeTrainer(model: try Zoo.generative("cvae", imageShape: [1, 8, 8], classes: 2), seed: seed, threads: 1)
         try vae.initializeParameters()
         try vae.save(path: directory + "/gen.safetensors", classNames: ["A", "B"], epochs: 1, resume: vae.resumeState(epochs: 1))
@@ -165,8 +168,10 @@ final class FuzzCorpus {
             c.bytes = Fuzzer.mutate(pristine, &random)
             if random.below(8) == 0 { c.bytes = Fuzzer.mutate(c.bytes, &random) }
         case .safetensors, .model:
-            c.variant = format == .model && random.below(4) == 0 ? 1 : 0
-            let pristine = c.variant == 1 ? generator : classifier
+            // Model files: a classifier with its optimizer state and kiln.resume, a generative model (1 in 4),
+            // an ensemble of two classifiers (1 in 4).
+            c.variant = format == .model ? [0, 0, 1, 2][random.below(4)] : 0
+            let pristine = c.variant == 1 ? generator : c.variant == 2 ? ensemble : classifier
             c.bytes = random.below(2) == 0 ? Self.mutateSafetensors(pristine, &random) : Fuzzer.mutate(pristine, &random)
         case .onnx:
             c.bytes = Fuzzer.mutate(onnx, &random)
@@ -222,6 +227,8 @@ final class FuzzCorpus {
         case .model:
             if c.variant == 1 {
                 _ = try GenerativeTrainer.load(path: file, seed: 0, threads: 1)
+            } else if c.variant == 2 {
+                _ = try Checkpoint.read(path: file).makeClassifier(threads: 1)   // predict, eval
             } else {
                 let checkpoint = try Checkpoint.read(path: file)
                 let trainer = try checkpoint.makeTrainer(optimizer: .adam(), seed: 0, threads: 1)
@@ -462,7 +469,11 @@ func fuzzAll(perFormat: Int, seed: UInt64, chunk: Int, caseTimeout: Double, form
                     return corpus!.makeCase(format, index: failed)
                 }
                 results.lock.withLock { results.rows[format] = row }
-                if !json { printError(String(format: "fuzz %@: %d cases in %.0f s", format.rawValue, row.cases, row.seconds)) }
+                if !json {
+                    printError("fuzz \(format.rawValue) done: \(row.cases) cases, \(row.clean) clean errors, \(row.accepted) accepted, \(row.unclean) unclean, "
+                               + "\(row.crashes) crashes, \(row.hangs) hangs, \(row.blowUps) blow-ups, max peak heap \(row.maxPeak) B, "
+                               + String(format: "peak/(input+64 KiB) %.1f, %.0f s", row.maxRatio, row.seconds))
+                }
             } catch {
                 results.lock.withLock { results.error = error }
                 return

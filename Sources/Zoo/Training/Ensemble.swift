@@ -167,7 +167,7 @@ extension Checkpoint {
     func ensembleMembers() throws -> Int? {
         guard let text = metadata[Self.ensembleKey] else { return nil }
         guard let count = Int(text), (2...1000).contains(count) else {
-            throw KilnError.file(path: path, message: "model metadata \"\(Self.ensembleKey)\" is \"\(text.prefix(40))\", not a member count from 2 to 1000")
+            throw KilnError.file(path: path, message: "model metadata \"\(Self.ensembleKey)\" is \"\(excerpt(text))\", not a member count from 2 to 1000")
         }
         return count
     }
