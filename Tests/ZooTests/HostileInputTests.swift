@@ -29,6 +29,44 @@ struct HostileInputTests {
         }
     }
 
+    // Found by `kiln fuzz --all --seed 3` (kiln-model cases 1454, 2184): a 10,000-character
+    // kiln.model or kiln.normalisation was quoted whole in the error.
+    @Test("model names, class names and normalisation from a model file are quoted short and on one line")
+    func modelFileNames() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("model.safetensors")
+        let trainer = ClassifierTrainer(model: try Zoo.classifier("logreg", inputShape: [1, 28, 28], classes: 3), optimizer: .sgd(), seed: 1, threads: 1)
+        try trainer.initializeParameters()
+        try Checkpoint.save(trainer, classNames: ["A", "B", "C"], epochs: 1, to: path)
+        let (tensors, metadata) = try Safetensors.read(path: path)
+        let long = String(repeating: "A", count: 10_000)
+        let cases: [(String, String, String)] = [
+            ("kiln.model", long, "model metadata \"kiln.model\" is not a model name: \"\(String(repeating: "A", count: 40))… (10000 bytes)\""),
+            ("kiln.model", "log\nreg", "model metadata \"kiln.model\" is not a model name: \"log\\nreg\""),
+            ("kiln.classes", "[\"A\",\"B\",\"C\\r\"]", "model metadata \"kiln.classes\" has \"C\\r\", not a class name (1 to 100 bytes, no control characters)"),
+            ("kiln.normalisation", long, "model normalisation \(String(repeating: "A", count: 40))… (10000 bytes) is not one Kiln applies (\(Checkpoint.normalisation))"),
+        ]
+        for (key, value, message) in cases {
+            var changed = metadata
+            changed[key] = value
+            let bad = dir.file("bad.safetensors")
+            try Safetensors.write(path: bad, entries: Array(tensors.values), metadata: changed)
+            #expect(kilnErrorMessage { _ = try Checkpoint.read(path: bad) } == "\(bad): " + message)
+        }
+    }
+
+    // Found while fuzzing the flags: a schedule quoted whole, and warm-ups chained without end.
+    @Test("--schedule quotes an excerpt, refuses long text and a warm-up after a warm-up")
+    func scheduleText() {
+        let forms = "(forms: constant, step:F[:E], cosine[:M], warmup:N[+S], onecycle[:P])"
+        #expect(kilnErrorMessage { _ = try LearningRateSchedule.parse("\rinf") } == "--schedule \"\\rinf\": unknown schedule \(forms)")
+        #expect(kilnErrorMessage { _ = try LearningRateSchedule.parse("warmup:1+warmup:2") }
+                == "--schedule \"warmup:1+warmup:2\": a warm-up is followed by another schedule, not another warm-up \(forms)")
+        let chain = String(repeating: "warmup:1+", count: 20_000) + "constant"
+        #expect(kilnErrorMessage { _ = try LearningRateSchedule.parse(chain) }?.contains("longer than any schedule") == true)
+        #expect((try? LearningRateSchedule.parse("warmup:100+cosine")) != nil)
+    }
+
     @Test("fit refuses epoch counts whose step arithmetic overflows, and negative ones, before training")
     func fitOptionsOverflow() throws {
         let trainer = ClassifierTrainer(model: try Zoo.classifier("logreg", inputShape: [1, 28, 28], classes: 3), optimizer: .sgd(momentum: 0.9), seed: 1, threads: 1)
