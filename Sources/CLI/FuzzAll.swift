@@ -12,9 +12,9 @@ import KilnAllocationCounter
 //
 // The parent runs the cases of each format in chunks, each chunk in a child process
 // (`kiln fuzz --worker FORMAT …`) that reads its mutated inputs in process and reports one line
-// per case on a pipe. A child killed by a signal or a trap is a crash of the case after the last one
-// it reported; a case that reports nothing within `--case-timeout` seconds is a hang (the child is
-// killed). Either way the input is saved under `findings/` and the chunk goes on in a new child after
+// per case on a pipe. A child killed by a signal or a trap is a crash of the case after the last
+// one it reported; a case that takes more than `--case-timeout` seconds of CPU time (or 30 times
+// that, at least 10 minutes, of wall time) is a hang (the child is killed). Either way the input is saved under `findings/` and the chunk goes on in a new child after
 // that case. Every case is made from (seed, format, index) alone, so any case is reproduced by
 // `kiln fuzz --worker FORMAT --seed S --from INDEX --count 1`.
 //
@@ -407,7 +407,7 @@ func fuzzWorker(format name: String, seed: UInt64, from: Int, count: Int, direct
         print("ready")
         for index in from..<(from + count) {
             if index == 3 { fatalError("fuzz selftest: a trap at case 3") }
-            if index == 6 { while true { sleep(1000) } }
+            if index == 6 { while true { _ = getpid() } }  // spins: a hang that burns CPU
             print("\(index) clean 0 1")
         }
         return
@@ -608,14 +608,21 @@ func runWorker(kiln: String, words: [String], caseTimeout: Double,
     var pending: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
     var hang = false
-    // Until the worker says "ready" it is making its inputs (it trains a model): 15 minutes at most.
-    var deadline = Date().addingTimeInterval(900)
+    // A case hangs when the worker spends more than `caseTimeout` seconds of CPU time on it, or
+    // sits 30 times that (at least 10 minutes) without an answer: on a busy machine a niced worker
+    // can wait many seconds for a core, so wall time alone would call a slow start a hang. Until the
+    // worker says "ready" it is making its inputs (it trains a model): 5 minutes of CPU at most.
+    var cpuLimit = 300.0
+    var cpuAtLast = cpuSeconds(pid)
+    var lastAnswer = Date()
+    let wallLimit = Swift.max(600, 30 * caseTimeout)
     reading: while true {
         var poller = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
-        let wait = Int32(Swift.max(1, deadline.timeIntervalSinceNow * 1000).rounded(.up))
-        let ready = poll(&poller, 1, Swift.min(wait, 1000))
+        let ready = poll(&poller, 1, 500)
         if ready == 0 {
-            if Date() > deadline { hang = true; kill(pid, SIGKILL); break reading }
+            if cpuSeconds(pid) - cpuAtLast > cpuLimit || Date().timeIntervalSince(lastAnswer) > wallLimit {
+                hang = true; kill(pid, SIGKILL); break reading
+            }
             continue
         }
         if ready < 0 { if errno == EINTR { continue }; break }
@@ -625,12 +632,13 @@ func runWorker(kiln: String, words: [String], caseTimeout: Double,
         while let newline = pending.firstIndex(of: 0x0A) {
             let line = String(decoding: pending[..<newline], as: UTF8.self)
             pending.removeSubrange(...newline)
-            if line == "ready" { deadline = Date().addingTimeInterval(caseTimeout); continue }
+            if line == "ready" { cpuLimit = caseTimeout; cpuAtLast = cpuSeconds(pid); lastAnswer = Date(); continue }
             let fields = line.split(separator: " ")
             guard fields.count == 4, let index = Int(fields[0]), let peak = Int(fields[2]), let size = Int(fields[3]) else { continue }
             report(index, fields[1], peak, size)
             last = index
-            deadline = Date().addingTimeInterval(caseTimeout)
+            cpuAtLast = cpuSeconds(pid)
+            lastAnswer = Date()
         }
     }
     var status: Int32 = 0
@@ -638,6 +646,16 @@ func runWorker(kiln: String, words: [String], caseTimeout: Double,
     let exited = status & 0x7F == 0
     let code = (status >> 8) & 0xFF
     if !hang && exited && code == 0 && last == from + count - 1 { return .finished(last) }
-    let text = hang ? "no answer in \(caseTimeout) s" : exited ? "exit \(code)" : "signal \(status & 0x7F)"
+    let text = hang ? "no answer within \(caseTimeout) s of CPU time" : exited ? "exit \(code)" : "signal \(status & 0x7F)"
     return .died(failed: last + 1, hang: hang, status: text)
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc (0 where there is none).
+func cpuSeconds(_ pid: pid_t) -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")") else { return 0 }
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }

@@ -30,7 +30,8 @@ func parseOptimizer(_ args: Arguments) throws -> Optimizer {
 func parseClasses(_ args: Arguments) throws -> [String]? {
     guard let text = args.options["--classes"] else { return nil }
     let names = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-    guard names.count >= 2, names.allSatisfy({ !$0.isEmpty && $0 != "NA" && $0.utf8.count <= CSVImages.maximumLabelBytes }),
+    let printable = { (name: String) in !name.unicodeScalars.contains { [.control, .lineSeparator, .paragraphSeparator].contains($0.properties.generalCategory) } }
+    guard names.count >= 2, names.allSatisfy({ !$0.isEmpty && $0 != "NA" && $0.utf8.count <= CSVImages.maximumLabelBytes && printable($0) }),
           Set(names).count == names.count else {
         throw KilnError.argument("--classes needs two or more distinct names separated by commas (e.g. A,B,C), found \"\(excerpt(text))\"")
     }

@@ -56,7 +56,7 @@ public struct Augmentation: Sendable, Equatable, CustomStringConvertible {
         var kinds = Set<Kind>()
         for word in text.split(separator: ",") {
             guard let kind = Kind(rawValue: word.trimmingCharacters(in: .whitespaces)) else {
-                throw KilnError.argument("unknown augmentation \"\(word)\"; known: \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw KilnError.argument("unknown augmentation \"\(excerpt(String(word)))\"; known: \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             kinds.insert(kind)
         }

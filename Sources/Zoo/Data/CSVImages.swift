@@ -302,7 +302,7 @@ private struct ImageRowSink: CSVFieldSink {
                 rowLabels.append(nil)
             } else {
                 if let knownClasses, knownIndex[text] == nil {
-                    throw fail(line, 1, "label \"\(excerpt(text))\" is not one of the classes \(knownClasses.joined(separator: ", "))")
+                    throw fail(line, 1, "label \"\(excerpt(text))\" is not one of the classes \(excerpt(knownClasses.joined(separator: ", "), limit: 200))")
                 }
                 if text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "\u{FFFD}" }) {
                     let shown = text.unicodeScalars.map { $0.properties.generalCategory == .control ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined()
