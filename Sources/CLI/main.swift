@@ -31,6 +31,9 @@ commands:
   fuzz [--cases N] [--seed S] [--formats csv,safetensors,idx,flags] [--memory-mb M] [--timeout S] [--keep DIR]
               a seeded mutation fuzzer: runs kiln on mutated files and flag values under memory and time caps
   fuzz --in-process N [--seed S]   N mutated inputs per reader (safetensors, model files, IDX raw/gzip, CSV, ONNX)
+  fuzz --all [--per-format N] [--seed S] [--jobs J] [--formats idx-raw,idx-gzip,csv,safetensors,kiln-model,onnx,flags]
+              [--chunk C] [--case-timeout T] [--subprocess-flags M] [--keep DIR]   every reader and the flags, N inputs each
+              in worker processes (crashes, hangs, heap peak per input counted); scripts/fuzz-all.sh runs it
 """
 
 func runCommand(_ words: [String]) throws {
