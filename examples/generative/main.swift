@@ -1,14 +1,16 @@
-// Oxford lecture 13 (generative models), first part: a linear autoencoder x ↦ D E x trained by
+// Oxford lecture 13 (generative models). First part: a linear autoencoder x ↦ D E x trained by
 // gradient descent on the squared reconstruction error learns the span of the top k principal
 // directions (Baldi & Hornik 1989): its error equals the truncated SVD's (Eckart–Young), and the
 // subspace of D equals the top-k right singular vectors of the centred data, up to rotation.
-// Not here yet (issue 14): VAE and GAN samples, and a DDPM in the zoo.
+// Second part: the zoo's class-conditional VAE (cvae), GAN (cgan) and DDPM (ddpm) trained on
+// 500 stand-in glyph images of the generative-models assignment (`kiln make-glyphs`), their samples
+// judged by a glyph CNN trained on the same real images: the share it recognises as the stated class.
 import Foundation
 import Kiln
 
-let options = ExampleOptions.parseOrExit(name: "generative", summary: "a linear autoencoder against the SVD")
+let options = ExampleOptions.parseOrExit(name: "generative", summary: "a linear autoencoder against the SVD; VAE, GAN and DDPM glyph samples")
 let started = Date()
-let count = options.quick ? 500 : 5_000
+let count = options.quick ? 500 : options.full ? 5_000 : 2_000
 let data = try options.loadData(validation: 1, trainLimit: count, testLimit: 1)
 let d = 784
 var x = [Double](repeating: 0, count: count * d)
@@ -43,7 +45,7 @@ for a in 0..<d { total += cov[a * d + a] }
 
 /// Trains E [d, k], D [k, d] by Adam on the mean squared reconstruction of the centred images.
 func autoencoder(k: Int) throws -> (error: Double, decoder: [Float]) {
-    let batch = 250, steps = options.quick ? 1_000 : 6_000
+    let batch = 250, steps = options.quick ? 500 : options.full ? 6_000 : 2_000
     let g = GraphBuilder()
     let input = g.input("x", [batch, d])
     let e = g.parameter("E", [d, k], initializer: .normal(mean: 0, std: 0.01)), dec = g.parameter("D", [k, d], initializer: .normal(mean: 0, std: 0.01))
@@ -71,7 +73,7 @@ func autoencoder(k: Int) throws -> (error: Double, decoder: [Float]) {
 }
 var table = TextTable(["k", "autoencoder error", "SVD error Σ_{i>k} λ_i", "ratio", "largest principal angle (°)"])
 var aePoints: [(x: Double, y: Double)] = [], svdPoints: [(x: Double, y: Double)] = []
-for k in options.quick ? [2, 8] : [2, 4, 8, 16, 32] {
+for k in options.quick ? [2, 8] : options.full ? [2, 4, 8, 16, 32] : [2, 8, 16] {
     let ae = try autoencoder(k: k)
     let svd = total - eigen.prefix(k).reduce(0, +)
     // Principal angles between span(Dᵀ) and the top-k eigenvectors: singular values of Q_kᵀ orth(Dᵀ).
@@ -89,4 +91,62 @@ for k in options.quick ? [2, 8] : [2, 4, 8, 16, 32] {
 print("linear autoencoder (Adam, batches of 250) on \(count) centred Fashion-MNIST images against the truncated SVD (mean squared error per image):\n\(table)")
 try LinePlot(title: "Linear autoencoder against the truncated SVD", xLabel: "code size k", yLabel: "reconstruction error per image", logX: true, logY: true,
              series: [LinePlot.Series("linear autoencoder (Adam)", aePoints), LinePlot.Series("SVD: Σ_{i>k} λ_i", svdPoints, dashed: true)]).write(path: try options.path("linear-autoencoder.svg"))
-print("wrote linear-autoencoder.svg in \(options.outputDirectory); total \(fixed(Date().timeIntervalSince(started), 1)) s")
+let linearSeconds = Date().timeIntervalSince(started)
+
+// Second part: generative models of the glyphs, judged by a classifier trained on the real images.
+let glyphs = CourseGlyphs.make(count: options.quick ? 150 : 500, seed: options.seed &+ 11)
+let heldOut = CourseGlyphs.make(count: options.quick ? 150 : 1_000, seed: options.seed &+ 12)
+let names = CourseGlyphs.classNames
+let judge = ClassifierTrainer(model: glyphCNN(), optimizer: .adam(), seed: options.seed)
+for epoch in 0..<(options.quick ? 3 : 30) {
+    try judge.trainEpoch(glyphs, order: epochOrder(count: glyphs.count, seed: options.seed, epoch: epoch), batchSize: 32, learningRate: 0.003)
+}
+let judgeAccuracy = try judge.evaluate(heldOut).accuracy
+print("\njudge: glyph-cnn trained on the \(glyphs.count) real images, \(fixed(judgeAccuracy)) accuracy on \(heldOut.count) held-out real ones")
+let perClass = options.quick ? 10 : 100
+var genTable = TextTable(["model", "epochs", "first → last epoch loss", "train s", "sample s", "recognised as their class"])
+var lossSeries: [LinePlot.Series] = []
+var blocks: [ImageDataset] = [glyphs]
+for (name, epochs, batch) in [("cvae", options.quick ? 2 : 60, 32), ("cgan", options.quick ? 1 : 10, 64), ("ddpm", options.quick ? 2 : 150, 64)] {
+    let model = try Zoo.generative(name, imageShape: [1, 28, 28], classes: names.count)
+    let trainer = GenerativeTrainer(model: model, seed: options.seed)
+    let rate = trainer.defaultLearningRate
+    var losses: [GenerativeLosses] = []
+    let clock = Date()
+    for epoch in 0..<epochs {
+        losses.append(try trainer.trainEpoch(glyphs, order: epochOrder(count: glyphs.count, seed: options.seed, epoch: epoch), batchSize: batch,
+                                             learningRate: { _ in rate }))
+    }
+    let trainSeconds = Date().timeIntervalSince(clock)
+    let sampleClock = Date()
+    let samples = try trainer.samplePerClass(perClass, seed: options.seed &+ 5, classNames: names)
+    let sampleSeconds = Date().timeIntervalSince(sampleClock)
+    let recognised = try judge.evaluate(samples).accuracy
+    try ImageGrid(checking: samples, perClass: 10, scale: 2).writePNG(path: try options.path("\(name)-samples.png"))
+    let lossText = model.family == .gan
+        ? "G \(fixed(losses.first!.main, 3)) → \(fixed(losses.last!.main, 3)), D \(fixed(losses.first!.discriminator!, 3)) → \(fixed(losses.last!.discriminator!, 3))"
+        : "\(fixed(losses.first!.main, 3)) → \(fixed(losses.last!.main, 3))"
+    genTable.add([name, "\(epochs)", lossText, fixed(trainSeconds, 1), fixed(sampleSeconds, 1), fixed(recognised * 100, 1) + " %"])
+    let what = model.family == .vae ? "negative ELBO" : model.family == .gan ? "generator" : "noise MSE"
+    lossSeries.append(LinePlot.Series("\(name) \(what)", losses.enumerated().map { (Double($0 + 1), $1.main / losses[0].main) }, markers: false))
+    if model.family == .gan {
+        lossSeries.append(LinePlot.Series("cgan discriminator", losses.enumerated().map { (Double($0 + 1), $1.discriminator! / losses[0].discriminator!) },
+                                          dashed: true, markers: false))
+    }
+    blocks.append(samples)
+}
+print("class-conditional generators on \(glyphs.count) glyph images (\(perClass) samples per class judged):\n\(genTable)")
+try LinePlot(title: "Glyph generators: training loss relative to epoch 1", xLabel: "epoch", yLabel: "loss / loss at epoch 1", logY: true,
+             series: lossSeries).write(path: try options.path("generator-losses.svg"))
+// One picture: real images, then each model's samples, one row per class (A, B, C) and ten columns.
+var images: [UInt8] = [], labels: [Int32] = [], rows: [[Int]] = []
+for block in blocks {
+    for c in 0..<Int32(names.count) {
+        rows.append((0..<block.count).filter { block.labels[$0] == c }.prefix(10).map { images.count / 784 + $0 })
+    }
+    images += block.images; labels += block.labels
+}
+let all = ImageDataset(images: images, labels: labels, count: labels.count, channels: 1, height: 28, width: 28, classNames: names)
+try ImageGrid(all, rows: rows, scale: 2).writePNG(path: try options.path("glyph-samples.png"))
+print("wrote linear-autoencoder.svg, generator-losses.svg, glyph-samples.png (rows: real, cvae, cgan, ddpm; A, B, C each) and each model's samples in \(options.outputDirectory)")
+print("linear autoencoder part \(fixed(linearSeconds, 1)) s; total \(fixed(Date().timeIntervalSince(started), 1)) s")
