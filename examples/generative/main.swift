@@ -25,7 +25,7 @@ x.withUnsafeBufferPointer { xp in
         for a in 0..<d where row[a] != 0 { let v = row[a] / Double(count); for b in a..<d { cov[a * d + b] += v * row[b] } } }
 }
 for a in 0..<d { for b in 0..<a { cov[a * d + b] = cov[b * d + a] } }
-let maxK = options.quick ? 8 : 32
+let maxK = options.quick ? 8 : options.full ? 32 : 16
 var random = SplitMix64(seed: options.seed &+ 4)
 var q = Matrix(rows: d, columns: maxK, using: &random).orthonormalized
 for _ in 0..<(options.quick ? 40 : 150) {
