@@ -311,7 +311,7 @@ final class FuzzCorpus {
                     // Another tensor's offsets (overlap), or shifted by a little.
                     if let other = (header[random.pick(names)] as? [String: Any])?["data_offsets"] as? [Int], other.count == 2 {
                         let shift = random.pick([0, 0, 1, -1, 4, -4])
-                        offsets = [other[0] + shift, other[1] + shift]
+                        offsets = [other[0] &+ shift, other[1] &+ shift]
                     }
                 }
                 entry["data_offsets"] = offsets

@@ -17,6 +17,20 @@ struct FuzzTests {
         }
     }
 
+    // Found by the 10^5 run (seed 1204, kiln-model case 48934): the mutator itself overflowed
+    // shifting a tensor's offsets that an earlier edit had set to Int.max; the worker trapped (and
+    // the parent, remaking the case). Kiln read that input cleanly once the mutator was fixed.
+    @Test("the safetensors mutator takes extreme offsets without trapping")
+    func mutatorExtremeOffsets() throws {
+        let header = #"{"a":{"data_offsets":[9223372036854775807,9223372036854775807],"dtype":"F32","shape":[1]},"#
+            + #""b":{"data_offsets":[-9223372036854775808,4],"dtype":"F32","shape":[1]}}"#
+        let bytes = (0..<8).map { UInt8(truncatingIfNeeded: header.utf8.count >> (8 * $0)) } + Array(header.utf8) + [0, 0, 0, 0]
+        for state in 0..<3000 as Range<UInt64> {
+            var random = FuzzRandom(state: state)
+            #expect(!FuzzCorpus.mutateSafetensors(bytes, &random).isEmpty)
+        }
+    }
+
     @Test("mutations are deterministic in the seed")
     func deterministic() {
         var a = FuzzRandom(state: 7), b = FuzzRandom(state: 7)
