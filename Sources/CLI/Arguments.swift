@@ -115,6 +115,8 @@ enum Limits {
     static let momentum = NumberRange.fromBelow(0, 1)
     static let validationSplit = NumberRange.aboveUpTo(0, 0.9)
     static let temperature = NumberRange.aboveUpTo(0, 10)
+    /// Seconds a generative run may train for (`--time-budget`).
+    static let timeBudget = NumberRange.aboveUpTo(0, 1_000_000)
 }
 
 /// At most `limit` characters of `text`, marked when cut (messages never quote a huge value whole).

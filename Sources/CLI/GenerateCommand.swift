@@ -7,7 +7,8 @@ import KilnBench
 /// from an unconditional one) and writes them in the course CSV layout. `--temperature T` < 1
 /// draws z from N(0, T²) for more typical images.
 func generateCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--per-class", "--count", "--seed", "--temperature", "--threads", "--grid", "-o"],
+    let args = try Arguments(words, options: ["--per-class", "--count", "--seed", "--temperature", "--threads", "--grid", "-o",
+                                                       "--judge", "--train"],
                              flags: ["--json"], command: "generate")
     guard args.positionals.count == 1 else { throw KilnError.argument("generate: give exactly one MODEL file") }
     guard let output = args.options["-o"] else { throw KilnError.argument("generate: -o FILE.csv is required") }
@@ -33,10 +34,12 @@ func generateCommand(_ words: [String]) throws {
     try CSVImages.write(samples, to: output)
     if let grid = args.options["--grid"] { try ImageGrid(checking: samples, perClass: 10, scale: 2).writePNG(path: grid) }
     let seconds = Date().timeIntervalSince(start)
+    let quality = try generatedQuality(samples, modelPath: args.positionals[0], args: args, threads: threads)
     if args.flags.contains("--json") {
         print(jsonObject([("model", trainer.model.name), ("images", samples.count), ("classes", classNames), ("seconds", seconds), ("output", output)]))
     } else {
         print("wrote \(samples.count) images (\(trainer.model.name)\(trainer.model.isConditional ? ", \(samples.count / Swift.max(classNames.count, 1)) per class" : "")) to \(output) in \(String(format: "%.2f", seconds)) s")
+        for line in quality?.lines(classNames: classNames) ?? [] { print(line) }
     }
 }
 
@@ -63,4 +66,39 @@ func showCommand(_ words: [String]) throws {
     let picture = try ImageGrid(checking: data, perClass: perClass, scale: scale)
     try picture.writePNG(path: grid)
     print("wrote \(grid) (\(picture.width)x\(picture.height) pixels)")
+}
+
+/// The samples' quality when a classifier is known: `--judge FILE`, else the one the model file
+/// names (`kiln.judge`, the labeller it was trained with); the copy check when the training
+/// images are known (`--train FILE`, else `kiln.train_file`). Nil when neither is known.
+private func generatedQuality(_ samples: ImageDataset, modelPath: String, args: Arguments, threads: Int) throws -> SampleQuality? {
+    let metadata = try Checkpoint.read(path: modelPath).metadata
+    func known(_ option: String, _ key: String) -> String? {
+        if let given = args.options[option] { return given }
+        guard let recorded = metadata[key], FileManager.default.fileExists(atPath: recorded) else { return nil }
+        return recorded
+    }
+    var quality = SampleQuality(stated: [], recognised: [])
+    var any = false
+    if let judgePath = known("--judge", GenerativeFileKeys.judge), samples.isLabelled {
+        let judge = try Checkpoint.read(path: judgePath).makeClassifier(threads: threads)
+        guard judge.classes == samples.classNames.count else {
+            throw KilnError.file(path: judgePath, message: "classifies \(judge.classes) classes, the samples have \(samples.classNames.count)")
+        }
+        (quality.stated, quality.recognised) = try SampleQuality.recognition(samples, judge: judge)
+        any = true
+    }
+    if let trainPath = known("--train", GenerativeFileKeys.trainFile) {
+        let train = try CSVImages.read(path: trainPath, imageSize: (samples.height, samples.width), classNames: samples.classNames)
+        guard train.pixelsPerImage == samples.pixelsPerImage, train.count >= 2 else {
+            throw KilnError.file(path: trainPath, message: "needs two or more images of the samples' size for the copy check")
+        }
+        let own = SampleQuality.median(SampleQuality.nearestDistances(train, to: train, excludingSelf: true))
+        let distances = SampleQuality.nearestDistances(samples, to: train)
+        quality.trainingDistance = own
+        quality.sampleDistance = SampleQuality.median(distances)
+        quality.copies = distances.filter { $0 < SampleQuality.copyFraction * own }.count
+        any = true
+    }
+    return any ? quality : nil
 }

@@ -361,6 +361,28 @@ struct TrainingRecipe {
 
     var defaultAugmentation: Augmentation { isSmallImageSet ? .defaultForSmallImageSets : .none }
 
+    /// The classifier a run trains when it needs one and none is given (`--unlabelled` without `--labeller`).
+    static let labellerModel = "glyph-cnn"
+
+    /// What `kiln train glyph-cnn --train FILE` trains by default, as a library call: the ensemble
+    /// over folds with the recipe's augmentation, Adam at 0.003, early stopping.
+    static func trainClassifier(_ data: ImageDataset, seed: UInt64, threads: Int, maximumEpochs: Int = maximumEpochs) throws -> TrainedClassifier {
+        let model = try Zoo.classifier(labellerModel, inputShape: [data.channels, data.height, data.width], classes: data.classNames.count)
+        var options = FitOptions(epochs: maximumEpochs, batchSize: 32, learningRate: 0.003, patience: patience,
+                                 augmentation: .defaultForSmallImageSets, seed: seed)
+        options.saveEvery = .never
+        let members = Swift.min(ensembleMembers, data.count)
+        if members < 2 {
+            let trainer = ClassifierTrainer(model: model, optimizer: .adam(), seed: seed, threads: threads)
+            options.patience = nil
+            options.epochs = 30
+            try trainer.fit(data, options: options)
+            return TrainedClassifier(members: [trainer])
+        }
+        return TrainedClassifier(members: try ClassifierTrainer.fitEnsemble(model: model, optimizer: .adam(), data: data, members: members,
+                                                                            options: options, threads: threads).trainers)
+    }
+
     /// The lines that say which defaults are on and how to turn them off.
     func notes(augmentation: Augmentation, ensemble: Int, optimizer: Optimizer, epochs: Int, patience: Int?) -> [String] {
         var lines: [String] = []

@@ -6,11 +6,17 @@ import KilnBench
 /// loss per epoch, writes the model file and optionally a sample grid and the loss curves.
 func trainGenerativeCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--unlabelled", "--labeller", "--epochs", "--batch", "--lr",
-                                              "--schedule", "--seed", "--threads", "--limit", "--plot", "--grid", "-o", "--classes", "--resume", "--save-every"],
-                             flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics"], command: "train")
+                                              "--schedule", "--seed", "--threads", "--limit", "--plot", "--grid", "-o", "--classes", "--resume", "--save-every",
+                                              "--time-budget", "--patience", "--judge", "--labeller-epochs"],
+                             flags: ["--json", "--no-fuse", "--no-plan", "--check-numerics", "--no-prior"], command: "train")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
-    let epochs = try args.int("--epochs", default: 10, in: Limits.epochs)
+    // Without --epochs: train until the loss stops improving or the time budget is spent.
+    let epochsGiven = args.options["--epochs"] != nil
+    let epochs = try args.int("--epochs", default: GenerativeStopping.maximumEpochs, in: Limits.epochs)
+    let budget: Double? = try args.options["--time-budget"] != nil || !epochsGiven
+        ? args.double("--time-budget", default: GenerativeStopping.defaultBudget, in: Limits.timeBudget) : nil
+    var patience = 0  // set once the training set's size is known
     let batch = try args.int("--batch", default: 64, in: Limits.batch)
     var seed = try args.seed()
     let saveEvery = try parseSaveEvery(args)
@@ -18,7 +24,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
     let json = args.flags.contains("--json")
     guard let outputPath = args.options["-o"] else { throw KilnError.argument("train \(modelName): -o FILE.safetensors is required") }
 
-    var train = try loadGenerativeTrainingSet(args, conditional: Zoo.conditionalGenerativeNames.contains(modelName), threads: threads)
+    var (train, labeller) = try loadGenerativeTrainingSet(args, conditional: Zoo.conditionalGenerativeNames.contains(modelName), threads: threads)
     if let limit = args.options["--limit"] {
         guard let n = Int(limit), n > 0 else { throw KilnError.argument("--limit needs a positive integer, found \"\(excerpt(limit))\"") }
         train = train.subset(Array(0..<Swift.min(n, train.count)))
@@ -58,6 +64,14 @@ func trainGenerativeCommand(_ words: [String]) throws {
     if !json {
         print("training \(model.name) (\(model.summary)) on \(train.count) images, batch \(batch), lr \(baseRate), schedule \(schedule), \(threads) threads")
     }
+    // Patience in epochs: at least 10, and at least 500 optimizer steps (small sets have few steps per epoch).
+    patience = try args.int("--patience", default: Swift.max(GenerativeStopping.patience, (500 + stepsPerEpoch - 1) / stepsPerEpoch),
+                            in: Limits.patience)
+    if !json && !epochsGiven {
+        print("training until the loss stops improving (\(model.family == .vae ? "no new best by 0.1 % for \(patience) epochs, " : "")"
+              + "time budget \(Int(budget!)) s, at most \(epochs) epochs); --epochs N trains exactly N, --time-budget S changes the budget")
+    }
+    var stopping = GenerativeStopping(patience: model.family == .vae && !epochsGiven ? patience : nil, budget: budget)
     var history: [EpochSummary] = []
     var epochSeconds: [Double] = []
     // Every checkpoint replaces -o atomically with the last epoch and what continues the run (--resume).
@@ -78,10 +92,31 @@ func trainGenerativeCommand(_ words: [String]) throws {
             print(String(format: "epoch %d/%d  %@  %.1f s", epoch + 1, firstEpoch + epochs, describe(losses), epochSeconds.last!))
             fflush(stdout)  // one line per epoch even when stdout is a file (training runs for minutes)
         }
-        return false
+        return stopping.observe(loss: losses.main, seconds: epochSeconds.reduce(0, +))
     }
-    try trainer.save(path: outputPath, classNames: train.classNames, epochs: firstEpoch + epochs,
-                     resume: trainer.resumeState(epochs: firstEpoch + epochs))
+    let trained = firstEpoch + history.count
+    if !json, let reason = stopping.reason { print("stopped after epoch \(trained): \(reason)") }
+    // A VAE samples z from Gaussians fitted to its encoder's codes of the training images (per class).
+    if model.family == .vae && !args.flags.contains("--no-prior") && (train.isLabelled || !model.isConditional) {
+        try trainer.fitLatentPrior(train)
+        if !json {
+            print("latent prior: \(model.isConditional ? "a Gaussian per class" : "a Gaussian") fitted to the encoder's codes of the \(train.count) training images; "
+                  + "generate draws z from it (--no-prior keeps N(0, I))")
+        }
+    }
+    // What `generate` checks its samples with: the training file (copies) and a classifier (recognition).
+    var notes: [String: String] = [:]
+    if let file = args.options["--train"] { notes[GenerativeFileKeys.trainFile] = absolutePath(file) }
+    if let judge = args.options["--judge"] ?? args.options["--labeller"] {
+        notes[GenerativeFileKeys.judge] = absolutePath(judge)
+    } else if let labeller {
+        let path = (outputPath.hasSuffix(".safetensors") ? String(outputPath.dropLast(".safetensors".count)) : outputPath) + ".labeller.safetensors"
+        try saveClassifier(labeller, classNames: train.classNames, to: path)
+        notes[GenerativeFileKeys.judge] = absolutePath(path)
+        if !json { print("wrote the labeller it trained to \(path) (generate uses it to check samples)") }
+    }
+    try trainer.save(path: outputPath, classNames: train.classNames, epochs: trained, resume: trainer.resumeState(epochs: trained),
+                     extraMetadata: notes)
     if let plot = args.options["--plot"] {
         // A GAN has two losses: its plot shows the generator's as "train" and the discriminator's as the second curve.
         let names = model.family == .gan ? ("generator", "discriminator") : (model.family == .vae ? "negative ELBO" : "noise MSE", "")
@@ -94,7 +129,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
         try ImageGrid(checking: samples, perClass: 10, scale: 2).writePNG(path: gridPath)
     }
     if json {
-        print(jsonObject([("model", modelName), ("images", train.count), ("epochs", epochs), ("batch", batch), ("lr", baseRate),
+        print(jsonObject([("model", modelName), ("images", train.count), ("epochs", history.count), ("batch", batch), ("lr", baseRate),
                           ("threads", threads), ("seed", Int(seed)), ("epoch_seconds", epochSeconds),
                           ("compile_seconds", trainer.compileSeconds), ("final_loss", history.last?.trainLoss ?? 0),
                           ("output", outputPath)]))
@@ -111,36 +146,46 @@ private func describe(_ losses: GenerativeLosses) -> String {
 /// The images to train on: `--dataset NAME` (its training split) or `--train FILE.csv`, plus the
 /// images of `--unlabelled FILE.csv`: as they are for an unconditional model, or for a conditional
 /// one with the labels a classifier (`--labeller MODEL.safetensors`) gives them with confidence ≥ 0.9.
-private func loadGenerativeTrainingSet(_ args: Arguments, conditional: Bool, threads: Int) throws -> ImageDataset {
+private func loadGenerativeTrainingSet(_ args: Arguments, conditional: Bool, threads: Int) throws -> (ImageDataset, TrainedClassifier?) {
     if let name = args.options["--dataset"] {
         if args.options["--train"] != nil { throw KilnError.argument("train: give --dataset or --train, not both") }
-        return try loadDataset(name, directory: args.options["--data-dir"]).train
+        return (try loadDataset(name, directory: args.options["--data-dir"]).train, nil)
     }
     guard let path = args.options["--train"] else {
         throw KilnError.argument("train: --dataset NAME or --train FILE.csv is required")
     }
     let size = try args.options["--image-size"].map(CSVImages.parseImageSize)
     let train = try CSVImages.read(path: path, imageSize: size, classNames: try parseClasses(args), requireLabels: true)
-    guard let extra = args.options["--unlabelled"] else { return train }
+    guard let extra = args.options["--unlabelled"] else { return (train, nil) }
     var unlabelled = try CSVImages.read(path: extra, imageSize: size, classNames: train.classNames)
     guard unlabelled.pixelsPerImage == train.pixelsPerImage else {
         throw KilnError.argument("--unlabelled images are \(unlabelled.height)x\(unlabelled.width), the training images \(train.height)x\(train.width)")
     }
     if !conditional {
-        return ImageDataset(images: train.images + unlabelled.images, labels: [], count: train.count + unlabelled.count,
-                            channels: train.channels, height: train.height, width: train.width, classNames: train.classNames)
+        return (ImageDataset(images: train.images + unlabelled.images, labels: [], count: train.count + unlabelled.count,
+                             channels: train.channels, height: train.height, width: train.width, classNames: train.classNames), nil)
     }
-    guard let labellerPath = args.options["--labeller"] else {
-        throw KilnError.argument("--unlabelled images have no class: a conditional model needs --labeller MODEL.safetensors (a classifier) to label them")
+    let labeller: TrainedClassifier
+    var trainedLabeller: TrainedClassifier?
+    if let labellerPath = args.options["--labeller"] {
+        let checkpoint = try Checkpoint.read(path: labellerPath)
+        guard checkpoint.description.classNames == train.classNames else {
+            throw KilnError.argument("--labeller \(labellerPath) knows classes \(checkpoint.description.classNames), the training file has \(train.classNames)")
+        }
+        labeller = try checkpoint.makeClassifier(threads: threads)
+    } else {
+        // No labeller given: train one on the labelled images, as `kiln train glyph-cnn` does by default.
+        let start = Date()
+        printError("--unlabelled without --labeller: training a labeller on the \(train.count) labelled images "
+                   + "(\(TrainingRecipe.labellerModel), the default recipe: \(TrainingRecipe.ensembleMembers)-network ensemble, augmentation)")
+        labeller = try TrainingRecipe.trainClassifier(train, seed: try args.seed(), threads: threads,
+                                                      maximumEpochs: try args.int("--labeller-epochs", default: TrainingRecipe.maximumEpochs, in: Limits.epochs))
+        trainedLabeller = labeller
+        printError(String(format: "--unlabelled: labeller trained in %.1f s", Date().timeIntervalSince(start)))
     }
-    let checkpoint = try Checkpoint.read(path: labellerPath)
-    guard checkpoint.description.classNames == train.classNames else {
-        throw KilnError.argument("--labeller \(labellerPath) knows classes \(checkpoint.description.classNames), the training file has \(train.classNames)")
-    }
-    let labeller = try checkpoint.makeTrainer(threads: threads)
     unlabelled.labels = []
     var keep: [Int] = [], labels: [Int32] = []
-    for (i, row) in try labeller.logits(unlabelled).enumerated() {
+    for (i, row) in try labeller.scores(unlabelled).enumerated() {
         let top = row.max()!
         let total = row.reduce(0) { $0 + exp(Double($1 - top)) }
         if 1 / total >= 0.9 { keep.append(i); labels.append(Int32(row.firstIndex(of: top)!)) }
@@ -148,6 +193,57 @@ private func loadGenerativeTrainingSet(_ args: Arguments, conditional: Bool, thr
     var pseudo = unlabelled.subset(keep)
     pseudo.labels = labels
     printError("--labeller: \(keep.count) of \(unlabelled.count) unlabelled images labelled with confidence ≥ 0.9")
-    return ImageDataset(images: train.images + pseudo.images, labels: train.labels + pseudo.labels, count: train.count + pseudo.count,
-                        channels: train.channels, height: train.height, width: train.width, classNames: train.classNames)
+    return (ImageDataset(images: train.images + pseudo.images, labels: train.labels + pseudo.labels, count: train.count + pseudo.count,
+                         channels: train.channels, height: train.height, width: train.width, classNames: train.classNames), trainedLabeller)
+}
+
+/// When a generative run without `--epochs` stops: after `patience` epochs in a row whose loss is
+/// not 0.1 % below the best so far (a VAE's negative ELBO; a GAN's losses do not settle, so GANs
+/// train for the budget), or once the epochs so far took the time budget.
+struct GenerativeStopping {
+    static let maximumEpochs = 5000
+    static let defaultBudget = 100.0
+    static let patience = 10
+    let patience: Int?
+    let budget: Double?
+    private(set) var best = Double.infinity
+    private(set) var sinceBest = 0
+    private(set) var reason: String?
+
+    init(patience: Int?, budget: Double?) { self.patience = patience; self.budget = budget }
+
+    /// Records one epoch's loss and the training seconds so far; true: stop.
+    mutating func observe(loss: Double, seconds: Double) -> Bool {
+        if loss < best * (1 - 0.001) { best = loss; sinceBest = 0 } else { sinceBest += 1 }
+        if let patience, sinceBest >= patience {
+            reason = "the loss has not improved by 0.1 % for \(patience) epochs (best \(String(format: "%.4f", best)))"
+            return true
+        }
+        if let budget, seconds >= budget {
+            reason = "time budget of \(Int(budget)) s spent"
+            return true
+        }
+        return false
+    }
+}
+
+/// Metadata keys of a generative model file that `generate` reads to check its samples.
+enum GenerativeFileKeys {
+    /// The training file's absolute path (nearest-image copy check).
+    static let trainFile = "kiln.train_file"
+    /// A classifier file's absolute path (recognition per class): `--judge`, `--labeller`, or the labeller the run trained.
+    static let judge = "kiln.judge"
+}
+
+func absolutePath(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+}
+
+/// Writes a classifier as `train -o` would: one network, or an ensemble.
+func saveClassifier(_ classifier: TrainedClassifier, classNames: [String], to path: String) throws {
+    if classifier.members.count == 1 {
+        try Checkpoint.save(classifier.members[0], classNames: classNames, epochs: 0, includingOptimizerState: false, to: path)
+    } else {
+        try Checkpoint.saveEnsemble(classifier.members, classNames: classNames, epochs: classifier.members.map { _ in 0 }, to: path)
+    }
 }

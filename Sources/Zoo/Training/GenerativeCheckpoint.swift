@@ -11,10 +11,13 @@ extension GenerativeTrainer {
     /// Writes the model atomically; `classNames` name the classes of a conditional model (and of the
     /// training set for an unconditional one).
     /// With `resume` (`resumeState(epochs:)`), the file also says how to continue the run exactly.
-    public func save(path: String, classNames: [String], epochs: Int = 0, resume: ResumeState? = nil) throws {
+    /// `extraMetadata` joins `__metadata__` (the CLI records the training file and judge there).
+    public func save(path: String, classNames: [String], epochs: Int = 0, resume: ResumeState? = nil,
+                     extraMetadata: [String: String] = [:]) throws {
         precondition(!model.isConditional || classNames.count == model.classes, "one class name per condition")
         let stateNames = store.names.filter { !store[$0]!.isParameter }
         let entries = store.names.map { Safetensors.Entry(name: $0, shape: store[$0]!.type.shape.dims, floats: store[$0]!.values) }
+            + (latentPrior?.entries ?? [])
         func json(_ value: Any) throws -> String { String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]), as: UTF8.self) }
         let config: [String: Any] = ["input_shape": model.imageShape, "classes": classNames.count,
                                      "optimizer": optimizer.description, "epochs": epochs]
@@ -23,6 +26,7 @@ extension GenerativeTrainer {
             "kiln.normalisation": Checkpoint.normalisation, "kiln.state": try json(stateNames), "format": "pt",
         ]
         if let resume { metadata[ResumeState.metadataKey] = try resume.metadata() }
+        metadata.merge(extraMetadata) { kiln, _ in kiln }
         try Safetensors.write(path: path, entries: entries, metadata: metadata)
     }
 
@@ -65,6 +69,8 @@ extension GenerativeTrainer {
             }
             stored.values = entry.floats()
         }
+        trainer.latentPrior = try LatentPrior.read(checkpoint.tensors, latent: model.latentSize,
+                                                   rows: model.isConditional ? model.classes : 1, path: path)
         return (trainer, description.classNames)
     }
 }

@@ -56,6 +56,9 @@ public final class GenerativeTrainer {
     public internal(set) var stepsTaken = 0
     /// Seconds spent compiling programs so far.
     public var compileSeconds: Double { core.compileSeconds }
+    /// A VAE's latent Gaussians fitted after training (`fitLatentPrior`): sampling draws z from
+    /// the stated class's instead of N(0, I). Saved in the model file.
+    public var latentPrior: LatentPrior?
 
     /// A trainer with the usual defaults: Adam(0.9, 0.999) for a VAE, Adam(0.5, 0.999) for both GAN
     /// networks (Radford et al. 2016 §4).
@@ -431,6 +434,11 @@ public final class GenerativeTrainer {
             random.fillNormal(UnsafeMutableBufferPointer(start: z, count: (end - start) * latent), stream: 0, step: chunk)
             if temperature != 1 { for i in 0..<((end - start) * latent) { z[i] *= Float(temperature) } }
             if let labels, model.isConditional { try program.setInput("labels", Array(labels[start..<end])) }
+            if let latentPrior {
+                for i in 0..<(end - start) {
+                    latentPrior.transform(z + i * latent, row: model.isConditional && latentPrior.rows > 1 ? Int(labels![start + i]) : 0)
+                }
+            }
             try program.run()
             let images = try program.outputPointer("images")
             let plane = height * width
