@@ -15,12 +15,17 @@ func generateCommand(_ words: [String]) throws {
     let seed = try args.seed()
     // Every flag is checked before the model file is read.
     let threads = try args.threads()
-    let temperature = try args.double("--temperature", default: 1, in: Limits.temperature)
+    let givenTemperature = try args.options["--temperature"].map { _ in try args.double("--temperature", default: 1, in: Limits.temperature) }
     let perClass = try args.options["--per-class"].map { _ in try args.int("--per-class", default: 1, in: Limits.perClass) }
     let count = try args.options["--count"].map { _ in try args.int("--count", default: 1, in: Limits.count) }
     if perClass != nil && count != nil { throw KilnError.argument("generate: give --per-class or --count, not both") }
     let (trainer, classNames) = try GenerativeTrainer.load(path: args.positionals[0], seed: seed, threads: threads)
     try flagsChecked()
+    // A VAE with a fitted latent prior samples at 0.8 by default: more typical images of the stated class.
+    let temperature = givenTemperature ?? (trainer.latentPrior != nil ? defaultPriorTemperature : 1)
+    if givenTemperature == nil && trainer.latentPrior != nil && !args.flags.contains("--json") {
+        print("sampling z from the model's per-class Gaussians at temperature \(defaultPriorTemperature) (--temperature 1 for their full spread)")
+    }
     let start = Date()
     let samples: ImageDataset
     if let perClass {
@@ -102,3 +107,6 @@ private func generatedQuality(_ samples: ImageDataset, modelPath: String, args: 
     }
     return any ? quality : nil
 }
+
+/// `generate`'s temperature for a model with a latent prior when none is given.
+let defaultPriorTemperature = 0.8

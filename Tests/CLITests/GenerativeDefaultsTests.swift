@@ -58,6 +58,10 @@ struct GenerativeDefaultsTests {
         try runCommand(["generate", "\(dir)/g.safetensors", "--per-class", "4", "-o", "\(dir)/new.csv", "--threads", "1"])
         let rows = try String(contentsOfFile: "\(dir)/new.csv", encoding: .utf8).split(separator: "\n")
         #expect(rows.count == 12)
+        // With a latent prior and no --temperature, generate samples at the prior's default temperature.
+        let (trainer, classNames) = try GenerativeTrainer.load(path: "\(dir)/g.safetensors", threads: 1)
+        let expected = try trainer.samplePerClass(4, seed: 0, classNames: classNames, temperature: defaultPriorTemperature)
+        #expect(try CSVImages.read(path: "\(dir)/new.csv").images == expected.images)
         let samples = try CSVImages.read(path: train)
         let judge = try Checkpoint.read(path: "\(dir)/g.labeller.safetensors").makeClassifier(threads: 1)
         let (stated, recognised) = try SampleQuality.recognition(samples, judge: judge)
