@@ -65,7 +65,9 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 6, c: 40, h: 15, w: 15, o: 36, kh: 1, kw: 1, strideH: 2, strideW: 2), // 1×1 stride-2 projection, groups 4 + 2
     .init(n: 3, c: 33, h: 16, w: 16, o: 40, kh: 1, kw: 1),                     // pointwise in place; filter group of 3
     .init(n: 7, c: 36, h: 16, w: 16, o: 48, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // stride 2, groups 4 + 3
-    .init(n: 2, c: 300, h: 19, w: 23, o: 8, kh: 3, kw: 3, padH: 1, padW: 1),   // forward in row blocks of 4, ragged last
+    .init(n: 2, c: 300, h: 19, w: 23, o: 8, kh: 3, kw: 3, padH: 1, padW: 1),   // every pass in row blocks of 4, ragged last
+    .init(n: 3, c: 40, h: 3, w: 2, o: 20, kh: 5, kw: 5, padH: 2, padW: 2),     // shifted im2col: taps entirely in padding
+    .init(n: 2, c: 33, h: 9, w: 41, o: 12, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // stride-2 copies: 8, 4, 1
 ]
 
 private func xIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ c: Int, _ y: Int, _ x: Int) -> Int {
@@ -148,7 +150,9 @@ func convGroupsThreadCountInvariant() {
     // Forward groups of 1 image (P = 256) and 4 (P = 64), a ragged last group; filter groups of 4 and 16.
     for g in [Conv2DKernel.Geometry(n: 5, c: 40, h: 16, w: 16, o: 36, kh: 3, kw: 3, padH: 1, padW: 1),
               Conv2DKernel.Geometry(n: 7, c: 36, h: 16, w: 16, o: 40, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1),
-              Conv2DKernel.Geometry(n: 6, c: 40, h: 15, w: 15, o: 36, kh: 1, kw: 1, strideH: 2, strideW: 2)] {
+              Conv2DKernel.Geometry(n: 6, c: 40, h: 15, w: 15, o: 36, kh: 1, kw: 1, strideH: 2, strideW: 2),
+              // One-image groups in blocks of output rows in all three passes.
+              Conv2DKernel.Geometry(n: 3, c: 300, h: 19, w: 23, o: 8, kh: 3, kw: 3, padH: 1, padW: 1)] {
         #expect(!DirectConv2D.suits(g))
         let x = randomFloats(g.n * g.c * g.h * g.w, seed: 1)
         let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 2)

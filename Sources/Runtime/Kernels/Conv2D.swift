@@ -123,6 +123,10 @@ public enum Conv2DKernel {
                        outputRows: Range<Int>? = nil) {
         let (oh, ow) = (g.oh, g.ow)
         let outputRows = outputRows ?? 0..<oh
+        // Stride 1 with output rows as wide as input rows ("same" padding): a tap's rows of col
+        // are the input plane shifted by a constant, so they are one copy, then the padding
+        // columns are zeroed (row by row copies of 4–32 floats cost more than the copy itself).
+        let shifted = g.strideH == 1 && g.strideW == 1 && ow == g.w
         var row = col
         for channel in 0..<g.c {
             let plane = x + channel * g.h * g.w
@@ -130,6 +134,12 @@ public enum Conv2DKernel {
                 let rows = validOutputs(tap: ky, stride: g.strideH, pad: g.padH, size: g.h, outputs: oh)
                 for kx in 0..<g.kw {
                     let columns = validOutputs(tap: kx, stride: g.strideW, pad: g.padW, size: g.w, outputs: ow)
+                    if shifted {
+                        im2colShiftedTap(g, plane: plane, ky: ky, kx: kx, rows: rows, columns: columns,
+                                         block: outputRows, out: row)
+                        row += ld
+                        continue
+                    }
                     for oy in outputRows {
                         let out = row + (oy - outputRows.lowerBound) * ow
                         guard rows.contains(oy), !columns.isEmpty else {
@@ -140,6 +150,8 @@ public enum Conv2DKernel {
                         zeroFloats(out, columns.lowerBound)
                         if g.strideW == 1 {
                             copyFloats(out + columns.lowerBound, source + columns.lowerBound, columns.count)
+                        } else if g.strideW == 2 {
+                            copyEvenFloats(out, source, columns, sourceEnd: g.w + g.padW - kx)
                         } else {
                             for ox in columns { out[ox] = source[ox * g.strideW] }
                         }
@@ -151,20 +163,76 @@ public enum Conv2DKernel {
         }
     }
 
+    /// One tap's rows of col (output rows `block`) for stride 1 and `ow == w`: output j of the
+    /// block reads input `j + (ky − padH)·w + kx − padW` of the plane, for the rows `rows` and
+    /// columns `columns` that see the image; everything else is zero.
+    @inline(__always)
+    static func im2colShiftedTap(_ g: Geometry, plane: UnsafePointer<Float>, ky: Int, kx: Int, rows: Range<Int>,
+                                 columns: Range<Int>, block: Range<Int>, out: UnsafeMutablePointer<Float>) {
+        let ow = g.ow
+        let low = max(rows.lowerBound, block.lowerBound), high = max(low, min(rows.upperBound, block.upperBound))
+        zeroFloats(out, (low - block.lowerBound) * ow)
+        zeroFloats(out + (high - block.lowerBound) * ow, (block.upperBound - high) * ow)
+        let live = out + (low - block.lowerBound) * ow
+        guard high > low else { return }
+        guard !columns.isEmpty else {
+            zeroFloats(live, (high - low) * ow)
+            return
+        }
+        let shift = kx - g.padW
+        let first = max(0, -shift), end = (high - low) * ow - max(0, shift)
+        let source = plane + (low - g.padH + ky) * g.w + shift
+        copyFloats(live + first, source + first, end - first)
+        // The copy ran across row ends: zero the columns that see the padding.
+        for oy in 0..<(high - low) {
+            let r = live + oy * ow
+            for ox in 0..<columns.lowerBound { r[ox] = 0 }
+            for ox in columns.upperBound..<ow { r[ox] = 0 }
+        }
+    }
+
+    /// `out[ox] = source[2·ox]` for `ox` in `columns`, 8 (then 4) at a time from 16 (8)
+    /// consecutive floats while they end before `source[sourceEnd]`, the rest one by one.
+    @inline(__always)
+    static func copyEvenFloats(_ out: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, _ columns: Range<Int>,
+                               sourceEnd: Int) {
+        var ox = columns.lowerBound
+        while ox + 8 <= columns.upperBound && 2 * ox + 16 <= sourceEnd {
+            let v = UnsafeRawPointer(source + 2 * ox).loadUnaligned(as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(out + ox).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+            ox += 8
+        }
+        while ox + 4 <= columns.upperBound && 2 * ox + 8 <= sourceEnd {
+            let v = UnsafeRawPointer(source + 2 * ox).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(out + ox).storeBytes(of: v.evenHalf, as: SIMD4<Float>.self)
+            ox += 4
+        }
+        while ox < columns.upperBound {
+            out[ox] = source[2 * ox]
+            ox += 1
+        }
+    }
+
     /// Overwrites one image `dx[c, h, w]` with the scatter-add of `col[c·kh·kw, oh·ow]` (rows
-    /// `ld` floats apart): the adjoint of `im2col`, adding taps in row order.
-    static func col2im(_ g: Geometry, col: UnsafePointer<Float>, ld: Int, dx: UnsafeMutablePointer<Float>) {
+    /// `ld` floats apart): the adjoint of `im2col`, adding taps in row order. With
+    /// `outputRows`, col holds only those output rows' columns (`outputRows.count·ow` per row
+    /// of col) and they are added to dx, which is not cleared first.
+    static func col2im(_ g: Geometry, col: UnsafePointer<Float>, ld: Int, dx: UnsafeMutablePointer<Float>,
+                       outputRows: Range<Int>? = nil) {
         let (oh, ow) = (g.oh, g.ow)
-        dx.update(repeating: 0, count: g.c * g.h * g.w)
+        if outputRows == nil { dx.update(repeating: 0, count: g.c * g.h * g.w) }
+        let block = outputRows ?? 0..<oh
         var row = col
         for channel in 0..<g.c {
             let plane = dx + channel * g.h * g.w
             for ky in 0..<g.kh {
-                let rows = validOutputs(tap: ky, stride: g.strideH, pad: g.padH, size: g.h, outputs: oh)
+                let valid = validOutputs(tap: ky, stride: g.strideH, pad: g.padH, size: g.h, outputs: oh)
+                let rows = max(valid.lowerBound, block.lowerBound)..<max(max(valid.lowerBound, block.lowerBound),
+                                                                         min(valid.upperBound, block.upperBound))
                 for kx in 0..<g.kw {
                     let columns = validOutputs(tap: kx, stride: g.strideW, pad: g.padW, size: g.w, outputs: ow)
                     for oy in rows {
-                        let input = row + oy * ow
+                        let input = row + (oy - block.lowerBound) * ow
                         let target = plane + (oy * g.strideH - g.padH + ky) * g.w - g.padW + kx
                         if g.strideW == 1 {
                             let (to, from) = (target + columns.lowerBound, input + columns.lowerBound)

@@ -20,6 +20,10 @@ import Foundation
 ///   the partials in order; a large one group after group with every thread on the GEMM (the
 ///   im2col and gather split over threads by image). Either way the order is fixed.
 ///
+/// A one-image group whose column matrix exceeds 1 MiB (ResNet's first stage: 576 × 1024) runs
+/// in blocks of output rows in all three passes, so each block's columns stay in L2 between
+/// im2col (or the GEMM) and the GEMM (or col2im).
+///
 /// K = c·kh·kw, P = oh·ow. A 1×1 stride-1 unpadded convolution of a one-image group reads x
 /// (or writes dx) in place instead of copying it.
 extension Conv2DKernel {
@@ -56,7 +60,9 @@ extension Conv2DKernel {
         let kind = g.kh == 1 && g.kw == 1 ? "1x1 GEMM" : "im2col+GEMM"
         let (m, n, k) = pass == .forward ? (g.o, columns, g.patchSize)
             : pass == .backwardData ? (g.patchSize, columns, g.o) : (g.o, g.patchSize, columns)
-        return "\(kind) b\(b) \(m)x\(n)x\(k)"
+        let blockRows = pass == .backwardFilter ? filterChunkRows(g) : forwardChunkRows(g)
+        let blocks = b == 1 && !g.isPointwise && blockRows < g.oh ? " rows/\(blockRows)" : ""
+        return "\(kind) b\(b) \(m)x\(n)x\(k)\(blocks)"
     }
 
     /// The groups' image ranges: `count` groups of `size` images, the last one possibly smaller.
@@ -115,9 +121,20 @@ extension Conv2DKernel {
     /// rows, so each block stays in L2 between its im2col and its GEMM.
     static let forwardChunkFloats = 1 << 18
 
-    /// Output rows per block of the forward pass (all of them when the image fits one block).
+    /// Output rows per block of one image's column matrix in every pass (all of them when the
+    /// image fits one block): the fewest blocks within `forwardChunkFloats`, of near-equal height.
     static func forwardChunkRows(_ g: Geometry) -> Int {
-        max(1, min(g.oh, forwardChunkFloats / max(1, g.patchSize * g.ow)))
+        let most = max(1, min(g.oh, forwardChunkFloats / max(1, g.patchSize * g.ow)))
+        let blocks = (g.oh + most - 1) / most
+        return (g.oh + blocks - 1) / blocks
+    }
+
+    /// The GEMM workspace sizes of a pass over blocks of `rowsPerChunk` output rows (the full
+    /// blocks and the last), so that the scratch fits whichever path each product takes.
+    static func chunkWorkspace(_ g: Geometry, rowsPerChunk: Int,
+                               _ sizes: (Int) -> (a: Int, b: Int)) -> (a: Int, b: Int) {
+        let last = (g.oh - (g.oh - 1) / rowsPerChunk * rowsPerChunk) * g.ow
+        return larger(sizes(rowsPerChunk * g.ow), sizes(last))
     }
 
     /// One image's forward pass in blocks of output rows: im2col of the block's columns, then
@@ -147,12 +164,18 @@ extension Conv2DKernel {
                                  dx: UnsafeMutablePointer<Float>, threads: Int) {
         let groups = Groups(g, .backwardData)
         let (k, p, inImage, outImage) = (g.patchSize, g.outputPixels, g.c * g.h * g.w, g.o * g.outputPixels)
+        let chunkRows = forwardChunkRows(g)
         func run(_ group: Int, gemmThreads: Int) {
             let images = groups.images(group)
             let columns = images.count * p
             let ld = columnStride(columns)
             let inPlace = g.isPointwise && images.count == 1
             let direct = images.count == 1
+            if direct && !inPlace && chunkRows < g.oh {
+                backwardDataInRowChunks(g, image: images.lowerBound, rowsPerChunk: chunkRows, dy: dy, weight: weight,
+                                        dx: dx, gemmThreads: gemmThreads)
+                return
+            }
             let scratch = ConvScratch.shared.take(floats: (inPlace ? 0 : k * ld) + (direct ? 0 : g.o * ld),
                                                   gemm: GEMM.workspaceFloats(transposeA: true, transposeB: false,
                                                                              m: k, n: columns, k: g.o))
@@ -177,6 +200,31 @@ extension Conv2DKernel {
         forEachGroup(groups.count, threads: threads, run)
     }
 
+    /// One image's backward-data pass in blocks of output rows, like `forwardInRowChunks`:
+    /// `dcol[:, block] = Wᵀ · dy[:, block]`, then its scatter-add into dx (cleared first), so the
+    /// block's column matrix stays in L2 between the GEMM and col2im.
+    static func backwardDataInRowChunks(_ g: Geometry, image: Int, rowsPerChunk: Int, dy: UnsafePointer<Float>,
+                                        weight: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, gemmThreads: Int) {
+        let (k, p) = (g.patchSize, g.outputPixels)
+        let scratch = ConvScratch.shared.take(floats: k * (rowsPerChunk * g.ow + 16),
+                                              gemm: chunkWorkspace(g, rowsPerChunk: rowsPerChunk) {
+                                                  GEMM.workspaceFloats(transposeA: true, transposeB: false, m: k, n: $0, k: g.o)
+                                              })
+        defer { ConvScratch.shared.give(scratch) }
+        let dyImage = dy + image * g.o * p, dxImage = dx + image * g.c * g.h * g.w
+        dxImage.update(repeating: 0, count: g.c * g.h * g.w)
+        for first in stride(from: 0, to: g.oh, by: rowsPerChunk) {
+            let rows = first..<min(g.oh, first + rowsPerChunk)
+            let columns = rows.count * g.ow
+            let ld = columnStride(columns)
+            GEMM.sgemm(transposeA: true, transposeB: false, m: k, n: columns, k: g.o, a: weight, lda: k,
+                       b: dyImage + first * g.ow, ldb: p, c: scratch.floats, ldc: ld, accumulate: false, threads: gemmThreads,
+                       workspace: ConvScratch.shared.fit(scratch, GEMM.workspaceFloats(transposeA: true, transposeB: false,
+                                                                                       m: k, n: columns, k: g.o)))
+            col2im(g, col: scratch.floats, ld: ld, dx: dxImage, outputRows: rows)
+        }
+    }
+
     /// Fixed partitions of the groups for a filter gradient small enough to keep one partial per
     /// partition: each partition is summed by one thread with a one-thread GEMM, the partials are
     /// added in partition order. A function of the geometry, so the sum order never depends on
@@ -192,9 +240,14 @@ extension Conv2DKernel {
         let widest = groups.images(0).count * g.outputPixels
         // Any group's row stride (`columnStride` of at most `widest` columns) fits.
         let maxLd = widest + 16
-        let gemmFloats = larger(GEMM.workspaceFloats(transposeA: false, transposeB: true, m: g.o, n: k, k: widest),
+        var gemmFloats = larger(GEMM.workspaceFloats(transposeA: false, transposeB: true, m: g.o, n: k, k: widest),
                                 GEMM.workspaceFloats(transposeA: false, transposeB: true, m: g.o, n: k,
                                                      k: groups.images(groups.count - 1).count * g.outputPixels))
+        if filterChunkRows(g) < g.oh {
+            gemmFloats = larger(gemmFloats, chunkWorkspace(g, rowsPerChunk: filterChunkRows(g)) {
+                GEMM.workspaceFloats(transposeA: false, transposeB: true, m: g.o, n: k, k: $0)
+            })
+        }
         let partitions = min(groups.count, filterPartitions)
         if partitions >= 2 && (partitions - 1) * filter <= maxPartialFloats {
             let partials = ConvScratch.shared.take(floats: (partitions - 1) * filter, gemm: (0, 0))
@@ -231,6 +284,23 @@ extension Conv2DKernel {
         let direct = images.count == 1
         let inPlace = g.isPointwise && direct
         let col = scratch.floats, gathered = scratch.floats + k * ld
+        let chunkRows = filterChunkRows(g)
+        if direct && !inPlace && chunkRows < g.oh {
+            // One image in blocks of output rows: dw (+)= dy[:, block] · im2col(x)[:, block]ᵀ, the
+            // block's column matrix still in L2 when the GEMM reads it.
+            let image = images.lowerBound
+            for first in stride(from: 0, to: g.oh, by: chunkRows) {
+                let rows = first..<min(g.oh, first + chunkRows)
+                let blockColumns = rows.count * g.ow, blockLd = columnStride(blockColumns)
+                im2col(g, x: x + image * inImage, col: col, ld: blockLd, outputRows: rows)
+                GEMM.sgemm(transposeA: false, transposeB: true, m: g.o, n: k, k: blockColumns,
+                           a: dy + image * outImage + first * g.ow, lda: p, b: col, ldb: blockLd,
+                           c: dw, ldc: k, accumulate: accumulate || first > 0, threads: threads,
+                           workspace: ConvScratch.shared.fit(scratch, GEMM.workspaceFloats(transposeA: false, transposeB: true,
+                                                                                           m: g.o, n: k, k: blockColumns)))
+            }
+            return
+        }
         if !direct {
             // Copies only: how they are split over threads cannot change a result.
             Parallel.forEach(chunks: images.count, threads: threads) { slot in
@@ -248,6 +318,12 @@ extension Conv2DKernel {
                    c: dw, ldc: k, accumulate: accumulate, threads: threads,
                    workspace: ConvScratch.shared.fit(scratch, GEMM.workspaceFloats(transposeA: false, transposeB: true,
                                                                                    m: g.o, n: k, k: columns)))
+    }
+
+    /// Output rows per block of a one-image filter-gradient group (see `forwardChunkRows`); all
+    /// of them when the group has several images.
+    static func filterChunkRows(_ g: Geometry) -> Int {
+        groupImages(g, .backwardFilter) == 1 ? forwardChunkRows(g) : g.oh
     }
 
     /// The larger of two workspace sizes in each part (a smaller product can take another GEMM
