@@ -103,6 +103,15 @@ public final class GenerativeTrainer {
         let z = mean + exp(logVariance * 0.5) * eps
         let logits = model.decode(z, condition, true)
         let loss = negativeELBOSum(logits: logits, images: x, mean: mean, logVariance: logVariance) / Double(batch)
+        return try finishTrainingGraph(g, loss: loss, optimizer: optimizer, learningRate: lr,
+                                       gradientOutputs: gradientOutputs)
+    }
+
+    /// The end of a generative training graph: gradients of `loss` with respect to every
+    /// parameter, the optimizer's updates, output `loss`, and with `gradientOutputs` one
+    /// `grad.NAME` output per parameter.
+    static func finishTrainingGraph(_ g: GraphBuilder, loss: Tensor, optimizer: Optimizer, learningRate lr: Tensor,
+                                    gradientOutputs: Bool) throws -> Graph {
         let parameters = g.parameters
         let grads = g.gradients(of: loss, withRespectTo: parameters)
         optimizer.appendUpdates(to: g, parameters: parameters, gradients: grads, learningRate: lr)
@@ -181,14 +190,8 @@ public final class GenerativeTrainer {
         let eps = noiseInput ? g.input("noise", shape) : g.randomNormal(shape)
         let noisy = signal * (x * 2 - 1) + spread * eps
         let loss = square(model.denoise!(noisy, time, condition, true) - eps).mean()
-        let parameters = g.parameters
-        let grads = g.gradients(of: loss, withRespectTo: parameters)
-        optimizer.appendUpdates(to: g, parameters: parameters, gradients: grads, learningRate: lr)
-        g.output("loss", loss)
-        if gradientOutputs {
-            for (p, grad) in zip(parameters, grads) { g.output("grad.\(g.graph.leafName(p.id)!)", grad) }
-        }
-        return try g.build()
+        return try finishTrainingGraph(g, loss: loss, optimizer: optimizer, learningRate: lr,
+                                       gradientOutputs: gradientOutputs)
     }
 
     /// A diffusion model's denoiser (evaluation mode): inputs `noisy` [B, C, H, W], `time` [B, E] and
