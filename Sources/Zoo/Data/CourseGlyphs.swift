@@ -100,6 +100,28 @@ public enum CourseGlyphs {
     }
 
     /// Renders the stroke coverage (0...1) of one random instance of `label` into `coverage`.
+    /// Inks the segment a–b (pixel coordinates) into `coverage` (size × size, kept at the
+    /// maximum): full within `reach − 1` of the segment, falling off linearly over one pixel at
+    /// the stroke's edge (cheap antialiasing). Only the segment's bounding box is visited.
+    private static func ink(from a: SIMD2<Double>, to b: SIMD2<Double>, reach: Double, coverage: inout [Double]) {
+        let (ax, ay, dx, dy) = (a.x, a.y, b.x - a.x, b.y - a.y)
+        let lengthSquared = dx * dx + dy * dy
+        let x0 = Swift.max(0, Int((Swift.min(a.x, b.x) - reach).rounded(.down)))
+        let x1 = Swift.min(size - 1, Int((Swift.max(a.x, b.x) + reach).rounded(.up)))
+        let y0 = Swift.max(0, Int((Swift.min(a.y, b.y) - reach).rounded(.down)))
+        let y1 = Swift.min(size - 1, Int((Swift.max(a.y, b.y) + reach).rounded(.up)))
+        guard x0 <= x1, y0 <= y1 else { return }
+        for y in y0...y1 {
+            for x in x0...x1 {
+                let (px, py) = (Double(x) + 0.5 - ax, Double(y) + 0.5 - ay)
+                let t = lengthSquared > 0 ? Swift.min(Swift.max((px * dx + py * dy) / lengthSquared, 0), 1) : 0
+                let (ex, ey) = (px - t * dx, py - t * dy)
+                let value = Swift.min(Swift.max(reach - (ex * ex + ey * ey).squareRoot(), 0), 1)
+                if value > coverage[y * size + x] { coverage[y * size + x] = value }
+            }
+        }
+    }
+
     private static func draw(class label: Int, random: inout SplitMix64, coverage: inout [Double]) {
         let strokes = skeleton(of: label).map { line in
             line.map { $0 + SIMD2(random.uniform(-0.08, 0.08), random.uniform(-0.08, 0.08)) }
@@ -118,25 +140,7 @@ public enum CourseGlyphs {
         for p in coverage.indices { coverage[p] = 0 }
         for line in strokes {
             for k in 1..<line.count {
-                let (a, b) = (toPixels(line[k - 1]), toPixels(line[k]))
-                let (ax, ay, dx, dy) = (a.x, a.y, b.x - a.x, b.y - a.y)
-                let lengthSquared = dx * dx + dy * dy
-                // Only pixels within `reach` of the segment get ink: visit its bounding box.
-                let x0 = Swift.max(0, Int((Swift.min(a.x, b.x) - reach).rounded(.down)))
-                let x1 = Swift.min(size - 1, Int((Swift.max(a.x, b.x) + reach).rounded(.up)))
-                let y0 = Swift.max(0, Int((Swift.min(a.y, b.y) - reach).rounded(.down)))
-                let y1 = Swift.min(size - 1, Int((Swift.max(a.y, b.y) + reach).rounded(.up)))
-                guard x0 <= x1, y0 <= y1 else { continue }
-                for y in y0...y1 {
-                    for x in x0...x1 {
-                        let (px, py) = (Double(x) + 0.5 - ax, Double(y) + 0.5 - ay)
-                        let t = lengthSquared > 0 ? Swift.min(Swift.max((px * dx + py * dy) / lengthSquared, 0), 1) : 0
-                        let (ex, ey) = (px - t * dx, py - t * dy)
-                        // Coverage falls off linearly over one pixel at the stroke's edge (cheap antialiasing).
-                        let value = Swift.min(Swift.max(reach - (ex * ex + ey * ey).squareRoot(), 0), 1)
-                        if value > coverage[y * size + x] { coverage[y * size + x] = value }
-                    }
-                }
+                ink(from: toPixels(line[k - 1]), to: toPixels(line[k]), reach: reach, coverage: &coverage)
             }
         }
     }
@@ -279,23 +283,7 @@ public enum CourseGlyphs {
         for p in coverage.indices { coverage[p] = 0 }
         for line in lines {
             for k in 1..<line.count {
-                let (a, b) = (line[k - 1], line[k])
-                let (ax, ay, dx, dy) = (a.x, a.y, b.x - a.x, b.y - a.y)
-                let lengthSquared = dx * dx + dy * dy
-                let x0 = Swift.max(0, Int((Swift.min(a.x, b.x) - reach).rounded(.down)))
-                let x1 = Swift.min(size - 1, Int((Swift.max(a.x, b.x) + reach).rounded(.up)))
-                let y0 = Swift.max(0, Int((Swift.min(a.y, b.y) - reach).rounded(.down)))
-                let y1 = Swift.min(size - 1, Int((Swift.max(a.y, b.y) + reach).rounded(.up)))
-                guard x0 <= x1, y0 <= y1 else { continue }
-                for y in y0...y1 {
-                    for x in x0...x1 {
-                        let (px, py) = (Double(x) + 0.5 - ax, Double(y) + 0.5 - ay)
-                        let t = lengthSquared > 0 ? Swift.min(Swift.max((px * dx + py * dy) / lengthSquared, 0), 1) : 0
-                        let (ex, ey) = (px - t * dx, py - t * dy)
-                        let value = Swift.min(Swift.max(reach - (ex * ex + ey * ey).squareRoot(), 0), 1)
-                        if value > coverage[y * size + x] { coverage[y * size + x] = value }
-                    }
-                }
+                ink(from: line[k - 1], to: line[k], reach: reach, coverage: &coverage)
             }
         }
     }
