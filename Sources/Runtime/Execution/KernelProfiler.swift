@@ -51,6 +51,18 @@ final class KernelProfiler {
             lines.append(String(format: "  %5.1f%% %8.1f µs/step%@  kernel %d %@ [%@]: %@", 100 * groupSeconds[index] / Swift.max(total, 1e-12),
                                 1e6 * groupSeconds[index] / steps, split, index, group.kind.rawValue, shape, ops))
         }
+        // The same time summed by the kernel's root op (every conv2d_backward_filter together, …).
+        var byOp: [String: (seconds: Double, kernels: Int)] = [:]
+        for index in groupSeconds.indices {
+            let name = graph.nodes[program.schedule[index].root].op.name
+            byOp[name, default: (0, 0)].seconds += groupSeconds[index]
+            byOp[name, default: (0, 0)].kernels += 1
+        }
+        lines.append("  by the kernel's root op:")
+        for (name, entry) in byOp.sorted(by: { $0.value.seconds > $1.value.seconds }).prefix(top) {
+            lines.append(String(format: "  %5.1f%% %10.1f µs/step  %3d kernels  %@", 100 * entry.seconds / Swift.max(total, 1e-12),
+                                1e6 * entry.seconds / steps, entry.kernels, name))
+        }
         return lines.joined(separator: "\n")
     }
 }
