@@ -68,6 +68,12 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 2, c: 300, h: 19, w: 23, o: 8, kh: 3, kw: 3, padH: 1, padW: 1),   // every pass in row blocks of 4, ragged last
     .init(n: 3, c: 40, h: 3, w: 2, o: 20, kh: 5, kw: 5, padH: 2, padW: 2),     // shifted im2col: taps entirely in padding
     .init(n: 2, c: 33, h: 9, w: 41, o: 12, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // stride-2 copies: 8, 4, 1
+    // Winograd F(2×2, 3×3) (forward and backward-data): odd sides, channels off the vector width.
+    .init(n: 1, c: 33, h: 7, w: 9, o: 34, kh: 3, kw: 3, padH: 1, padW: 1),     // batch 1, ragged last tile row and column
+    .init(n: 3, c: 60, h: 6, w: 35, o: 17, kh: 3, kw: 3, padH: 1, padW: 1),    // 18 tiles a row: two vector chunks
+    .init(n: 3, c: 40, h: 4, w: 4, o: 40, kh: 3, kw: 3, padH: 1, padW: 1),     // ResNet-18 layer4's 4×4 planes
+    .init(n: 9, c: 36, h: 16, w: 16, o: 33, kh: 3, kw: 3, padH: 1, padW: 1),   // blocks of 32 tile rows: 32, 32, 8
+    .init(n: 2, c: 33, h: 1, w: 3, o: 40, kh: 3, kw: 3, padH: 1, padW: 1),     // one input row: patches mostly padding
 ]
 
 private func xIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ c: Int, _ y: Int, _ x: Int) -> Int {
@@ -143,6 +149,37 @@ func convCasesCoverEveryPath() {
                                      outWidth: g.ow, kh: g.kh, kw: g.kw))
     })
     #expect(tiles == Set(DirectConv2D.Tile.allCases))
+    // Winograd: odd and even sides, one block and several (a ragged last one).
+    let winograd = convCases.filter(Conv2DKernel.Winograd.suits)
+    #expect(winograd.contains { $0.h % 2 == 1 && $0.w % 2 == 1 })
+    #expect(winograd.contains { $0.n == 1 })
+    #expect(winograd.contains { Conv2DKernel.Winograd.forwardProblem($0).blockCount >= 3 })
+    #expect(winograd.contains { Conv2DKernel.Winograd.forwardProblem($0).tilesX > Conv2DKernel.Winograd.lanes })
+    #expect(convCases.contains { !DirectConv2D.suits($0) && !Conv2DKernel.Winograd.suits($0) && $0.kh == 3 && $0.strideH == 1 })
+}
+
+@Test("Winograd conv2d gives the same bits on 1, 2 and 3 threads, with fewer and more blocks than threads")
+func winogradThreadCountInvariant() {
+    for g in [Conv2DKernel.Geometry(n: 9, c: 36, h: 16, w: 16, o: 33, kh: 3, kw: 3, padH: 1, padW: 1),  // 3 blocks
+              Conv2DKernel.Geometry(n: 2, c: 33, h: 5, w: 7, o: 40, kh: 3, kw: 3, padH: 1, padW: 1),   // 1 block
+              Conv2DKernel.Geometry(n: 5, c: 60, h: 17, w: 17, o: 17, kh: 3, kw: 3, padH: 1, padW: 1)] { // 2 blocks
+        #expect(Conv2DKernel.Winograd.suits(g))
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 4)
+        let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 5)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 6)
+        func outputs(_ threads: Int) -> [[UInt32]] {
+            let y = run([x, weight], outputCount: dy.count) {
+                Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads)
+            }
+            let dx = run([dy, weight], outputCount: x.count) {
+                Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
+            }
+            return [y, dx].map { $0.map(\.bitPattern) }
+        }
+        let one = outputs(1)
+        #expect(one == outputs(2), "\(g)")
+        #expect(one == outputs(3), "\(g)")
+    }
 }
 
 @Test("GEMM-path conv2d kernels (image groups) give the same bits on 1, 2 and 3 threads")

@@ -1,5 +1,7 @@
 /// 2-D convolution over NCHW data with OIHW weights: direct correlation (`DirectConv2D`) for
-/// few channels, else im2col over groups of images and `GEMM.sgemm` (`ConvGEMM.swift`).
+/// few channels, Winograd F(2×2, 3×3) for the forward and backward-data passes of 3×3 stride-1
+/// "same" convolutions with many channels (`WinogradConv.swift`), else im2col over groups of
+/// images and `GEMM.sgemm` (`ConvGEMM.swift`).
 ///
 /// For one image, im2col lays the input out as `col[c·kh·kw, oh·ow]` (row `(ci, ky, kx)`
 /// holds the input pixel each output position sees through that weight tap, or 0 in the
@@ -73,6 +75,7 @@ public enum Conv2DKernel {
             }
             return
         }
+        if Winograd.suits(g) { return winogradForward(g, x: x, weight: weight, y: y, threads: threads) }
         gemmForward(g, x: x, weight: weight, y: y, threads: threads)
     }
 
@@ -88,6 +91,7 @@ public enum Conv2DKernel {
             }
             return
         }
+        if Winograd.suits(g) { return winogradBackwardData(g, dy: dy, weight: weight, dx: dx, threads: threads) }
         gemmBackwardData(g, dy: dy, weight: weight, dx: dx, threads: threads)
     }
 

@@ -56,6 +56,7 @@ extension Conv2DKernel {
     /// `1x1 GEMM` with the images per group and the GEMM's m×n×k per group.
     public static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
         if DirectConv2D.suits(g) { return "direct" }
+        if pass != .backwardFilter && Winograd.suits(g) { return Winograd.algorithm(g, pass) }
         let b = groupImages(g, pass), columns = b * g.outputPixels
         let kind = g.kh == 1 && g.kw == 1 ? "1x1 GEMM" : "im2col+GEMM"
         let (m, n, k) = pass == .forward ? (g.o, columns, g.patchSize)
