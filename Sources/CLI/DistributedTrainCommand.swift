@@ -3,9 +3,10 @@ import Kiln
 import KilnBench
 
 /// `mpirun -np N kiln train MODEL …` (or `kiln train MODEL --distributed …`): data-parallel training
-/// of a classifier over MPI (issue 18; `DistributedTrainer`). Same data, global batch, order, schedule
+/// of a classifier (generative models: DistributedGenerativeCommand.swift) over MPI (issue 18; `DistributedTrainer`). Same data, global batch, order, schedule
 /// and model file as a one-process `kiln train`; rank 0 alone prints and writes files.
 func distributedTrainCommand(_ words: [String]) throws {
+    if words.contains(where: Zoo.isGenerative) { return try distributedGenerativeCommand(words) }
     let oneProcessOnly = ["--val-split", "--folds", "--patience", "--plot", "--check-numerics", "--unlabelled", "--labeller"]
     if let option = words.first(where: { word in oneProcessOnly.contains { word == $0 || word.hasPrefix($0 + "=") } }) {
         throw KilnError.argument("train: \(option.split(separator: "=")[0]) is not available in a distributed run (under mpirun or with --distributed); run it in one process")
@@ -16,9 +17,6 @@ func distributedTrainCommand(_ words: [String]) throws {
                              flags: ["--json", "--no-fuse", "--no-plan", "--distributed", "--time-allreduce", "--no-overlap"], command: "train (distributed)")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
-    if Zoo.isGenerative(modelName) {
-        throw KilnError.argument("train: distributed training covers the classifiers; \(excerpt(modelName)) trains in one process (run it without mpirun)")
-    }
     // One line and exit 1 when this build has no MPI; before anything is loaded.
     let world = try MPIWorld.communicator(timeout: Environment.mpiTimeout)
     let root = world.rank == 0
@@ -98,7 +96,7 @@ func distributedTrainCommand(_ words: [String]) throws {
         print(String(format: "%d steps: %.1f images/s; per step %.2f ms forward+backward, %.2f ms all-reduce of %d bytes in %d bucket(s)%@, %.2f ms update",
                      stats.steps, imagesPerSecond, 1000 * stats.computeSeconds / Double(steps),
                      1000 * stats.seconds / Double(steps), stats.bytesPerStep, stats.bucketsPerStep,
-                     distributed.overlapping ? String(format: " after backward (overlapped: %.0f%% of the bytes reduced during backward, communication thread %.2f ms)",
+                     distributed.overlapping ? String(format: " after backward (overlapped: %.0f%% of the bytes reduced during backward, progress calls during backward %.2f ms)",
                                                       100 * overlapFraction, 1000 * stats.communicationSeconds / Double(steps)) : "",
                      1000 * stats.updateSeconds / Double(steps)))
     }

@@ -17,19 +17,57 @@ public protocol Communicator: AnyObject {
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
     /// Waits until every rank has called it.
     func barrier() throws
-    /// Whether a thread other than the one that made the communicator may make its calls (one
-    /// thread at a time, each call finished before another thread's starts): what
-    /// `DistributedTrainer`'s communication thread needs. MPI: initialised with
-    /// `MPI_THREAD_MULTIPLE` (see `MPICommunicator.init`).
-    var allowsCallsFromAnotherThread: Bool { get }
-    /// `allReduceSum` for a communication thread that shares the cores with computation: the same
-    /// bytes, but waiting for peers by polling with short sleeps rather than by spinning.
-    func backgroundAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// An object that reduces `buckets` of `buffer` (each with `allReduceSum`'s result, in bucket
+    /// order) while the calling thread goes on computing: see `BucketReduction`. Every rank must
+    /// use one for the same steps (an MPI communicator reduces with non-blocking collectives then,
+    /// which MPI never matches with blocking ones).
+    func makeBucketReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>]) -> BucketReduction
+}
+
+/// All-reduces a step's buckets in order, progressed by the thread that computes: `post(upTo:)`
+/// when backward has produced (and the caller packed) buckets 0..<count, `progress()` between
+/// kernels (a non-blocking test: it starts the next collective or moves the current one on, and
+/// returns at once), `finish()` after backward (waits for the rest). No second thread: the
+/// transfer advances only inside these calls, so on a machine whose cores all compute it takes
+/// no core away from the computation (a communication thread that polls did, issue 18), and what
+/// is left when backward ends is finished at the speed of a blocking all-reduce.
+public protocol BucketReduction: AnyObject {
+    /// Starts a step (nothing posted).
+    func begin()
+    func post(upTo count: Int) throws
+    func progress() throws
+    /// Reduces every bucket not yet reduced (all are posted) and returns when all are done.
+    func finish() throws
+    /// Buckets completely reduced this step.
+    var finishedBuckets: Int { get }
 }
 
 extension Communicator {
-    public var allowsCallsFromAnotherThread: Bool { true }
-    public func backgroundAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try allReduceSum(buffer) }
+    public func makeBucketReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>]) -> BucketReduction {
+        BlockingBucketReduction(communicator: self, buffer: buffer, buckets: buckets)
+    }
+}
+
+/// The reduction of communicators without non-blocking collectives (`LocalGroup`, `SingleProcess`):
+/// each bucket is reduced with a blocking `allReduceSum` as soon as it is posted.
+final class BlockingBucketReduction: BucketReduction {
+    let communicator: Communicator
+    let buffer: UnsafeMutablePointer<Float>
+    let buckets: [Range<Int>]
+    private(set) var finishedBuckets = 0
+    init(communicator: Communicator, buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>]) {
+        self.communicator = communicator; self.buffer = buffer; self.buckets = buckets
+    }
+    func begin() { finishedBuckets = 0 }
+    func post(upTo count: Int) throws {
+        while finishedBuckets < Swift.min(count, buckets.count) {
+            let bucket = buckets[finishedBuckets]
+            try communicator.allReduceSum(UnsafeMutableBufferPointer(start: buffer + bucket.lowerBound, count: bucket.count))
+            finishedBuckets += 1
+        }
+    }
+    func progress() throws {}
+    func finish() throws { try post(upTo: buckets.count) }
 }
 
 /// A group of one: every collective leaves the data as it is.

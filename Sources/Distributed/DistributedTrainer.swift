@@ -4,36 +4,6 @@ import KilnPasses
 import KilnRuntime
 import KilnZoo
 
-/// Time and traffic of the gradient all-reduce, summed over steps.
-public struct ReductionStatistics: Sendable {
-    public var steps = 0
-    /// Seconds the step spent on the all-reduce after its backward pass: without overlap, the
-    /// whole reduction (all buckets); with overlap, the wait for what was not finished when
-    /// backward ended (the exposed part).
-    public var seconds = 0.0
-    /// Each step's share of `seconds`, in order (their sum is `seconds`).
-    public var stepSeconds: [Double] = []
-    /// The median of `stepSeconds` (0 before the first step).
-    public var medianStepSeconds: Double { stepSeconds.isEmpty ? 0 : stepSeconds.sorted()[stepSeconds.count / 2] }
-    /// Gradient (and batch-norm statistic) bytes reduced per step.
-    public var bytesPerStep = 0
-    /// Buckets per step.
-    public var bucketsPerStep = 0
-    /// With `DistributedTrainer.separateWaiting`: seconds in a barrier before each step's
-    /// reduction (waiting for the slowest rank's backward), not counted in `seconds`.
-    public var waitSeconds = 0.0
-    /// Seconds in the gradient step (forward and backward) and in the update step, summed.
-    public var computeSeconds = 0.0
-    public var updateSeconds = 0.0
-    /// Steps whose reduction overlapped backward (`DistributedTrainer.overlap`).
-    public var overlappedSteps = 0
-    /// With overlap: seconds the communication thread spent packing and reducing buckets (waits
-    /// for slower peers included), summed over steps.
-    public var communicationSeconds = 0.0
-    /// With overlap: bytes whose reduction had finished when backward ended, summed over steps.
-    public var bytesReducedDuringBackward = 0
-}
-
 /// One epoch of a distributed fit, the same figures on every rank.
 public struct DistributedEpochReport: Sendable {
     /// 1-based, counting resumed epochs.
@@ -63,53 +33,41 @@ public struct DistributedEpochReport: Sendable {
 /// statistics (as DistributedDataParallel without SyncBatchNorm does).
 ///
 /// **Overlap** (`overlap`, on by default): gradients are packed last layer first, as backward
-/// produces them, and each bucket's reduction starts on a communication thread as soon as the
-/// kernel that finishes its last gradient has run (`Executable.run(checkpoints:reached:)`), while
-/// the main thread goes on with backward. The bucket that holds the batch-norm statistics, loss
-/// and accuracy goes last, after the program. Buckets are reduced in the same order on every
-/// rank, and every element is still the rank-ordered sum, so the bytes do not depend on overlap,
-/// bucket size or timing.
+/// produces them; as soon as the kernel that finishes a bucket's last gradient has run
+/// (`Executable.run(checkpoints:reached:)`) the bucket is packed and its reduction started with
+/// non-blocking collectives, and after every later kernel the same thread tests it (one
+/// `MPI_Test`, which moves Open MPI's progress engine on) and starts the next step or bucket.
+/// There is no communication thread: on a machine whose cores all compute (2 ranks on 2 cores, or
+/// a cluster node whose rank uses every core) a thread that polls MPI takes core time from
+/// backward, and one that sleeps between polls moves the data slowly (measured, issue 18: the
+/// wait after backward grew from 34.5 to 347 ms for ResNet-18). Between kernels the tests cost
+/// microseconds, and what is not finished when backward ends is finished by `MPI_Wait` as fast
+/// as a blocking all-reduce, so overlap costs about nothing when it hides nothing. The bucket
+/// that holds the batch-norm statistics, loss and accuracy goes last, after the program. Buckets
+/// are reduced in the same order on every rank, and every element is still the rank-ordered sum,
+/// so the bytes do not depend on overlap, bucket size or timing.
 public final class DistributedTrainer {
     public let trainer: ClassifierTrainer
     public let communicator: Communicator
+    let engine: DataParallelEngine
     /// Floats per all-reduce bucket (default 1 Mi floats, 4 MiB: small enough that ResNet-18's
     /// 45 MB make 11 buckets, of which backward finishes all but the last before it ends). Read at
     /// the first step.
-    public var bucketElements = 1 << 20
-    /// Reduce each bucket on a communication thread as soon as backward has produced it (when
-    /// the communicator allows calls from another thread and there is more than one rank).
-    /// Off: every bucket is reduced on the calling thread after backward. Read at the first step.
-    public var overlap = true
+    public var bucketElements: Int { get { engine.bucketElements } set { engine.bucketElements = newValue } }
+    /// Start reducing each bucket as soon as backward has produced it and progress it between
+    /// kernels (with more than one rank). Off: every bucket is reduced with blocking collectives
+    /// after backward. Read at the first step; every rank must choose the same.
+    public var overlap: Bool { get { engine.overlap } set { engine.overlap = newValue } }
     /// Check after every epoch that all ranks hold the same bytes (a 64-bit digest of every
     /// stored tensor, gathered); throws if not.
-    public var verifyReplicas = true
+    public var verifyReplicas: Bool { get { engine.verifyReplicas } set { engine.verifyReplicas = newValue } }
     /// Put a barrier before each step's reduction and count its time apart (`statistics.waitSeconds`),
     /// so that `statistics.seconds` is the transfer alone and not the wait for a slower rank. Costs one
     /// more collective per step and turns overlap off; for measurements (`kiln train --time-allreduce`).
-    public var separateWaiting = false
-    public private(set) var statistics = ReductionStatistics()
+    public var separateWaiting: Bool { get { engine.separateWaiting } set { engine.separateWaiting = newValue } }
+    public var statistics: ReductionStatistics { engine.statistics }
     /// Whether steps overlap the reduction with backward (known after the first step).
-    public var overlapping: Bool { worker != nil }
-    private var overlapsReduction: Bool {
-        overlap && !separateWaiting && size > 1 && communicator.allowsCallsFromAnotherThread
-    }
-
-    private var plans: [Int: GradientPlan] = [:]
-    private var updateProgram: Executable?
-    /// Parameters in graph order (the update program's), with their element counts and the
-    /// offset of their gradient in the reduced buffer (reverse graph order: last layers first).
-    private var parameters: [(name: String, count: Int, offset: Int)] = []
-    private var shapes: [(name: String, shape: Shape)] = []
-    /// State the gradient program updates (batch-norm running statistics), after the gradients.
-    private var averagedState: [(name: String, count: Int, offset: Int)] = []
-    /// Where the gradients end (the state starts), and where the loss and the correct count go
-    /// (after the state); the buffer ends after them.
-    private var gradientEnd = 0
-    private var tail = 0
-    private var flat: ReducedBuffer?
-    private var buckets: [Range<Int>] = []
-    private var worker: ReductionWorker?
-    private var synchronized = false
+    public var overlapping: Bool { engine.overlapping }
 
     public var rank: Int { communicator.rank }
     public var size: Int { communicator.size }
@@ -118,9 +76,12 @@ public final class DistributedTrainer {
     public init(trainer: ClassifierTrainer, communicator: Communicator) {
         self.trainer = trainer
         self.communicator = communicator
+        let model = trainer.model
+        engine = DataParallelEngine(communicator: communicator, store: trainer.store, optimizer: trainer.optimizer, threads: trainer.threads,
+                                    seed: trainer.seed, disabledPasses: { [unowned trainer] in trainer.disabledPasses }, name: model.name, extras: 2) { batch in
+            try Self.gradientGraph(model: model, batch: batch)
+        }
     }
-
-    deinit { worker?.stop() }
 
     /// The forward and backward graph for one shard size: inputs `x`, `labels`; outputs `loss`,
     /// `logits` and `grad.NAME` per parameter; updates only batch-norm running statistics.
@@ -140,15 +101,7 @@ public final class DistributedTrainer {
 
     /// The optimizer step alone: inputs `lr` and `grad.NAME`; updates the parameters and the optimizer's state.
     public static func updateGraph(parameters: [(name: String, shape: Shape)], optimizer: Optimizer) throws -> Graph {
-        let g = GraphBuilder()
-        let lr = g.input("lr", .scalar)
-        var values: [Tensor] = [], grads: [Tensor] = []
-        for (name, shape) in parameters {
-            values.append(g.parameter(name, shape, initializer: .zeros))
-            grads.append(g.input("grad.\(name)", shape))
-        }
-        optimizer.appendUpdates(to: g, parameters: values, gradients: grads, learningRate: lr)
-        return try g.build()
+        try DataParallelEngine.updateGraph(parameters: parameters, optimizer: optimizer)
     }
 
     /// The rank's contiguous share of a global batch of `count` examples (sizes differ by at most one).
@@ -156,98 +109,10 @@ public final class DistributedTrainer {
         (count * rank / size) ..< (count * (rank + 1) / size)
     }
 
-    /// The buffer layout, the same on every rank (it follows the graph's parameter order, not a
-    /// rank's schedule): gradients in reverse parameter order (backward finishes the last layers
-    /// first), then the averaged state, the loss and the correct count; cut into buckets.
-    private func layOut(_ graph: Graph) {
-        let ids = graph.parameterIDs
-        shapes = ids.map { (graph.leafName($0)!, graph.nodes[$0].type.shape) }
-        var offset = 0
-        var offsets = [Int](repeating: 0, count: ids.count)
-        for index in ids.indices.reversed() {
-            offsets[index] = offset
-            offset += graph.nodes[ids[index]].type.shape.count
-        }
-        parameters = ids.indices.map { (shapes[$0].name, shapes[$0].shape.count, offsets[$0]) }
-        gradientEnd = offset
-        let stateIDs = Set(graph.stateIDs)
-        averagedState = []
-        for id in graph.updates.map(\.target) where stateIDs.contains(id) {
-            let count = graph.nodes[id].type.shape.count
-            averagedState.append((graph.leafName(id)!, count, offset))
-            offset += count
-        }
-        tail = offset
-        let total = offset + 2
-        flat = ReducedBuffer(count: total)
-        let step = Swift.max(1, bucketElements)
-        buckets = stride(from: 0, to: total, by: step).map { $0 ..< Swift.min(total, $0 + step) }
-    }
-
-    private func plan(batch: Int) throws -> GradientPlan {
-        if let plan = plans[batch] { return plan }
-        let graph = try Self.gradientGraph(model: trainer.model, batch: batch)
-        // Dropout draws differ per rank (the seed has the rank in it), as they differ per example in one process.
-        let options = CompileOptions(threads: trainer.threads, seed: trainer.seed &+ UInt64(batch) &+ UInt64(rank) &* 0x9E37_79B9_7F4A_7C15,
-                                     disabledPasses: trainer.disabledPasses)
-        let program = try Executable(graph: graph, store: trainer.store, options: options)
-        if parameters.isEmpty { layOut(graph) }
-        // Per bucket, the gradient pieces it holds and the kernel after which the last is final.
-        var pieces = [[GradientPlan.Piece]](repeating: [], count: buckets.count)
-        var complete = [Int](repeating: -1, count: buckets.count)
-        for (name, count, offset) in parameters {
-            let source = try program.outputPointer("grad.\(name)")
-            let kernel = try program.completionKernel(ofOutput: "grad.\(name)")
-            for (b, bucket) in buckets.enumerated() {
-                let lower = Swift.max(bucket.lowerBound, offset), upper = Swift.min(bucket.upperBound, offset + count)
-                guard lower < upper else { continue }
-                pieces[b].append(.init(source: source + (lower - offset), offset: lower, count: upper - lower))
-                complete[b] = Swift.max(complete[b], kernel)
-            }
-        }
-        // Buckets are reduced in order: one waits for every earlier one, so its checkpoint is the
-        // latest so far. Buckets that reach the state, loss and count are posted after the program
-        // (the state is written by its updates, after the last kernel).
-        var checkpoints: [Int] = []
-        var latest = -1
-        for (b, bucket) in buckets.enumerated() where bucket.upperBound <= gradientEnd {
-            latest = Swift.max(latest, complete[b])
-            checkpoints.append(latest)
-        }
-        let plan = GradientPlan(program: program, pieces: pieces, checkpoints: checkpoints)
-        plans[batch] = plan
-        return plan
-    }
-
     /// Compiles the programs and gives every rank rank 0's parameters and optimizer state (as
     /// DistributedDataParallel does at construction), so that ranks agree even when they were
     /// initialised or resumed differently. Called by the first step; collective.
-    public func synchronize(batch: Int = 1) throws {
-        if synchronized { return }
-        _ = try plan(batch: Swift.max(1, batch))
-        updateProgram = try Executable(graph: Self.updateGraph(parameters: shapes, optimizer: trainer.optimizer), store: trainer.store,
-                                       options: CompileOptions(threads: trainer.threads, seed: trainer.seed))
-        let names = trainer.store.names
-        let listing = Array(names.map { "\($0):\(trainer.store[$0]!.type.shape.count)" }.joined(separator: ",").utf8)
-            // Overlapped steps reduce with non-blocking collectives, the others with blocking ones,
-            // which MPI does not match with each other: every rank must choose the same.
-            + Array("buckets \(bucketElements) separate waiting \(separateWaiting) overlap \(overlapsReduction)".utf8)
-        let digest = Self.fnv1a(listing)
-        let all = try communicator.allGather(withUnsafeBytes(of: digest.littleEndian) { Array($0) })
-        guard all.allSatisfy({ $0 == all[0] }) else {
-            throw KilnError.feed("rank \(rank): the ranks hold different sets of parameters, or differ in bucket size or overlap (different models or options, or MPI thread levels?)")
-        }
-        for name in names {
-            let tensor = trainer.store[name]!
-            try communicator.broadcast(UnsafeMutableRawBufferPointer(start: tensor.pointer, count: tensor.type.shape.count * 4), root: 0)
-        }
-        statistics.bytesPerStep = (tail + 2) * 4
-        statistics.bucketsPerStep = buckets.count
-        if overlapsReduction {
-            worker = ReductionWorker(flat: flat!, buckets: buckets, communicator: communicator)
-        }
-        synchronized = true
-    }
+    public func synchronize(batch: Int = 1) throws { try engine.synchronize(batch: batch) }
 
     /// One optimizer step on a global batch (`indices` into `data`, the same on every rank): this
     /// rank computes its shard. Returns the global batch's mean loss and correct predictions.
@@ -257,88 +122,28 @@ public final class DistributedTrainer {
         let global = indices.count
         guard global > 0 else { throw KilnError.argument("a training step needs at least one example") }
         let mine = Self.shard(count: global, rank: rank, size: size)
-        try synchronize(batch: mine.count)
         let share = Float(Double(mine.count) / Double(global))
-        let flat = self.flat!.pointer
-        let start = Date()
-        var plan: GradientPlan?
-        var loss: Float = 0
-        if mine.isEmpty {
-            flat.update(repeating: 0, count: tail + 2)
-            worker?.begin(plan: nil, share: 0)
-        } else {
+        var batch: ImageDataset?
+        if !mine.isEmpty {
             let shardIndices = indices[(indices.startIndex + mine.lowerBound) ..< (indices.startIndex + mine.upperBound)]
-            let batch = augmentation.apply(to: data, indices: shardIndices, seed: seed, epoch: epoch)
-            let current = try self.plan(batch: batch.count)
-            plan = current
-            let program = current.program
-            try batch.fillBatch(indices: Array(0..<batch.count)[...], into: program.inputPointer("x").assumingMemoryBound(to: Float.self),
-                                labels: program.inputPointer("labels").assumingMemoryBound(to: Int32.self))
-            if let worker {
-                worker.begin(plan: current, share: share)
-                // Each bucket goes to the communication thread once backward has finished it.
-                try current.checkpoints.withUnsafeBufferPointer { checkpoints in
-                    try program.run(checkpoints: checkpoints) { worker.post(upTo: $0 + 1) }
-                }
-            } else {
-                try program.run()
-            }
-            loss = try program.outputPointer("loss").pointee
-            // The state, loss and count (the last bucket or buckets, not yet posted).
-            for (name, count, offset) in averagedState {
-                let s = trainer.store[name]!.pointer
-                for i in 0..<count { flat[offset + i] = s[i] * share }
-            }
-            let classes = trainer.model.classes
+            batch = augmentation.apply(to: data, indices: shardIndices, seed: seed, epoch: epoch)
+        }
+        let classes = trainer.model.classes
+        let sums = try engine.step(count: mine.count, share: share, learningRate: learningRate, fill: { program in
+            try batch!.fillBatch(indices: Array(0..<batch!.count)[...], into: program.inputPointer("x").assumingMemoryBound(to: Float.self),
+                                 labels: program.inputPointer("labels").assumingMemoryBound(to: Int32.self))
+        }, finish: { program in
+            let loss = try program.outputPointer("loss").pointee
             let logits = try program.outputPointer("logits")
             var correct = 0
-            for row in 0..<batch.count {
+            for row in 0..<batch!.count {
                 var predicted = 0
                 for k in 1..<classes where logits[row * classes + k] > logits[row * classes + predicted] { predicted = k }
-                if predicted == Int(batch.labels[row]) { correct += 1 }
+                if predicted == Int(batch!.labels[row]) { correct += 1 }
             }
-            flat[tail] = loss * share
-            flat[tail + 1] = Float(correct)
-        }
-        var reduceStart = Date()
-        statistics.computeSeconds += reduceStart.timeIntervalSince(start)
-        if let worker {
-            statistics.bytesReducedDuringBackward += worker.finishedElements * 4
-            let communication = try worker.finishStep()
-            statistics.communicationSeconds += communication
-            statistics.overlappedSteps += 1
-        } else {
-            if let plan {
-                for pieces in plan.pieces { for piece in pieces { piece.pack(into: flat, share: share) } }
-            }
-            if separateWaiting {
-                try communicator.barrier()
-                let now = Date()
-                statistics.waitSeconds += now.timeIntervalSince(reduceStart)
-                reduceStart = now
-            }
-            for bucket in buckets {
-                try communicator.allReduceSum(UnsafeMutableBufferPointer(start: flat + bucket.lowerBound, count: bucket.count))
-            }
-        }
-        let updateStart = Date()
-        statistics.seconds += updateStart.timeIntervalSince(reduceStart)
-        statistics.stepSeconds.append(updateStart.timeIntervalSince(reduceStart))
-        if !mine.isEmpty, !loss.isFinite {
-            throw KilnError.feed("\(trainer.model.name): rank \(rank): the training loss became \(loss.isNaN ? "NaN" : "\(loss)") in step \(plan!.program.step - 1); training stopped and nothing was saved")
-        }
-        let update = updateProgram!
-        for (name, count, offset) in parameters {
-            try update.inputPointer("grad.\(name)").assumingMemoryBound(to: Float.self).update(from: flat + offset, count: count)
-        }
-        for (name, count, offset) in averagedState {
-            trainer.store[name]!.pointer.update(from: flat + offset, count: count)
-        }
-        try update.inputPointer("lr").assumingMemoryBound(to: Float.self).pointee = Float(learningRate)
-        try update.run()
-        statistics.updateSeconds += Date().timeIntervalSince(updateStart)
-        statistics.steps += 1
-        return (Double(flat[tail]), Int(flat[tail + 1].rounded()))
+            return [loss * share, Float(correct)]
+        })
+        return (Double(sums[0]), Int(sums[1].rounded()))
     }
 
     /// Trains for `options.epochs` epochs with the same epoch orders, batches, learning-rate
@@ -354,7 +159,7 @@ public final class DistributedTrainer {
         guard options.batchSize >= 1, options.epochs >= 0, options.firstEpoch >= 0 else {
             throw KilnError.argument("training needs a batch size of at least 1 and non-negative epoch counts")
         }
-        try synchronize(batch: Self.shard(count: Swift.min(options.batchSize, train.count), rank: rank, size: size).count)
+        try engine.synchronize(batch: Swift.max(1, Self.shard(count: Swift.min(options.batchSize, train.count), rank: rank, size: size).count))
         var history: [DistributedEpochReport] = []
         for epoch in options.firstEpoch ..< options.firstEpoch + options.epochs {
             let start = Date()
@@ -384,180 +189,8 @@ public final class DistributedTrainer {
     }
 
     /// A 64-bit FNV-1a digest of every stored tensor's bytes (parameters, optimizer and batch-norm state), in name order.
-    public func digest() -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for name in trainer.store.names {
-            let tensor = trainer.store[name]!
-            for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-            let bytes = UnsafeRawBufferPointer(start: tensor.pointer, count: tensor.type.shape.count * 4)
-            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        }
-        return hash
-    }
+    public func digest() -> UInt64 { engine.digest() }
 
     /// Throws unless every rank's parameters and state are byte-identical (compares digests).
-    public func checkReplicasIdentical(after when: String) throws {
-        let all = try communicator.allGather(withUnsafeBytes(of: digest().littleEndian) { Array($0) })
-        guard all.allSatisfy({ $0 == all[0] }) else {
-            let differing = all.indices.filter { all[$0] != all[0] }
-            throw KilnError.feed("after \(when) ranks \(differing) hold parameters that differ from rank 0's (digests differ)")
-        }
-    }
-
-    static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return hash
-    }
-}
-
-/// The buffer every step all-reduces (allocated once; the main and communication threads write
-/// disjoint parts of it).
-final class ReducedBuffer: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Float>
-    let count: Int
-    init(count: Int) {
-        self.count = count
-        pointer = .allocate(capacity: Swift.max(count, 1))
-        pointer.initialize(repeating: 0, count: Swift.max(count, 1))
-    }
-    deinit { pointer.deallocate() }
-}
-
-/// One gradient program and how its outputs fill the buckets.
-final class GradientPlan: @unchecked Sendable {
-    struct Piece {
-        /// Part of a `grad.NAME` output, and where it goes in the reduced buffer.
-        let source: UnsafePointer<Float>
-        let offset: Int
-        let count: Int
-        /// Writes the piece scaled by the rank's share of the batch.
-        func pack(into flat: UnsafeMutablePointer<Float>, share: Float) {
-            for i in 0..<count { flat[offset + i] = source[i] * share }
-        }
-    }
-    let program: Executable
-    /// Per bucket, its gradient pieces.
-    let pieces: [[Piece]]
-    /// For bucket b (those before the state, loss and count), the kernel after which it and every
-    /// earlier bucket are complete: non-decreasing, for `Executable.run(checkpoints:reached:)`.
-    let checkpoints: [Int]
-    init(program: Executable, pieces: [[Piece]], checkpoints: [Int]) {
-        self.program = program; self.pieces = pieces; self.checkpoints = checkpoints
-    }
-}
-
-/// The communication thread: packs and reduces buckets in order, each once it has been posted.
-/// The step's thread posts buckets as backward finishes them and waits for all before the update;
-/// it makes no communicator call meanwhile, so calls never come from two threads at once.
-final class ReductionWorker: @unchecked Sendable {
-    private let condition = NSCondition()
-    private let flat: ReducedBuffer
-    private let buckets: [Range<Int>]
-    private let communicator: Communicator
-    private var posted = 0
-    private var finished = 0
-    private var stopping = false
-    private var failure: Error?
-    private var plan: GradientPlan?
-    private var share: Float = 0
-    private var seconds = 0.0
-    /// Set while the step's thread reduces the last buckets itself.
-    private var callerReduces = false
-
-    init(flat: ReducedBuffer, buckets: [Range<Int>], communicator: Communicator) {
-        self.flat = flat
-        self.buckets = buckets
-        self.communicator = communicator
-        let thread = Thread { [self] in loop() }
-        thread.name = "kiln-allreduce"
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-
-    /// Starts a step: nothing posted yet; pieces from `plan` (nil: the buffer is already filled).
-    func begin(plan: GradientPlan?, share: Float) {
-        condition.lock()
-        precondition(posted == finished, "a step began while buckets were still being reduced")
-        posted = 0; finished = 0; failure = nil; seconds = 0
-        self.plan = plan; self.share = share
-        condition.unlock()
-    }
-
-    /// Lets the thread reduce buckets 0..<count (allocates nothing; called between kernels).
-    func post(upTo count: Int) {
-        condition.lock()
-        if count > posted { posted = count; condition.broadcast() }
-        condition.unlock()
-    }
-
-    /// Elements of the buckets already reduced this step.
-    var finishedElements: Int {
-        condition.lock(); defer { condition.unlock() }
-        return buckets[..<finished].reduce(0) { $0 + $1.count }
-    }
-
-    /// Ends the step once backward is over: when the thread has reduced every posted bucket, the
-    /// caller reduces the rest itself (handing them over would add a thread wake-up to the step);
-    /// else it posts them and waits. Returns the thread's seconds on this step's buckets. The
-    /// caller uses the same non-blocking calls as the thread: MPI never matches a blocking
-    /// collective on one rank with a non-blocking one on another (they deadlock).
-    func finishStep() throws -> Double {
-        condition.lock()
-        if posted == finished && failure == nil {
-            callerReduces = true
-            let first = finished, plan = self.plan, share = self.share
-            condition.unlock()
-            var error: Error?
-            do {
-                let flat = self.flat.pointer
-                for b in first..<buckets.count {
-                    if let plan { for piece in plan.pieces[b] { piece.pack(into: flat, share: share) } }
-                    try communicator.backgroundAllReduceSum(UnsafeMutableBufferPointer(start: flat + buckets[b].lowerBound, count: buckets[b].count))
-                }
-            } catch let thrown { error = thrown }
-            condition.lock()
-            callerReduces = false
-            posted = buckets.count
-            finished = buckets.count
-            if let error { failure = error }
-        } else {
-            if buckets.count > posted { posted = buckets.count; condition.broadcast() }
-            while finished < buckets.count { condition.wait() }
-        }
-        let failure = self.failure, seconds = self.seconds
-        condition.unlock()
-        if let failure { throw failure }
-        return seconds
-    }
-
-    func stop() {
-        condition.lock(); stopping = true; condition.broadcast(); condition.unlock()
-    }
-
-    private func loop() {
-        while true {
-            condition.lock()
-            while (posted <= finished || callerReduces) && !stopping { condition.wait() }
-            if stopping { condition.unlock(); return }
-            let b = finished, plan = self.plan, share = self.share, failed = failure != nil
-            condition.unlock()
-            let start = Date()
-            var error: Error?
-            if !failed {
-                do {
-                    let flat = self.flat.pointer
-                    if let plan { for piece in plan.pieces[b] { piece.pack(into: flat, share: share) } }
-                    try communicator.backgroundAllReduceSum(UnsafeMutableBufferPointer(start: flat + buckets[b].lowerBound, count: buckets[b].count))
-                } catch let thrown { error = thrown }
-            }
-            let elapsed = Date().timeIntervalSince(start)
-            condition.lock()
-            finished += 1
-            seconds += elapsed
-            if let error, failure == nil { failure = error }
-            condition.broadcast()
-            condition.unlock()
-        }
-    }
+    public func checkReplicasIdentical(after when: String) throws { try engine.checkReplicasIdentical(after: when) }
 }

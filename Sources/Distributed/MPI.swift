@@ -62,6 +62,9 @@ public enum MPIWorld {
 /// sends and receives 2(N−1)/N of the buffer, as in a ring, and the sum's order is fixed by rank,
 /// not by whichever algorithm Open MPI picks, so every rank and every run gets the same bytes.
 ///
+/// Overlapped steps use the same two steps as `MPI_Ialltoall` and `MPI_Iallgather`, one bucket
+/// at a time, progressed by `MPIBucketReduction` between kernels.
+///
 /// A watchdog thread ends the process (exit code 1, one line on stderr) when one collective waits
 /// longer than `timeout` seconds (the command-line tool's `KILN_MPI_TIMEOUT`, default 600): a peer
 /// that hangs rather than dies (a peer that dies is Open MPI's to notice; `mpirun` then stops every rank).
@@ -77,27 +80,20 @@ final class MPICommunicator: Communicator {
     private let timeout: Double
     /// The thread level MPI provides (MPI_THREAD_*).
     let threadLevel: Int32
-    let allowsCallsFromAnotherThread: Bool
 
     init(timeout: Double) throws {
         var provided: Int32 = 0
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
-        // DistributedTrainer's communication thread reduces gradients during backward while the
-        // main thread computes (and makes the other calls, never at the same time as it), which
-        // by the standard needs SERIALIZED. MULTIPLE is asked for because Open MPI 4.1.4 at
-        // SERIALIZED corrupted the heap in this pattern over shared memory (the main thread
-        // allocating and freeing while the other thread was inside MPI; not over TCP, nor with
-        // `--mca memory ^patcher`): below MULTIPLE Open MPI leaves its internal locks off.
+        // Every MPI call comes from the thread that initialised MPI (the trainer progresses
+        // overlapped reductions from its own thread, between kernels; the watchdog makes none).
         if initialized == 0 {
-            let code = MPI_Init_thread(nil, nil, kiln_mpi_thread_multiple(), &provided)
+            let code = MPI_Init_thread(nil, nil, kiln_mpi_thread_funneled(), &provided)
             guard code == kiln_mpi_success() else { throw KilnError.feed("MPI_Init_thread failed (\(code))") }
         } else {
             MPI_Query_thread(&provided)
         }
-        // Below MULTIPLE the trainer reduces on the main thread after backward, without overlap.
         threadLevel = provided
-        allowsCallsFromAnotherThread = provided >= kiln_mpi_thread_multiple()
         MPI_Comm_set_errhandler(kiln_mpi_comm_world(), kiln_mpi_errors_return())
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(kiln_mpi_comm_world(), &r)
@@ -140,15 +136,8 @@ final class MPICommunicator: Communicator {
         }
     }
 
-    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try reduce(buffer, polling: false) }
-
-    func backgroundAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try reduce(buffer, polling: true) }
-
-    /// Blocking calls, or (`polling`) their non-blocking forms (`MPI_Ialltoall`, `MPI_Iallgather`)
-    /// completed by `MPI_Test` with sleeps of up to 100 µs between tests: Open MPI's blocking wait
-    /// spins (yielding when oversubscribed), which would take a core from the computation the
-    /// reduction overlaps. The same data moves and the same additions are made either way.
-    private func reduce(_ buffer: UnsafeMutableBufferPointer<Float>, polling: Bool) throws {
+    /// Blocking `MPI_Alltoall`, the rank-ordered sum of this rank's chunk, blocking `MPI_Allgather`.
+    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard size > 1, buffer.count > 0 else { return }
         let chunk = (buffer.count + size - 1) / size
         let padded = chunk * size
@@ -160,54 +149,37 @@ final class MPICommunicator: Communicator {
                 s.update(from: buffer.baseAddress!, count: n)
                 if padded > n { (s + n).update(repeating: 0, count: padded - n) }
                 // Rank j's chunk `rank` lands at receive[j·chunk ..< (j+1)·chunk].
-                if polling {
-                    try call("MPI_Ialltoall") {
-                        var request: MPI_Request?
-                        let code = MPI_Ialltoall(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world(), &request)
-                        return code == kiln_mpi_success() ? Self.complete(&request) : code
-                    }
-                } else {
-                    try call("MPI_Alltoall") {
-                        MPI_Alltoall(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
-                    }
+                try call("MPI_Alltoall") {
+                    MPI_Alltoall(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
                 }
-                // This rank's chunk of the sum, in rank order, into send[0..<chunk].
-                for i in 0..<chunk { s[i] = r[i] }
-                for j in 1..<size {
-                    let from = r + j * chunk
-                    for i in 0..<chunk { s[i] += from[i] }
-                }
-                if polling {
-                    try call("MPI_Iallgather") {
-                        var request: MPI_Request?
-                        let code = MPI_Iallgather(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world(), &request)
-                        return code == kiln_mpi_success() ? Self.complete(&request) : code
-                    }
-                } else {
-                    try call("MPI_Allgather") {
-                        MPI_Allgather(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
-                    }
+                Self.sumChunks(r, into: s, chunk: chunk, size: size)
+                try call("MPI_Allgather") {
+                    MPI_Allgather(s, Int32(chunk), kiln_mpi_float(), r, Int32(chunk), kiln_mpi_float(), kiln_mpi_comm_world())
                 }
                 buffer.baseAddress!.update(from: r, count: n)
             }
         }
     }
 
-    /// Tests `request` until it completes (each test also moves Open MPI's progress engine on):
-    /// 64 tests in a row, then sleeps between tests from 2 µs, doubling to at most 100 µs.
-    private static func complete(_ request: inout MPI_Request?) -> Int32 {
-        var flag: Int32 = 0
-        var pause = 2_000
-        var tests = 0
-        while true {
-            let code = MPI_Test(&request, &flag, kiln_mpi_status_ignore())
-            if code != kiln_mpi_success() || flag != 0 { return code }
-            tests += 1
-            if tests < 64 { continue }
-            var wait = timespec(tv_sec: 0, tv_nsec: pause)
-            nanosleep(&wait, nil)
-            pause = Swift.min(pause * 2, 100_000)
+    /// This rank's chunk of the sum, in rank order: received[0..<chunk] + received[chunk..<2·chunk] + …
+    static func sumChunks(_ received: UnsafePointer<Float>, into sum: UnsafeMutablePointer<Float>, chunk: Int, size: Int) {
+        for i in 0..<chunk { sum[i] = received[i] }
+        for j in 1..<size {
+            let from = received + j * chunk
+            for i in 0..<chunk { sum[i] += from[i] }
         }
+    }
+
+    func makeBucketReduction(buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>]) -> BucketReduction {
+        MPIBucketReduction(communicator: self, buffer: buffer, buckets: buckets)
+    }
+
+    /// Runs `body` (a blocking wait) under the watchdog; for `MPIBucketReduction`.
+    func waiting(_ what: String, _ body: () -> Int32) throws { try call(what, body) }
+
+    /// Turns an MPI error code from a non-blocking call into a thrown error.
+    func check(_ what: String, _ code: Int32) throws {
+        if code != kiln_mpi_success() { try call(what) { code } }
     }
 
     func allGather(_ bytes: [UInt8]) throws -> [[UInt8]] {
@@ -240,6 +212,109 @@ final class MPICommunicator: Communicator {
     func barrier() throws {
         guard size > 1 else { return }
         try call("MPI_Barrier") { MPI_Barrier(kiln_mpi_comm_world()) }
+    }
+}
+/// One step's buckets through `MPI_Ialltoall`, the rank-ordered sum, `MPI_Iallgather`, strictly
+/// one collective at a time and bucket after bucket (MPI matches non-blocking collectives by the
+/// order in which each rank starts them, so every rank must start them in the same order: starting
+/// bucket b + 1's while bucket b's all-gather is still to be started would depend on timing).
+/// `progress()` is one `MPI_Test` (which also runs Open MPI's progress engine), and when the
+/// collective has completed, the next step of the bucket; `finish()` waits with `MPI_Wait`.
+final class MPIBucketReduction: BucketReduction {
+    private enum Phase { case idle, exchanging, gathering }
+    let communicator: MPICommunicator
+    let buffer: UnsafeMutablePointer<Float>
+    let buckets: [Range<Int>]
+    private(set) var finishedBuckets = 0
+    private var posted = 0
+    private var phase = Phase.idle
+    private var request: MPI_Request?
+    private let send: UnsafeMutablePointer<Float>
+    private let receive: UnsafeMutablePointer<Float>
+    private let capacity: Int
+
+    init(communicator: MPICommunicator, buffer: UnsafeMutablePointer<Float>, buckets: [Range<Int>]) {
+        self.communicator = communicator; self.buffer = buffer; self.buckets = buckets
+        let size = communicator.size
+        capacity = Swift.max(1, buckets.map { ($0.count + size - 1) / size * size }.max() ?? 1)
+        send = .allocate(capacity: capacity); send.initialize(repeating: 0, count: capacity)
+        receive = .allocate(capacity: capacity); receive.initialize(repeating: 0, count: capacity)
+    }
+
+    deinit { send.deallocate(); receive.deallocate() }
+
+    func begin() {
+        precondition(phase == .idle && finishedBuckets == posted, "a step began while a bucket was still being reduced")
+        finishedBuckets = 0; posted = 0
+    }
+
+    func post(upTo count: Int) throws {
+        posted = Swift.max(posted, Swift.min(count, buckets.count))
+        try progress()
+    }
+
+    private var chunk: Int { (buckets[finishedBuckets].count + communicator.size - 1) / communicator.size }
+
+    /// Starts the next collective of the current bucket (or the next bucket's first).
+    private func start() throws {
+        let size = communicator.size
+        let c = chunk
+        var made: MPI_Request?
+        switch phase {
+        case .idle:
+            let bucket = buckets[finishedBuckets]
+            send.update(from: buffer + bucket.lowerBound, count: bucket.count)
+            if c * size > bucket.count { (send + bucket.count).update(repeating: 0, count: c * size - bucket.count) }
+            try communicator.check("MPI_Ialltoall", MPI_Ialltoall(send, Int32(c), kiln_mpi_float(), receive, Int32(c), kiln_mpi_float(),
+                                                                  kiln_mpi_comm_world(), &made))
+            phase = .exchanging
+        case .exchanging:
+            MPICommunicator.sumChunks(receive, into: send, chunk: c, size: size)
+            try communicator.check("MPI_Iallgather", MPI_Iallgather(send, Int32(c), kiln_mpi_float(), receive, Int32(c), kiln_mpi_float(),
+                                                                    kiln_mpi_comm_world(), &made))
+            phase = .gathering
+        case .gathering:
+            let bucket = buckets[finishedBuckets]
+            (buffer + bucket.lowerBound).update(from: receive, count: bucket.count)
+            finishedBuckets += 1
+            phase = .idle
+            return
+        }
+        request = made
+    }
+
+    /// Whether the collective in flight has completed (`blocking`: waits for it).
+    private func completed(blocking: Bool) throws -> Bool {
+        if blocking {
+            try communicator.waiting(phase == .exchanging ? "MPI_Ialltoall (wait)" : "MPI_Iallgather (wait)") {
+                MPI_Wait(&request, kiln_mpi_status_ignore())
+            }
+            return true
+        }
+        var flag: Int32 = 0
+        try communicator.check("MPI_Test", MPI_Test(&request, &flag, kiln_mpi_status_ignore()))
+        return flag != 0
+    }
+
+    private func advance(blocking: Bool) throws {
+        while true {
+            if phase == .idle {
+                guard finishedBuckets < posted else { return }
+                try start()
+            }
+            guard try completed(blocking: blocking) else { return }
+            try start()              // the all-gather, or the copy back
+            if phase == .idle { continue }
+            guard try completed(blocking: blocking) else { return }
+            try start()              // the copy back
+        }
+    }
+
+    func progress() throws { try advance(blocking: false) }
+
+    func finish() throws {
+        posted = buckets.count
+        try advance(blocking: true)
     }
 }
 #endif

@@ -53,7 +53,7 @@ public final class GenerativeTrainer {
     }
     /// Optimizer steps taken so far (GAN: one per discriminator/generator pair); a checkpoint
     /// stores it, so a resumed learning-rate schedule continues where it was.
-    public internal(set) var stepsTaken = 0
+    public var stepsTaken = 0
     /// Seconds spent compiling programs so far.
     public var compileSeconds: Double { core.compileSeconds }
     /// A VAE's latent Gaussians fitted after training (`fitLatentPrior`): sampling draws z from
@@ -90,8 +90,9 @@ public final class GenerativeTrainer {
     }
 
     /// The VAE training step: inputs `x` [B, C, H, W], `lr`, `labels` (conditional), `noise` [B, latent]
-    /// (with `noiseInput`); output `loss` (batch mean); updates every parameter.
-    public static func vaeTrainingGraph(model: GenerativeModel, batch: Int, optimizer: Optimizer,
+    /// (with `noiseInput`); output `loss` (batch mean); updates every parameter (`optimizer` nil:
+    /// none, and outputs `grad.NAME`, the gradient step of data-parallel training).
+    public static func vaeTrainingGraph(model: GenerativeModel, batch: Int, optimizer: Optimizer?,
                                         noiseInput: Bool = false, gradientOutputs: Bool = false) throws -> Graph {
         precondition(model.family == .vae, "\(model.name) is not a VAE")
         let g = GraphBuilder()
@@ -108,15 +109,15 @@ public final class GenerativeTrainer {
     }
 
     /// The end of a generative training graph: gradients of `loss` with respect to every
-    /// parameter, the optimizer's updates, output `loss`, and with `gradientOutputs` one
-    /// `grad.NAME` output per parameter.
-    static func finishTrainingGraph(_ g: GraphBuilder, loss: Tensor, optimizer: Optimizer, learningRate lr: Tensor,
+    /// parameter, the optimizer's updates, output `loss`, and with `gradientOutputs` (or without
+    /// an optimizer) one `grad.NAME` output per parameter.
+    static func finishTrainingGraph(_ g: GraphBuilder, loss: Tensor, optimizer: Optimizer?, learningRate lr: Tensor,
                                     gradientOutputs: Bool) throws -> Graph {
         let parameters = g.parameters
         let grads = g.gradients(of: loss, withRespectTo: parameters)
-        optimizer.appendUpdates(to: g, parameters: parameters, gradients: grads, learningRate: lr)
+        optimizer?.appendUpdates(to: g, parameters: parameters, gradients: grads, learningRate: lr)
         g.output("loss", loss)
-        if gradientOutputs {
+        if gradientOutputs || optimizer == nil {
             for (p, grad) in zip(parameters, grads) { g.output("grad.\(g.graph.leafName(p.id)!)", grad) }
         }
         return try g.build()
@@ -176,8 +177,9 @@ public final class GenerativeTrainer {
     /// The diffusion training step: inputs `x` [B, C, H, W] in [0, 1], `lr`, `labels` (conditional),
     /// `signal` and `spread` [B, 1, 1, 1] (√ᾱ_t and √(1−ᾱ_t) of each image's step), `time` [B, E]
     /// (each step's embedding), `noise` [B, C, H, W] (with `noiseInput`; else drawn in the graph);
-    /// output `loss` (mean squared error of the predicted noise); updates every parameter.
-    public static func diffusionTrainingGraph(model: GenerativeModel, batch: Int, optimizer: Optimizer,
+    /// output `loss` (mean squared error of the predicted noise); updates every parameter (`optimizer`
+    /// nil: none, and outputs `grad.NAME`).
+    public static func diffusionTrainingGraph(model: GenerativeModel, batch: Int, optimizer: Optimizer?,
                                               noiseInput: Bool = false, gradientOutputs: Bool = false) throws -> Graph {
         precondition(model.family == .diffusion, "\(model.name) is not a diffusion model")
         let g = GraphBuilder()
