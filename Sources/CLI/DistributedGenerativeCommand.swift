@@ -14,7 +14,7 @@ func distributedGenerativeCommand(_ words: [String]) throws {
     }
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--classes", "--epochs", "--batch", "--lr",
                                               "--schedule", "--seed", "--threads", "--limit", "-o", "--resume", "--grid", "--bucket-mb"],
-                             flags: ["--json", "--no-fuse", "--no-plan", "--no-prior", "--distributed", "--no-overlap"], command: "train (distributed)")
+                             flags: ["--json", "--no-fuse", "--no-plan", "--no-prior", "--distributed", "--no-overlap", "--time-allreduce"], command: "train (distributed)")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
     if modelName == "gan" || modelName == "cgan" { throw KilnError.argument("train: " + DistributedGenerativeTrainer.ganMessage(modelName)) }
@@ -76,6 +76,7 @@ func distributedGenerativeCommand(_ words: [String]) throws {
     let distributed = try DistributedGenerativeTrainer(trainer: trainer, communicator: world)
     distributed.bucketElements = bucketMiB << 18
     distributed.overlap = !args.flags.contains("--no-overlap")
+    distributed.separateWaiting = args.flags.contains("--time-allreduce")
     let baseRate = try args.double("--lr", default: trainer.defaultLearningRate, in: Limits.learningRate)
     let schedule = try LearningRateSchedule.parse(args.options["--schedule"] ?? "constant")
     let stepsPerEpoch = (train.count + batch - 1) / batch

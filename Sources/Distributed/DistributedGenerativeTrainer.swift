@@ -33,6 +33,8 @@ public final class DistributedGenerativeTrainer {
     public var bucketElements: Int { get { engine.bucketElements } set { engine.bucketElements = newValue } }
     /// Reduce buckets during backward (see `DistributedTrainer.overlap`). Read at the first step.
     public var overlap: Bool { get { engine.overlap } set { engine.overlap = newValue } }
+    /// A barrier before each reduction, its time counted apart (see `DistributedTrainer.separateWaiting`).
+    public var separateWaiting: Bool { get { engine.separateWaiting } set { engine.separateWaiting = newValue } }
     public var statistics: ReductionStatistics { engine.statistics }
     public var overlapping: Bool { engine.overlapping }
     public var rank: Int { communicator.rank }
