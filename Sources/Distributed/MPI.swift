@@ -30,7 +30,8 @@ public enum MPIWorld {
     #endif
 
     /// The communicator over every process of the job (`MPI_COMM_WORLD`), initialising MPI on the
-    /// first call. Throws `missingMessage` when this build has no MPI. `timeout`: seconds one
+    /// first call, at `MPI_THREAD_FUNNELED`: make this call and train (every collective) on one
+    /// thread. Throws `missingMessage` when this build has no MPI. `timeout`: seconds one
     /// collective may wait before the process gives up on its peers (exit 1, one line on stderr).
     public static func communicator(timeout: Double = 600) throws -> Communicator {
         #if canImport(CMPI)
