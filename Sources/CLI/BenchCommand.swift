@@ -32,6 +32,7 @@ func benchCommand(_ words: [String]) throws {
         limitSteps: args.options["--limit-steps"] == nil ? nil : try args.int("--limit-steps", default: 1, in: 1...1_000_000),
         dataDirectory: Environment.dataDirectory(args.options["--data-dir"]), measurePeak: !args.flags.contains("--no-peak"))
     if let text = args.options["--shape"] { settings.gemmShape = try parseGEMMShape(text) }
+    if Environment.winogradOff { Conv2DKernel.winogradEnabled = false }
 
     let contention = try args.options["--contention"].map { _ in try args.int("--contention", default: 1, in: 1...64) }
     if let contention {

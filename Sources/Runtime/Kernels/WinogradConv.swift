@@ -23,6 +23,11 @@
 /// Scratch (U, and per block V, M, row buffers and the GEMM workspace) comes from
 /// `ConvScratch`, so a compiled program's steady state allocates nothing.
 extension Conv2DKernel {
+    /// Whether 3×3 stride-1 convolutions may take the Winograd path (default true). A switch for
+    /// before/after comparisons (`KILN_WINOGRAD=0 kiln bench …`): set it before compiling or
+    /// running anything, never while a convolution runs.
+    nonisolated(unsafe) public static var winogradEnabled = true
+
     enum Winograd {
         typealias Vector = ISA.Vector
         static var lanes: Int { Vector.scalarCount }
@@ -34,7 +39,7 @@ extension Conv2DKernel {
         /// Whether forward and backward-data of `g` run here: 3×3, stride 1, padding 1, at
         /// least `minChannels` input and output channels, and not a direct-path shape.
         static func suits(_ g: Geometry) -> Bool {
-            g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.padH == 1 && g.padW == 1
+            winogradEnabled && g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.padH == 1 && g.padW == 1
                 && g.c >= minChannels && g.o >= minChannels && !DirectConv2D.suits(g)
         }
 
@@ -140,33 +145,43 @@ extension Conv2DKernel {
             let ld = p.ld, tiles = rows.count * p.tilesX
             let v = scratch.floats, m = v + 16 * p.c * ld, rowBuffer = m + 16 * p.o * ld
             rowBuffer.update(repeating: 0, count: 4 * p.rowFloats)
-            for (slot, row) in rows.enumerated() {
-                let image = row / p.tilesY, ty = row % p.tilesY
+            // Channel by channel, tile rows in order: each plane is read front to back (and a
+            // row's vector spill past its last tile is overwritten by the next row).
+            func inputTransforms<V: SIMD>(_ type: V.Type) where V.Scalar == Float {
                 for c in 0..<p.c {
-                    inputTransform(p, plane: source + (image * p.c + c) * p.h * p.w, ty: ty, rowBuffer: rowBuffer,
-                                   v: v + c * ld + slot * p.tilesX, eStride: p.c * ld)
+                    for (slot, row) in rows.enumerated() {
+                        let image = row / p.tilesY, ty = row % p.tilesY
+                        inputTransform(type, p, plane: source + (image * p.c + c) * p.h * p.w, ty: ty, rowBuffer: rowBuffer,
+                                       v: v + c * ld + slot * p.tilesX, eStride: p.c * ld)
+                    }
                 }
             }
+            withVectorWidth(p.tilesX, { inputTransforms(SIMD4<Float>.self) }, { inputTransforms(SIMD8<Float>.self) },
+                            { inputTransforms(Vector.self) })
             let workspace = ConvScratch.shared.fit(scratch, p.gemmFloats(tiles))
             for e in 0..<16 {
                 GEMM.sgemm(transposeA: false, transposeB: false, m: p.o, n: tiles, k: p.c, a: u + e * p.o * p.c, lda: p.c,
                            b: v + e * p.c * ld, ldb: ld, c: m + e * p.o * ld, ldc: ld, accumulate: false,
                            threads: gemmThreads, workspace: workspace)
             }
-            for (slot, row) in rows.enumerated() {
-                let image = row / p.tilesY, ty = row % p.tilesY
+            func outputTransforms<V: SIMD>(_ type: V.Type) where V.Scalar == Float {
                 for o in 0..<p.o {
-                    outputTransform(p, m: m + o * ld + slot * p.tilesX, eStride: p.o * ld,
-                                    plane: out + (image * p.o + o) * p.h * p.w, ty: ty)
+                    for (slot, row) in rows.enumerated() {
+                        let image = row / p.tilesY, ty = row % p.tilesY
+                        outputTransform(type, p, m: m + o * ld + slot * p.tilesX, eStride: p.o * ld,
+                                        plane: out + (image * p.o + o) * p.h * p.w, ty: ty)
+                    }
                 }
             }
+            withVectorWidth(p.tilesX, { outputTransforms(SIMD4<Float>.self) }, { outputTransforms(SIMD8<Float>.self) },
+                            { outputTransforms(Vector.self) })
         }
 
         /// Even and odd lanes of the 2·lanes floats `a ++ b`.
         @inline(__always)
-        static func unzip(_ a: Vector, _ b: Vector) -> (Vector, Vector) {
-            var even = Vector(), odd = Vector()
-            let half = Vector.scalarCount / 2
+        static func unzip<V: SIMD>(_ a: V, _ b: V) -> (V, V) where V.Scalar == Float {
+            var even = V(), odd = V()
+            let half = V.scalarCount / 2
             for i in 0..<half {
                 even[i] = a[2 * i]; odd[i] = a[2 * i + 1]
                 even[i + half] = b[2 * i]; odd[i + half] = b[2 * i + 1]
@@ -176,9 +191,9 @@ extension Conv2DKernel {
 
         /// `a ++ b` from alternate lanes of `even` and `odd`.
         @inline(__always)
-        static func zip(_ even: Vector, _ odd: Vector) -> (Vector, Vector) {
-            var a = Vector(), b = Vector()
-            let half = Vector.scalarCount / 2
+        static func zip<V: SIMD>(_ even: V, _ odd: V) -> (V, V) where V.Scalar == Float {
+            var a = V(), b = V()
+            let half = V.scalarCount / 2
             for i in 0..<half {
                 a[2 * i] = even[i]; a[2 * i + 1] = odd[i]
                 b[2 * i] = even[i + half]; b[2 * i + 1] = odd[i + half]
@@ -187,21 +202,29 @@ extension Conv2DKernel {
         }
 
         @inline(__always)
-        static func load(_ p: UnsafePointer<Float>) -> Vector {
-            UnsafeRawPointer(p).loadUnaligned(as: Vector.self)
+        static func load<V: SIMD>(_ p: UnsafePointer<Float>) -> V where V.Scalar == Float {
+            UnsafeRawPointer(p).loadUnaligned(as: V.self)
         }
 
         @inline(__always)
-        static func store(_ v: Vector, _ p: UnsafeMutablePointer<Float>) {
-            UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vector.self)
+        static func store<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+            UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+        }
+
+        /// The transforms run on vectors of `ISA.Vector`'s width, or narrower ones when a tile
+        /// row has few tiles (ResNet's 8×8 and 4×4 planes have 4 and 2), so that fewer lanes are
+        /// computed and stored for nothing.
+        @inline(__always)
+        static func withVectorWidth(_ tilesX: Int, _ body4: () -> Void, _ body8: () -> Void, _ bodyNative: () -> Void) {
+            if tilesX <= 2 && lanes > 4 { body4() } else if tilesX <= 4 && lanes > 8 { body8() } else { bodyNative() }
         }
 
         /// V[e][tile] = (Bᵀ d B)[e] for the tiles of tile row `ty` of one channel's plane, with
         /// Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]; e's rows `eStride`
         /// apart. Writes whole vectors: up to `lanes − 1` floats past the row's last tile.
         @inline(__always)
-        static func inputTransform(_ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>,
-                                   v: UnsafeMutablePointer<Float>, eStride: Int) {
+        static func inputTransform<V: SIMD>(_: V.Type, _ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>,
+                                   v: UnsafeMutablePointer<Float>, eStride: Int) where V.Scalar == Float {
             // Row buffer i holds input row 2ty − 1 + i at columns 1…w (column −1 and the tail stay zero).
             for i in 0..<4 {
                 let y = 2 * ty - 1 + i, target = rowBuffer + i * p.rowFloats + 1
@@ -211,14 +234,14 @@ extension Conv2DKernel {
                     Conv2DKernel.zeroFloats(target, p.w)
                 }
             }
-            let lanes = Vector.scalarCount
+            let lanes = V.scalarCount
             var tx = 0
             while tx < p.tilesX {
                 // Horizontal transform of each row: d·B, columns j of the patch at 2tx + j.
-                @inline(__always) func row(_ i: Int) -> (Vector, Vector, Vector, Vector) {
+                @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
                     let base = UnsafePointer(rowBuffer + i * p.rowFloats + 2 * tx)
-                    let (d0, d1) = unzip(load(base), load(base + lanes))
-                    let (d2, d3) = unzip(load(base + 2), load(base + 2 + lanes))
+                    let (d0, d1) = unzip(load(base) as V, load(base + lanes) as V)
+                    let (d2, d3) = unzip(load(base + 2) as V, load(base + 2 + lanes) as V)
                     return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
                 }
                 let h0 = row(0), h1 = row(1), h2 = row(2), h3 = row(3)
@@ -239,14 +262,14 @@ extension Conv2DKernel {
         /// Output rows 2ty and 2ty + 1 (those inside the plane) of one channel from M[e][tile]
         /// (e's rows `eStride` apart): Aᵀ m A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]].
         @inline(__always)
-        static func outputTransform(_ p: Problem, m: UnsafeMutablePointer<Float>, eStride: Int,
-                                    plane: UnsafeMutablePointer<Float>, ty: Int) {
-            let lanes = Vector.scalarCount
+        static func outputTransform<V: SIMD>(_: V.Type, _ p: Problem, m: UnsafeMutablePointer<Float>, eStride: Int,
+                                             plane: UnsafeMutablePointer<Float>, ty: Int) where V.Scalar == Float {
+            let lanes = V.scalarCount
             var tx = 0
             let secondRow = 2 * ty + 1 < p.h
             while tx < p.tilesX {
                 let base = UnsafePointer(m + tx)
-                @inline(__always) func e(_ i: Int) -> Vector { load(base + i * eStride) }
+                @inline(__always) func e(_ i: Int) -> V { load(base + i * eStride) }
                 // Aᵀ over the rows of the 4×4 block, column by column.
                 let s00 = e(0) + e(4) + e(8), s01 = e(1) + e(5) + e(9)
                 let s02 = e(2) + e(6) + e(10), s03 = e(3) + e(7) + e(11)
@@ -268,8 +291,9 @@ extension Conv2DKernel {
 
         /// Stores the first `count` floats of `a ++ b`.
         @inline(__always)
-        static func storeRow(_ a: Vector, _ b: Vector, _ target: UnsafeMutablePointer<Float>, _ count: Int) {
-            let lanes = Vector.scalarCount
+        static func storeRow<V: SIMD>(_ a: V, _ b: V, _ target: UnsafeMutablePointer<Float>, _ count: Int)
+            where V.Scalar == Float {
+            let lanes = V.scalarCount
             if count == 2 * lanes {
                 store(a, target); store(b, target + lanes)
                 return
