@@ -43,7 +43,10 @@ final class FusedElementwise {
         var rowOffsets: UnsafeMutablePointer<Int>
         var innerStride: Int
         var scale: Double
+        /// Per part, per output: `width` doubles.
         var accumulator: UnsafeMutablePointer<Double>
+        /// 16 for a sum whose rows collapse to one output (wide accumulators, `ReduceKernel.addRow`), else 1.
+        var width: Int
     }
 
     static let tile = 256
@@ -160,11 +163,14 @@ final class FusedElementwise {
             let reducedCount = axes.reduce(1) { $0 * space[$1] }
             let rowOffsets = UnsafeMutablePointer<Int>.allocate(capacity: rows.rowCount)
             rowOffsets.initialize(from: rows.offsets[bases.count + 1], count: rows.rowCount)
+            let innerStride = rows.innerStrides[bases.count + 1]
+            let width = function != .max && innerStride == 0
+                && ReduceKernel.fitsWide(outputs: reducedShape.count, parts: sinkParts) ? ReduceKernel.lanes : 1
             sink = Sink(function: function, source: .slot(slotOf[value]!), output: reduction.output,
                         outputCount: reducedShape.count, rowOffsets: rowOffsets,
-                        innerStride: rows.innerStrides[bases.count + 1],
+                        innerStride: innerStride,
                         scale: function == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1,
-                        accumulator: .allocate(capacity: Swift.max(reducedShape.count, 1) * sinkParts))
+                        accumulator: .allocate(capacity: Swift.max(reducedShape.count, 1) * sinkParts * width), width: width)
         }
     }
 
@@ -185,12 +191,12 @@ final class FusedElementwise {
     /// Runs the whole iteration space.
     func run() {
         if let sink {
-            let count = sink.outputCount
+            let count = sink.outputCount, width = sink.width
             let initial: Double = sink.function == .max ? -.infinity : 0
-            sink.accumulator.update(repeating: initial, count: count * sinkParts)
+            sink.accumulator.update(repeating: initial, count: count * sinkParts * width)
             let parts = sinkParts
             Parallel.forEach(chunks: parts, threads: threads) { part in
-                let accumulator = sink.accumulator + part * count
+                let accumulator = sink.accumulator + part * count * width
                 if self.rowCount >= parts {
                     self.runRows(part * self.rowCount / parts..<(part + 1) * self.rowCount / parts, thread: part,
                                  accumulator: accumulator)
@@ -200,6 +206,14 @@ final class FusedElementwise {
                     let end = part + 1 == parts ? self.inner : (part + 1) * self.inner / parts / 16 * 16
                     self.runRows(0..<self.rowCount, thread: part, accumulator: accumulator, columns: start..<end)
                 }
+            }
+            if width > 1 {
+                for i in 0..<count {
+                    var value = 0.0
+                    for part in 0..<sinkParts { value += ReduceKernel.laneTotal(sink.accumulator + (part * count + i) * width) }
+                    sink.output[i] = Float(value * sink.scale)
+                }
+                return
             }
             for i in 0..<count {
                 var value = sink.accumulator[i]
@@ -388,6 +402,16 @@ final class FusedElementwise {
                             _ slots: UnsafeMutableBufferPointer<UnsafeMutablePointer<Float>>,
                             _ operands: UnsafeMutableBufferPointer<UnsafePointer<Float>>) {
         let (x, sx) = resolve(sink.source, slots, operands)
+        if sink.width > 1 {
+            // Sum into the output's wide accumulator (lane 0 for a broadcast source).
+            let base = accumulator + sink.rowOffsets[r] * sink.width
+            if sx == 1 {
+                ReduceKernel.addRow(x, n, into: base)
+            } else {
+                for _ in 0..<n { base[0] += Double(x[0]) }
+            }
+            return
+        }
         let base = accumulator + sink.rowOffsets[r]
         if sink.innerStride == 0 {
             switch sink.function {

@@ -11,6 +11,9 @@ final class Lowering {
     let threads: Int
     let seed: UInt64
     let state: StepState
+    /// The accumulators of every plain sum/mean kernel: kernels run one after another, so one
+    /// buffer (as large as the largest needs) serves them all.
+    let reduceAccumulators = SharedDoubles()
     /// The closures in run order, and for each the index of its scheduled group (`-1` for
     /// closures outside every group: constants need none, so today there are none).
     private(set) var kernels: [() -> Void] = []
@@ -355,10 +358,41 @@ final class Lowering {
         let inner = rows.inner, innerOut = rows.innerStrides[1]
         let ox = rows.offsets[0], oy = rows.offsets[1]
         let reducedCount = axes.reduce(1) { $0 * inputShape[$1] }
-        let accumulator = buffers.scratchDoubles(outCount)
+        let threads = self.threads
         switch f {
+        case .sum where innerOut == 0 && ReduceKernel.fitsWide(outputs: outCount, parts: ReduceKernel.parts(rows: ox.count, inner: inner)),
+             .mean where innerOut == 0 && ReduceKernel.fitsWide(outputs: outCount, parts: ReduceKernel.parts(rows: ox.count, inner: inner)):
+            // Each row sums to one output (batch-norm statistics: rows of H·W floats). The rows
+            // are cut into a fixed number of contiguous parts (from the problem size alone), each
+            // part summed into its own wide accumulators (16 doubles per output), which are added
+            // in part order at the end: the same bits for every thread count.
+            let scale = f == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1
+            let rowCount = ox.count, lanes = ReduceKernel.lanes
+            let parts = ReduceKernel.parts(rows: rowCount, inner: inner)
+            let shared = reduceAccumulators
+            shared.reserve(parts * outCount * lanes)
+            emit {
+                let accumulator = shared.pointer
+                Parallel.forEach(chunks: parts, threads: threads) { part in
+                    let partAccumulator = accumulator + part * outCount * lanes
+                    partAccumulator.update(repeating: 0, count: outCount * lanes)
+                    ox.withUnsafeBufferPointer { rowOffsets in
+                        oy.withUnsafeBufferPointer { outOffsets in
+                            for r in part * rowCount / parts..<(part + 1) * rowCount / parts {
+                                ReduceKernel.addRow(x + rowOffsets[r], inner, into: partAccumulator + outOffsets[r] * lanes)
+                            }
+                        }
+                    }
+                }
+                for o in 0..<outCount {
+                    var total = 0.0
+                    for part in 0..<parts { total += ReduceKernel.laneTotal(accumulator + (part * outCount + o) * lanes) }
+                    y[o] = Float(total * scale)
+                }
+            }
         case .sum, .mean:
             let scale = f == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1
+            let accumulator = buffers.scratchDoubles(outCount)
             emit {
                 accumulator.update(repeating: 0, count: outCount)
                 for r in 0..<ox.count {
@@ -388,6 +422,21 @@ final class Lowering {
         }
     }
 
+}
+
+/// A buffer of doubles that kernels running one at a time share, grown while lowering (never in a step).
+final class SharedDoubles {
+    private(set) var pointer = UnsafeMutablePointer<Double>.allocate(capacity: 1)
+    private var capacity = 1
+
+    func reserve(_ count: Int) {
+        guard count > capacity else { return }
+        pointer.deallocate()
+        pointer = .allocate(capacity: count)
+        capacity = count
+    }
+
+    deinit { pointer.deallocate() }
 }
 
 extension Graph {

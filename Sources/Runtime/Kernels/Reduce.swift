@@ -1,5 +1,8 @@
 /// Reduction loops shared by the plain reduce kernel and the fused evaluator's reduction sink.
 enum ReduceKernel {
+    /// Doubles in one wide accumulator (`addRow`).
+    static let lanes = 16
+
     /// The sum of `count` floats: 16 float lanes (each adds every 16th element in order), then
     /// the lanes and the tail added in float64. Fixed order, so the result never varies.
     static func rowSum(_ x: UnsafePointer<Float>, _ count: Int) -> Double {
@@ -14,5 +17,52 @@ enum ReduceKernel {
         for lane in 0..<16 { total += Double(lanes[lane]) }
         while i < count { total += Double(x[i]); i += 1 }
         return total
+    }
+
+    /// Adds `count` floats into a wide accumulator of 16 doubles (`lanes`): element i goes to
+    /// lane i mod 16, summed in float within the call (every 16th element in order) and the 16
+    /// partial sums then added to the doubles. The lanes are added together only once, at the end
+    /// (`laneTotal`), so rows of a few floats (a 4×4 plane) cost no horizontal sum each.
+    /// Fixed order, so the result never varies.
+    @inline(__always)
+    static func addRow(_ x: UnsafePointer<Float>, _ count: Int, into accumulator: UnsafeMutablePointer<Double>) {
+        var sum = SIMD16<Float>(repeating: 0)
+        var i = 0
+        let raw = UnsafeRawPointer(x)
+        while i + 16 <= count {
+            sum += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            i += 16
+        }
+        if i < count {
+            var tail = SIMD16<Float>(repeating: 0)
+            for j in 0..<(count - i) { tail[j] = x[i + j] }
+            sum += tail
+        }
+        let a = UnsafeMutableRawPointer(accumulator)
+        a.storeBytes(of: a.loadUnaligned(as: SIMD8<Double>.self) + SIMD8<Double>(sum.lowHalf), as: SIMD8<Double>.self)
+        a.storeBytes(of: a.loadUnaligned(fromByteOffset: 64, as: SIMD8<Double>.self) + SIMD8<Double>(sum.highHalf),
+                     toByteOffset: 64, as: SIMD8<Double>.self)
+    }
+
+    /// The 16 lanes of a wide accumulator added in lane order.
+    @inline(__always)
+    static func laneTotal(_ accumulator: UnsafePointer<Double>) -> Double {
+        var total = 0.0
+        for lane in 0..<16 { total += accumulator[lane] }
+        return total
+    }
+
+    /// Rows per part and parts of a reduction over `rows` rows of `inner` elements: a fixed
+    /// number of contiguous parts from the problem size alone (never the thread count), each with
+    /// its own accumulators, added in part order at the end.
+    static func parts(rows: Int, inner: Int) -> Int {
+        rows * inner >= 65536 ? Swift.min(8, Swift.max(1, rows)) : 1
+    }
+
+    /// Whether wide accumulators for `outputs` outputs in `parts` parts stay small (512 KiB):
+    /// batch-norm statistics do (≤ 512 channels), a global average pool's many outputs of a
+    /// few rows each do not.
+    static func fitsWide(outputs: Int, parts: Int) -> Bool {
+        outputs * lanes * parts <= 1 << 16
     }
 }

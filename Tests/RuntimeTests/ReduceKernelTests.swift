@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+import KilnGraph
+import KilnRuntime
+
+/// Batch-norm-shaped reductions over axes (0, 2, 3) of NCHW, compiled: the plain reduce kernel
+/// (rows cut into fixed parts, wide accumulators) and the fused reduction sink, against naive
+/// float64 loops, and bit-identical on 1, 2 and 3 threads.
+@Suite("Compiled channel reductions")
+struct ReduceKernelTests {
+    @Test("sum, mean of squares and max over (0, 2, 3) against naive loops, same bits on 1, 2 and 3 threads",
+          arguments: [[10, 5, 37, 37], [600, 7, 4, 4], [1200, 14, 2, 2], [3, 4, 5, 5], [70, 3, 1, 1], [2, 130, 17, 16]])
+    func channelReductions(_ dims: [Int]) throws {
+        let shape = Shape(dims)
+        let (n, c, hw) = (dims[0], dims[1], dims[2] * dims[3])
+        var values = [Float](repeating: 0, count: shape.count)
+        for i in values.indices {
+            let wave: Double = sin(Double(i) * 0.61) * 3
+            values[i] = Float(wave + Double(i % 7) * 0.25)
+        }
+        var expectedSum = [Double](repeating: 0, count: c), expectedSquares = [Double](repeating: 0, count: c)
+        var expectedMax = [Float](repeating: -.infinity, count: c), magnitude = [Double](repeating: 0, count: c)
+        for image in 0..<n {
+            for channel in 0..<c {
+                for i in 0..<hw {
+                    let v = values[(image * c + channel) * hw + i]
+                    expectedSum[channel] += Double(v)
+                    expectedSquares[channel] += Double(v * v)
+                    expectedMax[channel] = Swift.max(expectedMax[channel], v)
+                    magnitude[channel] += Double(v.magnitude)
+                }
+            }
+        }
+        var results: [[[UInt32]]] = []
+        for threads in [1, 2, 3] {
+            let g = GraphBuilder()
+            let x = g.input("x", shape)
+            g.output("sum", x.sum(axes: [0, 2, 3]))
+            g.output("squares", square(x).mean(axes: [0, 2, 3]))
+            g.output("max", x.max(axes: [0, 2, 3]))
+            g.output("pooled", square(x).mean(axes: [2, 3]))  // many outputs of one row each
+            let program = try Executable(graph: try g.build(), store: ParameterStore(seed: 1), threads: threads)
+            try program.setInput("x", values)
+            try program.run()
+            let sum = try program.output("sum"), squares = try program.output("squares"), max = try program.output("max")
+            let count = Double(n * hw)
+            for channel in 0..<c {
+                let bound = 1e-6 * magnitude[channel] + 1e-6
+                #expect(abs(Double(sum[channel]) - expectedSum[channel]) <= bound, "\(dims) sum, channel \(channel)")
+                let squaresBound = 1e-6 * expectedSquares[channel] / count + 1e-7
+                #expect(abs(Double(squares[channel]) - expectedSquares[channel] / count) <= squaresBound,
+                        "\(dims) mean of squares, channel \(channel)")
+                #expect(max[channel] == expectedMax[channel], "\(dims) max, channel \(channel)")
+            }
+            let pooled = try program.output("pooled")
+            for plane in 0..<(n * c) {
+                var exact = 0.0
+                for i in 0..<hw { exact += Double(values[plane * hw + i] * values[plane * hw + i]) }
+                exact /= Double(hw)
+                #expect(abs(Double(pooled[plane]) - exact) <= 1e-6 * exact + 1e-7, "\(dims) pooled squares, plane \(plane)")
+            }
+            results.append([sum, squares, max, pooled].map { $0.map(\.bitPattern) })
+        }
+        #expect(results[0] == results[1], "\(dims): 1 and 2 threads differ")
+        #expect(results[0] == results[2], "\(dims): 1 and 3 threads differ")
+    }
+}
