@@ -6,7 +6,7 @@ import Kiln
 /// Generative training without --epochs, its own labeller, and generate's quality report (issue 17 items 3-4).
 @Suite("Generative defaults and sample quality")
 struct GenerativeDefaultsTests {
-    @Test func stoppingRule() {
+    @Test func stoppingRule() throws {
         var plateau = GenerativeStopping(patience: 3, budget: nil)
         #expect(!plateau.observe(loss: 100, seconds: 1) && !plateau.observe(loss: 99, seconds: 2))
         // 99.95 is not 0.1 % below 99: no new best.
@@ -15,6 +15,11 @@ struct GenerativeDefaultsTests {
         var budget = GenerativeStopping(patience: nil, budget: 10)
         #expect(!budget.observe(loss: 5, seconds: 9.9) && !budget.observe(loss: 5, seconds: 9.95))
         #expect(budget.observe(loss: 5, seconds: 10) && budget.reason == "time budget of 10 s spent")
+        // Without --epochs or --time-budget a run is capped in epochs (the same on a loaded machine).
+        let caps = try ["vae", "cvae", "conv-vae", "conv-cvae", "gan", "cgan", "ddpm"].map {
+            GenerativeStopping.maximumEpochs(try Zoo.generative($0, imageShape: [1, 28, 28], classes: 3))
+        }
+        #expect(caps == [1500, 1500, 150, 150, 200, 200, 400])
     }
 
     @Test func nearestDistancesAndRecognition() throws {
