@@ -1,6 +1,7 @@
-// Counts heap allocations for tests that prove a steady-state step allocates nothing.
+// Counts heap allocations for the checks that prove a steady-state step allocates nothing
+// (RuntimeTests, allocation-check) and tracks heap bytes for the fuzzer (`kiln fuzz`).
 //
-// Linked only into the RuntimeTests executable, these definitions take precedence over
+// Linked into the RuntimeTests, allocation-check and `kiln` executables, these definitions take precedence over
 // glibc's for the whole process (the Swift runtime and Dispatch included) and forward to
 // glibc's internal entry points, so nothing else changes. free is not counted.
 #include <errno.h>
