@@ -51,26 +51,7 @@ func distributedGenerativeCommand(_ words: [String]) throws {
         throw KilnError.argument("train: the global batch (\(batch)) is smaller than the number of ranks (\(world.size)); every rank needs an example")
     }
     let model = try Zoo.generative(modelName, imageShape: [train.channels, train.height, train.width], classes: train.classNames.count)
-    var firstEpoch = 0
-    let trainer: GenerativeTrainer
-    if let resume = args.options["--resume"] {
-        // Every rank reads the file (a shared file system, or a copy on each node); rank 0's values are then sent to all.
-        let checkpoint = try Checkpoint.read(path: resume)
-        let saved = checkpoint.description
-        guard saved.modelName == model.name else { throw KilnError.file(path: resume, message: "holds a \(saved.modelName) model, not \(model.name)") }
-        guard saved.classNames == train.classNames, saved.inputShape == model.imageShape else {
-            throw KilnError.file(path: resume, message: "was trained on classes \(saved.classNames) of \(saved.inputShape), the training set has \(train.classNames) of \(model.imageShape)")
-        }
-        guard let state = checkpoint.resume else {
-            throw KilnError.file(path: resume, message: "was written without the state that continues its run (written before checkpoints existed)")
-        }
-        seed = try resumedSeed(state, args: args, path: resume)
-        trainer = try GenerativeTrainer.load(path: resume, seed: seed, threads: threads).trainer
-        trainer.restore(state)
-        firstEpoch = state.epochs
-    } else {
-        trainer = GenerativeTrainer(model: model, seed: seed, threads: threads)
-    }
+    let (trainer, firstEpoch) = try startOrResumeGenerative(model, train: train, args: args, seed: &seed, threads: threads)
     if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
     let distributed = try DistributedGenerativeTrainer(trainer: trainer, communicator: world)

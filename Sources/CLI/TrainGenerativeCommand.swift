@@ -35,25 +35,7 @@ func trainGenerativeCommand(_ words: [String]) throws {
     // The conv VAEs learn to use the label only after many steps: batch 16 (hard glyph set 1, 150 epochs:
     // 90.8 % recognised at batch 16, 84.4 % at 32, 65.9 % at 64).
     let batch = try args.int("--batch", default: model.family == .vae && model.name.hasPrefix("conv") ? 16 : 64, in: Limits.batch)
-    var firstEpoch = 0
-    let trainer: GenerativeTrainer
-    if let resume = args.options["--resume"] {
-        let checkpoint = try Checkpoint.read(path: resume)
-        let saved = checkpoint.description
-        guard saved.modelName == model.name else { throw KilnError.file(path: resume, message: "holds a \(saved.modelName) model, not \(model.name)") }
-        guard saved.classNames == train.classNames, saved.inputShape == model.imageShape else {
-            throw KilnError.file(path: resume, message: "was trained on classes \(saved.classNames) of \(saved.inputShape), the training set has \(train.classNames) of \(model.imageShape)")
-        }
-        guard let state = checkpoint.resume else {
-            throw KilnError.file(path: resume, message: "was written without the state that continues its run (written before checkpoints existed)")
-        }
-        seed = try resumedSeed(state, args: args, path: resume)
-        trainer = try GenerativeTrainer.load(path: resume, seed: seed, threads: threads).trainer
-        trainer.restore(state)
-        firstEpoch = state.epochs
-    } else {
-        trainer = GenerativeTrainer(model: model, seed: seed, threads: threads)
-    }
+    let (trainer, firstEpoch) = try startOrResumeGenerative(model, train: train, args: args, seed: &seed, threads: threads)
     if args.flags.contains("--no-fuse") { trainer.disabledPasses.insert("fuse") }
     trainer.core.runOptions.profile = Environment.profile
     if args.flags.contains("--no-plan") { trainer.disabledPasses.insert("plan-memory") }
@@ -260,4 +242,28 @@ func saveClassifier(_ classifier: TrainedClassifier, classNames: [String], to pa
     } else {
         try Checkpoint.saveEnsemble(classifier.members, classNames: classNames, epochs: classifier.members.map { _ in 0 }, to: path)
     }
+}
+
+/// The trainer a generative `train` starts from: a new one, or with `--resume FILE` the file's
+/// model and state (checked to be the same model on the same classes and image shape), whose
+/// seed then replaces `seed` unless `--seed` says otherwise. Returns the epochs already done.
+/// Used by one-process and distributed training alike (every rank reads the file).
+func startOrResumeGenerative(_ model: GenerativeModel, train: ImageDataset, args: Arguments, seed: inout UInt64,
+                             threads: Int) throws -> (trainer: GenerativeTrainer, firstEpoch: Int) {
+    guard let resume = args.options["--resume"] else {
+        return (GenerativeTrainer(model: model, seed: seed, threads: threads), 0)
+    }
+    let checkpoint = try Checkpoint.read(path: resume)
+    let saved = checkpoint.description
+    guard saved.modelName == model.name else { throw KilnError.file(path: resume, message: "holds a \(saved.modelName) model, not \(model.name)") }
+    guard saved.classNames == train.classNames, saved.inputShape == model.imageShape else {
+        throw KilnError.file(path: resume, message: "was trained on classes \(saved.classNames) of \(saved.inputShape), the training set has \(train.classNames) of \(model.imageShape)")
+    }
+    guard let state = checkpoint.resume else {
+        throw KilnError.file(path: resume, message: "was written without the state that continues its run (written before checkpoints existed)")
+    }
+    seed = try resumedSeed(state, args: args, path: resume)
+    let trainer = try GenerativeTrainer.load(path: resume, seed: seed, threads: threads).trainer
+    trainer.restore(state)
+    return (trainer, state.epochs)
 }
