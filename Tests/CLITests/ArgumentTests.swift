@@ -59,7 +59,10 @@ struct ArgumentTests {
         Case(words: ["train", "glyph-cnn", "--train", "TRAIN", "--distributed", "--val-split", "0.2"],
              expected: "train: --val-split is not available in a distributed run (under mpirun or with --distributed); run it in one process"),
         Case(words: ["train", "vae", "--train", "TRAIN", "--distributed"],
-             expected: "train: distributed training covers the classifiers; vae trains in one process (run it without mpirun)"),
+             expected: "train vae: a distributed run needs --epochs N (it does not stop on a time budget or on patience)"),
+        Case(words: ["train", "cgan", "--train", "TRAIN", "--distributed", "--epochs", "1"],
+             expected: "train: cgan is a GAN, which does not train data-parallel yet (its step is two programs with two optimizers, "
+                 + "discriminator then generator); distributed training covers the VAEs (vae, cvae, conv-vae, conv-cvae) and ddpm: run cgan in one process (without mpirun)"),
         Case(words: ["dot", "lenet5", "--batch", "4611686018427387904"], expected: "--batch needs an integer from 1 to 65536, found \"4611686018427387904\""),
         Case(words: ["plan", "lenet5", "--batch", "-1"], expected: "--batch needs an integer from 1 to 65536, found \"-1\""),
         Case(words: ["plan", "lenet5", "--disable", "nope"],
