@@ -93,31 +93,12 @@ public final class DistributedGenerativeTrainer {
             let row = noise.count / global
             try program.inputPointer("noise").assumingMemoryBound(to: Float.self)
                 .update(from: Array(noise[(mine.lowerBound * row) ..< (mine.upperBound * row)]), count: mine.count * row)
-            if model.family == .diffusion { try fillDiffusionSteps(program, examples: mine, step: step, seed: seed) }
+            if model.family == .diffusion { try trainer.fillDiffusionSteps(program, positions: mine) }
         }, finish: { program in
             [try program.outputPointer("loss").pointee * share]
         })
         trainer.stepsTaken += 1
         return Double(sums[0])
-    }
-
-    /// `signal`, `spread` and `time` of the shard's examples, drawn as `GenerativeTrainer` draws
-    /// them for the same places in a one-process batch.
-    private func fillDiffusionSteps(_ program: Executable, examples: Range<Int>, step: Int, seed: UInt64) throws {
-        let model = trainer.model
-        let schedule = model.schedule!
-        let random = CounterRandom(seed: seed)
-        let signal = try program.inputPointer("signal").assumingMemoryBound(to: Float.self)
-        let spread = try program.inputPointer("spread").assumingMemoryBound(to: Float.self)
-        let time = try program.inputPointer("time").assumingMemoryBound(to: Float.self)
-        let size = model.latentSize
-        for (i, example) in examples.enumerated() {
-            let u = random.uniform(stream: GenerativeTrainer.diffusionStepStream, step: UInt64(step), index: example)
-            let t = Swift.min(schedule.steps - 1, Int(Double(u) * Double(schedule.steps)))
-            signal[i] = Float(schedule.alphaBars[t].squareRoot())
-            spread[i] = Float((1 - schedule.alphaBars[t]).squareRoot())
-            for (j, v) in DiffusionSchedule.embedding(step: t, size: size).enumerated() { time[i * size + j] = v }
-        }
     }
 
     /// One pass over `data` in `order` with `GenerativeTrainer.trainEpoch`'s batches (a final

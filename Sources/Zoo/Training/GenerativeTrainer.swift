@@ -301,7 +301,7 @@ public final class GenerativeTrainer {
             programs = [pair.discriminator, pair.generator]
         case .diffusion:
             let program = try diffusionTrainingProgram(batch: indices.count)
-            try fillDiffusionSteps(program, batch: indices.count)
+            try fillDiffusionSteps(program, positions: 0..<indices.count)
             programs = [program]
         }
         var losses: [Double] = []
@@ -326,17 +326,19 @@ public final class GenerativeTrainer {
     /// The stream of `CounterRandom` a diffusion step's t is drawn from (sampling noise uses 0 and 1).
     public static let diffusionStepStream = 2
 
-    /// Draws t uniform over the schedule's steps for every image of the batch and fills the training
-    /// program's `signal`, `spread` and `time` inputs.
-    private func fillDiffusionSteps(_ program: Executable, batch: Int) throws {
+    /// Draws t uniform over the schedule's steps for the images at `positions` of the global batch
+    /// of step `stepsTaken` and fills the training program's `signal`, `spread` and `time` inputs
+    /// (row i for position `positions.lowerBound + i`). A data-parallel rank passes its shard's
+    /// positions, so every rank count draws the one-process run's values.
+    public func fillDiffusionSteps(_ program: Executable, positions: Range<Int>) throws {
         let schedule = model.schedule!
         let random = CounterRandom(seed: seed)
         let signal = try program.inputPointer("signal").assumingMemoryBound(to: Float.self)
         let spread = try program.inputPointer("spread").assumingMemoryBound(to: Float.self)
         let time = try program.inputPointer("time").assumingMemoryBound(to: Float.self)
         let size = model.latentSize
-        for i in 0..<batch {
-            let u = random.uniform(stream: Self.diffusionStepStream, step: UInt64(stepsTaken), index: i)
+        for (i, position) in positions.enumerated() {
+            let u = random.uniform(stream: Self.diffusionStepStream, step: UInt64(stepsTaken), index: position)
             let t = Swift.min(schedule.steps - 1, Int(Double(u) * Double(schedule.steps)))
             signal[i] = Float(schedule.alphaBars[t].squareRoot())
             spread[i] = Float((1 - schedule.alphaBars[t]).squareRoot())
