@@ -18,6 +18,8 @@ struct BenchSettings {
     var measurePeak: Bool
     /// `gemm --shape MxNxK[:at|:bt|:atbt]`: another product than 1024³ (e.g. a layer's), transposes optional.
     var gemmShape: (m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool) = (1024, 1024, 1024, false, false)
+    /// `conv --shape resnet20`: ResNet-20's layer shapes instead of ResNet-18's.
+    var convResNet20 = false
 }
 
 func benchCommand(_ words: [String]) throws {
@@ -31,7 +33,16 @@ func benchCommand(_ words: [String]) throws {
         epochs: args.options["--epochs"] == nil ? nil : try args.int("--epochs", default: 1, in: 1...1000),
         limitSteps: args.options["--limit-steps"] == nil ? nil : try args.int("--limit-steps", default: 1, in: 1...1_000_000),
         dataDirectory: Environment.dataDirectory(args.options["--data-dir"]), measurePeak: !args.flags.contains("--no-peak"))
-    if let text = args.options["--shape"] { settings.gemmShape = try parseGEMMShape(text) }
+    if let text = args.options["--shape"] {
+        if settings.workload == "conv" {
+            guard text == "resnet18" || text == "resnet20" else {
+                throw KilnError.argument("bench conv: --shape takes resnet18 or resnet20 (got \"\(excerpt(text))\")")
+            }
+            settings.convResNet20 = text == "resnet20"
+        } else {
+            settings.gemmShape = try parseGEMMShape(text)
+        }
+    }
     if Environment.winogradOff { Conv2DKernel.winogradEnabled = false }
 
     let contention = try args.options["--contention"].map { _ in try args.int("--contention", default: 1, in: 1...64) }

@@ -136,6 +136,18 @@ private let resNet18ConvLayers: [(name: String, c: Int, side: Int, o: Int, kerne
     ("layer4 shortcut", 256, 8, 512, 1, 2),
 ]
 
+/// ResNet-20's convolution shapes at batch 128 (`bench conv --shape resnet20`), as above.
+private let resNet20ConvLayers: [(name: String, c: Int, side: Int, o: Int, kernel: Int, stride: Int)] = [
+    ("conv1 (stem)", 3, 32, 16, 3, 1),
+    ("stage1 3x3", 16, 32, 16, 3, 1),
+    ("stage2.0.conv1", 16, 32, 32, 3, 2),
+    ("stage2 3x3", 32, 16, 32, 3, 1),
+    ("stage2 shortcut", 16, 32, 32, 1, 2),
+    ("stage3.0.conv1", 32, 16, 64, 3, 2),
+    ("stage3 3x3", 64, 8, 64, 3, 1),
+    ("stage3 shortcut", 32, 16, 64, 1, 2),
+]
+
 /// Times forward, backward-data and backward-filter of every ResNet-18 layer shape at batch 128
 /// on `--threads`: 1 untimed call, then the best of 5 timed calls (scratch warmed as in a
 /// compiled program). Prints a table; the record's value is total FLOPs over total best time
@@ -145,7 +157,7 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
     var rows: [[Any]] = []
     var totalFlops = 0.0, totalSeconds = 0.0
     print("layer              shape (NxCxHxW -> O, k, s)     pass     algorithm                          ms   GFLOP/s" + (peak == nil ? "" : "  of peak"))
-    for layer in resNet18ConvLayers {
+    for layer in settings.convResNet20 ? resNet20ConvLayers : resNet18ConvLayers {
         let g = Conv2DKernel.Geometry(n: resNetBatch, c: layer.c, h: layer.side, w: layer.side, o: layer.o, kh: layer.kernel,
                                       kw: layer.kernel, strideH: layer.stride, strideW: layer.stride,
                                       padH: layer.kernel == 3 ? 1 : 0, padW: layer.kernel == 3 ? 1 : 0)

@@ -212,6 +212,52 @@ func convGroupsThreadCountInvariant() {
     }
 }
 
+@Test("implicit-GEMM backward filter matches naive loops and gives the same bits on 1, 2 and 3 threads, in both group orders")
+func filterKernelMatchesNaive() {
+    let cases: [Conv2DKernel.Geometry] = [
+        .init(n: 3, c: 5, h: 9, w: 11, o: 13, kh: 3, kw: 3, padH: 1, padW: 1),     // o < 16: half tile, ragged; K = 45
+        .init(n: 4, c: 7, h: 10, w: 7, o: 40, kh: 3, kw: 2, strideH: 2, strideW: 1, padH: 1, padW: 0), // 2 panels, K = 42
+        .init(n: 5, c: 16, h: 8, w: 8, o: 33, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // last panel 1 wide
+        .init(n: 2, c: 3, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1),    // the stem's shape, K = 27
+        .init(n: 3, c: 20, h: 5, w: 5, o: 16, kh: 5, kw: 5, padH: 2, padW: 2),     // 16 channels: one 16-wide panel
+        .init(n: 17, c: 9, h: 12, w: 12, o: 20, kh: 3, kw: 3, padH: 1, padW: 1),   // groups of 8, 8, 1
+        .init(n: 3, c: 20, h: 9, w: 9, o: 24, kh: 1, kw: 1, strideH: 2, strideW: 2), // 1×1 stride 2: subsampled copy
+        .init(n: 2, c: 6, h: 8, w: 7, o: 17, kh: 1, kw: 1, strideH: 1, strideW: 3), // 1×1, stride along rows only
+        .init(n: 2, c: 6, h: 6, w: 6, o: 17, kh: 1, kw: 1, padH: 1, padW: 1),    // padded 1×1: bordered copy
+        .init(n: 2, c: 4, h: 7, w: 6, o: 18, kh: 4, kw: 3, strideH: 3, strideW: 2, padH: 2, padW: 1), // pixel tail
+    ]
+    for g in cases {
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 11)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 12)
+        let wCount = g.o * g.c * g.kh * g.kw
+        var dw = [Double](repeating: 0, count: wCount), magnitude = dw
+        forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
+            let tap = wIndex(g, o, c, ky, kx), product = Double(dy[yIndex(g, n, o, oy, ox)]) * Double(x[input])
+            dw[tap] += product
+            magnitude[tap] += abs(product)
+        }
+        #expect(Conv2DKernel.FilterKernel.suits(g))
+        // Partitions of the groups (the default bound) and group after group (no partials).
+        for maxPartials in [Conv2DKernel.maxPartialFloats, 0] {
+            func gradient(_ threads: Int) -> [Float] {
+                run([x, dy], outputCount: wCount) {
+                    Conv2DKernel.FilterKernel.run(g, x: $0[0], dy: $0[1], dw: $1, threads: threads, maxPartials: maxPartials)
+                }
+            }
+            let one = gradient(1)
+            #expect(worstError(one, dw, magnitude) <= 1, "\(g) maxPartials=\(maxPartials)")
+            #expect(one.map(\.bitPattern) == gradient(2).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
+            #expect(one.map(\.bitPattern) == gradient(3).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
+        }
+    }
+    // The dispatch: ResNet's layers and its stem run here, LeNet-5's first layer and pointwise ones do not.
+    #expect(Conv2DKernel.FilterKernel.runs(.init(n: 128, c: 16, h: 32, w: 32, o: 16, kh: 3, kw: 3, padH: 1, padW: 1)))
+    #expect(Conv2DKernel.FilterKernel.runs(.init(n: 128, c: 3, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1)))
+    #expect(!Conv2DKernel.FilterKernel.runs(.init(n: 64, c: 1, h: 28, w: 28, o: 6, kh: 5, kw: 5, padH: 2, padW: 2)))
+    #expect(Conv2DKernel.FilterKernel.runs(.init(n: 128, c: 64, h: 32, w: 32, o: 128, kh: 1, kw: 1, strideH: 2, strideW: 2)))
+    #expect(!Conv2DKernel.FilterKernel.runs(.init(n: 128, c: 64, h: 32, w: 32, o: 128, kh: 1, kw: 1)))
+}
+
 @Test("conv2d kernels give the same bits on 1, 2 and 4 threads")
 func convThreadCountInvariant() {
     // Batch 10: 8 filter-gradient groups of unequal size; batch 1 and 3: GEMM-level threads.

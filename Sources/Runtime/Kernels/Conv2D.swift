@@ -1,7 +1,9 @@
 /// 2-D convolution over NCHW data with OIHW weights: direct correlation (`DirectConv2D`) for
 /// few channels, Winograd F(2×2, 3×3) for the forward and backward-data passes of 3×3 stride-1
 /// "same" convolutions with many channels (`WinogradConv.swift`), else im2col over groups of
-/// images and `GEMM.sgemm` (`ConvGEMM.swift`).
+/// images and `GEMM.sgemm` (`ConvGEMM.swift`). The backward-filter pass of every convolution
+/// with at least 16 output channels but a pointwise one runs an implicit GEMM that never
+/// writes the column matrix (`ConvFilterKernel.swift`).
 ///
 /// For one image, im2col lays the input out as `col[c·kh·kw, oh·ow]` (row `(ci, ky, kx)`
 /// holds the input pixel each output position sees through that weight tap, or 0 in the
@@ -104,6 +106,10 @@ public enum Conv2DKernel {
     public static func backwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                       dw: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.backwardFilter, g, threads: threads)
+        if FilterKernel.runs(g) {
+            FilterKernel.run(g, x: x, dy: dy, dw: dw, threads: threads)
+            return
+        }
         if DirectConv2D.suits(g) {
             DirectConv2D.backwardFilter(g, x: x, dy: dy, dw: dw, threads: threads, buffers: workspace?.direct)
             return

@@ -15,7 +15,8 @@ import Foundation
 ///   per thread, each with a one-thread GEMM (or in turn with every thread on the GEMM when
 ///   there are fewer groups than threads).
 /// - backward data: the group's dy gathered to `[o, B·P]`, `dcol = Wᵀ · dy`, col2im per image.
-/// - backward filter: `dW (+)= dy[o, B·P] · col[K, B·P]ᵀ` per group. A small dW (up to 2²⁰
+/// - backward filter (pointwise convolutions, and any too large for `FilterKernel`):
+///   `dW (+)= dy[o, B·P] · col[K, B·P]ᵀ` per group. A small dW (up to 2²⁰
 ///   floats of partials) is summed in 8 fixed partitions of the groups, one thread each, then
 ///   the partials in order; a large one group after group with every thread on the GEMM (the
 ///   im2col and gather split over threads by image). Either way the order is fixed.
@@ -55,6 +56,10 @@ extension Conv2DKernel {
     /// Which algorithm runs a pass of a geometry, for tables: `direct`, or `im2col+GEMM` /
     /// `1x1 GEMM` with the images per group and the GEMM's m×n×k per group.
     public static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
+        if pass == .backwardFilter && FilterKernel.runs(g) {
+            let plan = FilterKernel.Plan(g)
+            return "implicit GEMM b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.maxDepth)"
+        }
         if DirectConv2D.suits(g) { return "direct" }
         if pass != .backwardFilter && Winograd.suits(g) { return Winograd.algorithm(g, pass) }
         let b = groupImages(g, pass), columns = b * g.outputPixels
