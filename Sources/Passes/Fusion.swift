@@ -11,8 +11,9 @@ import KilnGraph
 ///   outputs where values leave the kernel;
 /// - elementwise nodes after a matmul, conv2d or softmax of the same shape join it as an epilogue
 ///   (bias add, activation);
-/// - a reduction whose input is computed by an elementwise kernel (and read by nothing else)
-///   joins it, so the reduced values are never stored;
+/// - a reduction whose input is computed by an elementwise kernel joins it, so the reduced
+///   values are never read back (nor stored, unless another kernel reads them); reductions over
+///   the same axes of one kernel's values all join it (one pass, several reduced results);
 /// - a `broadcast` whose readers all sit in one kernel of its shape becomes a strided load there;
 /// - in inference, a pooling joins the convolution kernel it reads;
 /// - everything else runs as its own kernel.
@@ -154,7 +155,7 @@ struct FusionRule: Sendable {
         for input in node.inputs {
             guard let g = k.kernel(of: input) else { continue }
             let kernel = k.kernels[g]
-            let joinsReduction = kernel.kind == .reduction && !node.inputs.contains(kernel.root)
+            let joinsReduction = kernel.kind == .reduction && !k.readsReducedValue(id, of: g)
             let refusal: String? =
                 kernel.closed && !joinsReduction ? (kernel.kind == .reduction ? "it reads the reduced value" : "the \(kernel.kind.rawValue) kernel is closed")
                 : kernel.space != node.type.shape ? "iteration spaces differ (\(kernel.space) vs \(node.type.shape))"
@@ -207,17 +208,25 @@ struct FusionRule: Sendable {
     }
 
     /// `reduction-takes-prologue`: a float32 reduction joins the elementwise kernel computing its
-    /// input when nothing else reads that value, so the reduced values are never stored.
+    /// input, so the values it reduces are summed as they are computed: stored only when another
+    /// kernel reads them too (the kernel then writes and reduces them in one pass), never read
+    /// back. A reduction over the same axes of another member of a reduction kernel joins that
+    /// kernel as one more result (batch norm's backward: the sums of dy and of dy·x̂ per channel,
+    /// one pass over the activations for all of them).
     static func reductionTakesPrologue(_ k: inout KernelGraph, _ id: ValueID) -> Bool {
         let node = k.node(id)
         guard node.op.fusionCategory == .reduction, allFloat32(k, id), let input = node.inputs.first,
               let g = k.kernel(of: input) else { return false }
         let kernel = k.kernels[g]
         let refusal: String? =
-            kernel.kind != .elementwise ? "its input is computed by the \(kernel.kind.rawValue) kernel, not by an elementwise one"
-            : kernel.closed ? "the kernel is closed"
-            : k.users[input].count != 1 ? "its input %\(input) has other readers"
-            : k.pinned.contains(input) ? "its input %\(input) is a graph output or update"
+            kernel.kind != .elementwise && kernel.kind != .reduction
+                ? "its input is computed by the \(kernel.kind.rawValue) kernel, not by an elementwise one"
+            : kernel.kind == .elementwise && kernel.closed ? "the kernel is closed"
+            : k.node(input).op.fusionCategory == .reduction ? "its input %\(input) is a reduced value of the kernel"
+            : kernel.kind == .reduction && k.node(input).type.shape != kernel.space
+                ? "iteration spaces differ (\(kernel.space) vs \(k.node(input).type.shape))"
+            : kernel.kind == .reduction && reducedAxes(k, id) != reducedAxes(k, kernel.root)
+                ? "it reduces other axes than the kernel's reduction %\(kernel.root)"
             : k.wouldCloseCycle(adding: id, to: g) ? "an operand from outside depends on the kernel (a cycle)"
             : nil
         if let refusal {
@@ -226,8 +235,14 @@ struct FusionRule: Sendable {
         }
         k.note("reduction-takes-prologue", moving: [id], into: g, .joined)
         k.add(id, to: g)
-        k.reshape(g, kind: .reduction, root: id, closed: true)
+        if kernel.kind == .elementwise { k.reshape(g, kind: .reduction, root: id, closed: true) }
         return true
+    }
+
+    /// The axes reduction `id` reduces, sorted.
+    static func reducedAxes(_ k: KernelGraph, _ id: ValueID) -> [Int] {
+        guard case let .reduce(_, axes, _) = k.node(id).op else { return [] }
+        return axes.sorted()
     }
 
     /// `epilogue-root`: a float32 matmul, conv2d or softmax starts a kernel that elementwise
@@ -269,9 +284,27 @@ struct FusionRule: Sendable {
         var merged = false
         for input in node.inputs {
             guard let other = k.kernel(of: input) else { continue }
+            // A node kept out of its producer's kernel for its readers (`betterInReaders`: a
+            // ReLU mask computed in the forward pass but read in the backward one) does not pull
+            // that kernel in either, which would store it there all the same, when what it reads
+            // from there is stored anyway (read by other kernels too).
+            if other != g && k.kernels[g].members == [id] && k.kernels[other].kind == .elementwise
+                && readsOnlyStoredValues(k, id, of: other) && betterInReaders(k, id, other) {
+                k.note("elementwise-kernels-merge", moving: k.kernels[other].members, into: g,
+                       .refused("its readers will absorb %\(id) (the merge would store it and keep it live)"))
+                continue
+            }
             merged = mergeIfLegal(&k, other, into: g, rule: "elementwise-kernels-merge") || merged
         }
         return merged
+    }
+
+    /// Whether every value `id` reads from kernel `other` leaves that kernel anyway (pinned, or
+    /// read by a node outside it besides `id`).
+    static func readsOnlyStoredValues(_ k: KernelGraph, _ id: ValueID, of other: Int) -> Bool {
+        k.node(id).inputs.filter { k.kernelOf[$0] == other }.allSatisfy { input in
+            k.pinned.contains(input) || k.users[input].contains { $0 != id && k.kernelOf[$0] != other }
+        }
     }
 
     /// Moves elementwise kernel `other` into `g` when both share one iteration space and no path
@@ -283,7 +316,7 @@ struct FusionRule: Sendable {
         let refusal: String? =
             source.kind != .elementwise ? nil  // only elementwise kernels move; nothing to explain
             : source.closed ? "the moving kernel is closed"
-            : target.closed && !(target.kind == .reduction && !source.members.contains { k.node($0).inputs.contains(target.root) })
+            : target.closed && !(target.kind == .reduction && !source.members.contains { k.readsReducedValue($0, of: g) })
                 ? (target.kind == .reduction ? "the moving kernel reads the reduced value" : "the \(target.kind.rawValue) kernel is closed")
             : source.space != target.space ? "iteration spaces differ (\(source.space) vs \(target.space))"
             : k.mergeWouldCloseCycle(other, into: g) ? "a path between the kernels runs through a third kernel (a cycle)"

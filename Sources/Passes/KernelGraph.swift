@@ -10,7 +10,7 @@ import KilnGraph
 struct KernelGraph {
     struct Kernel {
         var kind: KernelKind
-        /// The matmul/conv/softmax of an epilogue, the reduction of a reduction kernel, the last
+        /// The matmul/conv/softmax of an epilogue, the first reduction of a reduction kernel, the last
         /// member of an elementwise kernel, the node itself of a single.
         var root: ValueID
         var members: [ValueID]
@@ -60,6 +60,12 @@ struct KernelGraph {
             for next in reads[k] where seen.insert(next).inserted { stack.append(next) }
         }
         return false
+    }
+
+    /// Whether node `id` reads a reduced value of kernel `k` (a reduction member: complete only
+    /// once the kernel has run).
+    func readsReducedValue(_ id: ValueID, of k: Int) -> Bool {
+        node(id).inputs.contains { kernelOf[$0] == k && node($0).op.fusionCategory == .reduction }
     }
 
     /// Whether adding `id` to kernel `k` would close a cycle: an input from outside `k` that
@@ -140,15 +146,14 @@ struct KernelGraph {
         }
         let owner = groups.kernelOfNode(count: graph.nodes.count)
         // Outputs: members read outside their kernel, read through a view, or pinned (and a
-        // reduction's root, which the kernel always stores).
+        // reduction kernel's reductions, which the kernel always stores).
         func leavesKernel(_ id: ValueID) -> Bool {
             pinned.contains(id) || users[id].contains { node($0).op.isView || owner[$0] != owner[id] }
         }
         for g in groups.indices {
-            groups[g].outputs = groups[g].members.filter(leavesKernel)
-            if groups[g].kind == .reduction && !groups[g].outputs.contains(groups[g].root) {
-                groups[g].outputs.append(groups[g].root)
-                groups[g].outputs.sort()
+            let kind = groups[g].kind
+            groups[g].outputs = groups[g].members.filter {
+                leavesKernel($0) || (kind == .reduction && node($0).op.fusionCategory == .reduction)
             }
         }
         let sources = groups.producerKernels(in: graph, kernelOfNode: owner)

@@ -115,12 +115,13 @@ private struct InPlaceAnalysis {
     }
 
     /// Whether `group` may write `output` into the buffer `owner` while it reads it: the kernel
-    /// is elementwise and every read of that buffer inside it is a same-shape, same-element-size
+    /// is elementwise (a reduction's prologue too) and every read of that buffer inside it is a same-shape, same-element-size
     /// operand of a same-index op whose result has `output`'s shape, computed no later than `output`.
     func readsAtSameIndex(_ group: KernelGroup, buffer owner: ValueID, writing output: ValueID) -> Bool {
         let rootOp = graph.nodes[group.root].op
         let isEpilogue = group.kind == .epilogue
-        guard group.kind == .elementwise || isEpilogue || (group.kind == .single && rootOp.isSameIndexElementwise)
+        let isReduction = group.kind == .reduction
+        guard group.kind == .elementwise || isEpilogue || isReduction || (group.kind == .single && rootOp.isSameIndexElementwise)
         else { return false }
         if isEpilogue {
             // The root (a matmul or convolution) reads its inputs everywhere, and writes its result
@@ -129,11 +130,13 @@ private struct InPlaceAnalysis {
             if graph.nodes[group.root].inputs.contains(where: { self.owner($0) == owner }) { return false }
         }
         let outputType = graph.nodes[output].type
-        // A fused kernel walks its root's iteration space; an output of another shape is not
-        // written at the indices its operands are read.
-        guard outputType.shape == graph.nodes[group.root].type.shape else { return false }
+        // A fused kernel walks its root's iteration space (a reduction kernel its reductions'
+        // input space); an output of another shape is not written at the indices its operands are read.
+        let space = isReduction ? graph.nodes[graph.nodes[group.root].inputs[0]].type.shape : graph.nodes[group.root].type.shape
+        guard outputType.shape == space else { return false }
         let members = Set(group.members)
-        for member in group.members where !(isEpilogue && member == group.root) {
+        // A reduction member reads only members (its input is computed in the kernel).
+        for member in group.members where !(isEpilogue && member == group.root) && !(isReduction && graph.nodes[member].op.fusionCategory == .reduction) {
             let node = graph.nodes[member]
             for input in node.inputs where !members.contains(input) && self.owner(input) == owner {
                 let inputType = graph.nodes[input].type

@@ -10,7 +10,8 @@ public enum KernelKind: String, Hashable, Sendable {
     /// A matmul, conv2d or softmax-family root whose output flows through elementwise nodes
     /// applied in the root's epilogue.
     case epilogue
-    /// A reduction whose input is computed by elementwise nodes on the fly (a prologue).
+    /// Reductions over one iteration space (the same axes) whose inputs are computed by
+    /// elementwise nodes on the fly (a prologue): one pass, one or several reduced results.
     case reduction
     /// A convolution and its epilogue whose result only a pooling reads (inference): run a few
     /// images at a time into scratch and pooled at once, so the full-resolution activation is
@@ -21,8 +22,8 @@ public enum KernelKind: String, Hashable, Sendable {
 /// A group of nodes executed as one kernel.
 public struct KernelGroup: Hashable, Sendable {
     public var kind: KernelKind
-    /// The node that sets the kernel: the matmul/conv/reduce for epilogue and reduction groups,
-    /// the last node for elementwise groups, the node itself for singles.
+    /// The node that sets the kernel: the matmul/conv for epilogue groups, the first reduction of
+    /// a reduction group, the last node for elementwise groups, the node itself for singles.
     public var root: ValueID
     /// Every node the kernel computes, in graph order (root included). The order in which the
     /// kernel computes them is `evaluationOrder`.

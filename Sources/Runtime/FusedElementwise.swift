@@ -7,8 +7,9 @@ import KilnPasses
 /// Operands that broadcast are read with stride 0, never materialised. A tile reads all of its
 /// inputs before writing its outputs, so an output may share an input's buffer (in place).
 ///
-/// With a reduction sink, the value of one member is not stored but summed (or maxed) into
-/// the reduction's output instead: a reduction with an elementwise prologue.
+/// With reduction sinks, the values of members are summed (or maxed) into the reductions'
+/// outputs as each tile is computed: reductions with an elementwise prologue, several over the
+/// same axes in one pass (a member is stored too only when it leaves the kernel).
 final class FusedElementwise {
     enum Source { case operand(Int), slot(Int) }
     enum Operation {
@@ -65,7 +66,9 @@ final class FusedElementwise {
     let inputPool: UnsafeMutableBufferPointer<Source>
     let slotCount: Int
     let threads: Int
-    var sink: Sink?
+    /// The reductions, all over the same axes (empty without one). Plain values in a buffer, so
+    /// the tile loop reads them without reference counting.
+    let sinks: UnsafeMutableBufferPointer<Sink>
     /// Parts a reduction's rows are split into (1 without a reduction).
     let sinkParts: Int
     /// Per thread: slotCount scratch rows of `tile` floats.
@@ -74,12 +77,13 @@ final class FusedElementwise {
 
     /// Builds the program for `members` (in graph order) over `space`. `pointer` gives the buffer
     /// of any value read from outside; `outputs` lists members that leave the kernel, with their buffers.
-    /// With `reduction`, the reduce member `root` consumes member `value` as its sink (the value is not stored).
+    /// With `reductions`, each reduce member `root` consumes its input member as a sink (the
+    /// input is stored only when it is also in `outputs`); all reduce the same axes.
     /// With `batchSlice`, members have shape `space` but for their first dimension (the batch):
     /// the kernel runs over that many images of them (operands must not vary along the batch).
     init(graph: Graph, members: [ValueID], space: Shape, outputs: [ValueID: UnsafeMutablePointer<Float>],
          pointer: (ValueID) -> UnsafeMutablePointer<Float>, threads: Int,
-         reduction: (root: ValueID, output: UnsafeMutablePointer<Float>)? = nil, batchSlice: Bool = false) {
+         reductions: [(root: ValueID, output: UnsafeMutablePointer<Float>)] = [], batchSlice: Bool = false) {
         let memberSet = Set(members)
         var operandIndex: [ValueID: Int] = [:]
         var bases: [UnsafePointer<Float>] = []
@@ -130,9 +134,14 @@ final class FusedElementwise {
         // The reduction's output strides join the row decomposition so rows never straddle outputs.
         var sinkStrides: [[Int]] = []
         var reducedShape = space
-        if let reduction, case let .reduce(_, axes, _) = graph.nodes[reduction.root].op {
+        if let first = reductions.first, case let .reduce(_, axes, _) = graph.nodes[first.root].op {
             for axis in axes { reducedShape.dims[axis] = 1 }
             sinkStrides = [StridedLoops.broadcastStrides(reducedShape, to: space)]
+            for reduction in reductions {
+                guard case let .reduce(_, otherAxes, _) = graph.nodes[reduction.root].op, otherAxes.sorted() == axes.sorted() else {
+                    preconditionFailure("fused reductions %\(first.root) and %\(reduction.root) reduce different axes")
+                }
+            }
         }
         let rows = StridedLoops.rows(shape: space, operandStrides: strides + [space.strides] + sinkStrides)
         inner = rows.inner
@@ -155,10 +164,12 @@ final class FusedElementwise {
         scratchPerThread = Swift.max(1, slotCount) * Self.tile
         // A reduction splits its rows into a fixed number of parts (from the problem size, never
         // the thread count), each with its own accumulator, added in part order at the end.
-        sinkParts = reduction != nil && rows.rowCount * rows.inner >= 65536 ? 8 : 1
+        sinkParts = !reductions.isEmpty && rows.rowCount * rows.inner >= 65536 ? 8 : 1
         // One scratch block per chunk `run` can use (never more than the elements allow, whatever the thread count).
         scratch = .allocate(capacity: scratchPerThread * Swift.max(1, Swift.min(threads, rows.rowCount * rows.inner / 8192), sinkParts))
-        if let reduction, case let .reduce(function, axes, _) = graph.nodes[reduction.root].op {
+        var sinkList: [Sink] = []
+        for reduction in reductions {
+            guard case let .reduce(function, axes, _) = graph.nodes[reduction.root].op else { continue }
             let value = graph.nodes[reduction.root].inputs[0]
             let reducedCount = axes.reduce(1) { $0 * space[$1] }
             let rowOffsets = UnsafeMutablePointer<Int>.allocate(capacity: rows.rowCount)
@@ -166,12 +177,15 @@ final class FusedElementwise {
             let innerStride = rows.innerStrides[bases.count + 1]
             let width = function != .max && innerStride == 0
                 && ReduceKernel.fitsWide(outputs: reducedShape.count, parts: sinkParts) ? ReduceKernel.lanes : 1
-            sink = Sink(function: function, source: .slot(slotOf[value]!), output: reduction.output,
-                        outputCount: reducedShape.count, rowOffsets: rowOffsets,
-                        innerStride: innerStride,
-                        scale: function == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1,
-                        accumulator: .allocate(capacity: Swift.max(reducedShape.count, 1) * sinkParts * width), width: width)
+            guard let slot = slotOf[value] else { preconditionFailure("reduction %\(reduction.root) reads %\(value), which the kernel does not compute") }
+            sinkList.append(Sink(function: function, source: .slot(slot), output: reduction.output,
+                                 outputCount: reducedShape.count, rowOffsets: rowOffsets,
+                                 innerStride: innerStride,
+                                 scale: function == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1,
+                                 accumulator: .allocate(capacity: Swift.max(reducedShape.count, 1) * sinkParts * width), width: width))
         }
+        sinks = .allocate(capacity: sinkList.count)
+        _ = sinks.initialize(from: sinkList)
     }
 
     deinit {
@@ -182,47 +196,32 @@ final class FusedElementwise {
         outputOffsets.deallocate()
         instructions.deallocate()
         inputPool.deallocate()
-        if let sink {
+        for sink in sinks {
             sink.accumulator.deallocate()
             sink.rowOffsets.deallocate()
         }
+        sinks.deallocate()
     }
 
     /// Runs the whole iteration space.
     func run() {
-        if let sink {
-            let count = sink.outputCount, width = sink.width
-            let initial: Double = sink.function == .max ? -.infinity : 0
-            sink.accumulator.update(repeating: initial, count: count * sinkParts * width)
+        if !sinks.isEmpty {
+            for sink in sinks {
+                let initial: Double = sink.function == .max ? -.infinity : 0
+                sink.accumulator.update(repeating: initial, count: sink.outputCount * sinkParts * sink.width)
+            }
             let parts = sinkParts
             Parallel.forEach(chunks: parts, threads: threads) { part in
-                let accumulator = sink.accumulator + part * count * width
                 if self.rowCount >= parts {
-                    self.runRows(part * self.rowCount / parts..<(part + 1) * self.rowCount / parts, thread: part,
-                                 accumulator: accumulator)
+                    self.runRows(part * self.rowCount / parts..<(part + 1) * self.rowCount / parts, thread: part, part: part)
                 } else {
                     // Few long rows: each part takes a fixed slice of every row's columns.
                     let start = part * self.inner / parts / 16 * 16
                     let end = part + 1 == parts ? self.inner : (part + 1) * self.inner / parts / 16 * 16
-                    self.runRows(0..<self.rowCount, thread: part, accumulator: accumulator, columns: start..<end)
+                    self.runRows(0..<self.rowCount, thread: part, part: part, columns: start..<end)
                 }
             }
-            if width > 1 {
-                for i in 0..<count {
-                    var value = 0.0
-                    for part in 0..<sinkParts { value += ReduceKernel.laneTotal(sink.accumulator + (part * count + i) * width) }
-                    sink.output[i] = Float(value * sink.scale)
-                }
-                return
-            }
-            for i in 0..<count {
-                var value = sink.accumulator[i]
-                for part in 1..<sinkParts {
-                    let other = sink.accumulator[part * count + i]
-                    value = sink.function == .max ? Swift.max(value, other) : value + other
-                }
-                sink.output[i] = Float(value * sink.scale)
-            }
+            for sink in sinks { finish(sink) }
             return
         }
         let total = rowCount * inner
@@ -247,8 +246,29 @@ final class FusedElementwise {
         }
     }
 
-    private func runRows(_ rows: Range<Int>, thread: Int, accumulator: UnsafeMutablePointer<Double>? = nil,
-                         columns: Range<Int>? = nil) {
+    /// Each sink's parts added in part order into its output.
+    private func finish(_ sink: Sink) {
+        let count = sink.outputCount, width = sink.width
+        if width > 1 {
+            for i in 0..<count {
+                var value = 0.0
+                for part in 0..<sinkParts { value += ReduceKernel.laneTotal(sink.accumulator + (part * count + i) * width) }
+                sink.output[i] = Float(value * sink.scale)
+            }
+            return
+        }
+        for i in 0..<count {
+            var value = sink.accumulator[i]
+            for part in 1..<sinkParts {
+                let other = sink.accumulator[part * count + i]
+                value = sink.function == .max ? Swift.max(value, other) : value + other
+            }
+            sink.output[i] = Float(value * sink.scale)
+        }
+    }
+
+    /// Computes `rows` (`columns` of each), with the sinks' accumulators of `part` when given.
+    private func runRows(_ rows: Range<Int>, thread: Int, part: Int? = nil, columns: Range<Int>? = nil) {
         let columns = columns ?? 0..<inner
         let scratch = self.scratch + thread * scratchPerThread
         // Pointers of the current tile: one per slot (stride 1) and one per operand (with its stride).
@@ -267,7 +287,11 @@ final class FusedElementwise {
                             slots[index] = destination
                             execute(instruction, index, destination, length, slots, operands)
                         }
-                        if let sink, let accumulator { accumulate(sink, accumulator, r, j, length, slots, operands) }
+                        if let part {
+                            for sink in sinks {
+                                accumulate(sink, sink.accumulator + part * sink.outputCount * sink.width, r, j, length, slots, operands)
+                            }
+                        }
                         j += length
                     }
                 }

@@ -84,7 +84,7 @@ struct FusionRuleTests {
         #expect(Fusion.decisions(for: graph).decisions.map(\.rule) == ["no-kernel", "elementwise-starts-kernel"])
     }
 
-    @Test("reduction-takes-prologue: a sum joins the kernel of its only reader's input; not when the input is stored")
+    @Test("reduction-takes-prologue: a sum joins the kernel computing its input, also when the input is stored; a second sum over the same axes joins too, one over other axes does not")
     func reductionTakesPrologue() throws {
         let g = GraphBuilder()
         let x = g.input("x", [4, 8])
@@ -100,8 +100,22 @@ struct FusionRuleTests {
         h.output("e", e)
         h.output("s", e.sum(axes: [1]))
         let stored = try h.build()
-        #expect(kernelText(stored) == "elementwise %1: exp%1 -> %1\nsingle %2: reduce_sum%2 -> %2")
-        #expect(decisions("reduction-takes-prologue", stored) == ["refused %2 from [%1]: its input %1 is a graph output or update"])
+        #expect(kernelText(stored) == "reduction %2: exp%1 reduce_sum%2 -> %1,%2")
+        #expect(decisions("reduction-takes-prologue", stored) == ["joined %2 into [%1]"])
+
+        let m = GraphBuilder()
+        let z = m.input("z", [4, 8])
+        let t = tanh(z)                  // %1
+        m.output("a", t.sum(axes: [1]))  // %2 joins %1's kernel
+        let u = t * z                    // %3 joins the reduction kernel (it reads no reduced value)
+        m.output("b", u.mean(axes: [1])) // %4: a second reduction over the same axes
+        m.output("c", u.sum(axes: [0]))  // %5: other axes
+        let several = try m.build()
+        #expect(kernelText(several) == "reduction %2: tanh%1 reduce_sum%2 mul%3 reduce_mean%4 -> %2,%3,%4\nsingle %5: reduce_sum%5 -> %5")
+        #expect(decisions("reduction-takes-prologue", several) == [
+            "joined %2 into [%1]", "joined %4 into [%1 %2 %3]",
+            "refused %5 from [%1 %2 %3 %4]: it reduces other axes than the kernel's reduction %2",
+        ])
     }
 
     @Test("epilogue-root: a matmul opens a kernel its bias add and activation join")
@@ -153,6 +167,22 @@ struct FusionRuleTests {
         let graph = try g.build()
         #expect(kernelText(graph) == "elementwise %4: exp%2 tanh%3 mul%4 -> %4")
         #expect(decisions("elementwise-kernels-merge", graph) == ["joined %3 into [%2 %4]"])
+    }
+
+    @Test("elementwise-kernels-merge: a mask kept out of its producer for its readers does not pull the producer in")
+    func elementwiseKernelsMergeKeepsMaskOut() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 8])
+        let r = relu(x)                                     // %1: the forward kernel
+        let far = r.transposed([1, 0]).transposed([1, 0])   // %2 %3: r leaves its kernel anyway
+        let mask = r.greater(0)                             // %4 %5: read only by %6
+        g.output("y", mask * far)                           // %6 cannot join %1's kernel
+        let graph = try g.build()
+        #expect(kernelText(graph) == "elementwise %1: relu%1 -> %1\nsingle %2: transpose%2 -> %2\nsingle %3: transpose%3 -> %3\nelementwise %6: greater%5 mul%6 -> %6")
+        #expect(decisions("elementwise-kernels-merge", graph) == [
+            "refused %1 from [%5]: its readers will absorb %5 (the merge would store it and keep it live)",
+        ])
+        #expect(decisions("elementwise-joins-producer", graph).contains("joined %6 into [%5]"))
     }
 
     @Test("broadcast-as-strided-load: a bias broadcast read by one kernel of its shape becomes a load in it")

@@ -95,6 +95,66 @@ struct FusionTests {
         }
     }
 
+    @Test("several reductions over one kernel's values run in one pass: each equals the interpreter, same bits on 1, 2 and 3 threads",
+          arguments: [[16, 6, 26, 27], [3, 4, 5, 5]])
+    func severalReductions(_ dims: [Int]) throws {
+        // Batch norm's backward shape: the sums of dy and of dy·x per channel over N, H, W, a mean
+        // of squares and a max, with dy also leaving the kernel.
+        func build() throws -> Graph {
+            let g = GraphBuilder()
+            let x = g.input("x", Shape(dims))
+            let d = g.input("d", Shape(dims))
+            let dy = d * x.greater(0)
+            g.output("dy", dy)
+            g.output("sum", dy.sum(axes: [0, 2, 3]))
+            let p = dy * x
+            g.output("dot", p.sum(axes: [0, 2, 3]))
+            g.output("squares", square(p - 0.25).mean(axes: [0, 2, 3], keepDims: true))
+            g.output("max", (dy * 3).max(axes: [0, 2, 3]))
+            return try g.build()
+        }
+        let graph = try build()
+        let reductions = Fusion.groups(for: graph).filter { $0.kind == .reduction }
+        #expect(reductions.count == 1, "\(describe(Fusion.groups(for: graph), graph))")
+        #expect(reductions.first.map { $0.members.filter { graph.nodes[$0].op.fusionCategory == .reduction }.count } == 4)
+        let count = dims.reduce(1, *)
+        // Deterministic values in [-2.5, 2.5] and [-1.75, 1.25] (a linear congruential generator).
+        var state: UInt64 = 2024
+        func next() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 40) / Double(1 << 24)
+        }
+        var xs: [Float] = [], ds: [Float] = []
+        for _ in 0..<count {
+            xs.append(Float(next() * 5 - 2.5))
+            ds.append(Float(next() * 3 - 1.75))
+        }
+        let expected = try Interpreter(graph: graph).outputs(
+            inputs: ["x": HostTensor(TensorType(Shape(dims)), xs.map(Double.init)), "d": HostTensor(TensorType(Shape(dims)), ds.map(Double.init))],
+            parameters: [:])
+        var bits: [[UInt32]] = []
+        for threads in [1, 2, 3] {
+            let executable = try Executable(graph: try build(), store: ParameterStore(seed: 1), threads: threads)
+            try executable.setInput("x", xs)
+            try executable.setInput("d", ds)
+            try executable.run()
+            var all: [UInt32] = []
+            for name in ["dy", "sum", "dot", "squares", "max"] {
+                let got = try executable.output(name), want = expected[name]!.scalars
+                #expect(got.count == want.count, "\(name)")
+                // Sums: float lanes over count / C terms of magnitude at most 5, then float64.
+                let largest: Double = want.map(abs).max()!
+                let terms = Double(count / dims[1])
+                let bound: Double = name == "sum" || name == "dot" ? 5e-6 * terms : 1e-6 * max(1, largest)
+                let error = zip(got, want).map { abs(Double($0) - $1) }.max()!
+                #expect(error <= bound, "\(dims) \(name) on \(threads) threads: max error \(error), bound \(bound)")
+                all += got.map(\.bitPattern)
+            }
+            bits.append(all)
+        }
+        #expect(bits[0] == bits[1] && bits[0] == bits[2], "\(dims): results differ between 1, 2 and 3 threads")
+    }
+
     @Test("a node does not join a kernel when an outside path would come back into it")
     func noCycles() throws {
         let g = GraphBuilder()

@@ -61,11 +61,12 @@ final class Lowering {
                                          outputs: outputBuffers(group), pointer: buffers.floats, threads: threads)
             emit { fused.run() }
         case .reduction:
-            let root = group.root
-            let space = graph.nodes[graph.nodes[root].inputs[0]].type.shape
+            // One pass computes every reduction of the kernel (all over the same axes of one space).
+            let reductions = group.members.filter { graph.nodes[$0].op.fusionCategory == .reduction }
+            let space = graph.nodes[graph.nodes[group.root].inputs[0]].type.shape
             let fused = FusedElementwise(graph: graph, members: group.nonRootEvaluationOrder, space: space,
-                                         outputs: outputBuffers(group).filter { $0.key != root }, pointer: buffers.floats,
-                                         threads: threads, reduction: (root, buffers.floats(root)))
+                                         outputs: outputBuffers(group).filter { !reductions.contains($0.key) }, pointer: buffers.floats,
+                                         threads: threads, reductions: reductions.map { ($0, buffers.floats($0)) })
             emit { fused.run() }
         case .pooled:
             try lowerPooled(group)
