@@ -9,8 +9,18 @@
 /// An image is computed wholly by one thread in a fixed tap order, so results do not depend
 /// on the thread count.
 enum DirectConv2D {
-    /// Output columns per vector.
+    /// Output columns (or channels) per segment: packing, scratch and tile layouts are in
+    /// 16-float segments on every ISA.
     static let lanes = 16
+    /// The vector the register tiles compute on: the ISA's own register (`ISA.Vector`). A
+    /// segment is `tileParts` of them, and a tile runs once per part, so its accumulators fit
+    /// the register file: on AVX2 the 16-float tiles had 20–32 ymm accumulators for 16
+    /// registers and spilled (LeNet-5's conv2 backward-data: 795 µs a step against 466 µs on
+    /// one AVX-512 thread).
+    typealias TileVector = ISA.Vector
+    /// Floats per tile vector, and tile vectors per 16-float segment.
+    static var tileWidth: Int { TileVector.scalarCount }
+    static var tileParts: Int { lanes / TileVector.scalarCount }
 
     /// One correlation `out[co, r, s] = Σ_{ci, ky, kx} padded(source)[ci, r + ky, s + kx] ·
     /// weight(co, ci, ky, kx)` over a batch, where `padded(source)` is the source shifted down
@@ -26,7 +36,7 @@ enum DirectConv2D {
         var kh: Int, kw: Int
     }
 
-    /// Register tile shapes: `rows × channels` accumulators of `SIMD16<Float>`.
+    /// Register tile shapes: `rows × channels` accumulators of 16 floats (`tileParts` vectors).
     enum Tile: CaseIterable {
         /// 4 output rows × 3 output channels: suits few output channels (conv1: 6).
         case rows4channels3
@@ -165,12 +175,14 @@ enum DirectConv2D {
                     for rowGroup in 0..<rowGroups {
                         let rows = min(tile.rows, p.outHeight - rowGroup * tile.rows)
                         for segment in 0..<segments {
-                            let x = padded + rowGroup * tile.rows * paddedWidth + segment * lanes
-                            switch tile {
-                            case .rows4channels3:
-                                tile4x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
-                            case .rows2channels8:
-                                tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
+                            for part in 0..<tileParts {
+                                let x = padded + rowGroup * tile.rows * paddedWidth + segment * lanes + part * tileWidth
+                                switch tile {
+                                case .rows4channels3:
+                                    tile4x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch + part * tileWidth)
+                                case .rows2channels8:
+                                    tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch + part * tileWidth)
+                                }
                             }
                             let width = min(lanes, p.outWidth - segment * lanes)
                             for lane in 0..<channels {
@@ -261,8 +273,11 @@ enum DirectConv2D {
                         let rows = min(pixelRows, p.outHeight - rowGroup * pixelRows)
                         for columnGroup in 0..<columnGroups {
                             let columns = min(pixelColumns, p.outWidth - columnGroup * pixelColumns)
-                            pixelTile(padded + rowGroup * pixelRows * paddedWidth + columnGroup * pixelColumns,
-                                      paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch)
+                            for part in 0..<tileParts {
+                                pixelTile(padded + rowGroup * pixelRows * paddedWidth + columnGroup * pixelColumns,
+                                          paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w + part * tileWidth,
+                                          scratch + part * tileWidth)
+                            }
                             for r in 0..<rows {
                                 for c in 0..<columns {
                                     let pixel = scratch + (r * pixelColumns + c) * lanes
@@ -284,7 +299,7 @@ enum DirectConv2D {
     @inline(never)
     static func pixelTile(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
                           _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
-        typealias V = SIMD16<Float>
+        typealias V = TileVector
         var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V()
         var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V()
         var pw = UnsafeRawPointer(w)
@@ -419,10 +434,12 @@ enum DirectConv2D {
                 for ci in 0..<g.c {
                     for rowBlock in 0..<rowBlocks {
                         for columnBlock in 0..<columnBlocks {
-                            filterPixels(paddedX + ci * paddedPlane + rowBlock * filterRows * paddedWidth
-                                            + columnBlock * filterColumns,
-                                         paddedWidth, paddedImage, transposedDy + channelGroup * dyPlane, dyImage,
-                                         end - first, g.oh, g.ow, sums)
+                            for part in 0..<tileParts {
+                                filterPixels(paddedX + ci * paddedPlane + rowBlock * filterRows * paddedWidth
+                                                + columnBlock * filterColumns,
+                                             paddedWidth, paddedImage, transposedDy + channelGroup * dyPlane + part * tileWidth,
+                                             dyImage, end - first, g.oh, g.ow, sums + part * tileWidth)
+                            }
                             for r in 0..<filterRows {
                                 let ky = rowBlock * filterRows + r
                                 guard ky < g.kh else { break }
@@ -451,7 +468,7 @@ enum DirectConv2D {
     static func filterPixels(_ x: UnsafePointer<Float>, _ xRow: Int, _ xImage: Int,
                              _ dy: UnsafePointer<Float>, _ dyImage: Int,
                              _ images: Int, _ rows: Int, _ columns: Int, _ sums: UnsafeMutablePointer<Float>) {
-        typealias V = SIMD16<Float>
+        typealias V = TileVector
         var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V()
         var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V()
         for image in 0..<images {
@@ -492,10 +509,11 @@ enum DirectConv2D {
     static func filterTile(_ x: UnsafePointer<Float>, _ xRow: Int, _ xImage: Int,
                            _ dy: UnsafePointer<Float>, _ dyPlane: Int, _ dyImage: Int,
                            _ images: Int, _ rows: Int, _ segments: Int, _ sums: UnsafeMutablePointer<Float>) {
-        typealias V = SIMD16<Float>
+        typealias V = TileVector
         var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V()
         var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V()
         var a20 = V(), a21 = V(), a22 = V(), a23 = V(), a24 = V()
+        let parts = tileParts, width = tileWidth
         let f = MemoryLayout<Float>.stride
         // Rows innermost: with one segment (conv2) a segment-inner loop ran once per row and
         // LLVM spilled the accumulators around it.
@@ -504,8 +522,10 @@ enum DirectConv2D {
                 let px = UnsafeRawPointer(x + image * xImage + segment * lanes)
                 let pd = UnsafeRawPointer(dy + image * dyImage + segment * lanes)
                 for row in 0..<rows {
-                    let s = row * xRow * f
-                    let pd = pd + row * segments * lanes * f
+                  for part in 0..<parts {
+                    // A segment's parts go into the same accumulators, one after the other.
+                    let s = (row * xRow + part * width) * f
+                    let pd = pd + (row * segments * lanes + part * width) * f
                     let d0 = pd.loadUnaligned(as: V.self)
                     let d1 = pd.loadUnaligned(fromByteOffset: dyPlane * f, as: V.self)
                     let d2 = pd.loadUnaligned(fromByteOffset: 2 * dyPlane * f, as: V.self)
@@ -519,6 +539,7 @@ enum DirectConv2D {
                     a03.addProduct(d0, v); a13.addProduct(d1, v); a23.addProduct(d2, v)
                     v = px.loadUnaligned(fromByteOffset: s + 4 * f, as: V.self)
                     a04.addProduct(d0, v); a14.addProduct(d1, v); a24.addProduct(d2, v)
+                  }
                 }
             }
         }
@@ -534,7 +555,7 @@ enum DirectConv2D {
     @inline(never)
     static func tile4x3(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
                         _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
-        typealias V = SIMD16<Float>
+        typealias V = TileVector
         var a00 = V(), a01 = V(), a02 = V(), a03 = V()
         var a10 = V(), a11 = V(), a12 = V(), a13 = V()
         var a20 = V(), a21 = V(), a22 = V(), a23 = V()
@@ -579,7 +600,7 @@ enum DirectConv2D {
     @inline(never)
     static func tile2x8(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
                         _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
-        typealias V = SIMD16<Float>
+        typealias V = TileVector
         var a00 = V(), a01 = V(), a10 = V(), a11 = V(), a20 = V(), a21 = V(), a30 = V(), a31 = V()
         var a40 = V(), a41 = V(), a50 = V(), a51 = V(), a60 = V(), a61 = V(), a70 = V(), a71 = V()
         var pw = w
