@@ -42,9 +42,20 @@ enum DirectConv2D {
         case rows4channels3
         /// 2 output rows × 8 output channels: suits 8k output channels and few rows (conv2: 16).
         case rows2channels8
+        /// 3 output rows × 4 output channels: 4k output channels where 16 accumulators are too
+        /// many (AVX2's 16 ymm: 12 accumulators, 3 rows, 1 broadcast).
+        case rows3channels4
 
-        var rows: Int { self == .rows4channels3 ? 4 : 2 }
-        var channels: Int { self == .rows4channels3 ? 3 : 8 }
+        var rows: Int {
+            switch self { case .rows4channels3: 4; case .rows2channels8: 2; case .rows3channels4: 3 }
+        }
+        var channels: Int {
+            switch self { case .rows4channels3: 3; case .rows2channels8: 8; case .rows3channels4: 4 }
+        }
+
+        /// The tiles this ISA chooses from: 2 × 8 needs 16 accumulators and 3 more registers,
+        /// which only AVX-512's 32 leave room for.
+        static let candidates: [Tile] = ISA.wideTile ? [.rows4channels3, .rows2channels8] : [.rows4channels3, .rows3channels4]
     }
 
     /// Whether the direct path should run this convolution: stride 1, padding smaller than
@@ -76,7 +87,9 @@ enum DirectConv2D {
             (p.outChannels + t.channels - 1) / t.channels * t.channels
                 * ((p.outHeight + t.rows - 1) / t.rows * t.rows)
         }
-        return work(.rows4channels3) <= work(.rows2channels8) ? .rows4channels3 : .rows2channels8
+        var best = Tile.candidates[0]
+        for candidate in Tile.candidates.dropFirst() where work(candidate) < work(best) { best = candidate }
+        return best
     }
 
     /// Image chunks of a correlation: one per thread when the batch is worth waking them for.
@@ -182,6 +195,8 @@ enum DirectConv2D {
                                     tile4x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch + part * tileWidth)
                                 case .rows2channels8:
                                     tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch + part * tileWidth)
+                                case .rows3channels4:
+                                    tile3x4(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch + part * tileWidth)
                                 }
                             }
                             let width = min(lanes, p.outWidth - segment * lanes)
@@ -641,6 +656,47 @@ enum DirectConv2D {
         o.storeBytes(of: a61, toByteOffset: 832, as: V.self)
         o.storeBytes(of: a70, toByteOffset: 896, as: V.self)
         o.storeBytes(of: a71, toByteOffset: 960, as: V.self)
+    }
+
+    /// Accumulates a 3-row × 4-channel tile of 16 columns: `out[ch·3 + r][0..<16]`; `w` is
+    /// packed `[ci][ky][kx][4]`. See `tile4x3`.
+    @inline(never)
+    static func tile3x4(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
+                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+        typealias V = TileVector
+        var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V()
+        var a20 = V(), a21 = V(), a22 = V(), a30 = V(), a31 = V(), a32 = V()
+        var pw = w
+        let step = rowStride * MemoryLayout<Float>.stride
+        for ci in 0..<channels {
+            for ky in 0..<kh {
+                let row = UnsafeRawPointer(x + ci * planeStride + ky * rowStride)
+                for kx in 0..<kw {
+                    let p = row + kx * MemoryLayout<Float>.stride
+                    let x0 = p.loadUnaligned(as: V.self)
+                    let x1 = p.loadUnaligned(fromByteOffset: step, as: V.self)
+                    let x2 = p.loadUnaligned(fromByteOffset: 2 * step, as: V.self)
+                    var b = V(repeating: pw[0]); a00.addProduct(x0, b); a01.addProduct(x1, b); a02.addProduct(x2, b)
+                    b = V(repeating: pw[1]); a10.addProduct(x0, b); a11.addProduct(x1, b); a12.addProduct(x2, b)
+                    b = V(repeating: pw[2]); a20.addProduct(x0, b); a21.addProduct(x1, b); a22.addProduct(x2, b)
+                    b = V(repeating: pw[3]); a30.addProduct(x0, b); a31.addProduct(x1, b); a32.addProduct(x2, b)
+                    pw += 4
+                }
+            }
+        }
+        let o = UnsafeMutableRawPointer(out)
+        o.storeBytes(of: a00, toByteOffset: 0, as: V.self)
+        o.storeBytes(of: a01, toByteOffset: 64, as: V.self)
+        o.storeBytes(of: a02, toByteOffset: 128, as: V.self)
+        o.storeBytes(of: a10, toByteOffset: 192, as: V.self)
+        o.storeBytes(of: a11, toByteOffset: 256, as: V.self)
+        o.storeBytes(of: a12, toByteOffset: 320, as: V.self)
+        o.storeBytes(of: a20, toByteOffset: 384, as: V.self)
+        o.storeBytes(of: a21, toByteOffset: 448, as: V.self)
+        o.storeBytes(of: a22, toByteOffset: 512, as: V.self)
+        o.storeBytes(of: a30, toByteOffset: 576, as: V.self)
+        o.storeBytes(of: a31, toByteOffset: 640, as: V.self)
+        o.storeBytes(of: a32, toByteOffset: 704, as: V.self)
     }
 
     /// The batch is cut into this many image groups: a number from the geometry only.
