@@ -28,26 +28,28 @@ extension GraphBuilder {
         let runningMean = state("\(name).running_mean", [features], dtype: x.dtype, initializer: .zeros, file: file, line: line)
         let runningVariance = state("\(name).running_var", [features], dtype: x.dtype, initializer: .ones, file: file, line: line)
 
-        let normalized: Tensor
+        // y = (x − mean) · (γ / √(var + ε)) + β: γ folds into one per-channel scale, so no
+        // normalised x̂ of x's size is ever computed (nor stored for the backward pass, which
+        // reads x − mean instead) and each element costs one multiply-add after the subtraction.
+        let centered: Tensor, deviation: Tensor
         if training {
             if valuesPerFeature < 2 {
                 record("batch_norm \"\(name)\"", "training needs more than one value per channel, found \(x.shape)", file, line)
                 return x
             }
             let mean = x.mean(axes: axes, file: file, line: line)
-            let centered = x.subtracting(mean.reshaped(statisticShape), file: file, line: line)
+            centered = x.subtracting(mean.reshaped(statisticShape), file: file, line: line)
             let variance = square(centered, file: file, line: line).mean(axes: axes, file: file, line: line)
-            normalized = centered.divided(by: sqrt(variance.reshaped(statisticShape) + epsilon, file: file, line: line),
-                                          file: file, line: line)
+            deviation = sqrt(variance.reshaped(statisticShape) + epsilon, file: file, line: line)
             let unbiased = Double(valuesPerFeature) / Double(valuesPerFeature - 1)
             update(runningMean, to: (1 - momentum) * runningMean + momentum * mean, file: file, line: line)
             update(runningVariance, to: (1 - momentum) * runningVariance + (momentum * unbiased) * variance,
                    file: file, line: line)
         } else {
-            normalized = x.subtracting(runningMean.reshaped(statisticShape), file: file, line: line)
-                .divided(by: sqrt(runningVariance.reshaped(statisticShape) + epsilon, file: file, line: line), file: file, line: line)
+            centered = x.subtracting(runningMean.reshaped(statisticShape), file: file, line: line)
+            deviation = sqrt(runningVariance.reshaped(statisticShape) + epsilon, file: file, line: line)
         }
-        return normalized.multiplied(by: weight.reshaped(statisticShape), file: file, line: line)
-            .adding(bias.reshaped(statisticShape), file: file, line: line)
+        let scale = weight.reshaped(statisticShape).divided(by: deviation, file: file, line: line)
+        return centered.multiplied(by: scale, file: file, line: line).adding(bias.reshaped(statisticShape), file: file, line: line)
     }
 }
