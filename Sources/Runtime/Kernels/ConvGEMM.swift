@@ -391,23 +391,37 @@ final class ConvScratch: @unchecked Sendable {
     private var largestGEMM = (a: 0, b: 0)
 
     /// An entry with at least `floats` floats and a GEMM workspace of at least `gemm` floats.
+    ///
+    /// Every entry is kept at the largest sizes requested so far: when a request raises them,
+    /// the free entries are regrown at once, and an entry given back smaller is regrown before
+    /// it is stored. Which entry a call gets depends on timing (how many threads joined the
+    /// calls before, a caller running alone under contention), so an entry regrown only when it
+    /// happened to be taken could still be regrown in a later step; this way sizes stop changing
+    /// with the first step that requests them.
     func take(floats: Int, gemm: (a: Int, b: Int)) -> Entry {
         lock.lock()
+        let grew = floats > largestFloats || gemm.a > largestGEMM.a || gemm.b > largestGEMM.b
         largestFloats = max(largestFloats, floats)
         largestGEMM = (max(largestGEMM.a, gemm.a), max(largestGEMM.b, gemm.b))
         let (wantFloats, wantGEMM) = (largestFloats, largestGEMM)
+        if grew { for other in free { fitLargest(other, wantFloats, wantGEMM) } }
         let entry = free.popLast()
         lock.unlock()
         guard let entry else { return Entry(floats: wantFloats, gemm: wantGEMM) }
+        fitLargest(entry, wantFloats, wantGEMM)
+        return entry
+    }
+
+    /// Regrows `entry` to `floats` floats and a `gemm` workspace where it is smaller.
+    private func fitLargest(_ entry: Entry, _ floats: Int, _ gemm: (a: Int, b: Int)) {
         if entry.capacity < floats {
             entry.floats.deallocate()
-            entry.floats = GEMM.allocateFloats(wantFloats)
-            entry.capacity = wantFloats
+            entry.floats = GEMM.allocateFloats(floats)
+            entry.capacity = floats
         }
         if entry.gemm.aCapacity < gemm.a || entry.gemm.bCapacity < gemm.b {
-            entry.gemm = Self.gemmWorkspace(wantGEMM)
+            entry.gemm = Self.gemmWorkspace(gemm)
         }
-        return entry
     }
 
     /// The entry's GEMM workspace, checked to hold `gemm` floats (it was sized for the largest request).
@@ -418,6 +432,7 @@ final class ConvScratch: @unchecked Sendable {
 
     func give(_ entry: Entry) {
         lock.lock()
+        fitLargest(entry, largestFloats, largestGEMM)
         free.append(entry)
         lock.unlock()
     }
