@@ -270,30 +270,12 @@ extension Conv2DKernel {
                         dw: UnsafeMutablePointer<Float>, threads: Int, maxPartials: Int = maxPartialFloats) {
             let plan = Plan(g)
             let filter = g.o * g.patchSize
-            let partitions = min(plan.groups, filterPartitions)
-            if partitions >= 2 && (partitions - 1) * filter <= maxPartials {
-                let partials = ConvScratch.shared.take(floats: (partitions - 1) * filter, gemm: (0, 0))
-                defer { ConvScratch.shared.give(partials) }
-                Parallel.forEach(chunks: partitions, threads: threads) { part in
-                    let scratch = ConvScratch.shared.take(floats: plan.scratchFloats, gemm: (0, 0))
-                    defer { ConvScratch.shared.give(scratch) }
-                    let buffers = Buffers(plan, scratch.floats)
-                    let first = part * plan.groups / partitions, end = (part + 1) * plan.groups / partitions
-                    for group in first..<end {
-                        accumulateGroup(plan, plan.images(group), x: x, dy: dy,
-                                        dw: part == 0 ? dw : partials.floats + (part - 1) * filter,
-                                        accumulate: group > first, buffers: buffers, threads: 1)
-                    }
-                }
-                for part in 1..<partitions { addFloats(dw, partials.floats + (part - 1) * filter, filter) }
-                return
-            }
-            let scratch = ConvScratch.shared.take(floats: plan.scratchFloats, gemm: (0, 0))
-            defer { ConvScratch.shared.give(scratch) }
-            let buffers = Buffers(plan, scratch.floats)
-            for group in 0..<plan.groups {
-                accumulateGroup(plan, plan.images(group), x: x, dy: dy, dw: dw, accumulate: group > 0,
-                                buffers: buffers, threads: threads)
+            // The groups' sum order is `gemmBackwardFilter`'s (`sumFilterGroups`). A group's
+            // buffers cost a few microseconds to lay out (its K-row offsets), next to milliseconds of tiles.
+            sumFilterGroups(plan.groups, filter: filter, dw: dw, threads: threads, maxPartials: maxPartials,
+                            scratchFloats: plan.scratchFloats, gemm: (0, 0)) { group, target, accumulate, scratch, threads in
+                accumulateGroup(plan, plan.images(group), x: x, dy: dy, dw: target, accumulate: accumulate,
+                                buffers: Buffers(plan, scratch.floats), threads: threads)
             }
         }
 

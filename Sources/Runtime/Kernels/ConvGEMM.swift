@@ -254,29 +254,42 @@ extension Conv2DKernel {
                 GEMM.workspaceFloats(transposeA: false, transposeB: true, m: g.o, n: k, k: $0)
             })
         }
-        let partitions = min(groups.count, filterPartitions)
-        if partitions >= 2 && (partitions - 1) * filter <= maxPartialFloats {
+        sumFilterGroups(groups.count, filter: filter, dw: dw, threads: threads, maxPartials: maxPartialFloats,
+                        scratchFloats: k * maxLd + g.o * maxLd, gemm: gemmFloats) { group, target, accumulate, scratch, threads in
+            accumulateFilterGroup(g, groups.images(group), x: x, dy: dy, dw: target, accumulate: accumulate,
+                                  scratch: scratch, threads: threads)
+        }
+    }
+
+    /// dw = the sum over `groups` image groups of what `body(group, target, accumulate, scratch,
+    /// threads)` adds into `target` (or stores there when `accumulate` is false), in a fixed
+    /// order: a small dW (`filterPartitions` partitions' partials within `maxPartials` floats)
+    /// in partitions of consecutive groups, one thread each, partials added to dw in partition
+    /// order; a large one group after group, every thread inside `body`. The order depends on
+    /// the group count and filter size only, so the bits never depend on the thread count.
+    /// Each call of `body` gets a scratch entry of `scratchFloats` floats and a `gemm` workspace.
+    static func sumFilterGroups(_ groups: Int, filter: Int, dw: UnsafeMutablePointer<Float>, threads: Int,
+                                maxPartials: Int, scratchFloats: Int, gemm: (a: Int, b: Int),
+                                _ body: (_ group: Int, _ target: UnsafeMutablePointer<Float>, _ accumulate: Bool,
+                                         _ scratch: ConvScratch.Entry, _ threads: Int) -> Void) {
+        let partitions = min(groups, filterPartitions)
+        if partitions >= 2 && (partitions - 1) * filter <= maxPartials {
             let partials = ConvScratch.shared.take(floats: (partitions - 1) * filter, gemm: (0, 0))
             defer { ConvScratch.shared.give(partials) }
             Parallel.forEach(chunks: partitions, threads: threads) { part in
-                let scratch = ConvScratch.shared.take(floats: k * maxLd + g.o * maxLd, gemm: gemmFloats)
+                let scratch = ConvScratch.shared.take(floats: scratchFloats, gemm: gemm)
                 defer { ConvScratch.shared.give(scratch) }
-                let first = part * groups.count / partitions, end = (part + 1) * groups.count / partitions
+                let first = part * groups / partitions, end = (part + 1) * groups / partitions
                 for group in first..<end {
-                    accumulateFilterGroup(g, groups.images(group), x: x, dy: dy,
-                                          dw: part == 0 ? dw : partials.floats + (part - 1) * filter,
-                                          accumulate: group > first, scratch: scratch, threads: 1)
+                    body(group, part == 0 ? dw : partials.floats + (part - 1) * filter, group > first, scratch, 1)
                 }
             }
             for part in 1..<partitions { addFloats(dw, partials.floats + (part - 1) * filter, filter) }
             return
         }
-        let scratch = ConvScratch.shared.take(floats: k * maxLd + g.o * maxLd, gemm: gemmFloats)
+        let scratch = ConvScratch.shared.take(floats: scratchFloats, gemm: gemm)
         defer { ConvScratch.shared.give(scratch) }
-        for group in 0..<groups.count {
-            accumulateFilterGroup(g, groups.images(group), x: x, dy: dy, dw: dw, accumulate: group > 0,
-                                  scratch: scratch, threads: threads)
-        }
+        for group in 0..<groups { body(group, dw, group > 0, scratch, threads) }
     }
 
     /// dw (+)= dy[o, B·P] · im2col(x)[K, B·P]ᵀ over one group of images, the copies split over
