@@ -36,9 +36,10 @@ import Darwin
 /// two cores and one other busy process, a fork-join step waits for whichever of its threads
 /// the scheduler parked, for up to a time slice per kernel, while one thread alone gets a core
 /// of its own (LeNet-5 epoch, AVX-512 Xeon, 2 cores, one spinning process: 2 threads 3.17 s,
-/// 1 thread 2.41 s; quiet 1.97 s). Low-priority work beside us (a `nice` build) makes the
-/// workers wait little and changes nothing. Results do not change either way: they never
-/// depend on which thread runs a chunk.
+/// 1 thread 2.41 s; quiet 1.97 s). On kernels with EEVDF scheduling even `nice 19` work
+/// beside us delays a woken worker by up to its slice, so a machine busy with a niced build
+/// can count as crowded too. Results do not change either way: they never depend on which
+/// thread runs a chunk.
 final class WorkerPool: @unchecked Sendable {
     /// The pool used by `Parallel.forEach`: one worker per online core beyond the first.
     static let shared = WorkerPool(workers: Parallel.onlineProcessors - 1)
