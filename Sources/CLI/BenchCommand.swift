@@ -44,6 +44,7 @@ func benchCommand(_ words: [String]) throws {
         }
     }
     if Environment.winogradOff { Conv2DKernel.winogradEnabled = false }
+    Conv2DKernel.winogradTile = Environment.winogradTile
 
     let contention = try args.options["--contention"].map { _ in try args.int("--contention", default: 1, in: 1...64) }
     if let contention {

@@ -8,7 +8,8 @@ import Kiln
 /// - `KILN_PROFILE=1`: time every kernel of every compiled program and print the costliest to
 ///   standard error when the program is released (`RunOptions.profile`).
 /// - `KILN_WINOGRAD=0` (`kiln bench` only): 3×3 stride-1 convolutions skip Winograd and take
-///   im2col + GEMM (`Conv2DKernel.winogradEnabled`), for before/after comparisons.
+///   im2col + GEMM (`Conv2DKernel.winogradEnabled`), for before/after comparisons;
+///   `KILN_WINOGRAD=2` or `4` forces F(2×2, 3×3) or F(4×4, 3×3) (`Conv2DKernel.winogradTile`).
 /// - `FMNIST_DIR`: the default of `--data-dir` (where Fashion-MNIST's IDX files are).
 /// - `KILN_MPI_TIMEOUT`: seconds one MPI collective may wait for the other ranks (default 600).
 /// - MPI launchers' own variables (`OMPI_COMM_WORLD_SIZE`, `PMIX_RANK`, …): `kiln train` under `mpirun` trains data-parallel.
@@ -26,6 +27,9 @@ enum Environment {
 
     /// Whether `KILN_WINOGRAD=0` turns the Winograd convolutions off.
     static var winogradOff: Bool { variables["KILN_WINOGRAD"] == "0" }
+
+    /// The Winograd tile `KILN_WINOGRAD=2|4` forces, else 0 (chosen per shape).
+    static var winogradTile: Int { ["2": 2, "4": 4][variables["KILN_WINOGRAD"] ?? ""] ?? 0 }
 
     /// `--data-dir` when given, else `FMNIST_DIR` when set, else nil (the Debian package's directory).
     static func dataDirectory(_ option: String?) -> String? {

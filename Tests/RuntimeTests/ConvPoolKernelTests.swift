@@ -75,6 +75,8 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 3, c: 40, h: 4, w: 4, o: 40, kh: 3, kw: 3, padH: 1, padW: 1),     // ResNet-18 layer4's 4×4 planes
     .init(n: 9, c: 36, h: 16, w: 16, o: 33, kh: 3, kw: 3, padH: 1, padW: 1),   // blocks of 32 tile rows: 32, 32, 8
     .init(n: 2, c: 33, h: 1, w: 3, o: 40, kh: 3, kw: 3, padH: 1, padW: 1),     // one input row: patches mostly padding
+    .init(n: 1, c: 33, h: 7, w: 70, o: 34, kh: 3, kw: 3, padH: 1, padW: 1),    // F(4×4): 18 tiles a row, ragged both ways
+    .init(n: 40, c: 34, h: 9, w: 9, o: 33, kh: 3, kw: 3, padH: 1, padW: 1),    // F(4×4): blocks of 42 tile rows: 42, 42, 36
 ]
 
 private func xIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ c: Int, _ y: Int, _ x: Int) -> Int {
@@ -154,8 +156,14 @@ func convCasesCoverEveryPath() {
     let winograd = convCases.filter(Conv2DKernel.Winograd.suits)
     #expect(winograd.contains { $0.h % 2 == 1 && $0.w % 2 == 1 })
     #expect(winograd.contains { $0.n == 1 })
-    #expect(winograd.contains { Conv2DKernel.Winograd.forwardProblem($0).blockCount >= 3 })
-    #expect(winograd.contains { Conv2DKernel.Winograd.forwardProblem($0).tilesX > Conv2DKernel.Winograd.lanes })
+    for tile in [2, 4] {
+        #expect(winograd.contains { Conv2DKernel.Winograd.forwardProblem($0, tile: tile).blockCount >= 3 }, "F(\(tile))")
+        #expect(winograd.contains { Conv2DKernel.Winograd.forwardProblem($0, tile: tile).tilesX > Conv2DKernel.Winograd.lanes },
+                "F(\(tile))")
+        #expect(winograd.contains { $0.h % tile != 0 && $0.w % tile != 0 }, "F(\(tile)): ragged last tile row and column")
+    }
+    // The per-shape choice takes both tiles somewhere in the table.
+    #expect(Set(winograd.map(Conv2DKernel.Winograd.tileSize)) == [2, 4])
     #expect(convCases.contains { !DirectConv2D.suits($0) && !Conv2DKernel.Winograd.suits($0) && $0.kh == 3 && $0.strideH == 1 })
 }
 
@@ -180,6 +188,42 @@ func winogradThreadCountInvariant() {
         let one = outputs(1)
         #expect(one == outputs(2), "\(g)")
         #expect(one == outputs(3), "\(g)")
+    }
+}
+
+@Test("Winograd F(2×2, 3×3) and F(4×4, 3×3), each forced, match naive loops and give the same bits on 1, 2 and 3 threads",
+      arguments: [2, 4])
+func winogradTilesMatchNaive(tile: Int) {
+    for (index, g) in convCases.enumerated() where Conv2DKernel.Winograd.suits(g) {
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: UInt64(index) + 300)
+        let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: UInt64(index) + 400)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: UInt64(index) + 500)
+        var y = [Double](repeating: 0, count: dy.count), yMagnitude = y
+        var dx = [Double](repeating: 0, count: x.count), dxMagnitude = dx
+        forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
+            let out = yIndex(g, n, o, oy, ox), tap = wIndex(g, o, c, ky, kx)
+            y[out] += Double(x[input]) * Double(weight[tap]); yMagnitude[out] += abs(Double(x[input]) * Double(weight[tap]))
+            dx[input] += Double(dy[out]) * Double(weight[tap]); dxMagnitude[input] += abs(Double(dy[out]) * Double(weight[tap]))
+        }
+        func outputs(_ threads: Int) -> (y: [Float], dx: [Float]) {
+            let gotY = run([x, weight], outputCount: dy.count) {
+                Conv2DKernel.Winograd.run(Conv2DKernel.Winograd.forwardProblem(g, tile: tile), source: $0[0], weight: $0[1],
+                                          out: $1, threads: threads)
+            }
+            let gotDx = run([dy, weight], outputCount: x.count) {
+                Conv2DKernel.Winograd.run(Conv2DKernel.Winograd.backwardDataProblem(g, tile: tile), source: $0[0],
+                                          weight: $0[1], out: $1, threads: threads)
+            }
+            return (gotY, gotDx)
+        }
+        let one = outputs(1)
+        #expect(worstError(one.y, y, yMagnitude) <= 1, "forward F(\(tile)) \(g)")
+        #expect(worstError(one.dx, dx, dxMagnitude) <= 1, "backwardData F(\(tile)) \(g)")
+        for threads in [2, 3] {
+            let other = outputs(threads)
+            #expect(other.y.map(\.bitPattern) == one.y.map(\.bitPattern), "forward F(\(tile)) \(g) threads=\(threads)")
+            #expect(other.dx.map(\.bitPattern) == one.dx.map(\.bitPattern), "backwardData F(\(tile)) \(g) threads=\(threads)")
+        }
     }
 }
 

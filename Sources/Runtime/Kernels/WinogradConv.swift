@@ -1,12 +1,15 @@
-/// Winograd convolution F(2×2, 3×3) (Lavin & Gray 2016) for 3×3, stride-1, padding-1
-/// convolutions with many channels: the forward pass, and the backward-data pass, which for this
-/// geometry is the same convolution of dy with the weights flipped and the channels swapped.
+/// Winograd convolution F(m×m, 3×3) (Lavin & Gray 2016), m = 2 or 4, for 3×3, stride-1,
+/// padding-1 convolutions with many channels: the forward pass, and the backward-data pass, which
+/// for this geometry is the same convolution of dy with the weights flipped and the channels
+/// swapped.
 ///
-/// Each output is cut into 2×2 tiles; tile t reads the 4×4 input patch d around it. With
-/// `U = G g Gᵀ` (4×4 per weight pair (o, c)) and `V = Bᵀ d B` (4×4 per input tile and channel),
-/// the tile's output is `Aᵀ [Σ_c U[o, c] ⊙ V[c, t]] A`: for each of the 16 positions e of the
-/// 4×4 transform, one GEMM `M[e] = U[e] (o × c) · V[e] (c × tiles)`. That is 16·o·c
-/// multiply-adds per 4 outputs instead of 36·o·c: 2.25× fewer.
+/// Each output is cut into m×m tiles; tile t reads the α×α input patch d around it (α = m + 2).
+/// With `U = G g Gᵀ` (α×α per weight pair (o, c)) and `V = Bᵀ d B` (α×α per input tile and
+/// channel), the tile's output is `Aᵀ [Σ_c U[o, c] ⊙ V[c, t]] A`: for each of the α² positions e
+/// of the transform, one GEMM `M[e] = U[e] (o × c) · V[e] (c × tiles)`. F(2×2, 3×3) does 16·o·c
+/// multiply-adds per 4 outputs instead of 36·o·c (2.25× fewer); F(4×4, 3×3) does 36·o·c per 16
+/// outputs (4× fewer), with transforms that cost more per tile and a U 2.25× larger (read once
+/// per block). `tileSize` picks m per shape.
 ///
 /// Work runs in blocks of whole tile rows (about `targetTiles` tiles, a function of the
 /// geometry only): input transform of the block → 16 one-block GEMMs → output transform, so
@@ -17,8 +20,8 @@
 /// bit-identical on any number of threads.
 ///
 /// The transforms are vectorised over the tiles of a tile row (`ISA.Vector` lanes): the input
-/// rows are copied into a zero-bordered row buffer, whose even and odd columns give the four
-/// columns of every tile's patch.
+/// rows are copied into a zero-bordered row buffer, whose columns taken m apart (even and odd
+/// for m = 2; four phases for m = 4) give the α columns of every tile's patch.
 ///
 /// Scratch (U, and per block V, M, row buffers and the GEMM workspace) comes from
 /// `ConvScratch`, so a compiled program's steady state allocates nothing.
@@ -27,12 +30,16 @@ extension Conv2DKernel {
     /// before/after comparisons (`KILN_WINOGRAD=0 kiln bench …`): set it before compiling or
     /// running anything, never while a convolution runs.
     nonisolated(unsafe) public static var winogradEnabled = true
+    /// The Winograd output tile: 0 chooses per shape (`Winograd.tileSize`), 2 or 4 force
+    /// F(2×2, 3×3) or F(4×4, 3×3) (`KILN_WINOGRAD=2|4 kiln bench …`). Same rules as `winogradEnabled`.
+    nonisolated(unsafe) public static var winogradTile = 0
 
     enum Winograd {
         typealias Vector = ISA.Vector
         static var lanes: Int { Vector.scalarCount }
-        /// Tiles a block aims for (whole tile rows; at least one row).
-        static let targetTiles = 256
+        /// Tiles a block aims for (whole tile rows; at least one row), by output tile side.
+        /// (F(4×4) on ResNet-18's 32×32–8×8 planes: 128 tiles as fast as 64 or faster, 256 up to 10 % slower.)
+        static func targetTiles(_ m: Int) -> Int { m == 2 ? 256 : 128 }
         /// Fewest channels (input and output) for which the transforms pay for themselves.
         static let minChannels = 16
 
@@ -50,19 +57,25 @@ extension Conv2DKernel {
             let n: Int, c: Int, h: Int, w: Int, o: Int
             /// Backward-data: out channel i reads `W[c][i][2 − ky][2 − kx]` of the forward weight `W[o][c]`.
             let flipped: Bool
-            var tilesX: Int { (w + 1) / 2 }
-            var tilesY: Int { (h + 1) / 2 }
+            /// The output tile's side (2 or 4), the input patch's (α = m + 2), and α² transform positions.
+            let m: Int
+            var alpha: Int { m + 2 }
+            var positions: Int { alpha * alpha }
+            var tilesX: Int { (w + m - 1) / m }
+            var tilesY: Int { (h + m - 1) / m }
             var tileRows: Int { n * tilesY }
             /// Tile rows per block.
-            var blockRows: Int { max(1, min(tileRows, targetTiles / tilesX)) }
+            var blockRows: Int { max(1, min(tileRows, targetTiles(m) / tilesX)) }
             var blockCount: Int { (tileRows + blockRows - 1) / blockRows }
             var blockTiles: Int { blockRows * tilesX }
             /// Row stride of V and M: room for a last vector chunk's spill past the block's tiles.
             var ld: Int { Conv2DKernel.columnStride(blockTiles + Winograd.lanes) }
-            /// Floats of the zero-bordered row buffer (4 rows).
-            var rowFloats: Int { 2 * ((tilesX + Winograd.lanes - 1) / Winograd.lanes) * Winograd.lanes + 2 * Winograd.lanes + 2 }
+            /// Floats of one row of the zero-bordered row buffer (α rows): m columns per tile, vectors
+            /// of tiles rounded up, and the loads of a last vector chunk past them (up to
+            /// 2·lanes + 2 for m = 2, m + m·lanes for m = 4).
+            var rowFloats: Int { m * ((tilesX + Winograd.lanes - 1) / Winograd.lanes) * Winograd.lanes + 2 * Winograd.lanes + m }
             /// Floats of one block's scratch: V, M, the row buffer.
-            var blockFloats: Int { 16 * (c + o) * ld + 4 * rowFloats }
+            var blockFloats: Int { positions * (c + o) * ld + alpha * rowFloats }
             func gemmFloats(_ tiles: Int) -> (a: Int, b: Int) {
                 GEMM.workspaceFloats(transposeA: false, transposeB: false, m: o, n: tiles, k: c)
             }
@@ -70,23 +83,34 @@ extension Conv2DKernel {
             var gemmWorkspace: (a: Int, b: Int) { Conv2DKernel.larger(gemmFloats(blockTiles), gemmFloats(lastBlockTiles)) }
         }
 
-        static func forwardProblem(_ g: Geometry) -> Problem {
-            Problem(n: g.n, c: g.c, h: g.h, w: g.w, o: g.o, flipped: false)
+        /// The output tile for `g`: `winogradTile` when it forces one, else 4 when the plane
+        /// holds at least two 4×4 tiles each way, else 2. Measured on ResNet-18's shapes at batch
+        /// 128 (AVX-512 Xeon, 2 threads): F(4×4) takes 14–30 % less time than F(2×2) on the
+        /// 32×32, 16×16 and 8×8 planes, and about twice as long on the 4×4 ones (one tile per
+        /// plane: the transforms fill one vector lane in four, and U is 2.25× larger for the
+        /// same GEMM width).
+        static func tileSize(_ g: Geometry) -> Int {
+            if winogradTile == 2 || winogradTile == 4 { return winogradTile }
+            return g.h > 4 && g.w > 4 ? 4 : 2
         }
 
-        static func backwardDataProblem(_ g: Geometry) -> Problem {
-            Problem(n: g.n, c: g.o, h: g.h, w: g.w, o: g.c, flipped: true)
+        static func forwardProblem(_ g: Geometry, tile: Int? = nil) -> Problem {
+            Problem(n: g.n, c: g.c, h: g.h, w: g.w, o: g.o, flipped: false, m: tile ?? tileSize(g))
         }
 
-        /// The table name of the algorithm: transform, tiles per block, the 16 GEMMs' m×n×k.
+        static func backwardDataProblem(_ g: Geometry, tile: Int? = nil) -> Problem {
+            Problem(n: g.n, c: g.o, h: g.h, w: g.w, o: g.c, flipped: true, m: tile ?? tileSize(g))
+        }
+
+        /// The table name of the algorithm: transform, tiles per block, the α² GEMMs' m×n×k.
         static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
             let p = pass == .forward ? forwardProblem(g) : backwardDataProblem(g)
-            return "winograd F(2x2,3x3) \(p.o)x\(p.blockTiles)x\(p.c)"
+            return "winograd F(\(p.m)x\(p.m),3x3) \(p.o)x\(p.blockTiles)x\(p.c)"
         }
 
         static func run(_ p: Problem, source: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                         out: UnsafeMutablePointer<Float>, threads: Int) {
-            let transformed = ConvScratch.shared.take(floats: 16 * p.o * p.c, gemm: (0, 0))
+            let transformed = ConvScratch.shared.take(floats: p.positions * p.o * p.c, gemm: (0, 0))
             defer { ConvScratch.shared.give(transformed) }
             let u = transformed.floats
             transformWeights(p, weight: weight, u: u, threads: threads)
@@ -101,39 +125,70 @@ extension Conv2DKernel {
             Conv2DKernel.forEachGroup(blocks, threads: threads, block)
         }
 
-        /// U[e][o][c] = (G g Gᵀ)[e] with G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]],
-        /// split over threads by output channel (each element computed alone).
+        /// U[e][o][c] = (G g Gᵀ)[e] (e = α·row + column), split over threads by output channel
+        /// (each element computed alone). For m = 2, G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]];
+        /// for m = 4, G = [[¼, 0, 0], [−⅙, −⅙, −⅙], [−⅙, ⅙, −⅙], [1⁄24, 1⁄12, ⅙], [1⁄24, −1⁄12, ⅙], [0, 0, 1]].
         static func transformWeights(_ p: Problem, weight: UnsafePointer<Float>, u: UnsafeMutablePointer<Float>,
                                      threads: Int) {
             let plane = p.o * p.c
             let chunks = min(p.o, 16)
+            // G's columns (m = 4), lane i = row i.
+            let g0 = SIMD8<Float>(1.0 / 4, -1.0 / 6, -1.0 / 6, 1.0 / 24, 1.0 / 24, 0, 0, 0)
+            let g1 = SIMD8<Float>(0, -1.0 / 6, 1.0 / 6, 1.0 / 12, -1.0 / 12, 0, 0, 0)
+            let g2 = SIMD8<Float>(0, -1.0 / 6, -1.0 / 6, 1.0 / 6, 1.0 / 6, 1, 0, 0)
+            let positions = p.positions, run = 16
             Parallel.forEach(chunks: chunks, threads: threads) { chunk in
-                for o in chunk * p.o / chunks..<(chunk + 1) * p.o / chunks {
-                    for c in 0..<p.c {
-                        // g[ky][kx] of this correlation.
-                        var g = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())
-                        if p.flipped {
-                            // Forward weight W[c][o] (its out channel is this problem's in channel c).
-                            let base = weight + (c * p.o + o) * 9
-                            g.0 = SIMD4(base[8], base[7], base[6], 0)
-                            g.1 = SIMD4(base[5], base[4], base[3], 0)
-                            g.2 = SIMD4(base[2], base[1], base[0], 0)
-                        } else {
-                            let base = weight + (o * p.c + c) * 9
-                            g.0 = SIMD4(base[0], base[1], base[2], 0)
-                            g.1 = SIMD4(base[3], base[4], base[5], 0)
-                            g.2 = SIMD4(base[6], base[7], base[8], 0)
+                // Runs of `run` input channels: each pair's α² values go to a small buffer, which is
+                // then stored as α² contiguous runs (U's planes are o·c floats apart).
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 36 * run) { buffer in
+                    let staged = buffer.baseAddress!
+                    for o in chunk * p.o / chunks..<(chunk + 1) * p.o / chunks {
+                        var c0 = 0
+                        while c0 < p.c {
+                            let count = min(run, p.c - c0)
+                            for slot in 0..<count {
+                                let c = c0 + slot
+                                // g[ky][kx] of this correlation.
+                                var g = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())
+                                if p.flipped {
+                                    // Forward weight W[c][o] (its out channel is this problem's in channel c).
+                                    let base = weight + (c * p.o + o) * 9
+                                    g.0 = SIMD4(base[8], base[7], base[6], 0)
+                                    g.1 = SIMD4(base[5], base[4], base[3], 0)
+                                    g.2 = SIMD4(base[2], base[1], base[0], 0)
+                                } else {
+                                    let base = weight + (o * p.c + c) * 9
+                                    g.0 = SIMD4(base[0], base[1], base[2], 0)
+                                    g.1 = SIMD4(base[3], base[4], base[5], 0)
+                                    g.2 = SIMD4(base[6], base[7], base[8], 0)
+                                }
+                                let target = staged + slot
+                                if p.m == 4 {
+                                    // Columns k of G g (lane i = row i), then columns j of (G g) Gᵀ.
+                                    let t0 = g0 * g.0[0] + g1 * g.1[0] + g2 * g.2[0]
+                                    let t1 = g0 * g.0[1] + g1 * g.1[1] + g2 * g.2[1]
+                                    let t2 = g0 * g.0[2] + g1 * g.1[2] + g2 * g.2[2]
+                                    for j in 0..<6 {
+                                        let column = t0 * g0[j] + t1 * g1[j] + t2 * g2[j]
+                                        for i in 0..<6 { target[(6 * i + j) * run] = column[i] }
+                                    }
+                                    continue
+                                }
+                                // Rows of G g (4 × 3).
+                                let r0 = g.0, r1 = 0.5 * (g.0 + g.1 + g.2), r2 = 0.5 * (g.0 - g.1 + g.2), r3 = g.2
+                                @inline(__always) func put(_ i: Int, _ r: SIMD4<Float>) {
+                                    target[(4 * i) * run] = r[0]
+                                    target[(4 * i + 1) * run] = 0.5 * (r[0] + r[1] + r[2])
+                                    target[(4 * i + 2) * run] = 0.5 * (r[0] - r[1] + r[2])
+                                    target[(4 * i + 3) * run] = r[2]
+                                }
+                                put(0, r0); put(1, r1); put(2, r2); put(3, r3)
+                            }
+                            for e in 0..<positions {
+                                Conv2DKernel.copyFloats(u + e * plane + o * p.c + c0, staged + e * run, count)
+                            }
+                            c0 += count
                         }
-                        // Rows of G g (4 × 3).
-                        let r0 = g.0, r1 = 0.5 * (g.0 + g.1 + g.2), r2 = 0.5 * (g.0 - g.1 + g.2), r3 = g.2
-                        let target = u + o * p.c + c
-                        @inline(__always) func put(_ i: Int, _ r: SIMD4<Float>) {
-                            target[(4 * i) * plane] = r[0]
-                            target[(4 * i + 1) * plane] = 0.5 * (r[0] + r[1] + r[2])
-                            target[(4 * i + 2) * plane] = 0.5 * (r[0] - r[1] + r[2])
-                            target[(4 * i + 3) * plane] = r[2]
-                        }
-                        put(0, r0); put(1, r1); put(2, r2); put(3, r3)
                     }
                 }
             }
@@ -143,23 +198,27 @@ extension Conv2DKernel {
         static func runBlock(_ p: Problem, rows: Range<Int>, source: UnsafePointer<Float>, u: UnsafePointer<Float>,
                              out: UnsafeMutablePointer<Float>, scratch: ConvScratch.Entry, gemmThreads: Int) {
             let ld = p.ld, tiles = rows.count * p.tilesX
-            let v = scratch.floats, m = v + 16 * p.c * ld, rowBuffer = m + 16 * p.o * ld
-            rowBuffer.update(repeating: 0, count: 4 * p.rowFloats)
+            let v = scratch.floats, m = v + p.positions * p.c * ld, rowBuffer = m + p.positions * p.o * ld
+            rowBuffer.update(repeating: 0, count: p.alpha * p.rowFloats)
             // Channel by channel, tile rows in order: each plane is read front to back (and a
             // row's vector spill past its last tile is overwritten by the next row).
             func inputTransforms<V: SIMD>(_ type: V.Type) where V.Scalar == Float {
                 for c in 0..<p.c {
                     for (slot, row) in rows.enumerated() {
                         let image = row / p.tilesY, ty = row % p.tilesY
-                        inputTransform(type, p, plane: source + (image * p.c + c) * p.h * p.w, ty: ty, rowBuffer: rowBuffer,
-                                       v: v + c * ld + slot * p.tilesX, eStride: p.c * ld)
+                        let plane = source + (image * p.c + c) * p.h * p.w, target = v + c * ld + slot * p.tilesX
+                        if p.m == 4 {
+                            inputTransform4(type, p, plane: plane, ty: ty, rowBuffer: rowBuffer, v: target, eStride: p.c * ld)
+                        } else {
+                            inputTransform(type, p, plane: plane, ty: ty, rowBuffer: rowBuffer, v: target, eStride: p.c * ld)
+                        }
                     }
                 }
             }
             withVectorWidth(p.tilesX, { inputTransforms(SIMD4<Float>.self) }, { inputTransforms(SIMD8<Float>.self) },
                             { inputTransforms(Vector.self) })
             let workspace = ConvScratch.shared.fit(scratch, p.gemmFloats(tiles))
-            for e in 0..<16 {
+            for e in 0..<p.positions {
                 GEMM.sgemm(transposeA: false, transposeB: false, m: p.o, n: tiles, k: p.c, a: u + e * p.o * p.c, lda: p.c,
                            b: v + e * p.c * ld, ldb: ld, c: m + e * p.o * ld, ldc: ld, accumulate: false,
                            threads: gemmThreads, workspace: workspace)
@@ -168,8 +227,12 @@ extension Conv2DKernel {
                 for o in 0..<p.o {
                     for (slot, row) in rows.enumerated() {
                         let image = row / p.tilesY, ty = row % p.tilesY
-                        outputTransform(type, p, m: m + o * ld + slot * p.tilesX, eStride: p.o * ld,
-                                        plane: out + (image * p.o + o) * p.h * p.w, ty: ty)
+                        let source = m + o * ld + slot * p.tilesX, plane = out + (image * p.o + o) * p.h * p.w
+                        if p.m == 4 {
+                            outputTransform4(type, p, m: source, eStride: p.o * ld, plane: plane, ty: ty)
+                        } else {
+                            outputTransform(type, p, m: source, eStride: p.o * ld, plane: plane, ty: ty)
+                        }
                     }
                 }
             }
@@ -300,6 +363,145 @@ extension Conv2DKernel {
             }
             for i in 0..<min(count, lanes) { target[i] = a[i] }
             if count > lanes { for i in 0..<(count - lanes) { target[lanes + i] = b[i] } }
+        }
+
+        /// Lanes `phase`, `phase + 4`, `phase + 8`, … of the 4·lanes floats `a ++ b ++ c ++ d`.
+        @inline(__always)
+        static func unzip4<V: SIMD>(_ a: V, _ b: V, _ c: V, _ d: V, _ phase: Int) -> V where V.Scalar == Float {
+            var r = V()
+            let quarter = V.scalarCount / 4
+            for i in 0..<quarter {
+                r[i] = a[4 * i + phase]; r[i + quarter] = b[4 * i + phase]
+                r[i + 2 * quarter] = c[4 * i + phase]; r[i + 3 * quarter] = d[4 * i + phase]
+            }
+            return r
+        }
+
+        /// The 4·lanes floats whose element 4t + k is lane t of `q.k` (the inverse of `unzip4`).
+        @inline(__always)
+        static func zip4<V: SIMD>(_ q: (V, V, V, V)) -> (V, V, V, V) where V.Scalar == Float {
+            var r = (V(), V(), V(), V())
+            let lanes = V.scalarCount
+            @inline(__always) func pick(_ t: Int, _ k: Int) -> Float {
+                switch k {
+                case 0: return q.0[t]
+                case 1: return q.1[t]
+                case 2: return q.2[t]
+                default: return q.3[t]
+                }
+            }
+            for l in 0..<lanes {
+                r.0[l] = pick(l / 4, l % 4); r.1[l] = pick((lanes + l) / 4, l % 4)
+                r.2[l] = pick((2 * lanes + l) / 4, l % 4); r.3[l] = pick((3 * lanes + l) / 4, l % 4)
+            }
+            return r
+        }
+
+        /// Bᵀ d for F(4×4, 3×3): Bᵀ = [[4, 0, −5, 0, 1, 0], [0, −4, −4, 1, 1, 0], [0, 4, −4, −1, 1, 0],
+        /// [0, −2, −1, 2, 1, 0], [0, 2, −1, −2, 1, 0], [0, 4, 0, −5, 0, 1]].
+        @inline(__always)
+        static func inputTransform6<V: SIMD>(_ d: (V, V, V, V, V, V)) -> (V, V, V, V, V, V) where V.Scalar == Float {
+            let four: V = V(repeating: 4), five: V = V(repeating: 5), two: V = V(repeating: 2)
+            let t0 = d.4 - four * d.2, t1 = d.3 - four * d.1
+            let t2 = d.4 - d.2, t3 = two * (d.3 - d.1)
+            return (four * d.0 - five * d.2 + d.4, t0 + t1, t0 - t1, t2 + t3, t2 - t3, four * d.1 - five * d.3 + d.5)
+        }
+
+        /// Aᵀ m for F(4×4, 3×3): Aᵀ = [[1, 1, 1, 1, 1, 0], [0, 1, −1, 2, −2, 0], [0, 1, 1, 4, 4, 0],
+        /// [0, 1, −1, 8, −8, 1]].
+        @inline(__always)
+        static func outputTransform6<V: SIMD>(_ m: (V, V, V, V, V, V)) -> (V, V, V, V) where V.Scalar == Float {
+            let a = m.1 + m.2, b = m.1 - m.2, c = m.3 + m.4, d = m.3 - m.4
+            return (m.0 + a + c, b + V(repeating: 2) * d, a + V(repeating: 4) * c, b + V(repeating: 8) * d + m.5)
+        }
+
+        /// F(4×4, 3×3)'s V[e][tile] = (Bᵀ d B)[e] (e = 6·row + column) for the tiles of tile row
+        /// `ty` of one channel's plane; e's rows `eStride` apart. Writes whole vectors: up to
+        /// `lanes − 1` floats past the row's last tile.
+        @inline(__always)
+        static func inputTransform4<V: SIMD>(_: V.Type, _ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>,
+                                             v: UnsafeMutablePointer<Float>, eStride: Int) where V.Scalar == Float {
+            // Row buffer i holds input row 4ty − 1 + i at columns 1…w (column −1 and the tail stay zero).
+            for i in 0..<6 {
+                let y = 4 * ty - 1 + i, target = rowBuffer + i * p.rowFloats + 1
+                if y >= 0 && y < p.h {
+                    Conv2DKernel.copyFloats(target, plane + y * p.w, p.w)
+                } else {
+                    Conv2DKernel.zeroFloats(target, p.w)
+                }
+            }
+            let lanes = V.scalarCount
+            var tx = 0
+            while tx < p.tilesX {
+                // Horizontal transform of each row: d·B, columns j of the patch at 4tx + j.
+                @inline(__always) func row(_ i: Int) -> (V, V, V, V, V, V) {
+                    let base = UnsafePointer(rowBuffer + i * p.rowFloats + 4 * tx)
+                    let a: V = load(base), b: V = load(base + lanes), c: V = load(base + 2 * lanes), d: V = load(base + 3 * lanes)
+                    let a4: V = load(base + 4), b4: V = load(base + 4 + lanes)
+                    let c4: V = load(base + 4 + 2 * lanes), d4: V = load(base + 4 + 3 * lanes)
+                    return inputTransform6((unzip4(a, b, c, d, 0), unzip4(a, b, c, d, 1), unzip4(a, b, c, d, 2),
+                                            unzip4(a, b, c, d, 3), unzip4(a4, b4, c4, d4, 0), unzip4(a4, b4, c4, d4, 1)))
+                }
+                let h0 = row(0), h1 = row(1), h2 = row(2), h3 = row(3), h4 = row(4), h5 = row(5)
+                let target = v + tx
+                // Vertical: Bᵀ applied to column k of the six rows.
+                @inline(__always) func column(_ k: Int, _ c: (V, V, V, V, V, V)) {
+                    let t = inputTransform6(c)
+                    store(t.0, target + k * eStride); store(t.1, target + (6 + k) * eStride)
+                    store(t.2, target + (12 + k) * eStride); store(t.3, target + (18 + k) * eStride)
+                    store(t.4, target + (24 + k) * eStride); store(t.5, target + (30 + k) * eStride)
+                }
+                column(0, (h0.0, h1.0, h2.0, h3.0, h4.0, h5.0))
+                column(1, (h0.1, h1.1, h2.1, h3.1, h4.1, h5.1))
+                column(2, (h0.2, h1.2, h2.2, h3.2, h4.2, h5.2))
+                column(3, (h0.3, h1.3, h2.3, h3.3, h4.3, h5.3))
+                column(4, (h0.4, h1.4, h2.4, h3.4, h4.4, h5.4))
+                column(5, (h0.5, h1.5, h2.5, h3.5, h4.5, h5.5))
+                tx += lanes
+            }
+        }
+
+        /// F(4×4, 3×3)'s output rows 4ty … 4ty + 3 (those inside the plane) of one channel from
+        /// M[e][tile] (e's rows `eStride` apart): Aᵀ m A.
+        @inline(__always)
+        static func outputTransform4<V: SIMD>(_: V.Type, _ p: Problem, m: UnsafeMutablePointer<Float>, eStride: Int,
+                                              plane: UnsafeMutablePointer<Float>, ty: Int) where V.Scalar == Float {
+            let lanes = V.scalarCount
+            let rowsInside = min(4, p.h - 4 * ty)
+            var tx = 0
+            while tx < p.tilesX {
+                let base = UnsafePointer(m + tx)
+                @inline(__always) func e(_ i: Int) -> V { load(base + i * eStride) }
+                // Aᵀ along each row of the 6×6 block, then down each of the four columns.
+                @inline(__always) func row(_ i: Int) -> (V, V, V, V) {
+                    outputTransform6((e(6 * i), e(6 * i + 1), e(6 * i + 2), e(6 * i + 3), e(6 * i + 4), e(6 * i + 5)))
+                }
+                let s0 = row(0), s1 = row(1), s2 = row(2), s3 = row(3), s4 = row(4), s5 = row(5)
+                let c0 = outputTransform6((s0.0, s1.0, s2.0, s3.0, s4.0, s5.0))
+                let c1 = outputTransform6((s0.1, s1.1, s2.1, s3.1, s4.1, s5.1))
+                let c2 = outputTransform6((s0.2, s1.2, s2.2, s3.2, s4.2, s5.2))
+                let c3 = outputTransform6((s0.3, s1.3, s2.3, s3.3, s4.3, s5.3))
+                let column = 4 * tx, count = min(4 * lanes, p.w - column)
+                let top = plane + 4 * ty * p.w + column
+                storeRow4(zip4((c0.0, c1.0, c2.0, c3.0)), top, count)
+                if rowsInside > 1 { storeRow4(zip4((c0.1, c1.1, c2.1, c3.1)), top + p.w, count) }
+                if rowsInside > 2 { storeRow4(zip4((c0.2, c1.2, c2.2, c3.2)), top + 2 * p.w, count) }
+                if rowsInside > 3 { storeRow4(zip4((c0.3, c1.3, c2.3, c3.3)), top + 3 * p.w, count) }
+                tx += lanes
+            }
+        }
+
+        /// Stores the first `count` floats of `r.0 ++ r.1 ++ r.2 ++ r.3`.
+        @inline(__always)
+        static func storeRow4<V: SIMD>(_ r: (V, V, V, V), _ target: UnsafeMutablePointer<Float>, _ count: Int)
+            where V.Scalar == Float {
+            let lanes = V.scalarCount
+            if count == 4 * lanes {
+                store(r.0, target); store(r.1, target + lanes); store(r.2, target + 2 * lanes); store(r.3, target + 3 * lanes)
+                return
+            }
+            storeRow(r.0, r.1, target, min(count, 2 * lanes))
+            if count > 2 * lanes { storeRow(r.2, r.3, target + 2 * lanes, count - 2 * lanes) }
         }
     }
 
