@@ -39,24 +39,20 @@ struct WorkerPoolTests {
     }
     #endif
 
-    @Test("in a solo stretch every chunk runs once, on the caller; after it the workers take chunks again")
-    func soloStretchRunsOnCaller() {
+    @Test("in a crowded stretch (workers sleep as soon as they find nothing to claim) every chunk runs once and woken workers still join")
+    func crowdedStretchWakesWorkers() {
         let pool = WorkerPool(workers: 1)
         let caller = pthread_self()
-        var counts = [Int](repeating: 0, count: 64)
-        var elsewhere = 0
-        pool.startSoloStretch(60_000_000_000)
+        pool.startCrowdedStretch(60_000_000_000)
+        // Many short jobs back to back: each wakes the sleeping worker or runs without it; none is lost.
+        var counts = [Int](repeating: 0, count: 4 * 2000)
         counts.withUnsafeMutableBufferPointer { counts in
-            pool.run(chunks: 64, threads: 2) { chunk in
-                counts[chunk] += 1
-                if pthread_equal(pthread_self(), caller) == 0 { elsewhere += 1 }
+            for job in 0..<2000 {
+                pool.run(chunks: 4, threads: 2) { chunk in counts[4 * job + chunk] += 1 }
             }
         }
         #expect(counts.allSatisfy { $0 == 1 })
-        #expect(elsewhere == 0)
-
-        // Out of the stretch: chunks long enough that a worker joins.
-        pool.startSoloStretch(-1)
+        // Chunks long enough that the woken worker joins.
         let lock = NSLock()
         var byWorker = 0, total = 0
         pool.run(chunks: 64, threads: 2) { _ in
@@ -67,5 +63,6 @@ struct WorkerPoolTests {
         }
         #expect(total == 64)
         #expect(byWorker > 0)
+        pool.startCrowdedStretch(-1)
     }
 }

@@ -23,20 +23,29 @@ import Darwin
 /// Nobody spins without a bound (issue 16: with another process spinning on one of two cores,
 /// spinning threads stole the time the late worker needed). Workers spin for a while after a job
 /// and then sleep on a semaphore; the caller, once no chunk is left to claim, spins briefly for
-/// the chunks still running and then sleeps until the last one ends. Spins are long on a quiet
-/// machine (a spinning worker starts a job at once) and short once a thread has seen that it is
-/// being descheduled (a job it noticed late, a chunk that took a time slice to finish).
+/// the chunks still running and then sleeps until the last one ends. On a quiet machine workers
+/// spin 2 ms (a spinning worker starts a job at once) and the caller 200 µs. For 0.5 s after a
+/// worker noticed a job late (it was descheduled while it spun), workers do not spin at all and
+/// the caller spins 25 µs; while the run queues are crowded (below) workers do not spin either.
 ///
-/// Under sustained contention the caller runs jobs alone. Every `window` the caller reads how
+/// Crowded run queues: every `window` the caller reads how
 /// long the workers waited on a run queue (`/proc/thread-self/schedstat`'s second field, read
 /// by each worker's open file): past `crowded` of the window, the other cores are taken by
-/// processes of our priority, and jobs run on the caller alone while the workers sleep. After a
-/// solo stretch (50 ms, doubling up to 0.8 s while the probes keep finding a crowd, back to
-/// 50 ms after a clean one) the workers are tried again for a window. Why: with two threads on
-/// two cores and one other busy process, a fork-join step waits for whichever of its threads
-/// the scheduler parked, for up to a time slice per kernel, while one thread alone gets a core
-/// of its own (LeNet-5 epoch, AVX-512 Xeon, 2 cores, one spinning process: 2 threads 3.17 s,
-/// 1 thread 2.41 s; quiet 1.97 s). On kernels with EEVDF scheduling even `nice 19` work
+/// processes of our priority, and for a stretch (50 ms, doubling up to 0.8 s while the probes
+/// keep finding a crowd, back to 50 ms after a clean one) each worker sleeps as soon as it
+/// finds no chunk to claim and is woken by the caller for the next job; then the spinning
+/// workers are tried again for a window. Why not spin: with two threads on two cores and one other busy
+/// process, a spinning worker uses its whole share of a core and is then descheduled for the
+/// other process's slice, often holding a chunk the caller waits for, once per kernel. A worker
+/// that sleeps between jobs uses less than its share, so a fair scheduler (CFS, EEVDF) runs it
+/// at once when it is woken, ahead of the process that has been running. Measured on 2 cores
+/// beside one spinning process (AVX-512 Xeon, background work frozen), busy/quiet: LeNet-5
+/// epoch 1.60× when the caller ran jobs alone in crowded stretches (the previous design: one
+/// thread gets a core of its own, so the ratio is the 2-thread speed-up), 1.40× with workers
+/// that sleep at once (AVX2 build 1.70× → 1.47×); VAE 1.49× → 1.36× (AVX2 1.53× → 1.48×). The
+/// caller's own long waits are not taken as a sign of contention: a chunk that merely runs
+/// longer than the caller's made the workers sleep on a quiet machine, 5–8 % slower on LeNet-5.
+/// On kernels with EEVDF scheduling even `nice 19` work
 /// beside us delays a woken worker by up to its slice, so a machine busy with a niced build
 /// can count as crowded too. Results do not change either way: they never depend on which
 /// thread runs a chunk.
@@ -62,9 +71,12 @@ final class WorkerPool: @unchecked Sendable {
     private let callerWaiting = Atomic<Bool>(false)
     /// When the current job was published (monotonic nanoseconds), to notice late workers.
     private let publishedAt = Atomic<Int>(0)
-    /// Until when (monotonic nanoseconds) threads use the short spins: set whenever a thread
+    /// Until when (monotonic nanoseconds) threads use the short spins: set whenever a worker
     /// sees it was descheduled.
     private let contendedUntil = Atomic<Int>(0)
+    /// Until when (monotonic nanoseconds) workers do not spin between jobs: the end of the
+    /// current crowded stretch, set by the caller.
+    private let sleepyUntil = Atomic<Int>(0)
     /// Each worker's `/proc/thread-self/schedstat`, opened by the worker (-1 until then, or
     /// where it cannot be read).
     private let schedstat: UnsafeMutablePointer<Atomic<Int32>>
@@ -78,21 +90,22 @@ final class WorkerPool: @unchecked Sendable {
     private var body = ClosureWords.none
 
     /// Spin budgets in nanoseconds, quiet and contended: a worker between jobs, and the caller
-    /// waiting for chunks others are running (microseconds: 2000 quiet and 50 contended for a
-    /// worker; 200 and 25 for the caller).
+    /// waiting for chunks others are running (microseconds: 2000 quiet and 0 contended for a
+    /// worker; 200 and 25 for the caller). With one spinning process beside LeNet-5 on 2 cores
+    /// (AVX2 build, background frozen, workers sleeping whenever contended): workers 0 µs and
+    /// caller 25 µs 1.34×; 0 and 0 1.51×; workers 50 µs and caller 25 µs 1.96×.
     private let workerSpinQuiet: Int, workerSpinContended: Int, callerSpinQuiet: Int, callerSpinContended: Int
-    /// A job noticed this late, or a wait this long, means a thread was descheduled.
+    /// A job noticed this late by a spinning worker means it was descheduled.
     private static let lateness = 200_000
     /// How long short spins last after the last sign of contention.
     private static let contentionMemory = 500_000_000
 
     init(workers: Int) {
         workerCount = Swift.max(0, workers)
-        let microseconds = [2000, 50, 200]
-        workerSpinQuiet = microseconds[0] * 1000
-        workerSpinContended = microseconds[1] * 1000
-        callerSpinQuiet = Swift.max(microseconds[2], microseconds[1]) * 1000
-        callerSpinContended = microseconds[1] * 1000 / 2
+        workerSpinQuiet = 2_000_000
+        workerSpinContended = 0
+        callerSpinQuiet = 200_000
+        callerSpinContended = 25_000
         schedstat = .allocate(capacity: Swift.max(1, workerCount))
         for index in 0..<Swift.max(1, workerCount) { (schedstat + index).initialize(to: Atomic<Int32>(-1)) }
         for index in 0..<workerCount {
@@ -115,19 +128,19 @@ final class WorkerPool: @unchecked Sendable {
 
     private func noteContention(at time: Int) { contendedUntil.store(time + Self.contentionMemory, ordering: .relaxed) }
 
-    /// What the caller knows of the run queues: solo or not, and the current window.
+    /// What the caller knows of the run queues: in a crowded stretch or not, and the current window.
     struct Crowd {
-        /// While solo: when the workers are tried again (monotonic nanoseconds); 0 when not solo.
-        var soloUntil = 0
-        /// The next solo stretch's length.
-        var soloStretch = WorkerPool.shortestSolo
+        /// In a stretch: when spinning workers are tried again (monotonic nanoseconds); 0 when not.
+        var stretchUntil = 0
+        /// The next stretch's length.
+        var stretch = WorkerPool.shortestStretch
         /// The window's start and the workers' total run-queue wait then.
         var windowStart = 0, windowDelay = 0
     }
     /// Length of a measuring window, and the share of it the workers may wait on a run queue.
     private static let window = 10_000_000
     private static let crowded = 0.1
-    private static let shortestSolo = 50_000_000, longestSolo = 800_000_000
+    private static let shortestStretch = 50_000_000, longestStretch = 800_000_000
 
     /// The workers' total run-queue wait so far, nanoseconds.
     private func workersDelay() -> Int {
@@ -161,37 +174,47 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// Whether this job runs on the caller alone (called by the thread holding `busy`): while
-    /// solo until the stretch ends; otherwise ends the measuring window if it is over, and goes
-    /// solo when the workers waited on a run queue for more than `crowded` of it.
-    private func runsAlone() -> Bool {
+    /// Called by the thread holding `busy` before each job: in a stretch, nothing until it ends;
+    /// otherwise ends the measuring window if it is over, and starts a stretch when the workers
+    /// waited on a run queue for more than `crowded` of it.
+    private func watchCrowd() {
         let time = Self.now()
-        if crowd.soloUntil != 0 {
-            if time < crowd.soloUntil { return true }
-            crowd.soloUntil = 0  // try the workers for a window
+        if crowd.stretchUntil != 0 {
+            if time < crowd.stretchUntil { return }
+            crowd.stretchUntil = 0  // try spinning workers for a window
             crowd.windowStart = time
             crowd.windowDelay = workersDelay()
-            return false
+            return
         }
         let elapsed = time - crowd.windowStart
-        guard elapsed >= Self.window else { return false }
+        guard elapsed >= Self.window else { return }
         let delay = workersDelay()
         let waited = Double(delay &- crowd.windowDelay) / Double(elapsed * workerCount)
         crowd.windowStart = time
         crowd.windowDelay = delay
-        guard elapsed < 4 * Self.window else { return false }  // a stale window (no jobs for a while)
+        guard elapsed < 4 * Self.window else { return }  // a stale window (no jobs for a while)
         if waited > Self.crowded {
-            crowd.soloUntil = time + crowd.soloStretch
-            crowd.soloStretch = Swift.min(Self.longestSolo, crowd.soloStretch * 2)
-            return true
+            startStretch(crowd.stretch, at: time)
+            crowd.stretch = Swift.min(Self.longestStretch, crowd.stretch * 2)
+            return
         }
-        crowd.soloStretch = Self.shortestSolo
-        return false
+        crowd.stretch = Self.shortestStretch
     }
 
-    /// Starts a solo stretch of `nanoseconds` now, as a crowded window would (for tests; call
-    /// it while no job runs).
-    func startSoloStretch(_ nanoseconds: Int) { crowd.soloUntil = Self.now() + nanoseconds }
+    private func startStretch(_ nanoseconds: Int, at time: Int) {
+        crowd.stretchUntil = time + nanoseconds
+        sleepyUntil.store(time + nanoseconds, ordering: .relaxed)
+    }
+
+    /// Starts a crowded stretch of `nanoseconds` now, as a crowded window would (for tests; call
+    /// it while no job runs; a negative length ends one).
+    func startCrowdedStretch(_ nanoseconds: Int) { startStretch(nanoseconds, at: Self.now()) }
+
+    /// The spin budget of a worker between jobs at `time`.
+    private func workerSpin(at time: Int) -> Int {
+        if time < sleepyUntil.load(ordering: .relaxed) || contended(at: time) { return workerSpinContended }
+        return workerSpinQuiet
+    }
 
     /// Runs `body(chunk)` for every chunk in 0..<chunks on up to `threads` threads (the caller
     /// included); returns when all have run.
@@ -201,11 +224,7 @@ final class WorkerPool: @unchecked Sendable {
             for chunk in 0..<chunks { body(chunk) }
             return
         }
-        if runsAlone() {
-            for chunk in 0..<chunks { body(chunk) }
-            busy.store(false, ordering: .releasing)
-            return
-        }
+        watchCrowd()
         self.body = ClosureWords(body)
         let job = (generation.load(ordering: .relaxed) &+ 1) & 0x7FFF_FFFF
         // Released after the previous job's close: a worker that reads this count also sees that close.
@@ -247,8 +266,6 @@ final class WorkerPool: @unchecked Sendable {
             return  // the last chunk ended before anyone saw the flag: no signal is coming
         }
         done.wait()
-        let waited = Self.now() - start
-        if waited > Self.lateness { noteContention(at: start + waited) }
     }
 
     /// Claims and runs chunks of job `job` until none are left. The closure is read only after
@@ -279,21 +296,21 @@ final class WorkerPool: @unchecked Sendable {
         var seen = 0
         while true {
             var start = Self.now()
-            var budget = contended(at: start) ? workerSpinContended : workerSpinQuiet
+            var budget = workerSpin(at: start)
             var spins = 0
             var parked = false
             while generation.load(ordering: .acquiring) == seen {
                 spins &+= 1
                 guard spins & 63 == 0 else { continue }
                 let time = Self.now()
-                if contended(at: time) { budget = Swift.min(budget, workerSpinContended) }
+                budget = Swift.min(budget, workerSpin(at: time))
                 if time - start > budget {
                     sleeping.add(1, ordering: .sequentiallyConsistent)
                     if generation.load(ordering: .sequentiallyConsistent) == seen { wake.wait() }
                     sleeping.subtract(1, ordering: .sequentiallyConsistent)
                     parked = true
                     start = Self.now()
-                    budget = contended(at: start) ? workerSpinContended : workerSpinQuiet
+                    budget = workerSpin(at: start)
                 }
             }
             let job = generation.load(ordering: .acquiring)
