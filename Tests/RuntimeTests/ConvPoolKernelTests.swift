@@ -303,6 +303,65 @@ func filterKernelMatchesNaive() {
     #expect(!Conv2DKernel.FilterKernel.runs(.init(n: 128, c: 64, h: 32, w: 32, o: 128, kh: 1, kw: 1)))
 }
 
+@Test("implicit-GEMM forward and backward data match naive loops and give the same bits on 1, 2 and 3 threads")
+func implicitKernelMatchesNaive() {
+    let cases: [Conv2DKernel.Geometry] = [
+        .init(n: 3, c: 5, h: 9, w: 11, o: 13, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // o, c < 16: half tiles, odd sides
+        .init(n: 4, c: 7, h: 10, w: 7, o: 40, kh: 3, kw: 2, strideH: 2, strideW: 1, padH: 1, padW: 0), // 2 panels, 2 phases
+        .init(n: 5, c: 36, h: 8, w: 8, o: 33, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // last panel 1 wide, groups
+        .init(n: 17, c: 9, h: 6, w: 6, o: 20, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // 9-pixel phases, ragged group
+        .init(n: 3, c: 20, h: 9, w: 9, o: 24, kh: 1, kw: 1, strideH: 2, strideW: 2),   // 1×1 stride 2: in place, 3 empty phases
+        .init(n: 2, c: 40, h: 16, w: 16, o: 36, kh: 1, kw: 1, strideH: 2, strideW: 2), // shortcut shape, o > 32
+        .init(n: 2, c: 6, h: 8, w: 7, o: 17, kh: 1, kw: 1, strideH: 1, strideW: 3),    // stride along rows only, 3 phases
+        .init(n: 2, c: 4, h: 7, w: 6, o: 18, kh: 4, kw: 3, strideH: 3, strideW: 2, padH: 2, padW: 1), // 6 phases, tails
+        .init(n: 2, c: 5, h: 7, w: 8, o: 9, kh: 2, kw: 2, strideH: 3, strideW: 3, padH: 2, padW: 0),  // taps < stride, pad ≥ kernel
+        .init(n: 1, c: 33, h: 33, w: 35, o: 40, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // wide rows: SIMD interleave
+        .init(n: 2, c: 8, h: 9, w: 9, o: 16, kh: 3, kw: 3, padH: 1, padW: 1),        // stride 1: one phase, written in place
+        .init(n: 1, c: 1, h: 1, w: 1, o: 1, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // all padding but one tap
+    ]
+    for g in cases {
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 21)
+        let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 22)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 23)
+        var y = [Double](repeating: 0, count: dy.count), yMagnitude = y
+        var dx = [Double](repeating: 0, count: x.count), dxMagnitude = dx
+        forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
+            let out = yIndex(g, n, o, oy, ox), w = Double(weight[wIndex(g, o, c, ky, kx)])
+            y[out] += w * Double(x[input]); yMagnitude[out] += abs(w * Double(x[input]))
+            dx[input] += w * Double(dy[out]); dxMagnitude[input] += abs(w * Double(dy[out]))
+        }
+        #expect(Conv2DKernel.ImplicitKernel.suits(g, .forward) && Conv2DKernel.ImplicitKernel.suits(g, .backwardData))
+        for forward in [true, false] {
+            func result(_ threads: Int) -> [Float] {
+                run([forward ? x : dy, weight], outputCount: forward ? dy.count : x.count) {
+                    Conv2DKernel.ImplicitKernel.run(.init(g, forward: forward), source: $0[0], weight: $0[1], out: $1,
+                                                    threads: threads)
+                }
+            }
+            let one = result(1)
+            #expect(forward ? worstError(one, y, yMagnitude) <= 1 : worstError(one, dx, dxMagnitude) <= 1,
+                    "\(g) forward=\(forward)")
+            #expect(one.map(\.bitPattern) == result(2).map(\.bitPattern), "\(g) forward=\(forward)")
+            #expect(one.map(\.bitPattern) == result(3).map(\.bitPattern), "\(g) forward=\(forward)")
+        }
+    }
+    // The dispatch: ResNet's strided 3×3 layers run here (backward data of layer4's 4×4 phases
+    // only on the AVX-512 tile), its 1×1 shortcuts only forward on the AVX-512 tile with 8×8
+    // inputs; stride-1 ones and the backward filter do not.
+    let strided = Conv2DKernel.Geometry(n: 128, c: 64, h: 32, w: 32, o: 128, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1)
+    #expect(Conv2DKernel.ImplicitKernel.runs(strided, .forward) && Conv2DKernel.ImplicitKernel.runs(strided, .backwardData))
+    #expect(!Conv2DKernel.ImplicitKernel.runs(strided, .backwardFilter))
+    let deep = Conv2DKernel.Geometry(n: 128, c: 256, h: 8, w: 8, o: 512, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1)
+    #expect(Conv2DKernel.ImplicitKernel.runs(deep, .forward))
+    #expect(Conv2DKernel.ImplicitKernel.runs(deep, .backwardData) == ISA.wideTile)
+    let shortcut = Conv2DKernel.Geometry(n: 128, c: 64, h: 32, w: 32, o: 128, kh: 1, kw: 1, strideH: 2, strideW: 2)
+    #expect(!Conv2DKernel.ImplicitKernel.runs(shortcut, .forward) && !Conv2DKernel.ImplicitKernel.runs(shortcut, .backwardData))
+    let deepShortcut = Conv2DKernel.Geometry(n: 128, c: 256, h: 8, w: 8, o: 512, kh: 1, kw: 1, strideH: 2, strideW: 2)
+    #expect(Conv2DKernel.ImplicitKernel.runs(deepShortcut, .forward) == ISA.wideTile)
+    #expect(!Conv2DKernel.ImplicitKernel.runs(deepShortcut, .backwardData))
+    #expect(!Conv2DKernel.ImplicitKernel.runs(.init(n: 128, c: 64, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1), .forward))
+}
+
 @Test("conv2d kernels give the same bits on 1, 2 and 4 threads")
 func convThreadCountInvariant() {
     // Batch 10: 8 filter-gradient groups of unequal size; batch 1 and 3: GEMM-level threads.

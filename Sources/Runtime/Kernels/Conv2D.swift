@@ -1,7 +1,8 @@
 /// 2-D convolution over NCHW data with OIHW weights: direct correlation (`DirectConv2D`) for
 /// few channels, Winograd F(2×2, 3×3) for the forward and backward-data passes of 3×3 stride-1
-/// "same" convolutions with many channels (`WinogradConv.swift`), else im2col over groups of
-/// images and `GEMM.sgemm` (`ConvGEMM.swift`). The backward-filter pass of every convolution
+/// "same" convolutions with many channels (`WinogradConv.swift`), an implicit GEMM for those of
+/// strided convolutions (`ConvImplicitKernel.swift`), else im2col over groups of images and
+/// `GEMM.sgemm` (`ConvGEMM.swift`). The backward-filter pass of every convolution
 /// with at least 16 output channels but a pointwise one runs an implicit GEMM that never
 /// writes the column matrix (`ConvFilterKernel.swift`).
 ///
@@ -78,6 +79,9 @@ public enum Conv2DKernel {
             return
         }
         if Winograd.suits(g) { return winogradForward(g, x: x, weight: weight, y: y, threads: threads) }
+        if ImplicitKernel.runs(g, .forward) {
+            return ImplicitKernel.run(ImplicitKernel.Plan(g, forward: true), source: x, weight: weight, out: y, threads: threads)
+        }
         gemmForward(g, x: x, weight: weight, y: y, threads: threads)
     }
 
@@ -94,6 +98,9 @@ public enum Conv2DKernel {
             return
         }
         if Winograd.suits(g) { return winogradBackwardData(g, dy: dy, weight: weight, dx: dx, threads: threads) }
+        if ImplicitKernel.runs(g, .backwardData) {
+            return ImplicitKernel.run(ImplicitKernel.Plan(g, forward: false), source: dy, weight: weight, out: dx, threads: threads)
+        }
         gemmBackwardData(g, dy: dy, weight: weight, dx: dx, threads: threads)
     }
 
