@@ -36,10 +36,8 @@ extension Conv2DKernel {
         /// Whether a pass of a geometry runs here: strided convolutions the direct and Winograd
         /// paths do not take (pointwise stride-1 layers read x in place in the GEMM path), as
         /// measured on ResNet-18's layers (`kiln bench conv`, Xeon, both ISAs):
-        /// - every forward pass with a kernel larger than 1×1 (stride-2 3×3: AVX-512 17 → 13 ms,
-        ///   AVX2 28 → 24–27 ms);
-        /// - backward data of those, but on the 6-row AVX2 tile only when a phase has at least 64
-        ///   pixels (ResNet-18 layer4's 4×4 phases waste 2 of 18 tile rows: slower than im2col);
+        /// - both passes with a kernel larger than 1×1 (stride-2 3×3 forward: AVX-512 17 → 13 ms,
+        ///   AVX2 28 → 24–25 ms; backward data 16–17 → 14–16 and 27–30 → 26–27 ms);
         /// - a strided 1×1 layer only forward, on the AVX-512 tile, with at most 64 output pixels
         ///   (layer4's shortcut 2.1 → 1.7 ms). These layers are memory-bound; on larger planes the
         ///   in-place reads, 4 KiB apart per channel, thrash L1 sets and the GEMM path is faster.
@@ -48,10 +46,6 @@ extension Conv2DKernel {
             if DirectConv2D.suits(g) || Winograd.suits(g) { return false }
             guard suits(g, pass) else { return false }
             if g.kh * g.kw == 1 { return ISA.wideTile && pass == .forward && g.outputPixels <= 64 }
-            if pass == .backwardData && !ISA.wideTile {
-                let phase = Plan(g, forward: false).phaseSize(0)
-                return phase.rows * phase.cols >= 64
-            }
             return true
         }
 
@@ -339,21 +333,51 @@ extension Conv2DKernel {
                 for panel in panels {
                     let b = packed + plan.panels * width * kBefore + panel * width * depth
                     let channels = min(width, plan.outChannels - panel * width)
-                    for (slot, image) in images.enumerated() {
-                        let slotBytes = slot * plan.imageStride * MemoryLayout<Float>.stride
-                        let target = plan.interleaves ? phaseOut + slot * outImage : out + image * outImage
-                        let c = target + panel * width * plan.outPlane + start
-                        var t = 0
-                        while t < pixels {
-                            let height = min(rows, pixels - t)
-                            var pix = (0, 0, 0, 0, 0, 0, 0, 0)
-                            withUnsafeMutableBytes(of: &pix) { raw in
-                                let o = raw.baseAddress!.assumingMemoryBound(to: Int.self)
-                                for r in 0..<8 { o[r] = slotBytes + table[t + min(r, height - 1)] }
+                    // Tiles run over the group's pixels image after image; a tile that crosses
+                    // into the next image (ragged phases: AVX2's 6-pixel tiles over 16-pixel
+                    // planes) is stored to a local block, then copied to both images.
+                    @inline(__always) func target(_ slot: Int) -> UnsafeMutablePointer<Float> {
+                        (plan.interleaves ? phaseOut + slot * outImage : out + (images.lowerBound + slot) * outImage)
+                            + panel * width * plan.outPlane + start
+                    }
+                    let total = images.count * pixels
+                    var f = 0
+                    while f < total {
+                        let height = min(rows, total - f)
+                        let (slot, t) = (f / pixels, f % pixels)
+                        var pix = (0, 0, 0, 0, 0, 0, 0, 0)
+                        withUnsafeMutableBytes(of: &pix) { raw in
+                            let o = raw.baseAddress!.assumingMemoryBound(to: Int.self)
+                            var (s, q) = (slot, t)
+                            for r in 0..<8 {
+                                o[r] = s * plan.imageStride * MemoryLayout<Float>.stride + table[q]
+                                if r < height - 1 {
+                                    q += 1
+                                    if q == pixels { (s, q) = (s + 1, 0) }
+                                }
                             }
-                            tile(depth, base, pix, kOffsets, b, c + t, plan.outPlane, height, channels, width)
-                            t += height
                         }
+                        if t + height <= pixels {
+                            tile(depth, base, pix, kOffsets, b, target(slot) + t, plan.outPlane, height, channels, width)
+                        } else {
+                            var block = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(),
+                                         SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(),
+                                         SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(),
+                                         SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+                            withUnsafeMutableBytes(of: &block) { raw in
+                                // 32 channels × 8 pixels: channel j's pixels at j·8.
+                                let local = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+                                tile(depth, base, pix, kOffsets, b, local, 8, height, channels, width)
+                                var (s, q) = (slot, t)
+                                for r in 0..<height {
+                                    let dst = target(s) + q
+                                    for j in 0..<channels { dst[j * plan.outPlane] = local[j * 8 + r] }
+                                    q += 1
+                                    if q == pixels { (s, q) = (s + 1, 0) }
+                                }
+                            }
+                        }
+                        f += height
                     }
                 }
             }
