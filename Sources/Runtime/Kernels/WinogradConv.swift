@@ -110,10 +110,10 @@ extension Conv2DKernel {
 
         static func run(_ p: Problem, source: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                         out: UnsafeMutablePointer<Float>, threads: Int) {
-            let transformed = ConvScratch.shared.take(floats: p.positions * p.o * p.c, gemm: (0, 0))
+            let transformed = ConvScratch.shared.take(floats: p.positions * p.o * p.c + stagingFloats, gemm: (0, 0))
             defer { ConvScratch.shared.give(transformed) }
             let u = transformed.floats
-            transformWeights(p, weight: weight, u: u, threads: threads)
+            transformWeights(p, weight: weight, u: u, staging: u + p.positions * p.o * p.c, threads: threads)
             let blocks = p.blockCount
             func block(_ b: Int, gemmThreads: Int) {
                 let scratch = ConvScratch.shared.take(floats: p.blockFloats, gemm: p.gemmWorkspace)
@@ -125,23 +125,29 @@ extension Conv2DKernel {
             Conv2DKernel.forEachGroup(blocks, threads: threads, block)
         }
 
+        /// Chunks of the weight transform, input channels per staged run, and the staging floats
+        /// they take after U in its scratch entry (a temporary allocation of this size came from
+        /// the heap: allocation-check found it in every Winograd call).
+        static let weightChunks = 16, stagingRun = 16
+        static var stagingFloats: Int { weightChunks * 36 * stagingRun }
+
         /// U[e][o][c] = (G g Gᵀ)[e] (e = α·row + column), split over threads by output channel
         /// (each element computed alone). For m = 2, G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]];
         /// for m = 4, G = [[¼, 0, 0], [−⅙, −⅙, −⅙], [−⅙, ⅙, −⅙], [1⁄24, 1⁄12, ⅙], [1⁄24, −1⁄12, ⅙], [0, 0, 1]].
         static func transformWeights(_ p: Problem, weight: UnsafePointer<Float>, u: UnsafeMutablePointer<Float>,
-                                     threads: Int) {
+                                     staging: UnsafeMutablePointer<Float>, threads: Int) {
             let plane = p.o * p.c
-            let chunks = min(p.o, 16)
+            let chunks = min(p.o, weightChunks)
             // G's columns (m = 4), lane i = row i.
             let g0 = SIMD8<Float>(1.0 / 4, -1.0 / 6, -1.0 / 6, 1.0 / 24, 1.0 / 24, 0, 0, 0)
             let g1 = SIMD8<Float>(0, -1.0 / 6, 1.0 / 6, 1.0 / 12, -1.0 / 12, 0, 0, 0)
             let g2 = SIMD8<Float>(0, -1.0 / 6, -1.0 / 6, 1.0 / 6, 1.0 / 6, 1, 0, 0)
-            let positions = p.positions, run = 16
+            let positions = p.positions, run = stagingRun
             Parallel.forEach(chunks: chunks, threads: threads) { chunk in
-                // Runs of `run` input channels: each pair's α² values go to a small buffer, which is
-                // then stored as α² contiguous runs (U's planes are o·c floats apart).
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: 36 * run) { buffer in
-                    let staged = buffer.baseAddress!
+                // Runs of `run` input channels: each pair's α² values go to the chunk's staging
+                // buffer, which is then stored as α² contiguous runs (U's planes are o·c floats apart).
+                do {
+                    let staged = staging + chunk * 36 * run
                     for o in chunk * p.o / chunks..<(chunk + 1) * p.o / chunks {
                         var c0 = 0
                         while c0 < p.c {
