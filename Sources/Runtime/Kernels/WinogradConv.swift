@@ -290,21 +290,27 @@ extension Conv2DKernel {
             if tilesX <= 2 && lanes > 4 { body4() } else if tilesX <= 8 && lanes > 8 { body8() } else { bodyNative() }
         }
 
-        /// V[e][tile] = (Bᵀ d B)[e] for the tiles of tile row `ty` of one channel's plane, with
-        /// Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]; e's rows `eStride`
-        /// apart. Writes whole vectors: up to `lanes − 1` floats past the row's last tile.
+        /// Row buffer i (of α) gets input row m·ty − 1 + i of `plane` at columns 1…w, or zeros
+        /// outside the plane (column −1 and the tail stay zero).
         @inline(__always)
-        static func inputTransform<V: SIMD>(_: V.Type, _ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>,
-                                   v: UnsafeMutablePointer<Float>, eStride: Int) where V.Scalar == Float {
-            // Row buffer i holds input row 2ty − 1 + i at columns 1…w (column −1 and the tail stay zero).
-            for i in 0..<4 {
-                let y = 2 * ty - 1 + i, target = rowBuffer + i * p.rowFloats + 1
+        static func fillRows(_ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>) {
+            for i in 0..<p.alpha {
+                let y = p.m * ty - 1 + i, target = rowBuffer + i * p.rowFloats + 1
                 if y >= 0 && y < p.h {
                     Conv2DKernel.copyFloats(target, plane + y * p.w, p.w)
                 } else {
                     Conv2DKernel.zeroFloats(target, p.w)
                 }
             }
+        }
+
+        /// V[e][tile] = (Bᵀ d B)[e] for the tiles of tile row `ty` of one channel's plane, with
+        /// Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]; e's rows `eStride`
+        /// apart. Writes whole vectors: up to `lanes − 1` floats past the row's last tile.
+        @inline(__always)
+        static func inputTransform<V: SIMD>(_: V.Type, _ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>,
+                                   v: UnsafeMutablePointer<Float>, eStride: Int) where V.Scalar == Float {
+            fillRows(p, plane: plane, ty: ty, rowBuffer: rowBuffer)
             let lanes = V.scalarCount
             var tx = 0
             while tx < p.tilesX {
@@ -429,15 +435,7 @@ extension Conv2DKernel {
         @inline(__always)
         static func inputTransform4<V: SIMD>(_: V.Type, _ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>,
                                              v: UnsafeMutablePointer<Float>, eStride: Int) where V.Scalar == Float {
-            // Row buffer i holds input row 4ty − 1 + i at columns 1…w (column −1 and the tail stay zero).
-            for i in 0..<6 {
-                let y = 4 * ty - 1 + i, target = rowBuffer + i * p.rowFloats + 1
-                if y >= 0 && y < p.h {
-                    Conv2DKernel.copyFloats(target, plane + y * p.w, p.w)
-                } else {
-                    Conv2DKernel.zeroFloats(target, p.w)
-                }
-            }
+            fillRows(p, plane: plane, ty: ty, rowBuffer: rowBuffer)
             let lanes = V.scalarCount
             var tx = 0
             while tx < p.tilesX {
