@@ -146,55 +146,53 @@ extension Conv2DKernel {
             Parallel.forEach(chunks: chunks, threads: threads) { chunk in
                 // Runs of `run` input channels: each pair's α² values go to the chunk's staging
                 // buffer, which is then stored as α² contiguous runs (U's planes are o·c floats apart).
-                do {
-                    let staged = staging + chunk * 36 * run
-                    for o in chunk * p.o / chunks..<(chunk + 1) * p.o / chunks {
-                        var c0 = 0
-                        while c0 < p.c {
-                            let count = min(run, p.c - c0)
-                            for slot in 0..<count {
-                                let c = c0 + slot
-                                // g[ky][kx] of this correlation.
-                                var g = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())
-                                if p.flipped {
-                                    // Forward weight W[c][o] (its out channel is this problem's in channel c).
-                                    let base = weight + (c * p.o + o) * 9
-                                    g.0 = SIMD4(base[8], base[7], base[6], 0)
-                                    g.1 = SIMD4(base[5], base[4], base[3], 0)
-                                    g.2 = SIMD4(base[2], base[1], base[0], 0)
-                                } else {
-                                    let base = weight + (o * p.c + c) * 9
-                                    g.0 = SIMD4(base[0], base[1], base[2], 0)
-                                    g.1 = SIMD4(base[3], base[4], base[5], 0)
-                                    g.2 = SIMD4(base[6], base[7], base[8], 0)
-                                }
-                                let target = staged + slot
-                                if p.m == 4 {
-                                    // Columns k of G g (lane i = row i), then columns j of (G g) Gᵀ.
-                                    let t0 = g0 * g.0[0] + g1 * g.1[0] + g2 * g.2[0]
-                                    let t1 = g0 * g.0[1] + g1 * g.1[1] + g2 * g.2[1]
-                                    let t2 = g0 * g.0[2] + g1 * g.1[2] + g2 * g.2[2]
-                                    for j in 0..<6 {
-                                        let column = t0 * g0[j] + t1 * g1[j] + t2 * g2[j]
-                                        for i in 0..<6 { target[(6 * i + j) * run] = column[i] }
-                                    }
-                                    continue
-                                }
-                                // Rows of G g (4 × 3).
-                                let r0 = g.0, r1 = 0.5 * (g.0 + g.1 + g.2), r2 = 0.5 * (g.0 - g.1 + g.2), r3 = g.2
-                                @inline(__always) func put(_ i: Int, _ r: SIMD4<Float>) {
-                                    target[(4 * i) * run] = r[0]
-                                    target[(4 * i + 1) * run] = 0.5 * (r[0] + r[1] + r[2])
-                                    target[(4 * i + 2) * run] = 0.5 * (r[0] - r[1] + r[2])
-                                    target[(4 * i + 3) * run] = r[2]
-                                }
-                                put(0, r0); put(1, r1); put(2, r2); put(3, r3)
+                let staged = staging + chunk * 36 * run
+                for o in chunk * p.o / chunks..<(chunk + 1) * p.o / chunks {
+                    var c0 = 0
+                    while c0 < p.c {
+                        let count = min(run, p.c - c0)
+                        for slot in 0..<count {
+                            let c = c0 + slot
+                            // g[ky][kx] of this correlation.
+                            var g = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())
+                            if p.flipped {
+                                // Forward weight W[c][o] (its out channel is this problem's in channel c).
+                                let base = weight + (c * p.o + o) * 9
+                                g.0 = SIMD4(base[8], base[7], base[6], 0)
+                                g.1 = SIMD4(base[5], base[4], base[3], 0)
+                                g.2 = SIMD4(base[2], base[1], base[0], 0)
+                            } else {
+                                let base = weight + (o * p.c + c) * 9
+                                g.0 = SIMD4(base[0], base[1], base[2], 0)
+                                g.1 = SIMD4(base[3], base[4], base[5], 0)
+                                g.2 = SIMD4(base[6], base[7], base[8], 0)
                             }
-                            for e in 0..<positions {
-                                Conv2DKernel.copyFloats(u + e * plane + o * p.c + c0, staged + e * run, count)
+                            let target = staged + slot
+                            if p.m == 4 {
+                                // Columns k of G g (lane i = row i), then columns j of (G g) Gᵀ.
+                                let t0 = g0 * g.0[0] + g1 * g.1[0] + g2 * g.2[0]
+                                let t1 = g0 * g.0[1] + g1 * g.1[1] + g2 * g.2[1]
+                                let t2 = g0 * g.0[2] + g1 * g.1[2] + g2 * g.2[2]
+                                for j in 0..<6 {
+                                    let column = t0 * g0[j] + t1 * g1[j] + t2 * g2[j]
+                                    for i in 0..<6 { target[(6 * i + j) * run] = column[i] }
+                                }
+                                continue
                             }
-                            c0 += count
+                            // Rows of G g (4 × 3).
+                            let r0 = g.0, r1 = 0.5 * (g.0 + g.1 + g.2), r2 = 0.5 * (g.0 - g.1 + g.2), r3 = g.2
+                            @inline(__always) func put(_ i: Int, _ r: SIMD4<Float>) {
+                                target[(4 * i) * run] = r[0]
+                                target[(4 * i + 1) * run] = 0.5 * (r[0] + r[1] + r[2])
+                                target[(4 * i + 2) * run] = 0.5 * (r[0] - r[1] + r[2])
+                                target[(4 * i + 3) * run] = r[2]
+                            }
+                            put(0, r0); put(1, r1); put(2, r2); put(3, r3)
                         }
+                        for e in 0..<positions {
+                            Conv2DKernel.copyFloats(u + e * plane + o * p.c + c0, staged + e * run, count)
+                        }
+                        c0 += count
                     }
                 }
             }

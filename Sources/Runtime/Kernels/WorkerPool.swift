@@ -28,13 +28,13 @@ import Darwin
 /// worker noticed a job late (it was descheduled while it spun), workers do not spin at all and
 /// the caller spins 25 µs; while the run queues are crowded (below) workers do not spin either.
 ///
-/// Crowded run queues: every `window` the caller reads how
-/// long the workers waited on a run queue (`/proc/thread-self/schedstat`'s second field, read
-/// by each worker's open file): past `crowded` of the window, the other cores are taken by
-/// processes of our priority, and for a stretch (50 ms, doubling up to 0.8 s while the probes
-/// keep finding a crowd, back to 50 ms after a clean one) each worker sleeps as soon as it
-/// finds no chunk to claim and is woken by the caller for the next job; then the spinning
-/// workers are tried again for a window. Why not spin: with two threads on two cores and one other busy
+/// Crowded run queues: every `window` the caller reads how long the workers waited on a run
+/// queue (`/proc/thread-self/schedstat`'s second field, read by each worker's open file): past
+/// `crowded` of the window, the other cores are taken by processes of our priority, and for a
+/// stretch (50 ms, doubling up to 0.8 s while the probes keep finding a crowd, back to 50 ms
+/// after a clean one) each worker sleeps as soon as it finds no chunk to claim and is woken by
+/// the caller for the next job; then the spinning workers are tried again for a window. Why not
+/// spin: with two threads on two cores and one other busy
 /// process, a spinning worker uses its whole share of a core and is then descheduled for the
 /// other process's slice, often holding a chunk the caller waits for, once per kernel. A worker
 /// that sleeps between jobs uses less than its share, so a fair scheduler (CFS, EEVDF) runs it
@@ -45,9 +45,8 @@ import Darwin
 /// that sleep at once (AVX2 build 1.70× → 1.47×); VAE 1.49× → 1.36× (AVX2 1.53× → 1.48×). The
 /// caller's own long waits are not taken as a sign of contention: a chunk that merely runs
 /// longer than the caller's made the workers sleep on a quiet machine, 5–8 % slower on LeNet-5.
-/// On kernels with EEVDF scheduling even `nice 19` work
-/// beside us delays a woken worker by up to its slice, so a machine busy with a niced build
-/// can count as crowded too. Results do not change either way: they never depend on which
+/// On kernels with EEVDF scheduling even `nice 19` work beside us delays a woken worker by up
+/// to its slice, so a machine busy with a niced build can count as crowded too. Results do not change either way: they never depend on which
 /// thread runs a chunk.
 final class WorkerPool: @unchecked Sendable {
     /// The pool used by `Parallel.forEach`: one worker per online core beyond the first.
@@ -94,7 +93,8 @@ final class WorkerPool: @unchecked Sendable {
     /// worker; 200 and 25 for the caller). With one spinning process beside LeNet-5 on 2 cores
     /// (AVX2 build, background frozen, workers sleeping whenever contended): workers 0 µs and
     /// caller 25 µs 1.34×; 0 and 0 1.51×; workers 50 µs and caller 25 µs 1.96×.
-    private let workerSpinQuiet: Int, workerSpinContended: Int, callerSpinQuiet: Int, callerSpinContended: Int
+    private static let workerSpinQuiet = 2_000_000, workerSpinContended = 0
+    private static let callerSpinQuiet = 200_000, callerSpinContended = 25_000
     /// A job noticed this late by a spinning worker means it was descheduled.
     private static let lateness = 200_000
     /// How long short spins last after the last sign of contention.
@@ -102,10 +102,6 @@ final class WorkerPool: @unchecked Sendable {
 
     init(workers: Int) {
         workerCount = Swift.max(0, workers)
-        workerSpinQuiet = 2_000_000
-        workerSpinContended = 0
-        callerSpinQuiet = 200_000
-        callerSpinContended = 25_000
         schedstat = .allocate(capacity: Swift.max(1, workerCount))
         for index in 0..<Swift.max(1, workerCount) { (schedstat + index).initialize(to: Atomic<Int32>(-1)) }
         for index in 0..<workerCount {
@@ -212,8 +208,8 @@ final class WorkerPool: @unchecked Sendable {
 
     /// The spin budget of a worker between jobs at `time`.
     private func workerSpin(at time: Int) -> Int {
-        if time < sleepyUntil.load(ordering: .relaxed) || contended(at: time) { return workerSpinContended }
-        return workerSpinQuiet
+        if time < sleepyUntil.load(ordering: .relaxed) || contended(at: time) { return Self.workerSpinContended }
+        return Self.workerSpinQuiet
     }
 
     /// Runs `body(chunk)` for every chunk in 0..<chunks on up to `threads` threads (the caller
@@ -250,7 +246,7 @@ final class WorkerPool: @unchecked Sendable {
     private func waitForChunks(_ chunks: Int) {
         if finished.load(ordering: .acquiring) == chunks { return }
         let start = Self.now()
-        let budget = contended(at: start) ? callerSpinContended : callerSpinQuiet
+        let budget = contended(at: start) ? Self.callerSpinContended : Self.callerSpinQuiet
         var spins = 0
         while finished.load(ordering: .acquiring) < chunks {
             spins &+= 1
