@@ -431,6 +431,8 @@ private let poolCases: [Pool2DKernel.Geometry] = [
     .init(n: 3, c: 2, h: 7, w: 37, kh: 2, kw: 2),                        // 2×2: one vector + scalar tail
     .init(n: 2, c: 3, h: 4, w: 66, kh: 2, kw: 2),                        // 2×2: two full vectors + tail
     .init(n: 2, c: 16, h: 10, w: 10, kh: 2, kw: 2),                      // LeNet-5 pool2
+    .init(n: 2, c: 3, h: 6, w: 30, kh: 2, kw: 2),                        // 2×2: 15 outputs a row, stored 8 + 4 + 2 + 1
+    .init(n: 2, c: 2, h: 4, w: 14, kh: 2, kw: 2),                        // 2×2: 7 outputs a row, stored 4 + 2 + 1
 ]
 
 private func poolInput(_ g: Pool2DKernel.Geometry, _ n: Int, _ c: Int, _ oy: Int, _ ox: Int, _ ky: Int, _ kx: Int) -> Int {
