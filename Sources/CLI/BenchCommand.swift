@@ -20,10 +20,12 @@ struct BenchSettings {
     var gemmShape: (m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool) = (1024, 1024, 1024, false, false)
     /// `conv --shape resnet20`: ResNet-20's layer shapes instead of ResNet-18's.
     var convResNet20 = false
+    /// `conv --layer TEXT`: only the layers whose name contains TEXT (e.g. `layer4`, `shortcut`).
+    var convLayer: String?
 }
 
 func benchCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape", "--contention"],
+    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape", "--layer", "--contention"],
                              flags: ["--json", "--no-peak"], command: "bench")
     guard args.positionals.count == 1, benchWorkloads.contains(args.positionals[0]) else {
         throw KilnError.argument("bench: give one workload: \(benchWorkloads.joined(separator: ", "))")
@@ -42,6 +44,10 @@ func benchCommand(_ words: [String]) throws {
         } else {
             settings.gemmShape = try parseGEMMShape(text)
         }
+    }
+    if let text = args.options["--layer"] {
+        guard settings.workload == "conv" else { throw KilnError.argument("bench: --layer is for the conv workload") }
+        settings.convLayer = text
     }
     if Environment.winogradOff { Conv2DKernel.winogradEnabled = false }
     Conv2DKernel.winogradTile = Environment.winogradTile

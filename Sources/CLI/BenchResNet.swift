@@ -157,7 +157,12 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
     var rows: [[Any]] = []
     var totalFlops = 0.0, totalSeconds = 0.0
     print("layer              shape (NxCxHxW -> O, k, s)     pass     algorithm                          ms   GFLOP/s" + (peak == nil ? "" : "  of peak"))
-    for layer in settings.convResNet20 ? resNet20ConvLayers : resNet18ConvLayers {
+    let layers = (settings.convResNet20 ? resNet20ConvLayers : resNet18ConvLayers)
+        .filter { settings.convLayer.map($0.name.contains) ?? true }
+    guard !layers.isEmpty else {
+        throw KilnError.argument("bench conv: no layer's name contains \"\(excerpt(settings.convLayer ?? ""))\"")
+    }
+    for layer in layers {
         let g = Conv2DKernel.Geometry(n: resNetBatch, c: layer.c, h: layer.side, w: layer.side, o: layer.o, kh: layer.kernel,
                                       kw: layer.kernel, strideH: layer.stride, strideW: layer.stride,
                                       padH: layer.kernel == 3 ? 1 : 0, padW: layer.kernel == 3 ? 1 : 0)
