@@ -123,7 +123,7 @@ let package = Package(
                     path: "Tests/RuntimeTests", swiftSettings: flags + (sanitizing ? [.define("KILN_SANITIZING")] : [])),
         .testTarget(name: "ZooTests", dependencies: ["KilnZoo", "Kiln", "KilnBench"], path: "Tests/ZooTests"),
         // The command-line tool's flag checks and its fuzzer's quick run (issue 16).
-        .testTarget(name: "CLITests", dependencies: ["CLI", "Kiln"], path: "Tests/CLITests"),
+        .testTarget(name: "CLITests", dependencies: ["CLI", "Kiln", "KilnBench"], path: "Tests/CLITests"),
     ],
     swiftLanguageModes: [.v5]
 )

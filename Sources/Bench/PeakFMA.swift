@@ -50,14 +50,19 @@ public enum PeakFMA {
 
     /// Seconds for `threads` threads to run `iterations` each, started together.
     static func timedRun(threads: Int, iterations: Int) -> Double {
+        timedThreads(threads) { _ in sink(chainLoop(iterations: iterations)) }
+    }
+
+    /// Seconds for `threads` threads, started together, to each run `body(thread index)`.
+    static func timedThreads(_ threads: Int, _ body: @escaping (Int) -> Void) -> Double {
         let group = DispatchGroup()
         let ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0)
-        for _ in 0..<threads {
+        for index in 0..<threads {
             group.enter()
             let thread = Thread {
                 ready.signal()
                 go.wait()
-                sink(chainLoop(iterations: iterations))
+                body(index)
                 group.leave()
             }
             thread.stackSize = 1 << 20

@@ -148,15 +148,36 @@ private let resNet20ConvLayers: [(name: String, c: Int, side: Int, o: Int, kerne
     ("stage3 shortcut", 32, 16, 64, 1, 2),
 ]
 
+/// The bytes a pass must move at the least: every tensor it reads once, the one it writes once
+/// (a strided unpadded 1×1 convolution reads only x's rows oy·s, whole cache lines of them).
+func compulsoryBytes(_ g: Conv2DKernel.Geometry, _ pass: Conv2DKernel.Pass) -> Int {
+    let stridedPointwise = g.kh == 1 && g.kw == 1 && g.padH == 0 && g.padW == 0 && (g.strideH > 1 || g.strideW > 1)
+    let xRead = stridedPointwise ? g.n * g.c * g.oh * g.w : g.n * g.c * g.h * g.w
+    let x = g.n * g.c * g.h * g.w, y = g.n * g.o * g.oh * g.ow, w = g.o * g.c * g.kh * g.kw
+    let floats: Int
+    switch pass {
+    case .forward: floats = xRead + w + y
+    case .backwardData: floats = y + w + x
+    case .backwardFilter: floats = xRead + y + w
+    }
+    return floats * MemoryLayout<Float>.stride
+}
+
 /// Times forward, backward-data and backward-filter of every ResNet-18 layer shape at batch 128
 /// on `--threads`: 1 untimed call, then the best of 5 timed calls (scratch warmed as in a
 /// compiled program). Prints a table; the record's value is total FLOPs over total best time
 /// (all rows), each row in `extra.layers` (columns named in `extra.layer_columns`).
 func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
     let peak = settings.measurePeak ? PeakFMA.measure(threads: settings.threads) : nil
+    let bandwidth = settings.measurePeak ? MemoryBandwidth.measure(threads: settings.threads) : nil
     var rows: [[Any]] = []
     var totalFlops = 0.0, totalSeconds = 0.0
-    print("layer              shape (NxCxHxW -> O, k, s)     pass     algorithm                          ms   GFLOP/s" + (peak == nil ? "" : "  of peak"))
+    if let peak, let bandwidth {
+        print(String(format: "FMA peak %.1f GFLOP/s, streaming bandwidth %.1f GB/s (%d threads); roofline = min(peak, bandwidth x FLOPs/byte)",
+                     peak.gflops, bandwidth.gigabytesPerSecond, settings.threads))
+    }
+    print("layer              shape (NxCxHxW -> O, k, s)     pass     algorithm                          ms   GFLOP/s"
+          + (peak == nil ? "" : "  of peak  FLOP/B  roofline  of roofline"))
     let layers = (settings.convResNet20 ? resNet20ConvLayers : resNet18ConvLayers)
         .filter { settings.convLayer.map($0.name.contains) ?? true }
     guard !layers.isEmpty else {
@@ -202,21 +223,29 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
                 + shape.padding(toLength: 31, withPad: " ", startingAt: 0) + passName.padding(toLength: 11, withPad: " ", startingAt: 0)
                 + algorithm.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%9.2f %9.1f", best * 1e3, gflops)
             var row: [Any] = [layer.name, shape, passName, algorithm, rounded(best * 1e3, 3), rounded(gflops, 2)]
-            if let peak {
-                line += String(format: "  %7.1f%%", 100 * gflops / peak.gflops)
-                row.append(rounded(gflops / peak.gflops, 4))
+            if let peak, let bandwidth {
+                let intensity = flops / Double(compulsoryBytes(g, pass))
+                let roofline = min(peak.gflops, bandwidth.gigabytesPerSecond * intensity)
+                line += String(format: "  %7.1f%%  %6.1f  %8.1f  %10.1f%%", 100 * gflops / peak.gflops, intensity, roofline,
+                               100 * gflops / roofline)
+                row += [rounded(gflops / peak.gflops, 4), rounded(intensity, 2), rounded(roofline, 1), rounded(gflops / roofline, 4)]
             }
             print(line)
             rows.append(row)
         }
     }
     let overall = totalFlops / totalSeconds / 1e9
-    let columns = ["layer", "shape", "pass", "algorithm", "best_ms", "gflops"] + (peak == nil ? [] : ["fraction_of_peak"])
+    let columns = ["layer", "shape", "pass", "algorithm", "best_ms", "gflops"]
+        + (peak == nil ? [] : ["fraction_of_peak", "flops_per_byte", "roofline_gflops", "fraction_of_roofline"])
     var extra: [(String, Any)] = [("batch", resNetBatch), ("threads", settings.threads),
                                   ("layer_columns", columns as [Any]), ("layers", rows as [Any])]
     if let peak {
         extra += [("peak_gflops", rounded(peak.gflops, 2)), ("fraction_of_peak", rounded(overall / peak.gflops, 4)),
                   ("peak_source", peak.description)]
+    }
+    if let bandwidth {
+        extra += [("bandwidth_gb_per_s", rounded(bandwidth.gigabytesPerSecond, 2)), ("bandwidth_source", bandwidth.description),
+                  ("roofline_bytes", "each tensor the pass reads once and writes once (strided 1x1: only the rows of x it reads)")]
     }
     extra.append(("isa", ISA.summary))
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "gflops",

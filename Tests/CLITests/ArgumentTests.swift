@@ -74,6 +74,8 @@ struct ArgumentTests {
         Case(words: ["dot", "gan", "--gan-step", "nope"], expected: "--gan-step is discriminator or generator, found \"nope\""),
         Case(words: ["generate", "m.safetensors", "-o", "x.csv", "--threads", "1000"], expected: "--threads needs an integer from 1 to 256, found \"1000\""),
         Case(words: ["make-glyphs", "d", "--test", "10000000000"], expected: "--test needs an integer from 1 to 1000000, found \"10000000000\""),
+        Case(words: ["bench", "conv", "--layer", "layer9", "--no-peak"], expected: "bench conv: no layer's name contains \"layer9\""),
+        Case(words: ["bench", "gemm", "--layer", "layer1"], expected: "bench: --layer is for the conv workload"),
         Case(words: ["bench", "gemm", "--shape", "100000x100000x100000"],
              expected: "bench: --shape takes MxNxK with sizes 1 to 16384, optionally :at, :bt or :atbt (got \"100000x100000x100000\")"),
         Case(words: ["train", "glyph-cnn", "--train", "TRAIN", "--seed", "-1"],

@@ -1,0 +1,36 @@
+import Testing
+@testable import KilnBench
+import KilnRuntime
+@testable import CLI
+
+/// `kiln bench conv`'s roofline column: the bytes counted per pass and the bandwidth it divides.
+@Suite("bench conv roofline")
+struct ConvRooflineTests {
+    @Test("compulsory bytes: each tensor once, a strided 1x1 layer only the rows of x it reads")
+    func compulsoryBytesCount() {
+        // ResNet-18's layer2 shortcut: x 2x64x32x32, y 2x128x16x16, w 128x64.
+        let shortcut = Conv2DKernel.Geometry(n: 2, c: 64, h: 32, w: 32, o: 128, kh: 1, kw: 1, strideH: 2, strideW: 2,
+                                             padH: 0, padW: 0)
+        let xRows = 2 * 64 * 16 * 32, x = 2 * 64 * 32 * 32, y = 2 * 128 * 16 * 16, w = 128 * 64
+        #expect(compulsoryBytes(shortcut, .forward) == 4 * (xRows + w + y))
+        #expect(compulsoryBytes(shortcut, .backwardData) == 4 * (y + w + x))
+        #expect(compulsoryBytes(shortcut, .backwardFilter) == 4 * (xRows + y + w))
+        // A padded 3x3 layer reads all of x.
+        let conv = Conv2DKernel.Geometry(n: 2, c: 16, h: 8, w: 8, o: 32, kh: 3, kw: 3, strideH: 1, strideW: 1, padH: 1, padW: 1)
+        #expect(compulsoryBytes(conv, .forward) == 4 * (2 * 16 * 64 + 32 * 16 * 9 + 2 * 32 * 64))
+    }
+
+    @Test("the bandwidth measurement copies every byte and gives a finite positive figure")
+    func bandwidthMeasures() {
+        let m = MemoryBandwidth.measure(threads: 2, megabytesPerThread: 1, runs: 2)
+        #expect(m.gigabytesPerSecond.isFinite && m.gigabytesPerSecond > 0)
+        #expect(m.threads == 2 && m.bytesPerThread == 1 << 20)
+        let count = 1000
+        let source = UnsafeMutablePointer<Float>.allocate(capacity: count), target = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { source.deallocate(); target.deallocate() }
+        for i in 0..<count { source[i] = Float(i) }
+        target.initialize(repeating: -1, count: count)
+        MemoryBandwidth.scaledCopy(source, target, count, 2)
+        #expect((0..<count).allSatisfy { target[$0] == 2 * Float($0) })
+    }
+}
