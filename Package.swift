@@ -75,9 +75,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "KilnGraph", path: "Sources/Graph", swiftSettings: flags),
         .target(name: "KilnPasses", dependencies: ["KilnGraph"], path: "Sources/Passes", swiftSettings: flags),
-        // Cache prefetch hints (a C header: Swift has none), inlined into the runtime's kernels.
-        .target(name: "KilnPrefetch", path: "Sources/Prefetch"),
-        .target(name: "KilnRuntime", dependencies: ["KilnGraph", "KilnPasses", "KilnPrefetch"], path: "Sources/Runtime",
+        .target(name: "KilnRuntime", dependencies: ["KilnGraph", "KilnPasses"], path: "Sources/Runtime",
                 swiftSettings: fastFlags),
         .target(name: "KilnZoo", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "CZlib"],
                 path: "Sources/Zoo", swiftSettings: flags),

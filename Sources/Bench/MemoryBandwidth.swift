@@ -35,13 +35,11 @@ public enum MemoryBandwidth {
             return (source, target)
         }
         defer { for (source, target) in buffers { source.deallocate(); target.deallocate() } }
-        let addresses = buffers.map { (Int(bitPattern: $0.0), Int(bitPattern: $0.1)) }
         var best = Double.infinity
         for run in 0..<runs {
             let scale = Float(1) + Float(run) * 1e-7
             best = min(best, PeakFMA.timedThreads(threads) { index in
-                let (source, target) = addresses[index]
-                scaledCopy(UnsafePointer(bitPattern: source)!, UnsafeMutablePointer(bitPattern: target)!, floats, scale)
+                scaledCopy(buffers[index].0, buffers[index].1, floats, scale)
             })
         }
         PeakFMA.sink(buffers[0].1[floats - 1])

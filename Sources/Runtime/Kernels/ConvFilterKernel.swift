@@ -1,5 +1,3 @@
-import KilnPrefetch
-
 /// The backward-filter pass of the GEMM-path convolutions without a column matrix:
 /// `dW[o, K] = Σ_t dy[o, t] · x̂[K, t]` over every output pixel t of the batch, K = (c, ky, kx),
 /// where x̂ is the im2col matrix that this kernel never writes.
@@ -28,10 +26,6 @@ extension Conv2DKernel {
         static let maxPackedFloats = 1 << 18
         /// Output pixels a group aims for (its depth: deeper groups add to dW fewer times).
         static let targetColumns = 1024
-        /// How far ahead (in pixels) the tiles prefetch their packed dyᵀ into L1: the panel
-        /// streams from L2 (64 or 128 bytes a pixel), faster than the hardware prefetcher
-        /// brings it (the tiles' loads of it stalled: perf, ResNet-18 layer3 on a Xeon).
-        static let prefetchPixels = 8
 
         /// How a geometry's filter gradient is cut into groups and laid out in scratch.
         struct Plan {
@@ -302,8 +296,6 @@ extension Conv2DKernel {
             var pp = pixels
             for _ in 0..<depth {
                 let pa = base + Int(pp.load(as: Int32.self))
-                kiln_prefetch_l1(pb + prefetchPixels * 128)
-                kiln_prefetch_l1(pb + prefetchPixels * 128 + 64)
                 let b0 = pb.loadUnaligned(as: V.self)
                 let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
                 var a = V(repeating: pa.load(fromByteOffset: s0, as: Float.self)); c00.addProduct(a, b0); c01.addProduct(a, b1)
@@ -334,7 +326,6 @@ extension Conv2DKernel {
             var pp = pixels
             for _ in 0..<depth {
                 let pa = base + Int(pp.load(as: Int32.self))
-                kiln_prefetch_l1(pb + prefetchPixels * 64)
                 let b0 = pb.loadUnaligned(as: V.self)
                 c0.addProduct(V(repeating: pa.load(fromByteOffset: s0, as: Float.self)), b0)
                 c1.addProduct(V(repeating: pa.load(fromByteOffset: s1, as: Float.self)), b0)
@@ -365,7 +356,6 @@ extension Conv2DKernel {
             var pp = pixels
             for _ in 0..<depth {
                 let pa = base + Int(pp.load(as: Int32.self))
-                kiln_prefetch_l1(pb + prefetchPixels * 64)
                 let b0 = pb.loadUnaligned(as: V.self)
                 multiplyAdd(&c0, V(repeating: pa.load(fromByteOffset: s0, as: Float.self)), b0)
                 multiplyAdd(&c1, V(repeating: pa.load(fromByteOffset: s1, as: Float.self)), b0)

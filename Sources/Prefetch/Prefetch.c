@@ -1,2 +1,0 @@
-// The prefetch hints are header-only (include/KilnPrefetch.h); a C target needs one source file.
-#include "KilnPrefetch.h"
