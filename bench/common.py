@@ -119,10 +119,10 @@ def record(args, system, version, metric, value, compile_seconds=None, test_accu
     if os.environ.get("KILN_PEER_ISA"):
         # compare.sh's PEER_ISA: the libraries were held to this ISA by their own switches.
         limit = os.environ["KILN_PEER_ISA"]
-        if system.startswith("jax"):
-            # --xla_cpu_max_isa holds XLA's generated code only: XNNPACK, which runs its matmuls
-            # and convolutions, picks its kernels for the host CPU at run time (measured: GEMM
-            # 1024^3 at 258 GFLOP/s with the flag, above the AVX2 peak).
+        if system.startswith("jax") and "xla_cpu_use_xnnpack=false" not in os.environ.get("XLA_FLAGS", ""):
+            # --xla_cpu_max_isa alone holds XLA's generated code only: XNNPACK/YNNPACK, which
+            # run its matmuls, pick their kernels for the host CPU at run time (measured: GEMM
+            # 1024^3 at 258 GFLOP/s with the flag, above the AVX2 peak). compare.sh switches them off.
             limit += " for XLA's generated code; XNNPACK matmuls use the host ISA"
         extra["isa_limit"] = limit
         isa = f"{isa} (held to {limit})"

@@ -14,11 +14,11 @@
 #   PEER_ISA         native (default) or avx2: with avx2 the peers are held to AVX2 + FMA through
 #                    their own switches (PyTorch ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS,
 #                    oneDNN ONEDNN_MAX_CPU_ISA, OpenBLAS OPENBLAS_CORETYPE=Haswell, XLA
-#                    --xla_cpu_max_isa=AVX2), so that on an AVX-512 machine a Kiln built with
-#                    KILN_TARGET_CPU=haswell meets peers on the same vectors (JAX only in part:
-#                    XNNPACK, which runs its matmuls, picks AVX-512 at run time, and its records
-#                    say so); tinygrad (which compiles for the host CPU) is left out; each record
-#                    carries extra.isa_limit.
+#                    --xla_cpu_max_isa=AVX2 with its XNNPACK/YNNPACK matmuls switched off, as
+#                    those pick AVX-512 at run time), so that on an AVX-512 machine a Kiln built
+#                    with KILN_TARGET_CPU=haswell meets peers on the same vectors; tinygrad
+#                    (which compiles for the host CPU) is left out; each record carries
+#                    extra.isa_limit.
 # A run that fails or times out becomes a FAILED cell; a workload this Kiln binary does not
 # have (or no binary) becomes `missing`. Nothing here stops at the first failure.
 set -u
@@ -37,7 +37,7 @@ case "${PEER_ISA:-native}" in
     native) ;;
     avx2)
         export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2
-        export OPENBLAS_CORETYPE=Haswell XLA_FLAGS="--xla_cpu_max_isa=AVX2${XLA_FLAGS:+ $XLA_FLAGS}" KILN_PEER_ISA=avx2
+        export OPENBLAS_CORETYPE=Haswell XLA_FLAGS="--xla_cpu_max_isa=AVX2 --xla_cpu_use_xnnpack=false --xla_cpu_experimental_ynn_fusion_type=${XLA_FLAGS:+ $XLA_FLAGS}" KILN_PEER_ISA=avx2
         SYSTEMS="$(echo "$SYSTEMS" | tr ' ' '\n' | grep -vx tinygrad | tr '\n' ' ')"
         ;;
     *) echo "error: PEER_ISA must be native or avx2 (given: $PEER_ISA)" >&2; exit 1 ;;
