@@ -139,6 +139,9 @@ func sgemmPathsThreadCountInvariant(index: Int) {
 func sgemmPathChoice() {
     // MLP batch 16: forward by inner products, backward with B in place.
     #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 200, k: 784) == .dot)
+    // Too small for two threads: swapped, unless n is too narrow for it.
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 200, k: 200) == .swapped)
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 10, k: 200) == .dot)
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 16, n: 784, k: 200) == .packed(directB: true))
     #expect(GEMM.path(transposeA: true, transposeB: false, m: 200, n: 784, k: 16) == .packed(directB: false))
     // Small k leaves inner products for Cᵀ = B·Aᵀ; a large m packs B.

@@ -57,6 +57,12 @@ public enum GEMM {
     static let dotMaxM = 32
     /// From this k on, the inner-product kernel's final lane sums cost little next to its loop.
     static let dotMinK = 64
+    /// From this n on, a product too small for two threads runs swapped rather than as inner
+    /// products (AVX-512 Xeon, 1 thread, median GFLOP/s, dot → swapped: 16×200×200 51 → 154,
+    /// 32×84×120 51 → 146, but 16×10×200 62 → 34). Products big enough for two threads keep the
+    /// inner products, which split over columns of B where the swapped product does not
+    /// (16×200×784 on 2 threads: 178 against 93).
+    static let dotMaxSwappedN = 32
 
     /// Whether rows `rowFloats` apart (B's rows, read in place) land in many L1 sets: a
     /// stride that is a multiple of 512 bytes would crowd a column panel into a few sets.
@@ -78,7 +84,8 @@ public enum GEMM {
     }
 
     static func path(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> Path {
-        if !transposeA && transposeB && m <= dotMaxM && k >= dotMinK { return .dot }
+        if !transposeA && transposeB && m <= dotMaxM && k >= dotMinK
+            && (n < dotMaxSwappedN || m * n * k >= parallelThreshold) { return .dot }
         if !transposeA && transposeB && m <= swapMaxM && n >= mr { return .swapped }
         return .packed(directB: !transposeB && m <= directBMaxM && spreadsOverL1(rowFloats: n))
     }
