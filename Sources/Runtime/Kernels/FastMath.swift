@@ -125,10 +125,24 @@ public enum FastMath {
     @_transparent
     public static func sigmoid(_ x: V) -> V { 1 / (1 + exp(-x)) }
 
-    /// log(1 + eˣ) = log1p(e^−|x|) + max(x, 0).
+    /// log(1 + eˣ) = log1p(e^−|x|) + max(x, 0), with log1p(e) = 2·atanh(e/(2 + e)) as an odd
+    /// series: e ∈ (0, 1] puts s = e/(2 + e) in [0, ⅓], where 2·(s + s³/3 + … + s¹⁵/15) is within
+    /// 2e-9 relative. One division and eight multiply-adds instead of `log1p`'s two divisions,
+    /// exponent split and special cases (the BCE loss of a VAE runs it on every pixel).
     @_transparent
     public static func softplus(_ x: V) -> V {
-        log1p(exp(-abs(x))) + x.replacing(with: V(repeating: 0), where: x .< 0)
+        let e = exp(-abs(x))
+        let s = e / (2 + e)
+        let s2 = s * s
+        var p = V(repeating: 1.0 / 15)
+        p = p * s2 + 1.0 / 13
+        p = p * s2 + 1.0 / 11
+        p = p * s2 + 1.0 / 9
+        p = p * s2 + 1.0 / 7
+        p = p * s2 + 1.0 / 5
+        p = p * s2 + 1.0 / 3
+        p = p * s2 + 1
+        return (2 * s) * p + x.replacing(with: V(repeating: 0), where: x .< 0)
     }
 
     /// Applies `f` to `count` floats, a vector at a time (the tail is padded in a vector).
