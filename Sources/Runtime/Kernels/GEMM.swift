@@ -87,7 +87,9 @@ public enum GEMM {
         if !transposeA && transposeB && m <= dotMaxM && k >= dotMinK
             && (n < dotMaxSwappedN || m * n * k >= parallelThreshold) { return .dot }
         if !transposeA && transposeB && m <= swapMaxM && n >= mr { return .swapped }
-        return .packed(directB: !transposeB && m <= directBMaxM && spreadsOverL1(rowFloats: n))
+        // B narrower than one panel is packed whole anyway: reading it in place would only force
+        // A to be packed too (128×20×400, the VAE's heads, AVX-512: 42 → ? GFLOP/s on 1 thread).
+        return .packed(directB: !transposeB && m <= directBMaxM && n >= nr && spreadsOverL1(rowFloats: n))
     }
 
     /// Packing buffers for one GEMM shape, allocated once so repeated calls allocate nothing.
@@ -258,15 +260,20 @@ public enum GEMM {
         // transposed, packing A measured faster.
         let fullAInPlace = aInPlace(transposeA: source.transposeA, directB: directB) ? m / mr : 0
         let packedAPanels = mPanels - fullAInPlace
-        let panelsPerChunk = 8
-        let aChunks = (mPanels + panelsPerChunk - 1) / panelsPerChunk
-        let bChunks = (packedBPanels + panelsPerChunk - 1) / panelsPerChunk
+        // Up to 8 panels a chunk, fewer when that leaves a thread without a chunk (the swapped
+        // products of a small batch pack 4 panels of B: one chunk made one thread pack them all
+        // while the other waited).
+        let aPerChunk = max(1, min(8, packedAPanels / (2 * threads)))
+        let bPerChunk = max(1, min(8, packedBPanels / (2 * threads)))
+        let aChunks = (packedAPanels + aPerChunk - 1) / aPerChunk
+        let bChunks = directB ? packedBPanels : (packedBPanels + bPerChunk - 1) / bPerChunk
         // Panels outermost, depth blocks inside: each source row is read front to back in one
         // go, which the hardware prefetcher follows (depth blocks outermost ran packing ~2×
         // slower for 1024³).
         Parallel.forEach(chunks: aChunks + bChunks, threads: threads) { chunk in
             if chunk < aChunks {
-                for panel in chunk * panelsPerChunk..<min(mPanels, (chunk + 1) * panelsPerChunk) where panel >= fullAInPlace {
+                let first = fullAInPlace + chunk * aPerChunk
+                for panel in first..<min(mPanels, first + aPerChunk) {
                     for block in 0..<depth.count {
                         let pc = depth.start(block), kcCurrent = depth.size(block)
                         source.packA(panel: panel, m: m, pc: pc, kc: kcCurrent,
@@ -279,8 +286,8 @@ public enum GEMM {
                     source.packB(panel: nPanels - 1, n: n, jc: 0, pc: pc, kc: kcCurrent, into: packedB + pc * nr)
                 }
             } else {
-                let first = (chunk - aChunks) * panelsPerChunk
-                for panel in first..<min(nPanels, first + panelsPerChunk) {
+                let first = (chunk - aChunks) * bPerChunk
+                for panel in first..<min(nPanels, first + bPerChunk) {
                     for block in 0..<depth.count {
                         let pc = depth.start(block), kcCurrent = depth.size(block)
                         source.packB(panel: panel, n: n, jc: 0, pc: pc, kc: kcCurrent,
@@ -290,7 +297,7 @@ public enum GEMM {
             }
         }
 
-        let grid = WorkGrid(mPanels: mPanels, nPanels: nPanels, threads: threads)
+        let grid = WorkGrid(mPanels: mPanels, nPanels: nPanels, threads: threads, lastPanelColumns: n - (nPanels - 1) * nr)
         Parallel.forEach(chunks: grid.rowGroups * grid.columnGroups, threads: threads) { item in
             let rows = grid.rows(item / grid.columnGroups), columns = grid.columns(item % grid.columnGroups)
             let blockPanels = max(1, bBlockFloats / (depth.base + 1) / nr)
@@ -335,7 +342,10 @@ public enum GEMM {
     struct WorkGrid {
         let mPanels: Int, nPanels: Int, rowGroups: Int, columnGroups: Int
 
-        init(mPanels: Int, nPanels: Int, threads: Int) {
+        /// `lastPanelColumns`: the valid columns of the last column panel (a ragged edge costs
+        /// less than a full panel: a column split 32 + 8 of n = 40 gave one thread 4/5 of the work
+        /// and ran 128×40×400 slower on two threads than on one, 62 against 105 GFLOP/s).
+        init(mPanels: Int, nPanels: Int, threads: Int, lastPanelColumns: Int = GEMM.nr) {
             self.mPanels = mPanels
             self.nPanels = nPanels
             guard threads > 1 else {
@@ -352,7 +362,13 @@ public enum GEMM {
             for rows in 1...min(mPanels, 4 * threads) {
                 for columns in 1...min(nPanels, 4 * threads) where (rows * columns) % threads == 0 && rows * columns <= 4 * threads {
                     let rowPanels = (mPanels + rows - 1) / rows
-                    let largest = rowPanels * ((nPanels + columns - 1) / columns)
+                    // The widest column group in valid columns (the first groups hold one panel
+                    // more; the last holds the ragged panel).
+                    let first = Self.split(nPanels, into: columns, part: 0).count * GEMM.nr
+                        - (columns == 1 ? GEMM.nr - lastPanelColumns : 0)
+                    let last = Self.split(nPanels, into: columns, part: columns - 1).count * GEMM.nr - (GEMM.nr - lastPanelColumns)
+                    let widest = max(first, last)
+                    let largest = rowPanels * widest
                     let cost = (rows * columns / threads) * largest
                     let preference = rowPanels >= GEMM.mc / GEMM.mr ? -rows * columns : rows * columns
                     if (cost, preference, rows) < (best.cost, best.preference, best.rows) {
