@@ -51,6 +51,8 @@ func benchCommand(_ words: [String]) throws {
     }
     if Environment.winogradOff { Conv2DKernel.winogradEnabled = false }
     Conv2DKernel.winogradTile = Environment.winogradTile
+    if Environment.winogradFilterOff { Conv2DKernel.winogradFilterEnabled = false }
+    Conv2DKernel.winogradFilterTile = Environment.winogradFilterTile
 
     let contention = try args.options["--contention"].map { _ in try args.int("--contention", default: 1, in: 1...64) }
     if let contention {

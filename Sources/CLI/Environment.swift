@@ -10,6 +10,9 @@ import Kiln
 /// - `KILN_WINOGRAD=0` (`kiln bench` only): 3×3 stride-1 convolutions skip Winograd and take
 ///   im2col + GEMM (`Conv2DKernel.winogradEnabled`), for before/after comparisons;
 ///   `KILN_WINOGRAD=2` or `4` forces F(2×2, 3×3) or F(4×4, 3×3) (`Conv2DKernel.winogradTile`).
+/// - `KILN_WINOGRAD_FILTER=0` (`kiln bench` only): the backward-filter pass of those convolutions
+///   skips Winograd (`Conv2DKernel.winogradFilterEnabled`); `2` or `4` forces F(3×3, 2×2) or
+///   F(3×3, 4×4) (`Conv2DKernel.winogradFilterTile`).
 /// - `FMNIST_DIR`: the default of `--data-dir` (where Fashion-MNIST's IDX files are).
 /// - `KILN_MPI_TIMEOUT`: seconds one MPI collective may wait for the other ranks (default 600).
 /// - MPI launchers' own variables (`OMPI_COMM_WORLD_SIZE`, `PMIX_RANK`, …): `kiln train` under `mpirun` trains data-parallel.
@@ -30,6 +33,12 @@ enum Environment {
 
     /// The Winograd tile `KILN_WINOGRAD=2|4` forces, else 0 (chosen per shape).
     static var winogradTile: Int { ["2": 2, "4": 4][variables["KILN_WINOGRAD"] ?? ""] ?? 0 }
+
+    /// Whether `KILN_WINOGRAD_FILTER=0` turns the Winograd filter gradient off.
+    static var winogradFilterOff: Bool { variables["KILN_WINOGRAD_FILTER"] == "0" }
+
+    /// The filter gradient's Winograd tile `KILN_WINOGRAD_FILTER=2|4` forces, else 0 (chosen per shape).
+    static var winogradFilterTile: Int { ["2": 2, "4": 4][variables["KILN_WINOGRAD_FILTER"] ?? ""] ?? 0 }
 
     /// `--data-dir` when given, else `FMNIST_DIR` when set, else nil (the Debian package's directory).
     static func dataDirectory(_ option: String?) -> String? {

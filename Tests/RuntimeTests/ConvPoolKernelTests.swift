@@ -158,6 +158,9 @@ func convCasesCoverEveryPath() {
     #expect(winograd.contains { $0.n == 1 })
     for tile in [2, 4] {
         #expect(winograd.contains { Conv2DKernel.Winograd.forwardProblem($0, tile: tile).blockCount >= 3 }, "F(\(tile))")
+        #expect(winograd.contains { Conv2DKernel.WinogradFilter.problem($0, tile: tile).blockCount >= 2
+                    && Conv2DKernel.WinogradFilter.problem($0, tile: tile).lastBlockTiles
+                        < Conv2DKernel.WinogradFilter.problem($0, tile: tile).blockTiles }, "filter F(\(tile)): a ragged last block")
         #expect(winograd.contains { Conv2DKernel.Winograd.forwardProblem($0, tile: tile).tilesX > Conv2DKernel.Winograd.lanes },
                 "F(\(tile))")
         #expect(winograd.contains { $0.h % tile != 0 && $0.w % tile != 0 }, "F(\(tile)): ragged last tile row and column")
@@ -167,12 +170,13 @@ func convCasesCoverEveryPath() {
     #expect(convCases.contains { !DirectConv2D.suits($0) && !Conv2DKernel.Winograd.suits($0) && $0.kh == 3 && $0.strideH == 1 })
 }
 
-@Test("Winograd conv2d gives the same bits on 1, 2 and 3 threads, with fewer and more blocks than threads")
+@Test("Winograd conv2d (all three passes) gives the same bits on 1, 2 and 3 threads, with fewer and more blocks than threads")
 func winogradThreadCountInvariant() {
     for g in [Conv2DKernel.Geometry(n: 9, c: 36, h: 16, w: 16, o: 33, kh: 3, kw: 3, padH: 1, padW: 1),  // 3 blocks
               Conv2DKernel.Geometry(n: 2, c: 33, h: 5, w: 7, o: 40, kh: 3, kw: 3, padH: 1, padW: 1),   // 1 block
-              Conv2DKernel.Geometry(n: 5, c: 60, h: 17, w: 17, o: 17, kh: 3, kw: 3, padH: 1, padW: 1)] { // 2 blocks
-        #expect(Conv2DKernel.Winograd.suits(g))
+              Conv2DKernel.Geometry(n: 5, c: 60, h: 17, w: 17, o: 17, kh: 3, kw: 3, padH: 1, padW: 1),  // 2 blocks
+              Conv2DKernel.Geometry(n: 70, c: 40, h: 8, w: 8, o: 36, kh: 3, kw: 3, padH: 1, padW: 1)] { // filter: 2 blocks
+        #expect(Conv2DKernel.Winograd.suits(g) && Conv2DKernel.WinogradFilter.suits(g))
         let x = randomFloats(g.n * g.c * g.h * g.w, seed: 4)
         let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 5)
         let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 6)
@@ -183,7 +187,10 @@ func winogradThreadCountInvariant() {
             let dx = run([dy, weight], outputCount: x.count) {
                 Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
             }
-            return [y, dx].map { $0.map(\.bitPattern) }
+            let dw = run([x, dy], outputCount: weight.count) {
+                Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
+            }
+            return [y, dx, dw].map { $0.map(\.bitPattern) }
         }
         let one = outputs(1)
         #expect(one == outputs(2), "\(g)")
@@ -191,7 +198,7 @@ func winogradThreadCountInvariant() {
     }
 }
 
-@Test("Winograd F(2×2, 3×3) and F(4×4, 3×3), each forced, match naive loops and give the same bits on 1, 2 and 3 threads",
+@Test("Winograd F(2×2, 3×3) and F(4×4, 3×3), and the filter gradient's F(3×3, 2×2) and F(3×3, 4×4), each forced, match naive loops and give the same bits on 1, 2 and 3 threads",
       arguments: [2, 4])
 func winogradTilesMatchNaive(tile: Int) {
     for (index, g) in convCases.enumerated() where Conv2DKernel.Winograd.suits(g) {
@@ -200,12 +207,14 @@ func winogradTilesMatchNaive(tile: Int) {
         let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: UInt64(index) + 500)
         var y = [Double](repeating: 0, count: dy.count), yMagnitude = y
         var dx = [Double](repeating: 0, count: x.count), dxMagnitude = dx
+        var dw = [Double](repeating: 0, count: weight.count), dwMagnitude = dw
         forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
             let out = yIndex(g, n, o, oy, ox), tap = wIndex(g, o, c, ky, kx)
             y[out] += Double(x[input]) * Double(weight[tap]); yMagnitude[out] += abs(Double(x[input]) * Double(weight[tap]))
             dx[input] += Double(dy[out]) * Double(weight[tap]); dxMagnitude[input] += abs(Double(dy[out]) * Double(weight[tap]))
+            dw[tap] += Double(dy[out]) * Double(x[input]); dwMagnitude[tap] += abs(Double(dy[out]) * Double(x[input]))
         }
-        func outputs(_ threads: Int) -> (y: [Float], dx: [Float]) {
+        func outputs(_ threads: Int) -> (y: [Float], dx: [Float], dw: [Float]) {
             let gotY = run([x, weight], outputCount: dy.count) {
                 Conv2DKernel.Winograd.run(Conv2DKernel.Winograd.forwardProblem(g, tile: tile), source: $0[0], weight: $0[1],
                                           out: $1, threads: threads)
@@ -214,15 +223,21 @@ func winogradTilesMatchNaive(tile: Int) {
                 Conv2DKernel.Winograd.run(Conv2DKernel.Winograd.backwardDataProblem(g, tile: tile), source: $0[0],
                                           weight: $0[1], out: $1, threads: threads)
             }
-            return (gotY, gotDx)
+            let gotDw = run([x, dy], outputCount: weight.count) {
+                Conv2DKernel.WinogradFilter.run(Conv2DKernel.WinogradFilter.problem(g, tile: tile), x: $0[0], dy: $0[1],
+                                                dw: $1, threads: threads)
+            }
+            return (gotY, gotDx, gotDw)
         }
         let one = outputs(1)
         #expect(worstError(one.y, y, yMagnitude) <= 1, "forward F(\(tile)) \(g)")
         #expect(worstError(one.dx, dx, dxMagnitude) <= 1, "backwardData F(\(tile)) \(g)")
+        #expect(worstError(one.dw, dw, dwMagnitude) <= 1, "backwardFilter F(3x3,\(tile)x\(tile)) \(g)")
         for threads in [2, 3] {
             let other = outputs(threads)
             #expect(other.y.map(\.bitPattern) == one.y.map(\.bitPattern), "forward F(\(tile)) \(g) threads=\(threads)")
             #expect(other.dx.map(\.bitPattern) == one.dx.map(\.bitPattern), "backwardData F(\(tile)) \(g) threads=\(threads)")
+            #expect(other.dw.map(\.bitPattern) == one.dw.map(\.bitPattern), "backwardFilter F(\(tile)) \(g) threads=\(threads)")
         }
     }
 }

@@ -113,6 +113,7 @@ public enum Conv2DKernel {
     public static func backwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                       dw: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.backwardFilter, g, threads: threads)
+        if WinogradFilter.suits(g) { return winogradBackwardFilter(g, x: x, dy: dy, dw: dw, threads: threads) }
         if FilterKernel.runs(g) {
             FilterKernel.run(g, x: x, dy: dy, dw: dw, threads: threads)
             return

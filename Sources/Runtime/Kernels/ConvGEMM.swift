@@ -56,6 +56,7 @@ extension Conv2DKernel {
     /// Which algorithm runs a pass of a geometry, for tables: `direct`, or `im2col+GEMM` /
     /// `1x1 GEMM` with the images per group and the GEMM's m×n×k per group.
     public static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
+        if pass == .backwardFilter && WinogradFilter.suits(g) { return WinogradFilter.algorithm(g) }
         if pass == .backwardFilter && FilterKernel.runs(g) {
             let plan = FilterKernel.Plan(g)
             return "implicit GEMM b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.maxDepth)"
