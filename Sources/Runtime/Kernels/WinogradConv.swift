@@ -304,12 +304,10 @@ extension Conv2DKernel {
 
         /// V[e][tile] = (Bᵀ d B)[e] for the tiles of tile row `ty` of one channel's plane, with
         /// Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]; e's rows `eStride`
-        /// apart. Writes whole vectors: up to `lanes − 1` floats past the row's last tile. Only the
-        /// positions of rows `positionRows` of the 4×4 transform are stored (the filter gradient
-        /// splits them over threads).
+        /// apart. Writes whole vectors: up to `lanes − 1` floats past the row's last tile.
         @inline(__always)
         static func inputTransform<V: SIMD>(_: V.Type, _ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>,
-                                   v: UnsafeMutablePointer<Float>, eStride: Int, positionRows: Range<Int> = 0..<4) where V.Scalar == Float {
+                                   v: UnsafeMutablePointer<Float>, eStride: Int) where V.Scalar == Float {
             fillRows(p, plane: plane, ty: ty, rowBuffer: rowBuffer)
             let lanes = V.scalarCount
             var tx = 0
@@ -324,22 +322,14 @@ extension Conv2DKernel {
                 let h0 = row(0), h1 = row(1), h2 = row(2), h3 = row(3)
                 let target = v + tx
                 // Vertical: Bᵀ applied to the rows.
-                if positionRows.contains(0) {
-                    store(h0.0 - h2.0, target); store(h0.1 - h2.1, target + eStride)
-                    store(h0.2 - h2.2, target + 2 * eStride); store(h0.3 - h2.3, target + 3 * eStride)
-                }
-                if positionRows.contains(1) {
-                    store(h1.0 + h2.0, target + 4 * eStride); store(h1.1 + h2.1, target + 5 * eStride)
-                    store(h1.2 + h2.2, target + 6 * eStride); store(h1.3 + h2.3, target + 7 * eStride)
-                }
-                if positionRows.contains(2) {
-                    store(h2.0 - h1.0, target + 8 * eStride); store(h2.1 - h1.1, target + 9 * eStride)
-                    store(h2.2 - h1.2, target + 10 * eStride); store(h2.3 - h1.3, target + 11 * eStride)
-                }
-                if positionRows.contains(3) {
-                    store(h1.0 - h3.0, target + 12 * eStride); store(h1.1 - h3.1, target + 13 * eStride)
-                    store(h1.2 - h3.2, target + 14 * eStride); store(h1.3 - h3.3, target + 15 * eStride)
-                }
+                store(h0.0 - h2.0, target); store(h0.1 - h2.1, target + eStride)
+                store(h0.2 - h2.2, target + 2 * eStride); store(h0.3 - h2.3, target + 3 * eStride)
+                store(h1.0 + h2.0, target + 4 * eStride); store(h1.1 + h2.1, target + 5 * eStride)
+                store(h1.2 + h2.2, target + 6 * eStride); store(h1.3 + h2.3, target + 7 * eStride)
+                store(h2.0 - h1.0, target + 8 * eStride); store(h2.1 - h1.1, target + 9 * eStride)
+                store(h2.2 - h1.2, target + 10 * eStride); store(h2.3 - h1.3, target + 11 * eStride)
+                store(h1.0 - h3.0, target + 12 * eStride); store(h1.1 - h3.1, target + 13 * eStride)
+                store(h1.2 - h3.2, target + 14 * eStride); store(h1.3 - h3.3, target + 15 * eStride)
                 tx += lanes
             }
         }
@@ -439,11 +429,10 @@ extension Conv2DKernel {
 
         /// F(4×4, 3×3)'s V[e][tile] = (Bᵀ d B)[e] (e = 6·row + column) for the tiles of tile row
         /// `ty` of one channel's plane; e's rows `eStride` apart. Writes whole vectors: up to
-        /// `lanes − 1` floats past the row's last tile. Only rows `positionRows` of the 6×6 are stored.
+        /// `lanes − 1` floats past the row's last tile.
         @inline(__always)
         static func inputTransform4<V: SIMD>(_: V.Type, _ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>,
-                                             v: UnsafeMutablePointer<Float>, eStride: Int, positionRows: Range<Int> = 0..<6)
-            where V.Scalar == Float {
+                                             v: UnsafeMutablePointer<Float>, eStride: Int) where V.Scalar == Float {
             fillRows(p, plane: plane, ty: ty, rowBuffer: rowBuffer)
             let lanes = V.scalarCount
             var tx = 0
@@ -462,18 +451,9 @@ extension Conv2DKernel {
                 // Vertical: Bᵀ applied to column k of the six rows.
                 @inline(__always) func column(_ k: Int, _ c: (V, V, V, V, V, V)) {
                     let t = inputTransform6(c)
-                    if positionRows == 0..<6 {
-                        store(t.0, target + k * eStride); store(t.1, target + (6 + k) * eStride)
-                        store(t.2, target + (12 + k) * eStride); store(t.3, target + (18 + k) * eStride)
-                        store(t.4, target + (24 + k) * eStride); store(t.5, target + (30 + k) * eStride)
-                        return
-                    }
-                    if positionRows.contains(0) { store(t.0, target + k * eStride) }
-                    if positionRows.contains(1) { store(t.1, target + (6 + k) * eStride) }
-                    if positionRows.contains(2) { store(t.2, target + (12 + k) * eStride) }
-                    if positionRows.contains(3) { store(t.3, target + (18 + k) * eStride) }
-                    if positionRows.contains(4) { store(t.4, target + (24 + k) * eStride) }
-                    if positionRows.contains(5) { store(t.5, target + (30 + k) * eStride) }
+                    store(t.0, target + k * eStride); store(t.1, target + (6 + k) * eStride)
+                    store(t.2, target + (12 + k) * eStride); store(t.3, target + (18 + k) * eStride)
+                    store(t.4, target + (24 + k) * eStride); store(t.5, target + (30 + k) * eStride)
                 }
                 column(0, (h0.0, h1.0, h2.0, h3.0, h4.0, h5.0))
                 column(1, (h0.1, h1.1, h2.1, h3.1, h4.1, h5.1))

@@ -18,14 +18,14 @@
 /// G = [[1, 0], [½, ½], [½, −½], [0, 1]] and Aᵀ = [[1, 1, 1, 0], [0, 1, −1, 0], [0, 1, 1, −1]].
 ///
 /// Work runs in blocks of whole tile rows (about `targetTiles` tiles, a function of the geometry
-/// only), block after block, in one fork-join per block: each part owns some rows of the α×α
-/// positions, transforms every channel of x and dy but stores only its positions, then runs
-/// their products, each on one thread, accumulating the blocks in order into its own M[e] (so a
-/// position's V, U and M stay in one core's cache). Every element's arithmetic is therefore the
-/// same for any thread count. Measured on ResNet-18's 3×3 layers at batch 128, 2 threads,
-/// alternating runs against the implicit GEMM (`FilterKernel`), ms: AVX2 (haswell build on the
-/// AVX-512 Xeon) layer1 60–62 → 40, layer2 62–63 → 38–39, layer3 60–61 → 38–39, layer4 69–71 → 42;
-/// AVX-512 layer1 29–46 → 31–34, layer2 31–32 → 28–30, layer3 34–35 → 23–27, layer4 39–43 → 23–28.
+/// only), block after block: the transforms of x and dy (split over channels), then the α²
+/// products (split over positions, each on one thread, accumulating the blocks in order into
+/// its own M[e]). Every element's arithmetic is therefore the same for any thread count.
+/// (Giving each thread rows of positions for both steps, so that a position's V and U never
+/// cross cores, was slower: each thread then repeats the horizontal half of every transform.
+/// ResNet-18's 3×3 layers at batch 128, alternating runs, ms for layer1–4: AVX-512 26–27, 25,
+/// 21–22, 23–24 against 22–27, 19–22, 18–19, 19–21; AVX2 37–38, 35–37, 36–37, 38 against
+/// 28–35, 26–34, 23–31, 24–34. Blocks of 128 or 512 tiles instead of 256: no better.)
 extension Conv2DKernel {
     /// Whether the backward-filter pass of 3×3 stride-1 convolutions may take the Winograd path
     /// (default true; `KILN_WINOGRAD_FILTER=0 kiln bench …` turns it off for comparisons). Set
@@ -41,6 +41,8 @@ extension Conv2DKernel {
         /// Tiles a block aims for (whole tile rows, at least one): the depth of its products.
         /// (AVX-512 Xeon, ResNet-18's 3×3 layers at batch 128: 256 ran 5–25 % faster than 128 or 64.)
         static let targetTiles = 256
+        /// Fixed channel ranges of the transform step, each with its own row buffer.
+        static let transformChunks = 16
 
         /// Whether the filter gradient of `g` runs here: the shapes whose forward pass is
         /// Winograd's (3×3, stride 1, padding 1, at least 16 channels each way).
@@ -75,7 +77,7 @@ extension Conv2DKernel {
             var accumulatorFloats: Int { positions * o * c }
             /// M, then one block's V and U, then the transform chunks' row buffers.
             var scratchFloats: Int {
-                accumulatorFloats + positions * (c + o) * ld + alpha * alpha * rowFloats
+                accumulatorFloats + positions * (c + o) * ld + WinogradFilter.transformChunks * alpha * rowFloats
             }
             func gemmFloats(_ tiles: Int) -> (a: Int, b: Int) {
                 GEMM.workspaceFloats(transposeA: false, transposeB: true, m: o, n: c, k: tiles)
@@ -105,15 +107,10 @@ extension Conv2DKernel {
             for block in 0..<p.blockCount {
                 let rows = block * p.blockRows..<min(p.tileRows, (block + 1) * p.blockRows)
                 let tiles = rows.count * p.tilesX
-                // Each part owns rows `positionRows` of the α×α positions: it transforms every
-                // channel of x and dy but stores only its positions, then runs their products, so
-                // a position's V, U and M stay with one thread (one fork-join per block).
-                let parts = min(p.alpha, threads)
-                Parallel.forEach(chunks: parts, threads: threads) { part in
-                    let positionRows = part * p.alpha / parts..<(part + 1) * p.alpha / parts
-                    let rowBuffer = rowBuffers + part * p.alpha * p.rowFloats
+                // Transforms of channels `channels` (x's c, then dy's o).
+                func transform(_ channels: Range<Int>, _ rowBuffer: UnsafeMutablePointer<Float>) {
                     func transforms<V: SIMD>(_ type: V.Type) where V.Scalar == Float {
-                        for channel in 0..<p.c + p.o {
+                        for channel in channels {
                             // x's row buffer keeps a zero column −1 and dy's starts at column 0: clear per channel.
                             rowBuffer.update(repeating: 0, count: p.alpha * p.rowFloats)
                             for (slot, row) in rows.enumerated() {
@@ -123,10 +120,10 @@ extension Conv2DKernel {
                                     let target = v + channel * ld + slot * p.tilesX
                                     if p.m == 4 {
                                         Winograd.inputTransform4(type, inputProblem, plane: plane, ty: ty, rowBuffer: rowBuffer,
-                                                                 v: target, eStride: p.c * ld, positionRows: positionRows)
+                                                                 v: target, eStride: p.c * ld)
                                     } else {
                                         Winograd.inputTransform(type, inputProblem, plane: plane, ty: ty, rowBuffer: rowBuffer,
-                                                                v: target, eStride: p.c * ld, positionRows: positionRows)
+                                                                v: target, eStride: p.c * ld)
                                     }
                                 } else {
                                     let o = channel - p.c
@@ -134,10 +131,10 @@ extension Conv2DKernel {
                                     let target = u + o * ld + slot * p.tilesX
                                     if p.m == 4 {
                                         gradientTransform4(type, p, plane: plane, ty: ty, rowBuffer: rowBuffer, u: target,
-                                                           eStride: p.o * ld, positionRows: positionRows)
+                                                           eStride: p.o * ld)
                                     } else {
                                         gradientTransform2(type, p, plane: plane, ty: ty, rowBuffer: rowBuffer, u: target,
-                                                           eStride: p.o * ld, positionRows: positionRows)
+                                                           eStride: p.o * ld)
                                     }
                                 }
                             }
@@ -145,11 +142,20 @@ extension Conv2DKernel {
                     }
                     Winograd.withVectorWidth(p.tilesX, { transforms(SIMD4<Float>.self) }, { transforms(SIMD8<Float>.self) },
                                              { transforms(Vector.self) })
-                    // M[e] (+)= U[e] · V[e]ᵀ for this part's positions, blocks in order.
+                }
+                // Transforms split over channels, then M[e] (+)= U[e] · V[e]ᵀ split over positions,
+                // each product on one thread (the blocks reach M[e] in order).
+                let channels = p.c + p.o, chunks = min(channels, transformChunks)
+                Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+                    transform(chunk * channels / chunks..<(chunk + 1) * channels / chunks,
+                              rowBuffers + chunk * p.alpha * p.rowFloats)
+                }
+                let parts = min(p.positions, threads)
+                Parallel.forEach(chunks: parts, threads: threads) { part in
                     let entry = ConvScratch.shared.take(floats: 0, gemm: p.gemmWorkspace)
                     defer { ConvScratch.shared.give(entry) }
                     let workspace = ConvScratch.shared.fit(entry, p.gemmFloats(tiles))
-                    for e in positionRows.lowerBound * p.alpha..<positionRows.upperBound * p.alpha {
+                    for e in part * p.positions / parts..<(part + 1) * p.positions / parts {
                         GEMM.sgemm(transposeA: false, transposeB: true, m: p.o, n: p.c, k: tiles, a: u + e * p.o * ld, lda: ld,
                                    b: v + e * p.c * ld, ldb: ld, c: accumulators + e * p.o * p.c, ldc: p.c,
                                    accumulate: block > 0, threads: 1, workspace: workspace)
@@ -195,7 +201,7 @@ extension Conv2DKernel {
         @inline(__always)
         static func gradientTransform4<V: SIMD>(_: V.Type, _ p: Problem, plane: UnsafePointer<Float>, ty: Int,
                                                 rowBuffer: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>,
-                                                eStride: Int, positionRows: Range<Int>) where V.Scalar == Float {
+                                                eStride: Int) where V.Scalar == Float {
             fillGradientRows(p, plane: plane, ty: ty, rowBuffer: rowBuffer)
             let lanes = V.scalarCount
             var tx = 0
@@ -213,12 +219,9 @@ extension Conv2DKernel {
                 // Vertical: G applied to column k of the four rows.
                 @inline(__always) func column(_ k: Int, _ f: (V, V, V, V)) {
                     let t = g4(f)
-                    if positionRows.contains(0) { Winograd.store(t.0, target + k * eStride) }
-                    if positionRows.contains(1) { Winograd.store(t.1, target + (6 + k) * eStride) }
-                    if positionRows.contains(2) { Winograd.store(t.2, target + (12 + k) * eStride) }
-                    if positionRows.contains(3) { Winograd.store(t.3, target + (18 + k) * eStride) }
-                    if positionRows.contains(4) { Winograd.store(t.4, target + (24 + k) * eStride) }
-                    if positionRows.contains(5) { Winograd.store(t.5, target + (30 + k) * eStride) }
+                    Winograd.store(t.0, target + k * eStride); Winograd.store(t.1, target + (6 + k) * eStride)
+                    Winograd.store(t.2, target + (12 + k) * eStride); Winograd.store(t.3, target + (18 + k) * eStride)
+                    Winograd.store(t.4, target + (24 + k) * eStride); Winograd.store(t.5, target + (30 + k) * eStride)
                 }
                 column(0, (h0.0, h1.0, h2.0, h3.0))
                 column(1, (h0.1, h1.1, h2.1, h3.1))
@@ -234,7 +237,7 @@ extension Conv2DKernel {
         @inline(__always)
         static func gradientTransform2<V: SIMD>(_: V.Type, _ p: Problem, plane: UnsafePointer<Float>, ty: Int,
                                                 rowBuffer: UnsafeMutablePointer<Float>, u: UnsafeMutablePointer<Float>,
-                                                eStride: Int, positionRows: Range<Int>) where V.Scalar == Float {
+                                                eStride: Int) where V.Scalar == Float {
             fillGradientRows(p, plane: plane, ty: ty, rowBuffer: rowBuffer)
             let lanes = V.scalarCount
             let half = V(repeating: 0.5)
@@ -250,10 +253,8 @@ extension Conv2DKernel {
                 let target = u + tx
                 @inline(__always) func column(_ k: Int, _ f0: V, _ f1: V) {
                     let t = g2(f0, f1)
-                    if positionRows.contains(0) { Winograd.store(t.0, target + k * eStride) }
-                    if positionRows.contains(1) { Winograd.store(t.1, target + (4 + k) * eStride) }
-                    if positionRows.contains(2) { Winograd.store(t.2, target + (8 + k) * eStride) }
-                    if positionRows.contains(3) { Winograd.store(t.3, target + (12 + k) * eStride) }
+                    Winograd.store(t.0, target + k * eStride); Winograd.store(t.1, target + (4 + k) * eStride)
+                    Winograd.store(t.2, target + (8 + k) * eStride); Winograd.store(t.3, target + (12 + k) * eStride)
                 }
                 column(0, h0.0, h1.0); column(1, h0.1, h1.1); column(2, h0.2, h1.2); column(3, h0.3, h1.3)
                 tx += lanes
