@@ -387,6 +387,11 @@ extension Conv2DKernel {
 /// are as many entries as calls ever ran at once (one per thread of a program).
 final class ConvScratch: @unchecked Sendable {
     static let shared = ConvScratch()
+    /// The Winograd filter gradient's own entries (its M and one block's transforms: 59 MB for
+    /// ResNet-18's 512-channel layers). In `shared` they raised every entry to that size, and
+    /// whichever entries that gradient happened to take were touched in full: ResNet-18 training's
+    /// peak RSS went 924 → 1,042 MB.
+    static let winogradFilter = ConvScratch()
 
     final class Entry {
         fileprivate(set) var floats: UnsafeMutablePointer<Float>

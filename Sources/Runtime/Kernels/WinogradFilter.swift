@@ -98,8 +98,8 @@ extension Conv2DKernel {
         /// dw = the filter gradient (overwritten).
         static func run(_ p: Problem, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
                         threads: Int) {
-            let scratch = ConvScratch.shared.take(floats: p.scratchFloats, gemm: (0, 0))
-            defer { ConvScratch.shared.give(scratch) }
+            let scratch = ConvScratch.winogradFilter.take(floats: p.scratchFloats, gemm: (0, 0))
+            defer { ConvScratch.winogradFilter.give(scratch) }
             let ld = p.ld
             let accumulators = scratch.floats, v = accumulators + p.accumulatorFloats
             let u = v + p.positions * p.c * ld, rowBuffers = u + p.positions * p.o * ld
