@@ -49,10 +49,11 @@ func benchCommand(_ words: [String]) throws {
         guard settings.workload == "conv" else { throw KilnError.argument("bench: --layer is for the conv workload") }
         settings.convLayer = text
     }
-    if Environment.winogradOff { Conv2DKernel.winogradEnabled = false }
-    Conv2DKernel.winogradTile = Environment.winogradTile
-    if Environment.winogradFilterOff { Conv2DKernel.winogradFilterEnabled = false }
-    Conv2DKernel.winogradFilterTile = Environment.winogradFilterTile
+    let winograd = Environment.winograd("KILN_WINOGRAD"), filter = Environment.winograd("KILN_WINOGRAD_FILTER")
+    if winograd.off { Conv2DKernel.winogradEnabled = false }
+    Conv2DKernel.winogradTile = winograd.tile
+    if filter.off { Conv2DKernel.winogradFilterEnabled = false }
+    Conv2DKernel.winogradFilterTile = filter.tile
 
     let contention = try args.options["--contention"].map { _ in try args.int("--contention", default: 1, in: 1...64) }
     if let contention {

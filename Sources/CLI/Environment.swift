@@ -28,17 +28,12 @@ enum Environment {
     /// Whether `KILN_PROFILE` asks for kernel timings.
     static var profile: Bool { variables["KILN_PROFILE"].map { !$0.isEmpty && $0 != "0" } ?? false }
 
-    /// Whether `KILN_WINOGRAD=0` turns the Winograd convolutions off.
-    static var winogradOff: Bool { variables["KILN_WINOGRAD"] == "0" }
-
-    /// The Winograd tile `KILN_WINOGRAD=2|4` forces, else 0 (chosen per shape).
-    static var winogradTile: Int { ["2": 2, "4": 4][variables["KILN_WINOGRAD"] ?? ""] ?? 0 }
-
-    /// Whether `KILN_WINOGRAD_FILTER=0` turns the Winograd filter gradient off.
-    static var winogradFilterOff: Bool { variables["KILN_WINOGRAD_FILTER"] == "0" }
-
-    /// The filter gradient's Winograd tile `KILN_WINOGRAD_FILTER=2|4` forces, else 0 (chosen per shape).
-    static var winogradFilterTile: Int { ["2": 2, "4": 4][variables["KILN_WINOGRAD_FILTER"] ?? ""] ?? 0 }
+    /// A Winograd switch (`KILN_WINOGRAD`, `KILN_WINOGRAD_FILTER`): `0` turns the path off, `2` or
+    /// `4` forces that tile; anything else (or unset) leaves it on, its tile chosen per shape (0).
+    static func winograd(_ name: String) -> (off: Bool, tile: Int) {
+        let text = variables[name] ?? ""
+        return (text == "0", ["2": 2, "4": 4][text] ?? 0)
+    }
 
     /// `--data-dir` when given, else `FMNIST_DIR` when set, else nil (the Debian package's directory).
     static func dataDirectory(_ option: String?) -> String? {

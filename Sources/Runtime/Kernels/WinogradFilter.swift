@@ -36,8 +36,6 @@ extension Conv2DKernel {
     nonisolated(unsafe) public static var winogradFilterTile = 0
 
     enum WinogradFilter {
-        typealias Vector = ISA.Vector
-        static var lanes: Int { Vector.scalarCount }
         /// Tiles a block aims for (whole tile rows, at least one): the depth of its products.
         /// (AVX-512 Xeon, ResNet-18's 3×3 layers at batch 128: 256 ran 5–25 % faster than 128 or 64.)
         static let targetTiles = 256
@@ -79,7 +77,7 @@ extension Conv2DKernel {
             var blockTiles: Int { blockRows * tilesX }
             var lastBlockTiles: Int { (tileRows - (blockCount - 1) * blockRows) * tilesX }
             /// Row stride of U and V: room for a last vector chunk's spill past the block's tiles.
-            var ld: Int { Conv2DKernel.columnStride(blockTiles + WinogradFilter.lanes) }
+            var ld: Int { Conv2DKernel.columnStride(blockTiles + Winograd.lanes) }
             var rowFloats: Int { inputProblem.rowFloats }
             var accumulatorFloats: Int { positions * o * c }
             /// M, then one block's V and U, then the transform chunks' row buffers.
@@ -148,7 +146,7 @@ extension Conv2DKernel {
                         }
                     }
                     Winograd.withVectorWidth(p.tilesX, { transforms(SIMD4<Float>.self) }, { transforms(SIMD8<Float>.self) },
-                                             { transforms(Vector.self) })
+                                             { transforms(Winograd.Vector.self) })
                 }
                 // Transforms split over channels, then M[e] (+)= U[e] · V[e]ᵀ split over positions,
                 // each product on one thread (the blocks reach M[e] in order).
