@@ -45,17 +45,22 @@ enum DirectConv2D {
         /// 3 output rows × 4 output channels: 4k output channels where 16 accumulators are too
         /// many (AVX2's 16 ymm: 12 accumulators, 3 rows, 1 broadcast).
         case rows3channels4
+        /// 8 output rows × 3 output channels: 24 accumulators, 3 broadcasts and 1 row, for
+        /// AVX-512's 32 registers; twice `rows4channels3`'s multiply-adds per broadcast (the
+        /// stem's backward-data pass, 3 output channels).
+        case rows8channels3
 
         var rows: Int {
-            switch self { case .rows4channels3: 4; case .rows2channels8: 2; case .rows3channels4: 3 }
+            switch self { case .rows4channels3: 4; case .rows2channels8: 2; case .rows3channels4: 3; case .rows8channels3: 8 }
         }
         var channels: Int {
-            switch self { case .rows4channels3: 3; case .rows2channels8: 8; case .rows3channels4: 4 }
+            switch self { case .rows4channels3: 3; case .rows2channels8: 8; case .rows3channels4: 4; case .rows8channels3: 3 }
         }
 
-        /// The tiles this ISA chooses from: 2 × 8 needs 16 accumulators and 3 more registers,
-        /// which only AVX-512's 32 leave room for.
-        static let candidates: [Tile] = ISA.wideTile ? [.rows4channels3, .rows2channels8] : [.rows4channels3, .rows3channels4]
+        /// The tiles this ISA chooses from: 2 × 8 and 8 × 3 need 16 and 24 accumulators and 3
+        /// more registers, which only AVX-512's 32 leave room for.
+        static let candidates: [Tile] = ISA.wideTile ? [.rows4channels3, .rows2channels8, .rows8channels3]
+            : [.rows4channels3, .rows3channels4]
     }
 
     /// Whether the direct path should run this convolution: stride 1, padding smaller than
@@ -81,14 +86,19 @@ enum DirectConv2D {
                 outChannels: g.c, outHeight: g.h, outWidth: g.w, kh: g.kh, kw: g.kw)
     }
 
-    /// The tile with the least padded work for `outChannels × outHeight`.
+    /// The tile with the least padded work for `outChannels × outHeight`; of equals, the one
+    /// with the most accumulators (fewer loads per multiply-add).
     static func tile(for p: Problem) -> Tile {
         func work(_ t: Tile) -> Int {
             (p.outChannels + t.channels - 1) / t.channels * t.channels
                 * ((p.outHeight + t.rows - 1) / t.rows * t.rows)
         }
         var best = Tile.candidates[0]
-        for candidate in Tile.candidates.dropFirst() where work(candidate) < work(best) { best = candidate }
+        for candidate in Tile.candidates.dropFirst()
+        where work(candidate) < work(best)
+            || (work(candidate) == work(best) && candidate.rows * candidate.channels > best.rows * best.channels) {
+            best = candidate
+        }
         return best
     }
 
@@ -188,18 +198,29 @@ enum DirectConv2D {
                     for rowGroup in 0..<rowGroups {
                         let rows = min(tile.rows, p.outHeight - rowGroup * tile.rows)
                         for segment in 0..<segments {
+                            let width = min(lanes, p.outWidth - segment * lanes)
+                            // A whole tile is stored straight into the output; a ragged one (last
+                            // channels, rows or columns) goes through the scratch and is copied.
+                            let whole = channels == tile.channels && rows == tile.rows && width == lanes
+                            let corner = dst + (group * tile.channels) * outPlane + rowGroup * tile.rows * p.outWidth
+                                + segment * lanes
+                            let (target, channelStride, rowStride) = whole
+                                ? (corner, outPlane, p.outWidth) : (scratch, tile.rows * lanes, lanes)
                             for part in 0..<tileParts {
                                 let x = padded + rowGroup * tile.rows * paddedWidth + segment * lanes + part * tileWidth
+                                let o = target + part * tileWidth
                                 switch tile {
                                 case .rows4channels3:
-                                    tile4x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch + part * tileWidth)
+                                    tile4x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
                                 case .rows2channels8:
-                                    tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch + part * tileWidth)
+                                    tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
                                 case .rows3channels4:
-                                    tile3x4(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, scratch + part * tileWidth)
+                                    tile3x4(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
+                                case .rows8channels3:
+                                    tile8x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
                                 }
                             }
-                            let width = min(lanes, p.outWidth - segment * lanes)
+                            if whole { continue }
                             for lane in 0..<channels {
                                 for r in 0..<rows {
                                     let co = group * tile.channels + lane
@@ -215,9 +236,6 @@ enum DirectConv2D {
         }
     }
 
-    /// Whether vectors should run over 16 output channels rather than 16 output columns:
-    /// when fewer lanes would be idle. LeNet-5's conv2 (16 channels, 10 columns) fills all
-    /// lanes this way instead of 10 of 16.
     /// Copies one source image into the interior of its zero-bordered buffer (the border is
     /// never written, so it stays zero from call to call).
     @inline(__always)
@@ -231,6 +249,9 @@ enum DirectConv2D {
         }
     }
 
+    /// Whether vectors should run over 16 output channels rather than 16 output columns:
+    /// when fewer lanes would be idle. LeNet-5's conv2 (16 channels, 10 columns) fills all
+    /// lanes this way instead of 10 of 16.
     static func prefersChannelVectors(outChannels: Int, outWidth: Int) -> Bool {
         let channelSlots = (outChannels + lanes - 1) / lanes * lanes
         let columnSlots = (outWidth + lanes - 1) / lanes * lanes
@@ -604,13 +625,15 @@ enum DirectConv2D {
         sums[10] = a20.sum(); sums[11] = a21.sum(); sums[12] = a22.sum(); sums[13] = a23.sum(); sums[14] = a24.sum()
     }
 
-    /// Accumulates a 4-row × 3-channel tile of 16 columns: `out[ch·4 + r][0..<16]`.
+    /// Accumulates a 4-row × 3-channel tile of 16 columns into `out[ch·outChannelStride +
+    /// r·outRowStride ..< +16]` (the output itself, or a scratch of `[ch][r][16]`).
     /// `x` points at padded row `r = 0`, column 0 of the tile, channel 0; `w` is packed
     /// `[ci][ky][kx][3]`. Small and `@inline(never)` so the accumulators stay in registers
     /// (DESIGN.md, Build flags).
     @inline(never)
     static func tile4x3(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
-                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                        _ outChannelStride: Int, _ outRowStride: Int) {
         typealias V = TileVector
         var a00 = V(), a01 = V(), a02 = V(), a03 = V()
         var a10 = V(), a11 = V(), a12 = V(), a13 = V()
@@ -638,26 +661,92 @@ enum DirectConv2D {
                 }
             }
         }
-        let o = UnsafeMutableRawPointer(out)
-        o.storeBytes(of: a00, toByteOffset: 0, as: V.self)
-        o.storeBytes(of: a01, toByteOffset: 64, as: V.self)
-        o.storeBytes(of: a02, toByteOffset: 128, as: V.self)
-        o.storeBytes(of: a03, toByteOffset: 192, as: V.self)
-        o.storeBytes(of: a10, toByteOffset: 256, as: V.self)
-        o.storeBytes(of: a11, toByteOffset: 320, as: V.self)
-        o.storeBytes(of: a12, toByteOffset: 384, as: V.self)
-        o.storeBytes(of: a13, toByteOffset: 448, as: V.self)
-        o.storeBytes(of: a20, toByteOffset: 512, as: V.self)
-        o.storeBytes(of: a21, toByteOffset: 576, as: V.self)
-        o.storeBytes(of: a22, toByteOffset: 640, as: V.self)
-        o.storeBytes(of: a23, toByteOffset: 704, as: V.self)
+        let cs = outChannelStride, rs = outRowStride
+        UnsafeMutableRawPointer(out).storeBytes(of: a00, as: V.self)
+        UnsafeMutableRawPointer(out + rs).storeBytes(of: a01, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * rs).storeBytes(of: a02, as: V.self)
+        UnsafeMutableRawPointer(out + 3 * rs).storeBytes(of: a03, as: V.self)
+        UnsafeMutableRawPointer(out + cs).storeBytes(of: a10, as: V.self)
+        UnsafeMutableRawPointer(out + cs + rs).storeBytes(of: a11, as: V.self)
+        UnsafeMutableRawPointer(out + cs + 2 * rs).storeBytes(of: a12, as: V.self)
+        UnsafeMutableRawPointer(out + cs + 3 * rs).storeBytes(of: a13, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs).storeBytes(of: a20, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + rs).storeBytes(of: a21, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + 2 * rs).storeBytes(of: a22, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + 3 * rs).storeBytes(of: a23, as: V.self)
     }
 
-    /// Accumulates a 2-row × 8-channel tile of 16 columns: `out[ch·2 + r][0..<16]`; `w` is
+    /// Accumulates an 8-row × 3-channel tile of 16 columns, stored as `tile4x3`'s; `w` is
+    /// packed `[ci][ky][kx][3]`. See `tile4x3`.
+    @inline(never)
+    static func tile8x3(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
+                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                        _ outChannelStride: Int, _ outRowStride: Int) {
+        typealias V = TileVector
+        var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V(), a05 = V(), a06 = V(), a07 = V()
+        var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V(), a15 = V(), a16 = V(), a17 = V()
+        var a20 = V(), a21 = V(), a22 = V(), a23 = V(), a24 = V(), a25 = V(), a26 = V(), a27 = V()
+        var pw = w
+        let step = rowStride * MemoryLayout<Float>.stride
+        for ci in 0..<channels {
+            for ky in 0..<kh {
+                let row = UnsafeRawPointer(x + ci * planeStride + ky * rowStride)
+                for kx in 0..<kw {
+                    let p = row + kx * MemoryLayout<Float>.stride
+                    let b0 = V(repeating: pw[0]), b1 = V(repeating: pw[1]), b2 = V(repeating: pw[2])
+                    let x0 = p.loadUnaligned(as: V.self)
+                    a00.addProduct(x0, b0); a10.addProduct(x0, b1); a20.addProduct(x0, b2)
+                    let x1 = p.loadUnaligned(fromByteOffset: step, as: V.self)
+                    a01.addProduct(x1, b0); a11.addProduct(x1, b1); a21.addProduct(x1, b2)
+                    let x2 = p.loadUnaligned(fromByteOffset: 2 * step, as: V.self)
+                    a02.addProduct(x2, b0); a12.addProduct(x2, b1); a22.addProduct(x2, b2)
+                    let x3 = p.loadUnaligned(fromByteOffset: 3 * step, as: V.self)
+                    a03.addProduct(x3, b0); a13.addProduct(x3, b1); a23.addProduct(x3, b2)
+                    let x4 = p.loadUnaligned(fromByteOffset: 4 * step, as: V.self)
+                    a04.addProduct(x4, b0); a14.addProduct(x4, b1); a24.addProduct(x4, b2)
+                    let x5 = p.loadUnaligned(fromByteOffset: 5 * step, as: V.self)
+                    a05.addProduct(x5, b0); a15.addProduct(x5, b1); a25.addProduct(x5, b2)
+                    let x6 = p.loadUnaligned(fromByteOffset: 6 * step, as: V.self)
+                    a06.addProduct(x6, b0); a16.addProduct(x6, b1); a26.addProduct(x6, b2)
+                    let x7 = p.loadUnaligned(fromByteOffset: 7 * step, as: V.self)
+                    a07.addProduct(x7, b0); a17.addProduct(x7, b1); a27.addProduct(x7, b2)
+                    pw += 3
+                }
+            }
+        }
+        let cs = outChannelStride, rs = outRowStride
+        UnsafeMutableRawPointer(out).storeBytes(of: a00, as: V.self)
+        UnsafeMutableRawPointer(out + rs).storeBytes(of: a01, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * rs).storeBytes(of: a02, as: V.self)
+        UnsafeMutableRawPointer(out + 3 * rs).storeBytes(of: a03, as: V.self)
+        UnsafeMutableRawPointer(out + 4 * rs).storeBytes(of: a04, as: V.self)
+        UnsafeMutableRawPointer(out + 5 * rs).storeBytes(of: a05, as: V.self)
+        UnsafeMutableRawPointer(out + 6 * rs).storeBytes(of: a06, as: V.self)
+        UnsafeMutableRawPointer(out + 7 * rs).storeBytes(of: a07, as: V.self)
+        UnsafeMutableRawPointer(out + cs).storeBytes(of: a10, as: V.self)
+        UnsafeMutableRawPointer(out + cs + rs).storeBytes(of: a11, as: V.self)
+        UnsafeMutableRawPointer(out + cs + 2 * rs).storeBytes(of: a12, as: V.self)
+        UnsafeMutableRawPointer(out + cs + 3 * rs).storeBytes(of: a13, as: V.self)
+        UnsafeMutableRawPointer(out + cs + 4 * rs).storeBytes(of: a14, as: V.self)
+        UnsafeMutableRawPointer(out + cs + 5 * rs).storeBytes(of: a15, as: V.self)
+        UnsafeMutableRawPointer(out + cs + 6 * rs).storeBytes(of: a16, as: V.self)
+        UnsafeMutableRawPointer(out + cs + 7 * rs).storeBytes(of: a17, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs).storeBytes(of: a20, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + rs).storeBytes(of: a21, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + 2 * rs).storeBytes(of: a22, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + 3 * rs).storeBytes(of: a23, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + 4 * rs).storeBytes(of: a24, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + 5 * rs).storeBytes(of: a25, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + 6 * rs).storeBytes(of: a26, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + 7 * rs).storeBytes(of: a27, as: V.self)
+    }
+
+    /// Accumulates a 2-row × 8-channel tile of 16 columns, stored as `tile4x3`'s; `w` is
     /// packed `[ci][ky][kx][8]`. See `tile4x3`.
     @inline(never)
     static func tile2x8(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
-                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                        _ outChannelStride: Int, _ outRowStride: Int) {
         typealias V = TileVector
         var a00 = V(), a01 = V(), a10 = V(), a11 = V(), a20 = V(), a21 = V(), a30 = V(), a31 = V()
         var a40 = V(), a41 = V(), a50 = V(), a51 = V(), a60 = V(), a61 = V(), a70 = V(), a71 = V()
@@ -682,30 +771,31 @@ enum DirectConv2D {
                 }
             }
         }
-        let o = UnsafeMutableRawPointer(out)
-        o.storeBytes(of: a00, toByteOffset: 0, as: V.self)
-        o.storeBytes(of: a01, toByteOffset: 64, as: V.self)
-        o.storeBytes(of: a10, toByteOffset: 128, as: V.self)
-        o.storeBytes(of: a11, toByteOffset: 192, as: V.self)
-        o.storeBytes(of: a20, toByteOffset: 256, as: V.self)
-        o.storeBytes(of: a21, toByteOffset: 320, as: V.self)
-        o.storeBytes(of: a30, toByteOffset: 384, as: V.self)
-        o.storeBytes(of: a31, toByteOffset: 448, as: V.self)
-        o.storeBytes(of: a40, toByteOffset: 512, as: V.self)
-        o.storeBytes(of: a41, toByteOffset: 576, as: V.self)
-        o.storeBytes(of: a50, toByteOffset: 640, as: V.self)
-        o.storeBytes(of: a51, toByteOffset: 704, as: V.self)
-        o.storeBytes(of: a60, toByteOffset: 768, as: V.self)
-        o.storeBytes(of: a61, toByteOffset: 832, as: V.self)
-        o.storeBytes(of: a70, toByteOffset: 896, as: V.self)
-        o.storeBytes(of: a71, toByteOffset: 960, as: V.self)
+        let cs = outChannelStride, rs = outRowStride
+        UnsafeMutableRawPointer(out).storeBytes(of: a00, as: V.self)
+        UnsafeMutableRawPointer(out + rs).storeBytes(of: a01, as: V.self)
+        UnsafeMutableRawPointer(out + cs).storeBytes(of: a10, as: V.self)
+        UnsafeMutableRawPointer(out + cs + rs).storeBytes(of: a11, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs).storeBytes(of: a20, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + rs).storeBytes(of: a21, as: V.self)
+        UnsafeMutableRawPointer(out + 3 * cs).storeBytes(of: a30, as: V.self)
+        UnsafeMutableRawPointer(out + 3 * cs + rs).storeBytes(of: a31, as: V.self)
+        UnsafeMutableRawPointer(out + 4 * cs).storeBytes(of: a40, as: V.self)
+        UnsafeMutableRawPointer(out + 4 * cs + rs).storeBytes(of: a41, as: V.self)
+        UnsafeMutableRawPointer(out + 5 * cs).storeBytes(of: a50, as: V.self)
+        UnsafeMutableRawPointer(out + 5 * cs + rs).storeBytes(of: a51, as: V.self)
+        UnsafeMutableRawPointer(out + 6 * cs).storeBytes(of: a60, as: V.self)
+        UnsafeMutableRawPointer(out + 6 * cs + rs).storeBytes(of: a61, as: V.self)
+        UnsafeMutableRawPointer(out + 7 * cs).storeBytes(of: a70, as: V.self)
+        UnsafeMutableRawPointer(out + 7 * cs + rs).storeBytes(of: a71, as: V.self)
     }
 
-    /// Accumulates a 3-row × 4-channel tile of 16 columns: `out[ch·3 + r][0..<16]`; `w` is
+    /// Accumulates a 3-row × 4-channel tile of 16 columns, stored as `tile4x3`'s; `w` is
     /// packed `[ci][ky][kx][4]`. See `tile4x3`.
     @inline(never)
     static func tile3x4(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
-                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                        _ outChannelStride: Int, _ outRowStride: Int) {
         typealias V = TileVector
         var a00 = V(), a01 = V(), a02 = V(), a10 = V(), a11 = V(), a12 = V()
         var a20 = V(), a21 = V(), a22 = V(), a30 = V(), a31 = V(), a32 = V()
@@ -727,19 +817,19 @@ enum DirectConv2D {
                 }
             }
         }
-        let o = UnsafeMutableRawPointer(out)
-        o.storeBytes(of: a00, toByteOffset: 0, as: V.self)
-        o.storeBytes(of: a01, toByteOffset: 64, as: V.self)
-        o.storeBytes(of: a02, toByteOffset: 128, as: V.self)
-        o.storeBytes(of: a10, toByteOffset: 192, as: V.self)
-        o.storeBytes(of: a11, toByteOffset: 256, as: V.self)
-        o.storeBytes(of: a12, toByteOffset: 320, as: V.self)
-        o.storeBytes(of: a20, toByteOffset: 384, as: V.self)
-        o.storeBytes(of: a21, toByteOffset: 448, as: V.self)
-        o.storeBytes(of: a22, toByteOffset: 512, as: V.self)
-        o.storeBytes(of: a30, toByteOffset: 576, as: V.self)
-        o.storeBytes(of: a31, toByteOffset: 640, as: V.self)
-        o.storeBytes(of: a32, toByteOffset: 704, as: V.self)
+        let cs = outChannelStride, rs = outRowStride
+        UnsafeMutableRawPointer(out).storeBytes(of: a00, as: V.self)
+        UnsafeMutableRawPointer(out + rs).storeBytes(of: a01, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * rs).storeBytes(of: a02, as: V.self)
+        UnsafeMutableRawPointer(out + cs).storeBytes(of: a10, as: V.self)
+        UnsafeMutableRawPointer(out + cs + rs).storeBytes(of: a11, as: V.self)
+        UnsafeMutableRawPointer(out + cs + 2 * rs).storeBytes(of: a12, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs).storeBytes(of: a20, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + rs).storeBytes(of: a21, as: V.self)
+        UnsafeMutableRawPointer(out + 2 * cs + 2 * rs).storeBytes(of: a22, as: V.self)
+        UnsafeMutableRawPointer(out + 3 * cs).storeBytes(of: a30, as: V.self)
+        UnsafeMutableRawPointer(out + 3 * cs + rs).storeBytes(of: a31, as: V.self)
+        UnsafeMutableRawPointer(out + 3 * cs + 2 * rs).storeBytes(of: a32, as: V.self)
     }
 
     /// The batch is cut into this many image groups: a number from the geometry only.
