@@ -162,6 +162,8 @@ struct FusionRule: Sendable {
                 : !(kernel.kind == .elementwise || kernel.kind == .epilogue || joinsReduction) ? "a \(kernel.kind.rawValue) kernel takes no elementwise node"
                 : k.wouldCloseCycle(adding: id, to: g) ? "an operand from outside depends on the kernel (a cycle)"
                 : betterInReaders(k, id, g) ? "its readers will absorb it (joining would store it and keep it live)"
+                : kernel.kind == .epilogue && reducedByReader(k, id)
+                    ? "a reduction reads it: a kernel of its own computes and reduces it in one pass (the epilogue would store it for a reduction kernel to read back)"
                 : nil
             if let refusal {
                 k.note("elementwise-joins-producer", moving: [id], into: g, .refused(refusal))
@@ -198,6 +200,21 @@ struct FusionRule: Sendable {
             }
         }
         return someReaderCannotJoin
+    }
+
+    /// Whether a reduction reads elementwise `id` directly, or through an elementwise reader of
+    /// its space (batch norm's `square(x − K)` under its mean). An epilogue cannot reduce, so in
+    /// one `id` would be stored and read back by a reduction kernel; in a kernel of its own, the
+    /// reduction takes it as a prologue instead (ResNet-20's batch norms: the epilogue's
+    /// `x − K, (x − K)²` stored both and two lone means read them back).
+    static func reducedByReader(_ k: KernelGraph, _ id: ValueID) -> Bool {
+        let shape = k.node(id).type.shape
+        return k.users[id].contains { user in
+            let u = k.node(user)
+            if u.op.fusionCategory == .reduction { return true }
+            return u.op.fusionCategory == .elementwise && u.type.shape == shape
+                && k.users[user].contains { k.node($0).op.fusionCategory == .reduction }
+        }
     }
 
     /// `elementwise-starts-kernel`: a float32 elementwise node that joined no producer starts its own kernel.

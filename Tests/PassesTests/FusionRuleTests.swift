@@ -129,6 +129,21 @@ struct FusionRuleTests {
         #expect(Fusion.decisions(for: graph).decisions.first { $0.moving == [2] }?.rule == "epilogue-root")
     }
 
+    @Test("elementwise-joins-producer: a value a reduction reads stays out of an epilogue and is reduced as it is computed")
+    func reducedValueStaysOutOfEpilogue() throws {
+        let g = GraphBuilder()
+        let x = g.input("x", [4, 8])
+        let w = g.parameter("w", [8, 3], initializer: .zeros)
+        let k = g.parameter("k", [3], initializer: .zeros)
+        let d = x.matmul(w) - k.broadcast(to: [4, 3])   // %4 broadcast, %5 sub
+        g.output("s", square(d).mean(axes: [0]))          // %6 square, %7 mean
+        g.output("y", relu(d))                            // %8
+        let graph = try g.build()
+        // In the matmul's epilogue, d and d² would be stored for a lone mean to read back.
+        #expect(kernelText(graph) == "single %3: matmul%3 -> %3\nreduction %7: broadcast%4 sub%5 square%6 reduce_mean%7 relu%8 -> %7,%8")
+        #expect(decisions("elementwise-joins-producer", graph).contains { $0.hasPrefix("refused %5 from [%3]: a reduction reads it") })
+    }
+
     @Test("single: a transpose and an int32 elementwise op run alone")
     func single() throws {
         let g = GraphBuilder()
