@@ -110,7 +110,7 @@ extension Op {
         case .reduce: return DotStyle(shape: "invtrapezium", style: "filled", fillColor: "#fee391")
         case .matmul, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter:
             return DotStyle(shape: "box", style: "filled,rounded", fillColor: "#fc9272")
-        case .reshape, .transpose, .broadcast, .slice, .pad, .concat, .oneHot:
+        case .reshape, .stopGradient, .transpose, .broadcast, .slice, .pad, .concat, .oneHot:
             return DotStyle(shape: "parallelogram", style: "filled", fillColor: "#d9d9d9")
         case .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward:
             return DotStyle(shape: "trapezium", style: "filled", fillColor: "#a1d99b")

@@ -24,7 +24,7 @@ extension Op {
         case .unary, .binary, .power, .select, .adamUpdate: return .elementwise
         case let .cast(dtype): return dtype == .float32 ? .elementwise : .opaque
         case .broadcast: return .broadcast
-        case .reshape, .transpose, .slice, .pad, .concat, .oneHot: return .injective
+        case .reshape, .stopGradient, .transpose, .slice, .pad, .concat, .oneHot: return .injective
         case .reduce: return .reduction
         case .matmul, .conv2d, .softmax, .logSoftmax: return .outElementwiseFusable
         case .input, .parameter, .state, .constant, .randomUniform, .randomNormal,
@@ -53,7 +53,7 @@ extension Op {
         case .conv2d: return .convolution
         case .maxPool2d, .avgPool2d: return .pooling
         case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .unary, .binary, .power,
-             .select, .adamUpdate, .cast, .reduce, .matmul, .reshape, .transpose, .broadcast, .slice, .pad, .concat,
+             .select, .adamUpdate, .cast, .reduce, .matmul, .reshape, .stopGradient, .transpose, .broadcast, .slice, .pad, .concat,
              .conv2dBackwardData, .conv2dBackwardFilter, .maxPool2dBackward, .maxPool2dGather, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
             return .none

@@ -165,6 +165,9 @@ public enum Op: Hashable, Sendable {
 
     // Data movement.
     case reshape(Shape)
+    /// The operand's value, through which no gradient flows (`Tensor.detached()`): a view of its
+    /// buffer when compiled, removed by `simplify-algebra` once the gradients are built.
+    case stopGradient
     /// Result axis i is input axis permutation[i].
     case transpose(permutation: [Int])
     /// Numpy-style broadcast to a shape.
@@ -218,6 +221,7 @@ public enum Op: Hashable, Sendable {
         case let .reduce(f, _, _): return "reduce_\(f.rawValue)"
         case .matmul: return "matmul"
         case .reshape: return "reshape"
+        case .stopGradient: return "stop_gradient"
         case .transpose: return "transpose"
         case .broadcast: return "broadcast"
         case .slice: return "slice"
@@ -250,7 +254,7 @@ public enum Op: Hashable, Sendable {
             let head = values.prefix(4).map(formatNumber).joined(separator: ",")
             return "[\(head)\(values.count > 4 ? ",…" : "")]"
         case let .randomUniform(stream), let .randomNormal(stream): return "stream=\(stream)"
-        case .unary, .binary, .select, .adamUpdate, .softmaxCrossEntropy: return ""
+        case .unary, .binary, .select, .adamUpdate, .softmaxCrossEntropy, .stopGradient: return ""
         case let .power(exponent): return "exponent=\(formatNumber(exponent))"
         case let .cast(dtype): return "to=\(dtype)"
         case let .reduce(_, axes, keepDims): return "axes=\(list(axes))" + (keepDims ? " keep" : "")

@@ -8,7 +8,7 @@ public enum StorageClass: Sendable, Hashable {
     case constant
     /// Graph inputs: in the arena, written by the caller, never by `run()`.
     case input
-    /// Reshapes: the operand's buffer, read under another shape.
+    /// Reshapes and stop-gradients: the operand's buffer, read under another shape (or the same).
     case view
     /// Everything else: written by a kernel each step.
     case computed
@@ -21,7 +21,7 @@ extension Op {
         case .input: return .input
         case .parameter, .state: return .persistent
         case .constant: return .constant
-        case .reshape: return .view
+        case .reshape, .stopGradient: return .view
         case .randomUniform, .randomNormal, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul,
              .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
@@ -30,7 +30,7 @@ extension Op {
         }
     }
 
-    /// Whether the value shares its operand's buffer (a reshape).
+    /// Whether the value shares its operand's buffer (a reshape, a stop-gradient).
     public var isView: Bool { storage == .view }
     /// Whether a kernel computes the value each step.
     public var needsKernel: Bool { storage == .computed }
@@ -42,7 +42,7 @@ extension Op {
     public var isSameIndexElementwise: Bool {
         switch self {
         case .unary, .binary, .power, .select, .adamUpdate, .cast: return true
-        case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .reduce, .matmul, .reshape,
+        case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .reduce, .matmul, .reshape, .stopGradient,
              .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
@@ -56,7 +56,7 @@ extension Op {
     public var isLeaf: Bool {
         switch self {
         case .input, .parameter, .state, .constant, .randomUniform, .randomNormal: return true
-        case .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul, .reshape, .transpose, .broadcast,
+        case .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul, .reshape, .stopGradient, .transpose, .broadcast,
              .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
@@ -69,7 +69,7 @@ extension Op {
         switch self {
         case let .input(name), let .parameter(name, _), let .state(name, _): return name
         case .constant, .randomUniform, .randomNormal, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul,
-             .reshape, .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
+             .reshape, .stopGradient, .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
             return nil
@@ -82,7 +82,7 @@ extension Op {
         switch self {
         case let .randomUniform(stream), let .randomNormal(stream): return stream
         case .input, .parameter, .state, .constant, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce,
-             .matmul, .reshape, .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData,
+             .matmul, .reshape, .stopGradient, .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData,
              .conv2dBackwardFilter, .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
             return nil
@@ -95,7 +95,7 @@ extension Op {
     public var isFunctionOfInputs: Bool {
         switch self {
         case .input, .parameter, .state, .randomUniform, .randomNormal: return false
-        case .constant, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul, .reshape, .transpose,
+        case .constant, .unary, .binary, .power, .select, .adamUpdate, .cast, .reduce, .matmul, .reshape, .stopGradient, .transpose,
              .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
@@ -128,7 +128,7 @@ extension Op {
             let w = output.dims
             return 2 * inputs[1].count * w[1] * w[2] * w[3]
         case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .unary, .binary, .power,
-             .select, .adamUpdate, .cast, .reduce, .reshape, .transpose, .broadcast, .slice, .pad, .concat,
+             .select, .adamUpdate, .cast, .reduce, .reshape, .stopGradient, .transpose, .broadcast, .slice, .pad, .concat,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward,
              .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
             return 0

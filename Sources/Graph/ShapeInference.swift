@@ -9,7 +9,7 @@ extension Op {
     public var arity: Int? {
         switch self {
         case .input, .parameter, .state, .constant, .randomUniform, .randomNormal: return 0
-        case .unary, .power, .cast, .reduce, .reshape, .transpose, .broadcast, .slice, .pad,
+        case .unary, .power, .cast, .reduce, .reshape, .stopGradient, .transpose, .broadcast, .slice, .pad,
              .maxPool2d, .avgPool2d, .avgPool2dBackward, .softmax, .logSoftmax, .oneHot: return 1
         case .binary, .matmul, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2dBackward, .maxPool2dGather, .softmaxCrossEntropy: return 2
@@ -109,6 +109,9 @@ extension Op {
                 return fail("inner dimensions differ: \(a.shape)\(ta ? "ᵀ" : "") · \(b.shape)\(tb ? "ᵀ" : "") (\(ka) vs \(kb))")
             }
             return .success(TensorType([m, n], a.dtype))
+
+        case .stopGradient:
+            return .success(inputs[0])
 
         case let .reshape(shape):
             guard shape.count == inputs[0].shape.count, shape.dims.allSatisfy({ $0 >= 0 }) else {

@@ -150,6 +150,11 @@ extension Tensor {
         if shape == self.shape { return self }
         return builder.apply(.reshape(shape), [self], file: file, line: line)
     }
+    /// The same value with no gradient flowing back through it (PyTorch's `detach()`, JAX's
+    /// `stop_gradient`): a constant to `gradients(of:withRespectTo:)`.
+    public func detached(file: String = #fileID, line: Int = #line) -> Tensor {
+        builder.apply(.stopGradient, [self], file: file, line: line)
+    }
     /// Keeps axis 0 and flattens the rest: [N, C, H, W] → [N, C·H·W].
     public func flatten(file: String = #fileID, line: Int = #line) -> Tensor {
         guard rank >= 1 else { builder.record("flatten", "expects at least one axis, found \(shape)", file, line); return self }

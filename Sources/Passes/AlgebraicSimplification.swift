@@ -8,6 +8,7 @@ import KilnGraph
 /// - `transpose(transpose(x, p), q)` → `transpose(x, p∘q)`, or `x` if the composition is the identity;
 /// - `reshape(reshape(x))` → one reshape of `x`; a reshape to `x`'s own shape → `x`;
 /// - `broadcast` to `x`'s own shape, `cast` to `x`'s own dtype, a reduction over no axes → `x`;
+/// - `stop_gradient(x)` → `x` (compiled graphs hold their gradients already);
 /// - `select(c, a, b)` with constant `c` → `a` if c ≠ 0, else `b` (a NaN condition is left alone).
 ///
 /// Not rewritten: `x * 0` → 0, because `inf * 0` and `NaN * 0` are NaN, not 0; likewise `x - x`.
@@ -103,7 +104,7 @@ public struct AlgebraicSimplification: Pass {
             if source == node.inputs[0] { return nil }
             return .new(Node(op: .reshape(shape), inputs: [source], type: node.type))
 
-        case .broadcast, .cast:
+        case .broadcast, .cast, .stopGradient:
             return same(node.inputs[0])
 
         case let .reduce(_, axes, _):

@@ -142,6 +142,9 @@ extension GraphBuilder {
         case .reshape:
             add(0, g.reshaped(inputs[0].shape))
 
+        case .stopGradient:
+            return  // a constant to differentiation
+
         case let .transpose(permutation):
             var inverse = permutation
             for (i, axis) in permutation.enumerated() { inverse[axis] = i }

@@ -117,7 +117,7 @@ final class FusedElementwise {
             case let .adamUpdate(formula): operation = .adam(formula)
             case .cast: operation = .power(1)  // float32 to float32: a copy
             case .broadcast, .reduce: continue
-            case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .matmul, .reshape, .transpose,
+            case .input, .parameter, .state, .constant, .randomUniform, .randomNormal, .matmul, .reshape, .stopGradient, .transpose,
                  .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter, .maxPool2d, .maxPool2dBackward,
                  .maxPool2dGather, .avgPool2d, .avgPool2dBackward, .softmax, .logSoftmax, .softmaxCrossEntropy, .oneHot:
                 preconditionFailure("\(node.op.name) is not elementwise")

@@ -136,7 +136,7 @@ public struct Interpreter {
         case let .matmul(ta, tb):
             return matmul(x[0], x[1], transposeA: ta, transposeB: tb)
 
-        case .reshape:
+        case .reshape, .stopGradient:
             return x[0].scalars
         case let .transpose(permutation):
             let strides = x[0].shape.strides

@@ -11,7 +11,7 @@ let everyOp: [Op] = {
         .constant(values: [1]), .randomUniform(stream: 0), .randomNormal(stream: 1),
         .unary(.exp), .binary(.add), .power(exponent: 2), .select, .adamUpdate(.firstMoment), .cast(.float32),
         .reduce(.sum, axes: [0], keepDims: false), .matmul(transposeA: false, transposeB: false),
-        .reshape([4]), .transpose(permutation: [1, 0]), .broadcast([2, 2]), .slice(start: [0], size: [1]),
+        .reshape([4]), .stopGradient, .transpose(permutation: [1, 0]), .broadcast([2, 2]), .slice(start: [0], size: [1]),
         .pad(low: [1], high: [1]), .concat(axis: 0),
         .conv2d(conv), .conv2dBackwardData(conv, inputShape: [1, 1, 4, 4]), .conv2dBackwardFilter(conv, filterShape: [1, 1, 3, 3]),
         .maxPool2d(pool), .maxPool2dBackward(pool), .maxPool2dGather(pool), .avgPool2d(pool),
@@ -38,23 +38,24 @@ func caseIndex(_ op: Op) -> Int {
     case .reduce: return 12
     case .matmul: return 13
     case .reshape: return 14
-    case .transpose: return 15
-    case .broadcast: return 16
-    case .slice: return 17
-    case .pad: return 18
-    case .concat: return 19
-    case .conv2d: return 20
-    case .conv2dBackwardData: return 21
-    case .conv2dBackwardFilter: return 22
-    case .maxPool2d: return 23
-    case .maxPool2dBackward: return 24
-    case .maxPool2dGather: return 25
-    case .avgPool2d: return 26
-    case .avgPool2dBackward: return 27
-    case .softmax: return 28
-    case .logSoftmax: return 29
-    case .softmaxCrossEntropy: return 30
-    case .oneHot: return 31
+    case .stopGradient: return 15
+    case .transpose: return 16
+    case .broadcast: return 17
+    case .slice: return 18
+    case .pad: return 19
+    case .concat: return 20
+    case .conv2d: return 21
+    case .conv2dBackwardData: return 22
+    case .conv2dBackwardFilter: return 23
+    case .maxPool2d: return 24
+    case .maxPool2dBackward: return 25
+    case .maxPool2dGather: return 26
+    case .avgPool2d: return 27
+    case .avgPool2dBackward: return 28
+    case .softmax: return 29
+    case .logSoftmax: return 30
+    case .softmaxCrossEntropy: return 31
+    case .oneHot: return 32
     }
 }
 
@@ -62,7 +63,7 @@ func caseIndex(_ op: Op) -> Int {
 struct OpFactsTests {
     @Test("the list has every case of Op once")
     func everyCaseListed() {
-        #expect(everyOp.map(caseIndex) == Array(0...31))
+        #expect(everyOp.map(caseIndex) == Array(0...32))
     }
 
     @Test("every fact is declared for every op, and the facts agree with one another", arguments: everyOp)
@@ -70,7 +71,7 @@ struct OpFactsTests {
         #expect(!op.name.isEmpty)
         _ = op.attributeText
         // Storage: leaves are inputs, persistent or constant (or random draws, which a kernel
-        // computes); only a reshape is a view; exactly the computed ops need a kernel.
+        // computes); only a reshape and a stop-gradient are views; exactly the computed ops need a kernel.
         switch op.storage {
         case .input, .persistent, .constant: #expect(op.isLeaf && !op.needsKernel)
         case .view: #expect(!op.isLeaf && op.isView && op.fusionCategory == .injective)
@@ -93,7 +94,7 @@ struct OpFactsTests {
         // FLOPs: only matmuls and convolutions count (shapes where every op's formula is defined).
         let flops = op.multiplyAddFlops(inputs: [[2, 3, 4, 4], [5, 3, 3, 3]], output: [2, 5, 4, 4])
         switch caseIndex(op) {
-        case 13, 20, 21, 22: #expect(flops > 0)
+        case 13, 21, 22, 23: #expect(flops > 0)
         default: #expect(flops == 0)
         }
     }

@@ -582,6 +582,28 @@ struct AutodiffStructureTests {
         #expect(values[grads[1].id].scalars == [0.5, 1, -1])
     }
 
+    @Test("detached() passes the value and stops the gradient: d/dx of x·detached(x) is x, not 2x; compiled, it costs no kernel")
+    func detached() throws {
+        let b = GraphBuilder()
+        let x = b.input("x", [3])
+        let y = (x * x.detached()).sum()
+        let grad = b.gradients(of: y, withRespectTo: [x])[0]
+        b.output("y", y)
+        b.output("dx", grad)
+        let graph = try b.build()
+        let xs: [Float] = [1, -2, 3]
+        let reference = try Interpreter(graph: graph).outputs(inputs: ["x": HostTensor(shape: [3], scalars: xs.map(Double.init))])
+        #expect(reference["y"]!.scalars == [14])
+        #expect(reference["dx"]!.scalars == [1, -2, 3])
+        let program = try Executable(graph: graph, store: ParameterStore(seed: 0), threads: 1)
+        try program.setInput("x", xs)
+        try program.run()
+        #expect(try program.output("y") == [14])
+        #expect(try program.output("dx") == [1, -2, 3])
+        #expect(!program.program.graph.nodes.contains { if case .stopGradient = $0.op { return true } else { return false } },
+                "simplify-algebra removes it once the gradients exist")
+    }
+
     @Test("an intermediate value and the leaf behind it both get their gradients")
     func intermediateValue() throws {
         let b = GraphBuilder()

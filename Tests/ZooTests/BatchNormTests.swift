@@ -111,6 +111,32 @@ struct BatchNormTests {
         }
     }
 
+    @Test("float32 training mode with a mean 10⁵ standard deviations from 0: float64's statistics; a constant channel gives zeros, not NaN")
+    func largeMeanFirstStep() throws {
+        let g = GraphBuilder()
+        let input = g.input("x", [8, 2, 4, 4])
+        g.output("y", g.batchNorm(input, name: "bn", training: true))
+        let graph = try g.build()
+        // Channel 0: 4000 + a spread of std ~0.035 (E[x²] − E[x]² in float32 would be all
+        // rounding); channel 1: 1000 everywhere.
+        var values = [Float](repeating: 1000, count: 256)
+        for n in 0..<8 { for i in 0..<16 { values[n * 32 + i] = 4000 + Float(0.05 * sin(Double(n * 16 + i) * 0.9)) } }
+        let program = try Executable(graph: graph, store: ParameterStore(seed: 1), threads: 2)
+        try program.setInput("x", values)
+        try program.run()
+        let y = try program.output("y")
+        let channel0 = (0..<8).flatMap { n in (0..<16).map { Double(values[n * 32 + $0]) } }
+        let mean = channel0.reduce(0, +) / 128
+        let variance = channel0.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 128
+        for n in 0..<8 {
+            for i in 0..<16 {
+                let expected = (Double(values[n * 32 + i]) - mean) / (variance + 1e-5).squareRoot()
+                #expect(abs(Double(y[n * 32 + i]) - expected) <= 1e-3, "y[\(n), 0, \(i)]")
+                #expect(y[n * 32 + 16 + i] == 0, "constant channel: y[\(n), 1, \(i)] = \(y[n * 32 + 16 + i])")
+            }
+        }
+    }
+
     @Test("training needs more than one value per channel")
     func singleValue() {
         let g = GraphBuilder()

@@ -159,7 +159,7 @@ final class Lowering {
         let inputTypes = node.inputs.map { graph.nodes[$0].type }
         let allowsInt: Bool
         switch node.op {
-        case .input, .cast, .oneHot, .softmaxCrossEntropy, .reshape, .constant: allowsInt = true
+        case .input, .cast, .oneHot, .softmaxCrossEntropy, .reshape, .stopGradient, .constant: allowsInt = true
         case .parameter, .state, .randomUniform, .randomNormal, .unary, .binary, .power, .select, .adamUpdate, .reduce, .matmul,
              .transpose, .broadcast, .slice, .pad, .concat, .conv2d, .conv2dBackwardData, .conv2dBackwardFilter,
              .maxPool2d, .maxPool2dBackward, .maxPool2dGather, .avgPool2d, .avgPool2dBackward, .softmax, .logSoftmax:
@@ -171,7 +171,7 @@ final class Lowering {
         let y = buffers.floats(id)
         let threads = self.threads
         switch node.op {
-        case .input, .parameter, .state, .reshape:
+        case .input, .parameter, .state, .reshape, .stopGradient:
             return
 
         case let .constant(values):

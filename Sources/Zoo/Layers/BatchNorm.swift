@@ -32,26 +32,30 @@ extension GraphBuilder {
         // per-channel scale, so no normalised x̂ of x's size is ever computed, and each element
         // costs one multiply-add after the subtraction.
         //
-        // In training, K is the running mean, a constant of the step: the batch's mean and
-        // variance come from one pass over d = x − K (var = E[d²] − E[d]², clamped at 0), and the
-        // backward pass needs d only, never the batch mean's own gradient path: two passes over
-        // x's size each way where x − mean(x) took three forward and four backward (ResNet-20's
-        // training step on a Xeon, 2 threads: see CHANGELOG). The shift keeps E[d] near 0 once the
-        // running mean has moved, so the subtraction does not cancel; until then (K = 0) the
-        // accumulation in float64 keeps E[d²] exact enough for |mean| up to ~10³·std.
+        // In training, K is the mean of a sample of the batch (the first image, or the first 64
+        // rows), held constant to differentiation (`detached`): the batch's mean and variance then
+        // come from one pass over d = x − K (var = E[d²] − E[d]², clamped at 0), and the backward
+        // pass needs d only, never a gradient through the mean. That is two passes over x's size
+        // each way where x − mean(x) took three forward and four backward (CHANGELOG, tenth
+        // sitting). K lies within about a standard deviation of the mean, so the subtraction does
+        // not cancel: float32's rounding of E[d²] costs var a relative error of about
+        // 6·10⁻⁸·((mean − K)/std)², whatever the mean.
         let centered: Tensor, offset: Tensor?, deviation: Tensor
         if training {
             if valuesPerFeature < 2 {
                 record("batch_norm \"\(name)\"", "training needs more than one value per channel, found \(x.shape)", file, line)
                 return x
             }
-            centered = x.subtracting(runningMean.reshaped(statisticShape), file: file, line: line)
+            let sample = x.rank == 4 ? x.slice(axis: 0, 0..<1, file: file, line: line)
+                : x.slice(axis: 0, 0..<Swift.min(x.shape[0], 64), file: file, line: line)
+            let sampleMean = sample.mean(axes: axes, file: file, line: line).detached(file: file, line: line)
+            centered = x.subtracting(sampleMean.reshaped(statisticShape), file: file, line: line)
             let shiftedMean = centered.mean(axes: axes, file: file, line: line)
             let meanSquare = square(centered, file: file, line: line).mean(axes: axes, file: file, line: line)
             let variance = relu(meanSquare - square(shiftedMean, file: file, line: line), file: file, line: line)
             deviation = sqrt(variance.reshaped(statisticShape) + epsilon, file: file, line: line)
             offset = shiftedMean.reshaped(statisticShape)
-            let mean = runningMean + shiftedMean
+            let mean = sampleMean + shiftedMean
             let unbiased = Double(valuesPerFeature) / Double(valuesPerFeature - 1)
             update(runningMean, to: (1 - momentum) * runningMean + momentum * mean, file: file, line: line)
             update(runningVariance, to: (1 - momentum) * runningVariance + (momentum * unbiased) * variance,

@@ -85,6 +85,8 @@ public enum ONNXExport {
                 } else {
                     add(op[f]!, [ONNXAttribute(name: "axes", ints: axes), ONNXAttribute(name: "keepdims", int: keep ? 1 : 0)])
                 }
+            case .stopGradient:
+                add("Identity")
             case let .reshape(shape):
                 let input = graph[node.inputs[0]].type.shape
                 var target = shape.dims.map(Int64.init)
