@@ -170,6 +170,9 @@ func convCasesCoverEveryPath() {
     // The filter gradient's dispatch runs Winograd on some of those shapes and not on others.
     #expect(winograd.contains(where: Conv2DKernel.WinogradFilter.suits))
     #expect(winograd.contains { !Conv2DKernel.WinogradFilter.suits($0) })
+    // Stride-1 3×3 layers go to Winograd on some shapes and to the implicit GEMM on small planes with few channels.
+    #expect(winograd.contains { Conv2DKernel.ImplicitKernel.runs($0, .forward) && Conv2DKernel.ImplicitKernel.runs($0, .backwardData) })
+    #expect(winograd.contains { !Conv2DKernel.ImplicitKernel.runs($0, .forward) })
     // The per-shape choice takes both tiles somewhere in the table.
     #expect(Set(winograd.map(Conv2DKernel.Winograd.tileSize)) == [2, 4])
     #expect(convCases.contains { !DirectConv2D.suits($0) && !Conv2DKernel.Winograd.suits($0) && $0.kh == 3 && $0.strideH == 1 })

@@ -78,10 +78,10 @@ public enum Conv2DKernel {
             }
             return
         }
-        if Winograd.suits(g) { return winogradForward(g, x: x, weight: weight, y: y, threads: threads) }
         if ImplicitKernel.runs(g, .forward) {
             return ImplicitKernel.run(ImplicitKernel.Plan(g, forward: true), source: x, weight: weight, out: y, threads: threads)
         }
+        if Winograd.suits(g) { return winogradForward(g, x: x, weight: weight, y: y, threads: threads) }
         gemmForward(g, x: x, weight: weight, y: y, threads: threads)
     }
 
@@ -97,10 +97,10 @@ public enum Conv2DKernel {
             }
             return
         }
-        if Winograd.suits(g) { return winogradBackwardData(g, dy: dy, weight: weight, dx: dx, threads: threads) }
         if ImplicitKernel.runs(g, .backwardData) {
             return ImplicitKernel.run(ImplicitKernel.Plan(g, forward: false), source: dy, weight: weight, out: dx, threads: threads)
         }
+        if Winograd.suits(g) { return winogradBackwardData(g, dy: dy, weight: weight, dx: dx, threads: threads) }
         gemmBackwardData(g, dy: dy, weight: weight, dx: dx, threads: threads)
     }
 

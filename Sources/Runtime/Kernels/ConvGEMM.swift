@@ -62,8 +62,8 @@ extension Conv2DKernel {
             return "implicit GEMM b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.maxDepth)"
         }
         if DirectConv2D.suits(g) { return "direct" }
-        if pass != .backwardFilter && Winograd.suits(g) { return Winograd.algorithm(g, pass) }
         if ImplicitKernel.runs(g, pass) { return ImplicitKernel.algorithm(g, pass) }
+        if pass != .backwardFilter && Winograd.suits(g) { return Winograd.algorithm(g, pass) }
         let b = groupImages(g, pass), columns = b * g.outputPixels
         let kind = g.kh == 1 && g.kw == 1 ? "1x1 GEMM" : "im2col+GEMM"
         let (m, n, k) = pass == .forward ? (g.o, columns, g.patchSize)

@@ -1,5 +1,6 @@
 /// The forward and backward-data passes of strided convolutions (ResNet's stride-2 3×3 and
-/// 1×1 shortcut layers) as implicit GEMMs: no column matrix is written.
+/// 1×1 shortcut layers), and of stride-1 3×3 ones on small planes with few channels, as
+/// implicit GEMMs: no column matrix is written.
 ///
 /// Both passes are `out[j, t] = Σ_K B[K, j] · src[offset(K) + offset(t)]` over output pixels t
 /// and output channels j:
@@ -40,11 +41,16 @@ extension Conv2DKernel {
         ///   AVX2 28 → 24–25 ms; backward data 16–17 → 14–16 and 27–30 → 26–27 ms);
         /// - a strided 1×1 layer only forward, on the AVX-512 tile, with at most 64 output pixels
         ///   (layer4's shortcut 2.1 → 1.7 ms). These layers are memory-bound; on larger planes the
-        ///   in-place reads, 4 KiB apart per channel, thrash L1 sets and the GEMM path is faster.
+        ///   in-place reads, 4 KiB apart per channel, thrash L1 sets and the GEMM path is faster;
+        /// - and, of the stride-1 3×3 layers Winograd takes, those with planes under 16 wide and
+        ///   fewer than 128 channels either way, where a plane holds too few tiles for the
+        ///   transforms to fill their vectors (ResNet-20's 64-channel 8×8 stage: 2.9–3.4 → 2.0–2.4
+        ///   ms forward and backward data; ResNet-18's 256- and 512-channel 8×8 and 4×4 layers stay
+        ///   faster in Winograd, 16–24 against 25–31 ms).
         static func runs(_ g: Geometry, _ pass: Pass) -> Bool {
-            guard pass != .backwardFilter, g.strideH > 1 || g.strideW > 1 else { return false }
-            if DirectConv2D.suits(g) || Winograd.suits(g) { return false }
-            guard suits(g, pass) else { return false }
+            guard pass != .backwardFilter, !DirectConv2D.suits(g), suits(g, pass) else { return false }
+            if g.strideH == 1 && g.strideW == 1 { return Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128 }
+            if Winograd.suits(g) { return false }
             if g.kh * g.kw == 1 { return ISA.wideTile && pass == .forward && g.outputPixels <= 64 }
             return true
         }
