@@ -42,14 +42,17 @@ extension Conv2DKernel {
         /// - a strided 1×1 layer only forward, on the AVX-512 tile, with at most 64 output pixels
         ///   (layer4's shortcut 2.1 → 1.7 ms). These layers are memory-bound; on larger planes the
         ///   in-place reads, 4 KiB apart per channel, thrash L1 sets and the GEMM path is faster;
-        /// - and, of the stride-1 3×3 layers Winograd takes, those with planes under 16 wide and
-        ///   fewer than 128 channels either way, where a plane holds too few tiles for the
-        ///   transforms to fill their vectors (ResNet-20's 64-channel 8×8 stage: 2.9–3.4 → 2.0–2.4
-        ///   ms forward and backward data; ResNet-18's 256- and 512-channel 8×8 and 4×4 layers stay
-        ///   faster in Winograd, 16–24 against 25–31 ms).
+        /// - and, on the AVX-512 tile, of the stride-1 3×3 layers Winograd takes, those with planes
+        ///   under 16 wide and fewer than 128 channels either way, where a plane holds too few
+        ///   tiles for the transforms to fill 16-float vectors (ResNet-20's 64-channel 8×8 stage:
+        ///   2.9–3.4 → 2.0–2.4 ms forward and backward data; ResNet-18's 256- and 512-channel 8×8
+        ///   and 4×4 layers stay faster in Winograd, 16–24 against 25–31 ms). With AVX2's 8-float
+        ///   vectors Winograd stays ahead on that stage (2.80 against 3.06 ms).
         static func runs(_ g: Geometry, _ pass: Pass) -> Bool {
             guard pass != .backwardFilter, !DirectConv2D.suits(g), suits(g, pass) else { return false }
-            if g.strideH == 1 && g.strideW == 1 { return Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128 }
+            if g.strideH == 1 && g.strideW == 1 {
+                return ISA.wideTile && Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128
+            }
             if Winograd.suits(g) { return false }
             if g.kh * g.kw == 1 { return ISA.wideTile && pass == .forward && g.outputPixels <= 64 }
             return true
