@@ -61,7 +61,7 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 2, c: 2, h: 8, w: 9, o: 16, kh: 3, kw: 7, padH: 0, padW: 2),      // channel vectors: 2 column blocks
     .init(n: 9, c: 6, h: 14, w: 14, o: 16, kh: 5, kw: 5),                       // LeNet-5 conv2, 8 unequal groups
     .init(n: 2, c: 20, h: 6, w: 5, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),      // channel vectors in backward-data only
-    .init(n: 2, c: 5, h: 16, w: 20, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),     // direct: AVX-512's 8-row tile, whole and ragged segments
+    .init(n: 2, c: 5, h: 16, w: 20, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),     // direct: whole and ragged segments
     .init(n: 2, c: 3, h: 8, w: 32, o: 16, kh: 3, kw: 3, padH: 1, padW: 1),     // a stem: whole tiles only, stored in place
     // GEMM path over image groups (Conv2DKernel.groupImages): several groups, a ragged last one.
     .init(n: 5, c: 34, h: 17, w: 17, o: 36, kh: 3, kw: 3, padH: 1, padW: 1),   // 1-image groups; filter groups 4 + 1

@@ -45,22 +45,17 @@ enum DirectConv2D {
         /// 3 output rows × 4 output channels: 4k output channels where 16 accumulators are too
         /// many (AVX2's 16 ymm: 12 accumulators, 3 rows, 1 broadcast).
         case rows3channels4
-        /// 8 output rows × 3 output channels: 24 accumulators, 3 broadcasts and 1 row, for
-        /// AVX-512's 32 registers; twice `rows4channels3`'s multiply-adds per broadcast (the
-        /// stem's backward-data pass, 3 output channels).
-        case rows8channels3
 
         var rows: Int {
-            switch self { case .rows4channels3: 4; case .rows2channels8: 2; case .rows3channels4: 3; case .rows8channels3: 8 }
+            switch self { case .rows4channels3: 4; case .rows2channels8: 2; case .rows3channels4: 3 }
         }
         var channels: Int {
-            switch self { case .rows4channels3: 3; case .rows2channels8: 8; case .rows3channels4: 4; case .rows8channels3: 3 }
+            switch self { case .rows4channels3: 3; case .rows2channels8: 8; case .rows3channels4: 4 }
         }
 
-        /// The tiles this ISA chooses from: 2 × 8 and 8 × 3 need 16 and 24 accumulators and 3
-        /// more registers, which only AVX-512's 32 leave room for.
-        static let candidates: [Tile] = ISA.wideTile ? [.rows4channels3, .rows2channels8, .rows8channels3]
-            : [.rows4channels3, .rows3channels4]
+        /// The tiles this ISA chooses from: 2 × 8 needs 16 accumulators and 3 more registers,
+        /// which only AVX-512's 32 leave room for.
+        static let candidates: [Tile] = ISA.wideTile ? [.rows4channels3, .rows2channels8] : [.rows4channels3, .rows3channels4]
     }
 
     /// Whether the direct path should run this convolution: stride 1, padding smaller than
@@ -86,19 +81,14 @@ enum DirectConv2D {
                 outChannels: g.c, outHeight: g.h, outWidth: g.w, kh: g.kh, kw: g.kw)
     }
 
-    /// The tile with the least padded work for `outChannels × outHeight`; of equals, the one
-    /// with the most accumulators (fewer loads per multiply-add).
+    /// The tile with the least padded work for `outChannels × outHeight`.
     static func tile(for p: Problem) -> Tile {
         func work(_ t: Tile) -> Int {
             (p.outChannels + t.channels - 1) / t.channels * t.channels
                 * ((p.outHeight + t.rows - 1) / t.rows * t.rows)
         }
         var best = Tile.candidates[0]
-        for candidate in Tile.candidates.dropFirst()
-        where work(candidate) < work(best)
-            || (work(candidate) == work(best) && candidate.rows * candidate.channels > best.rows * best.channels) {
-            best = candidate
-        }
+        for candidate in Tile.candidates.dropFirst() where work(candidate) < work(best) { best = candidate }
         return best
     }
 
@@ -216,8 +206,6 @@ enum DirectConv2D {
                                     tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
                                 case .rows3channels4:
                                     tile3x4(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
-                                case .rows8channels3:
-                                    tile8x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
                                 }
                             }
                             if whole { continue }
@@ -625,6 +613,12 @@ enum DirectConv2D {
         sums[10] = a20.sum(); sums[11] = a21.sum(); sums[12] = a22.sum(); sums[13] = a23.sum(); sums[14] = a24.sum()
     }
 
+    /// Stores tile accumulator `a` of channel `c`, row `r` at `out + c·cs + r·rs`.
+    @inline(__always)
+    static func put(_ a: TileVector, _ out: UnsafeMutablePointer<Float>, _ c: Int, _ r: Int, _ cs: Int, _ rs: Int) {
+        UnsafeMutableRawPointer(out + c * cs + r * rs).storeBytes(of: a, as: TileVector.self)
+    }
+
     /// Accumulates a 4-row × 3-channel tile of 16 columns into `out[ch·outChannelStride +
     /// r·outRowStride ..< +16]` (the output itself, or a scratch of `[ch][r][16]`).
     /// `x` points at padded row `r = 0`, column 0 of the tile, channel 0; `w` is packed
@@ -662,83 +656,9 @@ enum DirectConv2D {
             }
         }
         let cs = outChannelStride, rs = outRowStride
-        UnsafeMutableRawPointer(out).storeBytes(of: a00, as: V.self)
-        UnsafeMutableRawPointer(out + rs).storeBytes(of: a01, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * rs).storeBytes(of: a02, as: V.self)
-        UnsafeMutableRawPointer(out + 3 * rs).storeBytes(of: a03, as: V.self)
-        UnsafeMutableRawPointer(out + cs).storeBytes(of: a10, as: V.self)
-        UnsafeMutableRawPointer(out + cs + rs).storeBytes(of: a11, as: V.self)
-        UnsafeMutableRawPointer(out + cs + 2 * rs).storeBytes(of: a12, as: V.self)
-        UnsafeMutableRawPointer(out + cs + 3 * rs).storeBytes(of: a13, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs).storeBytes(of: a20, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + rs).storeBytes(of: a21, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + 2 * rs).storeBytes(of: a22, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + 3 * rs).storeBytes(of: a23, as: V.self)
-    }
-
-    /// Accumulates an 8-row × 3-channel tile of 16 columns, stored as `tile4x3`'s; `w` is
-    /// packed `[ci][ky][kx][3]`. See `tile4x3`.
-    @inline(never)
-    static func tile8x3(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
-                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                        _ outChannelStride: Int, _ outRowStride: Int) {
-        typealias V = TileVector
-        var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V(), a05 = V(), a06 = V(), a07 = V()
-        var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V(), a15 = V(), a16 = V(), a17 = V()
-        var a20 = V(), a21 = V(), a22 = V(), a23 = V(), a24 = V(), a25 = V(), a26 = V(), a27 = V()
-        var pw = w
-        let step = rowStride * MemoryLayout<Float>.stride
-        for ci in 0..<channels {
-            for ky in 0..<kh {
-                let row = UnsafeRawPointer(x + ci * planeStride + ky * rowStride)
-                for kx in 0..<kw {
-                    let p = row + kx * MemoryLayout<Float>.stride
-                    let b0 = V(repeating: pw[0]), b1 = V(repeating: pw[1]), b2 = V(repeating: pw[2])
-                    let x0 = p.loadUnaligned(as: V.self)
-                    a00.addProduct(x0, b0); a10.addProduct(x0, b1); a20.addProduct(x0, b2)
-                    let x1 = p.loadUnaligned(fromByteOffset: step, as: V.self)
-                    a01.addProduct(x1, b0); a11.addProduct(x1, b1); a21.addProduct(x1, b2)
-                    let x2 = p.loadUnaligned(fromByteOffset: 2 * step, as: V.self)
-                    a02.addProduct(x2, b0); a12.addProduct(x2, b1); a22.addProduct(x2, b2)
-                    let x3 = p.loadUnaligned(fromByteOffset: 3 * step, as: V.self)
-                    a03.addProduct(x3, b0); a13.addProduct(x3, b1); a23.addProduct(x3, b2)
-                    let x4 = p.loadUnaligned(fromByteOffset: 4 * step, as: V.self)
-                    a04.addProduct(x4, b0); a14.addProduct(x4, b1); a24.addProduct(x4, b2)
-                    let x5 = p.loadUnaligned(fromByteOffset: 5 * step, as: V.self)
-                    a05.addProduct(x5, b0); a15.addProduct(x5, b1); a25.addProduct(x5, b2)
-                    let x6 = p.loadUnaligned(fromByteOffset: 6 * step, as: V.self)
-                    a06.addProduct(x6, b0); a16.addProduct(x6, b1); a26.addProduct(x6, b2)
-                    let x7 = p.loadUnaligned(fromByteOffset: 7 * step, as: V.self)
-                    a07.addProduct(x7, b0); a17.addProduct(x7, b1); a27.addProduct(x7, b2)
-                    pw += 3
-                }
-            }
-        }
-        let cs = outChannelStride, rs = outRowStride
-        UnsafeMutableRawPointer(out).storeBytes(of: a00, as: V.self)
-        UnsafeMutableRawPointer(out + rs).storeBytes(of: a01, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * rs).storeBytes(of: a02, as: V.self)
-        UnsafeMutableRawPointer(out + 3 * rs).storeBytes(of: a03, as: V.self)
-        UnsafeMutableRawPointer(out + 4 * rs).storeBytes(of: a04, as: V.self)
-        UnsafeMutableRawPointer(out + 5 * rs).storeBytes(of: a05, as: V.self)
-        UnsafeMutableRawPointer(out + 6 * rs).storeBytes(of: a06, as: V.self)
-        UnsafeMutableRawPointer(out + 7 * rs).storeBytes(of: a07, as: V.self)
-        UnsafeMutableRawPointer(out + cs).storeBytes(of: a10, as: V.self)
-        UnsafeMutableRawPointer(out + cs + rs).storeBytes(of: a11, as: V.self)
-        UnsafeMutableRawPointer(out + cs + 2 * rs).storeBytes(of: a12, as: V.self)
-        UnsafeMutableRawPointer(out + cs + 3 * rs).storeBytes(of: a13, as: V.self)
-        UnsafeMutableRawPointer(out + cs + 4 * rs).storeBytes(of: a14, as: V.self)
-        UnsafeMutableRawPointer(out + cs + 5 * rs).storeBytes(of: a15, as: V.self)
-        UnsafeMutableRawPointer(out + cs + 6 * rs).storeBytes(of: a16, as: V.self)
-        UnsafeMutableRawPointer(out + cs + 7 * rs).storeBytes(of: a17, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs).storeBytes(of: a20, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + rs).storeBytes(of: a21, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + 2 * rs).storeBytes(of: a22, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + 3 * rs).storeBytes(of: a23, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + 4 * rs).storeBytes(of: a24, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + 5 * rs).storeBytes(of: a25, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + 6 * rs).storeBytes(of: a26, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + 7 * rs).storeBytes(of: a27, as: V.self)
+        put(a00, out, 0, 0, cs, rs); put(a01, out, 0, 1, cs, rs); put(a02, out, 0, 2, cs, rs); put(a03, out, 0, 3, cs, rs)
+        put(a10, out, 1, 0, cs, rs); put(a11, out, 1, 1, cs, rs); put(a12, out, 1, 2, cs, rs); put(a13, out, 1, 3, cs, rs)
+        put(a20, out, 2, 0, cs, rs); put(a21, out, 2, 1, cs, rs); put(a22, out, 2, 2, cs, rs); put(a23, out, 2, 3, cs, rs)
     }
 
     /// Accumulates a 2-row × 8-channel tile of 16 columns, stored as `tile4x3`'s; `w` is
@@ -772,22 +692,10 @@ enum DirectConv2D {
             }
         }
         let cs = outChannelStride, rs = outRowStride
-        UnsafeMutableRawPointer(out).storeBytes(of: a00, as: V.self)
-        UnsafeMutableRawPointer(out + rs).storeBytes(of: a01, as: V.self)
-        UnsafeMutableRawPointer(out + cs).storeBytes(of: a10, as: V.self)
-        UnsafeMutableRawPointer(out + cs + rs).storeBytes(of: a11, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs).storeBytes(of: a20, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + rs).storeBytes(of: a21, as: V.self)
-        UnsafeMutableRawPointer(out + 3 * cs).storeBytes(of: a30, as: V.self)
-        UnsafeMutableRawPointer(out + 3 * cs + rs).storeBytes(of: a31, as: V.self)
-        UnsafeMutableRawPointer(out + 4 * cs).storeBytes(of: a40, as: V.self)
-        UnsafeMutableRawPointer(out + 4 * cs + rs).storeBytes(of: a41, as: V.self)
-        UnsafeMutableRawPointer(out + 5 * cs).storeBytes(of: a50, as: V.self)
-        UnsafeMutableRawPointer(out + 5 * cs + rs).storeBytes(of: a51, as: V.self)
-        UnsafeMutableRawPointer(out + 6 * cs).storeBytes(of: a60, as: V.self)
-        UnsafeMutableRawPointer(out + 6 * cs + rs).storeBytes(of: a61, as: V.self)
-        UnsafeMutableRawPointer(out + 7 * cs).storeBytes(of: a70, as: V.self)
-        UnsafeMutableRawPointer(out + 7 * cs + rs).storeBytes(of: a71, as: V.self)
+        put(a00, out, 0, 0, cs, rs); put(a01, out, 0, 1, cs, rs); put(a10, out, 1, 0, cs, rs); put(a11, out, 1, 1, cs, rs)
+        put(a20, out, 2, 0, cs, rs); put(a21, out, 2, 1, cs, rs); put(a30, out, 3, 0, cs, rs); put(a31, out, 3, 1, cs, rs)
+        put(a40, out, 4, 0, cs, rs); put(a41, out, 4, 1, cs, rs); put(a50, out, 5, 0, cs, rs); put(a51, out, 5, 1, cs, rs)
+        put(a60, out, 6, 0, cs, rs); put(a61, out, 6, 1, cs, rs); put(a70, out, 7, 0, cs, rs); put(a71, out, 7, 1, cs, rs)
     }
 
     /// Accumulates a 3-row × 4-channel tile of 16 columns, stored as `tile4x3`'s; `w` is
@@ -818,18 +726,9 @@ enum DirectConv2D {
             }
         }
         let cs = outChannelStride, rs = outRowStride
-        UnsafeMutableRawPointer(out).storeBytes(of: a00, as: V.self)
-        UnsafeMutableRawPointer(out + rs).storeBytes(of: a01, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * rs).storeBytes(of: a02, as: V.self)
-        UnsafeMutableRawPointer(out + cs).storeBytes(of: a10, as: V.self)
-        UnsafeMutableRawPointer(out + cs + rs).storeBytes(of: a11, as: V.self)
-        UnsafeMutableRawPointer(out + cs + 2 * rs).storeBytes(of: a12, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs).storeBytes(of: a20, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + rs).storeBytes(of: a21, as: V.self)
-        UnsafeMutableRawPointer(out + 2 * cs + 2 * rs).storeBytes(of: a22, as: V.self)
-        UnsafeMutableRawPointer(out + 3 * cs).storeBytes(of: a30, as: V.self)
-        UnsafeMutableRawPointer(out + 3 * cs + rs).storeBytes(of: a31, as: V.self)
-        UnsafeMutableRawPointer(out + 3 * cs + 2 * rs).storeBytes(of: a32, as: V.self)
+        put(a00, out, 0, 0, cs, rs); put(a01, out, 0, 1, cs, rs); put(a02, out, 0, 2, cs, rs); put(a10, out, 1, 0, cs, rs)
+        put(a11, out, 1, 1, cs, rs); put(a12, out, 1, 2, cs, rs); put(a20, out, 2, 0, cs, rs); put(a21, out, 2, 1, cs, rs)
+        put(a22, out, 2, 2, cs, rs); put(a30, out, 3, 0, cs, rs); put(a31, out, 3, 1, cs, rs); put(a32, out, 3, 2, cs, rs)
     }
 
     /// The batch is cut into this many image groups: a number from the geometry only.
