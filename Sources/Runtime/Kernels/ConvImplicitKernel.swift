@@ -49,11 +49,11 @@ extension Conv2DKernel {
         ///   and 4×4 layers stay faster in Winograd, 16–24 against 25–31 ms). With AVX2's 8-float
         ///   vectors Winograd stays ahead on that stage (2.80 against 3.06 ms).
         static func runs(_ g: Geometry, _ pass: Pass) -> Bool {
-            guard pass != .backwardFilter, !DirectConv2D.suits(g), suits(g, pass) else { return false }
+            guard pass != .backwardFilter, !DirectConv2D.suits(g) else { return false }
             if g.strideH == 1 && g.strideW == 1 {
-                return ISA.wideTile && Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128
+                return ISA.wideTile && Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128 && suits(g, pass)
             }
-            if Winograd.suits(g) { return false }
+            guard suits(g, pass) else { return false }
             if g.kh * g.kw == 1 { return ISA.wideTile && pass == .forward && g.outputPixels <= 64 }
             return true
         }
