@@ -22,11 +22,14 @@ struct BenchSettings {
     var convResNet20 = false
     /// `conv --layer TEXT`: only the layers whose name contains TEXT (e.g. `layer4`, `shortcut`).
     var convLayer: String?
+    /// `gemm --cold`: 64 MiB are written between timed calls, so A, B and C start outside the
+    /// caches, as a training step's products find them.
+    var coldCaches = false
 }
 
 func benchCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape", "--layer", "--contention"],
-                             flags: ["--json", "--no-peak"], command: "bench")
+                             flags: ["--json", "--no-peak", "--cold"], command: "bench")
     guard args.positionals.count == 1, benchWorkloads.contains(args.positionals[0]) else {
         throw KilnError.argument("bench: give one workload: \(benchWorkloads.joined(separator: ", "))")
     }
@@ -44,6 +47,10 @@ func benchCommand(_ words: [String]) throws {
         } else {
             settings.gemmShape = try parseGEMMShape(text)
         }
+    }
+    if args.flags.contains("--cold") {
+        guard settings.workload == "gemm" else { throw KilnError.argument("bench: --cold is for the gemm workload") }
+        settings.coldCaches = true
     }
     if let text = args.options["--layer"] {
         guard settings.workload == "conv" else { throw KilnError.argument("bench: --layer is for the conv workload") }
@@ -198,7 +205,20 @@ private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
     let firstCall = monotonicSeconds() - start
     for _ in 0..<warmUp { multiply() }
     var times: [Double] = []
-    for _ in 0..<repetitions {
+    // Written between timed calls with --cold: 64 MiB, more than this host's L2s and most L3 slices.
+    var evict = settings.coldCaches ? [Float](repeating: 0, count: 1 << 24) : []
+    for repetition in 0..<repetitions {
+        if settings.coldCaches {
+            // Written by the product's own threads, so no worker has parked meanwhile (a parked
+            // worker's wake-up would be timed too: this measures the caches alone).
+            evict.withUnsafeMutableBufferPointer { buffer in
+                let base = buffer.baseAddress!, count = buffer.count, threads = settings.threads
+                Parallel.forEach(chunks: threads, threads: threads) { part in
+                    let slice = count / threads
+                    (base + part * slice).update(repeating: Float(repetition), count: slice)
+                }
+            }
+        }
         start = monotonicSeconds()
         multiply()
         times.append(monotonicSeconds() - start)
@@ -209,7 +229,8 @@ private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
                        extra: [("median_gflops", rounded(flops / middle / 1e9, 2)), ("best_ms", rounded(best * 1e3, 3)),
                                ("median_ms", rounded(middle * 1e3, 3)), ("reps", repetitions),
                                ("first_call_ms", rounded(firstCall * 1e3, 3)), ("threads", settings.threads),
-                               ("shape", "\(m)x\(n)x\(k)" + (transposeA ? " A transposed" : "") + (transposeB ? " B transposed" : ""))]
+                               ("shape", "\(m)x\(n)x\(k)" + (transposeA ? " A transposed" : "") + (transposeB ? " B transposed" : "")),
+                               ("caches", settings.coldCaches ? "cold (64 MiB written between calls)" : "warm")]
                        + throughputFields(achievedGFLOPs: flops / best / 1e9, threads: settings.threads,
                                           measurePeak: settings.measurePeak))
 }

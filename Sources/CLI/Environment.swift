@@ -6,7 +6,8 @@ import Kiln
 ///
 /// - `KILN_THREADS`: the default of `--threads`.
 /// - `KILN_PROFILE=1`: time every kernel of every compiled program and print the costliest to
-///   standard error when the program is released (`RunOptions.profile`).
+///   standard error when the program is released (`RunOptions.profile`); `KILN_PROFILE=N`
+///   (N > 1) lists the N costliest instead of 12 (`RunOptions.profileLines`).
 /// - `KILN_WINOGRAD=0` (`kiln bench` only): 3×3 stride-1 convolutions skip Winograd and take
 ///   im2col + GEMM (`Conv2DKernel.winogradEnabled`), for before/after comparisons;
 ///   `KILN_WINOGRAD=2` or `4` forces F(2×2, 3×3) or F(4×4, 3×3) (`Conv2DKernel.winogradTile`).
@@ -27,6 +28,12 @@ enum Environment {
 
     /// Whether `KILN_PROFILE` asks for kernel timings.
     static var profile: Bool { variables["KILN_PROFILE"].map { !$0.isEmpty && $0 != "0" } ?? false }
+
+    /// The kernel groups a profile lists: `KILN_PROFILE` when it is an integer above 1, else 12.
+    static var profileLines: Int {
+        guard let text = variables["KILN_PROFILE"], let n = Int(text), n > 1 else { return 12 }
+        return Swift.min(n, 10_000)
+    }
 
     /// A Winograd switch (`KILN_WINOGRAD`, `KILN_WINOGRAD_FILTER`): `0` turns the path off, `2` or
     /// `4` forces that tile; anything else (or unset) leaves it on, its tile chosen per shape (0).

@@ -26,7 +26,7 @@ commands:
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json] [--why A B]
   selftest [--networks N] [--seed S] [--threads T] [--runs R]   random user-style networks, compiled vs the interpreter
   bench peak|gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train [--threads N] [--jsonl FILE] [--seed S] [--json]
-              [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak] [--contention N]   the peers' workloads (bench/README.md);
+              [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak] [--cold] [--contention N]   the peers' workloads (bench/README.md);
               --contention N runs it quiet, then beside N spinning processes, and reports both and the ratio
   fuzz [--cases N] [--seed S] [--formats csv,safetensors,idx,flags] [--memory-mb M] [--timeout S] [--keep DIR]
               a seeded mutation fuzzer: runs kiln on mutated files and flag values under memory and time caps
@@ -60,6 +60,7 @@ func runCommand(_ words: [String]) throws {
     }
 }
 
+RunOptions.profileLines = Environment.profileLines
 do {
     try runCommand(Array(CommandLine.arguments.dropFirst()))
 } catch {

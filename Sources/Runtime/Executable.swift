@@ -85,7 +85,7 @@ public final class Executable {
 
     deinit {
         if runOptions.profile && profiler.steps > 0 {
-            FileHandle.standardError.write((profiler.report(program) + "\n").data(using: .utf8)!)
+            FileHandle.standardError.write((profiler.report(program, top: RunOptions.profileLines) + "\n").data(using: .utf8)!)
         }
     }
 
@@ -205,5 +205,5 @@ public final class Executable {
     public var kernelSeconds: [Double] { profiler.groupSeconds }
 
     /// The kernel groups that took the most time over the steps run while profiling.
-    public var profileReport: String { profiler.report(program) }
+    public var profileReport: String { profiler.report(program, top: RunOptions.profileLines) }
 }

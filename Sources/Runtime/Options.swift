@@ -58,6 +58,10 @@ public struct RunOptions: Sendable, Hashable {
     /// `CompileOptions.checkNumerics` to have every node stored.
     public var checkNumerics: Bool
 
+    /// Kernel groups the profile report lists (the costliest first), for every executable in
+    /// the process: 12 unless set (`KILN_PROFILE=N` sets it for the command-line tool).
+    nonisolated(unsafe) public static var profileLines = 12
+
     public init(profile: Bool = false, checkNumerics: Bool = false) {
         self.profile = profile
         self.checkNumerics = checkNumerics

@@ -130,6 +130,14 @@ enum Transcendental {
     @inline(never)
     static func map<F: Function>(_ f: F.Type, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
         var i = 0
+        // Two vectors an iteration: each function is one long dependency chain, and two
+        // side by side keep more of the out-of-order window busy.
+        while i + 2 * V.scalarCount <= count {
+            let a = F.apply(Lanes.load(x, i)), b = F.apply(Lanes.load(x, i + V.scalarCount))
+            Lanes.store(a, y, i)
+            Lanes.store(b, y, i + V.scalarCount)
+            i += 2 * V.scalarCount
+        }
         while i + V.scalarCount <= count { Lanes.store(F.apply(Lanes.load(x, i)), y, i); i += V.scalarCount }
         if i < count { Lanes.storeTail(F.apply(Lanes.loadTail(x, i, count)), y, i, count) }
     }

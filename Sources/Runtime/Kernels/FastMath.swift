@@ -14,6 +14,16 @@ public enum FastMath {
     @usableFromInline static let ln2Low: Float = 1.428_606_765_330_187e-06     // ln 2 − ln2High
     @usableFromInline static let log2e: Float = 1.442_695_040_888_963_4
 
+    /// p·x + c, one fused multiply-add where the ISA has one (`multiplyAdd`): a polynomial's
+    /// Horner steps form one chain, and a fused step halves its latency, which bounds these loops
+    /// (the VAE's softplus ran at ~7 cycles a float on AVX2 with separate multiplies and adds).
+    @_transparent
+    public static func horner(_ p: V, _ x: V, _ c: Float) -> V {
+        var result = V(repeating: c)
+        multiplyAdd(&result, p, x)
+        return result
+    }
+
     /// eˣ for every lane; +inf above 88.72, 0 below −103.97, NaN stays NaN.
     ///
     /// Only lane-wise float and integer arithmetic and bit casts: the standard library's
@@ -30,13 +40,13 @@ public enum FastMath {
         let r = (clamped - n * ln2High) - n * ln2Low
         // 1 + r + r²/2! + … + r⁷/7!, in Horner form.
         var p = V(repeating: 1.0 / 5040)
-        p = p * r + 1.0 / 720
-        p = p * r + 1.0 / 120
-        p = p * r + 1.0 / 24
-        p = p * r + 1.0 / 6
-        p = p * r + 0.5
-        p = p * r + 1
-        p = p * r + 1
+        p = horner(p, r, 1.0 / 720)
+        p = horner(p, r, 1.0 / 120)
+        p = horner(p, r, 1.0 / 24)
+        p = horner(p, r, 1.0 / 6)
+        p = horner(p, r, 0.5)
+        p = horner(p, r, 1)
+        p = horner(p, r, 1)
         // n as an integer: the bit difference from the magic number. 2ⁿ = 2^(n/2) · 2^(n − n/2),
         // each factor a normal float even when 2ⁿ is subnormal.
         let ni = unsafeBitCast(bitPattern(shifted) &- bitPattern(V(repeating: magic)), to: ISA.IntVector.self)
@@ -61,13 +71,13 @@ public enum FastMath {
     public static func expm1(_ x: V) -> V {
         // |x| < ln2/2: the Taylor series without the leading 1 (to x⁹/9!: remainder < 3e-10 relative).
         var p = V(repeating: 1.0 / 362_880)
-        p = p * x + 1.0 / 40320
-        p = p * x + 1.0 / 5040
-        p = p * x + 1.0 / 720
-        p = p * x + 1.0 / 120
-        p = p * x + 1.0 / 24
-        p = p * x + 1.0 / 6
-        p = p * x + 0.5
+        p = horner(p, x, 1.0 / 40320)
+        p = horner(p, x, 1.0 / 5040)
+        p = horner(p, x, 1.0 / 720)
+        p = horner(p, x, 1.0 / 120)
+        p = horner(p, x, 1.0 / 24)
+        p = horner(p, x, 1.0 / 6)
+        p = horner(p, x, 0.5)
         let small = (p * x) * x + x
         let large = exp(x) - 1
         return small.replacing(with: large, where: abs(x) .> 0.346_573_6)
@@ -91,11 +101,11 @@ public enum FastMath {
         let s = (m - 1) / (m + 1)
         let s2 = s * s
         var p = V(repeating: 2.0 / 11)
-        p = p * s2 + 2.0 / 9
-        p = p * s2 + 2.0 / 7
-        p = p * s2 + 2.0 / 5
-        p = p * s2 + 2.0 / 3
-        p = p * s2 + 2
+        p = horner(p, s2, 2.0 / 9)
+        p = horner(p, s2, 2.0 / 7)
+        p = horner(p, s2, 2.0 / 5)
+        p = horner(p, s2, 2.0 / 3)
+        p = horner(p, s2, 2)
         var result = (p * s + exponent * ln2Low) + exponent * ln2High
         result.replace(with: V(repeating: -.infinity), where: x .== 0)
         result.replace(with: V(repeating: .nan), where: x .< 0)
@@ -135,13 +145,13 @@ public enum FastMath {
         let s = e / (2 + e)
         let s2 = s * s
         var p = V(repeating: 1.0 / 15)
-        p = p * s2 + 1.0 / 13
-        p = p * s2 + 1.0 / 11
-        p = p * s2 + 1.0 / 9
-        p = p * s2 + 1.0 / 7
-        p = p * s2 + 1.0 / 5
-        p = p * s2 + 1.0 / 3
-        p = p * s2 + 1
+        p = horner(p, s2, 1.0 / 13)
+        p = horner(p, s2, 1.0 / 11)
+        p = horner(p, s2, 1.0 / 9)
+        p = horner(p, s2, 1.0 / 7)
+        p = horner(p, s2, 1.0 / 5)
+        p = horner(p, s2, 1.0 / 3)
+        p = horner(p, s2, 1)
         return (2 * s) * p + x.replacing(with: V(repeating: 0), where: x .< 0)
     }
 
