@@ -51,6 +51,8 @@ private let sizes: [(Int, Int, Int)] = [
     // B in place (m ≤ 64, ragged last panel) and packed.
     (16, 200, 784), (16, 784, 200), (200, 784, 16), (16, 10, 200), (64, 120, 400), (64, 84, 120),
     (128, 20, 400), (7, 13, 97), (13, 33, 65), (33, 7, 1000), (1, 1, 64), (61, 37, 129),
+    // B's rows 256 floats wide but n + 5 apart: read in place (the stride spreads over L1), two depth blocks.
+    (128, 256, 300),
 ]
 private let variants: [(Bool, Bool)] = [(false, false), (false, true), (true, false), (true, true)]
 
@@ -153,6 +155,22 @@ func sgemmPathChoice() {
     // Rows 4 KiB apart would crowd B's column panel into a few L1 sets: packed.
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 1024, k: 784) == .packed(directB: false))
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 129, n: 400, k: 784) == .packed(directB: false))
+}
+
+@Test("B's row stride decides whether it is read in place, and a shape's workspace has room for either")
+func sgemmPathFollowsRowStride() {
+    // A convolution's 256-pixel column matrix: rows 1 KiB apart crowd L1 (packed); widened by
+    // 16 floats (`Conv2DKernel.columnStride`) they are read in place.
+    #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 256, k: 64) == .packed(directB: false))
+    #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 256, k: 64, ldb: 272) == .packed(directB: true))
+    #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 400, k: 64, ldb: 1024) == .packed(directB: false))
+    for (m, n, k) in [(128, 256, 64), (128, 1024, 784), (64, 512, 300), (128, 400, 784), (7, 16, 5)] {
+        let room = GEMM.workspaceFloats(transposeA: false, transposeB: false, m: m, n: n, k: k)
+        for directB in [false, true] {
+            let needed = GEMM.packedFloats(transposeA: false, directB: directB, m: m, n: n, k: k)
+            #expect(room.a >= needed.a && room.b >= needed.b, "m=\(m) n=\(n) k=\(k) directB=\(directB)")
+        }
+    }
 }
 
 @Test("depth blocks cover k in order with near-equal sizes of at most kc")

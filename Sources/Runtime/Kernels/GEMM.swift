@@ -72,7 +72,8 @@ public enum GEMM {
         return a <= 32
     }
 
-    /// Which algorithm runs a shape; a function of the shape alone, never of the thread count.
+    /// Which algorithm runs a shape; a function of the shape (and B's row stride), never of the
+    /// thread count.
     enum Path: Equatable {
         /// Pack A and B (B in place when `directB`), then the ISA's `mr × nr` micro-kernel.
         case packed(directB: Bool)
@@ -83,13 +84,18 @@ public enum GEMM {
         case swapped
     }
 
-    static func path(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) -> Path {
+    /// `ldb`: B's row stride when known (`sgemm` passes it), else n. B is read in place only when
+    /// its rows spread over L1's sets: it is the stride that crowds them, so a caller that widens
+    /// the rows of a B it builds (the convolutions' column matrices, `Conv2DKernel.columnStride`)
+    /// gets B read in place (ResNet-18's stride-2 shortcuts: B's 256-float rows had been packed
+    /// again after im2col).
+    static func path(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, ldb: Int? = nil) -> Path {
         if !transposeA && transposeB && m <= dotMaxM && k >= dotMinK
             && (n < dotMaxSwappedN || m * n * k >= parallelThreshold) { return .dot }
         if !transposeA && transposeB && m <= swapMaxM && n >= mr { return .swapped }
         // B narrower than one panel is packed whole anyway: reading it in place would only force
         // A to be packed too (128×20×400 on AVX-512, alternating runs: 55 → 95 GFLOP/s on 1 thread, 67 → 86 on 2).
-        return .packed(directB: !transposeB && m <= directBMaxM && n >= nr && spreadsOverL1(rowFloats: n))
+        return .packed(directB: !transposeB && m <= directBMaxM && n >= nr && spreadsOverL1(rowFloats: ldb ?? n))
     }
 
     /// Packing buffers for one GEMM shape, allocated once so repeated calls allocate nothing.
@@ -151,7 +157,11 @@ public enum GEMM {
         case .swapped:
             return packedFloats(transposeA: false, directB: false, m: n, n: m, k: k)
         case let .packed(directB):
-            return packedFloats(transposeA: transposeA, directB: directB, m: m, n: n, k: k)
+            let chosen = packedFloats(transposeA: transposeA, directB: directB, m: m, n: n, k: k)
+            // Whether B is read in place also depends on its row stride (`path`): room for either.
+            guard !transposeB && m <= directBMaxM && n >= nr else { return chosen }
+            let other = packedFloats(transposeA: transposeA, directB: !directB, m: m, n: n, k: k)
+            return (Swift.max(chosen.a, other.a), Swift.max(chosen.b, other.b))
         }
     }
 
@@ -191,7 +201,7 @@ public enum GEMM {
         }
         let threads = m * n * k >= parallelThreshold ? threads : 1
         let source = Operands(a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB)
-        let path = path(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
+        let path = path(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, ldb: ldb)
         if path == .dot {
             DotKernel.run(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
                           accumulate: accumulate, threads: threads)
