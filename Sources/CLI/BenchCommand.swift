@@ -186,19 +186,20 @@ private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
             return Float((-2 * Foundation.log(u1)).squareRoot() * cos(2 * Double.pi * u2))
         }
     }
-    let a = normals(m * k), b = normals(k * n)
-    var c = [Float](repeating: 0, count: m * n)
+    // Operands aligned to a cache line, as Kiln's arena and parameters are (a Swift array's
+    // elements start 16 or 48 bytes into a line, where rows read in place span a line more).
+    func aligned(_ values: [Float]) -> UnsafeMutablePointer<Float> {
+        let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(values.count, 1) * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(values.count, 1))
+        pointer.initialize(from: values, count: values.count)
+        return pointer
+    }
+    let a = aligned(normals(m * k)), b = aligned(normals(k * n)), c = aligned([Float](repeating: 0, count: m * n))
+    defer { a.deallocate(); b.deallocate(); c.deallocate() }
     let workspace = GEMM.Workspace(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
     func multiply() {
-        a.withUnsafeBufferPointer { a in
-            b.withUnsafeBufferPointer { b in
-                c.withUnsafeMutableBufferPointer { c in
-                    GEMM.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a.baseAddress!,
-                               lda: transposeA ? m : k, b: b.baseAddress!, ldb: transposeB ? k : n, c: c.baseAddress!, ldc: n,
-                               accumulate: false, threads: settings.threads, workspace: workspace)
-                }
-            }
-        }
+        GEMM.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: transposeA ? m : k,
+                   b: b, ldb: transposeB ? k : n, c: c, ldc: n, accumulate: false, threads: settings.threads, workspace: workspace)
     }
     var start = monotonicSeconds()
     multiply()

@@ -166,7 +166,8 @@ final class FusedElementwise {
         // the thread count), each with its own accumulator, added in part order at the end.
         sinkParts = !reductions.isEmpty && rows.rowCount * rows.inner >= 65536 ? 8 : 1
         // One scratch block per chunk `run` can use (never more than the elements allow, whatever the thread count).
-        scratch = .allocate(capacity: scratchPerThread * Swift.max(1, Swift.min(threads, rows.rowCount * rows.inner / 8192), sinkParts))
+        // Aligned to a cache line, like the arena: each thread's rows are whole lines of its own.
+        scratch = GEMM.allocateFloats(scratchPerThread * Swift.max(1, Swift.min(threads, rows.rowCount * rows.inner / 8192), sinkParts))
         var sinkList: [Sink] = []
         for reduction in reductions {
             guard case let .reduce(function, axes, _) = graph.nodes[reduction.root].op else { continue }
