@@ -179,22 +179,24 @@ private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
     let warmUp = 3, repetitions = max(20, min(2000, Int(2e10 / flops)))
     // Normal entries by Box–Muller on numpy's PCG64 (the values do not matter for the timing, only the scale).
     var generator = NumpyGenerator(seed: [settings.seed, 7])
-    func normals(_ count: Int) -> [Float] {
-        (0..<count).map { _ in
+    // Operands aligned to a cache line, as Kiln's arena and parameters are (a Swift array's
+    // elements start 16 or 48 bytes into a line, where rows read in place span a line more),
+    // and filled in place: no temporary array adds to the peak RSS the record reports.
+    func normals(_ count: Int, zero: Bool = false) -> UnsafeMutablePointer<Float> {
+        let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
+        if zero {
+            pointer.initialize(repeating: 0, count: count)
+            return pointer
+        }
+        for i in 0..<count {
             let u1 = (Double(generator.bitGenerator.next64() >> 11) + 0.5) / 9_007_199_254_740_992  // in (0, 1)
             let u2 = Double(generator.bitGenerator.next64() >> 11) / 9_007_199_254_740_992
-            return Float((-2 * Foundation.log(u1)).squareRoot() * cos(2 * Double.pi * u2))
+            pointer[i] = Float((-2 * Foundation.log(u1)).squareRoot() * cos(2 * Double.pi * u2))
         }
-    }
-    // Operands aligned to a cache line, as Kiln's arena and parameters are (a Swift array's
-    // elements start 16 or 48 bytes into a line, where rows read in place span a line more).
-    func aligned(_ values: [Float]) -> UnsafeMutablePointer<Float> {
-        let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(values.count, 1) * 4, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(values.count, 1))
-        pointer.initialize(from: values, count: values.count)
         return pointer
     }
-    let a = aligned(normals(m * k)), b = aligned(normals(k * n)), c = aligned([Float](repeating: 0, count: m * n))
+    let a = normals(m * k), b = normals(k * n), c = normals(m * n, zero: true)
     defer { a.deallocate(); b.deallocate(); c.deallocate() }
     let workspace = GEMM.Workspace(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
     func multiply() {
