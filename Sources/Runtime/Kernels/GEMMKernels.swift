@@ -460,6 +460,15 @@ extension GEMM.Operands {
                     UnsafeMutableRawPointer(dst + p * mr).storeBytes(
                         of: UnsafeRawPointer(a + (pc + p) * lda + i0).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
                 }
+            } else if rows == mr && mr == 6 {
+                // The narrow tile's 6 rows as 4 + 2 floats a depth (element by element, packing Aᵀ
+                // took as long as the multiply in the VAE's 400×20×128 filter gradients on AVX2).
+                for p in 0..<kc {
+                    let src = UnsafeRawPointer(a + (pc + p) * lda + i0), out = UnsafeMutableRawPointer(dst + p * 6)
+                    out.storeBytes(of: src.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
+                    out.storeBytes(of: src.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16,
+                                   as: SIMD2<Float>.self)
+                }
             } else {
                 for p in 0..<kc {
                     let src = a + (pc + p) * lda + i0
