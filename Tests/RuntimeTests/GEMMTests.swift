@@ -149,6 +149,9 @@ func sgemmPathChoice() {
     // Small k leaves inner products for Cᵀ = B·Aᵀ; a large m packs B.
     #expect(GEMM.path(transposeA: false, transposeB: true, m: 16, n: 200, k: 20) == .swapped)
     #expect(GEMM.path(transposeA: false, transposeB: true, m: 129, n: 400, k: 784) == .packed(directB: false))
+    // A short k and a large m: too few multiply-adds a tile for the swapped product's transposed stores.
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 128, n: 400, k: 20) == .packed(directB: false))
+    #expect(GEMM.path(transposeA: false, transposeB: true, m: 128, n: 400, k: 32) == .swapped)
     // The VAE at batch 128: B in place (its rows spread over L1); A·Bᵀ as Cᵀ = B·Aᵀ.
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 400, k: 784) == .packed(directB: true))
     #expect(GEMM.path(transposeA: false, transposeB: true, m: 128, n: 400, k: 784) == .swapped)

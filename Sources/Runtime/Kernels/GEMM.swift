@@ -52,6 +52,13 @@ public enum GEMM {
     /// Up to this m, A·Bᵀ runs as Cᵀ = B·Aᵀ (`Path.swapped`), packing the smaller operand.
     static let swapMaxM = 128
 
+    /// A·Bᵀ with k below `swapMinK` and m from `unswappedMinM` on packs Bᵀ instead of swapping:
+    /// a short k leaves each swapped tile few multiply-adds for its transposed store (median
+    /// GFLOP/s, unswapped against swapped, 2 threads: 128×400×20 AVX2 85 against 60, AVX-512 136
+    /// against 100; 64×400×20 63 against 48 and 117 against 88; at k = 48 swapping won again,
+    /// 118 against 103 on AVX2, and at m = 16 it won at k = 20, 40–65 against 42–49).
+    static let swapMinK = 32, unswappedMinM = 64
+
     /// Up to this m, A·Bᵀ runs the inner-product kernel instead of packing Bᵀ (measured: at
     /// m = 64 packing already wins, even for k = 784).
     static let dotMaxM = 32
@@ -92,7 +99,7 @@ public enum GEMM {
     static func path(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, ldb: Int? = nil) -> Path {
         if !transposeA && transposeB && m <= dotMaxM && k >= dotMinK
             && (n < dotMaxSwappedN || m * n * k >= parallelThreshold) { return .dot }
-        if !transposeA && transposeB && m <= swapMaxM && n >= mr { return .swapped }
+        if !transposeA && transposeB && m <= swapMaxM && n >= mr && (k >= swapMinK || m < unswappedMinM) { return .swapped }
         // B narrower than one panel is packed whole anyway: reading it in place would only force
         // A to be packed too (128×20×400 on AVX-512, alternating runs: 55 → 95 GFLOP/s on 1 thread, 67 → 86 on 2).
         return .packed(directB: !transposeB && m <= directBMaxM && n >= nr && spreadsOverL1(rowFloats: ldb ?? n))
