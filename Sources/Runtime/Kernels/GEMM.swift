@@ -56,7 +56,7 @@ public enum GEMM {
     /// a short k leaves each swapped tile few multiply-adds for its transposed store (median
     /// GFLOP/s, unswapped against swapped, 2 threads: 128×400×20 AVX2 85 against 60, AVX-512 136
     /// against 100; 64×400×20 63 against 48 and 117 against 88; at k = 48 swapping won again,
-    /// 118 against 103 on AVX2, and at m = 16 it won at k = 20, 40–65 against 42–49).
+    /// 118 against 103 on AVX2, and at m = 16, k = 20 in 6 of 8 runs over both ISAs and 1–2 threads).
     static let swapMinK = 32, unswappedMinM = 64
 
     /// Up to this m, A·Bᵀ runs the inner-product kernel instead of packing Bᵀ (measured: at
