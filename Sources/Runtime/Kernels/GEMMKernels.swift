@@ -200,21 +200,10 @@ extension GEMM {
         static func storeTransposed(_ t: Tile, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int,
                                     _ addToC: Bool) {
             if rows == mr {
-                var low = (t.0, t.2, t.4, t.6, t.8, t.10, t.12, t.14)
-                var high = (t.1, t.3, t.5, t.7, t.9, t.11, t.13, t.15)
-                for _ in 0..<4 {
-                    Transpose.round8(&low)
-                    Transpose.round8(&high)
-                }
-                // Now column j of the tile is 8 floats at j·8 of (low, high), read in order.
-                var columns = (low, high)
-                withUnsafeBytes(of: &columns) { bytes in
-                    for j in 0..<width {
-                        let value = bytes.loadUnaligned(fromByteOffset: j * 8 * MemoryLayout<Float>.stride, as: SIMD8<Float>.self)
-                        let raw = UnsafeMutableRawPointer(c + j * ldc)
-                        raw.storeBytes(of: addToC ? raw.loadUnaligned(as: SIMD8<Float>.self) + value : value,
-                                       as: SIMD8<Float>.self)
-                    }
+                Transpose.columns((t.0, t.2, t.4, t.6, t.8, t.10, t.12, t.14), (t.1, t.3, t.5, t.7, t.9, t.11, t.13, t.15),
+                                  width: width) { j, value in
+                    let raw = UnsafeMutableRawPointer(c + j * ldc)
+                    raw.storeBytes(of: addToC ? raw.loadUnaligned(as: SIMD8<Float>.self) + value : value, as: SIMD8<Float>.self)
                 }
                 return
             }
@@ -522,7 +511,7 @@ extension GEMM.Operands {
                     // took 3.9 % of 128×400×784 with B in place on AVX2, 1 thread; now 2.7 %).
                     let zero = SIMD8<Float>()
                     var rows8 = (v0, v1, v2, v3, v4, v5, zero, zero)
-                    GEMM.NarrowKernel.round8(&rows8); GEMM.NarrowKernel.round8(&rows8); GEMM.NarrowKernel.round8(&rows8)
+                    GEMM.Transpose.round8(&rows8); GEMM.Transpose.round8(&rows8); GEMM.Transpose.round8(&rows8)
                     let out = UnsafeMutableRawPointer(dst + p0 * 6)
                     withUnsafeBytes(of: &rows8) { bytes in
                         for q in 0..<8 {
@@ -621,21 +610,47 @@ extension GEMM {
         /// Lane by lane on purpose: LLVM turns the loop into two-source permutes, while the
         /// standard library's `SIMD32.evenHalf` stayed an out-of-line call in the packing loops
         /// (its vectors passed in 128-bit pieces), a fifth of a small product's time.
+        /// Generic over the vector's width: with 8 floats, three rounds of `round8` transpose
+        /// 8 vectors (the narrow tile's transposed stores and its packing of A).
         @inline(__always)
-        static func unzip(_ a: V, _ b: V) -> (V, V) {
-            var even = V(), odd = V()
-            for i in 0..<8 {
+        static func unzip<S: SIMD>(_ a: S, _ b: S) -> (S, S) where S.Scalar == Float {
+            let half = S.scalarCount / 2
+            var even = S(), odd = S()
+            for i in 0..<half {
                 even[i] = a[2 * i]; odd[i] = a[2 * i + 1]
-                even[i + 8] = b[2 * i]; odd[i + 8] = b[2 * i + 1]
+                even[i + half] = b[2 * i]; odd[i + half] = b[2 * i + 1]
             }
             return (even, odd)
         }
 
         @inline(__always)
-        static func round8(_ v: inout (V, V, V, V, V, V, V, V)) {
+        static func round8<S: SIMD>(_ v: inout (S, S, S, S, S, S, S, S)) where S.Scalar == Float {
             let (e0, o0) = unzip(v.0, v.1), (e1, o1) = unzip(v.2, v.3)
             let (e2, o2) = unzip(v.4, v.5), (e3, o3) = unzip(v.6, v.7)
             v = (e0, e1, e2, e3, o0, o1, o2, o3)
+        }
+
+        /// The columns of a tile of 8 rows held as two halves of 8 vectors each (`low` the first
+        /// half of every row's lanes): the halves are transposed in registers (`round8`, as many
+        /// rounds as a vector has lane bits) and `store(j, column)` gets column j's 8 floats, for
+        /// j < `width`.
+        @inline(__always)
+        static func columns<S: SIMD>(_ low: (S, S, S, S, S, S, S, S), _ high: (S, S, S, S, S, S, S, S), width: Int,
+                                     _ store: (Int, SIMD8<Float>) -> Void) where S.Scalar == Float {
+            var low = low, high = high
+            var lanes = S.scalarCount
+            while lanes > 1 {
+                round8(&low)
+                round8(&high)
+                lanes /= 2
+            }
+            // Now column j is 8 floats at j·8 of (low, high), read in order.
+            var columns = (low, high)
+            withUnsafeBytes(of: &columns) { bytes in
+                for j in 0..<width {
+                    store(j, bytes.loadUnaligned(fromByteOffset: j * 8 * MemoryLayout<Float>.stride, as: SIMD8<Float>.self))
+                }
+            }
         }
 
         @inline(__always)

@@ -157,50 +157,22 @@ extension GEMM {
 
         /// The transpose of a tile with all 6 rows valid: column j (6 floats) to `c + j·ldc`, for
         /// j < `width`. Each 8-column half, padded with two zero rows, is transposed in registers
-        /// (three rounds of `unzip`), then stored 4 + 2 floats a column (the swapped product's
+        /// (`Transpose.columns`), then stored 4 + 2 floats a column (the swapped product's
         /// tiles: element by element, `storeEdge` took 8 % of 128×784×400 with Bᵀ on AVX2). The
         /// additions are `storeEdge`'s, so the bits are too.
         @inline(never)
         static func storeTransposed(_ t: Tile, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ width: Int, _ addToC: Bool) {
             let zero = H()
-            var low = (t.0.lowHalf, t.1.lowHalf, t.2.lowHalf, t.3.lowHalf, t.4.lowHalf, t.5.lowHalf, zero, zero)
-            var high = (t.0.highHalf, t.1.highHalf, t.2.highHalf, t.3.highHalf, t.4.highHalf, t.5.highHalf, zero, zero)
-            for _ in 0..<3 {
-                round8(&low)
-                round8(&high)
+            Transpose.columns((t.0.lowHalf, t.1.lowHalf, t.2.lowHalf, t.3.lowHalf, t.4.lowHalf, t.5.lowHalf, zero, zero),
+                              (t.0.highHalf, t.1.highHalf, t.2.highHalf, t.3.highHalf, t.4.highHalf, t.5.highHalf, zero, zero),
+                              width: width) { j, column in
+                // Column j: 6 rows and 2 zeros.
+                let four = column.lowHalf, two = column.highHalf.lowHalf
+                let raw = UnsafeMutableRawPointer(c + j * ldc)
+                raw.storeBytes(of: addToC ? raw.loadUnaligned(as: SIMD4<Float>.self) + four : four, as: SIMD4<Float>.self)
+                let rest = raw + 4 * MemoryLayout<Float>.stride
+                rest.storeBytes(of: addToC ? rest.loadUnaligned(as: SIMD2<Float>.self) + two : two, as: SIMD2<Float>.self)
             }
-            // Now column j of the tile is 8 floats (6 rows and 2 zeros) at j·8 of (low, high).
-            var columns = (low, high)
-            withUnsafeBytes(of: &columns) { bytes in
-                for j in 0..<width {
-                    let column = bytes.loadUnaligned(fromByteOffset: j * 8 * MemoryLayout<Float>.stride, as: H.self)
-                    let four = column.lowHalf, two = column.highHalf.lowHalf
-                    let raw = UnsafeMutableRawPointer(c + j * ldc)
-                    raw.storeBytes(of: addToC ? raw.loadUnaligned(as: SIMD4<Float>.self) + four : four, as: SIMD4<Float>.self)
-                    let rest = raw + 4 * MemoryLayout<Float>.stride
-                    rest.storeBytes(of: addToC ? rest.loadUnaligned(as: SIMD2<Float>.self) + two : two, as: SIMD2<Float>.self)
-                }
-            }
-        }
-
-        /// Even lanes of a and b (a's first), then their odd lanes; lane by lane, which LLVM turns
-        /// into permutes (`Transpose.unzip` for 8-float vectors).
-        @inline(__always)
-        static func unzip(_ a: H, _ b: H) -> (H, H) {
-            var even = H(), odd = H()
-            for i in 0..<4 {
-                even[i] = a[2 * i]; odd[i] = a[2 * i + 1]
-                even[i + 4] = b[2 * i]; odd[i + 4] = b[2 * i + 1]
-            }
-            return (even, odd)
-        }
-
-        /// One perfect-shuffle round over 8 vectors of 8: three transpose them.
-        @inline(__always)
-        static func round8(_ v: inout (H, H, H, H, H, H, H, H)) {
-            let (e0, o0) = unzip(v.0, v.1), (e1, o1) = unzip(v.2, v.3)
-            let (e2, o2) = unzip(v.4, v.5), (e3, o3) = unzip(v.6, v.7)
-            v = (e0, e1, e2, e3, o0, o1, o2, o3)
         }
 
         @inline(__always)
