@@ -328,6 +328,52 @@ func filterKernelMatchesNaive() {
     #expect(!Conv2DKernel.FilterKernel.runs(.init(n: 128, c: 64, h: 32, w: 32, o: 128, kh: 1, kw: 1)))
 }
 
+@Test("pixel-vector backward filter (a stem's few input channels) matches naive loops and gives the same bits on 1, 2 and 3 threads, in both group orders")
+func pixelFilterKernelMatchesNaive() {
+    let cases: [Conv2DKernel.Geometry] = [
+        .init(n: 2, c: 3, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1),    // ResNet-18's stem, K = 27
+        .init(n: 17, c: 3, h: 16, w: 16, o: 16, kh: 3, kw: 3, padH: 1, padW: 1),   // ResNet-20's stem; groups of 3, last of 2
+        .init(n: 3, c: 1, h: 5, w: 32, o: 7, kh: 3, kw: 3, padH: 1, padW: 1),      // odd o: last tile ragged; 3 K rows
+        .init(n: 2, c: 2, h: 9, w: 18, o: 5, kh: 5, kw: 3),                        // unpadded, kh = 5: K = 30, 10 K rows
+        .init(n: 3, c: 4, h: 6, w: 16, o: 11, kh: 1, kw: 3, padH: 0, padW: 1),     // kh = 1: 4 K rows
+        .init(n: 2, c: 3, h: 4, w: 32, o: 20, kh: 3, kw: 3, padH: 2, padW: 1),     // rows of padding only
+    ]
+    for g in cases {
+        #expect(Conv2DKernel.PixelFilterKernel.suits(g), "\(g)")
+        guard Conv2DKernel.PixelFilterKernel.suits(g) else { continue }
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 21)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 22)
+        let wCount = g.o * g.c * g.kh * g.kw
+        var dw = [Double](repeating: 0, count: wCount), magnitude = dw
+        forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
+            let tap = wIndex(g, o, c, ky, kx), product = Double(dy[yIndex(g, n, o, oy, ox)]) * Double(x[input])
+            dw[tap] += product
+            magnitude[tap] += abs(product)
+        }
+        // Partitions of the groups (the default bound) and group after group (threads split channels).
+        for maxPartials in [Conv2DKernel.maxPartialFloats, 0] {
+            func gradient(_ threads: Int) -> [Float] {
+                run([x, dy], outputCount: wCount) {
+                    Conv2DKernel.PixelFilterKernel.run(g, x: $0[0], dy: $0[1], dw: $1, threads: threads, maxPartials: maxPartials)
+                }
+            }
+            let one = gradient(1)
+            #expect(worstError(one, dw, magnitude) <= 1, "\(g) maxPartials=\(maxPartials)")
+            #expect(one.map(\.bitPattern) == gradient(2).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
+            #expect(one.map(\.bitPattern) == gradient(3).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
+        }
+    }
+    // The dispatch: the stems run here; many input channels, strides, rows off the vector width,
+    // kw other than 3, and LeNet-5's 6-channel first layer (the direct path's) do not.
+    #expect(Conv2DKernel.PixelFilterKernel.runs(.init(n: 128, c: 3, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1)))
+    #expect(Conv2DKernel.PixelFilterKernel.runs(.init(n: 128, c: 3, h: 32, w: 32, o: 16, kh: 3, kw: 3, padH: 1, padW: 1)))
+    #expect(!Conv2DKernel.PixelFilterKernel.runs(.init(n: 128, c: 16, h: 32, w: 32, o: 16, kh: 3, kw: 3, padH: 1, padW: 1)))
+    #expect(!Conv2DKernel.PixelFilterKernel.runs(.init(n: 128, c: 3, h: 32, w: 32, o: 64, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1)))
+    #expect(!Conv2DKernel.PixelFilterKernel.runs(.init(n: 128, c: 3, h: 30, w: 30, o: 64, kh: 3, kw: 3, padH: 1, padW: 1)))
+    #expect(!Conv2DKernel.PixelFilterKernel.runs(.init(n: 64, c: 1, h: 32, w: 32, o: 16, kh: 5, kw: 5, padH: 2, padW: 2)))
+    #expect(!Conv2DKernel.PixelFilterKernel.runs(.init(n: 64, c: 1, h: 28, w: 28, o: 6, kh: 5, kw: 5, padH: 2, padW: 2)))
+}
+
 @Test("implicit-GEMM forward and backward data match naive loops and give the same bits on 1, 2 and 3 threads")
 func implicitKernelMatchesNaive() {
     let cases: [Conv2DKernel.Geometry] = [

@@ -4,7 +4,8 @@
 /// strided convolutions (`ConvImplicitKernel.swift`), else im2col over groups of images and
 /// `GEMM.sgemm` (`ConvGEMM.swift`). The backward-filter pass of every convolution
 /// with at least 16 output channels but a pointwise one runs an implicit GEMM that never
-/// writes the column matrix (`ConvFilterKernel.swift`).
+/// writes the column matrix (`ConvFilterKernel.swift`), vectorised over output pixels for a
+/// stem's few input channels (`ConvPixelFilterKernel.swift`).
 ///
 /// For one image, im2col lays the input out as `col[c·kh·kw, oh·ow]` (row `(ci, ky, kx)`
 /// holds the input pixel each output position sees through that weight tap, or 0 in the
@@ -114,6 +115,10 @@ public enum Conv2DKernel {
                                       dw: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.backwardFilter, g, threads: threads)
         if WinogradFilter.suits(g) { return winogradBackwardFilter(g, x: x, dy: dy, dw: dw, threads: threads) }
+        if PixelFilterKernel.runs(g) {
+            PixelFilterKernel.run(g, x: x, dy: dy, dw: dw, threads: threads)
+            return
+        }
         if FilterKernel.runs(g) {
             FilterKernel.run(g, x: x, dy: dy, dw: dw, threads: threads)
             return

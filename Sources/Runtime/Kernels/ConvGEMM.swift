@@ -57,6 +57,7 @@ extension Conv2DKernel {
     /// `1x1 GEMM` with the images per group and the GEMM's m×n×k per group.
     public static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
         if pass == .backwardFilter && WinogradFilter.suits(g) { return WinogradFilter.algorithm(g) }
+        if pass == .backwardFilter && PixelFilterKernel.runs(g) { return PixelFilterKernel.algorithm(g) }
         if pass == .backwardFilter && FilterKernel.runs(g) {
             let plan = FilterKernel.Plan(g)
             return "implicit GEMM b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.maxDepth)"

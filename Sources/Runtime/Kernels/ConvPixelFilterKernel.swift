@@ -1,0 +1,290 @@
+/// The backward-filter pass of stride-1 convolutions with few input channels (a network's
+/// stem: ResNet's 3 → 64 or 3 → 16 3×3 layer), vectorised over output pixels:
+/// `dW[o, K] = Σ_t dy[o, t] · x̂[K, t]` with K = (c, ky, kx) and t the output pixels.
+///
+/// `FilterKernel` vectorises over output channels, so it first packs dyᵀ (every dy element
+/// transposed once) and then reads each packed element for only c·kh·kw = 27 multiply-adds;
+/// on ResNet-18's stem the packing cost as much as the tiles, and 27 rows filled a 32-row tile
+/// to 84 %. Here a vector holds `lanes` consecutive output pixels of one output row instead:
+/// - dy is read where it lies (NCHW: a row of pixels of one channel is contiguous);
+/// - x̂[K, t..t+lanes] is `lanes` consecutive floats of a copy of the zero-bordered image
+///   shifted left by kx (`[c][kx][hp][ow]`, hp = h + 2·padH): K = (c, ky, kx) at pixel t reads
+///   plane (c, kx) at `ky·ow + t`, so every load is one aligned vector and the loop over an
+///   image's pixels has no row ends;
+/// - a register tile of 2 output channels × `taps` K's keeps 2·taps vector accumulators, each
+///   lane a partial sum over the pixels in that lane's position, kept per (o, K) in a
+///   lane-wide scratch across the group's images and summed across lanes once per group.
+///
+/// Needs stride 1 and output rows a whole number of vectors (`ow % lanes == 0`): the stems of
+/// the zoo's ResNets (32-wide) on every ISA. Every element of dW is the same sum in the same
+/// order for any thread count: threads split output-channel pairs, never pixels, and the groups
+/// are summed in `sumFilterGroups`'s fixed order.
+extension Conv2DKernel {
+    enum PixelFilterKernel {
+        typealias V = ISA.Vector
+        /// Pixels per vector.
+        static var lanes: Int { V.scalarCount }
+        /// Output channels per register tile.
+        static let outputs = ISA.wideTile ? 3 : 2
+        /// K rows per register tile (a K row: one input channel and kernel row, its 3 taps): 3
+        /// with 32 vector registers (18 accumulators), 2 with 16 (12 accumulators).
+        static let kRows = ISA.wideTile ? 3 : 2
+        /// K's per register tile.
+        static var taps: Int { 3 * kRows }
+        /// Largest K = c·kh·kw taken here: beyond it `FilterKernel`'s output-channel vectors
+        /// fill their tile and reuse each packed dy element enough.
+        static let maxPatch = 32
+        /// Images per group: the batch in at most `filterPartitions` groups (one lane-wise sum
+        /// per group), at most 16 (a group's shifted copies stay in L2).
+        static func groupImages(_ g: Geometry) -> Int {
+            max(1, min(16, (g.n + filterPartitions - 1) / filterPartitions))
+        }
+
+        /// Whether a geometry's filter gradient runs here: every one it suits but the direct
+        /// path's with fewer than 16 output channels (as `FilterKernel.runs`).
+        static func runs(_ g: Geometry) -> Bool {
+            suits(g) && (g.o >= 16 || !DirectConv2D.suits(g))
+        }
+
+        /// Whether this kernel can run a geometry's filter gradient.
+        static func suits(_ g: Geometry) -> Bool {
+            g.strideH == 1 && g.strideW == 1 && g.kw == 3 && g.patchSize <= maxPatch && g.ow % lanes == 0 && !g.isPointwise
+                && (g.h + 2 * g.padH) * g.ow * g.kw * g.c * groupImages(g) < Int(Int32.max / 8)
+        }
+
+        /// How a geometry is laid out in scratch.
+        struct Plan {
+            let g: Geometry
+            /// Rows of the bordered image (h + 2·padH).
+            let hp: Int
+            let groupImages: Int, groups: Int
+            /// Output-channel pairs and K tiles (the last of each may be ragged).
+            let outputTiles: Int, kTiles: Int
+            /// Floats of one shifted plane: `hp` rows of `ow`.
+            var plane: Int { hp * g.ow }
+            var imageFloats: Int { g.c * g.kw * plane }
+            /// Lane-wise partial sums: `[outputTile][kTile][outputs · taps][lanes]`.
+            var partialFloats: Int { outputTiles * kTiles * outputs * taps * PixelFilterKernel.lanes }
+            var scratchFloats: Int { groupImages * imageFloats + partialFloats }
+
+            init(_ g: Geometry) {
+                self.g = g
+                hp = g.h + 2 * g.padH
+                groupImages = PixelFilterKernel.groupImages(g)
+                groups = (g.n + groupImages - 1) / groupImages
+                outputTiles = (g.o + outputs - 1) / outputs
+                kTiles = (g.patchSize + taps - 1) / taps
+            }
+
+            func images(_ group: Int) -> Range<Int> { group * groupImages..<min(g.n, (group + 1) * groupImages) }
+
+            /// Byte offset of K row `row` (input channel, kernel row) in an image's shifted copies
+            /// (its tap kx is `kx` planes further); rows past the last repeat it (their sums are
+            /// computed and never read).
+            func rowOffset(_ row: Int) -> Int {
+                let (channel, ky) = min(row, g.c * g.kh - 1).quotientAndRemainder(dividingBy: g.kh)
+                return (channel * g.kw * plane + ky * g.ow) * MemoryLayout<Float>.stride
+            }
+        }
+
+        static func algorithm(_ g: Geometry) -> String {
+            let plan = Plan(g)
+            return "pixel-vector GEMM b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.groupImages * g.outputPixels)"
+        }
+
+        /// dw = the filter gradient over all images.
+        static func run(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                        dw: UnsafeMutablePointer<Float>, threads: Int, maxPartials: Int = maxPartialFloats) {
+            let plan = Plan(g)
+            sumFilterGroups(plan.groups, filter: g.o * g.patchSize, dw: dw, threads: threads, maxPartials: maxPartials,
+                            scratchFloats: plan.scratchFloats, gemm: (0, 0)) { group, target, accumulate, scratch, threads in
+                accumulateGroup(plan, plan.images(group), x: x, dy: dy, dw: target, accumulate: accumulate,
+                                scratch: scratch.floats, threads: threads)
+            }
+        }
+
+        /// dw (+)= one group's contribution: shifted copies of its images, then the output-channel
+        /// pairs split over `threads`, each running its tiles image after image.
+        static func accumulateGroup(_ plan: Plan, _ images: Range<Int>, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                    dw: UnsafeMutablePointer<Float>, accumulate: Bool, scratch: UnsafeMutablePointer<Float>,
+                                    threads: Int) {
+            let g = plan.g
+            let copies = scratch, partials = copies + images.count * plan.imageFloats
+            // Copies only: how they are split over threads cannot change a result.
+            Parallel.forEach(chunks: images.count, threads: threads) { slot in
+                copyShifted(plan, x: x + (images.lowerBound + slot) * g.c * g.h * g.w, into: copies + slot * plan.imageFloats)
+            }
+            let chunks = threads == 1 ? 1 : min(plan.outputTiles, 4 * threads)
+            let tileFloats = outputs * taps * lanes
+            Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+                let tiles = chunk * plan.outputTiles / chunks..<(chunk + 1) * plan.outputTiles / chunks
+                (partials + tiles.lowerBound * plan.kTiles * tileFloats).update(repeating: 0,
+                                                                              count: tiles.count * plan.kTiles * tileFloats)
+                for slot in 0..<images.count {
+                    let base = UnsafeRawPointer(copies + slot * plan.imageFloats)
+                    let image = dy + (images.lowerBound + slot) * g.o * g.outputPixels
+                    // K tiles outer: one K tile's copies (3 planes of an input channel) stay in L1
+                    // while the image's dy streams from L2 (a whole image's copies do not fit).
+                    for kTile in 0..<plan.kTiles {
+                        let rows = (plan.rowOffset(kTile * kRows), plan.rowOffset(kTile * kRows + 1),
+                                    plan.rowOffset(kTile * kRows + 2))
+                        for tile in tiles {
+                            let o0 = tile * outputs, o1 = min(o0 + 1, g.o - 1), o2 = min(o0 + 2, g.o - 1)
+                            let dy0 = UnsafeRawPointer(image + o0 * g.outputPixels)
+                            let second = (o1 - o0) * g.outputPixels * MemoryLayout<Float>.stride
+                            let third = (o2 - o0) * g.outputPixels * MemoryLayout<Float>.stride
+                            let sums = partials + (tile * plan.kTiles + kTile) * tileFloats
+                            if ISA.wideTile {
+                                tile3x3(g.outputPixels, plan.plane, base, rows, dy0, second, third, sums)
+                            } else {
+                                tile2Rows(g.outputPixels, plan.plane, base, rows, dy0, second, sums)
+                            }
+                        }
+                    }
+                }
+                // Lane sums, in a fixed order, into dw.
+                for tile in tiles {
+                    for r in 0..<outputs {
+                        let o = tile * outputs + r
+                        guard o < g.o else { break }
+                        for k in 0..<g.patchSize {
+                            let (kTile, j) = k.quotientAndRemainder(dividingBy: taps)
+                            let lanesOf = UnsafeRawPointer(partials + (tile * plan.kTiles + kTile) * tileFloats + (r * taps + j) * lanes)
+                            let sum = lanesOf.loadUnaligned(as: V.self).sum()
+                            dw[o * g.patchSize + k] = accumulate ? dw[o * g.patchSize + k] + sum : sum
+                        }
+                    }
+                }
+            }
+        }
+
+        /// One image `x[c, h, w]` as `copy[c][kx][hp][ow]`: plane (c, kx) holds at (r, ox) the
+        /// zero-bordered image's pixel (r, ox + kx), so that every load of the tiles is a whole
+        /// aligned vector and a K row's taps are one plane apart.
+        static func copyShifted(_ plan: Plan, x: UnsafePointer<Float>, into copy: UnsafeMutablePointer<Float>) {
+            let g = plan.g, ow = g.ow
+            for channel in 0..<g.c {
+                let source = x + channel * g.h * g.w
+                for kx in 0..<g.kw {
+                    let target = copy + (channel * g.kw + kx) * plan.plane
+                    // Columns ox whose input column ox + kx − padW lies in the image.
+                    let low = min(ow, max(0, g.padW - kx)), high = max(low, min(ow, g.w + g.padW - kx))
+                    zeroFloats(target, g.padH * ow)
+                    for row in 0..<g.h {
+                        let line = target + (row + g.padH) * ow
+                        zeroFloats(line, low)
+                        copyFloats(line + low, source + row * g.w + low + kx - g.padW, high - low)
+                        zeroFloats(line + high, ow - high)
+                    }
+                    zeroFloats(target + (g.padH + g.h) * ow, (plan.hp - g.padH - g.h) * ow)
+                }
+            }
+        }
+
+        /// One image's contribution to a tile of 2 output channels × `rows` K rows (a K row is one
+        /// input channel and kernel row: its 3 taps kx = 0, 1, 2 are 3 consecutive floats of the
+        /// shifted copies, one plane apart): the lane-wise sums at `sums` (`[output][row][kx][lanes]`) gain the Σ
+        /// over the image's pixels of dy (channels at `dy0` and `dy0 + second` bytes) times x̂.
+        /// `rowOffsets` are the K rows' byte offsets into the image's copies at `base`, `plane`
+        /// floats the distance between a row's taps, `pixels` the image's output pixels.
+        @inline(never)
+        static func tile3Rows(_ pixels: Int, _ plane: Int, _ base: UnsafeRawPointer, _ rowOffsets: (Int, Int, Int),
+                              _ dy0: UnsafeRawPointer, _ second: Int, _ sums: UnsafeMutablePointer<Float>) {
+            let s = UnsafeMutableRawPointer(sums), step = V.scalarCount * MemoryLayout<Float>.stride
+            @inline(__always) func load(_ i: Int) -> V { s.loadUnaligned(fromByteOffset: i * step, as: V.self) }
+            var a0 = load(0), a1 = load(1), a2 = load(2), a3 = load(3), a4 = load(4), a5 = load(5)
+            var a6 = load(6), a7 = load(7), a8 = load(8)
+            var b0 = load(9), b1 = load(10), b2 = load(11), b3 = load(12), b4 = load(13), b5 = load(14)
+            var b6 = load(15), b7 = load(16), b8 = load(17)
+            let p1 = plane * MemoryLayout<Float>.stride, p2 = 2 * p1
+            var r0 = base + rowOffsets.0, r1 = base + rowOffsets.1, r2 = base + rowOffsets.2
+            var pd = dy0
+            for _ in 0..<pixels / V.scalarCount {
+                let d0 = pd.loadUnaligned(as: V.self), d1 = pd.loadUnaligned(fromByteOffset: second, as: V.self)
+                var v = r0.loadUnaligned(as: V.self); multiplyAdd(&a0, d0, v); multiplyAdd(&b0, d1, v)
+                v = r0.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a1, d0, v); multiplyAdd(&b1, d1, v)
+                v = r0.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a2, d0, v); multiplyAdd(&b2, d1, v)
+                v = r1.loadUnaligned(as: V.self); multiplyAdd(&a3, d0, v); multiplyAdd(&b3, d1, v)
+                v = r1.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a4, d0, v); multiplyAdd(&b4, d1, v)
+                v = r1.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a5, d0, v); multiplyAdd(&b5, d1, v)
+                v = r2.loadUnaligned(as: V.self); multiplyAdd(&a6, d0, v); multiplyAdd(&b6, d1, v)
+                v = r2.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a7, d0, v); multiplyAdd(&b7, d1, v)
+                v = r2.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a8, d0, v); multiplyAdd(&b8, d1, v)
+                r0 += step; r1 += step; r2 += step
+                pd += step
+            }
+            @inline(__always) func store(_ i: Int, _ v: V) { s.storeBytes(of: v, toByteOffset: i * step, as: V.self) }
+            store(0, a0); store(1, a1); store(2, a2); store(3, a3); store(4, a4); store(5, a5); store(6, a6); store(7, a7)
+            store(8, a8); store(9, b0); store(10, b1); store(11, b2); store(12, b3); store(13, b4); store(14, b5)
+            store(15, b6); store(16, b7); store(17, b8)
+        }
+
+        /// `tile3Rows` with 3 output channels (`dy0`, `+ second`, `+ third` bytes): 27 accumulators
+        /// of 32 registers, 12 loads per 27 multiply-adds.
+        @inline(never)
+        static func tile3x3(_ pixels: Int, _ plane: Int, _ base: UnsafeRawPointer, _ rowOffsets: (Int, Int, Int),
+                            _ dy0: UnsafeRawPointer, _ second: Int, _ third: Int, _ sums: UnsafeMutablePointer<Float>) {
+            let s = UnsafeMutableRawPointer(sums), step = V.scalarCount * MemoryLayout<Float>.stride
+            @inline(__always) func load(_ i: Int) -> V { s.loadUnaligned(fromByteOffset: i * step, as: V.self) }
+            var a0 = load(0), a1 = load(1), a2 = load(2), a3 = load(3), a4 = load(4), a5 = load(5)
+            var a6 = load(6), a7 = load(7), a8 = load(8)
+            var b0 = load(9), b1 = load(10), b2 = load(11), b3 = load(12), b4 = load(13), b5 = load(14)
+            var b6 = load(15), b7 = load(16), b8 = load(17)
+            var c0 = load(18), c1 = load(19), c2 = load(20), c3 = load(21), c4 = load(22), c5 = load(23)
+            var c6 = load(24), c7 = load(25), c8 = load(26)
+            let p1 = plane * MemoryLayout<Float>.stride, p2 = 2 * p1
+            var r0 = base + rowOffsets.0, r1 = base + rowOffsets.1, r2 = base + rowOffsets.2
+            var pd = dy0
+            for _ in 0..<pixels / V.scalarCount {
+                let d0 = pd.loadUnaligned(as: V.self), d1 = pd.loadUnaligned(fromByteOffset: second, as: V.self)
+                let d2 = pd.loadUnaligned(fromByteOffset: third, as: V.self)
+                @inline(__always) func fma3(_ a: inout V, _ b: inout V, _ c: inout V, _ v: V) {
+                    multiplyAdd(&a, d0, v); multiplyAdd(&b, d1, v); multiplyAdd(&c, d2, v)
+                }
+                fma3(&a0, &b0, &c0, r0.loadUnaligned(as: V.self))
+                fma3(&a1, &b1, &c1, r0.loadUnaligned(fromByteOffset: p1, as: V.self))
+                fma3(&a2, &b2, &c2, r0.loadUnaligned(fromByteOffset: p2, as: V.self))
+                fma3(&a3, &b3, &c3, r1.loadUnaligned(as: V.self))
+                fma3(&a4, &b4, &c4, r1.loadUnaligned(fromByteOffset: p1, as: V.self))
+                fma3(&a5, &b5, &c5, r1.loadUnaligned(fromByteOffset: p2, as: V.self))
+                fma3(&a6, &b6, &c6, r2.loadUnaligned(as: V.self))
+                fma3(&a7, &b7, &c7, r2.loadUnaligned(fromByteOffset: p1, as: V.self))
+                fma3(&a8, &b8, &c8, r2.loadUnaligned(fromByteOffset: p2, as: V.self))
+                r0 += step; r1 += step; r2 += step
+                pd += step
+            }
+            @inline(__always) func store(_ i: Int, _ v: V) { s.storeBytes(of: v, toByteOffset: i * step, as: V.self) }
+            store(0, a0); store(1, a1); store(2, a2); store(3, a3); store(4, a4); store(5, a5); store(6, a6); store(7, a7)
+            store(8, a8); store(9, b0); store(10, b1); store(11, b2); store(12, b3); store(13, b4); store(14, b5)
+            store(15, b6); store(16, b7); store(17, b8); store(18, c0); store(19, c1); store(20, c2); store(21, c3)
+            store(22, c4); store(23, c5); store(24, c6); store(25, c7); store(26, c8)
+        }
+
+        /// `tile3Rows` for 16 vector registers: 2 output channels × 2 K rows (12 accumulators).
+        @inline(never)
+        static func tile2Rows(_ pixels: Int, _ plane: Int, _ base: UnsafeRawPointer, _ rowOffsets: (Int, Int, Int),
+                              _ dy0: UnsafeRawPointer, _ second: Int, _ sums: UnsafeMutablePointer<Float>) {
+            let s = UnsafeMutableRawPointer(sums), step = V.scalarCount * MemoryLayout<Float>.stride
+            @inline(__always) func load(_ i: Int) -> V { s.loadUnaligned(fromByteOffset: i * step, as: V.self) }
+            var a0 = load(0), a1 = load(1), a2 = load(2), a3 = load(3), a4 = load(4), a5 = load(5)
+            var b0 = load(6), b1 = load(7), b2 = load(8), b3 = load(9), b4 = load(10), b5 = load(11)
+            let p1 = plane * MemoryLayout<Float>.stride, p2 = 2 * p1
+            var r0 = base + rowOffsets.0, r1 = base + rowOffsets.1
+            var pd = dy0
+            for _ in 0..<pixels / V.scalarCount {
+                let d0 = pd.loadUnaligned(as: V.self), d1 = pd.loadUnaligned(fromByteOffset: second, as: V.self)
+                var v = r0.loadUnaligned(as: V.self); multiplyAdd(&a0, d0, v); multiplyAdd(&b0, d1, v)
+                v = r0.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a1, d0, v); multiplyAdd(&b1, d1, v)
+                v = r0.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a2, d0, v); multiplyAdd(&b2, d1, v)
+                v = r1.loadUnaligned(as: V.self); multiplyAdd(&a3, d0, v); multiplyAdd(&b3, d1, v)
+                v = r1.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a4, d0, v); multiplyAdd(&b4, d1, v)
+                v = r1.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a5, d0, v); multiplyAdd(&b5, d1, v)
+                r0 += step; r1 += step
+                pd += step
+            }
+            @inline(__always) func store(_ i: Int, _ v: V) { s.storeBytes(of: v, toByteOffset: i * step, as: V.self) }
+            store(0, a0); store(1, a1); store(2, a2); store(3, a3); store(4, a4); store(5, a5)
+            store(6, b0); store(7, b1); store(8, b2); store(9, b3); store(10, b4); store(11, b5)
+        }
+    }
+}
