@@ -63,6 +63,7 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 2, c: 20, h: 6, w: 5, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),      // channel vectors in backward-data only
     .init(n: 2, c: 5, h: 16, w: 20, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),     // direct: whole and ragged segments
     .init(n: 2, c: 3, h: 8, w: 32, o: 16, kh: 3, kw: 3, padH: 1, padW: 1),     // a stem: whole tiles only, stored in place
+    .init(n: 2, c: 3, h: 16, w: 20, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),     // direct: AVX-512's 8-row tile, ragged segment
     // GEMM path over image groups (Conv2DKernel.groupImages): several groups, a ragged last one.
     .init(n: 5, c: 34, h: 17, w: 17, o: 36, kh: 3, kw: 3, padH: 1, padW: 1),   // 1-image groups; filter groups 4 + 1
     .init(n: 6, c: 40, h: 15, w: 15, o: 36, kh: 1, kw: 1, strideH: 2, strideW: 2), // 1×1 stride-2 projection, groups 4 + 2

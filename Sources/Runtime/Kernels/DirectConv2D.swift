@@ -45,17 +45,21 @@ enum DirectConv2D {
         /// 3 output rows × 4 output channels: 4k output channels where 16 accumulators are too
         /// many (AVX2's 16 ymm: 12 accumulators, 3 rows, 1 broadcast).
         case rows3channels4
+        /// 8 output rows × 3 output channels (AVX-512's 32 zmm: 24 accumulators, 3 broadcasts,
+        /// 1 row): each broadcast serves 8 rows, not 4 (a stem's backward data: 3 channels).
+        case rows8channels3
 
         var rows: Int {
-            switch self { case .rows4channels3: 4; case .rows2channels8: 2; case .rows3channels4: 3 }
+            switch self { case .rows4channels3: 4; case .rows2channels8: 2; case .rows3channels4: 3; case .rows8channels3: 8 }
         }
         var channels: Int {
-            switch self { case .rows4channels3: 3; case .rows2channels8: 8; case .rows3channels4: 4 }
+            switch self { case .rows4channels3: 3; case .rows2channels8: 8; case .rows3channels4: 4; case .rows8channels3: 3 }
         }
 
-        /// The tiles this ISA chooses from: 2 × 8 needs 16 accumulators and 3 more registers,
-        /// which only AVX-512's 32 leave room for.
-        static let candidates: [Tile] = ISA.wideTile ? [.rows4channels3, .rows2channels8] : [.rows4channels3, .rows3channels4]
+        /// The tiles this ISA chooses from: 2 × 8 and 8 × 3 need 16 and 24 accumulators and 3 or
+        /// 4 more registers, which only AVX-512's 32 leave room for.
+        static let candidates: [Tile] = ISA.wideTile ? [.rows4channels3, .rows2channels8, .rows8channels3]
+            : [.rows4channels3, .rows3channels4]
     }
 
     /// Whether the direct path should run this convolution: stride 1, padding smaller than
@@ -87,8 +91,12 @@ enum DirectConv2D {
             (p.outChannels + t.channels - 1) / t.channels * t.channels
                 * ((p.outHeight + t.rows - 1) / t.rows * t.rows)
         }
+        // Least padded work; among equals, more accumulators (each broadcast and row load serves more).
         var best = Tile.candidates[0]
-        for candidate in Tile.candidates.dropFirst() where work(candidate) < work(best) { best = candidate }
+        for candidate in Tile.candidates.dropFirst()
+        where (work(candidate), -candidate.rows * candidate.channels) < (work(best), -best.rows * best.channels) {
+            best = candidate
+        }
         return best
     }
 
@@ -206,6 +214,8 @@ enum DirectConv2D {
                                     tile2x8(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
                                 case .rows3channels4:
                                     tile3x4(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
+                                case .rows8channels3:
+                                    tile8x3(x, paddedWidth, paddedPlane, p.sourceChannels, p.kh, p.kw, w, o, channelStride, rowStride)
                                 }
                             }
                             if whole { continue }
@@ -729,6 +739,45 @@ enum DirectConv2D {
         put(a00, out, 0, 0, cs, rs); put(a01, out, 0, 1, cs, rs); put(a02, out, 0, 2, cs, rs); put(a10, out, 1, 0, cs, rs)
         put(a11, out, 1, 1, cs, rs); put(a12, out, 1, 2, cs, rs); put(a20, out, 2, 0, cs, rs); put(a21, out, 2, 1, cs, rs)
         put(a22, out, 2, 2, cs, rs); put(a30, out, 3, 0, cs, rs); put(a31, out, 3, 1, cs, rs); put(a32, out, 3, 2, cs, rs)
+    }
+
+    /// Accumulates an 8-row × 3-channel tile of 16 columns, stored as `tile4x3`'s; `w` is
+    /// packed `[ci][ky][kx][3]`. See `tile4x3`.
+    @inline(never)
+    static func tile8x3(_ x: UnsafePointer<Float>, _ rowStride: Int, _ planeStride: Int, _ channels: Int,
+                        _ kh: Int, _ kw: Int, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                        _ outChannelStride: Int, _ outRowStride: Int) {
+        typealias V = TileVector
+        var a00 = V(), a01 = V(), a02 = V(), a03 = V(), a04 = V(), a05 = V(), a06 = V(), a07 = V()
+        var a10 = V(), a11 = V(), a12 = V(), a13 = V(), a14 = V(), a15 = V(), a16 = V(), a17 = V()
+        var a20 = V(), a21 = V(), a22 = V(), a23 = V(), a24 = V(), a25 = V(), a26 = V(), a27 = V()
+        var pw = w
+        let step = rowStride * MemoryLayout<Float>.stride
+        for ci in 0..<channels {
+            for ky in 0..<kh {
+                let row = UnsafeRawPointer(x + ci * planeStride + ky * rowStride)
+                for kx in 0..<kw {
+                    let p = row + kx * MemoryLayout<Float>.stride
+                    let b0 = V(repeating: pw[0]), b1 = V(repeating: pw[1]), b2 = V(repeating: pw[2])
+                    @inline(__always) func rowProducts(_ r: Int, _ c0: inout V, _ c1: inout V, _ c2: inout V) {
+                        let xr = p.loadUnaligned(fromByteOffset: r * step, as: V.self)
+                        c0.addProduct(xr, b0); c1.addProduct(xr, b1); c2.addProduct(xr, b2)
+                    }
+                    rowProducts(0, &a00, &a10, &a20); rowProducts(1, &a01, &a11, &a21)
+                    rowProducts(2, &a02, &a12, &a22); rowProducts(3, &a03, &a13, &a23)
+                    rowProducts(4, &a04, &a14, &a24); rowProducts(5, &a05, &a15, &a25)
+                    rowProducts(6, &a06, &a16, &a26); rowProducts(7, &a07, &a17, &a27)
+                    pw += 3
+                }
+            }
+        }
+        let cs = outChannelStride, rs = outRowStride
+        put(a00, out, 0, 0, cs, rs); put(a01, out, 0, 1, cs, rs); put(a02, out, 0, 2, cs, rs); put(a03, out, 0, 3, cs, rs)
+        put(a04, out, 0, 4, cs, rs); put(a05, out, 0, 5, cs, rs); put(a06, out, 0, 6, cs, rs); put(a07, out, 0, 7, cs, rs)
+        put(a10, out, 1, 0, cs, rs); put(a11, out, 1, 1, cs, rs); put(a12, out, 1, 2, cs, rs); put(a13, out, 1, 3, cs, rs)
+        put(a14, out, 1, 4, cs, rs); put(a15, out, 1, 5, cs, rs); put(a16, out, 1, 6, cs, rs); put(a17, out, 1, 7, cs, rs)
+        put(a20, out, 2, 0, cs, rs); put(a21, out, 2, 1, cs, rs); put(a22, out, 2, 2, cs, rs); put(a23, out, 2, 3, cs, rs)
+        put(a24, out, 2, 4, cs, rs); put(a25, out, 2, 5, cs, rs); put(a26, out, 2, 6, cs, rs); put(a27, out, 2, 7, cs, rs)
     }
 
     /// The batch is cut into this many image groups: a number from the geometry only.
