@@ -243,6 +243,23 @@ public enum Conv2DKernel {
     static func col2im(_ g: Geometry, col: UnsafePointer<Float>, ld: Int, dx: UnsafeMutablePointer<Float>,
                        outputRows: Range<Int>? = nil) {
         let (oh, ow) = (g.oh, g.ow)
+        if outputRows == nil && g.kh == 1 && g.kw == 1 && g.padH == 0 && g.padW == 0 {
+            // A strided 1×1 layer (a ResNet shortcut): each row of dx is written once, in order, as
+            // the spread of one row of col or zeros; no clearing pass, no scattered adds.
+            for channel in 0..<g.c {
+                let plane = dx + channel * g.h * g.w, source = col + channel * ld
+                for iy in 0..<g.h {
+                    let line = plane + iy * g.w
+                    let (oy, phase) = iy.quotientAndRemainder(dividingBy: g.strideH)
+                    if phase != 0 || oy >= oh {
+                        zeroFloats(line, g.w)
+                    } else {
+                        spreadFloats(line, source + oy * ow, count: ow, stride: g.strideW, width: g.w)
+                    }
+                }
+            }
+            return
+        }
         if outputRows == nil { dx.update(repeating: 0, count: g.c * g.h * g.w) }
         let block = outputRows ?? 0..<oh
         var row = col
@@ -291,6 +308,27 @@ public enum Conv2DKernel {
         if i < count { dst[i] = src[i] }
         if i + 1 < count { dst[i + 1] = src[i + 1] }
         if i + 2 < count { dst[i + 2] = src[i + 2] }
+    }
+
+    /// `line[0..<width]` = `source[j]` at `j·stride` for j in 0..<count, zero elsewhere
+    /// (`(count − 1)·stride < width`); stride 2 eight floats at a time.
+    @inline(__always)
+    static func spreadFloats(_ line: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int, stride: Int,
+                             width: Int) {
+        var j = 0
+        if stride == 2 {
+            while j + 8 <= count && 2 * j + 16 <= width {
+                var spread = SIMD16<Float>()
+                spread.evenHalf = UnsafeRawPointer(source + j).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(line + 2 * j).storeBytes(of: spread, as: SIMD16<Float>.self)
+                j += 8
+            }
+        }
+        zeroFloats(line + j * stride, width - j * stride)
+        while j < count {
+            line[j * stride] = source[j]
+            j += 1
+        }
     }
 
     /// Sets `count` floats to zero.
