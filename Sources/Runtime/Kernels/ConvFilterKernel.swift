@@ -122,7 +122,11 @@ extension Conv2DKernel {
                     let source = x + (image * g.c + channel) * g.h * g.w
                     for oy in 0..<g.oh {
                         let line = target + oy * g.ow, from = source + oy * g.strideH * g.w
-                        for ox in 0..<g.ow { line[ox] = from[ox * g.strideW] }
+                        if g.strideW == 2 {
+                            copyEvenFloats(line, from, 0..<g.ow, sourceEnd: g.w)
+                        } else {
+                            for ox in 0..<g.ow { line[ox] = from[ox * g.strideW] }
+                        }
                     }
                 }
                 return
