@@ -89,7 +89,7 @@ extension Conv2DKernel {
 
         static func algorithm(_ g: Geometry) -> String {
             let plan = Plan(g)
-            return "pixel-vector GEMM b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.groupImages * g.outputPixels)"
+            return "pixel-vector b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.groupImages * g.outputPixels)"
         }
 
         /// dw = the filter gradient over all images.
