@@ -285,6 +285,34 @@ func convGroupsThreadCountInvariant() {
     }
 }
 
+/// A filter-gradient kernel `run(g, x, dy, dw, threads, maxPartials)` against naive loops on
+/// random x and dy (seeds `seed`, `seed + 1`), in both group orders (partitions of the groups at
+/// the default bound, group after group with threads inside a group), and the same bits on 1, 2
+/// and 3 threads.
+private func expectFilterGradientMatchesNaive(
+    _ g: Conv2DKernel.Geometry, seed: UInt64,
+    _ run: (Conv2DKernel.Geometry, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Int) -> Void
+) {
+    let x = randomFloats(g.n * g.c * g.h * g.w, seed: seed)
+    let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: seed + 1)
+    let wCount = g.o * g.c * g.kh * g.kw
+    var dw = [Double](repeating: 0, count: wCount), magnitude = dw
+    forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
+        let tap = wIndex(g, o, c, ky, kx), product = Double(dy[yIndex(g, n, o, oy, ox)]) * Double(x[input])
+        dw[tap] += product
+        magnitude[tap] += abs(product)
+    }
+    for maxPartials in [Conv2DKernel.maxPartialFloats, 0] {
+        func gradient(_ threads: Int) -> [Float] {
+            RuntimeTests.run([x, dy], outputCount: wCount) { run(g, $0[0], $0[1], $1, threads, maxPartials) }
+        }
+        let one = gradient(1)
+        #expect(worstError(one, dw, magnitude) <= 1, "\(g) maxPartials=\(maxPartials)")
+        #expect(one.map(\.bitPattern) == gradient(2).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
+        #expect(one.map(\.bitPattern) == gradient(3).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
+    }
+}
+
 @Test("implicit-GEMM backward filter matches naive loops and gives the same bits on 1, 2 and 3 threads, in both group orders")
 func filterKernelMatchesNaive() {
     let cases: [Conv2DKernel.Geometry] = [
@@ -300,30 +328,13 @@ func filterKernelMatchesNaive() {
         .init(n: 2, c: 4, h: 7, w: 6, o: 18, kh: 4, kw: 3, strideH: 3, strideW: 2, padH: 2, padW: 1), // pixel tail
     ]
     for g in cases {
-        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 11)
-        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 12)
-        let wCount = g.o * g.c * g.kh * g.kw
-        var dw = [Double](repeating: 0, count: wCount), magnitude = dw
-        forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
-            let tap = wIndex(g, o, c, ky, kx), product = Double(dy[yIndex(g, n, o, oy, ox)]) * Double(x[input])
-            dw[tap] += product
-            magnitude[tap] += abs(product)
-        }
         #expect(Conv2DKernel.FilterKernel.suits(g))
-        // Partitions of the groups (the default bound) and group after group (no partials).
-        for maxPartials in [Conv2DKernel.maxPartialFloats, 0] {
-            func gradient(_ threads: Int) -> [Float] {
-                run([x, dy], outputCount: wCount) {
-                    Conv2DKernel.FilterKernel.run(g, x: $0[0], dy: $0[1], dw: $1, threads: threads, maxPartials: maxPartials)
-                }
-            }
-            let one = gradient(1)
-            #expect(worstError(one, dw, magnitude) <= 1, "\(g) maxPartials=\(maxPartials)")
-            #expect(one.map(\.bitPattern) == gradient(2).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
-            #expect(one.map(\.bitPattern) == gradient(3).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
+        expectFilterGradientMatchesNaive(g, seed: 11) {
+            Conv2DKernel.FilterKernel.run($0, x: $1, dy: $2, dw: $3, threads: $4, maxPartials: $5)
         }
     }
-    // The dispatch: ResNet's layers and its stem run here, LeNet-5's first layer and pointwise ones do not.
+    // The dispatch: ResNet's layers and its stem suit it (the stem's is taken first by
+    // `PixelFilterKernel`), LeNet-5's first layer and pointwise ones do not.
     #expect(Conv2DKernel.FilterKernel.runs(.init(n: 128, c: 16, h: 32, w: 32, o: 16, kh: 3, kw: 3, padH: 1, padW: 1)))
     #expect(Conv2DKernel.FilterKernel.runs(.init(n: 128, c: 3, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1)))
     #expect(!Conv2DKernel.FilterKernel.runs(.init(n: 64, c: 1, h: 28, w: 28, o: 6, kh: 5, kw: 5, padH: 2, padW: 2)))
@@ -344,26 +355,8 @@ func pixelFilterKernelMatchesNaive() {
     for g in cases {
         #expect(Conv2DKernel.PixelFilterKernel.suits(g), "\(g)")
         guard Conv2DKernel.PixelFilterKernel.suits(g) else { continue }
-        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 21)
-        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 22)
-        let wCount = g.o * g.c * g.kh * g.kw
-        var dw = [Double](repeating: 0, count: wCount), magnitude = dw
-        forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
-            let tap = wIndex(g, o, c, ky, kx), product = Double(dy[yIndex(g, n, o, oy, ox)]) * Double(x[input])
-            dw[tap] += product
-            magnitude[tap] += abs(product)
-        }
-        // Partitions of the groups (the default bound) and group after group (threads split channels).
-        for maxPartials in [Conv2DKernel.maxPartialFloats, 0] {
-            func gradient(_ threads: Int) -> [Float] {
-                run([x, dy], outputCount: wCount) {
-                    Conv2DKernel.PixelFilterKernel.run(g, x: $0[0], dy: $0[1], dw: $1, threads: threads, maxPartials: maxPartials)
-                }
-            }
-            let one = gradient(1)
-            #expect(worstError(one, dw, magnitude) <= 1, "\(g) maxPartials=\(maxPartials)")
-            #expect(one.map(\.bitPattern) == gradient(2).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
-            #expect(one.map(\.bitPattern) == gradient(3).map(\.bitPattern), "\(g) maxPartials=\(maxPartials)")
+        expectFilterGradientMatchesNaive(g, seed: 21) {
+            Conv2DKernel.PixelFilterKernel.run($0, x: $1, dy: $2, dw: $3, threads: $4, maxPartials: $5)
         }
     }
     // The dispatch: the stems run here; many input channels, strides, rows off the vector width,

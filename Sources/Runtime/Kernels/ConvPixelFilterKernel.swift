@@ -11,9 +11,10 @@
 ///   shifted left by kx (`[c][kx][hp][ow]`, hp = h + 2·padH): K = (c, ky, kx) at pixel t reads
 ///   plane (c, kx) at `ky·ow + t`, so every load is one aligned vector and the loop over an
 ///   image's pixels has no row ends;
-/// - a register tile of 2 output channels × `taps` K's keeps 2·taps vector accumulators, each
-///   lane a partial sum over the pixels in that lane's position, kept per (o, K) in a
-///   lane-wide scratch across the group's images and summed across lanes once per group.
+/// - a register tile of 3 output channels × 9 K's (AVX-512; 2 × 6 with 16 registers) keeps one
+///   vector accumulator per (o, K), each lane a partial sum over the pixels in that lane's
+///   position, kept in a lane-wide scratch across the group's images and summed across lanes
+///   once per group.
 ///
 /// Needs stride 1 and output rows a whole number of vectors (`ow % lanes == 0`): the stems of
 /// the zoo's ResNets (32-wide) on every ISA. Every element of dW is the same sum in the same
@@ -24,7 +25,7 @@ extension Conv2DKernel {
         typealias V = ISA.Vector
         /// Pixels per vector.
         static var lanes: Int { V.scalarCount }
-        /// Output channels per register tile.
+        /// Output channels per register tile: 3 with 32 vector registers, 2 with 16.
         static let outputs = ISA.wideTile ? 3 : 2
         /// K rows per register tile (a K row: one input channel and kernel row, its 3 taps): 3
         /// with 32 vector registers (18 accumulators), 2 with 16 (12 accumulators).
@@ -181,46 +182,12 @@ extension Conv2DKernel {
             }
         }
 
-        /// One image's contribution to a tile of 2 output channels × `rows` K rows (a K row is one
-        /// input channel and kernel row: its 3 taps kx = 0, 1, 2 are 3 consecutive floats of the
-        /// shifted copies, one plane apart): the lane-wise sums at `sums` (`[output][row][kx][lanes]`) gain the Σ
-        /// over the image's pixels of dy (channels at `dy0` and `dy0 + second` bytes) times x̂.
-        /// `rowOffsets` are the K rows' byte offsets into the image's copies at `base`, `plane`
-        /// floats the distance between a row's taps, `pixels` the image's output pixels.
-        @inline(never)
-        static func tile3Rows(_ pixels: Int, _ plane: Int, _ base: UnsafeRawPointer, _ rowOffsets: (Int, Int, Int),
-                              _ dy0: UnsafeRawPointer, _ second: Int, _ sums: UnsafeMutablePointer<Float>) {
-            let s = UnsafeMutableRawPointer(sums), step = V.scalarCount * MemoryLayout<Float>.stride
-            @inline(__always) func load(_ i: Int) -> V { s.loadUnaligned(fromByteOffset: i * step, as: V.self) }
-            var a0 = load(0), a1 = load(1), a2 = load(2), a3 = load(3), a4 = load(4), a5 = load(5)
-            var a6 = load(6), a7 = load(7), a8 = load(8)
-            var b0 = load(9), b1 = load(10), b2 = load(11), b3 = load(12), b4 = load(13), b5 = load(14)
-            var b6 = load(15), b7 = load(16), b8 = load(17)
-            let p1 = plane * MemoryLayout<Float>.stride, p2 = 2 * p1
-            var r0 = base + rowOffsets.0, r1 = base + rowOffsets.1, r2 = base + rowOffsets.2
-            var pd = dy0
-            for _ in 0..<pixels / V.scalarCount {
-                let d0 = pd.loadUnaligned(as: V.self), d1 = pd.loadUnaligned(fromByteOffset: second, as: V.self)
-                var v = r0.loadUnaligned(as: V.self); multiplyAdd(&a0, d0, v); multiplyAdd(&b0, d1, v)
-                v = r0.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a1, d0, v); multiplyAdd(&b1, d1, v)
-                v = r0.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a2, d0, v); multiplyAdd(&b2, d1, v)
-                v = r1.loadUnaligned(as: V.self); multiplyAdd(&a3, d0, v); multiplyAdd(&b3, d1, v)
-                v = r1.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a4, d0, v); multiplyAdd(&b4, d1, v)
-                v = r1.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a5, d0, v); multiplyAdd(&b5, d1, v)
-                v = r2.loadUnaligned(as: V.self); multiplyAdd(&a6, d0, v); multiplyAdd(&b6, d1, v)
-                v = r2.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a7, d0, v); multiplyAdd(&b7, d1, v)
-                v = r2.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a8, d0, v); multiplyAdd(&b8, d1, v)
-                r0 += step; r1 += step; r2 += step
-                pd += step
-            }
-            @inline(__always) func store(_ i: Int, _ v: V) { s.storeBytes(of: v, toByteOffset: i * step, as: V.self) }
-            store(0, a0); store(1, a1); store(2, a2); store(3, a3); store(4, a4); store(5, a5); store(6, a6); store(7, a7)
-            store(8, a8); store(9, b0); store(10, b1); store(11, b2); store(12, b3); store(13, b4); store(14, b5)
-            store(15, b6); store(16, b7); store(17, b8)
-        }
-
-        /// `tile3Rows` with 3 output channels (`dy0`, `+ second`, `+ third` bytes): 27 accumulators
-        /// of 32 registers, 12 loads per 27 multiply-adds.
+        /// One image's (or block's) contribution to a tile of 3 output channels × 3 K rows (a K row
+        /// is one input channel and kernel row; its taps kx = 0, 1, 2 are one shifted plane
+        /// apart, `plane` floats): the 27 lane-wise sums at `sums` (`[output][row][kx][lanes]`)
+        /// gain the Σ over `pixels` output pixels of dy (channels at `dy0`, `+ second` and
+        /// `+ third` bytes) times x̂ (K rows at byte offsets `rowOffsets` from `base`). 27 of 32
+        /// registers hold sums; 12 loads feed 27 multiply-adds.
         @inline(never)
         static func tile3x3(_ pixels: Int, _ plane: Int, _ base: UnsafeRawPointer, _ rowOffsets: (Int, Int, Int),
                             _ dy0: UnsafeRawPointer, _ second: Int, _ third: Int, _ sums: UnsafeMutablePointer<Float>) {
@@ -260,7 +227,7 @@ extension Conv2DKernel {
             store(22, c4); store(23, c5); store(24, c6); store(25, c7); store(26, c8)
         }
 
-        /// `tile3Rows` for 16 vector registers: 2 output channels × 2 K rows (12 accumulators).
+        /// `tile3x3` for 16 vector registers: 2 output channels × 2 K rows (12 accumulators).
         @inline(never)
         static func tile2Rows(_ pixels: Int, _ plane: Int, _ base: UnsafeRawPointer, _ rowOffsets: (Int, Int, Int),
                               _ dy0: UnsafeRawPointer, _ second: Int, _ sums: UnsafeMutablePointer<Float>) {
