@@ -244,8 +244,9 @@ public enum Conv2DKernel {
                        outputRows: Range<Int>? = nil) {
         let (oh, ow) = (g.oh, g.ow)
         if outputRows == nil && g.kh == 1 && g.kw == 1 && g.padH == 0 && g.padW == 0 {
-            // A strided 1×1 layer (a ResNet shortcut): each row of dx is written once, in order, as
-            // the spread of one row of col or zeros; no clearing pass, no scattered adds.
+            // An unpadded 1×1 layer (a ResNet shortcut, or a pointwise layer's group of images):
+            // each row of dx is written once, in order, as the spread of one row of col or zeros;
+            // no clearing pass, no scattered adds.
             for channel in 0..<g.c {
                 let plane = dx + channel * g.h * g.w, source = col + channel * ld
                 for iy in 0..<g.h {
@@ -311,10 +312,15 @@ public enum Conv2DKernel {
     }
 
     /// `line[0..<width]` = `source[j]` at `j·stride` for j in 0..<count, zero elsewhere
-    /// (`(count − 1)·stride < width`); stride 2 eight floats at a time.
+    /// (`(count − 1)·stride < width`); stride 1 as one copy, stride 2 eight floats at a time.
     @inline(__always)
     static func spreadFloats(_ line: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int, stride: Int,
                              width: Int) {
+        if stride == 1 {
+            copyFloats(line, source, count)
+            zeroFloats(line + count, width - count)
+            return
+        }
         var j = 0
         if stride == 2 {
             while j + 8 <= count && 2 * j + 16 <= width {
