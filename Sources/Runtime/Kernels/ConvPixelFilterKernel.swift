@@ -18,7 +18,7 @@
 ///
 /// Needs stride 1 and output rows a whole number of vectors (`ow % lanes == 0`): the stems of
 /// the zoo's ResNets (32-wide) on every ISA. Every element of dW is the same sum in the same
-/// order for any thread count: threads split output-channel pairs, never pixels, and the groups
+/// order for any thread count: threads split output-channel tiles, never pixels, and the groups
 /// are summed in `sumFilterGroups`'s fixed order.
 extension Conv2DKernel {
     enum PixelFilterKernel {
@@ -28,7 +28,7 @@ extension Conv2DKernel {
         /// Output channels per register tile: 3 with 32 vector registers, 2 with 16.
         static let outputs = ISA.wideTile ? 3 : 2
         /// K rows per register tile (a K row: one input channel and kernel row, its 3 taps): 3
-        /// with 32 vector registers (18 accumulators), 2 with 16 (12 accumulators).
+        /// with 32 vector registers (3 × 9 = 27 accumulators), 2 with 16 (2 × 6 = 12).
         static let kRows = ISA.wideTile ? 3 : 2
         /// K's per register tile.
         static var taps: Int { 3 * kRows }
@@ -59,7 +59,7 @@ extension Conv2DKernel {
             /// Rows of the bordered image (h + 2·padH).
             let hp: Int
             let groupImages: Int, groups: Int
-            /// Output-channel pairs and K tiles (the last of each may be ragged).
+            /// Output-channel tiles (`outputs` channels) and K tiles (the last of each may be ragged).
             let outputTiles: Int, kTiles: Int
             /// Floats of one shifted plane: `hp` rows of `ow`.
             var plane: Int { hp * g.ow }
@@ -105,7 +105,7 @@ extension Conv2DKernel {
         }
 
         /// dw (+)= one group's contribution: shifted copies of its images, then the output-channel
-        /// pairs split over `threads`, each running its tiles image after image.
+        /// tiles split over `threads`, each running its tiles image after image.
         static func accumulateGroup(_ plan: Plan, _ images: Range<Int>, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                     dw: UnsafeMutablePointer<Float>, accumulate: Bool, scratch: UnsafeMutablePointer<Float>,
                                     threads: Int) {
