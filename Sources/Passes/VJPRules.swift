@@ -79,16 +79,16 @@ extension GraphBuilder {
                 let (v, grad, beta2, c2) = (inputs[0], inputs[1], inputs[2], inputs[3])
                 addBroadcast(0, g * beta2); addBroadcast(1, g * c2 * (grad * 2))
                 addBroadcast(2, g * v); addBroadcast(3, g * square(grad))
-            case .parameter:  // y = p − α·m / d with d = √v / s + ε
-                let (m, v, alpha, s) = (inputs[1], inputs[2], inputs[3], inputs[4])
+            case .parameter:  // y = p − α·m / d with d = √v·r + ε
+                let (m, v, alpha, r) = (inputs[1], inputs[2], inputs[3], inputs[4])
                 let root = sqrt(v)
-                let d = root / s + inputs[5]
+                let d = root * r + inputs[5]
                 let q = g * alpha * m / square(d)  // g·∂y/∂d
                 addBroadcast(0, g)
                 addBroadcast(1, -(g * alpha / d))
-                addBroadcast(2, q / (2 * s * root))
+                addBroadcast(2, q * r / (2 * root))
                 addBroadcast(3, -(g * m / d))
-                addBroadcast(4, -(q * root / square(s)))
+                addBroadcast(4, q * root)
                 addBroadcast(5, q)
             }
 

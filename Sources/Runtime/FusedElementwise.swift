@@ -409,16 +409,16 @@ final class FusedElementwise {
         let v = resolve(second, 0, slots, operands), beta2 = resolve(second, 2, slots, operands)
         let c2 = resolve(second, 3, slots, operands)
         let p = resolve(parameter, 0, slots, operands), alpha = resolve(parameter, 3, slots, operands)
-        let s = resolve(parameter, 4, slots, operands), epsilon = resolve(parameter, 5, slots, operands)
+        let r = resolve(parameter, 4, slots, operands), epsilon = resolve(parameter, 5, slots, operands)
         let mOut = slots[index - 2], vOut = slots[index - 1], pOut = slots[index]
         if m.1 == 1 && g.1 == 1 && v.1 == 1 && p.1 == 1 && c1.1 == 0 && beta2.1 == 0 && c2.1 == 0 && alpha.1 == 0
-            && s.1 == 0 && epsilon.1 == 0 {
+            && r.1 == 0 && epsilon.1 == 0 {
             AdamKernel.step(m: m.0, g: g.0, v: v.0, p: p.0, c1: c1.0[0], beta2: beta2.0[0], c2: c2.0[0], alpha: alpha.0[0],
-                            s: s.0[0], epsilon: epsilon.0[0], mOut: mOut, vOut: vOut, pOut: pOut, count: n)
+                            r: r.0[0], epsilon: epsilon.0[0], mOut: mOut, vOut: vOut, pOut: pOut, count: n)
         } else {
             AdamKernel.firstMoment(m.0, m.1, g.0, g.1, c1.0, c1.1, mOut, count: n)
             AdamKernel.secondMoment(v.0, v.1, g.0, g.1, beta2.0, beta2.1, c2.0, c2.1, vOut, count: n)
-            AdamKernel.parameter(p.0, p.1, UnsafePointer(mOut), 1, UnsafePointer(vOut), 1, alpha.0, alpha.1, s.0, s.1,
+            AdamKernel.parameter(p.0, p.1, UnsafePointer(mOut), 1, UnsafePointer(vOut), 1, alpha.0, alpha.1, r.0, r.1,
                                  epsilon.0, epsilon.1, pOut, count: n)
         }
     }

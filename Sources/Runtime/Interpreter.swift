@@ -121,7 +121,7 @@ public struct Interpreter {
                 switch formula {
                 case .firstMoment: return a[0] + a[2] * (a[1] - a[0])
                 case .secondMoment: return a[2] * a[0] + a[3] * (a[1] * a[1])
-                case .parameter: return a[0] - (a[3] * a[1]) / (a[2].squareRoot() / a[4] + a[5])
+                case .parameter: return a[0] - (a[3] * a[1]) / (a[2].squareRoot() * a[4] + a[5])
                 }
             }
         case .select:

@@ -18,12 +18,12 @@ struct AdamStepTests {
             let gradient = g.input("g", shape)
             let c1 = g.input("c1", []), beta2 = g.input("beta2", []), c2 = g.input("c2", [])
             let alpha = g.input("alpha", perElementStepSize ? shape : [])
-            let s = g.input("s", []), epsilon = g.input("eps", [])
+            let r = g.input("r", []), epsilon = g.input("eps", [])
             let p = g.parameter("p", shape, initializer: .uniform(low: -1, high: 1))
             let m = g.state("m", shape), v = g.state("v", shape)
             let newM = adamUpdate(.firstMoment, [m, gradient, c1])
             let newV = adamUpdate(.secondMoment, [v, gradient, beta2, c2])
-            let newP = adamUpdate(.parameter, [p, newM, newV, alpha, s, epsilon])
+            let newP = adamUpdate(.parameter, [p, newM, newV, alpha, r, epsilon])
             g.update(m, to: newM)
             g.update(v, to: newV)
             g.update(p, to: newP)
@@ -41,7 +41,7 @@ struct AdamStepTests {
                 try executable.setInput("c2", [0.001])
                 try executable.setInput("alpha", perElementStepSize ? (0..<shape.count).map { 0.001 * Float(1 + $0 % 5) } : [0.001])
                 let decay = (0..<step).reduce(Float(1)) { product, _ in product * 0.999 }
-                try executable.setInput("s", [(1 - decay).squareRoot()])
+                try executable.setInput("r", [1 / (1 - decay).squareRoot()])
                 try executable.setInput("eps", [1e-8])
                 try executable.run()
             }

@@ -51,33 +51,33 @@ enum AdamKernel {
     /// Elements per block of the parameter formula (its square roots wait on the stack).
     static let block = 256
 
-    /// y = p − (α·m) / (√v / s + ε).
+    /// y = p − (α·m) / (√v·r + ε).
     static func parameter(_ p: UnsafePointer<Float>, _ sp: Int, _ m: UnsafePointer<Float>, _ sm: Int,
                           _ v: UnsafePointer<Float>, _ sv: Int, _ alpha: UnsafePointer<Float>, _ sa: Int,
-                          _ s: UnsafePointer<Float>, _ ss: Int, _ epsilon: UnsafePointer<Float>, _ se: Int,
+                          _ r: UnsafePointer<Float>, _ sr: Int, _ epsilon: UnsafePointer<Float>, _ se: Int,
                           _ y: UnsafeMutablePointer<Float>, count: Int) {
-        guard sp == 1 && sm == 1 && sv == 1 && sa == 0 && ss == 0 && se == 0 else {
+        guard sp == 1 && sm == 1 && sv == 1 && sa == 0 && sr == 0 && se == 0 else {
             for i in 0..<count {
-                y[i] = p[i * sp] - (alpha[i * sa] * m[i * sm]) / (v[i * sv].squareRoot() / s[i * ss] + epsilon[i * se])
+                y[i] = p[i * sp] - (alpha[i * sa] * m[i * sm]) / (v[i * sv].squareRoot() * r[i * sr] + epsilon[i * se])
             }
             return
         }
-        let a = V(repeating: alpha[0]), sv = V(repeating: s[0]), e = V(repeating: epsilon[0])
+        let a = V(repeating: alpha[0]), rv = V(repeating: r[0]), e = V(repeating: epsilon[0])
         withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { roots in
-            let r = roots.baseAddress!
+            let root = roots.baseAddress!
             var start = 0
             while start < count {
                 let n = Swift.min(block, count - start)
                 // A scalar loop of square roots becomes vsqrtps; SIMD's squareRoot goes lane by lane.
-                for k in 0..<n { r[k] = v[start + k].squareRoot() }
+                for k in 0..<n { root[k] = v[start + k].squareRoot() }
                 let pb = p + start, mb = m + start, yb = y + start
                 var i = 0
                 while i + V.scalarCount <= n {
-                    Lanes.store(Lanes.load(pb, i) - (a * Lanes.load(mb, i)) / (Lanes.load(r, i) / sv + e), yb, i)
+                    Lanes.store(Lanes.load(pb, i) - (a * Lanes.load(mb, i)) / (Lanes.load(root, i) * rv + e), yb, i)
                     i += V.scalarCount
                 }
                 while i < n {
-                    yb[i] = pb[i] - (alpha[0] * mb[i]) / (r[i] / s[0] + epsilon[0])
+                    yb[i] = pb[i] - (alpha[0] * mb[i]) / (root[i] * r[0] + epsilon[0])
                     i += 1
                 }
                 start += n
@@ -91,11 +91,11 @@ enum AdamKernel {
     /// `secondMoment` and `parameter`, so the bits are theirs. Outputs may share their own
     /// input's buffer (m′ m's, v′ v's, p′ p's): each element is read before it is written.
     static func step(m: UnsafePointer<Float>, g: UnsafePointer<Float>, v: UnsafePointer<Float>, p: UnsafePointer<Float>,
-                     c1: Float, beta2: Float, c2: Float, alpha: Float, s: Float, epsilon: Float,
+                     c1: Float, beta2: Float, c2: Float, alpha: Float, r rScalar: Float, epsilon: Float,
                      mOut: UnsafeMutablePointer<Float>, vOut: UnsafeMutablePointer<Float>, pOut: UnsafeMutablePointer<Float>,
                      count: Int) {
         let c1v = V(repeating: c1), bv = V(repeating: beta2), c2v = V(repeating: c2)
-        let av = V(repeating: alpha), sv = V(repeating: s), ev = V(repeating: epsilon)
+        let av = V(repeating: alpha), rv = V(repeating: rScalar), ev = V(repeating: epsilon)
         withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { roots in
             let r = roots.baseAddress!
             var start = 0
@@ -125,12 +125,12 @@ enum AdamKernel {
                 i = 0
                 while i + V.scalarCount <= n {
                     let k = start + i
-                    Lanes.store(Lanes.load(p, k) - (av * Lanes.load(mOut, k)) / (Lanes.load(r, i) / sv + ev), pOut, k)
+                    Lanes.store(Lanes.load(p, k) - (av * Lanes.load(mOut, k)) / (Lanes.load(r, i) * rv + ev), pOut, k)
                     i += V.scalarCount
                 }
                 while i < n {
                     let k = start + i
-                    pOut[k] = p[k] - (alpha * mOut[k]) / (r[i] / s + epsilon)
+                    pOut[k] = p[k] - (alpha * mOut[k]) / (r[i] * rScalar + epsilon)
                     i += 1
                 }
                 start += n

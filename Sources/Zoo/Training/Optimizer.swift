@@ -52,7 +52,7 @@ public enum Optimizer: Sendable, Equatable, CustomStringConvertible {
                 if weightDecay > 0 {
                     if decoupled { decayed = p - lr * weightDecay * p } else { grad = grad + weightDecay * p }
                 }
-                // m′ = m + (1 − β₁)(g − m), v′ = β₂v + (1 − β₂)g², p′ = p − (lr/c₁)·m′ / (√v′/√c₂ + ε),
+                // m′ = m + (1 − β₁)(g − m), v′ = β₂v + (1 − β₂)g², p′ = p − (lr/c₁)·m′ / (√v′·(1/√c₂) + ε),
                 // as three `adamUpdate` ops the compiler fuses into one pass (scalars computed once per step).
                 let m = g.state("\(name).adam_m", p.shape), v = g.state("\(name).adam_v", p.shape)
                 let newM = adamUpdate(.firstMoment, [m, grad, g.constant(1 - beta1)])
@@ -62,7 +62,7 @@ public enum Optimizer: Sendable, Equatable, CustomStringConvertible {
                 let correction2 = 1 - exp(t * Foundation.log(beta2))
                 g.update(m, to: newM)
                 g.update(v, to: newV)
-                g.update(p, to: adamUpdate(.parameter, [decayed, newM, newV, lr / correction1, sqrt(correction2),
+                g.update(p, to: adamUpdate(.parameter, [decayed, newM, newV, lr / correction1, 1 / sqrt(correction2),
                                                         g.constant(epsilon)]))
             case let .adagrad(epsilon, weightDecay):
                 if weightDecay > 0 { grad = grad + weightDecay * p }
