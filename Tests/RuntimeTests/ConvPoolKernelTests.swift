@@ -69,6 +69,7 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 6, c: 40, h: 15, w: 15, o: 36, kh: 1, kw: 1, strideH: 2, strideW: 2), // 1×1 stride-2 projection, groups 4 + 2
     .init(n: 3, c: 20, h: 33, w: 34, o: 24, kh: 1, kw: 1, strideH: 2, strideW: 2), // 1×1 stride 2: dx rows spread 8 at a time, tail
     .init(n: 2, c: 18, h: 10, w: 9, o: 20, kh: 1, kw: 1, strideH: 3, strideW: 1), // 1×1 stride 3 down, 1 across: rows spread one by one
+    .init(n: 3, c: 24, h: 9, w: 8, o: 20, kh: 1, kw: 1, strideH: 2, strideW: 2), // ResNet-18 layer4's shortcut: dx rows spread 4 at a time
     .init(n: 3, c: 33, h: 16, w: 16, o: 40, kh: 1, kw: 1),                     // pointwise in place; filter group of 3
     .init(n: 7, c: 36, h: 16, w: 16, o: 48, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // stride 2, groups 4 + 3
     .init(n: 2, c: 300, h: 19, w: 23, o: 8, kh: 3, kw: 3, padH: 1, padW: 1),   // every pass in row blocks of 4, ragged last

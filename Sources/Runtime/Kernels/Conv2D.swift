@@ -247,17 +247,17 @@ public enum Conv2DKernel {
             // An unpadded 1×1 layer (a ResNet shortcut, or a pointwise layer's group of images):
             // each row of dx is written once, in order, as the spread of one row of col or zeros;
             // no clearing pass, no scattered adds.
+            // Rows by output row, not by a division per input row (layer4's 8×8 planes: 8 rows
+            // of 8 floats each, where the division cost as much as the stores).
+            let (sh, w) = (g.strideH, g.w)
             for channel in 0..<g.c {
-                let plane = dx + channel * g.h * g.w, source = col + channel * ld
-                for iy in 0..<g.h {
-                    let line = plane + iy * g.w
-                    let (oy, phase) = iy.quotientAndRemainder(dividingBy: g.strideH)
-                    if phase != 0 || oy >= oh {
-                        zeroFloats(line, g.w)
-                    } else {
-                        spreadFloats(line, source + oy * ow, count: ow, stride: g.strideW, width: g.w)
-                    }
+                let plane = dx + channel * g.h * w, source = col + channel * ld
+                for oy in 0..<oh {
+                    let line = plane + oy * sh * w
+                    spreadFloats(line, source + oy * ow, count: ow, stride: g.strideW, width: w)
+                    for gap in 1..<sh where oy * sh + gap < g.h { zeroFloats(line + gap * w, w) }
                 }
+                // No rows after the last gap: unpadded, oh = (h − 1) / sh + 1, so oh·sh ≥ h.
             }
             return
         }
@@ -312,7 +312,7 @@ public enum Conv2DKernel {
     }
 
     /// `line[0..<width]` = `source[j]` at `j·stride` for j in 0..<count, zero elsewhere
-    /// (`(count − 1)·stride < width`); stride 1 as one copy, stride 2 eight floats at a time.
+    /// (`(count − 1)·stride < width`); stride 1 as one copy, stride 2 eight (then four) floats at a time.
     @inline(__always)
     static func spreadFloats(_ line: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int, stride: Int,
                              width: Int) {
@@ -328,6 +328,12 @@ public enum Conv2DKernel {
                 spread.evenHalf = UnsafeRawPointer(source + j).loadUnaligned(as: SIMD8<Float>.self)
                 UnsafeMutableRawPointer(line + 2 * j).storeBytes(of: spread, as: SIMD16<Float>.self)
                 j += 8
+            }
+            while j + 4 <= count && 2 * j + 8 <= width {
+                var spread = SIMD8<Float>()
+                spread.evenHalf = UnsafeRawPointer(source + j).loadUnaligned(as: SIMD4<Float>.self)
+                UnsafeMutableRawPointer(line + 2 * j).storeBytes(of: spread, as: SIMD8<Float>.self)
+                j += 4
             }
         }
         zeroFloats(line + j * stride, width - j * stride)
