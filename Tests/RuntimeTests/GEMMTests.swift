@@ -53,6 +53,9 @@ private let sizes: [(Int, Int, Int)] = [
     (128, 20, 400), (7, 13, 97), (13, 33, 65), (33, 7, 1000), (1, 1, 64), (61, 37, 129),
     // B's rows 256 floats wide but n + 5 apart: read in place (the stride spreads over L1), two depth blocks.
     (128, 256, 300),
+    // Aᵀ·B narrower than a panel, run as Cᵀ = Bᵀ·A: A read in place (rows m + 3 apart), or
+    // packed (61 + 3 = 64 floats apart crowd L1's sets).
+    (400, 10, 128), (61, 10, 50),
 ]
 private let variants: [(Bool, Bool)] = [(false, false), (false, true), (true, false), (true, true)]
 
@@ -155,6 +158,11 @@ func sgemmPathChoice() {
     // The VAE at batch 128: B in place (its rows spread over L1); A·Bᵀ as Cᵀ = B·Aᵀ.
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 400, k: 784) == .packed(directB: true))
     #expect(GEMM.path(transposeA: false, transposeB: true, m: 128, n: 400, k: 784) == .swapped)
+    // A VAE head's weight gradient (Aᵀ·B, n narrower than a panel) as Cᵀ = Bᵀ·A, A in place
+    // unless its rows crowd L1's sets; A not transposed keeps the packed product.
+    #expect(GEMM.path(transposeA: true, transposeB: false, m: 400, n: 10, k: 128) == .narrow(directB: true))
+    #expect(GEMM.path(transposeA: true, transposeB: false, m: 400, n: 10, k: 128, lda: 1024) == .narrow(directB: false))
+    #expect(GEMM.path(transposeA: false, transposeB: false, m: 400, n: 10, k: 128) == .packed(directB: false))
     // Rows 4 KiB apart would crowd B's column panel into a few L1 sets: packed.
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 128, n: 1024, k: 784) == .packed(directB: false))
     #expect(GEMM.path(transposeA: false, transposeB: false, m: 129, n: 400, k: 784) == .packed(directB: false))

@@ -89,6 +89,13 @@ public enum GEMM {
         /// A·Bᵀ for a small m, run as Cᵀ = B·Aᵀ: B's contiguous rows are read in place and
         /// only Aᵀ (m columns) is packed, instead of Bᵀ (n columns); tiles are stored transposed.
         case swapped
+        /// Aᵀ·B with n narrower than a panel, run as Cᵀ = Bᵀ·A: n then pads to the tile's rows
+        /// (`mr`) instead of its columns (`nr`: 20 columns fill 20 of 32 lanes, but 20 of 24 rows),
+        /// and A, contiguous along m, is read in place as the swapped product's B when `directB`.
+        /// Median GFLOP/s on AVX-512, 1 and 2 threads: 400×20×128 (a VAE head's weight gradient)
+        /// 79–87 → 113–121 and 67–70 → 124–139; 400×20×784 67 → 110–121 and 109–111 → 164–169.
+        /// With A not transposed, packing Aᵀ made it slower (128×20×400: 95–98 → 68–76 on 1 thread).
+        case narrow(directB: Bool)
     }
 
     /// `ldb`: B's row stride when known (`sgemm` passes it), else n. B is read in place only when
@@ -96,10 +103,14 @@ public enum GEMM {
     /// the rows of a B it builds (the convolutions' column matrices, `Conv2DKernel.columnStride`)
     /// gets B read in place (ResNet-18's stride-2 shortcuts: B's 256-float rows had been packed
     /// again after im2col).
-    static func path(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, ldb: Int? = nil) -> Path {
+    /// `lda`: A's row stride when known, else m (`narrow` reads A in place by it).
+    static func path(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int? = nil, ldb: Int? = nil) -> Path {
         if !transposeA && transposeB && m <= dotMaxM && k >= dotMinK
             && (n < dotMaxSwappedN || m * n * k >= parallelThreshold) { return .dot }
         if !transposeA && transposeB && m <= swapMaxM && n >= mr && (k >= swapMinK || m < unswappedMinM) { return .swapped }
+        if transposeA && n < nr && (n + mr - 1) / mr * mr < nr && m >= nr {
+            return .narrow(directB: n <= directBMaxM && spreadsOverL1(rowFloats: lda ?? m))
+        }
         // B narrower than one panel is packed whole anyway: reading it in place would only force
         // A to be packed too (128×20×400 on AVX-512, alternating runs: 55 → 95 GFLOP/s on 1 thread, 67 → 86 on 2).
         return .packed(directB: !transposeB && m <= directBMaxM && n >= nr && spreadsOverL1(rowFloats: ldb ?? n))
@@ -163,6 +174,11 @@ public enum GEMM {
             return (0, 0)
         case .swapped:
             return packedFloats(transposeA: false, directB: false, m: n, n: m, k: k)
+        case let .narrow(directB):
+            // Whether A is read in place depends on its row stride: room for either.
+            let chosen = packedFloats(transposeA: !transposeB, directB: directB, m: n, n: m, k: k)
+            let other = packedFloats(transposeA: !transposeB, directB: !directB, m: n, n: m, k: k)
+            return (Swift.max(chosen.a, other.a), Swift.max(chosen.b, other.b))
         case let .packed(directB):
             let chosen = packedFloats(transposeA: transposeA, directB: directB, m: m, n: n, k: k)
             // Whether B is read in place also depends on its row stride (`path`): room for either.
@@ -208,7 +224,7 @@ public enum GEMM {
         }
         let threads = m * n * k >= parallelThreshold ? threads : 1
         let source = Operands(a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, transposeB: transposeB)
-        let path = path(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, ldb: ldb)
+        let path = path(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: lda, ldb: ldb)
         if path == .dot {
             DotKernel.run(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
                           accumulate: accumulate, threads: threads)
@@ -216,12 +232,20 @@ public enum GEMM {
         }
         let needed = workspaceFloats(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
         // Swapped, Cᵀ = B·Aᵀ: B (n × k, contiguous rows) plays op(A) and A plays op(B) transposed.
-        let swapped = path == .swapped
-        let problem = swapped
-            ? Problem(m: n, n: m, k: k, source: Operands(a: b, lda: ldb, transposeA: false, b: a, ldb: lda, transposeB: true),
-                      directB: false, transposeC: true, depth: DepthBlocks(k: k, maxDepth: packedKc))
-            : Problem(m: m, n: n, k: k, source: source, directB: path == .packed(directB: true), transposeC: false,
-                      depth: DepthBlocks(k: k, maxDepth: path == .packed(directB: true) ? kc : packedKc))
+        // Narrow, Cᵀ = op(B)ᵀ·op(A)ᵀ: B plays op(A) and A plays op(B), each with its transpose flipped.
+        let problem: Problem
+        switch path {
+        case .swapped:
+            problem = Problem(m: n, n: m, k: k, source: Operands(a: b, lda: ldb, transposeA: false, b: a, ldb: lda, transposeB: true),
+                              directB: false, transposeC: true, depth: DepthBlocks(k: k, maxDepth: packedKc))
+        case let .narrow(directB):
+            problem = Problem(m: n, n: m, k: k,
+                              source: Operands(a: b, lda: ldb, transposeA: !transposeB, b: a, ldb: lda, transposeB: !transposeA),
+                              directB: directB, transposeC: true, depth: DepthBlocks(k: k, maxDepth: directB ? kc : packedKc))
+        default:
+            problem = Problem(m: m, n: n, k: k, source: source, directB: path == .packed(directB: true), transposeC: false,
+                              depth: DepthBlocks(k: k, maxDepth: path == .packed(directB: true) ? kc : packedKc))
+        }
         if let workspace {
             precondition(workspace.aCapacity >= needed.a && workspace.bCapacity >= needed.b,
                          "sgemm: workspace too small for m=\(m) n=\(n) k=\(k) tA=\(transposeA) tB=\(transposeB)")
