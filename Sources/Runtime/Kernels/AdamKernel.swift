@@ -91,13 +91,13 @@ enum AdamKernel {
     /// `secondMoment` and `parameter`, so the bits are theirs. Outputs may share their own
     /// input's buffer (m′ m's, v′ v's, p′ p's): each element is read before it is written.
     static func step(m: UnsafePointer<Float>, g: UnsafePointer<Float>, v: UnsafePointer<Float>, p: UnsafePointer<Float>,
-                     c1: Float, beta2: Float, c2: Float, alpha: Float, r rScalar: Float, epsilon: Float,
+                     c1: Float, beta2: Float, c2: Float, alpha: Float, r: Float, epsilon: Float,
                      mOut: UnsafeMutablePointer<Float>, vOut: UnsafeMutablePointer<Float>, pOut: UnsafeMutablePointer<Float>,
                      count: Int) {
         let c1v = V(repeating: c1), bv = V(repeating: beta2), c2v = V(repeating: c2)
-        let av = V(repeating: alpha), rv = V(repeating: rScalar), ev = V(repeating: epsilon)
+        let av = V(repeating: alpha), rv = V(repeating: r), ev = V(repeating: epsilon)
         withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { roots in
-            let r = roots.baseAddress!
+            let root = roots.baseAddress!
             var start = 0
             while start < count {
                 let n = Swift.min(block, count - start)
@@ -108,7 +108,7 @@ enum AdamKernel {
                     let newV = bv * vi + c2v * (gi * gi)
                     Lanes.store(mi + c1v * (gi - mi), mOut, k)
                     Lanes.store(newV, vOut, k)
-                    Lanes.store(newV, r, i)
+                    Lanes.store(newV, root, i)
                     i += V.scalarCount
                 }
                 while i < n {
@@ -117,20 +117,20 @@ enum AdamKernel {
                     let newV = beta2 * v[k] + c2 * (gi * gi)
                     mOut[k] = mi + c1 * (gi - mi)
                     vOut[k] = newV
-                    r[i] = newV
+                    root[i] = newV
                     i += 1
                 }
                 // A scalar loop of square roots becomes vsqrtps; SIMD's squareRoot goes lane by lane.
-                for k in 0..<n { r[k] = r[k].squareRoot() }
+                for k in 0..<n { root[k] = root[k].squareRoot() }
                 i = 0
                 while i + V.scalarCount <= n {
                     let k = start + i
-                    Lanes.store(Lanes.load(p, k) - (av * Lanes.load(mOut, k)) / (Lanes.load(r, i) * rv + ev), pOut, k)
+                    Lanes.store(Lanes.load(p, k) - (av * Lanes.load(mOut, k)) / (Lanes.load(root, i) * rv + ev), pOut, k)
                     i += V.scalarCount
                 }
                 while i < n {
                     let k = start + i
-                    pOut[k] = p[k] - (alpha * mOut[k]) / (r[i] * rScalar + epsilon)
+                    pOut[k] = p[k] - (alpha * mOut[k]) / (root[i] * r + epsilon)
                     i += 1
                 }
                 start += n
