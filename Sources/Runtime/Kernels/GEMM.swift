@@ -231,14 +231,14 @@ public enum GEMM {
             return
         }
         let needed = workspaceFloats(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
-        // Swapped, Cᵀ = B·Aᵀ: B (n × k, contiguous rows) plays op(A) and A plays op(B) transposed.
-        // Narrow, Cᵀ = op(B)ᵀ·op(A)ᵀ: B plays op(A) and A plays op(B), each with its transpose flipped.
+        // Swapped and narrow both compute Cᵀ = op(B)ᵀ·op(A)ᵀ: B plays op(A) and A plays op(B), each
+        // with its transpose flipped (swapped: B's contiguous rows as A, A packed as Bᵀ; narrow:
+        // A read in place as B when `directB`).
         let problem: Problem
         switch path {
-        case .swapped:
-            problem = Problem(m: n, n: m, k: k, source: Operands(a: b, lda: ldb, transposeA: false, b: a, ldb: lda, transposeB: true),
-                              directB: false, transposeC: true, depth: DepthBlocks(k: k, maxDepth: packedKc))
-        case let .narrow(directB):
+        case .swapped, .narrow:
+            var directB = false
+            if case let .narrow(inPlace) = path { directB = inPlace }
             problem = Problem(m: n, n: m, k: k,
                               source: Operands(a: b, lda: ldb, transposeA: !transposeB, b: a, ldb: lda, transposeB: !transposeA),
                               directB: directB, transposeC: true, depth: DepthBlocks(k: k, maxDepth: directB ? kc : packedKc))
