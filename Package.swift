@@ -70,12 +70,15 @@ let package = Package(
     products: [
         .library(name: "Kiln", targets: ["Kiln"]),
         .executable(name: "kiln", targets: ["CLI"]),
+        .executable(name: "kiln-gemm", targets: ["GEMMTool"]),
     ],
     targets: mpiTargets + [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .target(name: "KilnGraph", path: "Sources/Graph", swiftSettings: flags),
         .target(name: "KilnPasses", dependencies: ["KilnGraph"], path: "Sources/Passes", swiftSettings: flags),
-        .target(name: "KilnRuntime", dependencies: ["KilnGraph", "KilnPasses"], path: "Sources/Runtime",
+        // The two GNU calls the runtime makes (affinity, thread names): the core needs no Foundation.
+        .target(name: "KilnSystem", path: "Sources/System"),
+        .target(name: "KilnRuntime", dependencies: ["KilnGraph", "KilnPasses", "KilnSystem"], path: "Sources/Runtime",
                 swiftSettings: fastFlags),
         .target(name: "KilnZoo", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "CZlib"],
                 path: "Sources/Zoo", swiftSettings: flags),
@@ -86,11 +89,19 @@ let package = Package(
                 path: "Sources/Kiln"),
         // Benchmark parity (issue 13): the peers' initial weights and data order (numpy's
         // generator), the JSONL record, the FMA peak. Used by `kiln bench` and the tests only.
-        .target(name: "KilnBench", dependencies: ["Kiln", "KilnRuntime"], path: "Sources/Bench", swiftSettings: fastFlags),
+        // Foundation-free, like the core, so that `kiln-gemm` loads neither.
+        .target(name: "KilnBench", dependencies: ["KilnGraph", "KilnRuntime"], path: "Sources/Bench", swiftSettings: fastFlags),
         // `kiln fuzz` measures each input's peak heap bytes with the counting malloc (off until a
         // fuzz worker turns it on; left out under a sanitizer, whose malloc it cannot sit beside).
-        .executableTarget(name: "CLI", dependencies: ["Kiln", "KilnBench"] + (sanitizing ? [] : ["KilnAllocationCounter"]),
+        // Argument parsing for `kiln` and `kiln-gemm` (Foundation-free).
+        .target(name: "KilnCommandLine", dependencies: ["KilnGraph"], path: "Sources/CommandLine", swiftSettings: flags),
+        .executableTarget(name: "CLI", dependencies: ["Kiln", "KilnBench", "KilnCommandLine"] + (sanitizing ? [] : ["KilnAllocationCounter"]),
                           path: "Sources/CLI", swiftSettings: flags + (sanitizing ? [.define("KILN_SANITIZING")] : [])),
+        // `kiln bench gemm` in a tool with Kiln's core alone and the Swift runtime linked in: no
+        // Foundation, as a program using only the core (bench/compare.sh's GEMM row).
+        .executableTarget(name: "GEMMTool", dependencies: ["KilnBench", "KilnCommandLine", "KilnGraph", "KilnRuntime"],
+                          path: "Sources/GEMMTool", swiftSettings: flags,
+                          linkerSettings: [.unsafeFlags(["-static-executable"], .when(platforms: [.linux]))]),
         .executableTarget(name: "tour", dependencies: ["Kiln"], path: "examples/tour"),
         // The courses' experiments (issue 14): `swift run -c release NAME [--out DIR] [--quick]`.
         .executableTarget(name: "linear-classifiers", dependencies: ["Kiln"], path: "examples/linear-classifiers"),
@@ -121,7 +132,7 @@ let package = Package(
                     path: "Tests/RuntimeTests", swiftSettings: flags + (sanitizing ? [.define("KILN_SANITIZING")] : [])),
         .testTarget(name: "ZooTests", dependencies: ["KilnZoo", "Kiln", "KilnBench"], path: "Tests/ZooTests"),
         // The command-line tool's flag checks and its fuzzer's quick run (issue 16).
-        .testTarget(name: "CLITests", dependencies: ["CLI", "Kiln", "KilnBench"], path: "Tests/CLITests"),
+        .testTarget(name: "CLITests", dependencies: ["CLI", "Kiln", "KilnBench", "KilnCommandLine"], path: "Tests/CLITests"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -11,6 +11,7 @@
 #                    resnet20-train resnet20-infer
 #   SYSTEMS          default: numpy pytorch-eager pytorch-compile jax-jit tinygrad
 #   THREADS (2), SEED (0), TIMEOUT (seconds per run, 900), OUT (JSONL file, default ./compare-DATE.jsonl)
+#   KILN_GEMM_CLI    set: the GEMM row runs `KILN bench gemm` even where `kiln-gemm` sits beside KILN
 #   PEER_ISA         native (default) or avx2: with avx2 the peers are held to AVX2 + FMA through
 #                    their own switches (PyTorch ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS,
 #                    oneDNN ONEDNN_MAX_CPU_ISA, OpenBLAS OPENBLAS_CORETYPE=Haswell, XLA
@@ -50,8 +51,18 @@ fi
 if [ -n "$KILN" ] && [ ! -x "$KILN" ] && ! command -v "$KILN" >/dev/null 2>&1; then
     echo "warning: Kiln binary '$KILN' not found: its cells will read missing" >&2
 fi
+# The GEMM row runs `kiln-gemm` from beside the binary when it is there (`swift build -c release`
+# builds it; `--product kiln` alone does not): the same workload code as `kiln bench gemm`, in a
+# statically linked tool with Kiln's core alone and no Foundation, so that the row's peak RSS is
+# the core's (about 16 MB less than the full tool's). KILN_GEMM_CLI=1 runs `kiln bench gemm` instead.
+KILN_GEMM=""
+if [ -n "$KILN" ] && [ -z "${KILN_GEMM_CLI:-}" ]; then
+    kiln_path="$(command -v "$KILN" 2>/dev/null || true)"
+    if [ -n "$kiln_path" ] && [ -x "$(dirname "$kiln_path")/kiln-gemm" ]; then KILN_GEMM="$(dirname "$kiln_path")/kiln-gemm"; fi
+fi
 echo "# $(date -u +%FT%TZ)  threads=$THREADS seed=$SEED peer_isa=${PEER_ISA:-native}  records -> $OUT"
 echo "# cpu pressure now: $(head -n 1 /proc/pressure/cpu 2>/dev/null || echo n/a)"
+echo "# kiln gemm row: ${KILN_GEMM:-$KILN bench gemm}"
 
 has() {  # system workload
     case "$1" in
@@ -107,7 +118,11 @@ for workload in $WORKLOADS; do
         run "$system" "$workload" $(command_of "$system") "$workload" --threads "$THREADS" --seed "$SEED" --jsonl "$OUT"
     done
     if [ -n "$KILN" ] && { [ -x "$KILN" ] || command -v "$KILN" >/dev/null 2>&1; }; then
-        run kiln "$workload" "$KILN" bench "$workload" --threads "$THREADS" --seed "$SEED" --jsonl "$OUT"
+        if [ "$workload" = gemm ] && [ -n "$KILN_GEMM" ]; then
+            run kiln "$workload" "$KILN_GEMM" gemm --threads "$THREADS" --seed "$SEED" --jsonl "$OUT"
+        else
+            run kiln "$workload" "$KILN" bench "$workload" --threads "$THREADS" --seed "$SEED" --jsonl "$OUT"
+        fi
     fi
 done
 

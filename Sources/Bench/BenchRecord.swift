@@ -1,5 +1,9 @@
-import Foundation
-import Kiln
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import KilnGraph
 import KilnRuntime
 
 /// One `kiln bench` result in the peers' JSONL record format (`bench/README.md`), plus the
@@ -27,6 +31,13 @@ public struct BenchRecord {
     public static let system = "kiln"
     public static let version = "0.1"
 
+    /// Appends the record's JSON line to the JSONL file at `path` (created if needed).
+    public func append(toJSONL path: String) throws {
+        guard Platform.append(json() + "\n", toFile: path) else {
+            throw KilnError.file(path: path, message: "cannot open or write (\(String(cString: strerror(errno))))")
+        }
+    }
+
     /// The record as one JSON line, with the machine facts measured now (end of the run, like the peers).
     public func json() -> String {
         var extra = self.extra
@@ -38,7 +49,7 @@ public struct BenchRecord {
             ("compile_seconds", compileSeconds.map { rounded($0, 4) } as Any),
             ("test_accuracy", testAccuracy.map { rounded($0, 5) } as Any),
             ("test_neg_elbo", testNegativeELBO.map { rounded($0, 3) } as Any),
-            ("peak_rss_mb", peakRSSMegabytes()), ("date", isoDateNow()), ("host", hostDescription()),
+            ("peak_rss_mb", peakRSSMegabytes()), ("date", Platform.isoDateNowUTC()), ("host", hostDescription()),
             ("seed", Int(seed)),
         ])
         // `jsonObject` encodes a nested [(String, Any)] value as an array (its `[Any]` case matches
@@ -49,10 +60,10 @@ public struct BenchRecord {
     /// The peers' one-line summary: `[kiln 0.1] WORKLOAD: METRIC=VALUE compile_s=… test_acc=… peak_rss=…MB threads=N`.
     public func summaryLine() -> String {
         var line = "[\(Self.system) \(Self.version)] \(workload): \(metric)=" +
-            (abs(value) < 1e4 ? String(format: "%.4g", value) : String(format: "%.0f", value))
-        if let compileSeconds { line += String(format: " compile_s=%.2f", compileSeconds) }
-        if let testAccuracy { line += String(format: " test_acc=%.4f", testAccuracy) }
-        if let testNegativeELBO { line += String(format: " test_neg_elbo=%.2f", testNegativeELBO) }
+            Platform.format(abs(value) < 1e4 ? "%.4g" : "%.0f", value)
+        if let compileSeconds { line += " compile_s=" + Platform.fixed(compileSeconds, 2) }
+        if let testAccuracy { line += " test_acc=" + Platform.fixed(testAccuracy, 4) }
+        if let testNegativeELBO { line += " test_neg_elbo=" + Platform.fixed(testNegativeELBO, 2) }
         line += " peak_rss=\(peakRSSMegabytes())MB threads=\(threads)"
         return line + " " + jsonObject(extra)
     }
@@ -65,10 +76,14 @@ public func rounded(_ value: Double, _ digits: Int) -> Double {
 }
 
 /// Seconds on a monotonic clock.
-public func monotonicSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + 1e-9 * Double(t.tv_nsec)
+public func monotonicSeconds() -> Double { Platform.monotonicSeconds() }
+
+/// The median of `values` (the mean of the middle two for an even count); NaN when empty.
+public func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    let mid = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 /// `ru_maxrss` of the whole process in MiB (Linux reports KiB, Darwin bytes), one decimal.
@@ -83,15 +98,6 @@ public func peakRSSMegabytes() -> Double {
     #endif
 }
 
-/// Now in UTC as ISO-8601 with seconds and a `+00:00` offset (Python's `isoformat`).
-public func isoDateNow() -> String {
-    let formatter = DateFormatter()
-    formatter.locale = Locale(identifier: "en_US_POSIX")
-    formatter.timeZone = TimeZone(identifier: "UTC")
-    formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ssxxx"
-    return formatter.string(from: Date())
-}
-
 /// The 1-minute load average.
 public func loadAverage1m() -> Double? {
     var loads = [Double](repeating: 0, count: 3)
@@ -100,7 +106,7 @@ public func loadAverage1m() -> Double? {
 
 /// Linux PSI: % of the last 60 s in which some runnable task waited for a CPU (`/proc/pressure/cpu`, "some avg60").
 public func cpuPressure60s() -> Double? {
-    guard let text = try? String(contentsOfFile: "/proc/pressure/cpu", encoding: .utf8),
+    guard let text = Platform.readTextFile("/proc/pressure/cpu"),
           let first = text.split(separator: "\n").first else { return nil }
     let fields = first.split(separator: " ")
     guard fields.count > 2, let equals = fields[2].firstIndex(of: "=") else { return nil }
@@ -111,17 +117,20 @@ public func cpuPressure60s() -> Double? {
 /// "AMD EPYC" (as the peers' `host_string`).
 public func hostDescription() -> String {
     var model: String?, family: String?, modelNumber: String?
-    if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
+    func trimmed(_ text: Substring) -> String {
+        String(text.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+    }
+    if let text = Platform.readTextFile("/proc/cpuinfo") {
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1)
             guard parts.count == 2 else { continue }
-            let key = parts[0].trimmingCharacters(in: .whitespaces), value = parts[1].trimmingCharacters(in: .whitespaces)
+            let key = trimmed(parts[0]), value = trimmed(parts[1])
             if key == "model name" && model == nil { model = value }
             if key == "cpu family" && family == nil { family = value }
             if key == "model" && modelNumber == nil { modelNumber = value }
         }
     }
-    var host = model ?? ProcessInfo.processInfo.hostName
+    var host = model ?? Platform.hostName
     if let family, host.split(separator: " ").count <= 3 { host += " (family \(family) model \(modelNumber ?? "?"))" }
     return host
 }
@@ -143,7 +152,7 @@ public func throughputFields(achievedGFLOPs: Double, threads: Int, measurePeak: 
 public func jsonObject(_ pairs: [(String, Any)]) -> String {
     func encode(_ value: Any) -> String {
         switch value {
-        case let s as String: return Safetensors.jsonString(s)
+        case let s as String: return jsonStringLiteral(s)
         case let b as Bool: return b ? "true" : "false"
         case let i as Int: return String(i)
         case let d as Double: return d.isFinite ? String(d) : "null"

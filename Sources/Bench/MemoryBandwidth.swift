@@ -1,4 +1,3 @@
-import Foundation
 import KilnRuntime
 
 /// The streaming bandwidth the machine gives a kernel that reads one buffer and writes another

@@ -1,4 +1,4 @@
-import Foundation
+import Dispatch
 import KilnRuntime
 
 /// The machine's FP32 fused multiply-add peak, measured with the vectors of the ISA Kiln was
@@ -59,14 +59,12 @@ public enum PeakFMA {
         let ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0)
         for index in 0..<threads {
             group.enter()
-            let thread = Thread {
+            Platform.startThread(name: "kiln-timed-\(index)", stackSize: 1 << 20) {
                 ready.signal()
                 go.wait()
                 body(index)
                 group.leave()
             }
-            thread.stackSize = 1 << 20
-            thread.start()
         }
         for _ in 0..<threads { ready.wait() }
         let start = now()
@@ -103,9 +101,5 @@ public enum PeakFMA {
         if value.isNaN { print("PeakFMA: NaN") }
     }
 
-    static func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + 1e-9 * Double(t.tv_nsec)
-    }
+    static func now() -> Double { Platform.monotonicSeconds() }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// `kiln bench WORKLOAD`: the peers' benchmark workloads (`bench/README.md`), run exactly as
@@ -17,7 +18,7 @@ struct BenchSettings {
     var dataDirectory: String?
     var measurePeak: Bool
     /// `gemm --shape MxNxK[:at|:bt|:atbt]`: another product than 1024³ (e.g. a layer's), transposes optional.
-    var gemmShape: (m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool) = (1024, 1024, 1024, false, false)
+    var gemmShape: String?
     /// `conv --shape resnet20`: ResNet-20's layer shapes instead of ResNet-18's.
     var convResNet20 = false
     /// `conv --layer TEXT`: only the layers whose name contains TEXT (e.g. `layer4`, `shortcut`).
@@ -45,7 +46,7 @@ func benchCommand(_ words: [String]) throws {
             }
             settings.convResNet20 = text == "resnet20"
         } else {
-            settings.gemmShape = try parseGEMMShape(text)
+            settings.gemmShape = text
         }
     }
     if args.flags.contains("--cold") {
@@ -71,7 +72,7 @@ func benchCommand(_ words: [String]) throws {
         print(quiet.summaryLine())
         print("[\(BenchRecord.system) \(BenchRecord.version)] \(quiet.workload) with \(contention) spinning process\(contention == 1 ? "" : "es"): \(quiet.metric) "
               + String(format: "quiet %.4g, busy %.4g, busy/quiet %.3f", quiet.value, busy.value, busy.value / quiet.value))
-        if let path = args.options["--jsonl"] { try appendLine(quiet.json(), to: path) }
+        if let path = args.options["--jsonl"] { try quiet.append(toJSONL: path) }
         if args.flags.contains("--json") { print(quiet.json()) }
         return
     }
@@ -79,9 +80,7 @@ func benchCommand(_ words: [String]) throws {
 
     let line = record.json()
     print(record.summaryLine())
-    if let path = args.options["--jsonl"] {
-        try appendLine(line, to: path)
-    }
+    if let path = args.options["--jsonl"] { try record.append(toJSONL: path) }
     if args.flags.contains("--json") { print(line) }
 }
 
@@ -107,7 +106,12 @@ private func runWorkload(_ settings: BenchSettings) throws -> BenchRecord {
     let record: BenchRecord
     switch settings.workload {
     case "peak": record = benchPeak(settings)
-    case "gemm": record = benchGEMM(settings)
+    case "gemm":
+        var gemm = GEMMWorkload.Settings(threads: settings.threads, seed: settings.seed, process: "kiln bench gemm")
+        if let shape = settings.gemmShape { try gemm.setShape(shape) }
+        gemm.coldCaches = settings.coldCaches
+        gemm.measurePeak = settings.measurePeak
+        record = GEMMWorkload.run(gemm)
     case "lenet5-train":
         record = try benchTraining(settings, model: try Zoo.classifier("lenet5"), optimizer: .sgd(momentum: 0.9),
                                    learningRate: 0.01, batch: 64, epochs: 3, reportFlops: true)
@@ -124,23 +128,6 @@ private func runWorkload(_ settings: BenchSettings) throws -> BenchRecord {
     return record
 }
 
-/// Appends one line to a file, creating it if needed.
-private func appendLine(_ line: String, to path: String) throws {
-    if !FileManager.default.fileExists(atPath: path) {
-        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw KilnError.file(path: path, message: "cannot create") }
-    }
-    guard let handle = FileHandle(forWritingAtPath: path) else { throw KilnError.file(path: path, message: "cannot open for writing") }
-    defer { try? handle.close() }
-    handle.seekToEndOfFile()
-    handle.write(Data((line + "\n").utf8))
-}
-
-private func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    let mid = sorted.count / 2
-    return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
-
 // MARK: - peak
 
 /// The machine's FP32 FMA peak on `--threads` threads with this build's vectors (`PeakFMA`):
@@ -155,87 +142,6 @@ private func benchPeak(_ settings: BenchSettings) -> BenchRecord {
     }
     return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "gflops",
                        value: peak.gflops, compileSeconds: nil, testAccuracy: nil, extra: extra)
-}
-
-// MARK: - gemm
-
-/// `MxNxK`, optionally `:at`, `:bt` or `:atbt` (A and/or B stored transposed).
-private func parseGEMMShape(_ text: String) throws -> (m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool) {
-    let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
-    let sizes = parts[0].split(separator: "x").compactMap { Int($0) }
-    let flags = parts.count > 1 ? parts[1] : ""
-    guard sizes.count == 3, sizes.allSatisfy({ (1...16_384).contains($0) }), ["", "at", "bt", "atbt"].contains(flags) else {
-        throw KilnError.argument("bench: --shape takes MxNxK with sizes 1 to 16384, optionally :at, :bt or :atbt (got \"\(excerpt(text))\")")
-    }
-    return (sizes[0], sizes[1], sizes[2], flags.hasPrefix("at"), flags.hasSuffix("bt"))
-}
-
-/// C = op(A)·op(B), 1024³ unless `--shape`, float32 with A, B ~ N(0, 1), packing buffers made once
-/// (as compiled programs do): 1 untimed call, 3 warm-up, 20 timed (more for small shapes);
-/// value = best GFLOP/s.
-private func benchGEMM(_ settings: BenchSettings) -> BenchRecord {
-    let (m, n, k, transposeA, transposeB) = settings.gemmShape
-    let flops = 2 * Double(m) * Double(n) * Double(k)
-    let warmUp = 3, repetitions = max(20, min(2000, Int(2e10 / flops)))
-    // Normal entries by Box–Muller on numpy's PCG64 (the values do not matter for the timing, only the scale).
-    var generator = NumpyGenerator(seed: [settings.seed, 7])
-    // Operands aligned to a cache line, as Kiln's arena and parameters are (a Swift array's
-    // elements start 16 or 48 bytes into a line, where rows read in place span a line more),
-    // and filled in place: no temporary array adds to the peak RSS the record reports.
-    func normals(_ count: Int, zero: Bool = false) -> UnsafeMutablePointer<Float> {
-        let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(count, 1))
-        if zero {
-            pointer.initialize(repeating: 0, count: count)
-            return pointer
-        }
-        for i in 0..<count {
-            let u1 = (Double(generator.bitGenerator.next64() >> 11) + 0.5) / 9_007_199_254_740_992  // in (0, 1)
-            let u2 = Double(generator.bitGenerator.next64() >> 11) / 9_007_199_254_740_992
-            pointer[i] = Float((-2 * Foundation.log(u1)).squareRoot() * cos(2 * Double.pi * u2))
-        }
-        return pointer
-    }
-    let a = normals(m * k), b = normals(k * n), c = normals(m * n, zero: true)
-    defer { a.deallocate(); b.deallocate(); c.deallocate() }
-    let workspace = GEMM.Workspace(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k)
-    func multiply() {
-        GEMM.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: transposeA ? m : k,
-                   b: b, ldb: transposeB ? k : n, c: c, ldc: n, accumulate: false, threads: settings.threads, workspace: workspace)
-    }
-    var start = monotonicSeconds()
-    multiply()
-    let firstCall = monotonicSeconds() - start
-    for _ in 0..<warmUp { multiply() }
-    var times: [Double] = []
-    // Written between timed calls with --cold: 64 MiB, more than this host's L2s and most L3 slices.
-    var evict = settings.coldCaches ? [Float](repeating: 0, count: 1 << 24) : []
-    for repetition in 0..<repetitions {
-        if settings.coldCaches {
-            // Written by the product's own threads, so no worker has parked meanwhile (a parked
-            // worker's wake-up would be timed too: this measures the caches alone).
-            evict.withUnsafeMutableBufferPointer { buffer in
-                let base = buffer.baseAddress!, count = buffer.count, threads = settings.threads
-                Parallel.forEach(chunks: threads, threads: threads) { part in
-                    let slice = count / threads
-                    (base + part * slice).update(repeating: Float(repetition), count: slice)
-                }
-            }
-        }
-        start = monotonicSeconds()
-        multiply()
-        times.append(monotonicSeconds() - start)
-    }
-    let best = times.min()!, middle = median(times)
-    return BenchRecord(workload: settings.workload, threads: settings.threads, seed: settings.seed, metric: "gflops",
-                       value: flops / best / 1e9, compileSeconds: nil, testAccuracy: nil,
-                       extra: [("median_gflops", rounded(flops / middle / 1e9, 2)), ("best_ms", rounded(best * 1e3, 3)),
-                               ("median_ms", rounded(middle * 1e3, 3)), ("reps", repetitions),
-                               ("first_call_ms", rounded(firstCall * 1e3, 3)), ("threads", settings.threads),
-                               ("shape", "\(m)x\(n)x\(k)" + (transposeA ? " A transposed" : "") + (transposeB ? " B transposed" : "")),
-                               ("caches", settings.coldCaches ? "cold (64 MiB written between calls)" : "warm")]
-                       + throughputFields(achievedGFLOPs: flops / best / 1e9, threads: settings.threads,
-                                          measurePeak: settings.measurePeak))
 }
 
 // MARK: - training

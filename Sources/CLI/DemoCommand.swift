@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// Trains a small CNN on procedural glyphs made in memory: no download needed.

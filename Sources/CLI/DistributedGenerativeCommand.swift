@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// `mpirun -np N kiln train vae|cvae|conv-vae|conv-cvae|ddpm …`: data-parallel training of a

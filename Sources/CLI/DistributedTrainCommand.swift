@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// `mpirun -np N kiln train MODEL …` (or `kiln train MODEL --distributed …`): data-parallel training

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 
 func dotCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--stage", "--batch", "--gan-step", "-o"], flags: [], command: "dot")

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// Reads one label per non-blank line (a course `y_test.csv`), as class indices of `classes`.

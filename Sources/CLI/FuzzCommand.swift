@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// `kiln generate MODEL.safetensors --per-class N -o new.csv [--grid FILE.png] [--seed S]`: samples
@@ -98,10 +99,10 @@ private func generatedQuality(_ samples: ImageDataset, modelPath: String, args: 
         guard train.pixelsPerImage == samples.pixelsPerImage, train.count >= 2 else {
             throw KilnError.file(path: trainPath, message: "needs two or more images of the samples' size for the copy check")
         }
-        let own = SampleQuality.median(SampleQuality.nearestDistances(train, to: train, excludingSelf: true))
+        let own = median(SampleQuality.nearestDistances(train, to: train, excludingSelf: true))
         let distances = SampleQuality.nearestDistances(samples, to: train)
         quality.trainingDistance = own
-        quality.sampleDistance = SampleQuality.median(distances)
+        quality.sampleDistance = median(distances)
         quality.copies = distances.filter { $0 < SampleQuality.copyFraction * own }.count
         any = true
     }

@@ -59,12 +59,6 @@ struct SampleQuality {
         return result
     }
 
-    static func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        guard !sorted.isEmpty else { return .nan }
-        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-    }
-
     /// The report's lines.
     func lines(classNames: [String]) -> [String] {
         var lines: [String] = []

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 
 /// `kiln make-glyphs DIR [--train 500] [--test 10000] [--seed S] [--difficulty easy|hard]`: writes a course-style glyph
 /// assignment (xy_train.csv, x_test.csv, and the hidden labels y_test.csv) for trying Task A.

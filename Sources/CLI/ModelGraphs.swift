@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 
 /// The graph `kiln dot` and `kiln plan` show for a zoo model: the inference graph, or one
 /// training step (forward, backward and optimizer update). A generative model's inference graph

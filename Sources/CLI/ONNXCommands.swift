@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// `kiln import MODEL.onnx [-o MODEL.safetensors] [--classes A,B,C]`: reads an ONNX file, prints

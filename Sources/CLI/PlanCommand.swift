@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// `kiln plan MODEL`: runs the compiler pipeline and prints, per pass, wall time and node and

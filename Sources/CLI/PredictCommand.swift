@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// `kiln predict MODEL.safetensors --test x_test.csv -o predictions.csv`: labels every row of a

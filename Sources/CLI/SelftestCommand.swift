@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// `kiln selftest --networks N [--seed S] [--threads T] [--runs R]`: makes N random user-style

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 /// `kiln train vae|cvae|conv-vae|conv-cvae|gan|cgan|ddpm ...`: trains a generative model, prints the

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 import KilnBench
 
 func zooCommand(_ words: [String]) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Kiln
+import KilnCommandLine
 
 let usage = """
 usage: kiln COMMAND [ARGS]

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import KilnGraph
 import KilnPasses
 
@@ -85,7 +89,7 @@ public final class Executable {
 
     deinit {
         if runOptions.profile && profiler.steps > 0 {
-            FileHandle.standardError.write((profiler.report(program, top: RunOptions.profileLines) + "\n").data(using: .utf8)!)
+            Platform.writeToStandardError(profiler.report(program, top: RunOptions.profileLines) + "\n")
         }
     }
 

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import KilnGraph
 
 /// Runs a Graph node by node in Double: slow, obvious, and the oracle every optimised path is tested against.
@@ -113,7 +117,7 @@ public struct Interpreter {
             let av = x[0].scalars, bv = x[1].scalars
             return (0..<outShape.count).map { binary(f, av[a[$0]], bv[b[$0]]) }
         case let .power(exponent):
-            return x[0].scalars.map { Foundation.pow($0, exponent) }
+            return x[0].scalars.map { pow($0, exponent) }
         case let .adamUpdate(formula):
             let index = x.map { broadcastIndices(from: $0.shape, to: outShape) }
             return (0..<outShape.count).map { i in
@@ -211,7 +215,7 @@ public struct Interpreter {
                 }
                 let values = logits.scalars[(row * c)..<(row * c + c)]
                 let m = values.max() ?? 0
-                return m + Foundation.log(values.reduce(0) { $0 + Foundation.exp($1 - m) }) - values[row * c + label]
+                return m + log(values.reduce(0) { $0 + exp($1 - m) }) - values[row * c + label]
             }
         case let .oneHot(depth, _):
             var result = [Double](repeating: 0, count: outShape.count)
@@ -229,15 +233,15 @@ public struct Interpreter {
     private func unary(_ f: UnaryFunction, _ x: Double) -> Double {
         switch f {
         case .neg: return -x
-        case .exp: return Foundation.exp(x)
-        case .log: return Foundation.log(x)
+        case .exp: return exp(x)
+        case .log: return log(x)
         case .sqrt: return x.squareRoot()
         case .square: return x * x
-        case .tanh: return Foundation.tanh(x)
-        case .sigmoid: return 1 / (1 + Foundation.exp(-x))
+        case .tanh: return tanh(x)
+        case .sigmoid: return 1 / (1 + exp(-x))
         case .relu: return x > 0 ? x : 0
         // Stable form: never exponentiates a large positive number.
-        case .softplus: return Foundation.log1p(Foundation.exp(-Swift.abs(x))) + Swift.max(x, 0)
+        case .softplus: return log1p(exp(-Swift.abs(x))) + Swift.max(x, 0)
         case .abs: return Swift.abs(x)
         case .sign: return x > 0 ? 1 : x < 0 ? -1 : x  // keeps 0 (and NaN) as is
         case .reciprocal: return 1 / x
@@ -304,7 +308,7 @@ public struct Interpreter {
     }
 
     /// Softmax or log-softmax along `axis`, subtracting the maximum first so exp never overflows.
-    private func normalisedExponential(_ x: HostTensor, axis: Int, log: Bool) -> [Double] {
+    private func normalisedExponential(_ x: HostTensor, axis: Int, log logarithm: Bool) -> [Double] {
         let n = x.shape[axis]
         let inner = x.shape.dims[(axis + 1)...].reduce(1, *)
         let outer = x.shape.dims[..<axis].reduce(1, *)
@@ -313,9 +317,9 @@ public struct Interpreter {
             for i in 0..<inner {
                 let indices = (0..<n).map { (o * n + $0) * inner + i }
                 let m = indices.map { x.scalars[$0] }.max() ?? 0
-                let sum = indices.reduce(0) { $0 + Foundation.exp(x.scalars[$1] - m) }
+                let sum = indices.reduce(0) { $0 + exp(x.scalars[$1] - m) }
                 for index in indices {
-                    y[index] = log ? x.scalars[index] - m - Foundation.log(sum) : Foundation.exp(x.scalars[index] - m) / sum
+                    y[index] = logarithm ? x.scalars[index] - m - log(sum) : exp(x.scalars[index] - m) / sum
                 }
             }
         }

@@ -1,4 +1,3 @@
-import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -13,7 +12,7 @@ public enum MemoryBudget {
     /// Bytes this process may allocate at most: the machine's memory, or the address-space limit when lower.
     public static var availableBytes: Int {
         var limit = rlimit()
-        let physical = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        let physical = Platform.physicalMemory
         if getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max {
             return Swift.min(physical, Int(clamping: limit.rlim_cur))
         }
@@ -51,6 +50,6 @@ public enum MemoryBudget {
         let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
         var value = Double(bytes), unit = 0
         while value >= 1024 && unit + 1 < units.count { value /= 1024; unit += 1 }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+        return unit == 0 ? "\(bytes) B" : Platform.fixed(value, 1) + " " + units[unit]
     }
 }

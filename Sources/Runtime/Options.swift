@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import KilnGraph
 import KilnPasses
 
@@ -6,7 +10,7 @@ import KilnPasses
 /// reads no environment variables; the command-line tool maps `KILN_THREADS` and `--threads`
 /// onto `CompileOptions.threads`.
 public func defaultThreadCount() -> Int {
-    Swift.min(ProcessInfo.processInfo.activeProcessorCount, Parallel.maximumThreads)
+    Swift.min(Platform.activeProcessorCount, Parallel.maximumThreads)
 }
 
 /// How a graph is compiled, set once where the program is made (the command-line tool, a

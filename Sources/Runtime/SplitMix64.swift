@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// SplitMix64 (Steele, Lea & Flood 2014): a tiny seeded generator, the same on every platform.
 /// Data-set generators, augmentation and property tests use it so every draw is reproducible
@@ -25,6 +29,6 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     public mutating func normal() -> Double {
         let u = 1 - uniform(0, 1)  // (0, 1], so the log is finite
         let v = uniform(0, 1)
-        return (-2 * Foundation.log(u)).squareRoot() * cos(2 * Double.pi * v)
+        return (-2 * log(u)).squareRoot() * cos(2 * Double.pi * v)
     }
 }

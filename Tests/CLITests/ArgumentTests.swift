@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Kiln
 @testable import CLI
+import KilnCommandLine
 
 /// The message `body` throws, or nil when it throws nothing.
 private func errorMessage(_ body: () throws -> Void) -> String? {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Kiln
+import KilnBench
 @testable import CLI
 
 /// Generative training without --epochs, its own labeller, and generate's quality report (issue 17 items 3-4).
@@ -40,7 +41,7 @@ struct GenerativeDefaultsTests {
         // Training images against themselves: 0 unless their own row is skipped.
         #expect(SampleQuality.nearestDistances(train, to: train).allSatisfy { $0 == 0 })
         #expect(SampleQuality.nearestDistances(train, to: train, excludingSelf: true).allSatisfy { $0 > 0 })
-        #expect(SampleQuality.median([3, 1, 2]) == 2 && SampleQuality.median([4, 1, 2, 3]) == 2.5)
+        #expect(median([3, 1, 2]) == 2 && median([4, 1, 2, 3]) == 2.5 && median([]).isNaN)
         let lines = SampleQuality(stated: [2, 2], recognised: [2, 1], sampleDistance: 0.2, trainingDistance: 0.3, copies: 1)
             .lines(classNames: ["A", "B"])
         #expect(lines == ["recognised as their class: 75.0% (A 100.0%, B 50.0%)",

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Kiln
 @testable import CLI
+import KilnCommandLine
 
 /// `kiln train` on a small image file with no flags: the recipe (issue 17 item 2), driven in-process.
 @Suite("The default training recipe")

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import KilnGraph
 import KilnPasses
 
@@ -39,17 +43,18 @@ final class KernelProfiler {
         let steps = Double(Swift.max(self.steps, 1))
         let total = groupSeconds.reduce(0, +)
         var lines = ["kiln profile: \(graph.nodes.count) nodes, \(program.schedule.count) kernels, \(self.steps) steps, "
-                     + String(format: "%.3f s in kernels, %.1f µs per step", total, 1e6 * total / steps)]
+                     + Platform.fixed(total, 3) + " s in kernels, " + Platform.fixed(1e6 * total / steps, 1) + " µs per step"]
         for index in groupSeconds.indices.sorted(by: { groupSeconds[$0] > groupSeconds[$1] }).prefix(top) {
             let group = program.schedule[index]
             let ops = group.members.map { graph.nodes[$0].op.name }.joined(separator: " ")
             let shape = graph.nodes[group.root].type.shape.dims.map(String.init).joined(separator: "x")
             let parts = groupOfClosure.indices.filter { groupOfClosure[$0] == index }
             let split = parts.count > 1
-                ? " (" + parts.map { String(format: "%.1f", 1e6 * closureSeconds[$0] / steps) }.joined(separator: " + ") + ")"
+                ? " (" + parts.map { Platform.fixed(1e6 * closureSeconds[$0] / steps, 1) }.joined(separator: " + ") + ")"
                 : ""
-            lines.append(String(format: "  %5.1f%% %8.1f µs/step%@  kernel %d %@ [%@]: %@", 100 * groupSeconds[index] / Swift.max(total, 1e-12),
-                                1e6 * groupSeconds[index] / steps, split, index, group.kind.rawValue, shape, ops))
+            let share = Platform.fixed(100 * groupSeconds[index] / Swift.max(total, 1e-12), 1, width: 5)
+            let time = Platform.fixed(1e6 * groupSeconds[index] / steps, 1, width: 8)
+            lines.append("  \(share)% \(time) µs/step\(split)  kernel \(index) \(group.kind.rawValue) [\(shape)]: \(ops)")
         }
         // The same time summed by the kernel's root op (every conv2d_backward_filter together, …).
         var byOp: [String: (seconds: Double, kernels: Int)] = [:]
@@ -60,8 +65,9 @@ final class KernelProfiler {
         }
         lines.append("  by the kernel's root op:")
         for (name, entry) in byOp.sorted(by: { $0.value.seconds > $1.value.seconds }).prefix(top) {
-            lines.append(String(format: "  %5.1f%% %10.1f µs/step  %3d kernels  %@", 100 * entry.seconds / Swift.max(total, 1e-12),
-                                1e6 * entry.seconds / steps, entry.kernels, name))
+            let share = Platform.fixed(100 * entry.seconds / Swift.max(total, 1e-12), 1, width: 5)
+            let time = Platform.fixed(1e6 * entry.seconds / steps, 1, width: 10)
+            lines.append("  \(share)% \(time) µs/step  \(Platform.padded(String(entry.kernels), width: 3)) kernels  \(name)")
         }
         return lines.joined(separator: "\n")
     }

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The GEMM path of `Conv2DKernel` for convolutions with many channels (ResNet's 16–512):
 /// im2col of a *group* of images side by side into one wide column matrix, one `GEMM.sgemm`
@@ -406,7 +410,7 @@ final class ConvScratch: @unchecked Sendable {
         deinit { floats.deallocate() }
     }
 
-    private let lock = NSLock()
+    private let lock = PlatformLock()
     private var free: [Entry] = []
     private var largestFloats = 0
     private var largestGEMM = (a: 0, b: 0)

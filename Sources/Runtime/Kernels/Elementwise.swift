@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import KilnGraph
 
 /// Float32 elementwise loops (transcendental functions through the SIMD `FastMath`). The function is chosen outside the loop so each inner loop is a
@@ -35,7 +39,7 @@ public enum ElementwiseKernel {
         case 3: FastMath.map(x, y, count) { $0 * $0 * $0 }
         case 0.5: for i in 0..<count { y[i] = x[i].squareRoot() }
         case -1: FastMath.map(x, y, count) { V(repeating: 1) / $0 }
-        default: for i in 0..<count { y[i] = Foundation.pow(x[i], exponent) }
+        default: for i in 0..<count { y[i] = pow(x[i], exponent) }
         }
     }
 

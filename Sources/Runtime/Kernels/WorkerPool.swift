@@ -1,4 +1,4 @@
-import Foundation
+import Dispatch
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -105,10 +105,7 @@ final class WorkerPool: @unchecked Sendable {
         schedstat = .allocate(capacity: Swift.max(1, workerCount))
         for index in 0..<Swift.max(1, workerCount) { (schedstat + index).initialize(to: Atomic<Int32>(-1)) }
         for index in 0..<workerCount {
-            let thread = Thread { [unowned self] in self.work(index) }
-            thread.name = "kiln-worker-\(index)"
-            thread.stackSize = 1 << 20
-            thread.start()
+            Platform.startThread(name: "kiln-worker-\(index)", stackSize: 1 << 20) { [unowned self] in self.work(index) }
         }
     }
 

@@ -265,12 +265,12 @@ public enum Safetensors {
         var json = "{"
         var fields: [String] = []
         if !metadata.isEmpty {
-            let pairs = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+            let pairs = metadata.keys.sorted().map { "\(jsonStringLiteral($0)):\(jsonStringLiteral(metadata[$0]!))" }
             fields.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
         }
         for entry in entries.sorted(by: { $0.name < $1.name }) {
             let (begin, end) = offsets[entry.name]!
-            fields.append("\(jsonString(entry.name)):{\"dtype\":\"\(entry.rawDType)\",\"shape\":[\(entry.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(begin),\(end)]}")
+            fields.append("\(jsonStringLiteral(entry.name)):{\"dtype\":\"\(entry.rawDType)\",\"shape\":[\(entry.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(begin),\(end)]}")
         }
         json += fields.joined(separator: ",") + "}"
         var header = Array(json.utf8)
@@ -282,24 +282,5 @@ public enum Safetensors {
         file.append(contentsOf: header)
         for entry in layout { file.append(contentsOf: entry.data) }
         return file
-    }
-
-    /// `text` as a JSON string literal (also what `kiln bench` records use).
-    public static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

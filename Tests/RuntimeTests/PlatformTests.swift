@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+import KilnRuntime
+
+/// `Platform` stands in for the few Foundation calls the core made; each answer is checked against
+/// Foundation's own (the test target may load Foundation; the core may not).
+@Suite("Platform (the core without Foundation)")
+struct PlatformTests {
+    @Test("processor count and physical memory agree with ProcessInfo")
+    func machineFacts() {
+        #expect(Platform.activeProcessorCount == ProcessInfo.processInfo.activeProcessorCount)
+        #expect(Platform.physicalMemory == Int(clamping: ProcessInfo.processInfo.physicalMemory))
+        #expect(defaultThreadCount() == min(ProcessInfo.processInfo.activeProcessorCount, Parallel.maximumThreads))
+    }
+
+    @Test("C conversions give String(format:)'s text", arguments: ["%.4g", "%.0f", "%.1f", "%.3f", "%.2f"])
+    func conversions(conversion: String) {
+        for value in [0, 1, -1, 0.5, 2.5, 3.14159, 1234.5678, 9999.95, 1e4, 123_456.789, 1e-7, -0.0001234, .infinity, .nan] {
+            #expect(Platform.format(conversion, value) == String(format: conversion, value), "\(conversion) of \(value)")
+        }
+        #expect(Platform.fixed(3.14159, 1, width: 8) == String(format: "%8.1f", 3.14159))
+        #expect(Platform.fixed(123_456.5, 1, width: 5) == String(format: "%5.1f", 123_456.5))
+        #expect(Platform.padded("ab", width: 5) == "   ab" && Platform.padded("abcdef", width: 3) == "abcdef")
+    }
+
+    @Test("the UTC date reads as Python's isoformat and as Foundation's clock")
+    func isoDate() throws {
+        let before = Date()
+        let text = Platform.isoDateNowUTC()
+        let after = Date()
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ssxxx"
+        #expect(text.count == 25 && text.hasSuffix("+00:00"))
+        let parsed = try #require(formatter.date(from: text))
+        #expect(parsed.timeIntervalSince(before) > -1.01 && parsed.timeIntervalSince(after) <= 0)
+    }
+
+    @Test("files: a /proc file read to its end, appends that create and extend, a missing file")
+    func files() throws {
+        let cpuinfo = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let read = try #require(Platform.readTextFile("/proc/self/status"))
+        // Both read the calling process's status; its first lines (name, state, ids) do not change.
+        #expect(read.split(separator: "\n").prefix(3) == cpuinfo.split(separator: "\n").prefix(3))
+        #expect(Platform.readTextFile("/nonexistent/kiln") == nil)
+        let path = NSTemporaryDirectory() + "kiln-platform-\(getpid()).txt"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let long = String(repeating: "é0123456789", count: 4_000)  // more than one 16 KiB read
+        #expect(Platform.append("first\n", toFile: path))
+        #expect(Platform.append(long + "\n", toFile: path))
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "first\n" + long + "\n")
+        #expect(Platform.readTextFile(path) == "first\n" + long + "\n")
+        #expect(!Platform.append("x", toFile: "/nonexistent/kiln/file"))
+    }
+
+    @Test("a started thread runs its body")
+    func thread() {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var ran = false
+        Platform.startThread(name: "kiln-test-thread-with-a-long-name", stackSize: 1 << 20) {
+            ran = true
+            done.signal()
+        }
+        done.wait()
+        #expect(ran)
+    }
+
+    @Test("the core, the benchmark records and the command-line parsing import no Foundation")
+    func noFoundation() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources")
+        var checked = 0
+        for directory in ["Graph", "Passes", "Runtime", "System", "Bench", "CommandLine", "GEMMTool"] {
+            let root = sources.appendingPathComponent(directory)
+            let files = try #require(FileManager.default.enumerator(atPath: root.path)).compactMap { $0 as? String }
+            for file in files where file.hasSuffix(".swift") {
+                let text = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)
+                let imports = text.split(separator: "\n").filter { $0.hasPrefix("import ") || $0.hasPrefix("@testable import ") }
+                #expect(!imports.contains { $0.contains("Foundation") }, "\(directory)/\(file) imports Foundation")
+                checked += 1
+            }
+        }
+        #expect(checked > 60)
+    }
+}
