@@ -6,7 +6,8 @@ import Darwin
 import KilnGraph
 import KilnPasses
 
-/// Every core the system has: the thread count programs use unless told otherwise. The library
+/// Every processor this process may use (its affinity mask, within a cgroup CPU quota:
+/// `Platform.activeProcessorCount`): the thread count programs use unless told otherwise. The library
 /// reads no environment variables; the command-line tool maps `KILN_THREADS` and `--threads`
 /// onto `CompileOptions.threads`.
 public func defaultThreadCount() -> Int {

@@ -19,30 +19,70 @@ public enum Platform {
         return pages > 0 && size > 0 ? pages * size : Int.max
     }
 
-    /// The processors this process may run on: its affinity mask, capped on Linux by a cgroup v2
-    /// CPU quota (`cpu.max`), at least 1 (as Foundation's `ProcessInfo.activeProcessorCount`).
+    /// The processors this process may use: its affinity mask (`taskset`, a container's cpuset),
+    /// capped on Linux by a cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us`, rounded up;
+    /// `docker --cpus`), at least 1. Foundation's `ProcessInfo.activeProcessorCount` reports the
+    /// online processors whatever the mask or quota (measured: 2 under `taskset -c 0` and under a
+    /// one-CPU v1 quota on a 2-vCPU machine), which would have Kiln spin more workers than it
+    /// may run.
     public static var activeProcessorCount: Int {
-        #if os(Linux)
         var count = Int(kiln_affinity_processor_count())
-        if count == 0 { count = Swift.max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
-        if let quota = cgroupQuota() { count = Swift.min(count, quota) }
-        return Swift.max(1, count)
-        #else
-        return Swift.max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        if count <= 0 { count = Swift.max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+        #if os(Linux)
+        if let quota = cgroupCPULimit() { count = Swift.min(count, quota) }
         #endif
+        return Swift.max(1, count)
     }
 
     #if os(Linux)
-    /// ⌈quota / period⌉ from `/sys/fs/cgroup/cpu.max` ("max 100000" means no quota).
-    private static func cgroupQuota() -> Int? {
-        guard let text = readTextFile("/sys/fs/cgroup/cpu.max") else { return nil }
-        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
-        guard fields.count >= 2, let quota = Int(fields[0]), let period = Int(fields[1]), quota > 0, period > 0 else {
-            return nil
+    /// The tightest CPU quota of this process's cgroups (`/proc/self/cgroup`), in whole processors.
+    static func cgroupCPULimit() -> Int? {
+        guard let membership = readTextFile("/proc/self/cgroup") else { return nil }
+        var limits: [Int] = []
+        for line in membership.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3 else { continue }
+            let controllers = fields[1], path = fields[2] == "/" ? "" : String(fields[2])
+            if fields[0] == "0" && controllers.isEmpty {
+                for directory in ["/sys/fs/cgroup" + path, "/sys/fs/cgroup"] {
+                    if let text = readTextFile(directory + "/cpu.max") {
+                        if let limit = cgroupV2Limit(text) { limits.append(limit) }
+                        break
+                    }
+                }
+            } else if controllers.split(separator: ",").contains("cpu") {
+                for directory in ["/sys/fs/cgroup/\(controllers)" + path, "/sys/fs/cgroup/\(controllers)"] {
+                    if let quota = readTextFile(directory + "/cpu.cfs_quota_us"),
+                       let period = readTextFile(directory + "/cpu.cfs_period_us") {
+                        if let limit = cgroupV1Limit(quota: quota, period: period) { limits.append(limit) }
+                        break
+                    }
+                }
+            }
         }
-        return (quota + period - 1) / period
+        return limits.min()
     }
     #endif
+
+    /// Whole processors from a cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD" for none).
+    static func cgroupV2Limit(_ text: String) -> Int? {
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count >= 2, let quota = Int(fields[0]), let period = Int(fields[1]) else { return nil }
+        return wholeProcessors(quota: quota, period: period)
+    }
+
+    /// Whole processors from cgroup v1 `cpu.cfs_quota_us` (-1 for none) and `cpu.cfs_period_us`.
+    static func cgroupV1Limit(quota: String, period: String) -> Int? {
+        func number(_ text: String) -> Int? { Int(text.split(whereSeparator: { $0 == " " || $0 == "\n" }).first ?? "") }
+        guard let quota = number(quota), let period = number(period) else { return nil }
+        return wholeProcessors(quota: quota, period: period)
+    }
+
+    /// ⌈quota / period⌉, or nil for no quota (a non-positive one).
+    private static func wholeProcessors(quota: Int, period: Int) -> Int? {
+        guard quota > 0, period > 0 else { return nil }
+        return Swift.max(1, (quota + period - 1) / period)
+    }
 
     /// A text file's contents (UTF-8), or nil where it cannot be read. Reads to the end, so it
     /// also serves `/proc` files, whose size reads as 0.

@@ -1,16 +1,39 @@
 import Foundation
 import Testing
-import KilnRuntime
+@testable import KilnRuntime
 
 /// `Platform` stands in for the few Foundation calls the core made; each answer is checked against
 /// Foundation's own (the test target may load Foundation; the core may not).
 @Suite("Platform (the core without Foundation)")
 struct PlatformTests {
-    @Test("processor count and physical memory agree with ProcessInfo")
-    func machineFacts() {
-        #expect(Platform.activeProcessorCount == ProcessInfo.processInfo.activeProcessorCount)
+    @Test("physical memory agrees with ProcessInfo; the processor count is the affinity mask's within the quota")
+    func machineFacts() throws {
         #expect(Platform.physicalMemory == Int(clamping: ProcessInfo.processInfo.physicalMemory))
-        #expect(defaultThreadCount() == min(ProcessInfo.processInfo.activeProcessorCount, Parallel.maximumThreads))
+        // The mask from /proc (Cpus_allowed_list, e.g. "0-3,8"), independently of sched_getaffinity.
+        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
+        var allowed = 0
+        for range in line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",") {
+            let ends = range.split(separator: "-").compactMap { Int($0) }
+            allowed += ends.count == 2 ? ends[1] - ends[0] + 1 : 1
+        }
+        let expected = min(allowed, Platform.cgroupCPULimit() ?? allowed)
+        #expect(Platform.activeProcessorCount == max(1, expected))
+        #expect(Platform.activeProcessorCount <= ProcessInfo.processInfo.activeProcessorCount)
+        #expect(defaultThreadCount() == min(Platform.activeProcessorCount, Parallel.maximumThreads))
+    }
+
+    @Test("cgroup quotas in whole processors, rounded up; no quota is nil")
+    func cgroupQuotas() {
+        #expect(Platform.cgroupV2Limit("max 100000\n") == nil)
+        #expect(Platform.cgroupV2Limit("200000 100000\n") == 2)
+        #expect(Platform.cgroupV2Limit("150000 100000") == 2)
+        #expect(Platform.cgroupV2Limit("50000 100000") == 1)
+        #expect(Platform.cgroupV2Limit("garbage") == nil)
+        #expect(Platform.cgroupV1Limit(quota: "-1\n", period: "100000\n") == nil)
+        #expect(Platform.cgroupV1Limit(quota: "100000\n", period: "100000\n") == 1)
+        #expect(Platform.cgroupV1Limit(quota: "350000\n", period: "100000\n") == 4)
+        #expect(Platform.cgroupV1Limit(quota: "", period: "100000") == nil)
     }
 
     @Test("C conversions give String(format:)'s text", arguments: ["%.4g", "%.0f", "%.1f", "%.3f", "%.2f"])
