@@ -31,7 +31,7 @@ public enum GEMMWorkload {
 
         /// `MxNxK`, optionally `:at`, `:bt` or `:atbt` (A and/or B stored transposed).
         public mutating func setShape(_ text: String) throws {
-            let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+            let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             let sizes = parts[0].split(separator: "x").compactMap { Int($0) }
             let flags = parts.count > 1 ? parts[1] : ""
             guard sizes.count == 3, sizes.allSatisfy({ (1...16_384).contains($0) }), ["", "at", "bt", "atbt"].contains(flags) else {
