@@ -69,6 +69,9 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "Kiln", targets: ["Kiln"]),
+        // The core alone (graph, passes, runtime): no Foundation, so a program on it does not load
+        // Foundation, FoundationEssentials and ICU (the zoo, data loaders and optimizers are in `Kiln`).
+        .library(name: "KilnCore", targets: ["KilnGraph", "KilnPasses", "KilnRuntime"]),
         .executable(name: "kiln", targets: ["CLI"]),
         .executable(name: "kiln-gemm", targets: ["GEMMTool"]),
     ],

@@ -28,8 +28,46 @@ import PackageDescription
 let package = Package(
     name: "consumer",
     dependencies: [.package(url: "file://$WORK/kiln", from: "0.2.0")],
-    targets: [.executableTarget(name: "consumer", dependencies: [.product(name: "Kiln", package: "kiln")])]
+    targets: [.executableTarget(name: "consumer", dependencies: [.product(name: "Kiln", package: "kiln")]),
+              .executableTarget(name: "core", dependencies: [.product(name: "KilnCore", package: "kiln")])]
 )
+EOF
+
+# The core alone: a line fitted by hand-written SGD updates, built without Foundation.
+mkdir -p "$WORK/consumer/Sources/core"
+cat > "$WORK/consumer/Sources/core/main.swift" <<'EOF'
+// y = 3x − 2 fitted through KilnCore alone (graph, gradients, runtime), no Foundation.
+#if canImport(Glibc)
+import Glibc
+#endif
+import KilnGraph
+import KilnPasses
+import KilnRuntime
+
+let g = GraphBuilder()
+let x = g.input("x", [64, 1]), y = g.input("y", [64, 1])
+let w = g.parameter("w", [1, 1], initializer: .zeros), b = g.parameter("b", [1], initializer: .zeros)
+let error = x.matmul(w) + b - y
+let loss = (error * error).mean()
+let grads = g.gradients(of: loss, withRespectTo: [w, b])
+g.update(w, to: w - 0.1 * grads[0])
+g.update(b, to: b - 0.1 * grads[1])
+g.output("loss", loss)
+let step = try Executable(graph: try g.build(), store: ParameterStore(seed: 1), threads: 2)
+let xs = (0..<64).map { Float($0) / 32 - 1 }
+try step.setInput("x", xs)
+try step.setInput("y", xs.map { 3 * $0 - 2 })
+var first = Float.nan, last = Float.nan
+for i in 0..<300 {
+    try step.run()
+    last = try step.output("loss")[0]
+    if i == 0 { first = last }
+}
+print("core: loss \(first) -> \(last)")
+guard first.isFinite, last < 1e-4 * first else {
+    print("core: FAILED: the loss did not fall as it should")
+    exit(1)
+}
 EOF
 
 cat > "$WORK/consumer/Sources/consumer/main.swift" <<'EOF'
@@ -100,3 +138,10 @@ if ! swift build > "$WORK/build.log" 2>&1; then
 fi
 grep -E "Computed|Compiling Kiln|Build complete" "$WORK/build.log" | tail -n 2
 swift run --skip-build consumer
+swift run --skip-build core
+# The core-only program must not link Foundation (the point of the KilnCore product).
+if ldd "$(swift build --show-bin-path)/core" | grep -i foundation; then
+    echo "consumer test: FAILED: a program on KilnCore alone links Foundation" >&2
+    exit 1
+fi
+echo "consumer test: the KilnCore program links no Foundation"
