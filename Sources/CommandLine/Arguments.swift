@@ -93,17 +93,3 @@ public struct NumberRange: CustomStringConvertible {
     private static func text(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(x) }
 }
 
-/// At most `limit` characters of `text`, marked when cut (messages never quote a huge value whole).
-public func excerpt(_ text: String, limit: Int = 40) -> String {
-    let scalars = text.unicodeScalars
-    var cut = String.UnicodeScalarView()
-    // Control characters and line or paragraph separators are escaped: the message stays one line.
-    for scalar in scalars.prefix(limit) {
-        switch scalar.properties.generalCategory {
-        case .control, .lineSeparator, .paragraphSeparator: cut.append(contentsOf: scalar.escaped(asASCII: true).unicodeScalars)
-        default: cut.append(scalar)
-        }
-    }
-    guard scalars.count > limit else { return String(cut) }
-    return String(cut) + "… (\(text.utf8.count) bytes)"
-}
