@@ -80,8 +80,8 @@ let package = Package(
         .target(name: "KilnGraph", path: "Sources/Graph", swiftSettings: flags),
         .target(name: "KilnPasses", dependencies: ["KilnGraph"], path: "Sources/Passes", swiftSettings: flags),
         // The two GNU calls the runtime makes (affinity, thread names): the core needs no Foundation.
-        .target(name: "KilnSystem", path: "Sources/System"),
-        .target(name: "KilnRuntime", dependencies: ["KilnGraph", "KilnPasses", "KilnSystem"], path: "Sources/Runtime",
+        .target(name: "CPlatform", path: "Sources/CPlatform"),
+        .target(name: "KilnRuntime", dependencies: ["KilnGraph", "KilnPasses", "CPlatform"], path: "Sources/Runtime",
                 swiftSettings: fastFlags),
         .target(name: "KilnZoo", dependencies: ["KilnGraph", "KilnPasses", "KilnRuntime", "CZlib"],
                 path: "Sources/Zoo", swiftSettings: flags),

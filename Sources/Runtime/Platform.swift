@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import KilnSystem
+import CPlatform
 
 /// What the runtime (and the benchmark records) need from the operating system, through the C
 /// library alone.

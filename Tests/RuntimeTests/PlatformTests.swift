@@ -94,7 +94,7 @@ struct PlatformTests {
         let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Sources")
         var checked = 0
-        for directory in ["Graph", "Passes", "Runtime", "System", "Bench", "CommandLine", "GEMMTool"] {
+        for directory in ["Graph", "Passes", "Runtime", "Bench", "CommandLine", "GEMMTool"] {
             let root = sources.appendingPathComponent(directory)
             let files = try #require(FileManager.default.enumerator(atPath: root.path)).compactMap { $0 as? String }
             for file in files where file.hasSuffix(".swift") {

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "KilnSystem.h"
+#include "CPlatform.h"
 #include <pthread.h>
 #include <string.h>
 #if defined(__linux__)

@@ -1,5 +1,5 @@
-#ifndef KILN_SYSTEM_H
-#define KILN_SYSTEM_H
+#ifndef KILN_CPLATFORM_H
+#define KILN_CPLATFORM_H
 
 /// The few operating-system calls Kiln's runtime makes that the Swift C-library overlays do not
 /// expose (GNU extensions on Linux), so that the runtime needs no Foundation.
