@@ -153,12 +153,21 @@ public enum Platform {
             kiln_name_current_thread(name)
             body()
         })).toOpaque()
+        // Glibc's pthread_t is an integer and the start routine's argument optional; Darwin's
+        // (not built here) an optional pointer and a non-optional argument.
+        #if os(Linux)
         var thread = pthread_t()
         let status = pthread_create(&thread, &attributes, { context in
-            let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
-            box.body()
+            Unmanaged<Box>.fromOpaque(context!).takeRetainedValue().body()
             return nil
         }, context)
+        #else
+        var thread: pthread_t? = nil
+        let status = pthread_create(&thread, &attributes, { context in
+            Unmanaged<Box>.fromOpaque(context).takeRetainedValue().body()
+            return nil
+        }, context)
+        #endif
         precondition(status == 0, "pthread_create failed (\(status))")
     }
 
