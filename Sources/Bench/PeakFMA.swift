@@ -33,9 +33,9 @@ public enum PeakFMA {
         // Calibrate on one thread: iterations for `secondsPerRun`.
         var iterations = 10_000
         while true {
-            let start = now()
+            let start = Platform.monotonicSeconds()
             sink(chainLoop(iterations: iterations))
-            let elapsed = now() - start
+            let elapsed = Platform.monotonicSeconds() - start
             if elapsed > 0.01 {
                 iterations = max(1, Int(Double(iterations) * secondsPerRun / elapsed))
                 break
@@ -67,10 +67,10 @@ public enum PeakFMA {
             }
         }
         for _ in 0..<threads { ready.wait() }
-        let start = now()
+        let start = Platform.monotonicSeconds()
         for _ in 0..<threads { go.signal() }
         group.wait()
-        return now() - start
+        return Platform.monotonicSeconds() - start
     }
 
     /// 12 chains of fused multiply-adds, `iterations` steps each; the sum of their lanes.
@@ -100,6 +100,4 @@ public enum PeakFMA {
     static func sink(_ value: Float) {
         if value.isNaN { print("PeakFMA: NaN") }
     }
-
-    static func now() -> Double { Platform.monotonicSeconds() }
 }

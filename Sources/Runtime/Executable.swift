@@ -191,9 +191,9 @@ public final class Executable {
         let profile = runOptions.profile, checkNumerics = runOptions.checkNumerics
         let groupOfKernel = profiler.groupOfClosure
         for (index, kernel) in kernels.enumerated() {
-            let start = profile ? KernelProfiler.now() : 0
+            let start = profile ? Platform.monotonicSeconds() : 0
             kernel()
-            if profile { profiler.record(closure: index, seconds: KernelProfiler.now() - start) }
+            if profile { profiler.record(closure: index, seconds: Platform.monotonicSeconds() - start) }
             if state.fault != nil { try throwFault() }
             // An epilogue group runs as two closures: check once the last of them has run.
             let group = groupOfKernel[index]

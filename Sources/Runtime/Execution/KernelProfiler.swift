@@ -23,12 +23,6 @@ final class KernelProfiler {
         self.groupOfClosure = groupOfClosure
     }
 
-    static func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + 1e-9 * Double(t.tv_nsec)
-    }
-
     func record(closure index: Int, seconds: Double) {
         closureSeconds[index] += seconds
         let group = groupOfClosure[index]
