@@ -413,8 +413,8 @@ func implicitKernelMatchesNaive() {
             #expect(one.map(\.bitPattern) == result(3).map(\.bitPattern), "\(g) forward=\(forward)")
         }
     }
-    // The dispatch: ResNet's strided 3×3 layers run here, its 1×1 shortcuts only forward on the
-    // AVX-512 tile with 8×8 inputs; stride-1 ones and the backward filter do not.
+    // The dispatch: ResNet's strided 3×3 layers run here; its 1×1 shortcuts run in the fused
+    // shortcut kernel instead; stride-1 ones and the backward filter do not.
     let strided = Conv2DKernel.Geometry(n: 128, c: 64, h: 32, w: 32, o: 128, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1)
     #expect(Conv2DKernel.ImplicitKernel.runs(strided, .forward) && Conv2DKernel.ImplicitKernel.runs(strided, .backwardData))
     #expect(!Conv2DKernel.ImplicitKernel.runs(strided, .backwardFilter))
@@ -424,9 +424,61 @@ func implicitKernelMatchesNaive() {
     let shortcut = Conv2DKernel.Geometry(n: 128, c: 64, h: 32, w: 32, o: 128, kh: 1, kw: 1, strideH: 2, strideW: 2)
     #expect(!Conv2DKernel.ImplicitKernel.runs(shortcut, .forward) && !Conv2DKernel.ImplicitKernel.runs(shortcut, .backwardData))
     let deepShortcut = Conv2DKernel.Geometry(n: 128, c: 256, h: 8, w: 8, o: 512, kh: 1, kw: 1, strideH: 2, strideW: 2)
-    #expect(Conv2DKernel.ImplicitKernel.runs(deepShortcut, .forward) == ISA.wideTile)
-    #expect(!Conv2DKernel.ImplicitKernel.runs(deepShortcut, .backwardData))
+    #expect(!Conv2DKernel.ImplicitKernel.runs(deepShortcut, .forward) && !Conv2DKernel.ImplicitKernel.runs(deepShortcut, .backwardData))
     #expect(!Conv2DKernel.ImplicitKernel.runs(.init(n: 128, c: 64, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1), .forward))
+}
+
+@Test("fused 1×1 stride-2 shortcut forward and backward data match naive loops and give the same bits on 1, 2 and 3 threads")
+func shortcutKernelMatchesNaive() {
+    let cases: [Conv2DKernel.Geometry] = [
+        .init(n: 3, c: 5, h: 32, w: 32, o: 13, kh: 1, kw: 1, strideH: 2, strideW: 2),  // rows of 16: a group an image, ragged A panel
+        .init(n: 5, c: 9, h: 16, w: 16, o: 20, kh: 1, kw: 1, strideH: 2, strideW: 2),  // rows of 8: groups of 4 + 1
+        .init(n: 3, c: 7, h: 8, w: 8, o: 17, kh: 1, kw: 1, strideH: 2, strideW: 2),    // rows of 4: 16-pixel images, odd count
+        .init(n: 1, c: 6, h: 8, w: 64, o: 9, kh: 1, kw: 1, strideH: 2, strideW: 2),    // rows of 32; one group, A panels split
+        .init(n: 2, c: 3, h: 4, w: 32, o: 40, kh: 1, kw: 1, strideH: 2, strideW: 2),   // two output rows, 40 channels
+        .init(n: 17, c: 4, h: 8, w: 8, o: 8, kh: 1, kw: 1, strideH: 2, strideW: 2),    // groups of 16 + 1
+    ]
+    for g in cases {
+        #expect(Conv2DKernel.ShortcutKernel.runs(g, .forward) && Conv2DKernel.ShortcutKernel.runs(g, .backwardData), "\(g)")
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 31)
+        let weight = randomFloats(g.o * g.c, seed: 32)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 33)
+        var y = [Double](repeating: 0, count: dy.count), yMagnitude = y
+        var dx = [Double](repeating: 0, count: x.count), dxMagnitude = dx
+        forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
+            let out = yIndex(g, n, o, oy, ox), w = Double(weight[wIndex(g, o, c, ky, kx)])
+            y[out] += w * Double(x[input]); yMagnitude[out] += abs(w * Double(x[input]))
+            dx[input] += w * Double(dy[out]); dxMagnitude[input] += abs(w * Double(dy[out]))
+        }
+        for forward in [true, false] {
+            func result(_ threads: Int) -> [Float] {
+                run([forward ? x : dy, weight], outputCount: forward ? dy.count : x.count) {
+                    forward ? Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads)
+                        : Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
+                }
+            }
+            let one = result(1)
+            #expect(forward ? worstError(one, y, yMagnitude) <= 1 : worstError(one, dx, dxMagnitude) <= 1,
+                    "\(g) forward=\(forward)")
+            #expect(one.map(\.bitPattern) == result(2).map(\.bitPattern), "\(g) forward=\(forward)")
+            #expect(one.map(\.bitPattern) == result(3).map(\.bitPattern), "\(g) forward=\(forward)")
+        }
+    }
+    // The dispatch: ResNet-18's three shortcuts run here, forward and backward data; odd sides,
+    // rows of other widths, other strides and padding do not.
+    for (c, side) in [(64, 32), (128, 16), (256, 8)] {
+        let g = Conv2DKernel.Geometry(n: 128, c: c, h: side, w: side, o: 2 * c, kh: 1, kw: 1, strideH: 2, strideW: 2)
+        #expect(Conv2DKernel.ShortcutKernel.runs(g, .forward) && Conv2DKernel.ShortcutKernel.runs(g, .backwardData))
+        #expect(!Conv2DKernel.ShortcutKernel.runs(g, .backwardFilter) && !Conv2DKernel.ImplicitKernel.runs(g, .forward))
+        #expect(Conv2DKernel.algorithm(g, .forward).hasPrefix("fused 1x1 s2"))
+    }
+    for g in [Conv2DKernel.Geometry(n: 2, c: 8, h: 9, w: 8, o: 8, kh: 1, kw: 1, strideH: 2, strideW: 2),
+              .init(n: 2, c: 8, h: 24, w: 24, o: 8, kh: 1, kw: 1, strideH: 2, strideW: 2),
+              .init(n: 2, c: 8, h: 16, w: 16, o: 8, kh: 1, kw: 1, strideH: 1, strideW: 2),
+              .init(n: 2, c: 8, h: 16, w: 16, o: 8, kh: 1, kw: 1, strideH: 2, strideW: 2, padH: 1, padW: 1),
+              .init(n: 2, c: 8, h: 16, w: 16, o: 8, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1)] {
+        #expect(!Conv2DKernel.ShortcutKernel.suits(g), "\(g)")
+    }
 }
 
 @Test("conv2d kernels give the same bits on 1, 2 and 4 threads")

@@ -79,6 +79,9 @@ public enum Conv2DKernel {
             }
             return
         }
+        if ShortcutKernel.runs(g, .forward) {
+            return ShortcutKernel.run(ShortcutKernel.Plan(g, forward: true), source: x, weight: weight, out: y, threads: threads)
+        }
         if ImplicitKernel.runs(g, .forward) {
             return ImplicitKernel.run(ImplicitKernel.Plan(g, forward: true), source: x, weight: weight, out: y, threads: threads)
         }
@@ -97,6 +100,9 @@ public enum Conv2DKernel {
                 weight[((o * g.c + c) * g.kh + g.kh - 1 - ky) * g.kw + g.kw - 1 - kx]
             }
             return
+        }
+        if ShortcutKernel.runs(g, .backwardData) {
+            return ShortcutKernel.run(ShortcutKernel.Plan(g, forward: false), source: dy, weight: weight, out: dx, threads: threads)
         }
         if ImplicitKernel.runs(g, .backwardData) {
             return ImplicitKernel.run(ImplicitKernel.Plan(g, forward: false), source: dy, weight: weight, out: dx, threads: threads)

@@ -67,6 +67,7 @@ extension Conv2DKernel {
             return "implicit GEMM b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.maxDepth)"
         }
         if DirectConv2D.suits(g) { return "direct" }
+        if ShortcutKernel.runs(g, pass) { return ShortcutKernel.algorithm(g, pass) }
         if ImplicitKernel.runs(g, pass) { return ImplicitKernel.algorithm(g, pass) }
         if pass != .backwardFilter && Winograd.suits(g) { return Winograd.algorithm(g, pass) }
         let b = groupImages(g, pass), columns = b * g.outputPixels

@@ -53,7 +53,7 @@ extension Conv2DKernel {
             if g.strideH == 1 && g.strideW == 1 {
                 return ISA.wideTile && Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128 && suits(g, pass)
             }
-            guard suits(g, pass) else { return false }
+            guard suits(g, pass), !ShortcutKernel.runs(g, pass) else { return false }
             if g.kh * g.kw == 1 { return ISA.wideTile && pass == .forward && g.outputPixels <= 64 }
             return true
         }

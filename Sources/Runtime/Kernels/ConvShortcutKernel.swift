@@ -1,0 +1,312 @@
+import CPlatform
+
+/// The forward and backward-data passes of ResNet's projection shortcuts: 1×1, stride-2,
+/// unpadded convolutions of even planes (`suits`), as register-tiled products whose gather and
+/// scatter are fused into the packing and the tile stores, with the next group's source
+/// prefetched into L2 while the current group's tiles run.
+///
+/// Both passes are `out[i, t] = Σ_k A[i, k] · B[k, t]` over the output pixels t of a group of
+/// images (`Plan.groupImages`, 256 pixels; a function of the geometry only):
+/// - forward: i = o, k = c, A = W, B[c, t] = x at (2·oy, 2·ox): the packing reads x's even
+///   pixels of even rows (`gatherEven`), and each tile row's 16-pixel vectors are stored
+///   straight into y (a vector never straddles two images: the plane holds a multiple of 16);
+/// - backward data: i = c, k = o, A = Wᵀ, B = dy copied into panels; each tile row's vector is
+///   *spread* into dx: its 16 values to the even pixels of the even rows it covers, zeros to
+///   the pixels between and to the odd rows (`put`), 64 consecutive floats of dx when the row
+///   holds 4 or 8 outputs, or 32 floats in two rows when it holds a multiple of 16. Every float
+///   of dx is written once, in place of the GEMM path's product into scratch and `col2im`.
+///
+/// A is packed once per call in the GEMM's `rows × k` panels (`ISA.gemmRows`), B per group in
+/// `k × columns` panels (`ISA.gemmColumns`); the tile is the ISA's GEMM tile (8 × 32 on AVX-512,
+/// 6 × 16 otherwise). Each output element is one register's sum over k in k order, whoever
+/// computes it: results never depend on the thread count or on how groups are split.
+///
+/// Why it is its own kernel (`kiln bench conv`, ResNet-18's shortcuts at batch 128, Xeon
+/// family 6 model 207, 2 threads): on the GEMM path the separate gather (`im2col`) and scatter
+/// (`col2im`) passes read and wrote memory while no multiply ran, about 40 % of each pass's
+/// time; here the scatter is the tile's stores and the gather reads lines already in L2.
+extension Conv2DKernel {
+    enum ShortcutKernel {
+        /// Rows (output channels forward, input channels backward) and pixels of the tile.
+        static let rows = ISA.gemmRows, columns = ISA.gemmColumns
+        /// Pixels a group aims for: its packed B (k × 256 floats) stays in L2.
+        static let targetGroupPixels = 256
+
+        /// Whether a geometry is a shortcut this kernel runs: 1×1, stride 2, no padding, even
+        /// input sides, and output rows of 4 or 8 pixels or a multiple of 16, in planes of a
+        /// multiple of 16 pixels (ResNet-18's 16×16, 8×8 and 4×4 outputs).
+        static func suits(_ g: Geometry) -> Bool {
+            g.kh == 1 && g.kw == 1 && g.padH == 0 && g.padW == 0 && g.strideH == 2 && g.strideW == 2
+                && g.h == 2 * g.oh && g.w == 2 * g.ow && (g.ow % 16 == 0 || g.ow == 8 || g.ow == 4)
+                && g.outputPixels % 16 == 0
+        }
+
+        /// Whether a pass of a geometry runs here (the filter gradient does not).
+        static func runs(_ g: Geometry, _ pass: Pass) -> Bool { pass != .backwardFilter && suits(g) }
+
+        /// For tables: the product per group, m × pixels × k.
+        static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
+            let plan = Plan(g, forward: pass == .forward)
+            return "fused 1x1 s2 b\(plan.groupImages) \(plan.m)x\(plan.groupImages * g.outputPixels)x\(plan.k)"
+        }
+
+        /// How a pass is cut into groups and laid out in scratch.
+        struct Plan {
+            let g: Geometry
+            let forward: Bool
+            /// Rows of the product (output channels forward, input channels backward) and its depth.
+            let m: Int, k: Int
+            let groupImages: Int, groups: Int
+
+            init(_ g: Geometry, forward: Bool) {
+                self.g = g
+                self.forward = forward
+                m = forward ? g.o : g.c
+                k = forward ? g.c : g.o
+                let p = g.outputPixels
+                groupImages = max(1, min(g.n, (ShortcutKernel.targetGroupPixels + p - 1) / p))
+                groups = (g.n + groupImages - 1) / groupImages
+            }
+
+            var aPanels: Int { (m + rows - 1) / rows }
+            var packedAFloats: Int { aPanels * rows * k }
+            var packedBFloats: Int { (groupImages * g.outputPixels + columns - 1) / columns * columns * k }
+            /// Floats of one image of the source (x forward, dy backward) and of the output.
+            var sourceImage: Int { forward ? g.c * g.h * g.w : g.o * g.outputPixels }
+            var outImage: Int { forward ? g.o * g.outputPixels : g.c * g.h * g.w }
+            /// Floats between channels of the output (y's plane forward, dx's backward).
+            var outChannel: Int { forward ? g.outputPixels : g.h * g.w }
+            func images(_ group: Int) -> Range<Int> { group * groupImages..<min(g.n, (group + 1) * groupImages) }
+        }
+
+        /// Runs one pass: packs A, then the groups on `threads` (each thread a run of
+        /// consecutive groups; with fewer groups than threads, groups × ranges of A panels).
+        static func run(_ plan: Plan, source: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                        out: UnsafeMutablePointer<Float>, threads: Int) {
+            let shared = ConvScratch.shared.take(floats: plan.packedAFloats, gemm: (0, 0))
+            defer { ConvScratch.shared.give(shared) }
+            let packedA = shared.floats
+            // Packing only: how it is split cannot change a result.
+            Parallel.forEach(chunks: plan.aPanels, threads: threads) { packA(plan, weight: weight, panel: $0, into: packedA) }
+            let parts = plan.groups >= threads ? 1 : min(plan.aPanels, (threads + plan.groups - 1) / plan.groups)
+            let chunks = plan.groups * parts, lanes = max(1, min(threads, chunks))
+            Parallel.forEach(chunks: lanes, threads: threads) { lane in
+                let scratch = ConvScratch.shared.take(floats: plan.packedBFloats, gemm: (0, 0))
+                defer { ConvScratch.shared.give(scratch) }
+                let mine = lane * chunks / lanes..<(lane + 1) * chunks / lanes
+                for chunk in mine {
+                    let (group, part) = (chunk / parts, chunk % parts)
+                    // The lane's next group, prefetched while this one runs.
+                    let next = parts == 1 && chunk + 1 < mine.upperBound ? plan.images(group + 1) : nil
+                    runGroup(plan, images: plan.images(group),
+                             aPanels: part * plan.aPanels / parts..<(part + 1) * plan.aPanels / parts, prefetch: next,
+                             source: source, packedA: packedA, packedB: scratch.floats, out: out)
+                }
+            }
+        }
+
+        /// A's panel `panel`: `k × rows` floats, row index fastest, rows past m zero.
+        static func packA(_ plan: Plan, weight: UnsafePointer<Float>, panel: Int, into packed: UnsafeMutablePointer<Float>) {
+            let c = plan.g.c, first = panel * rows, valid = min(rows, plan.m - first)
+            let target = packed + panel * rows * plan.k
+            for kk in 0..<plan.k {
+                let row = target + kk * rows
+                for r in 0..<rows {
+                    // Forward A[o, c] = W[o, c]; backward A[c, o] = W[o, c].
+                    row[r] = r >= valid ? 0 : plan.forward ? weight[(first + r) * c + kk] : weight[kk * c + first + r]
+                }
+            }
+        }
+
+        /// x's even pixels of even rows from `s` (x at (2·oy, 2·ox) of the vector's first pixel)
+        /// for 16 consecutive output pixels of a plane with input rows `w` floats wide: one row
+        /// (w ≥ 32), two (w = 16) or four (w = 8). Reads only inside those rows.
+        @inline(__always)
+        static func gatherEven(_ s: UnsafePointer<Float>, w: Int) -> SIMD16<Float> {
+            let raw = UnsafeRawPointer(s)
+            if w >= 32 {
+                let a = raw.loadUnaligned(as: SIMD16<Float>.self), b = raw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+                return SIMD16(lowHalf: a.evenHalf, highHalf: b.evenHalf)
+            }
+            if w == 16 {
+                let a = raw.loadUnaligned(as: SIMD16<Float>.self), b = raw.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
+                return SIMD16(lowHalf: a.evenHalf, highHalf: b.evenHalf)
+            }
+            let a = raw.loadUnaligned(as: SIMD8<Float>.self), b = raw.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+            let c = raw.loadUnaligned(fromByteOffset: 128, as: SIMD8<Float>.self)
+            let d = raw.loadUnaligned(fromByteOffset: 192, as: SIMD8<Float>.self)
+            return SIMD16(lowHalf: SIMD8(lowHalf: a.evenHalf, highHalf: b.evenHalf),
+                          highHalf: SIMD8(lowHalf: c.evenHalf, highHalf: d.evenHalf))
+        }
+
+        /// Fills the group's B panels (`[panel][k][columns]`, 16-pixel vectors in pixel order,
+        /// a ragged last panel's missing vector zero): x's even pixels forward, dy backward.
+        static func packB(_ plan: Plan, source: UnsafePointer<Float>, images: Range<Int>, into packed: UnsafeMutablePointer<Float>) {
+            let g = plan.g, k = plan.k, perImage = g.outputPixels / 16, perPanel = columns / 16
+            let vectors = images.count * perImage
+            if vectors % perPanel != 0 {
+                let last = packed + vectors / perPanel * columns * k
+                for kk in 0..<k {
+                    for u in vectors % perPanel..<perPanel {
+                        UnsafeMutableRawPointer(last + kk * columns + u * 16).storeBytes(of: SIMD16<Float>(), as: SIMD16<Float>.self)
+                    }
+                }
+            }
+            let (ow, w) = (g.ow, g.w)
+            for (slot, image) in images.enumerated() {
+                for kk in 0..<k {
+                    let plane = source + image * plan.sourceImage + kk * (plan.forward ? g.h * w : g.outputPixels)
+                    for v in 0..<perImage {
+                        let u = slot * perImage + v
+                        let q = v * 16
+                        let value = plan.forward ? gatherEven(plane + 2 * (q / ow) * w + 2 * (q % ow), w: w)
+                            : UnsafeRawPointer(plane + q).loadUnaligned(as: SIMD16<Float>.self)
+                        UnsafeMutableRawPointer(packed + u / perPanel * columns * k + kk * columns + u % perPanel * 16)
+                            .storeBytes(of: value, as: SIMD16<Float>.self)
+                    }
+                }
+            }
+        }
+
+        /// Where a tile's vectors go: row r's first (second) vector at `c0 + r·ldc` (`c1 + r·ldc`),
+        /// stored as they are (`spreadWidth` 0) or spread into dx rows `spreadWidth` floats wide.
+        struct Out {
+            let c0: UnsafeMutablePointer<Float>, c1: UnsafeMutablePointer<Float>
+            let ldc: Int, rows: Int, vectors: Int, spreadWidth: Int
+        }
+
+        /// Stores one 16-pixel vector at `q`, or (`w` > 0) spreads it into dx at `q` (dx at
+        /// (2·oy, 2·ox) of its first pixel, rows `w` floats wide), zeros between and below.
+        @inline(__always)
+        static func put(_ v: SIMD16<Float>, _ q: UnsafeMutablePointer<Float>, _ w: Int) {
+            typealias V = SIMD16<Float>
+            let raw = UnsafeMutableRawPointer(q)
+            guard w > 0 else { return raw.storeBytes(of: v, as: V.self) }
+            var z0 = V(), z1 = V()
+            z0.evenHalf = v.lowHalf
+            z1.evenHalf = v.highHalf
+            if w >= 32 {
+                // 16 pixels of one output row: 32 floats of row 2·oy, zeros under them.
+                raw.storeBytes(of: z0, as: V.self)
+                raw.storeBytes(of: z1, toByteOffset: 64, as: V.self)
+                raw.storeBytes(of: V(), toByteOffset: 4 * w, as: V.self)
+                raw.storeBytes(of: V(), toByteOffset: 4 * w + 64, as: V.self)
+            } else if w == 16 {
+                // Two output rows of 8: rows 2·oy … 2·oy + 3 of dx, 64 consecutive floats.
+                raw.storeBytes(of: z0, as: V.self)
+                raw.storeBytes(of: V(), toByteOffset: 64, as: V.self)
+                raw.storeBytes(of: z1, toByteOffset: 128, as: V.self)
+                raw.storeBytes(of: V(), toByteOffset: 192, as: V.self)
+            } else {
+                // Four output rows of 4: rows 2·oy … 2·oy + 7 of dx, 8 floats each.
+                let zero = SIMD8<Float>()
+                raw.storeBytes(of: V(lowHalf: z0.lowHalf, highHalf: zero), as: V.self)
+                raw.storeBytes(of: V(lowHalf: z0.highHalf, highHalf: zero), toByteOffset: 64, as: V.self)
+                raw.storeBytes(of: V(lowHalf: z1.lowHalf, highHalf: zero), toByteOffset: 128, as: V.self)
+                raw.storeBytes(of: V(lowHalf: z1.highHalf, highHalf: zero), toByteOffset: 192, as: V.self)
+            }
+        }
+
+        /// One group: packs B, then every (B panel, A panel) tile, B's panel staying in L1 across
+        /// the A panels; between tiles, prefetches into L2 the lines of the source that the
+        /// lane's next group (`prefetch`) will pack.
+        static func runGroup(_ plan: Plan, images: Range<Int>, aPanels: Range<Int>, prefetch: Range<Int>?,
+                             source: UnsafePointer<Float>, packedA: UnsafePointer<Float>,
+                             packedB: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+            let g = plan.g, k = plan.k, p = g.outputPixels, perPanel = columns / 16
+            packB(plan, source: source, images: images, into: packedB)
+            let vectors = images.count * p / 16, panels = (vectors + perPanel - 1) / perPanel
+            // Lines to prefetch: forward with rows of 32 floats or more, the even rows only.
+            let (linesPerRow, rowStep) = plan.forward && g.w >= 32 ? (g.w / 16, 2 * g.w) : (1, 16)
+            let lines = prefetch.map { $0.count * plan.sourceImage / 16 / (plan.forward && g.w >= 32 ? 2 : 1) } ?? 0
+            let prefetchBase = source + (prefetch?.lowerBound ?? 0) * plan.sourceImage
+            let perTile = (lines + panels * aPanels.count - 1) / max(1, panels * aPanels.count)
+            var line = 0
+            /// Output address of the group's 16-pixel vector u, channel 0.
+            func address(_ u: Int) -> UnsafeMutablePointer<Float> {
+                let (slot, q) = (u * 16 / p, u * 16 % p)
+                let image = out + (images.lowerBound + slot) * plan.outImage
+                return plan.forward ? image + q : image + 2 * (q / g.ow) * g.w + 2 * (q % g.ow)
+            }
+            for panel in 0..<panels {
+                let first = panel * perPanel, count = min(perPanel, vectors - first)
+                let c0 = address(first), c1 = count > 1 ? address(first + 1) : c0
+                let b = packedB + panel * columns * k
+                for aPanel in aPanels {
+                    let row = aPanel * rows
+                    let target = Out(c0: c0 + row * plan.outChannel, c1: c1 + row * plan.outChannel, ldc: plan.outChannel,
+                                     rows: min(rows, plan.m - row), vectors: count, spreadWidth: plan.forward ? 0 : g.w)
+                    if ISA.wideTile {
+                        wideTile(k, packedA + aPanel * rows * k, b, target)
+                    } else {
+                        narrowTile(k, packedA + aPanel * rows * k, b, target)
+                    }
+                    var issued = 0
+                    while issued < perTile && line < lines {
+                        kiln_prefetch_l2(prefetchBase + line / linesPerRow * rowStep + line % linesPerRow * 16)
+                        line += 1
+                        issued += 1
+                    }
+                }
+            }
+        }
+
+        /// The 8 × 32 tile (AVX-512): A panel `k × 8`, B panel `k × 32`, stored through `out`.
+        /// `@inline(never)` for the reason given at `GEMM.MicroKernel.run`.
+        @inline(never)
+        static func wideTile(_ k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: Out) {
+            typealias V = SIMD16<Float>
+            var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
+            var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
+            var pa = a
+            var pb = UnsafeRawPointer(b)
+            for _ in 0..<k {
+                let b0 = pb.loadUnaligned(as: V.self)
+                let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
+                var x = V(repeating: pa[0]); multiplyAdd(&c00, x, b0); multiplyAdd(&c01, x, b1)
+                x = V(repeating: pa[1]); multiplyAdd(&c10, x, b0); multiplyAdd(&c11, x, b1)
+                x = V(repeating: pa[2]); multiplyAdd(&c20, x, b0); multiplyAdd(&c21, x, b1)
+                x = V(repeating: pa[3]); multiplyAdd(&c30, x, b0); multiplyAdd(&c31, x, b1)
+                x = V(repeating: pa[4]); multiplyAdd(&c40, x, b0); multiplyAdd(&c41, x, b1)
+                x = V(repeating: pa[5]); multiplyAdd(&c50, x, b0); multiplyAdd(&c51, x, b1)
+                x = V(repeating: pa[6]); multiplyAdd(&c60, x, b0); multiplyAdd(&c61, x, b1)
+                x = V(repeating: pa[7]); multiplyAdd(&c70, x, b0); multiplyAdd(&c71, x, b1)
+                pa += 8
+                pb += 128
+            }
+            let (ldc, w, two) = (out.ldc, out.spreadWidth, out.vectors == 2)
+            @inline(__always) func row(_ r: Int, _ low: V, _ high: V) {
+                guard r < out.rows else { return }
+                put(low, out.c0 + r * ldc, w)
+                if two { put(high, out.c1 + r * ldc, w) }
+            }
+            row(0, c00, c01); row(1, c10, c11); row(2, c20, c21); row(3, c30, c31)
+            row(4, c40, c41); row(5, c50, c51); row(6, c60, c61); row(7, c70, c71)
+        }
+
+        /// The 6 × 16 tile (AVX2, NEON, fallback): A panel `k × 6`, B panel `k × 16`.
+        @inline(never)
+        static func narrowTile(_ k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: Out) {
+            typealias V = SIMD16<Float>
+            var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
+            var pa = a
+            var pb = UnsafeRawPointer(b)
+            for _ in 0..<k {
+                let b0 = pb.loadUnaligned(as: V.self)
+                multiplyAdd(&c0, V(repeating: pa[0]), b0)
+                multiplyAdd(&c1, V(repeating: pa[1]), b0)
+                multiplyAdd(&c2, V(repeating: pa[2]), b0)
+                multiplyAdd(&c3, V(repeating: pa[3]), b0)
+                multiplyAdd(&c4, V(repeating: pa[4]), b0)
+                multiplyAdd(&c5, V(repeating: pa[5]), b0)
+                pa += 6
+                pb += 64
+            }
+            let (ldc, w) = (out.ldc, out.spreadWidth)
+            @inline(__always) func row(_ r: Int, _ value: V) {
+                if r < out.rows { put(value, out.c0 + r * ldc, w) }
+            }
+            row(0, c0); row(1, c1); row(2, c2); row(3, c3); row(4, c4); row(5, c5)
+        }
+    }
+}
