@@ -164,6 +164,12 @@ func compulsoryBytes(_ g: Conv2DKernel.Geometry, _ pass: Conv2DKernel.Pass) -> I
     return floats * MemoryLayout<Float>.stride
 }
 
+/// `count` floats on a 64-byte boundary, as a compiled program's arena places every tensor.
+private func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * MemoryLayout<Float>.stride, alignment: 64)
+        .bindMemory(to: Float.self, capacity: max(1, count))
+}
+
 /// Times forward, backward-data and backward-filter of every ResNet-18 layer shape at batch 128
 /// on `--threads`: 1 untimed call, then the best of 5 timed calls (scratch warmed as in a
 /// compiled program). Prints a table; the record's value is total FLOPs over total best time
@@ -191,12 +197,12 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
         let flops = 2.0 * Double(g.n * g.o * g.oh * g.ow) * Double(g.c * g.kh * g.kw)
         var random = SplitMix64(seed: settings.seed)
         func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            let p = alignedFloats(count)
             for i in 0..<count { p[i] = Float(random.uniform(-1, 1)) }
             return p
         }
         let x = floats(g.n * g.c * g.h * g.w), w = floats(g.o * g.c * g.kh * g.kw), dy = floats(g.n * g.o * g.oh * g.ow)
-        let out = UnsafeMutablePointer<Float>.allocate(capacity: max(g.n * g.c * g.h * g.w, g.n * g.o * g.oh * g.ow, g.o * g.c * g.kh * g.kw))
+        let out = alignedFloats(max(g.n * g.c * g.h * g.w, g.n * g.o * g.oh * g.ow, g.o * g.c * g.kh * g.kw))
         defer { [x, w, dy, out].forEach { $0.deallocate() } }
         let shape = "\(g.n)x\(g.c)x\(g.h)x\(g.w) -> \(g.o), \(g.kh)x\(g.kw), s\(g.strideH)"
         for pass in [Conv2DKernel.Pass.forward, .backwardData, .backwardFilter] {

@@ -216,9 +216,13 @@ extension Conv2DKernel {
             let g = plan.g, k = plan.k, p = g.outputPixels, perPanel = columns / 16
             packB(plan, source: source, images: images, into: packedB)
             let vectors = images.count * p / 16, panels = (vectors + perPanel - 1) / perPanel
-            // Lines to prefetch: forward with rows of 32 floats or more, the even rows only.
-            let (linesPerRow, rowStep) = plan.forward && g.w >= 32 ? (g.w / 16, 2 * g.w) : (1, 16)
-            let lines = prefetch.map { $0.count * plan.sourceImage / 16 / (plan.forward && g.w >= 32 ? 2 : 1) } ?? 0
+            // Lines to prefetch: the forward pass's even rows of 32 floats or more, a page's
+            // lines two on, two off, which the hardware prefetcher did not follow (layer2's
+            // shortcut 1.82 → 1.68 ms). Where whole lines are read (4- and 8-pixel rows, dy) it
+            // did, and prefetching made no difference or slowed the pass (layer2's backward
+            // data 1.77 → 1.90 ms).
+            let sparse = plan.forward && g.w >= 32
+            let lines = sparse ? (prefetch?.count ?? 0) * g.c * g.oh * g.w / 16 : 0
             let prefetchBase = source + (prefetch?.lowerBound ?? 0) * plan.sourceImage
             let perTile = (lines + panels * aPanels.count - 1) / max(1, panels * aPanels.count)
             var line = 0
@@ -243,7 +247,7 @@ extension Conv2DKernel {
                     }
                     var issued = 0
                     while issued < perTile && line < lines {
-                        kiln_prefetch_l2(prefetchBase + line / linesPerRow * rowStep + line % linesPerRow * 16)
+                        kiln_prefetch_l2(prefetchBase + line / (g.w / 16) * 2 * g.w + line % (g.w / 16) * 16)
                         line += 1
                         issued += 1
                     }
