@@ -428,28 +428,48 @@ func implicitKernelMatchesNaive() {
     #expect(!Conv2DKernel.ImplicitKernel.runs(.init(n: 128, c: 64, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1), .forward))
 }
 
-@Test("fused 1×1 stride-2 shortcut forward and backward data match naive loops and give the same bits on 1, 2 and 3 threads")
+@Test("fused 1×1 stride-2 shortcut kernel: all three passes match naive loops and give the same bits on 1, 2 and 3 threads")
 func shortcutKernelMatchesNaive() {
     let cases: [Conv2DKernel.Geometry] = [
         .init(n: 3, c: 5, h: 32, w: 32, o: 13, kh: 1, kw: 1, strideH: 2, strideW: 2),  // rows of 16: a group an image, ragged A panel
         .init(n: 5, c: 9, h: 16, w: 16, o: 20, kh: 1, kw: 1, strideH: 2, strideW: 2),  // rows of 8: groups of 4 + 1
         .init(n: 3, c: 7, h: 8, w: 8, o: 17, kh: 1, kw: 1, strideH: 2, strideW: 2),    // rows of 4: 16-pixel images, odd count
         .init(n: 1, c: 6, h: 8, w: 64, o: 9, kh: 1, kw: 1, strideH: 2, strideW: 2),    // rows of 32; one group, A panels split
-        .init(n: 2, c: 3, h: 4, w: 32, o: 40, kh: 1, kw: 1, strideH: 2, strideW: 2),   // two output rows, 40 channels
+        .init(n: 2, c: 40, h: 4, w: 32, o: 40, kh: 1, kw: 1, strideH: 2, strideW: 2),  // two output rows; 40 channels: ragged panels
         .init(n: 17, c: 4, h: 8, w: 8, o: 8, kh: 1, kw: 1, strideH: 2, strideW: 2),    // groups of 16 + 1
     ]
     for g in cases {
-        #expect(Conv2DKernel.ShortcutKernel.runs(g, .forward) && Conv2DKernel.ShortcutKernel.runs(g, .backwardData), "\(g)")
+        #expect(Conv2DKernel.ShortcutKernel.runs(g, .forward) && Conv2DKernel.ShortcutKernel.runs(g, .backwardData)
+                && Conv2DKernel.ShortcutKernel.runs(g, .backwardFilter), "\(g)")
         let x = randomFloats(g.n * g.c * g.h * g.w, seed: 31)
         let weight = randomFloats(g.o * g.c, seed: 32)
         let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 33)
         var y = [Double](repeating: 0, count: dy.count), yMagnitude = y
         var dx = [Double](repeating: 0, count: x.count), dxMagnitude = dx
+        var dw = [Double](repeating: 0, count: weight.count), dwMagnitude = dw
         forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
-            let out = yIndex(g, n, o, oy, ox), w = Double(weight[wIndex(g, o, c, ky, kx)])
+            let out = yIndex(g, n, o, oy, ox), tap = wIndex(g, o, c, ky, kx), w = Double(weight[tap])
             y[out] += w * Double(x[input]); yMagnitude[out] += abs(w * Double(x[input]))
             dx[input] += w * Double(dy[out]); dxMagnitude[input] += abs(w * Double(dy[out]))
+            dw[tap] += Double(dy[out]) * Double(x[input]); dwMagnitude[tap] += abs(Double(dy[out]) * Double(x[input]))
         }
+        func filter(_ threads: Int, maxPartials: Int = Conv2DKernel.maxPartialFloats) -> [Float] {
+            run([x, dy], outputCount: weight.count) {
+                Conv2DKernel.ShortcutKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads, maxPartials: maxPartials)
+            }
+        }
+        let gradient = filter(1)
+        #expect(worstError(gradient, dw, dwMagnitude) <= 1, "backwardFilter \(g)")
+        #expect(gradient.map(\.bitPattern) == filter(2).map(\.bitPattern), "backwardFilter \(g)")
+        #expect(gradient.map(\.bitPattern) == filter(3).map(\.bitPattern), "backwardFilter \(g)")
+        // Group after group (no room for partials), and through the dispatch.
+        let serial = filter(1, maxPartials: 0)
+        #expect(worstError(serial, dw, dwMagnitude) <= 1, "backwardFilter \(g), groups in turn")
+        #expect(serial.map(\.bitPattern) == filter(2, maxPartials: 0).map(\.bitPattern), "backwardFilter \(g), groups in turn")
+        let dispatched = run([x, dy], outputCount: weight.count) {
+            Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: 2)
+        }
+        #expect(dispatched.map(\.bitPattern) == gradient.map(\.bitPattern), "backwardFilter \(g)")
         for forward in [true, false] {
             func result(_ threads: Int) -> [Float] {
                 run([forward ? x : dy, weight], outputCount: forward ? dy.count : x.count) {
@@ -469,8 +489,10 @@ func shortcutKernelMatchesNaive() {
     for (c, side) in [(64, 32), (128, 16), (256, 8)] {
         let g = Conv2DKernel.Geometry(n: 128, c: c, h: side, w: side, o: 2 * c, kh: 1, kw: 1, strideH: 2, strideW: 2)
         #expect(Conv2DKernel.ShortcutKernel.runs(g, .forward) && Conv2DKernel.ShortcutKernel.runs(g, .backwardData))
-        #expect(!Conv2DKernel.ShortcutKernel.runs(g, .backwardFilter) && !Conv2DKernel.ImplicitKernel.runs(g, .forward))
-        #expect(Conv2DKernel.algorithm(g, .forward).hasPrefix("fused 1x1 s2"))
+        #expect(Conv2DKernel.ShortcutKernel.runs(g, .backwardFilter) && !Conv2DKernel.ImplicitKernel.runs(g, .forward))
+        for pass in [Conv2DKernel.Pass.forward, .backwardData, .backwardFilter] {
+            #expect(Conv2DKernel.algorithm(g, pass).hasPrefix("fused 1x1 s2"))
+        }
     }
     for g in [Conv2DKernel.Geometry(n: 2, c: 8, h: 9, w: 8, o: 8, kh: 1, kw: 1, strideH: 2, strideW: 2),
               .init(n: 2, c: 8, h: 24, w: 24, o: 8, kh: 1, kw: 1, strideH: 2, strideW: 2),

@@ -121,6 +121,9 @@ public enum Conv2DKernel {
                                       dw: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.backwardFilter, g, threads: threads)
         if WinogradFilter.suits(g) { return winogradBackwardFilter(g, x: x, dy: dy, dw: dw, threads: threads) }
+        if ShortcutKernel.runs(g, .backwardFilter) {
+            return ShortcutKernel.backwardFilter(g, x: x, dy: dy, dw: dw, threads: threads)
+        }
         if PixelFilterKernel.runs(g) {
             PixelFilterKernel.run(g, x: x, dy: dy, dw: dw, threads: threads)
             return

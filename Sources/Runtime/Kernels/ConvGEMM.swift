@@ -61,13 +61,13 @@ extension Conv2DKernel {
     /// `1x1 GEMM` with the images per group and the GEMM's m×n×k per group.
     public static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
         if pass == .backwardFilter && WinogradFilter.suits(g) { return WinogradFilter.algorithm(g) }
+        if ShortcutKernel.runs(g, pass) { return ShortcutKernel.algorithm(g, pass) }
         if pass == .backwardFilter && PixelFilterKernel.runs(g) { return PixelFilterKernel.algorithm(g) }
         if pass == .backwardFilter && FilterKernel.runs(g) {
             let plan = FilterKernel.Plan(g)
             return "implicit GEMM b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.maxDepth)"
         }
         if DirectConv2D.suits(g) { return "direct" }
-        if ShortcutKernel.runs(g, pass) { return ShortcutKernel.algorithm(g, pass) }
         if ImplicitKernel.runs(g, pass) { return ImplicitKernel.algorithm(g, pass) }
         if pass != .backwardFilter && Winograd.suits(g) { return Winograd.algorithm(g, pass) }
         let b = groupImages(g, pass), columns = b * g.outputPixels

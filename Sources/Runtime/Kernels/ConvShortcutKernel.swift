@@ -41,11 +41,15 @@ extension Conv2DKernel {
                 && g.outputPixels % 16 == 0
         }
 
-        /// Whether a pass of a geometry runs here (the filter gradient does not).
-        static func runs(_ g: Geometry, _ pass: Pass) -> Bool { pass != .backwardFilter && suits(g) }
+        /// Whether a pass of a geometry runs here (every pass of the shapes it suits).
+        static func runs(_ g: Geometry, _ pass: Pass) -> Bool { suits(g) }
 
         /// For tables: the product per group, m × pixels × k.
         static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
+            if pass == .backwardFilter {
+                let plan = FilterPlan(g)
+                return "fused 1x1 s2 b\(plan.groupImages) \(g.o)x\(g.c)x\(plan.groupImages * g.outputPixels)"
+            }
             let plan = Plan(g, forward: pass == .forward)
             return "fused 1x1 s2 b\(plan.groupImages) \(plan.m)x\(plan.groupImages * g.outputPixels)x\(plan.k)"
         }
@@ -311,6 +315,178 @@ extension Conv2DKernel {
                 if r < out.rows { put(value, out.c0 + r * ldc, w) }
             }
             row(0, c0); row(1, c1); row(2, c2); row(3, c3); row(4, c4); row(5, c5)
+        }
+
+        // MARK: Filter gradient
+
+        /// The filter gradient `dW[o, c] = Σ_t dy[o, t] · xs[c, t]` over the batch's output pixels t
+        /// (xs: x's even pixels of even rows), per group of images (`FilterPlan`, 256 pixels):
+        /// the group's xs is gathered and transposed into panels of `columns` input channels
+        /// (`[panel][t][columns]`, 16 × 16 blocks transposed in registers), the smaller operand
+        /// (c = o / 2 in ResNet's shortcuts); dy is read in place, `rows` output channels'
+        /// broadcasts a pixel. Each tile (rows o × columns c) runs over the group's pixels image
+        /// by image and adds to dW (stores, for a partition's first group). Groups are summed in
+        /// the fixed partitions of `sumFilterGroups`, so the bits never depend on the thread count.
+        struct FilterPlan {
+            let g: Geometry
+            let groupImages: Int, groups: Int
+            var pixels: Int { groupImages * g.outputPixels }
+            var cPanels: Int { (g.c + columns - 1) / columns }
+            var packedFloats: Int { cPanels * columns * pixels }
+
+            init(_ g: Geometry) {
+                self.g = g
+                let p = g.outputPixels
+                groupImages = max(1, min(g.n, (ShortcutKernel.targetGroupPixels + p - 1) / p))
+                groups = (g.n + groupImages - 1) / groupImages
+            }
+
+            func images(_ group: Int) -> Range<Int> { group * groupImages..<min(g.n, (group + 1) * groupImages) }
+        }
+
+        /// dw = the filter gradient of a shortcut over the batch.
+        static func backwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                   dw: UnsafeMutablePointer<Float>, threads: Int, maxPartials: Int = maxPartialFloats) {
+            let plan = FilterPlan(g)
+            sumFilterGroups(plan.groups, filter: g.o * g.c, dw: dw, threads: threads, maxPartials: maxPartials,
+                            scratchFloats: plan.packedFloats, gemm: (0, 0)) { group, target, accumulate, scratch, _ in
+                // Every thread count runs a group on one thread: the groups are small.
+                filterGroup(plan, group: group, x: x, dy: dy, dw: target, accumulate: accumulate, packed: scratch.floats)
+            }
+        }
+
+        /// Gathers xs of images `images` transposed: `packed[panel][t][j]` = x[image, panel·columns
+        /// + j] at output pixel t's (2·oy, 2·ox), channels past c zero.
+        static func packTransposed(_ plan: FilterPlan, x: UnsafePointer<Float>, images: Range<Int>,
+                                   into packed: UnsafeMutablePointer<Float>) {
+            typealias V = SIMD16<Float>
+            let g = plan.g, p = g.outputPixels, (ow, w) = (g.ow, g.w)
+            let depth = images.count * p, step = columns * MemoryLayout<Float>.stride
+            for panel in 0..<plan.cPanels {
+                for half in stride(from: 0, to: columns, by: 16) {
+                    let first = panel * columns + half, channels = max(0, min(16, g.c - first))
+                    for (slot, image) in images.enumerated() {
+                        let planes = x + (image * g.c + first) * g.h * w
+                        for q in stride(from: 0, to: p, by: 16) {
+                            let offset = 2 * (q / ow) * w + 2 * (q % ow)
+                            @inline(__always) func row(_ r: Int) -> V {
+                                r < channels ? gatherEven(planes + r * g.h * w + offset, w: w) : V()
+                            }
+                            var v = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7),
+                                     row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15))
+                            GEMM.Transpose.round16(&v); GEMM.Transpose.round16(&v)
+                            GEMM.Transpose.round16(&v); GEMM.Transpose.round16(&v)
+                            let dst = UnsafeMutableRawPointer(packed + (panel * depth + slot * p + q) * columns + half)
+                            dst.storeBytes(of: v.0, as: V.self)
+                            dst.storeBytes(of: v.1, toByteOffset: step, as: V.self)
+                            dst.storeBytes(of: v.2, toByteOffset: 2 * step, as: V.self)
+                            dst.storeBytes(of: v.3, toByteOffset: 3 * step, as: V.self)
+                            dst.storeBytes(of: v.4, toByteOffset: 4 * step, as: V.self)
+                            dst.storeBytes(of: v.5, toByteOffset: 5 * step, as: V.self)
+                            dst.storeBytes(of: v.6, toByteOffset: 6 * step, as: V.self)
+                            dst.storeBytes(of: v.7, toByteOffset: 7 * step, as: V.self)
+                            dst.storeBytes(of: v.8, toByteOffset: 8 * step, as: V.self)
+                            dst.storeBytes(of: v.9, toByteOffset: 9 * step, as: V.self)
+                            dst.storeBytes(of: v.10, toByteOffset: 10 * step, as: V.self)
+                            dst.storeBytes(of: v.11, toByteOffset: 11 * step, as: V.self)
+                            dst.storeBytes(of: v.12, toByteOffset: 12 * step, as: V.self)
+                            dst.storeBytes(of: v.13, toByteOffset: 13 * step, as: V.self)
+                            dst.storeBytes(of: v.14, toByteOffset: 14 * step, as: V.self)
+                            dst.storeBytes(of: v.15, toByteOffset: 15 * step, as: V.self)
+                        }
+                    }
+                }
+            }
+        }
+
+        /// One group's contribution to dw: pack, then for each channel panel (in L1) every block
+        /// of `rows` output channels.
+        static func filterGroup(_ plan: FilterPlan, group: Int, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                dw: UnsafeMutablePointer<Float>, accumulate: Bool, packed: UnsafeMutablePointer<Float>) {
+            let g = plan.g, images = plan.images(group), p = g.outputPixels
+            packTransposed(plan, x: x, images: images, into: packed)
+            let depth = images.count * p, oBlocks = (g.o + rows - 1) / rows
+            let segment = Segments(count: images.count, length: p, strideBytes: g.o * p * MemoryLayout<Float>.stride,
+                                   rowBytes: p * MemoryLayout<Float>.stride)
+            for panel in 0..<plan.cPanels {
+                let b = UnsafePointer(packed + panel * depth * columns)
+                let width = min(columns, g.c - panel * columns)
+                for block in 0..<oBlocks {
+                    let first = block * rows, height = min(rows, g.o - first)
+                    let a = UnsafeRawPointer(dy + (images.lowerBound * g.o + first) * p)
+                    let c = dw + first * g.c + panel * columns
+                    if ISA.wideTile {
+                        wideFilterTile(segment, a, height, b, c, g.c, width, accumulate)
+                    } else {
+                        narrowFilterTile(segment, a, height, b, c, g.c, width, accumulate)
+                    }
+                }
+            }
+        }
+
+        /// How a tile's broadcasts walk dy: `count` images of `length` pixels, `strideBytes`
+        /// apart; output channels (the tile's rows) `rowBytes` apart.
+        struct Segments {
+            let count: Int, length: Int, strideBytes: Int, rowBytes: Int
+        }
+
+        /// The 8 × 32 filter tile (AVX-512): dW[8 o, 32 c] (+)= Σ_t dy[o, t] · packed[t, c].
+        /// Rows past `height` repeat the last valid row's broadcasts and are not stored.
+        @inline(never)
+        static func wideFilterTile(_ s: Segments, _ a: UnsafeRawPointer, _ height: Int, _ b: UnsafePointer<Float>,
+                                   _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ width: Int, _ addToC: Bool) {
+            typealias V = SIMD16<Float>
+            var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
+            var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
+            let r = s.rowBytes, last = height - 1
+            let (s1, s2, s3) = (min(1, last) * r, min(2, last) * r, min(3, last) * r)
+            let (s4, s5, s6, s7) = (min(4, last) * r, min(5, last) * r, min(6, last) * r, min(7, last) * r)
+            var pb = UnsafeRawPointer(b)
+            for image in 0..<s.count {
+                var pa = a + image * s.strideBytes
+                for _ in 0..<s.length {
+                    let b0 = pb.loadUnaligned(as: V.self)
+                    let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
+                    var x = V(repeating: pa.load(as: Float.self)); multiplyAdd(&c00, x, b0); multiplyAdd(&c01, x, b1)
+                    x = V(repeating: pa.load(fromByteOffset: s1, as: Float.self)); multiplyAdd(&c10, x, b0); multiplyAdd(&c11, x, b1)
+                    x = V(repeating: pa.load(fromByteOffset: s2, as: Float.self)); multiplyAdd(&c20, x, b0); multiplyAdd(&c21, x, b1)
+                    x = V(repeating: pa.load(fromByteOffset: s3, as: Float.self)); multiplyAdd(&c30, x, b0); multiplyAdd(&c31, x, b1)
+                    x = V(repeating: pa.load(fromByteOffset: s4, as: Float.self)); multiplyAdd(&c40, x, b0); multiplyAdd(&c41, x, b1)
+                    x = V(repeating: pa.load(fromByteOffset: s5, as: Float.self)); multiplyAdd(&c50, x, b0); multiplyAdd(&c51, x, b1)
+                    x = V(repeating: pa.load(fromByteOffset: s6, as: Float.self)); multiplyAdd(&c60, x, b0); multiplyAdd(&c61, x, b1)
+                    x = V(repeating: pa.load(fromByteOffset: s7, as: Float.self)); multiplyAdd(&c70, x, b0); multiplyAdd(&c71, x, b1)
+                    pa += MemoryLayout<Float>.stride
+                    pb += 128
+                }
+            }
+            GEMM.MicroKernel.storeTile((c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71),
+                                       c, ldc, height, width, addToC, false)
+        }
+
+        /// The 6 × 16 filter tile (AVX2, NEON, fallback), as `wideFilterTile`.
+        @inline(never)
+        static func narrowFilterTile(_ s: Segments, _ a: UnsafeRawPointer, _ height: Int, _ b: UnsafePointer<Float>,
+                                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ width: Int, _ addToC: Bool) {
+            typealias V = SIMD16<Float>
+            var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
+            let r = s.rowBytes, last = height - 1
+            let (s1, s2, s3, s4, s5) = (min(1, last) * r, min(2, last) * r, min(3, last) * r, min(4, last) * r, min(5, last) * r)
+            var pb = UnsafeRawPointer(b)
+            for image in 0..<s.count {
+                var pa = a + image * s.strideBytes
+                for _ in 0..<s.length {
+                    let b0 = pb.loadUnaligned(as: V.self)
+                    multiplyAdd(&c0, V(repeating: pa.load(as: Float.self)), b0)
+                    multiplyAdd(&c1, V(repeating: pa.load(fromByteOffset: s1, as: Float.self)), b0)
+                    multiplyAdd(&c2, V(repeating: pa.load(fromByteOffset: s2, as: Float.self)), b0)
+                    multiplyAdd(&c3, V(repeating: pa.load(fromByteOffset: s3, as: Float.self)), b0)
+                    multiplyAdd(&c4, V(repeating: pa.load(fromByteOffset: s4, as: Float.self)), b0)
+                    multiplyAdd(&c5, V(repeating: pa.load(fromByteOffset: s5, as: Float.self)), b0)
+                    pa += MemoryLayout<Float>.stride
+                    pb += 64
+                }
+            }
+            GEMM.NarrowKernel.storeTile((c0, c1, c2, c3, c4, c5), c, ldc, height, width, addToC, false)
         }
     }
 }
