@@ -211,6 +211,36 @@ extension Conv2DKernel {
             }
         }
 
+        /// Prefetches into L2, a share after each of `tiles` tiles, the even rows of x that the
+        /// packing of images `images` will read, when those rows are 32 floats or more: a page's
+        /// lines two on, two off, which the hardware prefetcher did not follow (layer2's forward
+        /// pass 1.82 → 1.68 ms). Where whole lines are read (rows of 8 or 16 floats, dy) it did,
+        /// and prefetching made no difference or slowed the pass (layer2's backward data 1.77 →
+        /// 1.90 ms): then, and for no next images, it does nothing.
+        struct EvenRowPrefetcher {
+            let base: UnsafePointer<Float>, lines: Int, perTile: Int, lineRows: Int, rowStep: Int
+            var line = 0
+
+            init(_ g: Geometry, x: UnsafePointer<Float>, images: Range<Int>?, tiles: Int) {
+                let sparse = g.w >= 32 && images != nil
+                lineRows = max(1, g.w / 16)
+                rowStep = 2 * g.w
+                lines = sparse ? images!.count * g.c * g.oh * lineRows : 0
+                base = x + (images?.lowerBound ?? 0) * g.c * g.h * g.w
+                perTile = (lines + tiles - 1) / max(1, tiles)
+            }
+
+            @inline(__always)
+            mutating func step() {
+                var issued = 0
+                while issued < perTile && line < lines {
+                    kiln_prefetch_l2(base + line / lineRows * rowStep + line % lineRows * 16)
+                    line += 1
+                    issued += 1
+                }
+            }
+        }
+
         /// One group: packs B, then every (B panel, A panel) tile, B's panel staying in L1 across
         /// the A panels; between tiles, prefetches into L2 the lines of the source that the
         /// lane's next group (`prefetch`) will pack.
@@ -220,16 +250,8 @@ extension Conv2DKernel {
             let g = plan.g, k = plan.k, p = g.outputPixels, perPanel = columns / 16
             packB(plan, source: source, images: images, into: packedB)
             let vectors = images.count * p / 16, panels = (vectors + perPanel - 1) / perPanel
-            // Lines to prefetch: the forward pass's even rows of 32 floats or more, a page's
-            // lines two on, two off, which the hardware prefetcher did not follow (layer2's
-            // shortcut 1.82 → 1.68 ms). Where whole lines are read (4- and 8-pixel rows, dy) it
-            // did, and prefetching made no difference or slowed the pass (layer2's backward
-            // data 1.77 → 1.90 ms).
-            let sparse = plan.forward && g.w >= 32
-            let lines = sparse ? (prefetch?.count ?? 0) * g.c * g.oh * g.w / 16 : 0
-            let prefetchBase = source + (prefetch?.lowerBound ?? 0) * plan.sourceImage
-            let perTile = (lines + panels * aPanels.count - 1) / max(1, panels * aPanels.count)
-            var line = 0
+            var prefetcher = EvenRowPrefetcher(g, x: source, images: plan.forward ? prefetch : nil,
+                                               tiles: panels * aPanels.count)
             /// Output address of the group's 16-pixel vector u, channel 0.
             func address(_ u: Int) -> UnsafeMutablePointer<Float> {
                 let (slot, q) = (u * 16 / p, u * 16 % p)
@@ -249,12 +271,7 @@ extension Conv2DKernel {
                     } else {
                         narrowTile(k, packedA + aPanel * rows * k, b, target)
                     }
-                    var issued = 0
-                    while issued < perTile && line < lines {
-                        kiln_prefetch_l2(prefetchBase + line / (g.w / 16) * 2 * g.w + line % (g.w / 16) * 16)
-                        line += 1
-                        issued += 1
-                    }
+                    prefetcher.step()
                 }
             }
         }
@@ -408,12 +425,12 @@ extension Conv2DKernel {
             let depth = images.count * p, oBlocks = (g.o + rows - 1) / rows
             let segment = Segments(count: images.count, length: p, strideBytes: g.o * p * MemoryLayout<Float>.stride,
                                    rowBytes: p * MemoryLayout<Float>.stride)
-            for panel in 0..<plan.cPanels {
-                let b = UnsafePointer(packed + panel * depth * columns)
-                let width = min(columns, g.c - panel * columns)
-                for block in 0..<oBlocks {
-                    let first = block * rows, height = min(rows, g.o - first)
-                    let a = UnsafeRawPointer(dy + (images.lowerBound * g.o + first) * p)
+            for block in 0..<oBlocks {
+                let first = block * rows, height = min(rows, g.o - first)
+                let a = UnsafeRawPointer(dy + (images.lowerBound * g.o + first) * p)
+                for panel in 0..<plan.cPanels {
+                    let b = UnsafePointer(packed + panel * depth * columns)
+                    let width = min(columns, g.c - panel * columns)
                     let c = dw + first * g.c + panel * columns
                     if ISA.wideTile {
                         wideFilterTile(segment, a, height, b, c, g.c, width, accumulate)
