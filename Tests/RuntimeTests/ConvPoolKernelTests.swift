@@ -503,6 +503,42 @@ func shortcutKernelMatchesNaive() {
     }
 }
 
+@Test("the stem's backward data read in place matches naive loops and gives the same bits on 1, 2 and 3 threads")
+func stemDataKernelMatchesNaive() {
+    let cases: [Conv2DKernel.Geometry] = [
+        .init(n: 3, c: 3, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1),  // CIFAR's stem: 10 full blocks of 3 rows, 2 left
+        .init(n: 2, c: 1, h: 5, w: 32, o: 7, kh: 3, kw: 3, padH: 1, padW: 1),    // one channel: padded weights; a 2-row block
+        .init(n: 5, c: 2, h: 4, w: 32, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),    // two channels, one full block and one row
+        .init(n: 1, c: 3, h: 1, w: 32, o: 2, kh: 3, kw: 3, padH: 1, padW: 1),    // one row: only ky = 1 sees dy
+    ]
+    for g in cases {
+        #expect(Conv2DKernel.StemDataKernel.suits(g), "\(g)")
+        let weight = randomFloats(g.o * g.c * 9, seed: 41)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 42)
+        var dx = [Double](repeating: 0, count: g.n * g.c * g.h * g.w), dxMagnitude = dx
+        forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
+            let w = Double(weight[wIndex(g, o, c, ky, kx)])
+            dx[input] += w * Double(dy[yIndex(g, n, o, oy, ox)]); dxMagnitude[input] += abs(w * Double(dy[yIndex(g, n, o, oy, ox)]))
+        }
+        func result(_ threads: Int) -> [Float] {
+            run([dy, weight], outputCount: dx.count) {
+                Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
+            }
+        }
+        let one = result(1)
+        #expect(worstError(one, dx, dxMagnitude) <= 1, "\(g)")
+        #expect(one.map(\.bitPattern) == result(2).map(\.bitPattern), "\(g)")
+        #expect(one.map(\.bitPattern) == result(3).map(\.bitPattern), "\(g)")
+    }
+    for g in [Conv2DKernel.Geometry(n: 2, c: 4, h: 32, w: 32, o: 8, kh: 3, kw: 3, padH: 1, padW: 1),
+              .init(n: 2, c: 3, h: 32, w: 31, o: 8, kh: 3, kw: 3, padH: 1, padW: 1),
+              .init(n: 2, c: 3, h: 32, w: 32, o: 8, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1),
+              .init(n: 2, c: 3, h: 32, w: 32, o: 8, kh: 5, kw: 5, padH: 2, padW: 2)] {
+        #expect(!Conv2DKernel.StemDataKernel.suits(g), "\(g)")
+    }
+    #expect(Conv2DKernel.algorithm(cases[0], .backwardData).hasPrefix("direct in place"))
+}
+
 @Test("conv2d kernels give the same bits on 1, 2 and 4 threads")
 func convThreadCountInvariant() {
     // Batch 10: 8 filter-gradient groups of unequal size; batch 1 and 3: GEMM-level threads.

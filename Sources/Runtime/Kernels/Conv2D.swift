@@ -94,6 +94,7 @@ public enum Conv2DKernel {
     public static func backwardData(_ g: Geometry, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                     dx: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.backwardData, g, threads: threads)
+        if StemDataKernel.suits(g) { return StemDataKernel.run(g, dy: dy, weight: weight, dx: dx, threads: threads) }
         if DirectConv2D.suits(g) {
             let problem = DirectConv2D.backwardDataProblem(g)
             DirectConv2D.correlate(problem, source: dy, out: dx, threads: threads, buffers: workspace?.direct) { c, o, ky, kx in

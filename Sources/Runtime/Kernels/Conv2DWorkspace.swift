@@ -31,7 +31,8 @@ extension Conv2DKernel {
             self.pass = pass
             self.geometry = geometry
             self.threads = threads
-            guard DirectConv2D.suits(geometry) && !(pass == .backwardFilter && (FilterKernel.runs(geometry) || PixelFilterKernel.runs(geometry))) else {
+            guard DirectConv2D.suits(geometry) && !(pass == .backwardFilter && (FilterKernel.runs(geometry) || PixelFilterKernel.runs(geometry)))
+                    && !(pass == .backwardData && StemDataKernel.suits(geometry)) else {
                 direct = nil
                 return
             }

@@ -62,6 +62,7 @@ extension Conv2DKernel {
     public static func algorithm(_ g: Geometry, _ pass: Pass) -> String {
         if pass == .backwardFilter && WinogradFilter.suits(g) { return WinogradFilter.algorithm(g) }
         if ShortcutKernel.runs(g, pass) { return ShortcutKernel.algorithm(g, pass) }
+        if pass == .backwardData && StemDataKernel.suits(g) { return StemDataKernel.algorithm(g) }
         if pass == .backwardFilter && PixelFilterKernel.runs(g) { return PixelFilterKernel.algorithm(g) }
         if pass == .backwardFilter && FilterKernel.runs(g) {
             let plan = FilterKernel.Plan(g)
