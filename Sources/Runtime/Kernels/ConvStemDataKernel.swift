@@ -2,23 +2,31 @@
 /// 3 channels on rows of 32 pixels (`suits`), reading dy in place.
 ///
 /// `dx[c, y, x] = Σ_o Σ_ky Σ_kx W[o, c, ky, kx] · dy[o, y + 1 − ky, x + 1 − kx]`, zero outside
-/// dy. dx has only 3 channels, so the vectors run along a row: 32 pixels are 2 vectors, and dy's
-/// row r gives, with its neighbours one pixel right and left (two-source lane shifts, a zero
-/// shifted in at the row's ends: that is the padding), the three kx taps of every dx row it
-/// touches. A register tile holds `rows` dx rows × 3 channels × 2 vectors (3 rows, 18
-/// accumulators, with the AVX-512 tile; 1 row and one vector at a time on 16 registers); for
-/// each output channel o it reads the rows − 1 + 3 dy rows it needs, which stay in L1 across
-/// o's, and broadcasts W.
+/// dy. dx has only 3 channels, so the vectors run along a row, and dy's row r gives, with its
+/// neighbours one pixel right and left (unaligned loads inside the row, a zero shifted in at
+/// its ends: that is the padding), the three kx taps of every dx row it touches. The tiles:
+/// - AVX-512: 3 dx rows × 3 channels × 2 vectors (18 accumulators), over blocks of
+///   `outChannelBlock` output channels, dx reloaded from L1 between blocks;
+/// - 16 registers (AVX2): 4 dx rows × 3 channels × 8 pixels (12 accumulators: a 1-row tile of
+///   6 was bound by the chain of three kx multiply-adds on each), over every o.
+/// For each o a tile reads the rows + 2 dy rows it needs and broadcasts W.
 ///
 /// The direct path this replaces first copied each image's 64 dy channels into a zero-bordered
 /// buffer (296 KB: past L1, and written once per image), about 0.7 of its 1.8 ms on ResNet-18's
-/// stem at batch 128 (AVX-512 Xeon family 6 model 207, 2 threads).
+/// stem at batch 128 (AVX-512 Xeon family 6 model 207, 2 threads); with AVX2 it took 3.5 ms.
 ///
-/// Every dx element is one register's sum over o, then ky, kx in a fixed order: results never
-/// depend on the thread count (threads split images).
+/// Every dx element is summed over o in order (in one register, or per block of o with the
+/// partial kept in dx), then ky, kx in a fixed order: results never depend on the thread count
+/// (threads split images).
 extension Conv2DKernel {
     enum StemDataKernel {
         typealias V = SIMD16<Float>
+        /// Output channels per pass of the AVX-512 tile over an image's row blocks: dx (12 KB)
+        /// stays in L1 between passes, and each pass reads 16 dy planes top to bottom (stem,
+        /// batch 128, AVX-512 Xeon: 1.35–1.36 ms with all 64 in one pass, 1.27–1.28 with 16).
+        /// The AVX2 tile (4 rows × 8 pixels) gained nothing from it (2.50 against 2.52 ms) and
+        /// runs every o in one pass.
+        static let outChannelBlock = 16
 
         /// Whether the backward-data pass of a geometry runs here.
         static func suits(_ g: Geometry) -> Bool {
@@ -27,7 +35,7 @@ extension Conv2DKernel {
         }
 
         /// For tables.
-        static func algorithm(_ g: Geometry) -> String { "direct in place, rows of \(ISA.wideTile ? 3 : 1)" }
+        static func algorithm(_ g: Geometry) -> String { "direct in place, rows of \(ISA.wideTile ? 3 : 4)" }
 
         /// dx = the backward-data pass over the batch, images split over `threads`.
         static func run(_ g: Geometry, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -38,11 +46,14 @@ extension Conv2DKernel {
                     for image in chunk * g.n / chunks..<(chunk + 1) * g.n / chunks {
                         let source = dy + image * g.o * g.h * 32, target = dx + image * g.c * g.h * 32
                         if ISA.wideTile {
-                            for first in stride(from: 0, to: g.h, by: 3) { threeRows(g, first, source, w, target) }
+                            for o in stride(from: 0, to: g.o, by: outChannelBlock) {
+                                for first in stride(from: 0, to: g.h, by: 3) {
+                                    threeRows(g, first, o..<min(g.o, o + outChannelBlock), source, w, target)
+                                }
+                            }
                         } else {
-                            for row in 0..<g.h {
-                                oneRow(g, row, 0, source, w, target)
-                                oneRow(g, row, 1, source, w, target)
+                            for first in stride(from: 0, to: g.h, by: 4) {
+                                for x0 in stride(from: 0, to: 32, by: 8) { fourRows(g, first, x0, 0..<g.o, source, w, target) }
                             }
                         }
                     }
@@ -51,23 +62,39 @@ extension Conv2DKernel {
         }
 
         /// dy's row as its two vectors and their one-pixel shifts: `right` is the row moved one
-        /// pixel left (pixel x sees x + 1), `left` one pixel right (x sees x − 1), zeros shifted in.
+        /// pixel left (pixel x sees x + 1), `left` one pixel right (x sees x − 1), zeros shifted in
+        /// at the row's ends. The two shifts that stay inside the row are unaligned loads; the two
+        /// that shift a zero in are one lane permute each (four permutes, on the port the
+        /// multiply-adds also use, had cost more than these loads).
         struct Shifted {
-            var left0 = V(), center0 = V(), right0 = V(), left1 = V(), center1 = V(), right1 = V()
+            let left0: V, center0: V, right0: V, left1: V, center1: V, right1: V
 
             @inline(__always)
             init(_ row: UnsafePointer<Float>) {
-                let raw = UnsafeRawPointer(row)
-                let a = raw.loadUnaligned(as: V.self), b = raw.loadUnaligned(fromByteOffset: 64, as: V.self)
-                center0 = a
-                center1 = b
-                for i in 0..<15 {
-                    right0[i] = a[i + 1]; right1[i] = b[i + 1]
-                    left0[i + 1] = a[i]; left1[i + 1] = b[i]
-                }
-                right0[15] = b[0]
-                left1[0] = a[15]
+                let raw = UnsafeRawPointer(row), size = MemoryLayout<Float>.stride
+                center0 = raw.loadUnaligned(as: V.self)
+                center1 = raw.loadUnaligned(fromByteOffset: 16 * size, as: V.self)
+                right0 = raw.loadUnaligned(fromByteOffset: size, as: V.self)
+                left1 = raw.loadUnaligned(fromByteOffset: 15 * size, as: V.self)
+                left0 = shiftedIn(center0)
+                right1 = shiftedOut(center1)
             }
+        }
+
+        /// `[0, v0, …, v(n−2)]`: a vector moved one lane up, a zero shifted in.
+        @inline(__always)
+        static func shiftedIn<S: SIMD>(_ v: S) -> S where S.Scalar == Float {
+            var r = S()
+            for i in 1..<S.scalarCount { r[i] = v[i - 1] }
+            return r
+        }
+
+        /// `[v1, …, v(n−1), 0]`: a vector moved one lane down, a zero shifted in.
+        @inline(__always)
+        static func shiftedOut<S: SIMD>(_ v: S) -> S where S.Scalar == Float {
+            var r = S()
+            for i in 0..<S.scalarCount - 1 { r[i] = v[i + 1] }
+            return r
         }
 
         /// acc[c] (+)= the three kx taps of W[o, c, ky, ·] over one shifted dy row, both vectors.
@@ -89,11 +116,16 @@ extension Conv2DKernel {
         /// The AVX-512 tile: dx rows `first ..< first + 3` (those below h are not stored), all
         /// channels, both vectors; `weight` as `withPaddedWeights` lays it out.
         @inline(never)
-        static func threeRows(_ g: Geometry, _ first: Int, _ dy: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-                              _ dx: UnsafeMutablePointer<Float>) {
+        static func threeRows(_ g: Geometry, _ first: Int, _ outChannels: Range<Int>, _ dy: UnsafePointer<Float>,
+                              _ weight: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
             var r0 = (V(), V(), V(), V(), V(), V()), r1 = r0, r2 = r0
             let plane = g.h * 32
-            for o in 0..<g.o {
+            if outChannels.lowerBound > 0 {
+                r0 = load(g, dx, row: first)
+                if first + 1 < g.h { r1 = load(g, dx, row: first + 1) }
+                if first + 2 < g.h { r2 = load(g, dx, row: first + 2) }
+            }
+            for o in outChannels {
                 let channel = dy + o * plane, wo = weight + o * 27
                 // dy row first − 1 + j feeds dx row first + t through ky = t + 2 − j.
                 for j in 0..<5 {
@@ -114,40 +146,66 @@ extension Conv2DKernel {
             if first + 2 < g.h { store(g, r2, dx, row: first + 2) }
         }
 
-        /// The 16-register tile: dx row `row`, vector `half` (pixels 16·half ..< +16), all channels.
+        /// The 16-register tile (AVX2): dx rows `first ..< first + 4` (those below h are not
+        /// stored), pixels `x0 ..< x0 + 8`, all channels: 12 accumulators, so that the three kx
+        /// taps chained on each do not wait on one another (a 1-row tile of 6 was bound by that
+        /// chain), and dy's row with its two shifts (3 registers) serves up to 3 dx rows.
         @inline(never)
-        static func oneRow(_ g: Geometry, _ row: Int, _ half: Int, _ dy: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-                           _ dx: UnsafeMutablePointer<Float>) {
-            var a0 = V(), a1 = V(), a2 = V()
-            let plane = g.h * 32
-            for o in 0..<g.o {
-                let channel = dy + o * plane, wo = weight + o * 27
-                for ky in 0..<3 {
-                    let r = row + 1 - ky
+        static func fourRows(_ g: Geometry, _ first: Int, _ x0: Int, _ outChannels: Range<Int>, _ dy: UnsafePointer<Float>,
+                             _ weight: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
+            typealias E = SIMD8<Float>
+            var r0 = (E(), E(), E()), r1 = r0, r2 = r0, r3 = r0
+            let plane = g.h * 32, plane4 = plane * MemoryLayout<Float>.stride
+            if outChannels.lowerBound > 0 {
+                @inline(__always) func load(_ t: Int) -> (E, E, E) {
+                    guard first + t < g.h else { return (E(), E(), E()) }
+                    let raw = UnsafeRawPointer(dx + (first + t) * 32 + x0)
+                    return (raw.loadUnaligned(as: E.self), g.c > 1 ? raw.loadUnaligned(fromByteOffset: plane4, as: E.self) : E(),
+                            g.c > 2 ? raw.loadUnaligned(fromByteOffset: 2 * plane4, as: E.self) : E())
+                }
+                (r0, r1, r2, r3) = (load(0), load(1), load(2), load(3))
+            }
+            @inline(__always) func taps(_ a: inout (E, E, E), _ left: E, _ center: E, _ right: E, _ w: UnsafePointer<Float>) {
+                multiplyAdd(&a.0, E(repeating: w[0]), right)
+                multiplyAdd(&a.0, E(repeating: w[1]), center)
+                multiplyAdd(&a.0, E(repeating: w[2]), left)
+                multiplyAdd(&a.1, E(repeating: w[9]), right)
+                multiplyAdd(&a.1, E(repeating: w[10]), center)
+                multiplyAdd(&a.1, E(repeating: w[11]), left)
+                multiplyAdd(&a.2, E(repeating: w[18]), right)
+                multiplyAdd(&a.2, E(repeating: w[19]), center)
+                multiplyAdd(&a.2, E(repeating: w[20]), left)
+            }
+            for o in outChannels {
+                let channel = dy + o * plane + x0, wo = weight + o * 27
+                // dy row first − 1 + j feeds dx row first + t through ky = t + 2 − j.
+                for j in 0..<6 {
+                    let r = first - 1 + j
                     guard r >= 0 && r < g.h else { continue }
-                    let raw = UnsafeRawPointer(channel + r * 32)
-                    let a = raw.loadUnaligned(as: V.self), b = raw.loadUnaligned(fromByteOffset: 64, as: V.self)
-                    var right = V(), left = V()
-                    let center = half == 0 ? a : b
-                    for i in 0..<15 { right[i] = center[i + 1]; left[i + 1] = center[i] }
-                    if half == 0 { right[15] = b[0] } else { left[0] = a[15] }
-                    let k = wo + ky * 3
-                    multiplyAdd(&a0, V(repeating: k[0]), right)
-                    multiplyAdd(&a0, V(repeating: k[1]), center)
-                    multiplyAdd(&a0, V(repeating: k[2]), left)
-                    multiplyAdd(&a1, V(repeating: k[9]), right)
-                    multiplyAdd(&a1, V(repeating: k[10]), center)
-                    multiplyAdd(&a1, V(repeating: k[11]), left)
-                    multiplyAdd(&a2, V(repeating: k[18]), right)
-                    multiplyAdd(&a2, V(repeating: k[19]), center)
-                    multiplyAdd(&a2, V(repeating: k[20]), left)
+                    let raw = UnsafeRawPointer(channel + r * 32), size = MemoryLayout<Float>.stride
+                    let center = raw.loadUnaligned(as: E.self)
+                    let left = x0 == 0 ? shiftedIn(center) : raw.loadUnaligned(fromByteOffset: -size, as: E.self)
+                    let right = x0 == 24 ? shiftedOut(center) : raw.loadUnaligned(fromByteOffset: size, as: E.self)
+                    switch j {
+                    case 0: taps(&r0, left, center, right, wo + 6)
+                    case 1: taps(&r0, left, center, right, wo + 3); taps(&r1, left, center, right, wo + 6)
+                    case 2: taps(&r0, left, center, right, wo); taps(&r1, left, center, right, wo + 3)
+                        taps(&r2, left, center, right, wo + 6)
+                    case 3: taps(&r1, left, center, right, wo); taps(&r2, left, center, right, wo + 3)
+                        taps(&r3, left, center, right, wo + 6)
+                    case 4: taps(&r2, left, center, right, wo); taps(&r3, left, center, right, wo + 3)
+                    default: taps(&r3, left, center, right, wo)
+                    }
                 }
             }
-            let target = UnsafeMutableRawPointer(dx + row * 32 + 16 * half)
-            let plane4 = plane * MemoryLayout<Float>.stride
-            target.storeBytes(of: a0, as: V.self)
-            if g.c > 1 { target.storeBytes(of: a1, toByteOffset: plane4, as: V.self) }
-            if g.c > 2 { target.storeBytes(of: a2, toByteOffset: 2 * plane4, as: V.self) }
+            @inline(__always) func store(_ t: Int, _ a: (E, E, E)) {
+                guard first + t < g.h else { return }
+                let target = UnsafeMutableRawPointer(dx + (first + t) * 32 + x0)
+                target.storeBytes(of: a.0, as: E.self)
+                if g.c > 1 { target.storeBytes(of: a.1, toByteOffset: plane4, as: E.self) }
+                if g.c > 2 { target.storeBytes(of: a.2, toByteOffset: 2 * plane4, as: E.self) }
+            }
+            store(0, r0); store(1, r1); store(2, r2); store(3, r3)
         }
 
         /// Calls `body` with W laid out as `[o][3 channels][3][3]` (27 floats an o): W itself
@@ -160,6 +218,16 @@ extension Conv2DKernel {
                 }
                 body(UnsafePointer(padded.baseAddress!))
             }
+        }
+
+        /// A tile row's channels (both vectors each) from dx row `row`; channels past c zero.
+        @inline(__always)
+        static func load(_ g: Geometry, _ dx: UnsafeMutablePointer<Float>, row: Int) -> (V, V, V, V, V, V) {
+            let raw = UnsafeRawPointer(dx + row * 32), plane4 = g.h * 32 * MemoryLayout<Float>.stride
+            var a = (raw.loadUnaligned(as: V.self), raw.loadUnaligned(fromByteOffset: 64, as: V.self), V(), V(), V(), V())
+            if g.c > 1 { a.2 = raw.loadUnaligned(fromByteOffset: plane4, as: V.self); a.3 = raw.loadUnaligned(fromByteOffset: plane4 + 64, as: V.self) }
+            if g.c > 2 { a.4 = raw.loadUnaligned(fromByteOffset: 2 * plane4, as: V.self); a.5 = raw.loadUnaligned(fromByteOffset: 2 * plane4 + 64, as: V.self) }
+            return a
         }
 
         /// Stores a tile row's channels (both vectors each) at dx row `row`.
