@@ -539,6 +539,35 @@ func stemDataKernelMatchesNaive() {
     #expect(Conv2DKernel.algorithm(cases[0], .backwardData).hasPrefix("direct in place"))
 }
 
+@Test("the stem's forward read in place (the 16-register tile, run on every ISA here) matches naive loops and gives the same bits on 1, 2 and 3 threads")
+func stemForwardKernelMatchesNaive() {
+    let cases: [Conv2DKernel.Geometry] = [
+        .init(n: 3, c: 3, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1),  // CIFAR's stem
+        .init(n: 2, c: 1, h: 5, w: 32, o: 7, kh: 3, kw: 3, padH: 1, padW: 1),    // one channel; 7 = 4 + 3 output channels
+        .init(n: 5, c: 2, h: 4, w: 32, o: 2, kh: 3, kw: 3, padH: 1, padW: 1),    // two channels, two outputs
+        .init(n: 1, c: 3, h: 1, w: 32, o: 5, kh: 3, kw: 3, padH: 1, padW: 1),    // one row
+    ]
+    for g in cases {
+        #expect(Conv2DKernel.StemForwardKernel.runs(g) == !ISA.wideTile, "\(g)")
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 51)
+        let weight = randomFloats(g.o * g.c * 9, seed: 52)
+        var y = [Double](repeating: 0, count: g.n * g.o * g.oh * g.ow), yMagnitude = y
+        forEachTap(g) { n, o, oy, ox, c, ky, kx, input in
+            let w = Double(weight[wIndex(g, o, c, ky, kx)])
+            y[yIndex(g, n, o, oy, ox)] += w * Double(x[input]); yMagnitude[yIndex(g, n, o, oy, ox)] += abs(w * Double(x[input]))
+        }
+        func result(_ threads: Int) -> [Float] {
+            run([x, weight], outputCount: y.count) {
+                Conv2DKernel.StemForwardKernel.run(g, x: $0[0], weight: $0[1], y: $1, threads: threads)
+            }
+        }
+        let one = result(1)
+        #expect(worstError(one, y, yMagnitude) <= 1, "\(g)")
+        #expect(one.map(\.bitPattern) == result(2).map(\.bitPattern), "\(g)")
+        #expect(one.map(\.bitPattern) == result(3).map(\.bitPattern), "\(g)")
+    }
+}
+
 @Test("conv2d kernels give the same bits on 1, 2 and 4 threads")
 func convThreadCountInvariant() {
     // Batch 10: 8 filter-gradient groups of unequal size; batch 1 and 3: GEMM-level threads.

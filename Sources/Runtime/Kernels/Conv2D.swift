@@ -72,6 +72,7 @@ public enum Conv2DKernel {
     public static func forward(_ g: Geometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                y: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.forward, g, threads: threads)
+        if StemForwardKernel.runs(g) { return StemForwardKernel.run(g, x: x, weight: weight, y: y, threads: threads) }
         if DirectConv2D.suits(g) {
             let problem = DirectConv2D.forwardProblem(g)
             DirectConv2D.correlate(problem, source: x, out: y, threads: threads, buffers: workspace?.direct) { o, c, ky, kx in

@@ -32,7 +32,8 @@ extension Conv2DKernel {
             self.geometry = geometry
             self.threads = threads
             guard DirectConv2D.suits(geometry) && !(pass == .backwardFilter && (FilterKernel.runs(geometry) || PixelFilterKernel.runs(geometry)))
-                    && !(pass == .backwardData && StemDataKernel.suits(geometry)) else {
+                    && !(pass == .backwardData && StemDataKernel.suits(geometry))
+                    && !(pass == .forward && StemForwardKernel.runs(geometry)) else {
                 direct = nil
                 return
             }

@@ -63,6 +63,7 @@ extension Conv2DKernel {
         if pass == .backwardFilter && WinogradFilter.suits(g) { return WinogradFilter.algorithm(g) }
         if ShortcutKernel.runs(g, pass) { return ShortcutKernel.algorithm(g, pass) }
         if pass == .backwardData && StemDataKernel.suits(g) { return StemDataKernel.algorithm(g) }
+        if pass == .forward && StemForwardKernel.runs(g) { return StemForwardKernel.algorithm }
         if pass == .backwardFilter && PixelFilterKernel.runs(g) { return PixelFilterKernel.algorithm(g) }
         if pass == .backwardFilter && FilterKernel.runs(g) {
             let plan = FilterKernel.Plan(g)
