@@ -171,27 +171,9 @@ extension Conv2DKernel {
                         @inline(__always) func row(_ r: Int) -> V {
                             r < channels ? src.loadUnaligned(fromByteOffset: r * rowBytes, as: V.self) : V()
                         }
-                        var v = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7),
-                                 row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15))
-                        GEMM.Transpose.round16(&v); GEMM.Transpose.round16(&v)
-                        GEMM.Transpose.round16(&v); GEMM.Transpose.round16(&v)
-                        let dst = UnsafeMutableRawPointer(out + t * width + half)
-                        dst.storeBytes(of: v.0, as: V.self)
-                        dst.storeBytes(of: v.1, toByteOffset: step, as: V.self)
-                        dst.storeBytes(of: v.2, toByteOffset: 2 * step, as: V.self)
-                        dst.storeBytes(of: v.3, toByteOffset: 3 * step, as: V.self)
-                        dst.storeBytes(of: v.4, toByteOffset: 4 * step, as: V.self)
-                        dst.storeBytes(of: v.5, toByteOffset: 5 * step, as: V.self)
-                        dst.storeBytes(of: v.6, toByteOffset: 6 * step, as: V.self)
-                        dst.storeBytes(of: v.7, toByteOffset: 7 * step, as: V.self)
-                        dst.storeBytes(of: v.8, toByteOffset: 8 * step, as: V.self)
-                        dst.storeBytes(of: v.9, toByteOffset: 9 * step, as: V.self)
-                        dst.storeBytes(of: v.10, toByteOffset: 10 * step, as: V.self)
-                        dst.storeBytes(of: v.11, toByteOffset: 11 * step, as: V.self)
-                        dst.storeBytes(of: v.12, toByteOffset: 12 * step, as: V.self)
-                        dst.storeBytes(of: v.13, toByteOffset: 13 * step, as: V.self)
-                        dst.storeBytes(of: v.14, toByteOffset: 14 * step, as: V.self)
-                        dst.storeBytes(of: v.15, toByteOffset: 15 * step, as: V.self)
+                        GEMM.Transpose.store16((row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7),
+                                                row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15)),
+                                               to: UnsafeMutableRawPointer(out + t * width + half), step: step)
                         t += 16
                     }
                     for q in t..<p {

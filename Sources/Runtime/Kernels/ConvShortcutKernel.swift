@@ -276,62 +276,34 @@ extension Conv2DKernel {
             }
         }
 
-        /// The 8 × 32 tile (AVX-512): A panel `k × 8`, B panel `k × 32`, stored through `out`.
-        /// `@inline(never)` for the reason given at `GEMM.MicroKernel.run`.
+        /// The 8 × 32 tile (AVX-512): A panel `k × 8`, B panel `k × 32` (`GEMM.MicroKernel`'s
+        /// product), stored through `out`. `@inline(never)` for the reason given at
+        /// `GEMM.MicroKernel.run`.
         @inline(never)
         static func wideTile(_ k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: Out) {
             typealias V = SIMD16<Float>
-            var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
-            var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
-            var pa = a
-            var pb = UnsafeRawPointer(b)
-            for _ in 0..<k {
-                let b0 = pb.loadUnaligned(as: V.self)
-                let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
-                var x = V(repeating: pa[0]); multiplyAdd(&c00, x, b0); multiplyAdd(&c01, x, b1)
-                x = V(repeating: pa[1]); multiplyAdd(&c10, x, b0); multiplyAdd(&c11, x, b1)
-                x = V(repeating: pa[2]); multiplyAdd(&c20, x, b0); multiplyAdd(&c21, x, b1)
-                x = V(repeating: pa[3]); multiplyAdd(&c30, x, b0); multiplyAdd(&c31, x, b1)
-                x = V(repeating: pa[4]); multiplyAdd(&c40, x, b0); multiplyAdd(&c41, x, b1)
-                x = V(repeating: pa[5]); multiplyAdd(&c50, x, b0); multiplyAdd(&c51, x, b1)
-                x = V(repeating: pa[6]); multiplyAdd(&c60, x, b0); multiplyAdd(&c61, x, b1)
-                x = V(repeating: pa[7]); multiplyAdd(&c70, x, b0); multiplyAdd(&c71, x, b1)
-                pa += 8
-                pb += 128
-            }
+            let t = GEMM.MicroKernel.product(k, a, b, 32)
             let (ldc, w, two) = (out.ldc, out.spreadWidth, out.vectors == 2)
             @inline(__always) func row(_ r: Int, _ low: V, _ high: V) {
                 guard r < out.rows else { return }
                 put(low, out.c0 + r * ldc, w)
                 if two { put(high, out.c1 + r * ldc, w) }
             }
-            row(0, c00, c01); row(1, c10, c11); row(2, c20, c21); row(3, c30, c31)
-            row(4, c40, c41); row(5, c50, c51); row(6, c60, c61); row(7, c70, c71)
+            row(0, t.0, t.1); row(1, t.2, t.3); row(2, t.4, t.5); row(3, t.6, t.7)
+            row(4, t.8, t.9); row(5, t.10, t.11); row(6, t.12, t.13); row(7, t.14, t.15)
         }
 
-        /// The 6 × 16 tile (AVX2, NEON, fallback): A panel `k × 6`, B panel `k × 16`.
+        /// The 6 × 16 tile (AVX2, NEON, fallback): A panel `k × 6`, B panel `k × 16`
+        /// (`GEMM.NarrowKernel`'s product).
         @inline(never)
         static func narrowTile(_ k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: Out) {
             typealias V = SIMD16<Float>
-            var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
-            var pa = a
-            var pb = UnsafeRawPointer(b)
-            for _ in 0..<k {
-                let b0 = pb.loadUnaligned(as: V.self)
-                multiplyAdd(&c0, V(repeating: pa[0]), b0)
-                multiplyAdd(&c1, V(repeating: pa[1]), b0)
-                multiplyAdd(&c2, V(repeating: pa[2]), b0)
-                multiplyAdd(&c3, V(repeating: pa[3]), b0)
-                multiplyAdd(&c4, V(repeating: pa[4]), b0)
-                multiplyAdd(&c5, V(repeating: pa[5]), b0)
-                pa += 6
-                pb += 64
-            }
+            let t = GEMM.NarrowKernel.product(k, a, b, 16)
             let (ldc, w) = (out.ldc, out.spreadWidth)
             @inline(__always) func row(_ r: Int, _ value: V) {
                 if r < out.rows { put(value, out.c0 + r * ldc, w) }
             }
-            row(0, c0); row(1, c1); row(2, c2); row(3, c3); row(4, c4); row(5, c5)
+            row(0, t.0); row(1, t.1); row(2, t.2); row(3, t.3); row(4, t.4); row(5, t.5)
         }
 
         // MARK: Filter gradient
@@ -389,27 +361,10 @@ extension Conv2DKernel {
                             @inline(__always) func row(_ r: Int) -> V {
                                 r < channels ? gatherEven(planes + r * g.h * w + offset, w: w) : V()
                             }
-                            var v = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7),
-                                     row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15))
-                            GEMM.Transpose.round16(&v); GEMM.Transpose.round16(&v)
-                            GEMM.Transpose.round16(&v); GEMM.Transpose.round16(&v)
-                            let dst = UnsafeMutableRawPointer(packed + (panel * depth + slot * p + q) * columns + half)
-                            dst.storeBytes(of: v.0, as: V.self)
-                            dst.storeBytes(of: v.1, toByteOffset: step, as: V.self)
-                            dst.storeBytes(of: v.2, toByteOffset: 2 * step, as: V.self)
-                            dst.storeBytes(of: v.3, toByteOffset: 3 * step, as: V.self)
-                            dst.storeBytes(of: v.4, toByteOffset: 4 * step, as: V.self)
-                            dst.storeBytes(of: v.5, toByteOffset: 5 * step, as: V.self)
-                            dst.storeBytes(of: v.6, toByteOffset: 6 * step, as: V.self)
-                            dst.storeBytes(of: v.7, toByteOffset: 7 * step, as: V.self)
-                            dst.storeBytes(of: v.8, toByteOffset: 8 * step, as: V.self)
-                            dst.storeBytes(of: v.9, toByteOffset: 9 * step, as: V.self)
-                            dst.storeBytes(of: v.10, toByteOffset: 10 * step, as: V.self)
-                            dst.storeBytes(of: v.11, toByteOffset: 11 * step, as: V.self)
-                            dst.storeBytes(of: v.12, toByteOffset: 12 * step, as: V.self)
-                            dst.storeBytes(of: v.13, toByteOffset: 13 * step, as: V.self)
-                            dst.storeBytes(of: v.14, toByteOffset: 14 * step, as: V.self)
-                            dst.storeBytes(of: v.15, toByteOffset: 15 * step, as: V.self)
+                            GEMM.Transpose.store16((row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7),
+                                                    row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15)),
+                                                   to: UnsafeMutableRawPointer(packed + (panel * depth + slot * p + q) * columns + half),
+                                                   step: step)
                         }
                     }
                 }

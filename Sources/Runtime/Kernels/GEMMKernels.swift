@@ -20,6 +20,15 @@ extension GEMM {
         static func run(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
                         _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool,
                         _ transposeC: Bool) {
+            storeTile(product(kc, a, b, bStride), c, ldc, rows, width, addToC, transposeC)
+        }
+
+        /// The tile of `run` before it is stored: A packed `kc × 8` times 32 columns of B whose
+        /// depth p starts at `b + p·bStride`, rows as pairs of vectors. Always inlined, into
+        /// kernels that are themselves small and `@inline(never)` (`run`, the fused shortcut
+        /// convolution's tile, which stores its tiles its own way).
+        @inline(__always)
+        static func product(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int) -> Tile {
             typealias V = SIMD16<Float>
             var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
             var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
@@ -40,8 +49,7 @@ extension GEMM {
                 pa += 8
                 pb += step
             }
-            storeTile((c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71),
-                      c, ldc, rows, width, addToC, transposeC)
+            return (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71)
         }
 
         /// `run` with A read in place: row r, depth p at `a + r·rowStride + p`.
@@ -651,6 +659,30 @@ extension GEMM {
                     store(j, bytes.loadUnaligned(fromByteOffset: j * 8 * MemoryLayout<Float>.stride, as: SIMD8<Float>.self))
                 }
             }
+        }
+
+        /// Transposes 16 vectors of 16 floats (four `round16`s) and stores row i of the
+        /// transpose at `dst + i·step` bytes: packing's 16 × 16 blocks.
+        @inline(__always)
+        static func store16(_ rows: (V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V), to dst: UnsafeMutableRawPointer, step: Int) {
+            var v = rows
+            round16(&v); round16(&v); round16(&v); round16(&v)
+            dst.storeBytes(of: v.0, as: V.self)
+            dst.storeBytes(of: v.1, toByteOffset: step, as: V.self)
+            dst.storeBytes(of: v.2, toByteOffset: 2 * step, as: V.self)
+            dst.storeBytes(of: v.3, toByteOffset: 3 * step, as: V.self)
+            dst.storeBytes(of: v.4, toByteOffset: 4 * step, as: V.self)
+            dst.storeBytes(of: v.5, toByteOffset: 5 * step, as: V.self)
+            dst.storeBytes(of: v.6, toByteOffset: 6 * step, as: V.self)
+            dst.storeBytes(of: v.7, toByteOffset: 7 * step, as: V.self)
+            dst.storeBytes(of: v.8, toByteOffset: 8 * step, as: V.self)
+            dst.storeBytes(of: v.9, toByteOffset: 9 * step, as: V.self)
+            dst.storeBytes(of: v.10, toByteOffset: 10 * step, as: V.self)
+            dst.storeBytes(of: v.11, toByteOffset: 11 * step, as: V.self)
+            dst.storeBytes(of: v.12, toByteOffset: 12 * step, as: V.self)
+            dst.storeBytes(of: v.13, toByteOffset: 13 * step, as: V.self)
+            dst.storeBytes(of: v.14, toByteOffset: 14 * step, as: V.self)
+            dst.storeBytes(of: v.15, toByteOffset: 15 * step, as: V.self)
         }
 
         @inline(__always)

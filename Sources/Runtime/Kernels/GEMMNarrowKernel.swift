@@ -23,6 +23,12 @@ extension GEMM {
         static func run(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int,
                         _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool,
                         _ transposeC: Bool) {
+            storeTile(product(kc, a, b, bStride), c, ldc, rows, width, addToC, transposeC)
+        }
+
+        /// The tile of `run` before it is stored (see `MicroKernel.product`).
+        @inline(__always)
+        static func product(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ bStride: Int) -> Tile {
             var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
             var pa = a
             var pb = UnsafeRawPointer(b)
@@ -38,7 +44,7 @@ extension GEMM {
                 pa += 6
                 pb += step
             }
-            storeTile((c0, c1, c2, c3, c4, c5), c, ldc, rows, width, addToC, transposeC)
+            return (c0, c1, c2, c3, c4, c5)
         }
 
         /// `run` with A read in place: row r, depth p at `a + r·rowStride + p`.
