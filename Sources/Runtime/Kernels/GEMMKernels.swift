@@ -60,15 +60,29 @@ extension GEMM {
                                _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool,
                         _ transposeC: Bool) {
             typealias V = SIMD16<Float>
-            var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
-            var c40 = V(), c41 = V(), c50 = V(), c51 = V(), c60 = V(), c61 = V(), c70 = V(), c71 = V()
-            // One pointer walks along k; rows are byte offsets from it, so each broadcast is one
-            // load with a register offset (eight pointers made LLVM recompute addresses).
-            var pa = UnsafeRawPointer(a)
-            let s1 = rowStride * MemoryLayout<Float>.stride, s2 = 2 * s1, s3 = 3 * s1
-            let s4 = 4 * s1, s5 = 5 * s1, s6 = 6 * s1, s7 = 7 * s1
-            var pb = UnsafeRawPointer(b)
-            let step = bStride * MemoryLayout<Float>.stride
+            var t: Tile = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
+            let s1 = rowStride * MemoryLayout<Float>.stride
+            accumulateInPlace(&t, kc, UnsafeRawPointer(a), (s1, 2 * s1, 3 * s1, 4 * s1, 5 * s1, 6 * s1, 7 * s1),
+                              UnsafeRawPointer(b), bStride * MemoryLayout<Float>.stride)
+            storeTile(t, c, ldc, rows, width, addToC, transposeC)
+        }
+
+        /// Byte offsets of A's rows 1…7 from row 0, for `accumulateInPlace`.
+        typealias RowOffsets = (Int, Int, Int, Int, Int, Int, Int)
+
+        /// `t` += A · B over `kc` depths, A read in place (row r, depth p at byte `a + rows[r − 1]
+        /// + 4·p`), 32 columns of B at `b + p·step` bytes. One pointer walks along k; rows are byte
+        /// offsets from it, so each broadcast is one load with a register offset (eight pointers
+        /// made LLVM recompute addresses). Always inlined, into small `@inline(never)` kernels
+        /// (`runInPlace`, the fused shortcut convolution's filter tile).
+        @inline(__always)
+        static func accumulateInPlace(_ t: inout Tile, _ kc: Int, _ a: UnsafeRawPointer, _ rows: RowOffsets,
+                                      _ b: UnsafeRawPointer, _ step: Int) {
+            typealias V = SIMD16<Float>
+            var (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71) = t
+            let (s1, s2, s3, s4, s5, s6, s7) = rows
+            var pa = a
+            var pb = b
             for _ in 0..<kc {
                 let b0 = pb.loadUnaligned(as: V.self)
                 let b1 = pb.loadUnaligned(fromByteOffset: 64, as: V.self)
@@ -83,8 +97,7 @@ extension GEMM {
                 pa += MemoryLayout<Float>.stride
                 pb += step
             }
-            storeTile((c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71),
-                      c, ldc, rows, width, addToC, transposeC)
+            t = (c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71)
         }
 
         /// `runHalf` with A read in place, as in `runInPlace`.

@@ -53,12 +53,22 @@ extension GEMM {
                                _ b: UnsafePointer<Float>, _ bStride: Int,
                                _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ rows: Int, _ width: Int, _ addToC: Bool,
                                _ transposeC: Bool) {
-            var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
-            // One pointer walks along k; rows are byte offsets from it (see `MicroKernel.runInPlace`).
-            var pa = UnsafeRawPointer(a)
-            let s1 = rowStride * MemoryLayout<Float>.stride, s2 = 2 * s1, s3 = 3 * s1, s4 = 4 * s1, s5 = 5 * s1
-            var pb = UnsafeRawPointer(b)
-            let step = bStride * MemoryLayout<Float>.stride
+            var t: Tile = (V(), V(), V(), V(), V(), V())
+            let s1 = rowStride * MemoryLayout<Float>.stride
+            accumulateInPlace(&t, kc, UnsafeRawPointer(a), (s1, 2 * s1, 3 * s1, 4 * s1, 5 * s1),
+                              UnsafeRawPointer(b), bStride * MemoryLayout<Float>.stride)
+            storeTile(t, c, ldc, rows, width, addToC, transposeC)
+        }
+
+        /// `t` += A · B over `kc` depths with A read in place (see `MicroKernel.accumulateInPlace`):
+        /// rows 1…5 at byte offsets `rows` from row 0, 16 columns of B at `b + p·step` bytes.
+        @inline(__always)
+        static func accumulateInPlace(_ t: inout Tile, _ kc: Int, _ a: UnsafeRawPointer, _ rows: (Int, Int, Int, Int, Int),
+                                      _ b: UnsafeRawPointer, _ step: Int) {
+            var (c0, c1, c2, c3, c4, c5) = t
+            let (s1, s2, s3, s4, s5) = rows
+            var pa = a
+            var pb = b
             for _ in 0..<kc {
                 let b0 = pb.loadUnaligned(as: V.self)
                 multiplyAdd(&c0, V(repeating: pa.load(as: Float.self)), b0)
@@ -70,7 +80,7 @@ extension GEMM {
                 pa += MemoryLayout<Float>.stride
                 pb += step
             }
-            storeTile((c0, c1, c2, c3, c4, c5), c, ldc, rows, width, addToC, transposeC)
+            t = (c0, c1, c2, c3, c4, c5)
         }
 
         /// `run` for a ragged last panel of at most 8 columns: half a row per vector, so no work
