@@ -1,8 +1,11 @@
 /// 2-D convolution over NCHW data with OIHW weights: direct correlation (`DirectConv2D`) for
-/// few channels, Winograd F(2×2, 3×3) for the forward and backward-data passes of 3×3 stride-1
-/// "same" convolutions with many channels (`WinogradConv.swift`), an implicit GEMM for those of
-/// strided convolutions (`ConvImplicitKernel.swift`), else im2col over groups of images and
-/// `GEMM.sgemm` (`ConvGEMM.swift`). The backward-filter pass of every convolution
+/// few channels (a CIFAR stem's backward data, and its forward pass on 16 vector registers, read
+/// their source in place instead: `ConvStemKernels.swift`), Winograd F(2×2, 3×3) for the forward
+/// and backward-data passes of 3×3 stride-1 "same" convolutions with many channels
+/// (`WinogradConv.swift`), one fused kernel for all three passes of ResNet's 1×1 stride-2
+/// shortcuts (`ConvShortcutKernel.swift`), an implicit GEMM for the forward and backward-data
+/// passes of other strided convolutions (`ConvImplicitKernel.swift`), else im2col over groups of
+/// images and `GEMM.sgemm` (`ConvGEMM.swift`). The backward-filter pass of every convolution
 /// with at least 16 output channels but a pointwise one runs an implicit GEMM that never
 /// writes the column matrix (`ConvFilterKernel.swift`), vectorised over output pixels for a
 /// stem's few input channels (`ConvPixelFilterKernel.swift`).

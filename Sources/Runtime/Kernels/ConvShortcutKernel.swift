@@ -1,11 +1,10 @@
 import CPlatform
 
-/// The forward and backward-data passes of ResNet's projection shortcuts: 1×1, stride-2,
-/// unpadded convolutions of even planes (`suits`), as register-tiled products whose gather and
-/// scatter are fused into the packing and the tile stores, with the next group's source
-/// prefetched into L2 while the current group's tiles run.
+/// All three passes of ResNet's projection shortcuts: 1×1, stride-2, unpadded convolutions of
+/// even planes (`suits`), as register-tiled products whose gather and scatter are fused into the
+/// packing and the tile stores. The filter gradient is described at `FilterPlan`.
 ///
-/// Both passes are `out[i, t] = Σ_k A[i, k] · B[k, t]` over the output pixels t of a group of
+/// The forward and backward-data passes are `out[i, t] = Σ_k A[i, k] · B[k, t]` over the output pixels t of a group of
 /// images (`Plan.groupImages`, 256 pixels; a function of the geometry only):
 /// - forward: i = o, k = c, A = W, B[c, t] = x at (2·oy, 2·ox): the packing reads x's even
 ///   pixels of even rows (`gatherEven`), and each tile row's 16-pixel vectors are stored
@@ -41,6 +40,11 @@ extension Conv2DKernel {
                 && g.outputPixels % 16 == 0
         }
 
+        /// Images per group in every pass: enough for `targetGroupPixels` output pixels, at least 1.
+        static func groupImages(_ g: Geometry) -> Int {
+            max(1, min(g.n, (targetGroupPixels + g.outputPixels - 1) / g.outputPixels))
+        }
+
         /// Whether a pass of a geometry runs here (every pass of the shapes it suits).
         static func runs(_ g: Geometry, _ pass: Pass) -> Bool { suits(g) }
 
@@ -67,8 +71,7 @@ extension Conv2DKernel {
                 self.forward = forward
                 m = forward ? g.o : g.c
                 k = forward ? g.c : g.o
-                let p = g.outputPixels
-                groupImages = max(1, min(g.n, (ShortcutKernel.targetGroupPixels + p - 1) / p))
+                groupImages = ShortcutKernel.groupImages(g)
                 groups = (g.n + groupImages - 1) / groupImages
             }
 
@@ -325,8 +328,7 @@ extension Conv2DKernel {
 
             init(_ g: Geometry) {
                 self.g = g
-                let p = g.outputPixels
-                groupImages = max(1, min(g.n, (ShortcutKernel.targetGroupPixels + p - 1) / p))
+                groupImages = ShortcutKernel.groupImages(g)
                 groups = (g.n + groupImages - 1) / groupImages
             }
 
