@@ -34,6 +34,41 @@ public enum Platform {
         return Swift.max(1, count)
     }
 
+    /// The size in bytes of the largest cache level of CPU 0 (L3 on x86-64 servers), read from
+    /// Linux's `/sys/devices/system/cpu/cpu0/cache`; nil where it cannot be read. Read once.
+    /// (glibc's `sysconf(_SC_LEVEL3_CACHE_SIZE)` is not used: on an AMD EPYC family 25 model 17
+    /// under KVM it answered 320 MB for a 32 MB L3.)
+    public static let lastLevelCacheBytes: Int? = {
+        #if os(Linux)
+        var best: (level: Int, bytes: Int)? = nil
+        for index in 0..<16 {
+            let directory = "/sys/devices/system/cpu/cpu0/cache/index\(index)/"
+            guard let levelText = readTextFile(directory + "level"),
+                  let level = Int(levelText.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? ""),
+                  let sizeText = readTextFile(directory + "size"), let bytes = cacheSizeBytes(sizeText) else { continue }
+            if best == nil || level > best!.level { best = (level, bytes) }
+        }
+        return best?.bytes
+        #else
+        return nil
+        #endif
+    }()
+
+    /// Bytes from a sysfs cache size such as `32768K`, `1M` or `512` (a trailing newline allowed).
+    static func cacheSizeBytes(_ text: String) -> Int? {
+        var digits = Substring(text.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? "")
+        var scale = 1
+        switch digits.last {
+        case "K", "k": scale = 1 << 10
+        case "M", "m": scale = 1 << 20
+        case "G", "g": scale = 1 << 30
+        default: break
+        }
+        if scale > 1 { digits = digits.dropLast() }
+        guard let value = Int(digits), value > 0 else { return nil }
+        return value * scale
+    }
+
     #if os(Linux)
     /// The tightest CPU quota of this process's cgroups (`/proc/self/cgroup`), in whole processors.
     static func cgroupCPULimit() -> Int? {

@@ -503,6 +503,55 @@ func shortcutKernelMatchesNaive() {
     }
 }
 
+@Test("shortcut kernel past the cache: streamed dx and prefetched x give the cached path's bits, aligned or not")
+func shortcutKernelStreamsAndPrefetches() {
+    typealias Kernel = Conv2DKernel.ShortcutKernel
+    let cases: [Conv2DKernel.Geometry] = [
+        .init(n: 3, c: 5, h: 32, w: 32, o: 13, kh: 1, kw: 1, strideH: 2, strideW: 2),  // rows of 16
+        .init(n: 5, c: 9, h: 16, w: 16, o: 20, kh: 1, kw: 1, strideH: 2, strideW: 2),  // rows of 8
+        .init(n: 3, c: 7, h: 8, w: 8, o: 17, kh: 1, kw: 1, strideH: 2, strideW: 2),    // rows of 4
+        .init(n: 1, c: 6, h: 8, w: 64, o: 9, kh: 1, kw: 1, strideH: 2, strideW: 2),    // one group, A panels split
+    ]
+    for g in cases {
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 41)
+        let weight = randomFloats(g.o * g.c, seed: 42)
+        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 43)
+        #expect(Kernel.Plan(g, forward: false, residentBytes: 0).stream && !Kernel.Plan(g, forward: true, residentBytes: 0).stream)
+        #expect(!Kernel.Plan(g, forward: false, residentBytes: .max).stream)
+        #expect(Kernel.FilterPlan(g, residentBytes: 0).prefetch && !Kernel.FilterPlan(g, residentBytes: .max).prefetch)
+        /// dx into 64-byte aligned memory (`offset` floats past it), NaN first so that every float must be written.
+        func backwardData(_ residentBytes: Int, threads: Int, offset: Int = 0) -> [Float] {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: (x.count + 16) * 4, alignment: 64)
+            defer { raw.deallocate() }
+            let dx = raw.bindMemory(to: Float.self, capacity: x.count + 16) + offset
+            dx.update(repeating: .nan, count: x.count)
+            dy.withUnsafeBufferPointer { d in
+                weight.withUnsafeBufferPointer { w in
+                    Kernel.run(Kernel.Plan(g, forward: false, residentBytes: residentBytes), source: d.baseAddress!,
+                               weight: w.baseAddress!, out: dx, threads: threads)
+                }
+            }
+            return Array(UnsafeBufferPointer(start: dx, count: x.count))
+        }
+        let cached = backwardData(.max, threads: 1)
+        #expect(!cached.contains { $0.isNaN })
+        for threads in 1...3 {
+            #expect(backwardData(0, threads: threads).map(\.bitPattern) == cached.map(\.bitPattern), "streamed \(g) \(threads)")
+            // Not 64-byte aligned: stored as usual.
+            #expect(backwardData(0, threads: threads, offset: 1).map(\.bitPattern) == cached.map(\.bitPattern), "\(g) \(threads)")
+        }
+        func filter(_ residentBytes: Int, _ threads: Int) -> [Float] {
+            run([x, dy], outputCount: weight.count) {
+                Kernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads, residentBytes: residentBytes)
+            }
+        }
+        let gradient = filter(.max, 1)
+        for threads in 1...3 {
+            #expect(filter(0, threads).map(\.bitPattern) == gradient.map(\.bitPattern), "prefetched \(g) \(threads)")
+        }
+    }
+}
+
 @Test("the stem's backward data read in place matches naive loops and gives the same bits on 1, 2 and 3 threads")
 func stemDataKernelMatchesNaive() {
     let cases: [Conv2DKernel.Geometry] = [

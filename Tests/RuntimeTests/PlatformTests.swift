@@ -36,6 +36,30 @@ struct PlatformTests {
         #expect(Platform.cgroupV1Limit(quota: "", period: "100000") == nil)
     }
 
+    @Test("cache sizes read as sysfs writes them; the last-level cache is the highest level's")
+    func cacheSizes() throws {
+        #expect(Platform.cacheSizeBytes("32768K\n") == 32 << 20)
+        #expect(Platform.cacheSizeBytes("1M") == 1 << 20)
+        #expect(Platform.cacheSizeBytes("512") == 512)
+        #expect(Platform.cacheSizeBytes("") == nil && Platform.cacheSizeBytes("K") == nil && Platform.cacheSizeBytes("-1K") == nil)
+        // Against sysfs read here independently (where it exists): the size of the highest level.
+        let root = "/sys/devices/system/cpu/cpu0/cache"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: root) else {
+            #expect(Platform.lastLevelCacheBytes == nil)
+            return
+        }
+        var expected: (Int, Int)? = nil
+        for entry in entries where entry.hasPrefix("index") {
+            guard let level = Int((try? String(contentsOfFile: "\(root)/\(entry)/level", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""),
+                  let size = try? String(contentsOfFile: "\(root)/\(entry)/size", encoding: .utf8) else { continue }
+            let trimmed = size.trimmingCharacters(in: .whitespacesAndNewlines)
+            let bytes = trimmed.hasSuffix("K") ? Int(trimmed.dropLast())! * 1024 : trimmed.hasSuffix("M") ? Int(trimmed.dropLast())! << 20 : Int(trimmed)!
+            if expected == nil || level > expected!.0 { expected = (level, bytes) }
+        }
+        #expect(Platform.lastLevelCacheBytes == expected?.1)
+    }
+
     @Test("C conversions give String(format:)'s text", arguments: ["%.4g", "%.0f", "%.1f", "%.3f", "%.2f"])
     func conversions(conversion: String) {
         for value in [0, 1, -1, 0.5, 2.5, 3.14159, 1234.5678, 9999.95, 1e4, 123_456.789, 1e-7, -0.0001234, .infinity, .nan] {

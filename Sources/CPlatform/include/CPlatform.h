@@ -19,4 +19,22 @@ static inline void kiln_prefetch_l2(const void *address) {
 #endif
 }
 
+/// 16 floats, as Swift's SIMD16<Float>.
+typedef float kiln_float16 __attribute__((ext_vector_type(16)));
+
+/// Stores 16 floats at `address` (64-byte aligned) past the caches (a non-temporal store), where
+/// the target has one; an ordinary store elsewhere. Order such stores with `kiln_store_fence`.
+static inline void kiln_stream16(float *address, kiln_float16 value) {
+    __builtin_nontemporal_store(value, (kiln_float16 *)address);
+}
+
+/// Orders the non-temporal stores before it ahead of every store after it (`sfence` on x86-64).
+static inline void kiln_store_fence(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_sfence();
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
 #endif

@@ -26,6 +26,14 @@ import CPlatform
 /// time; here the scatter is the tile's stores and the gather reads lines already in L2.
 extension Conv2DKernel {
     enum ShortcutKernel {
+        /// Bytes of a pass's data from which it is not expected to stay in the last-level cache:
+        /// half that cache (`Platform.lastLevelCacheBytes`; unbounded where it is not known).
+        /// From there the backward data streams dx past the caches and the filter gradient
+        /// prefetches the next group's x (both measured on an AMD EPYC family 25 model 17, 32 MB
+        /// L3, where layer2's dx and x (33.5 MB) and layer3's (16.8 MB) are past it; a Xeon with
+        /// 320 MB, where neither had paid, never takes them).
+        static let cacheResidentBytes = (Platform.lastLevelCacheBytes ?? Int.max) / 2
+
         /// Rows (output channels forward, input channels backward) and pixels of the tile.
         static let rows = ISA.gemmRows, columns = ISA.gemmColumns
         /// Pixels a group aims for: its packed B (k × 256 floats) stays in L2.
@@ -65,14 +73,19 @@ extension Conv2DKernel {
             /// Rows of the product (output channels forward, input channels backward) and its depth.
             let m: Int, k: Int
             let groupImages: Int, groups: Int
+            /// Whether the backward data writes dx with non-temporal stores (where dx is 64-byte
+            /// aligned): when dx is at least `residentBytes`, it would not be in cache when read
+            /// next, and streaming it saves reading each line before it is written.
+            let stream: Bool
 
-            init(_ g: Geometry, forward: Bool) {
+            init(_ g: Geometry, forward: Bool, residentBytes: Int = cacheResidentBytes) {
                 self.g = g
                 self.forward = forward
                 m = forward ? g.o : g.c
                 k = forward ? g.c : g.o
                 groupImages = ShortcutKernel.groupImages(g)
                 groups = (g.n + groupImages - 1) / groupImages
+                stream = !forward && g.n * g.c * g.h * g.w * MemoryLayout<Float>.stride >= residentBytes
             }
 
             var aPanels: Int { (m + rows - 1) / rows }
@@ -96,6 +109,7 @@ extension Conv2DKernel {
             // Packing only: how it is split cannot change a result.
             Parallel.forEach(chunks: plan.aPanels, threads: threads) { packA(plan, weight: weight, panel: $0, into: packedA) }
             let parts = plan.groups >= threads ? 1 : min(plan.aPanels, (threads + plan.groups - 1) / plan.groups)
+            let stream = plan.stream && Int(bitPattern: out) % 64 == 0
             let chunks = plan.groups * parts, lanes = max(1, min(threads, chunks))
             Parallel.forEach(chunks: lanes, threads: threads) { lane in
                 let scratch = ConvScratch.shared.take(floats: plan.packedBFloats, gemm: (0, 0))
@@ -107,8 +121,9 @@ extension Conv2DKernel {
                     let next = parts == 1 && chunk + 1 < mine.upperBound ? plan.images(group + 1) : nil
                     runGroup(plan, images: plan.images(group),
                              aPanels: part * plan.aPanels / parts..<(part + 1) * plan.aPanels / parts, prefetch: next,
-                             source: source, packedA: packedA, packedB: scratch.floats, out: out)
+                             source: source, packedA: packedA, packedB: scratch.floats, out: out, stream: stream)
                 }
+                if stream { kiln_store_fence() }
             }
         }
 
@@ -180,55 +195,59 @@ extension Conv2DKernel {
         struct Out {
             let c0: UnsafeMutablePointer<Float>, c1: UnsafeMutablePointer<Float>
             let ldc: Int, rows: Int, vectors: Int, spreadWidth: Int
+            /// Whether spread vectors go past the caches (`put`).
+            let stream: Bool
         }
 
         /// Stores one 16-pixel vector at `q`, or (`w` > 0) spreads it into dx at `q` (dx at
-        /// (2·oy, 2·ox) of its first pixel, rows `w` floats wide), zeros between and below.
+        /// (2·oy, 2·ox) of its first pixel, rows `w` floats wide), zeros between and below: four
+        /// whole 64-byte lines where dx is 64-byte aligned, so that `stream` (non-temporal
+        /// stores) writes lines without reading them first.
         @inline(__always)
-        static func put(_ v: SIMD16<Float>, _ q: UnsafeMutablePointer<Float>, _ w: Int) {
+        static func put(_ v: SIMD16<Float>, _ q: UnsafeMutablePointer<Float>, _ w: Int, stream: Bool) {
             typealias V = SIMD16<Float>
-            let raw = UnsafeMutableRawPointer(q)
-            guard w > 0 else { return raw.storeBytes(of: v, as: V.self) }
+            guard w > 0 else { return UnsafeMutableRawPointer(q).storeBytes(of: v, as: V.self) }
             var z0 = V(), z1 = V()
             z0.evenHalf = v.lowHalf
             z1.evenHalf = v.highHalf
+            @inline(__always) func store(_ value: V, _ offset: Int) {
+                if stream {
+                    kiln_stream16(q + offset, value)
+                } else {
+                    UnsafeMutableRawPointer(q + offset).storeBytes(of: value, as: V.self)
+                }
+            }
             if w >= 32 {
                 // 16 pixels of one output row: 32 floats of row 2·oy, zeros under them.
-                raw.storeBytes(of: z0, as: V.self)
-                raw.storeBytes(of: z1, toByteOffset: 64, as: V.self)
-                raw.storeBytes(of: V(), toByteOffset: 4 * w, as: V.self)
-                raw.storeBytes(of: V(), toByteOffset: 4 * w + 64, as: V.self)
+                store(z0, 0); store(z1, 16); store(V(), w); store(V(), w + 16)
             } else if w == 16 {
                 // Two output rows of 8: rows 2·oy … 2·oy + 3 of dx, 64 consecutive floats.
-                raw.storeBytes(of: z0, as: V.self)
-                raw.storeBytes(of: V(), toByteOffset: 64, as: V.self)
-                raw.storeBytes(of: z1, toByteOffset: 128, as: V.self)
-                raw.storeBytes(of: V(), toByteOffset: 192, as: V.self)
+                store(z0, 0); store(V(), 16); store(z1, 32); store(V(), 48)
             } else {
                 // Four output rows of 4: rows 2·oy … 2·oy + 7 of dx, 8 floats each.
                 let zero = SIMD8<Float>()
-                raw.storeBytes(of: V(lowHalf: z0.lowHalf, highHalf: zero), as: V.self)
-                raw.storeBytes(of: V(lowHalf: z0.highHalf, highHalf: zero), toByteOffset: 64, as: V.self)
-                raw.storeBytes(of: V(lowHalf: z1.lowHalf, highHalf: zero), toByteOffset: 128, as: V.self)
-                raw.storeBytes(of: V(lowHalf: z1.highHalf, highHalf: zero), toByteOffset: 192, as: V.self)
+                store(V(lowHalf: z0.lowHalf, highHalf: zero), 0); store(V(lowHalf: z0.highHalf, highHalf: zero), 16)
+                store(V(lowHalf: z1.lowHalf, highHalf: zero), 32); store(V(lowHalf: z1.highHalf, highHalf: zero), 48)
             }
         }
 
-        /// Prefetches into L2, a share after each of `tiles` tiles, the even rows of x that the
-        /// packing of images `images` will read, when those rows are 32 floats or more: a page's
-        /// lines two on, two off, which the hardware prefetcher did not follow (layer2's forward
-        /// pass 1.82 → 1.68 ms). Where whole lines are read (rows of 8 or 16 floats, dy) it did,
-        /// and prefetching made no difference or slowed the pass (layer2's backward data 1.77 →
-        /// 1.90 ms): then, and for no next images, it does nothing.
+        /// Prefetches into L2, a share after each of `tiles` tiles, the even rows of x that images
+        /// `images` will be gathered from (none for no images):
+        /// - forward, for rows of 32 floats or more: a page's lines two on, two off, which the
+        ///   hardware prefetcher did not follow (layer2's forward pass 1.82 → 1.68 ms, Xeon). Where
+        ///   whole lines are read (rows of 8 or 16 floats, dy) it did, and prefetching made no
+        ///   difference or slowed the pass (layer2's backward data 1.77 → 1.90 ms);
+        /// - filter gradient, when x is past the cache (`FilterPlan.prefetch`): the gathers wait on
+        ///   memory otherwise (layer2 4.06–4.19 → 3.65–3.78 ms, layer3 3.77–3.85 → 3.23–3.43 ms on
+        ///   AMD EPYC family 25 model 17, 32 MB L3; on the Xeon, whose L3 held x, it had cost 3 %).
         struct EvenRowPrefetcher {
             let base: UnsafePointer<Float>, lines: Int, perTile: Int, lineRows: Int, rowStep: Int
             var line = 0
 
             init(_ g: Geometry, x: UnsafePointer<Float>, images: Range<Int>?, tiles: Int) {
-                let sparse = g.w >= 32 && images != nil
                 lineRows = max(1, g.w / 16)
                 rowStep = 2 * g.w
-                lines = sparse ? images!.count * g.c * g.oh * lineRows : 0
+                lines = (images?.count ?? 0) * g.c * g.oh * max(1, g.w / 16)
                 base = x + (images?.lowerBound ?? 0) * g.c * g.h * g.w
                 perTile = (lines + tiles - 1) / max(1, tiles)
             }
@@ -249,11 +268,11 @@ extension Conv2DKernel {
         /// lane's next group (`prefetch`) will pack.
         static func runGroup(_ plan: Plan, images: Range<Int>, aPanels: Range<Int>, prefetch: Range<Int>?,
                              source: UnsafePointer<Float>, packedA: UnsafePointer<Float>,
-                             packedB: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+                             packedB: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, stream: Bool) {
             let g = plan.g, k = plan.k, p = g.outputPixels, perPanel = columns / 16
             packB(plan, source: source, images: images, into: packedB)
             let vectors = images.count * p / 16, panels = (vectors + perPanel - 1) / perPanel
-            var prefetcher = EvenRowPrefetcher(g, x: source, images: plan.forward ? prefetch : nil,
+            var prefetcher = EvenRowPrefetcher(g, x: source, images: plan.forward && g.w >= 32 ? prefetch : nil,
                                                tiles: panels * aPanels.count)
             /// Output address of the group's 16-pixel vector u, channel 0.
             func address(_ u: Int) -> UnsafeMutablePointer<Float> {
@@ -268,7 +287,8 @@ extension Conv2DKernel {
                 for aPanel in aPanels {
                     let row = aPanel * rows
                     let target = Out(c0: c0 + row * plan.outChannel, c1: c1 + row * plan.outChannel, ldc: plan.outChannel,
-                                     rows: min(rows, plan.m - row), vectors: count, spreadWidth: plan.forward ? 0 : g.w)
+                                     rows: min(rows, plan.m - row), vectors: count, spreadWidth: plan.forward ? 0 : g.w,
+                                     stream: stream)
                     if ISA.wideTile {
                         wideTile(k, packedA + aPanel * rows * k, b, target)
                     } else {
@@ -289,8 +309,8 @@ extension Conv2DKernel {
             let (ldc, w, two) = (out.ldc, out.spreadWidth, out.vectors == 2)
             @inline(__always) func row(_ r: Int, _ low: V, _ high: V) {
                 guard r < out.rows else { return }
-                put(low, out.c0 + r * ldc, w)
-                if two { put(high, out.c1 + r * ldc, w) }
+                put(low, out.c0 + r * ldc, w, stream: out.stream)
+                if two { put(high, out.c1 + r * ldc, w, stream: out.stream) }
             }
             row(0, t.0, t.1); row(1, t.2, t.3); row(2, t.4, t.5); row(3, t.6, t.7)
             row(4, t.8, t.9); row(5, t.10, t.11); row(6, t.12, t.13); row(7, t.14, t.15)
@@ -304,7 +324,7 @@ extension Conv2DKernel {
             let t = GEMM.NarrowKernel.product(k, a, b, 16)
             let (ldc, w) = (out.ldc, out.spreadWidth)
             @inline(__always) func row(_ r: Int, _ value: V) {
-                if r < out.rows { put(value, out.c0 + r * ldc, w) }
+                if r < out.rows { put(value, out.c0 + r * ldc, w, stream: out.stream) }
             }
             row(0, t.0); row(1, t.1); row(2, t.2); row(3, t.3); row(4, t.4); row(5, t.5)
         }
@@ -322,14 +342,18 @@ extension Conv2DKernel {
         struct FilterPlan {
             let g: Geometry
             let groupImages: Int, groups: Int
+            /// Whether each group prefetches the next group's x into L2: when x is at least
+            /// `residentBytes`, it comes from memory, and the gathers wait on it.
+            let prefetch: Bool
             var pixels: Int { groupImages * g.outputPixels }
             var cPanels: Int { (g.c + columns - 1) / columns }
             var packedFloats: Int { cPanels * columns * pixels }
 
-            init(_ g: Geometry) {
+            init(_ g: Geometry, residentBytes: Int = cacheResidentBytes) {
                 self.g = g
                 groupImages = ShortcutKernel.groupImages(g)
                 groups = (g.n + groupImages - 1) / groupImages
+                prefetch = g.n * g.c * g.h * g.w * MemoryLayout<Float>.stride >= residentBytes
             }
 
             func images(_ group: Int) -> Range<Int> { group * groupImages..<min(g.n, (group + 1) * groupImages) }
@@ -337,8 +361,9 @@ extension Conv2DKernel {
 
         /// dw = the filter gradient of a shortcut over the batch.
         static func backwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                   dw: UnsafeMutablePointer<Float>, threads: Int, maxPartials: Int = maxPartialFloats) {
-            let plan = FilterPlan(g)
+                                   dw: UnsafeMutablePointer<Float>, threads: Int, maxPartials: Int = maxPartialFloats,
+                                   residentBytes: Int = cacheResidentBytes) {
+            let plan = FilterPlan(g, residentBytes: residentBytes)
             sumFilterGroups(plan.groups, filter: g.o * g.c, dw: dw, threads: threads, maxPartials: maxPartials,
                             scratchFloats: plan.packedFloats, gemm: (0, 0)) { group, target, accumulate, scratch, _ in
                 // Every thread count runs a group on one thread: the groups are small.
@@ -380,6 +405,9 @@ extension Conv2DKernel {
             let g = plan.g, images = plan.images(group), p = g.outputPixels
             packTransposed(plan, x: x, images: images, into: packed)
             let depth = images.count * p, oBlocks = (g.o + rows - 1) / rows
+            // x past the cache: its next group's even rows, prefetched while this group's tiles run.
+            let next = group + 1 < plan.groups && plan.prefetch ? plan.images(group + 1) : nil
+            var prefetcher = EvenRowPrefetcher(g, x: x, images: next, tiles: oBlocks * plan.cPanels)
             let segment = Segments(count: images.count, length: p, strideBytes: g.o * p * MemoryLayout<Float>.stride,
                                    rowBytes: p * MemoryLayout<Float>.stride)
             for block in 0..<oBlocks {
@@ -394,6 +422,7 @@ extension Conv2DKernel {
                     } else {
                         narrowFilterTile(segment, a, height, b, c, g.c, width, accumulate)
                     }
+                    prefetcher.step()
                 }
             }
         }
