@@ -29,9 +29,9 @@ extension Conv2DKernel {
         /// Bytes of a pass's data from which it is not expected to stay in the last-level cache:
         /// half that cache (`Platform.lastLevelCacheBytes`; unbounded where it is not known).
         /// From there the backward data streams dx past the caches and the filter gradient
-        /// prefetches the next group's x (both measured on an AMD EPYC family 25 model 17, 32 MB
-        /// L3, where layer2's dx and x (33.5 MB) and layer3's (16.8 MB) are past it; a Xeon with
-        /// 320 MB, where neither had paid, never takes them).
+        /// prefetches the next group's x and dy (both measured on an AMD EPYC family 25 model 17,
+        /// 32 MB L3, where layer2's dx and x (33.5 MB) and layer3's (16.8 MB) are past it; a Xeon
+        /// with 320 MB, where neither had paid, never takes them).
         static let cacheResidentBytes = (Platform.lastLevelCacheBytes ?? Int.max) / 2
 
         /// Rows (output channels forward, input channels backward) and pixels of the tile.
@@ -245,9 +245,10 @@ extension Conv2DKernel {
             var line = 0
 
             init(_ g: Geometry, x: UnsafePointer<Float>, images: Range<Int>?, tiles: Int) {
-                lineRows = max(1, g.w / 16)
+                let lineRows = max(1, g.w / 16)
+                self.lineRows = lineRows
                 rowStep = 2 * g.w
-                lines = (images?.count ?? 0) * g.c * g.oh * max(1, g.w / 16)
+                lines = (images?.count ?? 0) * g.c * g.oh * lineRows
                 base = x + (images?.lowerBound ?? 0) * g.c * g.h * g.w
                 perTile = (lines + tiles - 1) / max(1, tiles)
             }
