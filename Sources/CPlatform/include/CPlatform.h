@@ -28,6 +28,14 @@ static inline void kiln_stream16(float *address, kiln_float16 value) {
     __builtin_nontemporal_store(value, (kiln_float16 *)address);
 }
 
+/// 8 floats, as Swift's SIMD8<Float>.
+typedef float kiln_float8 __attribute__((ext_vector_type(8)));
+
+/// `kiln_stream16` for 8 floats at `address` (32-byte aligned).
+static inline void kiln_stream8(float *address, kiln_float8 value) {
+    __builtin_nontemporal_store(value, (kiln_float8 *)address);
+}
+
 /// Orders the non-temporal stores before it ahead of every store after it (`sfence` on x86-64).
 static inline void kiln_store_fence(void) {
 #if defined(__x86_64__)

@@ -1,3 +1,5 @@
+import CPlatform
+
 /// The backward-data pass of a CIFAR stem: a 3×3, stride-1, padding-1 convolution into at most
 /// 3 channels on rows of 32 pixels (`suits`), reading dy in place.
 ///
@@ -250,104 +252,147 @@ extension Conv2DKernel {
     }
 }
 
-/// The forward pass of a CIFAR stem on 16 vector registers (AVX2): a 3×3, stride-1, padding-1
-/// convolution of at most 3 channels on rows of 32 pixels (`suits`), reading x in place.
+/// The forward pass of a CIFAR stem: a 3×3, stride-1, padding-1 convolution of at most 3
+/// channels on rows of 32 pixels (`StemDataKernel.suits`).
 ///
-/// `y[o, y, x] = Σ_c Σ_ky Σ_kx W[o, c, ky, kx] · x[c, y + ky − 1, x + kx − 1]`, zero outside x.
-/// As in `StemDataKernel`, vectors run along a row: x's row r and its one-pixel shifts
-/// (unaligned loads inside the row, a zero shifted in at its ends) give the three kx taps of
-/// each y row it touches. The tile: 4 output channels × 3 y rows × 8 pixels (12 accumulators,
-/// the row and its shifts 3 registers, a broadcast of W 1: all 16). Its depth is the 27 taps.
+/// `y[o, t] = Σ_c Σ_ky Σ_kx W[o, c, ky, kx] · x̂[c, kx][t + ky·32]` with t = y·32 + x an output
+/// pixel and x̂ each image's zero-bordered copy shifted left by kx (`PixelFilterKernel.copyShifted`,
+/// `[c][kx][34][32]`, 39 KB): every tap of every pixel is one aligned load from it, and output
+/// rows have no ends, so a tile may run across them. The tile: 2 output channels × 6 vectors of
+/// pixels (12 accumulators; 48 pixels with AVX2, 96 with AVX-512), fed per tap by 2 broadcasts of
+/// W and 6 loads. Its depth is the 27 taps. Rows are taken 6 at a time (192 pixels: 4 or 2 tiles;
+/// the last 2 rows a tile and tails of 2 vectors), all output channels over them, so that the
+/// band's copies (9 planes × 8 rows, 9 KB) stay in L1.
 ///
-/// The direct path reached about two thirds of the AVX2 peak here (ResNet-18's stem at batch
-/// 128, 2.7 ms, Xeon family 6 model 207 with `KILN_TARGET_CPU=haswell`); AVX-512's tile of the
-/// direct path stays (over 80 %).
+/// The tile it replaces (4 output channels × 3 rows × 8 pixels, x read in place) fed each
+/// multiply-add with its own broadcast of W; on an AMD EPYC (Zen 4) a loop of such pairs runs at
+/// three quarters of the peak, and that tile at half (ResNet-18's stem at batch 128, AVX2).
 ///
 /// Every y element is one register's sum over c, ky, kx in a fixed order: results never depend
 /// on the thread count (threads split images).
 extension Conv2DKernel {
     enum StemForwardKernel {
-        typealias E = SIMD8<Float>
+        typealias V = ISA.Vector
+        /// Output rows per band.
+        static let bandRows = 6
 
-        /// Whether the forward pass of a geometry runs here: the stem's shape, on 16 registers.
-        static func runs(_ g: Geometry) -> Bool { !ISA.wideTile && StemDataKernel.suits(g) }
+        /// Whether the forward pass of a geometry runs here: the stem's shape.
+        static func runs(_ g: Geometry) -> Bool { StemDataKernel.suits(g) }
 
         /// For tables.
-        static let algorithm = "direct in place, 4 o x 3 rows"
+        static let algorithm = "shifted copies, 2 o x 6 vectors"
 
         /// y = the forward pass over the batch, images split over `threads`.
         static func run(_ g: Geometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                        y: UnsafeMutablePointer<Float>, threads: Int) {
+                        y: UnsafeMutablePointer<Float>, threads: Int, residentBytes: Int = ShortcutKernel.cacheResidentBytes) {
             let chunks = min(g.n, max(1, threads) * 4)
-            StemDataKernel.withPaddedWeights(g, weight) { w in
-                Parallel.forEach(chunks: chunks, threads: threads) { chunk in
-                    for image in chunk * g.n / chunks..<(chunk + 1) * g.n / chunks {
-                        let source = x + image * g.c * g.h * 32, target = y + image * g.o * g.h * 32
-                        for o in stride(from: 0, to: g.o, by: 4) {
-                            for first in stride(from: 0, to: g.h, by: 3) {
-                                for x0 in stride(from: 0, to: 32, by: 8) { tile(g, o, first, x0, source, w, target) }
-                            }
-                        }
+            let plan = PixelFilterKernel.Plan(g)
+            // Past half the last-level cache y would not be in cache when read: its lines are
+            // written without being read first (where y is aligned for it).
+            let stream = g.n * g.o * g.h * 32 * MemoryLayout<Float>.stride >= residentBytes
+                && Int(bitPattern: y) % 64 == 0 && V.scalarCount >= 8
+            Parallel.forEach(chunks: chunks, threads: threads) { chunk in
+                let scratch = ConvScratch.shared.take(floats: plan.imageFloats, gemm: (0, 0))
+                defer { ConvScratch.shared.give(scratch) }
+                let copy = scratch.floats
+                for image in chunk * g.n / chunks..<(chunk + 1) * g.n / chunks {
+                    PixelFilterKernel.copyShifted(plan, x: x + image * g.c * g.h * 32, into: copy)
+                    let target = y + image * g.o * g.h * 32
+                    for first in stride(from: 0, to: g.h, by: bandRows) {
+                        band(g, plan, first * 32..<min(g.h, first + bandRows) * 32, copy, weight, target, stream: stream)
                     }
+                }
+                if stream { kiln_store_fence() }
+            }
+        }
+
+        /// Output pixels `pixels` (whole rows) of every output channel.
+        static func band(_ g: Geometry, _ plan: PixelFilterKernel.Plan, _ pixels: Range<Int>, _ copy: UnsafePointer<Float>,
+                         _ weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, stream: Bool) {
+            let lanes = V.scalarCount, taps = g.c * 9
+            let planeBytes = plan.plane * MemoryLayout<Float>.stride
+            for o0 in stride(from: 0, to: g.o, by: 2) {
+                let o1 = min(o0 + 1, g.o - 1)
+                let w0 = weight + o0 * taps, w1 = weight + o1 * taps
+                let y0 = y + o0 * g.h * 32, y1 = o1 > o0 ? y + o1 * g.h * 32 : nil
+                var t = pixels.lowerBound
+                while t + 6 * lanes <= pixels.upperBound {
+                    tile6(g.c, planeBytes, UnsafeRawPointer(copy + t), w0, w1, UnsafeMutableRawPointer(y0 + t),
+                          y1.map { UnsafeMutableRawPointer($0 + t) }, stream)
+                    t += 6 * lanes
+                }
+                while t < pixels.upperBound {
+                    tile2(g.c, planeBytes, UnsafeRawPointer(copy + t), w0, w1, UnsafeMutableRawPointer(y0 + t),
+                          y1.map { UnsafeMutableRawPointer($0 + t) }, stream)
+                    t += 2 * lanes
                 }
             }
         }
 
-        /// Output channels `o0 ..< o0 + 4` (those past o repeat the last and are not stored),
-        /// y rows `first ..< first + 3` (those below h are not stored), pixels `x0 ..< x0 + 8`.
+        /// 2 output channels (W at `w0`, `w1`; y at `y0`, and at `y1` unless nil) × 6 vectors of
+        /// pixels from `copy` (x̂ at the tile's first pixel).
         @inline(never)
-        static func tile(_ g: Geometry, _ o0: Int, _ first: Int, _ x0: Int, _ x: UnsafePointer<Float>,
-                         _ weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-            var r0 = (E(), E(), E(), E()), r1 = r0, r2 = r0
-            let plane = g.h * 32
-            let w0 = weight + o0 * 27
-            let (s1, s2, s3) = (min(1, g.o - 1 - o0) * 27, min(2, g.o - 1 - o0) * 27, min(3, g.o - 1 - o0) * 27)
-            /// acc[i] (+)= W[o0 + i, c, ky, ·] over one x row and its shifts.
-            @inline(__always) func taps(_ a: inout (E, E, E, E), _ left: E, _ center: E, _ right: E, _ w: UnsafePointer<Float>) {
-                multiplyAdd(&a.0, E(repeating: w[0]), left)
-                multiplyAdd(&a.0, E(repeating: w[1]), center)
-                multiplyAdd(&a.0, E(repeating: w[2]), right)
-                multiplyAdd(&a.1, E(repeating: w[s1]), left)
-                multiplyAdd(&a.1, E(repeating: w[s1 + 1]), center)
-                multiplyAdd(&a.1, E(repeating: w[s1 + 2]), right)
-                multiplyAdd(&a.2, E(repeating: w[s2]), left)
-                multiplyAdd(&a.2, E(repeating: w[s2 + 1]), center)
-                multiplyAdd(&a.2, E(repeating: w[s2 + 2]), right)
-                multiplyAdd(&a.3, E(repeating: w[s3]), left)
-                multiplyAdd(&a.3, E(repeating: w[s3 + 1]), center)
-                multiplyAdd(&a.3, E(repeating: w[s3 + 2]), right)
-            }
-            for c in 0..<3 {
-                let channel = x + c * plane + x0, wc = w0 + c * 9
-                // x row first − 1 + j feeds y row first + t through ky = j − t.
-                for j in 0..<5 {
-                    let r = first - 1 + j
-                    guard r >= 0 && r < g.h && c < g.c else { continue }
-                    let raw = UnsafeRawPointer(channel + r * 32), size = MemoryLayout<Float>.stride
-                    let center = raw.loadUnaligned(as: E.self)
-                    // kx = 0 reads pixel x − 1, kx = 2 pixel x + 1.
-                    let left = x0 == 0 ? StemDataKernel.shiftedIn(center) : raw.loadUnaligned(fromByteOffset: -size, as: E.self)
-                    let right = x0 == 24 ? StemDataKernel.shiftedOut(center) : raw.loadUnaligned(fromByteOffset: size, as: E.self)
-                    switch j {
-                    case 0: taps(&r0, left, center, right, wc)
-                    case 1: taps(&r0, left, center, right, wc + 3); taps(&r1, left, center, right, wc)
-                    case 2: taps(&r0, left, center, right, wc + 6); taps(&r1, left, center, right, wc + 3)
-                        taps(&r2, left, center, right, wc)
-                    case 3: taps(&r1, left, center, right, wc + 6); taps(&r2, left, center, right, wc + 3)
-                    default: taps(&r2, left, center, right, wc + 6)
+        static func tile6(_ channels: Int, _ planeBytes: Int, _ copy: UnsafeRawPointer, _ w0: UnsafePointer<Float>,
+                          _ w1: UnsafePointer<Float>, _ y0: UnsafeMutableRawPointer, _ y1: UnsafeMutableRawPointer?, _ stream: Bool) {
+            let step = MemoryLayout<V>.stride, row = 32 * MemoryLayout<Float>.stride
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V()
+            var b0 = V(), b1 = V(), b2 = V(), b3 = V(), b4 = V(), b5 = V()
+            for c in 0..<channels {
+                for ky in 0..<3 {
+                    for kx in 0..<3 {
+                        let tap = c * 9 + ky * 3 + kx
+                        let p = copy + (c * 3 + kx) * planeBytes + ky * row
+                        let k0 = V(repeating: w0[tap]), k1 = V(repeating: w1[tap])
+                        var v = p.loadUnaligned(as: V.self); multiplyAdd(&a0, k0, v); multiplyAdd(&b0, k1, v)
+                        v = p.loadUnaligned(fromByteOffset: step, as: V.self); multiplyAdd(&a1, k0, v); multiplyAdd(&b1, k1, v)
+                        v = p.loadUnaligned(fromByteOffset: 2 * step, as: V.self); multiplyAdd(&a2, k0, v); multiplyAdd(&b2, k1, v)
+                        v = p.loadUnaligned(fromByteOffset: 3 * step, as: V.self); multiplyAdd(&a3, k0, v); multiplyAdd(&b3, k1, v)
+                        v = p.loadUnaligned(fromByteOffset: 4 * step, as: V.self); multiplyAdd(&a4, k0, v); multiplyAdd(&b4, k1, v)
+                        v = p.loadUnaligned(fromByteOffset: 5 * step, as: V.self); multiplyAdd(&a5, k0, v); multiplyAdd(&b5, k1, v)
                     }
                 }
             }
-            let plane4 = plane * MemoryLayout<Float>.stride, valid = min(4, g.o - o0)
-            @inline(__always) func store(_ t: Int, _ a: (E, E, E, E)) {
-                guard first + t < g.h else { return }
-                let target = UnsafeMutableRawPointer(y + o0 * plane + (first + t) * 32 + x0)
-                target.storeBytes(of: a.0, as: E.self)
-                if valid > 1 { target.storeBytes(of: a.1, toByteOffset: plane4, as: E.self) }
-                if valid > 2 { target.storeBytes(of: a.2, toByteOffset: 2 * plane4, as: E.self) }
-                if valid > 3 { target.storeBytes(of: a.3, toByteOffset: 3 * plane4, as: E.self) }
+            put(a0, y0, 0, stream); put(a1, y0, step, stream); put(a2, y0, 2 * step, stream)
+            put(a3, y0, 3 * step, stream); put(a4, y0, 4 * step, stream); put(a5, y0, 5 * step, stream)
+            guard let y1 else { return }
+            put(b0, y1, 0, stream); put(b1, y1, step, stream); put(b2, y1, 2 * step, stream)
+            put(b3, y1, 3 * step, stream); put(b4, y1, 4 * step, stream); put(b5, y1, 5 * step, stream)
+        }
+
+        /// Stores `v` at `offset` bytes from `p`: past the caches (a non-temporal store, `p` then
+        /// aligned to the vector) if `stream`.
+        @inline(__always)
+        static func put(_ v: V, _ p: UnsafeMutableRawPointer, _ offset: Int, _ stream: Bool) {
+            let q = (p + offset).assumingMemoryBound(to: Float.self)
+            if stream && V.scalarCount == 16 {
+                kiln_stream16(q, unsafeBitCast(v, to: SIMD16<Float>.self))
+            } else if stream && V.scalarCount == 8 {
+                kiln_stream8(q, unsafeBitCast(v, to: SIMD8<Float>.self))
+            } else {
+                (p + offset).storeBytes(of: v, as: V.self)
             }
-            store(0, r0); store(1, r1); store(2, r2)
+        }
+
+        /// `tile6` on 2 vectors of pixels: a band's tail.
+        @inline(never)
+        static func tile2(_ channels: Int, _ planeBytes: Int, _ copy: UnsafeRawPointer, _ w0: UnsafePointer<Float>,
+                          _ w1: UnsafePointer<Float>, _ y0: UnsafeMutableRawPointer, _ y1: UnsafeMutableRawPointer?, _ stream: Bool) {
+            let step = MemoryLayout<V>.stride, row = 32 * MemoryLayout<Float>.stride
+            var a0 = V(), a1 = V(), b0 = V(), b1 = V()
+            for c in 0..<channels {
+                for ky in 0..<3 {
+                    for kx in 0..<3 {
+                        let tap = c * 9 + ky * 3 + kx
+                        let p = copy + (c * 3 + kx) * planeBytes + ky * row
+                        let k0 = V(repeating: w0[tap]), k1 = V(repeating: w1[tap])
+                        var v = p.loadUnaligned(as: V.self); multiplyAdd(&a0, k0, v); multiplyAdd(&b0, k1, v)
+                        v = p.loadUnaligned(fromByteOffset: step, as: V.self); multiplyAdd(&a1, k0, v); multiplyAdd(&b1, k1, v)
+                    }
+                }
+            }
+            put(a0, y0, 0, stream); put(a1, y0, step, stream)
+            guard let y1 else { return }
+            put(b0, y1, 0, stream); put(b1, y1, step, stream)
         }
     }
 }
