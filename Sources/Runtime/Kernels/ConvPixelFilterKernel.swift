@@ -11,7 +11,7 @@
 ///   shifted left by kx (`[c][kx][hp][ow]`, hp = h + 2·padH): K = (c, ky, kx) at pixel t reads
 ///   plane (c, kx) at `ky·ow + t`, so every load is one aligned vector and the loop over an
 ///   image's pixels has no row ends;
-/// - a register tile of 3 output channels × 9 K's (AVX-512; 2 × 6 with 16 registers) keeps one
+/// - a register tile of 3 output channels × 9 K's (AVX-512; 4 × 3 with 16 registers) keeps one
 ///   vector accumulator per (o, K), each lane a partial sum over the pixels in that lane's
 ///   position, kept in a lane-wide scratch across the group's images and summed across lanes
 ///   once per group.
@@ -25,11 +25,11 @@ extension Conv2DKernel {
         typealias V = ISA.Vector
         /// Pixels per vector.
         static var lanes: Int { V.scalarCount }
-        /// Output channels per register tile: 3 with 32 vector registers, 2 with 16.
-        static let outputs = ISA.wideTile ? 3 : 2
+        /// Output channels per register tile: 3 with 32 vector registers, 4 with 16.
+        static let outputs = ISA.wideTile ? 3 : 4
         /// K rows per register tile (a K row: one input channel and kernel row, its 3 taps): 3
-        /// with 32 vector registers (3 × 9 = 27 accumulators), 2 with 16 (2 × 6 = 12).
-        static let kRows = ISA.wideTile ? 3 : 2
+        /// with 32 vector registers (3 × 9 = 27 accumulators), 1 with 16 (4 × 3 = 12).
+        static let kRows = ISA.wideTile ? 3 : 1
         /// K's per register tile.
         static var taps: Int { 3 * kRows }
         /// Largest K = c·kh·kw taken here: beyond it `FilterKernel`'s output-channel vectors
@@ -138,7 +138,8 @@ extension Conv2DKernel {
                             if ISA.wideTile {
                                 tile3x3(g.outputPixels, plan.plane, base, rows, dy0, second, third, sums)
                             } else {
-                                tile2Rows(g.outputPixels, plan.plane, base, rows, dy0, second, sums)
+                                let fourth = (min(o0 + 3, g.o - 1) - o0) * g.outputPixels * MemoryLayout<Float>.stride
+                                tile4x1(g.outputPixels, plan.plane, base + rows.0, dy0, (second, third, fourth), sums)
                             }
                         }
                     }
@@ -227,31 +228,36 @@ extension Conv2DKernel {
             store(22, c4); store(23, c5); store(24, c6); store(25, c7); store(26, c8)
         }
 
-        /// `tile3x3` for 16 vector registers: 2 output channels × 2 K rows (12 accumulators).
+        /// `tile3x3` for 16 vector registers: 4 output channels (dy at `dy0` and the byte offsets
+        /// `others` from it) × 1 K row (x̂ at `row`, its taps a plane apart): 12 accumulators, fed
+        /// by 4 loads of dy and 3 of x̂ (2 × 2 K rows took 8 loads, and the fifth K tile repeated a
+        /// row: 9 rows in pairs).
         @inline(never)
-        static func tile2Rows(_ pixels: Int, _ plane: Int, _ base: UnsafeRawPointer, _ rowOffsets: (Int, Int, Int),
-                              _ dy0: UnsafeRawPointer, _ second: Int, _ sums: UnsafeMutablePointer<Float>) {
+        static func tile4x1(_ pixels: Int, _ plane: Int, _ row: UnsafeRawPointer, _ dy0: UnsafeRawPointer,
+                            _ others: (Int, Int, Int), _ sums: UnsafeMutablePointer<Float>) {
             let s = UnsafeMutableRawPointer(sums), step = V.scalarCount * MemoryLayout<Float>.stride
             @inline(__always) func load(_ i: Int) -> V { s.loadUnaligned(fromByteOffset: i * step, as: V.self) }
-            var a0 = load(0), a1 = load(1), a2 = load(2), a3 = load(3), a4 = load(4), a5 = load(5)
-            var b0 = load(6), b1 = load(7), b2 = load(8), b3 = load(9), b4 = load(10), b5 = load(11)
+            var a0 = load(0), a1 = load(1), a2 = load(2), b0 = load(3), b1 = load(4), b2 = load(5)
+            var c0 = load(6), c1 = load(7), c2 = load(8), d0 = load(9), d1 = load(10), d2 = load(11)
             let p1 = plane * MemoryLayout<Float>.stride, p2 = 2 * p1
-            var r0 = base + rowOffsets.0, r1 = base + rowOffsets.1
-            var pd = dy0
+            var r = row, pd = dy0
             for _ in 0..<pixels / V.scalarCount {
-                let d0 = pd.loadUnaligned(as: V.self), d1 = pd.loadUnaligned(fromByteOffset: second, as: V.self)
-                var v = r0.loadUnaligned(as: V.self); multiplyAdd(&a0, d0, v); multiplyAdd(&b0, d1, v)
-                v = r0.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a1, d0, v); multiplyAdd(&b1, d1, v)
-                v = r0.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a2, d0, v); multiplyAdd(&b2, d1, v)
-                v = r1.loadUnaligned(as: V.self); multiplyAdd(&a3, d0, v); multiplyAdd(&b3, d1, v)
-                v = r1.loadUnaligned(fromByteOffset: p1, as: V.self); multiplyAdd(&a4, d0, v); multiplyAdd(&b4, d1, v)
-                v = r1.loadUnaligned(fromByteOffset: p2, as: V.self); multiplyAdd(&a5, d0, v); multiplyAdd(&b5, d1, v)
-                r0 += step; r1 += step
+                let x0 = r.loadUnaligned(as: V.self), x1 = r.loadUnaligned(fromByteOffset: p1, as: V.self)
+                let x2 = r.loadUnaligned(fromByteOffset: p2, as: V.self)
+                var d = pd.loadUnaligned(as: V.self)
+                multiplyAdd(&a0, d, x0); multiplyAdd(&a1, d, x1); multiplyAdd(&a2, d, x2)
+                d = pd.loadUnaligned(fromByteOffset: others.0, as: V.self)
+                multiplyAdd(&b0, d, x0); multiplyAdd(&b1, d, x1); multiplyAdd(&b2, d, x2)
+                d = pd.loadUnaligned(fromByteOffset: others.1, as: V.self)
+                multiplyAdd(&c0, d, x0); multiplyAdd(&c1, d, x1); multiplyAdd(&c2, d, x2)
+                d = pd.loadUnaligned(fromByteOffset: others.2, as: V.self)
+                multiplyAdd(&d0, d, x0); multiplyAdd(&d1, d, x1); multiplyAdd(&d2, d, x2)
+                r += step
                 pd += step
             }
             @inline(__always) func store(_ i: Int, _ v: V) { s.storeBytes(of: v, toByteOffset: i * step, as: V.self) }
-            store(0, a0); store(1, a1); store(2, a2); store(3, a3); store(4, a4); store(5, a5)
-            store(6, b0); store(7, b1); store(8, b2); store(9, b3); store(10, b4); store(11, b5)
+            store(0, a0); store(1, a1); store(2, a2); store(3, b0); store(4, b1); store(5, b2)
+            store(6, c0); store(7, c1); store(8, c2); store(9, d0); store(10, d1); store(11, d2)
         }
     }
 }
