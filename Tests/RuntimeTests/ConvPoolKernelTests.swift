@@ -356,8 +356,11 @@ func pixelFilterKernelMatchesNaive() {
     for g in cases {
         #expect(Conv2DKernel.PixelFilterKernel.suits(g), "\(g)")
         guard Conv2DKernel.PixelFilterKernel.suits(g) else { continue }
+        // The group-after-group order with the next image's dy prefetched (as past half the
+        // last-level cache), the other without.
         expectFilterGradientMatchesNaive(g, seed: 21) {
-            Conv2DKernel.PixelFilterKernel.run($0, x: $1, dy: $2, dw: $3, threads: $4, maxPartials: $5)
+            Conv2DKernel.PixelFilterKernel.run($0, x: $1, dy: $2, dw: $3, threads: $4, maxPartials: $5,
+                                               residentBytes: $5 == 0 ? 0 : .max)
         }
     }
     // The dispatch: the stems run here; many input channels, strides, rows off the vector width,

@@ -68,8 +68,13 @@ extension Conv2DKernel {
             var partialFloats: Int { outputTiles * kTiles * outputs * taps * PixelFilterKernel.lanes }
             var scratchFloats: Int { groupImages * imageFloats + partialFloats }
 
-            init(_ g: Geometry) {
+            /// Whether the next image's dy is prefetched: when dy is at least `residentBytes` (half
+            /// the last-level cache), each image's dy would come from memory.
+            let prefetch: Bool
+
+            init(_ g: Geometry, residentBytes: Int = ShortcutKernel.cacheResidentBytes) {
                 self.g = g
+                prefetch = g.n * g.o * g.outputPixels * MemoryLayout<Float>.stride >= residentBytes
                 hp = g.h + 2 * g.padH
                 groupImages = PixelFilterKernel.groupImages(g)
                 groups = (g.n + groupImages - 1) / groupImages
@@ -95,8 +100,9 @@ extension Conv2DKernel {
 
         /// dw = the filter gradient over all images.
         static func run(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                        dw: UnsafeMutablePointer<Float>, threads: Int, maxPartials: Int = maxPartialFloats) {
-            let plan = Plan(g)
+                        dw: UnsafeMutablePointer<Float>, threads: Int, maxPartials: Int = maxPartialFloats,
+                        residentBytes: Int = ShortcutKernel.cacheResidentBytes) {
+            let plan = Plan(g, residentBytes: residentBytes)
             sumFilterGroups(plan.groups, filter: g.o * g.patchSize, dw: dw, threads: threads, maxPartials: maxPartials,
                             scratchFloats: plan.scratchFloats, gemm: (0, 0)) { group, target, accumulate, scratch, threads in
                 accumulateGroup(plan, plan.images(group), x: x, dy: dy, dw: target, accumulate: accumulate,
@@ -121,9 +127,15 @@ extension Conv2DKernel {
                 let tiles = chunk * plan.outputTiles / chunks..<(chunk + 1) * plan.outputTiles / chunks
                 (partials + tiles.lowerBound * plan.kTiles * tileFloats).update(repeating: 0,
                                                                               count: tiles.count * plan.kTiles * tileFloats)
+                let channels = tiles.lowerBound * outputs..<min(g.o, tiles.upperBound * outputs)
                 for slot in 0..<images.count {
                     let base = UnsafeRawPointer(copies + slot * plan.imageFloats)
                     let image = dy + (images.lowerBound + slot) * g.o * g.outputPixels
+                    // The next image's dy for these tiles, into L2 a share after each call.
+                    var prefetcher = ShortcutKernel.LinePrefetcher(image + (g.o + channels.lowerBound) * g.outputPixels,
+                                                                   floats: plan.prefetch && images.lowerBound + slot + 1 < g.n
+                                                                    ? channels.count * g.outputPixels : 0,
+                                                                   tiles: plan.kTiles * tiles.count)
                     // K tiles outer: one K tile's copies (3 planes of an input channel) stay in L1
                     // while the image's dy streams from L2 (a whole image's copies do not fit).
                     for kTile in 0..<plan.kTiles {
@@ -141,6 +153,7 @@ extension Conv2DKernel {
                                 let fourth = (min(o0 + 3, g.o - 1) - o0) * g.outputPixels * MemoryLayout<Float>.stride
                                 tile4x1(g.outputPixels, plan.plane, base + rows.0, dy0, (second, third, fourth), sums)
                             }
+                            prefetcher.step()
                         }
                     }
                 }
