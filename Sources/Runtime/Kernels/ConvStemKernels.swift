@@ -4,32 +4,23 @@ import CPlatform
 /// 3 channels on rows of 32 pixels (`suits`), reading dy in place.
 ///
 /// `dx[c, y, x] = Σ_o Σ_ky Σ_kx W[o, c, ky, kx] · dy[o, y + 1 − ky, x + 1 − kx]`, zero outside
-/// dy. dx has only 3 channels, so the vectors run along a row, and dy's row r gives, with its
-/// neighbours one pixel right and left (unaligned loads inside the row, a zero shifted in at
-/// its ends: that is the padding), the three kx taps of every dx row it touches. The tiles:
-/// - AVX-512: 3 dx rows × 3 channels × 2 vectors (18 accumulators), over blocks of
-///   `outChannelBlock` output channels, dx reloaded from L1 between blocks;
-/// - 16 registers (AVX2): 4 dx rows × 3 channels × 8 pixels (12 accumulators: a 1-row tile of
-///   6 was bound by the chain of three kx multiply-adds on each), over every o.
-/// For each o a tile reads the rows + 2 dy rows it needs and broadcasts W.
+/// dy. Rows of dx are taken a band at a time (the rows 4 vectors cover: 1 with 8 lanes, 2 with
+/// 16), in two steps:
+/// - `zBand` sums, for each channel c and tap kx, `Z[c, kx][r, u] = Σ_o Σ_ky W[o, c, ky, kx] ·
+///   dy[o, r + 1 − ky, u]` over dy's unshifted rows (ky moves whole rows: aligned loads; a row
+///   past the image reads zeros): 3 taps × 4 vectors (12 accumulators), fed per (o, ky) by 3
+///   broadcasts of W and 4 loads;
+/// - dx[c, r, x] = Z[c, 0][r, x + 1] + Z[c, 1][r, x] + Z[c, 2][r, x − 1], zero past the row's
+///   ends (`band`).
+/// With the shift after the sum, one broadcast of W serves 4 vectors. The tiles this replaces
+/// shifted dy on load and broadcast W for every multiply-add or two (AVX2: 4 rows × 3 channels × 8
+/// pixels; AVX-512: 3 rows × 3 channels × 2 vectors): on an AMD EPYC (Zen 4) 3.9–4.4 and 2.8–2.9
+/// ms on ResNet-18's stem at batch 128, against 2.4 and 2.3 ms here.
 ///
-/// The direct path this replaces first copied each image's 64 dy channels into a zero-bordered
-/// buffer (296 KB: past L1, and written once per image), about 0.7 of its 1.8 ms on ResNet-18's
-/// stem at batch 128 (AVX-512 Xeon family 6 model 207, 2 threads); with AVX2 it took 3.5 ms.
-///
-/// Every dx element is summed over o in order (in one register, or per block of o with the
-/// partial kept in dx), then ky, kx in a fixed order: results never depend on the thread count
-/// (threads split images).
+/// Every dx element is summed over o, ky in order, then over kx in a fixed order: results never
+/// depend on the thread count (threads split images).
 extension Conv2DKernel {
     enum StemDataKernel {
-        typealias V = SIMD16<Float>
-        /// Output channels per pass of the AVX-512 tile over an image's row blocks: dx (12 KB)
-        /// stays in L1 between passes, and each pass reads 16 dy planes top to bottom (stem,
-        /// batch 128, AVX-512 Xeon: 1.35–1.36 ms with all 64 in one pass, 1.27–1.28 with 16).
-        /// The AVX2 tile (4 rows × 8 pixels) gained nothing from it (2.50 against 2.52 ms) and
-        /// runs every o in one pass.
-        static let outChannelBlock = 16
-
         /// Whether the backward-data pass of a geometry runs here.
         static func suits(_ g: Geometry) -> Bool {
             g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.padH == 1 && g.padW == 1
@@ -37,177 +28,121 @@ extension Conv2DKernel {
         }
 
         /// For tables.
-        static func algorithm(_ g: Geometry) -> String { "direct in place, rows of \(ISA.wideTile ? 3 : 4)" }
+        static func algorithm(_ g: Geometry) -> String { "shifted sums, 3 kx x 4 vectors" }
 
-        /// dx = the backward-data pass over the batch, images split over `threads`.
+        /// dx = the backward-data pass over the batch, images split over `threads`. Past
+        /// `residentBytes` of dy (half the last-level cache) each image's dy comes from memory, 64
+        /// rows at once: the rows the next band reads are prefetched.
         static func run(_ g: Geometry, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                        dx: UnsafeMutablePointer<Float>, threads: Int) {
+                        dx: UnsafeMutablePointer<Float>, threads: Int, residentBytes: Int = ShortcutKernel.cacheResidentBytes) {
             let chunks = min(g.n, max(1, threads) * 4)
+            let prefetch = g.n * g.o * g.h * 32 * MemoryLayout<Float>.stride >= residentBytes
             withPaddedWeights(g, weight) { w in
                 Parallel.forEach(chunks: chunks, threads: threads) { chunk in
                     for image in chunk * g.n / chunks..<(chunk + 1) * g.n / chunks {
                         let source = dy + image * g.o * g.h * 32, target = dx + image * g.c * g.h * 32
-                        if ISA.wideTile {
-                            for o in stride(from: 0, to: g.o, by: outChannelBlock) {
-                                for first in stride(from: 0, to: g.h, by: 3) {
-                                    threeRows(g, first, o..<min(g.o, o + outChannelBlock), source, w, target)
-                                }
-                            }
+                        if ISA.Vector.scalarCount == 16 {
+                            for y in stride(from: 0, to: g.h, by: 2) { band(g, y, source, w, target, prefetch: prefetch, SIMD16<Float>.self) }
                         } else {
-                            for first in stride(from: 0, to: g.h, by: 4) {
-                                for x0 in stride(from: 0, to: 32, by: 8) { fourRows(g, first, x0, 0..<g.o, source, w, target) }
-                            }
+                            for y in 0..<g.h { band(g, y, source, w, target, prefetch: prefetch, SIMD8<Float>.self) }
                         }
                     }
                 }
             }
         }
 
-        /// dy's row as its two vectors and their one-pixel shifts: `right` is the row moved one
-        /// pixel left (pixel x sees x + 1), `left` one pixel right (x sees x − 1), zeros shifted in
-        /// at the row's ends. The two shifts that stay inside the row are unaligned loads; the two
-        /// that shift a zero in are one lane permute each (four permutes, on the port the
-        /// multiply-adds also use, had cost more than these loads).
-        struct Shifted {
-            let left0: V, center0: V, right0: V, left1: V, center1: V, right1: V
-
-            @inline(__always)
-            init(_ row: UnsafePointer<Float>) {
-                let raw = UnsafeRawPointer(row), size = MemoryLayout<Float>.stride
-                center0 = raw.loadUnaligned(as: V.self)
-                center1 = raw.loadUnaligned(fromByteOffset: 16 * size, as: V.self)
-                right0 = raw.loadUnaligned(fromByteOffset: size, as: V.self)
-                left1 = raw.loadUnaligned(fromByteOffset: 15 * size, as: V.self)
-                left0 = shiftedIn(center0)
-                right1 = shiftedOut(center1)
-            }
-        }
-
-        /// `[0, v0, …, v(n−2)]`: a vector moved one lane up, a zero shifted in.
+        /// dx rows `y ..< y + r` (those below h are not stored; r the rows 4 vectors of V cover) of
+        /// every channel: `zBand` for each channel, then the shifted sum of its three taps.
         @inline(__always)
-        static func shiftedIn<S: SIMD>(_ v: S) -> S where S.Scalar == Float {
-            var r = S()
-            for i in 1..<S.scalarCount { r[i] = v[i - 1] }
-            return r
-        }
-
-        /// `[v1, …, v(n−1), 0]`: a vector moved one lane down, a zero shifted in.
-        @inline(__always)
-        static func shiftedOut<S: SIMD>(_ v: S) -> S where S.Scalar == Float {
-            var r = S()
-            for i in 0..<S.scalarCount - 1 { r[i] = v[i + 1] }
-            return r
-        }
-
-        /// acc[c] (+)= the three kx taps of W[o, c, ky, ·] over one shifted dy row, both vectors.
-        @inline(__always)
-        static func taps(_ a: inout (V, V, V, V, V, V), _ s: Shifted, _ w: UnsafePointer<Float>, _ channelStride: Int) {
-            // Pixel x of dx reads dy at x + 1 − kx: kx = 0 the right shift, 1 the row, 2 the left.
-            var k = V(repeating: w[0])
-            multiplyAdd(&a.0, k, s.right0); multiplyAdd(&a.1, k, s.right1)
-            k = V(repeating: w[1]); multiplyAdd(&a.0, k, s.center0); multiplyAdd(&a.1, k, s.center1)
-            k = V(repeating: w[2]); multiplyAdd(&a.0, k, s.left0); multiplyAdd(&a.1, k, s.left1)
-            k = V(repeating: w[channelStride]); multiplyAdd(&a.2, k, s.right0); multiplyAdd(&a.3, k, s.right1)
-            k = V(repeating: w[channelStride + 1]); multiplyAdd(&a.2, k, s.center0); multiplyAdd(&a.3, k, s.center1)
-            k = V(repeating: w[channelStride + 2]); multiplyAdd(&a.2, k, s.left0); multiplyAdd(&a.3, k, s.left1)
-            k = V(repeating: w[2 * channelStride]); multiplyAdd(&a.4, k, s.right0); multiplyAdd(&a.5, k, s.right1)
-            k = V(repeating: w[2 * channelStride + 1]); multiplyAdd(&a.4, k, s.center0); multiplyAdd(&a.5, k, s.center1)
-            k = V(repeating: w[2 * channelStride + 2]); multiplyAdd(&a.4, k, s.left0); multiplyAdd(&a.5, k, s.left1)
-        }
-
-        /// The AVX-512 tile: dx rows `first ..< first + 3` (those below h are not stored), all
-        /// channels, both vectors; `weight` as `withPaddedWeights` lays it out.
-        @inline(never)
-        static func threeRows(_ g: Geometry, _ first: Int, _ outChannels: Range<Int>, _ dy: UnsafePointer<Float>,
-                              _ weight: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
-            var r0 = (V(), V(), V(), V(), V(), V()), r1 = r0, r2 = r0
-            let plane = g.h * 32
-            if outChannels.lowerBound > 0 {
-                r0 = load(g, dx, row: first)
-                if first + 1 < g.h { r1 = load(g, dx, row: first + 1) }
-                if first + 2 < g.h { r2 = load(g, dx, row: first + 2) }
-            }
-            for o in outChannels {
-                let channel = dy + o * plane, wo = weight + o * 27
-                // dy row first − 1 + j feeds dx row first + t through ky = t + 2 − j.
-                for j in 0..<5 {
-                    let r = first - 1 + j
-                    guard r >= 0 && r < g.h else { continue }
-                    let s = Shifted(channel + r * 32)
-                    switch j {
-                    case 0: taps(&r0, s, wo + 6, 9)
-                    case 1: taps(&r0, s, wo + 3, 9); taps(&r1, s, wo + 6, 9)
-                    case 2: taps(&r0, s, wo, 9); taps(&r1, s, wo + 3, 9); taps(&r2, s, wo + 6, 9)
-                    case 3: taps(&r1, s, wo, 9); taps(&r2, s, wo + 3, 9)
-                    default: taps(&r2, s, wo, 9)
-                    }
-                }
-            }
-            store(g, r0, dx, row: first)
-            if first + 1 < g.h { store(g, r1, dx, row: first + 1) }
-            if first + 2 < g.h { store(g, r2, dx, row: first + 2) }
-        }
-
-        /// The 16-register tile (AVX2): dx rows `first ..< first + 4` (those below h are not
-        /// stored), pixels `x0 ..< x0 + 8`, all channels: 12 accumulators, so that the three kx
-        /// taps chained on each do not wait on one another (a 1-row tile of 6 was bound by that
-        /// chain), and dy's row with its two shifts (3 registers) serves up to 3 dx rows.
-        @inline(never)
-        static func fourRows(_ g: Geometry, _ first: Int, _ x0: Int, _ outChannels: Range<Int>, _ dy: UnsafePointer<Float>,
-                             _ weight: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>) {
+        static func band<V: SIMD>(_ g: Geometry, _ y: Int, _ dy: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+                                  _ dx: UnsafeMutablePointer<Float>, prefetch: Bool, _: V.Type) where V.Scalar == Float {
             typealias E = SIMD8<Float>
-            var r0 = (E(), E(), E()), r1 = r0, r2 = r0, r3 = r0
-            let plane = g.h * 32, plane4 = plane * MemoryLayout<Float>.stride
-            if outChannels.lowerBound > 0 {
-                @inline(__always) func load(_ t: Int) -> (E, E, E) {
-                    guard first + t < g.h else { return (E(), E(), E()) }
-                    let raw = UnsafeRawPointer(dx + (first + t) * 32 + x0)
-                    return (raw.loadUnaligned(as: E.self), g.c > 1 ? raw.loadUnaligned(fromByteOffset: plane4, as: E.self) : E(),
-                            g.c > 2 ? raw.loadUnaligned(fromByteOffset: 2 * plane4, as: E.self) : E())
+            let rows = max(1, 4 * V.scalarCount / 32), size = MemoryLayout<Float>.stride
+            // Z's rows with 8 zeros either side: [c][kx][row][48], a row's pixels at 8.
+            let zRow = 48 * size, zTap = rows * zRow, zChannel = 3 * zTap
+            withUnsafeTemporaryAllocation(of: E.self, capacity: 3 * 3 * rows * 6) { z in
+                let base = UnsafeMutableRawPointer(z.baseAddress!)
+                for c in 0..<g.c {
+                    zBand(g, y, c, dy, weight, base + c * zChannel, prefetch: prefetch && c == 0, V.self)
                 }
-                (r0, r1, r2, r3) = (load(0), load(1), load(2), load(3))
-            }
-            @inline(__always) func taps(_ a: inout (E, E, E), _ left: E, _ center: E, _ right: E, _ w: UnsafePointer<Float>) {
-                multiplyAdd(&a.0, E(repeating: w[0]), right)
-                multiplyAdd(&a.0, E(repeating: w[1]), center)
-                multiplyAdd(&a.0, E(repeating: w[2]), left)
-                multiplyAdd(&a.1, E(repeating: w[9]), right)
-                multiplyAdd(&a.1, E(repeating: w[10]), center)
-                multiplyAdd(&a.1, E(repeating: w[11]), left)
-                multiplyAdd(&a.2, E(repeating: w[18]), right)
-                multiplyAdd(&a.2, E(repeating: w[19]), center)
-                multiplyAdd(&a.2, E(repeating: w[20]), left)
-            }
-            for o in outChannels {
-                let channel = dy + o * plane + x0, wo = weight + o * 27
-                // dy row first − 1 + j feeds dx row first + t through ky = t + 2 − j.
-                for j in 0..<6 {
-                    let r = first - 1 + j
-                    guard r >= 0 && r < g.h else { continue }
-                    let raw = UnsafeRawPointer(channel + r * 32), size = MemoryLayout<Float>.stride
-                    let center = raw.loadUnaligned(as: E.self)
-                    let left = x0 == 0 ? shiftedIn(center) : raw.loadUnaligned(fromByteOffset: -size, as: E.self)
-                    let right = x0 == 24 ? shiftedOut(center) : raw.loadUnaligned(fromByteOffset: size, as: E.self)
-                    switch j {
-                    case 0: taps(&r0, left, center, right, wo + 6)
-                    case 1: taps(&r0, left, center, right, wo + 3); taps(&r1, left, center, right, wo + 6)
-                    case 2: taps(&r0, left, center, right, wo); taps(&r1, left, center, right, wo + 3)
-                        taps(&r2, left, center, right, wo + 6)
-                    case 3: taps(&r1, left, center, right, wo); taps(&r2, left, center, right, wo + 3)
-                        taps(&r3, left, center, right, wo + 6)
-                    case 4: taps(&r2, left, center, right, wo); taps(&r3, left, center, right, wo + 3)
-                    default: taps(&r3, left, center, right, wo)
+                let plane = g.h * 32
+                for r in 0..<min(rows, g.h - y) {
+                    for c in 0..<g.c {
+                        let zc = UnsafeRawPointer(base + c * zChannel + r * zRow)
+                        for v in 0..<4 {
+                            let at = (8 + 8 * v) * size
+                            var sum = zc.loadUnaligned(fromByteOffset: at + size, as: E.self)
+                            sum += zc.loadUnaligned(fromByteOffset: zTap + at, as: E.self)
+                            sum += zc.loadUnaligned(fromByteOffset: 2 * zTap + at - size, as: E.self)
+                            UnsafeMutableRawPointer(dx + c * plane + (y + r) * 32 + 8 * v).storeBytes(of: sum, as: E.self)
+                        }
                     }
                 }
             }
-            @inline(__always) func store(_ t: Int, _ a: (E, E, E)) {
-                guard first + t < g.h else { return }
-                let target = UnsafeMutableRawPointer(dx + (first + t) * 32 + x0)
-                target.storeBytes(of: a.0, as: E.self)
-                if g.c > 1 { target.storeBytes(of: a.1, toByteOffset: plane4, as: E.self) }
-                if g.c > 2 { target.storeBytes(of: a.2, toByteOffset: 2 * plane4, as: E.self) }
+        }
+
+        /// 32 zeros: the dy row above and below the image.
+        static let zeroRow: UnsafePointer<Float> = {
+            let row = UnsafeMutablePointer<Float>.allocate(capacity: 32)
+            row.initialize(repeating: 0, count: 32)
+            return UnsafePointer(row)
+        }()
+
+        /// One channel's `Z[c, kx]` for dx rows `y ..< y + r` (see `band`) at `z`
+        /// (`[kx][row][48]`, a row's pixels at 8, zeros stored either side): 3 taps × 4 vectors (12
+        /// accumulators), fed per (o, ky) by 3 broadcasts of W and 4 loads of dy rows (a row past
+        /// the image reads `zeroRow`). Its depth is every o and ky. With `prefetch`, dy's rows that
+        /// the next band reads first are fetched into L2.
+        @inline(never)
+        static func zBand<V: SIMD>(_ g: Geometry, _ y: Int, _ c: Int, _ dy: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+                                   _ z: UnsafeMutableRawPointer, prefetch: Bool, _: V.Type) where V.Scalar == Float {
+            let step = MemoryLayout<V>.stride, plane = g.h * 32, perRow = 32 / V.scalarCount
+            let rows = max(1, 4 / perRow)
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V(), b0 = V(), b1 = V(), b2 = V(), b3 = V()
+            var c0 = V(), c1 = V(), c2 = V(), c3 = V()
+            let ahead = prefetch && y + rows + 1 < g.h ? (y + rows + 1) * 32 : -1
+            let zero = UnsafeRawPointer(zeroRow)  // read once: a global's lazy check in the loop spilled every accumulator
+            @inline(__always) func row(_ channel: UnsafePointer<Float>, _ r: Int) -> UnsafeRawPointer {
+                r >= 0 && r < g.h ? UnsafeRawPointer(channel + r * 32) : zero
             }
-            store(0, r0); store(1, r1); store(2, r2); store(3, r3)
+            for o in 0..<g.o {
+                let channel = dy + o * plane
+                if ahead >= 0 {
+                    for line in 0..<rows * 2 { kiln_prefetch_l2(channel + ahead + line * 16) }
+                }
+                let w = weight + o * 27 + c * 9
+                @inline(__always) func taps(_ ky: Int) {
+                    // Vector j: pixels (j % perRow)·lanes of dx row y + j / perRow, from dy row y + j / perRow + 1 − ky.
+                    let p0 = row(channel, y + 1 - ky), p1 = rows > 1 ? row(channel, y + 2 - ky) : p0
+                    let q1 = perRow > 1 ? p0 + step : p1, q2 = perRow > 2 ? p0 + 2 * step : p1
+                    let q3 = perRow > 2 ? p0 + 3 * step : p1 + step
+                    let k0 = V(repeating: w[ky * 3]), k1 = V(repeating: w[ky * 3 + 1]), k2 = V(repeating: w[ky * 3 + 2])
+                    var d = p0.loadUnaligned(as: V.self)
+                    multiplyAdd(&a0, k0, d); multiplyAdd(&b0, k1, d); multiplyAdd(&c0, k2, d)
+                    d = q1.loadUnaligned(as: V.self)
+                    multiplyAdd(&a1, k0, d); multiplyAdd(&b1, k1, d); multiplyAdd(&c1, k2, d)
+                    d = q2.loadUnaligned(as: V.self)
+                    multiplyAdd(&a2, k0, d); multiplyAdd(&b2, k1, d); multiplyAdd(&c2, k2, d)
+                    d = q3.loadUnaligned(as: V.self)
+                    multiplyAdd(&a3, k0, d); multiplyAdd(&b3, k1, d); multiplyAdd(&c3, k2, d)
+                }
+                taps(0); taps(1); taps(2)
+            }
+            // Vector j of tap kx at row j / perRow, pixels (j % perRow)·lanes, of Z's [kx][row][48].
+            let zRow = 48 * MemoryLayout<Float>.stride
+            @inline(__always) func store(_ kx: Int, _ v0: V, _ v1: V, _ v2: V, _ v3: V) {
+                let t = z + kx * rows * zRow
+                for r in 0..<rows {
+                    (t + r * zRow).storeBytes(of: SIMD8<Float>(), as: SIMD8<Float>.self)
+                    (t + r * zRow + 40 * MemoryLayout<Float>.stride).storeBytes(of: SIMD8<Float>(), as: SIMD8<Float>.self)
+                }
+                let at = 8 * MemoryLayout<Float>.stride
+                @inline(__always) func put(_ j: Int, _ v: V) {
+                    (t + (j / perRow) * zRow + at + (j % perRow) * step).storeBytes(of: v, as: V.self)
+                }
+                put(0, v0); put(1, v1); put(2, v2); put(3, v3)
+            }
+            store(0, a0, a1, a2, a3); store(1, b0, b1, b2, b3); store(2, c0, c1, c2, c3)
         }
 
         /// Calls `body` with W laid out as `[o][3 channels][3][3]` (27 floats an o): W itself
@@ -219,34 +154,6 @@ extension Conv2DKernel {
                     for i in 0..<27 { padded[o * 27 + i] = i / 9 < g.c ? weight[o * g.c * 9 + i] : 0 }
                 }
                 body(UnsafePointer(padded.baseAddress!))
-            }
-        }
-
-        /// A tile row's channels (both vectors each) from dx row `row`; channels past c zero.
-        @inline(__always)
-        static func load(_ g: Geometry, _ dx: UnsafeMutablePointer<Float>, row: Int) -> (V, V, V, V, V, V) {
-            let raw = UnsafeRawPointer(dx + row * 32), plane4 = g.h * 32 * MemoryLayout<Float>.stride
-            var a = (raw.loadUnaligned(as: V.self), raw.loadUnaligned(fromByteOffset: 64, as: V.self), V(), V(), V(), V())
-            if g.c > 1 { a.2 = raw.loadUnaligned(fromByteOffset: plane4, as: V.self); a.3 = raw.loadUnaligned(fromByteOffset: plane4 + 64, as: V.self) }
-            if g.c > 2 { a.4 = raw.loadUnaligned(fromByteOffset: 2 * plane4, as: V.self); a.5 = raw.loadUnaligned(fromByteOffset: 2 * plane4 + 64, as: V.self) }
-            return a
-        }
-
-        /// Stores a tile row's channels (both vectors each) at dx row `row`.
-        @inline(__always)
-        static func store(_ g: Geometry, _ a: (V, V, V, V, V, V), _ dx: UnsafeMutablePointer<Float>, row: Int) {
-            let plane = g.h * 32
-            let target = UnsafeMutableRawPointer(dx + row * 32)
-            let plane4 = plane * MemoryLayout<Float>.stride
-            target.storeBytes(of: a.0, as: V.self)
-            target.storeBytes(of: a.1, toByteOffset: 64, as: V.self)
-            if g.c > 1 {
-                target.storeBytes(of: a.2, toByteOffset: plane4, as: V.self)
-                target.storeBytes(of: a.3, toByteOffset: plane4 + 64, as: V.self)
-            }
-            if g.c > 2 {
-                target.storeBytes(of: a.4, toByteOffset: 2 * plane4, as: V.self)
-                target.storeBytes(of: a.5, toByteOffset: 2 * plane4 + 64, as: V.self)
             }
         }
     }
