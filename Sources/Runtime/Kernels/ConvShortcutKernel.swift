@@ -38,6 +38,8 @@ extension Conv2DKernel {
         static let rows = ISA.gemmRows, columns = ISA.gemmColumns
         /// Pixels a group aims for: its packed B (k × 256 floats) stays in L2.
         static let targetGroupPixels = 256
+        /// Pixels of a filter tile's run between two shares of the next group's prefetches.
+        static let filterChunk = 32
 
         /// Whether a geometry is a shortcut this kernel runs: 1×1, stride 2, no padding, even
         /// input sides, and output rows of 4 or 8 pixels or a multiple of 16, in planes of a
@@ -432,9 +434,12 @@ extension Conv2DKernel {
             // this group's tiles run (layer2, AMD EPYC family 25 model 17: dy's share took the pass
             // from 3.54–3.58 to 3.48 ms on AVX-512, 3.90–3.98 to 3.64–3.74 with AVX2).
             let next = group + 1 < plan.groups && plan.prefetch ? plan.images(group + 1) : nil
-            var prefetcher = EvenRowPrefetcher(g, x: x, images: next, tiles: oBlocks * plan.cPanels)
+            // A share after every `filterChunk` pixels of a tile: issued all at once after a tile,
+            // they waited on one another (a tenth of layer2's time in the issuing loop).
+            let chunks = oBlocks * plan.cPanels * images.count * ((p + filterChunk - 1) / filterChunk)
+            var prefetcher = EvenRowPrefetcher(g, x: x, images: next, tiles: chunks)
             var dyPrefetcher = LinePrefetcher(dy + (next?.lowerBound ?? 0) * g.o * p, floats: (next?.count ?? 0) * g.o * p,
-                                              tiles: oBlocks * plan.cPanels)
+                                              tiles: chunks)
             let segment = Segments(count: images.count, length: p, strideBytes: g.o * p * MemoryLayout<Float>.stride,
                                    rowBytes: p * MemoryLayout<Float>.stride)
             for block in 0..<oBlocks {
@@ -445,12 +450,10 @@ extension Conv2DKernel {
                     let width = min(columns, g.c - panel * columns)
                     let c = dw + first * g.c + panel * columns
                     if ISA.wideTile {
-                        wideFilterTile(segment, a, height, b, c, g.c, width, accumulate)
+                        wideFilterTile(segment, a, height, b, c, g.c, width, accumulate, &prefetcher, &dyPrefetcher)
                     } else {
-                        narrowFilterTile(segment, a, height, b, c, g.c, width, accumulate)
+                        narrowFilterTile(segment, a, height, b, c, g.c, width, accumulate, &prefetcher, &dyPrefetcher)
                     }
-                    prefetcher.step()
-                    dyPrefetcher.step()
                 }
             }
         }
@@ -466,15 +469,21 @@ extension Conv2DKernel {
         /// repeat the last valid row's broadcasts and are not stored.
         @inline(never)
         static func wideFilterTile(_ s: Segments, _ a: UnsafeRawPointer, _ height: Int, _ b: UnsafePointer<Float>,
-                                   _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ width: Int, _ addToC: Bool) {
+                                   _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ width: Int, _ addToC: Bool,
+                                   _ prefetcher: inout EvenRowPrefetcher, _ dyPrefetcher: inout LinePrefetcher) {
             typealias V = SIMD16<Float>
             var t: GEMM.MicroKernel.Tile = (V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V(), V())
             let r = s.rowBytes, last = height - 1
             let rows = (min(1, last) * r, min(2, last) * r, min(3, last) * r, min(4, last) * r, min(5, last) * r,
                         min(6, last) * r, min(7, last) * r)
             for image in 0..<s.count {
-                GEMM.MicroKernel.accumulateInPlace(&t, s.length, a + image * s.strideBytes, rows,
-                                                   UnsafeRawPointer(b + image * s.length * 32), 128)
+                for first in stride(from: 0, to: s.length, by: filterChunk) {
+                    GEMM.MicroKernel.accumulateInPlace(&t, min(filterChunk, s.length - first),
+                                                       a + image * s.strideBytes + first * MemoryLayout<Float>.stride, rows,
+                                                       UnsafeRawPointer(b + (image * s.length + first) * 32), 128)
+                    prefetcher.step()
+                    dyPrefetcher.step()
+                }
             }
             GEMM.MicroKernel.storeTile(t, c, ldc, height, width, addToC, false)
         }
@@ -486,7 +495,8 @@ extension Conv2DKernel {
         /// (haswell build, 3 alternations).
         @inline(never)
         static func narrowFilterTile(_ s: Segments, _ a: UnsafeRawPointer, _ height: Int, _ b: UnsafePointer<Float>,
-                                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ width: Int, _ addToC: Bool) {
+                                     _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ width: Int, _ addToC: Bool,
+                                     _ prefetcher: inout EvenRowPrefetcher, _ dyPrefetcher: inout LinePrefetcher) {
             typealias V = SIMD16<Float>
             var c0 = V(), c1 = V(), c2 = V(), c3 = V(), c4 = V(), c5 = V()
             let r = s.rowBytes, last = height - 1
@@ -494,7 +504,8 @@ extension Conv2DKernel {
             var pb = UnsafeRawPointer(b)
             for image in 0..<s.count {
                 var pa = a + image * s.strideBytes
-                for _ in 0..<s.length {
+                for first in stride(from: 0, to: s.length, by: filterChunk) {
+                for _ in 0..<min(filterChunk, s.length - first) {
                     let b0 = pb.loadUnaligned(as: V.self)
                     multiplyAdd(&c0, V(repeating: pa.load(as: Float.self)), b0)
                     multiplyAdd(&c1, V(repeating: pa.load(fromByteOffset: s1, as: Float.self)), b0)
@@ -504,6 +515,9 @@ extension Conv2DKernel {
                     multiplyAdd(&c5, V(repeating: pa.load(fromByteOffset: s5, as: Float.self)), b0)
                     pa += MemoryLayout<Float>.stride
                     pb += 64
+                }
+                prefetcher.step()
+                dyPrefetcher.step()
                 }
             }
             GEMM.NarrowKernel.storeTile((c0, c1, c2, c3, c4, c5), c, ldc, height, width, addToC, false)
