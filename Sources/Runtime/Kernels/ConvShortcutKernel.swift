@@ -299,6 +299,10 @@ extension Conv2DKernel {
             let vectors = images.count * p / 16, panels = (vectors + perPanel - 1) / perPanel
             var prefetcher = EvenRowPrefetcher(g, x: source, images: plan.forward && g.w >= 32 ? prefetch : nil,
                                                tiles: panels * aPanels.count)
+            // Backward, past the cache (`stream`): the next group's dy, which `packB` copies.
+            var dyPrefetcher = LinePrefetcher(source + (prefetch?.lowerBound ?? 0) * plan.sourceImage,
+                                              floats: !plan.forward && plan.stream ? (prefetch?.count ?? 0) * plan.sourceImage : 0,
+                                              tiles: panels * aPanels.count)
             /// Output address of the group's 16-pixel vector u, channel 0.
             func address(_ u: Int) -> UnsafeMutablePointer<Float> {
                 let (slot, q) = (u * 16 / p, u * 16 % p)
@@ -320,6 +324,7 @@ extension Conv2DKernel {
                         narrowTile(k, packedA + aPanel * rows * k, b, target)
                     }
                     prefetcher.step()
+                    dyPrefetcher.step()
                 }
             }
         }
