@@ -24,6 +24,17 @@ private func worstError(_ got: [Float], _ expected: [Double], _ magnitude: [Doub
     return worst
 }
 
+/// `count` floats written by `body` at `offset` floats past 64-byte aligned memory, NaN before it
+/// runs so that every float must be written (streamed stores need the alignment).
+private func alignedOutput(count: Int, offset: Int, _ body: (UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: (count + 16) * 4, alignment: 64)
+    defer { raw.deallocate() }
+    let out = raw.bindMemory(to: Float.self, capacity: count + 16) + offset
+    out.update(repeating: .nan, count: count)
+    body(out)
+    return Array(UnsafeBufferPointer(start: out, count: count))
+}
+
 private func run(_ inputs: [[Float]], outputCount: Int,
                  _ body: ([UnsafePointer<Float>], UnsafeMutablePointer<Float>) -> Void) -> [Float] {
     // Output starts as garbage so kernels that fail to overwrite are caught.
@@ -522,19 +533,16 @@ func shortcutKernelStreamsAndPrefetches() {
         #expect(Kernel.Plan(g, forward: false, residentBytes: 0).stream && !Kernel.Plan(g, forward: true, residentBytes: 0).stream)
         #expect(!Kernel.Plan(g, forward: false, residentBytes: .max).stream)
         #expect(Kernel.FilterPlan(g, residentBytes: 0).prefetch && !Kernel.FilterPlan(g, residentBytes: .max).prefetch)
-        /// dx into 64-byte aligned memory (`offset` floats past it), NaN first so that every float must be written.
+        /// dx into 64-byte aligned memory (`offset` floats past it).
         func backwardData(_ residentBytes: Int, threads: Int, offset: Int = 0) -> [Float] {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: (x.count + 16) * 4, alignment: 64)
-            defer { raw.deallocate() }
-            let dx = raw.bindMemory(to: Float.self, capacity: x.count + 16) + offset
-            dx.update(repeating: .nan, count: x.count)
-            dy.withUnsafeBufferPointer { d in
-                weight.withUnsafeBufferPointer { w in
-                    Kernel.run(Kernel.Plan(g, forward: false, residentBytes: residentBytes), source: d.baseAddress!,
-                               weight: w.baseAddress!, out: dx, threads: threads)
+            alignedOutput(count: x.count, offset: offset) { dx in
+                dy.withUnsafeBufferPointer { d in
+                    weight.withUnsafeBufferPointer { w in
+                        Kernel.run(Kernel.Plan(g, forward: false, residentBytes: residentBytes), source: d.baseAddress!,
+                                   weight: w.baseAddress!, out: dx, threads: threads)
+                    }
                 }
             }
-            return Array(UnsafeBufferPointer(start: dx, count: x.count))
         }
         let cached = backwardData(.max, threads: 1)
         #expect(!cached.contains { $0.isNaN })
@@ -617,20 +625,17 @@ func stemForwardKernelMatchesNaive() {
             let w = Double(weight[wIndex(g, o, c, ky, kx)])
             y[yIndex(g, n, o, oy, ox)] += w * Double(x[input]); yMagnitude[yIndex(g, n, o, oy, ox)] += abs(w * Double(x[input]))
         }
-        /// y into 64-byte aligned memory (`offset` floats past it), NaN first so that every float
-        /// must be written; streamed past the caches where `residentBytes` is 0 and y aligned.
+        /// y into 64-byte aligned memory (`offset` floats past it); streamed past the caches where
+        /// `residentBytes` is 0 and y aligned.
         func result(_ threads: Int, residentBytes: Int = .max, offset: Int = 0) -> [Float] {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: (y.count + 16) * 4, alignment: 64)
-            defer { raw.deallocate() }
-            let out = raw.bindMemory(to: Float.self, capacity: y.count + 16) + offset
-            out.update(repeating: .nan, count: y.count)
-            x.withUnsafeBufferPointer { xs in
-                weight.withUnsafeBufferPointer { w in
-                    Conv2DKernel.StemForwardKernel.run(g, x: xs.baseAddress!, weight: w.baseAddress!, y: out, threads: threads,
-                                                       residentBytes: residentBytes)
+            alignedOutput(count: y.count, offset: offset) { out in
+                x.withUnsafeBufferPointer { xs in
+                    weight.withUnsafeBufferPointer { w in
+                        Conv2DKernel.StemForwardKernel.run(g, x: xs.baseAddress!, weight: w.baseAddress!, y: out, threads: threads,
+                                                           residentBytes: residentBytes)
+                    }
                 }
             }
-            return Array(UnsafeBufferPointer(start: out, count: y.count))
         }
         let one = result(1)
         #expect(worstError(one, y, yMagnitude) <= 1, "\(g)")

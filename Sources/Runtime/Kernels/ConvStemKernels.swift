@@ -241,29 +241,38 @@ extension Conv2DKernel {
         @inline(never)
         static func tile6(_ channels: Int, _ planeBytes: Int, _ copy: UnsafeRawPointer, _ w0: UnsafePointer<Float>,
                           _ w1: UnsafePointer<Float>, _ y0: UnsafeMutableRawPointer, _ y1: UnsafeMutableRawPointer?, _ stream: Bool) {
-            let step = MemoryLayout<V>.stride, row = 32 * MemoryLayout<Float>.stride
+            let step = MemoryLayout<V>.stride
             var a0 = V(), a1 = V(), a2 = V(), a3 = V(), a4 = V(), a5 = V()
             var b0 = V(), b1 = V(), b2 = V(), b3 = V(), b4 = V(), b5 = V()
-            for c in 0..<channels {
-                for ky in 0..<3 {
-                    for kx in 0..<3 {
-                        let tap = c * 9 + ky * 3 + kx
-                        let p = copy + (c * 3 + kx) * planeBytes + ky * row
-                        let k0 = V(repeating: w0[tap]), k1 = V(repeating: w1[tap])
-                        var v = p.loadUnaligned(as: V.self); multiplyAdd(&a0, k0, v); multiplyAdd(&b0, k1, v)
-                        v = p.loadUnaligned(fromByteOffset: step, as: V.self); multiplyAdd(&a1, k0, v); multiplyAdd(&b1, k1, v)
-                        v = p.loadUnaligned(fromByteOffset: 2 * step, as: V.self); multiplyAdd(&a2, k0, v); multiplyAdd(&b2, k1, v)
-                        v = p.loadUnaligned(fromByteOffset: 3 * step, as: V.self); multiplyAdd(&a3, k0, v); multiplyAdd(&b3, k1, v)
-                        v = p.loadUnaligned(fromByteOffset: 4 * step, as: V.self); multiplyAdd(&a4, k0, v); multiplyAdd(&b4, k1, v)
-                        v = p.loadUnaligned(fromByteOffset: 5 * step, as: V.self); multiplyAdd(&a5, k0, v); multiplyAdd(&b5, k1, v)
-                    }
-                }
+            forEachTap(channels, planeBytes, copy, w0, w1) { p, k0, k1 in
+                var v = p.loadUnaligned(as: V.self); multiplyAdd(&a0, k0, v); multiplyAdd(&b0, k1, v)
+                v = p.loadUnaligned(fromByteOffset: step, as: V.self); multiplyAdd(&a1, k0, v); multiplyAdd(&b1, k1, v)
+                v = p.loadUnaligned(fromByteOffset: 2 * step, as: V.self); multiplyAdd(&a2, k0, v); multiplyAdd(&b2, k1, v)
+                v = p.loadUnaligned(fromByteOffset: 3 * step, as: V.self); multiplyAdd(&a3, k0, v); multiplyAdd(&b3, k1, v)
+                v = p.loadUnaligned(fromByteOffset: 4 * step, as: V.self); multiplyAdd(&a4, k0, v); multiplyAdd(&b4, k1, v)
+                v = p.loadUnaligned(fromByteOffset: 5 * step, as: V.self); multiplyAdd(&a5, k0, v); multiplyAdd(&b5, k1, v)
             }
             put(a0, y0, 0, stream); put(a1, y0, step, stream); put(a2, y0, 2 * step, stream)
             put(a3, y0, 3 * step, stream); put(a4, y0, 4 * step, stream); put(a5, y0, 5 * step, stream)
             guard let y1 else { return }
             put(b0, y1, 0, stream); put(b1, y1, step, stream); put(b2, y1, 2 * step, stream)
             put(b3, y1, 3 * step, stream); put(b4, y1, 4 * step, stream); put(b5, y1, 5 * step, stream)
+        }
+
+        /// Calls `body` for each tap (c, ky, kx) in order with x̂'s address for it (`copy` the tile's
+        /// first pixel) and the two output channels' weights broadcast.
+        @inline(__always)
+        static func forEachTap(_ channels: Int, _ planeBytes: Int, _ copy: UnsafeRawPointer, _ w0: UnsafePointer<Float>,
+                               _ w1: UnsafePointer<Float>, _ body: (UnsafeRawPointer, V, V) -> Void) {
+            let row = 32 * MemoryLayout<Float>.stride
+            for c in 0..<channels {
+                for ky in 0..<3 {
+                    for kx in 0..<3 {
+                        let tap = c * 9 + ky * 3 + kx
+                        body(copy + (c * 3 + kx) * planeBytes + ky * row, V(repeating: w0[tap]), V(repeating: w1[tap]))
+                    }
+                }
+            }
         }
 
         /// Stores `v` at `offset` bytes from `p`: past the caches (a non-temporal store, `p` then
@@ -284,18 +293,11 @@ extension Conv2DKernel {
         @inline(never)
         static func tile2(_ channels: Int, _ planeBytes: Int, _ copy: UnsafeRawPointer, _ w0: UnsafePointer<Float>,
                           _ w1: UnsafePointer<Float>, _ y0: UnsafeMutableRawPointer, _ y1: UnsafeMutableRawPointer?, _ stream: Bool) {
-            let step = MemoryLayout<V>.stride, row = 32 * MemoryLayout<Float>.stride
+            let step = MemoryLayout<V>.stride
             var a0 = V(), a1 = V(), b0 = V(), b1 = V()
-            for c in 0..<channels {
-                for ky in 0..<3 {
-                    for kx in 0..<3 {
-                        let tap = c * 9 + ky * 3 + kx
-                        let p = copy + (c * 3 + kx) * planeBytes + ky * row
-                        let k0 = V(repeating: w0[tap]), k1 = V(repeating: w1[tap])
-                        var v = p.loadUnaligned(as: V.self); multiplyAdd(&a0, k0, v); multiplyAdd(&b0, k1, v)
-                        v = p.loadUnaligned(fromByteOffset: step, as: V.self); multiplyAdd(&a1, k0, v); multiplyAdd(&b1, k1, v)
-                    }
-                }
+            forEachTap(channels, planeBytes, copy, w0, w1) { p, k0, k1 in
+                var v = p.loadUnaligned(as: V.self); multiplyAdd(&a0, k0, v); multiplyAdd(&b0, k1, v)
+                v = p.loadUnaligned(fromByteOffset: step, as: V.self); multiplyAdd(&a1, k0, v); multiplyAdd(&b1, k1, v)
             }
             put(a0, y0, 0, stream); put(a1, y0, step, stream)
             guard let y1 else { return }
