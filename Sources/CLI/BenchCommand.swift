@@ -23,13 +23,17 @@ struct BenchSettings {
     var convResNet20 = false
     /// `conv --layer TEXT`: only the layers whose name contains TEXT (e.g. `layer4`, `shortcut`).
     var convLayer: String?
+    /// `conv --pass NAME`: only that pass (`forward`, `bwd-data` or `bwd-filter`).
+    var convPass: String?
+    /// `conv --runs N`: timed calls per pass (the best is reported), 5 unless given; more for a profiler.
+    var convRuns = 5
     /// `gemm --cold`: 64 MiB are written between timed calls, so A, B and C start outside the
     /// caches, as a training step's products find them.
     var coldCaches = false
 }
 
 func benchCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape", "--layer", "--contention"],
+    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape", "--layer", "--pass", "--runs", "--contention"],
                              flags: ["--json", "--no-peak", "--cold"], command: "bench")
     guard args.positionals.count == 1, benchWorkloads.contains(args.positionals[0]) else {
         throw KilnError.argument("bench: give one workload: \(benchWorkloads.joined(separator: ", "))")
@@ -56,6 +60,17 @@ func benchCommand(_ words: [String]) throws {
     if let text = args.options["--layer"] {
         guard settings.workload == "conv" else { throw KilnError.argument("bench: --layer is for the conv workload") }
         settings.convLayer = text
+    }
+    if let text = args.options["--pass"] {
+        guard settings.workload == "conv" else { throw KilnError.argument("bench: --pass is for the conv workload") }
+        guard convPassNames.contains(text) else {
+            throw KilnError.argument("bench conv: --pass takes \(convPassNames.joined(separator: ", ")) (got \"\(excerpt(text))\")")
+        }
+        settings.convPass = text
+    }
+    if args.options["--runs"] != nil {
+        guard settings.workload == "conv" else { throw KilnError.argument("bench: --runs is for the conv workload") }
+        settings.convRuns = try args.int("--runs", default: 5, in: 1...100_000)
     }
     let winograd = Environment.winograd("KILN_WINOGRAD"), filter = Environment.winograd("KILN_WINOGRAD_FILTER")
     if winograd.off { Conv2DKernel.winogradEnabled = false }

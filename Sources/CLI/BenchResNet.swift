@@ -174,6 +174,9 @@ private func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
 /// on `--threads`: 1 untimed call, then the best of 5 timed calls (scratch warmed as in a
 /// compiled program). Prints a table; the record's value is total FLOPs over total best time
 /// (all rows), each row in `extra.layers` (columns named in `extra.layer_columns`).
+/// The passes' names in `kiln bench conv`'s table, in its order.
+let convPassNames = ["forward", "bwd-data", "bwd-filter"]
+
 func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
     let peak = settings.measurePeak ? PeakFMA.measure(threads: settings.threads) : nil
     let bandwidth = settings.measurePeak ? MemoryBandwidth.measure(threads: settings.threads) : nil
@@ -205,7 +208,8 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
         let out = alignedFloats(max(g.n * g.c * g.h * g.w, g.n * g.o * g.oh * g.ow, g.o * g.c * g.kh * g.kw))
         defer { [x, w, dy, out].forEach { $0.deallocate() } }
         let shape = "\(g.n)x\(g.c)x\(g.h)x\(g.w) -> \(g.o), \(g.kh)x\(g.kw), s\(g.strideH)"
-        for pass in [Conv2DKernel.Pass.forward, .backwardData, .backwardFilter] {
+        for (pass, passName) in zip([Conv2DKernel.Pass.forward, .backwardData, .backwardFilter], convPassNames)
+            where settings.convPass.map({ $0 == passName }) ?? true {
             let workspace = Conv2DKernel.Workspace(pass, g, threads: settings.threads)
             func call() {
                 switch pass {
@@ -216,7 +220,7 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
             }
             call()
             var best = Double.infinity
-            for _ in 0..<5 {
+            for _ in 0..<settings.convRuns {
                 let start = monotonicSeconds()
                 call()
                 best = min(best, monotonicSeconds() - start)
@@ -224,7 +228,6 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
             totalFlops += flops
             totalSeconds += best
             let gflops = flops / best / 1e9
-            let passName = pass == .forward ? "forward" : pass == .backwardData ? "bwd-data" : "bwd-filter"
             let algorithm = Conv2DKernel.algorithm(g, pass)
             var line = layer.name.padding(toLength: 19, withPad: " ", startingAt: 0)
                 + shape.padding(toLength: 31, withPad: " ", startingAt: 0) + passName.padding(toLength: 11, withPad: " ", startingAt: 0)

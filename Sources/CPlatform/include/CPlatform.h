@@ -19,6 +19,15 @@ static inline void kiln_prefetch_l2(const void *address) {
 #endif
 }
 
+/// As `kiln_prefetch_l2`, into every level (`prefetcht0`). On AMD EPYC family 25 model 17 (Zen 4)
+/// `prefetcht1` is documented to fill L2 but is at times dropped; where a pass's prefetches must
+/// arrive (the shortcut filter gradient's), this one did (`ShortcutKernel.FilterPlan`).
+static inline void kiln_prefetch_l1(const void *address) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(address, 0, 3);
+#endif
+}
+
 /// 16 floats, as Swift's SIMD16<Float>.
 typedef float kiln_float16 __attribute__((ext_vector_type(16)));
 

@@ -233,7 +233,7 @@ extension Conv2DKernel {
             }
         }
 
-        /// Prefetches into L2, a share after each of `tiles` tiles, the even rows of x that images
+        /// Prefetches into L2 (every level: `toL1`), a share after each of `tiles` tiles, the even rows of x that images
         /// `images` will be gathered from (none for no images):
         /// - forward, for rows of 32 floats or more: a page's lines two on, two off, which the
         ///   hardware prefetcher did not follow (layer2's forward pass 1.82 → 1.68 ms, Xeon). Where
@@ -243,49 +243,61 @@ extension Conv2DKernel {
         ///   memory otherwise (layer2 4.06–4.19 → 3.65–3.78 ms, layer3 3.77–3.85 → 3.23–3.43 ms on
         ///   AMD EPYC family 25 model 17, 32 MB L3; on the Xeon, whose L3 held x, it had cost 3 %).
         struct EvenRowPrefetcher {
-            let base: UnsafePointer<Float>, lines: Int, perTile: Int, lineRows: Int, rowStep: Int
+            let base: UnsafePointer<Float>, lines: Int, perTile: Int, lineRows: Int, rowStep: Int, toL1: Bool
             var line = 0
+            /// Where `line` is: the even row's start and the line within it (no division a line).
+            var row: UnsafePointer<Float>, column = 0
 
-            init(_ g: Geometry, x: UnsafePointer<Float>, images: Range<Int>?, tiles: Int) {
+            init(_ g: Geometry, x: UnsafePointer<Float>, images: Range<Int>?, tiles: Int, toL1: Bool = false) {
                 let lineRows = max(1, g.w / 16)
                 self.lineRows = lineRows
                 rowStep = 2 * g.w
                 lines = (images?.count ?? 0) * g.c * g.oh * lineRows
                 base = x + (images?.lowerBound ?? 0) * g.c * g.h * g.w
+                row = base
                 perTile = (lines + tiles - 1) / max(1, tiles)
-            }
-
-            @inline(__always)
-            mutating func step() {
-                var issued = 0
-                while issued < perTile && line < lines {
-                    kiln_prefetch_l2(base + line / lineRows * rowStep + line % lineRows * 16)
-                    line += 1
-                    issued += 1
-                }
-            }
-        }
-
-        /// Prefetches into L2, a share after each of `tiles` tiles, the 64-byte lines of `floats`
-        /// consecutive floats from `base` (none for 0).
-        struct LinePrefetcher {
-            let base: UnsafePointer<Float>, lines: Int, perTile: Int
-            var line = 0
-
-            init(_ base: UnsafePointer<Float>, floats: Int, tiles: Int) {
-                self.base = base
-                lines = (floats + 15) / 16
-                perTile = (lines + tiles - 1) / max(1, tiles)
+                self.toL1 = toL1
             }
 
             @inline(__always)
             mutating func step() {
                 let end = min(lines, line + perTile)
                 while line < end {
-                    kiln_prefetch_l2(base + line * 16)
+                    ShortcutKernel.prefetch(row + column * 16, toL1: toL1)
+                    line += 1
+                    column += 1
+                    if column == lineRows { column = 0; row += rowStep }
+                }
+            }
+        }
+
+        /// Prefetches into L2 (every level: `toL1`), a share after each of `tiles` tiles, the 64-byte lines of `floats`
+        /// consecutive floats from `base` (none for 0).
+        struct LinePrefetcher {
+            let base: UnsafePointer<Float>, lines: Int, perTile: Int, toL1: Bool
+            var line = 0
+
+            init(_ base: UnsafePointer<Float>, floats: Int, tiles: Int, toL1: Bool = false) {
+                self.base = base
+                lines = (floats + 15) / 16
+                perTile = (lines + tiles - 1) / max(1, tiles)
+                self.toL1 = toL1
+            }
+
+            @inline(__always)
+            mutating func step() {
+                let end = min(lines, line + perTile)
+                while line < end {
+                    ShortcutKernel.prefetch(base + line * 16, toL1: toL1)
                     line += 1
                 }
             }
+        }
+
+        /// One line's prefetch: into every level (`toL1`) or into L2 (see `FilterPlan.prefetch`).
+        @inline(__always)
+        static func prefetch(_ address: UnsafePointer<Float>, toL1: Bool) {
+            if toL1 { kiln_prefetch_l1(address) } else { kiln_prefetch_l2(address) }
         }
 
         /// One group: packs B, then every (B panel, A panel) tile, B's panel staying in L1 across
@@ -372,8 +384,13 @@ extension Conv2DKernel {
         struct FilterPlan {
             let g: Geometry
             let groupImages: Int, groups: Int
-            /// Whether each group prefetches the next group's x and dy into L2: when x is at least
+            /// Whether each group prefetches the next group's x and dy: when x is at least
             /// `residentBytes`, both come from memory, and the gathers and the tiles wait on them.
+            /// With `prefetcht0` (into L1 and L2), not `prefetcht1` (L2) as elsewhere: on AMD EPYC
+            /// family 25 model 17 (Zen 4), where `prefetcht1` is at times dropped, 15 alternations
+            /// of each gave layer2 3.77 → 3.25 ms (AVX2) and 3.49 → 3.09 (AVX-512), layer3
+            /// 3.01 → 2.83 and 2.92 → 2.79. The other prefetching passes were no faster with it
+            /// (the stem's backward passes slower: 2.31 → 2.76 ms, AVX-512), so they keep L2.
             let prefetch: Bool
             var pixels: Int { groupImages * g.outputPixels }
             var cPanels: Int { (g.c + columns - 1) / columns }
@@ -442,9 +459,9 @@ extension Conv2DKernel {
             // A share after every `filterChunk` pixels of a tile: issued all at once after a tile,
             // they waited on one another (a tenth of layer2's time in the issuing loop).
             let chunks = oBlocks * plan.cPanels * images.count * ((p + filterChunk - 1) / filterChunk)
-            var prefetcher = EvenRowPrefetcher(g, x: x, images: next, tiles: chunks)
+            var prefetcher = EvenRowPrefetcher(g, x: x, images: next, tiles: chunks, toL1: true)
             var dyPrefetcher = LinePrefetcher(dy + (next?.lowerBound ?? 0) * g.o * p, floats: (next?.count ?? 0) * g.o * p,
-                                              tiles: chunks)
+                                              tiles: chunks, toL1: true)
             let segment = Segments(count: images.count, length: p, strideBytes: g.o * p * MemoryLayout<Float>.stride,
                                    rowBytes: p * MemoryLayout<Float>.stride)
             for block in 0..<oBlocks {
