@@ -517,7 +517,7 @@ func shortcutKernelMatchesNaive() {
     }
 }
 
-@Test("shortcut kernel past the cache: streamed dx and prefetched x give the cached path's bits, aligned or not")
+@Test("shortcut kernel past the cache: streamed y and dx and prefetched x give the cached path's bits, aligned or not")
 func shortcutKernelStreamsAndPrefetches() {
     typealias Kernel = Conv2DKernel.ShortcutKernel
     let cases: [Conv2DKernel.Geometry] = [
@@ -530,26 +530,32 @@ func shortcutKernelStreamsAndPrefetches() {
         let x = randomFloats(g.n * g.c * g.h * g.w, seed: 41)
         let weight = randomFloats(g.o * g.c, seed: 42)
         let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 43)
-        #expect(Kernel.Plan(g, forward: false, residentBytes: 0).stream && !Kernel.Plan(g, forward: true, residentBytes: 0).stream)
-        #expect(!Kernel.Plan(g, forward: false, residentBytes: .max).stream)
+        for forward in [true, false] {
+            #expect(Kernel.Plan(g, forward: forward, residentBytes: 0).stream)
+            #expect(!Kernel.Plan(g, forward: forward, residentBytes: .max).stream)
+        }
         #expect(Kernel.FilterPlan(g, residentBytes: 0).prefetch && !Kernel.FilterPlan(g, residentBytes: .max).prefetch)
-        /// dx into 64-byte aligned memory (`offset` floats past it).
-        func backwardData(_ residentBytes: Int, threads: Int, offset: Int = 0) -> [Float] {
-            alignedOutput(count: x.count, offset: offset) { dx in
-                dy.withUnsafeBufferPointer { d in
+        /// y (forward) or dx into 64-byte aligned memory (`offset` floats past it).
+        func pass(forward: Bool, _ residentBytes: Int, threads: Int, offset: Int = 0) -> [Float] {
+            alignedOutput(count: forward ? dy.count : x.count, offset: offset) { out in
+                (forward ? x : dy).withUnsafeBufferPointer { source in
                     weight.withUnsafeBufferPointer { w in
-                        Kernel.run(Kernel.Plan(g, forward: false, residentBytes: residentBytes), source: d.baseAddress!,
-                                   weight: w.baseAddress!, out: dx, threads: threads)
+                        Kernel.run(Kernel.Plan(g, forward: forward, residentBytes: residentBytes), source: source.baseAddress!,
+                                   weight: w.baseAddress!, out: out, threads: threads)
                     }
                 }
             }
         }
-        let cached = backwardData(.max, threads: 1)
-        #expect(!cached.contains { $0.isNaN })
-        for threads in 1...3 {
-            #expect(backwardData(0, threads: threads).map(\.bitPattern) == cached.map(\.bitPattern), "streamed \(g) \(threads)")
-            // Not 64-byte aligned: stored as usual.
-            #expect(backwardData(0, threads: threads, offset: 1).map(\.bitPattern) == cached.map(\.bitPattern), "\(g) \(threads)")
+        for forward in [true, false] {
+            let cached = pass(forward: forward, .max, threads: 1)
+            #expect(!cached.contains { $0.isNaN })
+            for threads in 1...3 {
+                #expect(pass(forward: forward, 0, threads: threads).map(\.bitPattern) == cached.map(\.bitPattern),
+                        "streamed \(g) forward \(forward) \(threads)")
+                // Not 64-byte aligned: stored as usual.
+                #expect(pass(forward: forward, 0, threads: threads, offset: 1).map(\.bitPattern) == cached.map(\.bitPattern),
+                        "\(g) forward \(forward) \(threads)")
+            }
         }
         func filter(_ residentBytes: Int, _ threads: Int) -> [Float] {
             run([x, dy], outputCount: weight.count) {

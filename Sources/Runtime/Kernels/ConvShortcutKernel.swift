@@ -28,10 +28,10 @@ extension Conv2DKernel {
     enum ShortcutKernel {
         /// Bytes of a pass's data from which it is not expected to stay in the last-level cache:
         /// half that cache (`Platform.lastLevelCacheBytes`; unbounded where it is not known).
-        /// From there the backward data streams dx past the caches and the filter gradient
-        /// prefetches the next group's x and dy (both measured on an AMD EPYC family 25 model 17,
-        /// 32 MB L3, where layer2's dx and x (33.5 MB) and layer3's (16.8 MB) are past it; a Xeon
-        /// with 320 MB, where neither had paid, never takes them).
+        /// From there the forward and backward data stream y and dx past the caches and the filter
+        /// gradient prefetches the next group's x and dy (measured on an AMD EPYC family 25 model
+        /// 17, 32 MB L3, where layer2's dx and x (33.5 MB), its y (16.8 MB) and layer3's x are past
+        /// it; a Xeon with 320 MB, where neither had paid, never takes them).
         static let cacheResidentBytes = (Platform.lastLevelCacheBytes ?? Int.max) / 2
 
         /// Rows (output channels forward, input channels backward) and pixels of the tile.
@@ -75,9 +75,12 @@ extension Conv2DKernel {
             /// Rows of the product (output channels forward, input channels backward) and its depth.
             let m: Int, k: Int
             let groupImages: Int, groups: Int
-            /// Whether the backward data writes dx with non-temporal stores (where dx is 64-byte
-            /// aligned): when dx is at least `residentBytes`, it would not be in cache when read
-            /// next, and streaming it saves reading each line before it is written.
+            /// Whether the pass writes its output (y, or dx) with non-temporal stores (where it is
+            /// 64-byte aligned): when the output is at least `residentBytes`, it would not be in
+            /// cache when read next, and streaming it saves reading each line before it is written.
+            /// Layer2's forward (y 16.8 MB, AMD EPYC family 25 model 17), 12 alternations: AVX2
+            /// 3.12 → 2.94 ms, AVX-512 3.04 → 2.78; the ResNet-18 training step and inference did
+            /// not move beyond the host's noise (5 and 3 alternations).
             let stream: Bool
 
             init(_ g: Geometry, forward: Bool, residentBytes: Int = cacheResidentBytes) {
@@ -87,7 +90,7 @@ extension Conv2DKernel {
                 k = forward ? g.c : g.o
                 groupImages = ShortcutKernel.groupImages(g)
                 groups = (g.n + groupImages - 1) / groupImages
-                stream = !forward && g.n * g.c * g.h * g.w * MemoryLayout<Float>.stride >= residentBytes
+                stream = (forward ? g.n * g.o * g.outputPixels : g.n * g.c * g.h * g.w) * MemoryLayout<Float>.stride >= residentBytes
             }
 
             var aPanels: Int { (m + rows - 1) / rows }
@@ -197,18 +200,21 @@ extension Conv2DKernel {
         struct Out {
             let c0: UnsafeMutablePointer<Float>, c1: UnsafeMutablePointer<Float>
             let ldc: Int, rows: Int, vectors: Int, spreadWidth: Int
-            /// Whether spread vectors go past the caches (`put`).
+            /// Whether the vectors go past the caches (`put`).
             let stream: Bool
         }
 
-        /// Stores one 16-pixel vector at `q`, or (`w` > 0) spreads it into dx at `q` (dx at
-        /// (2·oy, 2·ox) of its first pixel, rows `w` floats wide), zeros between and below: four
-        /// whole 64-byte lines where dx is 64-byte aligned, so that `stream` (non-temporal
+        /// Stores one 16-pixel vector (one whole line of y) at `q`, or (`w` > 0) spreads it into dx
+        /// at `q` (dx at (2·oy, 2·ox) of its first pixel, rows `w` floats wide), zeros between and
+        /// below: four whole 64-byte lines where dx is 64-byte aligned. So `stream` (non-temporal
         /// stores) writes lines without reading them first.
         @inline(__always)
         static func put(_ v: SIMD16<Float>, _ q: UnsafeMutablePointer<Float>, _ w: Int, stream: Bool) {
             typealias V = SIMD16<Float>
-            guard w > 0 else { return UnsafeMutableRawPointer(q).storeBytes(of: v, as: V.self) }
+            guard w > 0 else {
+                // Forward: one whole line of y (its planes hold a multiple of 16 pixels).
+                return stream ? kiln_stream16(q, v) : UnsafeMutableRawPointer(q).storeBytes(of: v, as: V.self)
+            }
             var z0 = V(), z1 = V()
             z0.evenHalf = v.lowHalf
             z1.evenHalf = v.highHalf
