@@ -170,13 +170,14 @@ private func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
         .bindMemory(to: Float.self, capacity: max(1, count))
 }
 
-/// Times forward, backward-data and backward-filter of every ResNet-18 layer shape at batch 128
-/// on `--threads`: 1 untimed call, then the best of 5 timed calls (scratch warmed as in a
-/// compiled program). Prints a table; the record's value is total FLOPs over total best time
-/// (all rows), each row in `extra.layers` (columns named in `extra.layer_columns`).
 /// The passes' names in `kiln bench conv`'s table, in its order.
 let convPassNames = ["forward", "bwd-data", "bwd-filter"]
 
+/// Times forward, backward-data and backward-filter of every ResNet-18 layer shape at batch 128
+/// (those `--layer` and `--pass` keep) on `--threads`: 1 untimed call, then the best of
+/// `--runs` timed calls, 5 by default (scratch warmed as in a compiled program). Prints a table;
+/// the record's value is total FLOPs over total best time (all rows), each row in
+/// `extra.layers` (columns named in `extra.layer_columns`).
 func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
     let peak = settings.measurePeak ? PeakFMA.measure(threads: settings.threads) : nil
     let bandwidth = settings.measurePeak ? MemoryBandwidth.measure(threads: settings.threads) : nil

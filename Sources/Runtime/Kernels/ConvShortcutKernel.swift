@@ -239,8 +239,8 @@ extension Conv2DKernel {
             }
         }
 
-        /// Prefetches into L2 (every level: `toL1`), a share after each of `tiles` tiles, the even rows of x that images
-        /// `images` will be gathered from (none for no images):
+        /// Prefetches into L2 (into every level: `toL1`), a share after each of `tiles` tiles, the
+        /// even rows of x that images `images` will be gathered from (none for no images):
         /// - forward, for rows of 32 floats or more: a page's lines two on, two off, which the
         ///   hardware prefetcher did not follow (layer2's forward pass 1.82 → 1.68 ms, Xeon). Where
         ///   whole lines are read (rows of 8 or 16 floats, dy) it did, and prefetching made no
@@ -277,8 +277,8 @@ extension Conv2DKernel {
             }
         }
 
-        /// Prefetches into L2 (every level: `toL1`), a share after each of `tiles` tiles, the 64-byte lines of `floats`
-        /// consecutive floats from `base` (none for 0).
+        /// Prefetches into L2 (into every level: `toL1`), a share after each of `tiles` tiles, the
+        /// 64-byte lines of `floats` consecutive floats from `base` (none for 0).
         struct LinePrefetcher {
             let base: UnsafePointer<Float>, lines: Int, perTile: Int, toL1: Bool
             var line = 0
