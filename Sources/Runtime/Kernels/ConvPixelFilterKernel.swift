@@ -1,3 +1,5 @@
+import CPlatform
+
 /// The backward-filter pass of stride-1 convolutions with few input channels (a network's
 /// stem: ResNet's 3 → 64 or 3 → 16 3×3 layer), vectorised over output pixels:
 /// `dW[o, K] = Σ_t dy[o, t] · x̂[K, t]` with K = (c, ky, kx) and t the output pixels.
@@ -131,11 +133,13 @@ extension Conv2DKernel {
                 for slot in 0..<images.count {
                     let base = UnsafeRawPointer(copies + slot * plan.imageFloats)
                     let image = dy + (images.lowerBound + slot) * g.o * g.outputPixels
-                    // The next image's dy for these tiles, into L2 a share after each call.
-                    var prefetcher = ShortcutKernel.LinePrefetcher(image + (g.o + channels.lowerBound) * g.outputPixels,
-                                                                   floats: plan.prefetch && images.lowerBound + slot + 1 < g.n
-                                                                    ? channels.count * g.outputPixels : 0,
-                                                                   tiles: plan.kTiles * tiles.count)
+                    // The next image's dy for these tiles, into L2: a line after each vector of pixels
+                    // of each tile, from the first tile on (issued a tile's share at once, the
+                    // prefetches waited on one another: a sixth of the pass's time on them).
+                    let ahead = UnsafeRawPointer(image + (g.o + channels.lowerBound) * g.outputPixels)
+                    let aheadLines = plan.prefetch && images.lowerBound + slot + 1 < g.n ? channels.count * g.outputPixels / 16 : 0
+                    let perCall = g.outputPixels / lanes
+                    var call = 0
                     // K tiles outer: one K tile's copies (3 planes of an input channel) stay in L1
                     // while the image's dy streams from L2 (a whole image's copies do not fit).
                     for kTile in 0..<plan.kTiles {
@@ -147,13 +151,14 @@ extension Conv2DKernel {
                             let second = (o1 - o0) * g.outputPixels * MemoryLayout<Float>.stride
                             let third = (o2 - o0) * g.outputPixels * MemoryLayout<Float>.stride
                             let sums = partials + (tile * plan.kTiles + kTile) * tileFloats
+                            let share = (ahead + call * perCall * 64, max(0, min(perCall, aheadLines - call * perCall)))
+                            call += 1
                             if ISA.wideTile {
-                                tile3x3(g.outputPixels, plan.plane, base, rows, dy0, second, third, sums)
+                                tile3x3(g.outputPixels, plan.plane, base, rows, dy0, second, third, sums, share)
                             } else {
                                 let fourth = (min(o0 + 3, g.o - 1) - o0) * g.outputPixels * MemoryLayout<Float>.stride
-                                tile4x1(g.outputPixels, plan.plane, base + rows.0, dy0, (second, third, fourth), sums)
+                                tile4x1(g.outputPixels, plan.plane, base + rows.0, dy0, (second, third, fourth), sums, share)
                             }
-                            prefetcher.step()
                         }
                     }
                 }
@@ -204,7 +209,8 @@ extension Conv2DKernel {
         /// registers hold sums; 12 loads feed 27 multiply-adds.
         @inline(never)
         static func tile3x3(_ pixels: Int, _ plane: Int, _ base: UnsafeRawPointer, _ rowOffsets: (Int, Int, Int),
-                            _ dy0: UnsafeRawPointer, _ second: Int, _ third: Int, _ sums: UnsafeMutablePointer<Float>) {
+                            _ dy0: UnsafeRawPointer, _ second: Int, _ third: Int, _ sums: UnsafeMutablePointer<Float>,
+                            _ ahead: (lines: UnsafeRawPointer, count: Int)) {
             let s = UnsafeMutableRawPointer(sums), step = V.scalarCount * MemoryLayout<Float>.stride
             @inline(__always) func load(_ i: Int) -> V { s.loadUnaligned(fromByteOffset: i * step, as: V.self) }
             var a0 = load(0), a1 = load(1), a2 = load(2), a3 = load(3), a4 = load(4), a5 = load(5)
@@ -216,7 +222,8 @@ extension Conv2DKernel {
             let p1 = plane * MemoryLayout<Float>.stride, p2 = 2 * p1
             var r0 = base + rowOffsets.0, r1 = base + rowOffsets.1, r2 = base + rowOffsets.2
             var pd = dy0
-            for _ in 0..<pixels / V.scalarCount {
+            for i in 0..<pixels / V.scalarCount {
+                if i < ahead.count { kiln_prefetch_l2(ahead.lines + i * 64) }
                 let d0 = pd.loadUnaligned(as: V.self), d1 = pd.loadUnaligned(fromByteOffset: second, as: V.self)
                 let d2 = pd.loadUnaligned(fromByteOffset: third, as: V.self)
                 @inline(__always) func fma3(_ a: inout V, _ b: inout V, _ c: inout V, _ v: V) {
@@ -247,14 +254,16 @@ extension Conv2DKernel {
         /// row: 9 rows in pairs).
         @inline(never)
         static func tile4x1(_ pixels: Int, _ plane: Int, _ row: UnsafeRawPointer, _ dy0: UnsafeRawPointer,
-                            _ others: (Int, Int, Int), _ sums: UnsafeMutablePointer<Float>) {
+                            _ others: (Int, Int, Int), _ sums: UnsafeMutablePointer<Float>,
+                            _ ahead: (lines: UnsafeRawPointer, count: Int)) {
             let s = UnsafeMutableRawPointer(sums), step = V.scalarCount * MemoryLayout<Float>.stride
             @inline(__always) func load(_ i: Int) -> V { s.loadUnaligned(fromByteOffset: i * step, as: V.self) }
             var a0 = load(0), a1 = load(1), a2 = load(2), b0 = load(3), b1 = load(4), b2 = load(5)
             var c0 = load(6), c1 = load(7), c2 = load(8), d0 = load(9), d1 = load(10), d2 = load(11)
             let p1 = plane * MemoryLayout<Float>.stride, p2 = 2 * p1
             var r = row, pd = dy0
-            for _ in 0..<pixels / V.scalarCount {
+            for i in 0..<pixels / V.scalarCount {
+                if i < ahead.count { kiln_prefetch_l2(ahead.lines + i * 64) }
                 let x0 = r.loadUnaligned(as: V.self), x1 = r.loadUnaligned(fromByteOffset: p1, as: V.self)
                 let x2 = r.loadUnaligned(fromByteOffset: p2, as: V.self)
                 var d = pd.loadUnaligned(as: V.self)
