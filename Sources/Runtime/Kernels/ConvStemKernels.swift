@@ -39,12 +39,19 @@ extension Conv2DKernel {
             let prefetch = g.n * g.o * g.h * 32 * MemoryLayout<Float>.stride >= residentBytes
             withPaddedWeights(g, weight) { w in
                 Parallel.forEach(chunks: chunks, threads: threads) { chunk in
-                    for image in chunk * g.n / chunks..<(chunk + 1) * g.n / chunks {
-                        let source = dy + image * g.o * g.h * 32, target = dx + image * g.c * g.h * 32
-                        if ISA.Vector.scalarCount == 16 {
-                            for y in stride(from: 0, to: g.h, by: 2) { band(g, y, source, w, target, prefetch: prefetch, SIMD16<Float>.self) }
-                        } else {
-                            for y in 0..<g.h { band(g, y, source, w, target, prefetch: prefetch, SIMD8<Float>.self) }
+                    // Z (`band`), once a chunk: past 1 KB a temporary allocation is on the heap, and
+                    // one a band cost a malloc and a free each (1–2 % of the pass).
+                    withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 3 * 3 * 2 * 6) { z in
+                        let z = UnsafeMutableRawPointer(z.baseAddress!)
+                        for image in chunk * g.n / chunks..<(chunk + 1) * g.n / chunks {
+                            let source = dy + image * g.o * g.h * 32, target = dx + image * g.c * g.h * 32
+                            if ISA.Vector.scalarCount == 16 {
+                                for y in stride(from: 0, to: g.h, by: 2) {
+                                    band(g, y, source, w, target, z, prefetch: prefetch, SIMD16<Float>.self)
+                                }
+                            } else {
+                                for y in 0..<g.h { band(g, y, source, w, target, z, prefetch: prefetch, SIMD8<Float>.self) }
+                            }
                         }
                     }
                 }
@@ -52,30 +59,29 @@ extension Conv2DKernel {
         }
 
         /// dx rows `y ..< y + r` (those below h are not stored; r the rows 4 vectors of V cover) of
-        /// every channel: `zBand` for each channel, then the shifted sum of its three taps.
+        /// every channel: `zBand` for each channel, then the shifted sum of its three taps. Z is
+        /// at `base` (room for 3 · 3 · 2 rows of 48 floats).
         @inline(__always)
         static func band<V: SIMD>(_ g: Geometry, _ y: Int, _ dy: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-                                  _ dx: UnsafeMutablePointer<Float>, prefetch: Bool, _: V.Type) where V.Scalar == Float {
+                                  _ dx: UnsafeMutablePointer<Float>, _ base: UnsafeMutableRawPointer, prefetch: Bool,
+                                  _: V.Type) where V.Scalar == Float {
             typealias E = SIMD8<Float>
             let rows = max(1, 4 * V.scalarCount / 32), size = MemoryLayout<Float>.stride
             // Z's rows with 8 zeros either side: [c][kx][row][48], a row's pixels at 8.
             let zRow = 48 * size, zTap = rows * zRow, zChannel = 3 * zTap
-            withUnsafeTemporaryAllocation(of: E.self, capacity: 3 * 3 * rows * 6) { z in
-                let base = UnsafeMutableRawPointer(z.baseAddress!)
+            for c in 0..<g.c {
+                zBand(g, y, c, dy, weight, base + c * zChannel, prefetch: prefetch && c == 0, V.self)
+            }
+            let plane = g.h * 32
+            for r in 0..<min(rows, g.h - y) {
                 for c in 0..<g.c {
-                    zBand(g, y, c, dy, weight, base + c * zChannel, prefetch: prefetch && c == 0, V.self)
-                }
-                let plane = g.h * 32
-                for r in 0..<min(rows, g.h - y) {
-                    for c in 0..<g.c {
-                        let zc = UnsafeRawPointer(base + c * zChannel + r * zRow)
-                        for v in 0..<4 {
-                            let at = (8 + 8 * v) * size
-                            var sum = zc.loadUnaligned(fromByteOffset: at + size, as: E.self)
-                            sum += zc.loadUnaligned(fromByteOffset: zTap + at, as: E.self)
-                            sum += zc.loadUnaligned(fromByteOffset: 2 * zTap + at - size, as: E.self)
-                            UnsafeMutableRawPointer(dx + c * plane + (y + r) * 32 + 8 * v).storeBytes(of: sum, as: E.self)
-                        }
+                    let zc = UnsafeRawPointer(base + c * zChannel + r * zRow)
+                    for v in 0..<4 {
+                        let at = (8 + 8 * v) * size
+                        var sum = zc.loadUnaligned(fromByteOffset: at + size, as: E.self)
+                        sum += zc.loadUnaligned(fromByteOffset: zTap + at, as: E.self)
+                        sum += zc.loadUnaligned(fromByteOffset: 2 * zTap + at - size, as: E.self)
+                        UnsafeMutableRawPointer(dx + c * plane + (y + r) * 32 + 8 * v).storeBytes(of: sum, as: E.self)
                     }
                 }
             }
