@@ -27,13 +27,16 @@ struct BenchSettings {
     var convPass: String?
     /// `conv --runs N`: timed calls per pass (the best is reported), 5 unless given; more for a profiler.
     var convRuns = 5
+    /// `conv --rounds N`: times the whole table N times, each row's best call over all of them
+    /// (3 unless given; 1 for a profiler).
+    var convRounds = 3
     /// `gemm --cold`: 64 MiB are written between timed calls, so A, B and C start outside the
     /// caches, as a training step's products find them.
     var coldCaches = false
 }
 
 func benchCommand(_ words: [String]) throws {
-    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape", "--layer", "--pass", "--runs", "--contention"],
+    let args = try Arguments(words, options: ["--threads", "--jsonl", "--seed", "--epochs", "--limit-steps", "--data-dir", "--shape", "--layer", "--pass", "--runs", "--rounds", "--contention"],
                              flags: ["--json", "--no-peak", "--cold"], command: "bench")
     guard args.positionals.count == 1, benchWorkloads.contains(args.positionals[0]) else {
         throw KilnError.argument("bench: give one workload: \(benchWorkloads.joined(separator: ", "))")
@@ -71,6 +74,10 @@ func benchCommand(_ words: [String]) throws {
     if args.options["--runs"] != nil {
         guard settings.workload == "conv" else { throw KilnError.argument("bench: --runs is for the conv workload") }
         settings.convRuns = try args.int("--runs", default: 5, in: 1...100_000)
+    }
+    if args.options["--rounds"] != nil {
+        guard settings.workload == "conv" else { throw KilnError.argument("bench: --rounds is for the conv workload") }
+        settings.convRounds = try args.int("--rounds", default: 3, in: 1...1000)
     }
     let winograd = Environment.winograd("KILN_WINOGRAD"), filter = Environment.winograd("KILN_WINOGRAD_FILTER")
     if winograd.off { Conv2DKernel.winogradEnabled = false }

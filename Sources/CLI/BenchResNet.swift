@@ -174,81 +174,107 @@ private func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
 let convPassNames = ["forward", "bwd-data", "bwd-filter"]
 
 /// Times forward, backward-data and backward-filter of every ResNet-18 layer shape at batch 128
-/// (those `--layer` and `--pass` keep) on `--threads`: 1 untimed call, then the best of
-/// `--runs` timed calls, 5 by default (scratch warmed as in a compiled program). Prints a table;
-/// the record's value is total FLOPs over total best time (all rows), each row in
-/// `extra.layers` (columns named in `extra.layer_columns`).
+/// (those `--layer` and `--pass` keep) on `--threads`, in `--rounds` rounds (3 by default): in
+/// each, every row gets 1 untimed call, then `--runs` timed calls, 5 by default (scratch warmed as
+/// in a compiled program). A row's time is its best call over all rounds, as the peak is the best
+/// of runs spread over half a second: on a shared host a burst of the neighbours' load lasting a
+/// row's five calls no longer decides that row. Prints a table (with each row's slowest round, so
+/// the noise shows); the record's value is total FLOPs over total best time (all rows), each row
+/// in `extra.layers` (columns named in `extra.layer_columns`).
 func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
     let peak = settings.measurePeak ? PeakFMA.measure(threads: settings.threads) : nil
     let bandwidth = settings.measurePeak ? MemoryBandwidth.measure(threads: settings.threads) : nil
-    var rows: [[Any]] = []
     var totalFlops = 0.0, totalSeconds = 0.0
-    if let peak, let bandwidth {
-        print(String(format: "FMA peak %.1f GFLOP/s, streaming bandwidth %.1f GB/s (%d threads); roofline = min(peak, bandwidth x FLOPs/byte)",
-                     peak.gflops, bandwidth.gigabytesPerSecond, settings.threads))
-    }
-    print("layer              shape (NxCxHxW -> O, k, s)     pass     algorithm                          ms   GFLOP/s"
-          + (peak == nil ? "" : "  of peak  FLOP/B  roofline  of roofline"))
     let layers = (settings.convResNet20 ? resNet20ConvLayers : resNet18ConvLayers)
         .filter { settings.convLayer.map($0.name.contains) ?? true }
     guard !layers.isEmpty else {
         throw KilnError.argument("bench conv: no layer's name contains \"\(excerpt(settings.convLayer ?? ""))\"")
     }
-    for layer in layers {
-        let g = Conv2DKernel.Geometry(n: resNetBatch, c: layer.c, h: layer.side, w: layer.side, o: layer.o, kh: layer.kernel,
-                                      kw: layer.kernel, strideH: layer.stride, strideW: layer.stride,
-                                      padH: layer.kernel == 3 ? 1 : 0, padW: layer.kernel == 3 ? 1 : 0)
-        let flops = 2.0 * Double(g.n * g.o * g.oh * g.ow) * Double(g.c * g.kh * g.kw)
-        var random = SplitMix64(seed: settings.seed)
-        func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-            let p = alignedFloats(count)
-            for i in 0..<count { p[i] = Float(random.uniform(-1, 1)) }
-            return p
+    /// One row of the table: a layer's pass, and its best call in each round so far.
+    struct Row {
+        let layer: String, shape: String, pass: String, algorithm: String, g: Conv2DKernel.Geometry, kernelPass: Conv2DKernel.Pass
+        var rounds: [Double] = []
+    }
+    var table: [Row] = []
+    for round in 0..<settings.convRounds {
+        if settings.convRounds > 1 {
+            FileHandle.standardError.write(Data("bench conv: round \(round + 1) of \(settings.convRounds)\n".utf8))
         }
-        let x = floats(g.n * g.c * g.h * g.w), w = floats(g.o * g.c * g.kh * g.kw), dy = floats(g.n * g.o * g.oh * g.ow)
-        let out = alignedFloats(max(g.n * g.c * g.h * g.w, g.n * g.o * g.oh * g.ow, g.o * g.c * g.kh * g.kw))
-        defer { [x, w, dy, out].forEach { $0.deallocate() } }
-        let shape = "\(g.n)x\(g.c)x\(g.h)x\(g.w) -> \(g.o), \(g.kh)x\(g.kw), s\(g.strideH)"
-        for (pass, passName) in zip([Conv2DKernel.Pass.forward, .backwardData, .backwardFilter], convPassNames)
-            where settings.convPass.map({ $0 == passName }) ?? true {
-            let workspace = Conv2DKernel.Workspace(pass, g, threads: settings.threads)
-            func call() {
-                switch pass {
-                case .forward: Conv2DKernel.forward(g, x: x, weight: w, y: out, threads: settings.threads, workspace: workspace)
-                case .backwardData: Conv2DKernel.backwardData(g, dy: dy, weight: w, dx: out, threads: settings.threads, workspace: workspace)
-                case .backwardFilter: Conv2DKernel.backwardFilter(g, x: x, dy: dy, dw: out, threads: settings.threads, workspace: workspace)
+        var index = 0
+        for layer in layers {
+            let g = Conv2DKernel.Geometry(n: resNetBatch, c: layer.c, h: layer.side, w: layer.side, o: layer.o, kh: layer.kernel,
+                                          kw: layer.kernel, strideH: layer.stride, strideW: layer.stride,
+                                          padH: layer.kernel == 3 ? 1 : 0, padW: layer.kernel == 3 ? 1 : 0)
+            // The same data in every round.
+            var random = SplitMix64(seed: settings.seed)
+            func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+                let p = alignedFloats(count)
+                for i in 0..<count { p[i] = Float(random.uniform(-1, 1)) }
+                return p
+            }
+            let x = floats(g.n * g.c * g.h * g.w), w = floats(g.o * g.c * g.kh * g.kw), dy = floats(g.n * g.o * g.oh * g.ow)
+            let out = alignedFloats(max(g.n * g.c * g.h * g.w, g.n * g.o * g.oh * g.ow, g.o * g.c * g.kh * g.kw))
+            defer { [x, w, dy, out].forEach { $0.deallocate() } }
+            for (pass, passName) in zip([Conv2DKernel.Pass.forward, .backwardData, .backwardFilter], convPassNames)
+                where settings.convPass.map({ $0 == passName }) ?? true {
+                let workspace = Conv2DKernel.Workspace(pass, g, threads: settings.threads)
+                func call() {
+                    switch pass {
+                    case .forward: Conv2DKernel.forward(g, x: x, weight: w, y: out, threads: settings.threads, workspace: workspace)
+                    case .backwardData: Conv2DKernel.backwardData(g, dy: dy, weight: w, dx: out, threads: settings.threads, workspace: workspace)
+                    case .backwardFilter: Conv2DKernel.backwardFilter(g, x: x, dy: dy, dw: out, threads: settings.threads, workspace: workspace)
+                    }
                 }
-            }
-            call()
-            var best = Double.infinity
-            for _ in 0..<settings.convRuns {
-                let start = monotonicSeconds()
                 call()
-                best = min(best, monotonicSeconds() - start)
+                var best = Double.infinity
+                for _ in 0..<settings.convRuns {
+                    let start = monotonicSeconds()
+                    call()
+                    best = min(best, monotonicSeconds() - start)
+                }
+                if round == 0 {
+                    table.append(Row(layer: layer.name, shape: "\(g.n)x\(g.c)x\(g.h)x\(g.w) -> \(g.o), \(g.kh)x\(g.kw), s\(g.strideH)",
+                                     pass: passName, algorithm: Conv2DKernel.algorithm(g, pass), g: g, kernelPass: pass))
+                }
+                table[index].rounds.append(best)
+                index += 1
             }
-            totalFlops += flops
-            totalSeconds += best
-            let gflops = flops / best / 1e9
-            let algorithm = Conv2DKernel.algorithm(g, pass)
-            var line = layer.name.padding(toLength: 19, withPad: " ", startingAt: 0)
-                + shape.padding(toLength: 31, withPad: " ", startingAt: 0) + passName.padding(toLength: 11, withPad: " ", startingAt: 0)
-                + algorithm.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%9.2f %9.1f", best * 1e3, gflops)
-            var row: [Any] = [layer.name, shape, passName, algorithm, rounded(best * 1e3, 3), rounded(gflops, 2)]
-            if let peak, let bandwidth {
-                let intensity = flops / Double(compulsoryBytes(g, pass))
-                let roofline = min(peak.gflops, bandwidth.gigabytesPerSecond * intensity)
-                line += String(format: "  %7.1f%%  %6.1f  %8.1f  %10.1f%%", 100 * gflops / peak.gflops, intensity, roofline,
-                               100 * gflops / roofline)
-                row += [rounded(gflops / peak.gflops, 4), rounded(intensity, 2), rounded(roofline, 1), rounded(gflops / roofline, 4)]
-            }
-            print(line)
-            rows.append(row)
         }
+    }
+    if let peak, let bandwidth {
+        print(String(format: "FMA peak %.1f GFLOP/s, streaming bandwidth %.1f GB/s (%d threads); roofline = min(peak, bandwidth x FLOPs/byte)",
+                     peak.gflops, bandwidth.gigabytesPerSecond, settings.threads))
+    }
+    print("layer              shape (NxCxHxW -> O, k, s)     pass     algorithm                          ms   GFLOP/s"
+          + (peak == nil ? "" : "  of peak  FLOP/B  roofline  of roofline") + "  slowest round")
+    var rows: [[Any]] = []
+    for row in table {
+        let g = row.g, best = row.rounds.min()!, slowest = row.rounds.max()!
+        let flops = 2.0 * Double(g.n * g.o * g.oh * g.ow) * Double(g.c * g.kh * g.kw)
+        totalFlops += flops
+        totalSeconds += best
+        let gflops = flops / best / 1e9
+        var line = row.layer.padding(toLength: 19, withPad: " ", startingAt: 0)
+            + row.shape.padding(toLength: 31, withPad: " ", startingAt: 0) + row.pass.padding(toLength: 11, withPad: " ", startingAt: 0)
+            + row.algorithm.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%9.2f %9.1f", best * 1e3, gflops)
+        var record: [Any] = [row.layer, row.shape, row.pass, row.algorithm, rounded(best * 1e3, 3), rounded(gflops, 2)]
+        if let peak, let bandwidth {
+            let intensity = flops / Double(compulsoryBytes(g, row.kernelPass))
+            let roofline = min(peak.gflops, bandwidth.gigabytesPerSecond * intensity)
+            line += String(format: "  %7.1f%%  %6.1f  %8.1f  %10.1f%%", 100 * gflops / peak.gflops, intensity, roofline,
+                           100 * gflops / roofline)
+            record += [rounded(gflops / peak.gflops, 4), rounded(intensity, 2), rounded(roofline, 1), rounded(gflops / roofline, 4)]
+        }
+        line += String(format: "  %+12.0f%%", 100 * (slowest / best - 1))
+        record.append(row.rounds.map { rounded($0 * 1e3, 3) } as [Any])
+        print(line)
+        rows.append(record)
     }
     let overall = totalFlops / totalSeconds / 1e9
     let columns = ["layer", "shape", "pass", "algorithm", "best_ms", "gflops"]
-        + (peak == nil ? [] : ["fraction_of_peak", "flops_per_byte", "roofline_gflops", "fraction_of_roofline"])
-    var extra: [(String, Any)] = [("batch", resNetBatch), ("threads", settings.threads),
+        + (peak == nil ? [] : ["fraction_of_peak", "flops_per_byte", "roofline_gflops", "fraction_of_roofline"]) + ["round_best_ms"]
+    var extra: [(String, Any)] = [("batch", resNetBatch), ("threads", settings.threads), ("rounds", settings.convRounds),
+                                  ("runs_per_round", settings.convRuns),
                                   ("layer_columns", columns as [Any]), ("layers", rows as [Any])]
     if let peak {
         extra += [("peak_gflops", rounded(peak.gflops, 2)), ("fraction_of_peak", rounded(overall / peak.gflops, 4)),

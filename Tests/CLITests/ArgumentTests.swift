@@ -81,6 +81,8 @@ struct ArgumentTests {
              expected: "bench conv: --pass takes forward, bwd-data, bwd-filter (got \"backward\")"),
         Case(words: ["bench", "gemm", "--pass", "forward"], expected: "bench: --pass is for the conv workload"),
         Case(words: ["bench", "conv", "--runs", "0", "--no-peak"], expected: "--runs needs an integer from 1 to 100000, found \"0\""),
+        Case(words: ["bench", "conv", "--rounds", "0", "--no-peak"], expected: "--rounds needs an integer from 1 to 1000, found \"0\""),
+        Case(words: ["bench", "gemm", "--rounds", "2"], expected: "bench: --rounds is for the conv workload"),
         Case(words: ["bench", "gemm", "--shape", "100000x100000x100000"],
              expected: "bench: --shape takes MxNxK with sizes 1 to 16384, optionally :at, :bt or :atbt (got \"100000x100000x100000\")"),
         Case(words: ["train", "glyph-cnn", "--train", "TRAIN", "--seed", "-1"],
