@@ -26,9 +26,12 @@ commands:
   dot MODEL [--stage forward|training|simplified|fused|planned] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json] [--why A B]
   selftest [--networks N] [--seed S] [--threads T] [--runs R]   random user-style networks, compiled vs the interpreter
-  bench peak|gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train [--threads N] [--jsonl FILE] [--seed S] [--json]
-              [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak] [--cold] [--contention N]   the peers' workloads (bench/README.md);
+  bench peak|gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train|resnet18-train|resnet18-infer|resnet20-train|resnet20-infer
+              [--threads N] [--jsonl FILE] [--seed S] [--json] [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak]
+              [--cold] [--contention N]   the peers' workloads (bench/README.md);
               --contention N runs it quiet, then beside N spinning processes, and reports both and the ratio
+  bench conv [--shape resnet18|resnet20] [--layer TEXT] [--pass forward|bwd-data|bwd-filter] [--runs N] [--rounds N]
+              every layer's convolution passes: algorithm, GFLOP/s and fraction of the measured peak
   fuzz [--cases N] [--seed S] [--formats csv,safetensors,idx,flags] [--memory-mb M] [--timeout S] [--keep DIR]
               a seeded mutation fuzzer: runs kiln on mutated files and flag values under memory and time caps
   fuzz --in-process N [--seed S]   N mutated inputs per reader (safetensors, model files, IDX raw/gzip, CSV, ONNX)
