@@ -20,6 +20,27 @@ struct ConvRooflineTests {
         #expect(compulsoryBytes(conv, .forward) == 4 * (2 * 16 * 64 + 32 * 16 * 9 + 2 * 32 * 64))
     }
 
+    @Test("bench conv in rounds: each row is its best round, every round's best is in the record")
+    func roundsKeepTheBest() throws {
+        var settings = BenchSettings(workload: "conv", threads: 2, seed: 0, epochs: nil, limitSteps: nil, dataDirectory: nil,
+                                     measurePeak: false)
+        settings.convResNet20 = true
+        settings.convLayer = "stage3 shortcut"
+        settings.convRuns = 1
+        settings.convRounds = 3
+        let record = try benchConv(settings)
+        let extra = Dictionary(uniqueKeysWithValues: record.extra.map { ($0.0, $0.1) })
+        #expect(extra["rounds"] as? Int == 3 && extra["runs_per_round"] as? Int == 1)
+        let columns = try #require(extra["layer_columns"] as? [String]), rows = try #require(extra["layers"] as? [[Any]])
+        #expect(rows.map { $0[2] as? String } == ["forward", "bwd-data", "bwd-filter"])
+        let best = try #require(columns.firstIndex(of: "best_ms")), rounds = try #require(columns.firstIndex(of: "round_best_ms"))
+        for row in rows {
+            let times = try #require(row[rounds] as? [Any]).compactMap { $0 as? Double }
+            #expect(times.count == 3 && times.allSatisfy { $0 > 0 })
+            #expect(row[best] as? Double == times.min())
+        }
+    }
+
     @Test("the bandwidth measurement copies every byte and gives a finite positive figure")
     func bandwidthMeasures() {
         let m = MemoryBandwidth.measure(threads: 2, megabytesPerThread: 1, runs: 2)
