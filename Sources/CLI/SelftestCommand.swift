@@ -35,6 +35,12 @@ func selftestCommand(_ words: [String]) throws {
             print(String(format: "selftest: %@ agrees with the interpreter over %d runs (%.1f s)", network.summary, runs, Date().timeIntervalSince(start)))
         } catch {
             print("FAIL \(error)")
+            for step in 0..<runs {
+                if let node = try? DifferentialCheck.firstDivergentNode(network, step: step) {
+                    print("  first node that differs, unoptimised, in run \(step + 1): \(node)")
+                    break
+                }
+            }
             exit(1)
         }
         return

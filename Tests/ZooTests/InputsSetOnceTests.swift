@@ -53,6 +53,20 @@ struct InputsSetOnceTests {
         try DifferentialCheck.check(network, threads: 2, runs: 3)
     }
 
+    /// The node-by-node diagnosis of a later step (`kiln selftest` prints it for a failing run): the
+    /// steps before run compiled, and the interpreter's step number matches (dropout draws a new
+    /// mask each step, so a wrong step would differ at the first dropout).
+    @Test("the first divergent node of a later step: none for a model that agrees")
+    func divergentNodeLaterStep() throws {
+        let model = try Zoo.classifier("mlp-dropout", classes: 5)
+        let graph = try ClassifierTrainer.trainingGraph(model: model, batch: 3, optimizer: .sgd(momentum: 0.9))
+        let network = RandomNetwork(seed: 21, summary: "mlp-dropout", graph: graph, feeds: RandomNetworks.feeds(for: graph, classes: 5, seed: 4))
+        for step in 0..<3 {
+            let node = try DifferentialCheck.firstDivergentNode(network, step: step)
+            #expect(node == nil, "step \(step): \(node ?? "")")
+        }
+    }
+
     /// The ResNets on small images, so the float64 interpreter stays quick (their convolutions
     /// take the same im2col+GEMM paths as at 32×32). ResNet-18 needs 16×16: at 8×8 its last
     /// stage is 1×1, its batch norms see 3 values per channel at batch 3, and the float32

@@ -69,17 +69,19 @@ public enum DifferentialCheck {
         }
     }
 
-    /// For a network that failed: runs its first step node by node (no passes, every value in its
-    /// own buffer) beside the interpreter and names the first node whose values differ.
-    public static func firstDivergentNode(_ network: RandomNetwork) throws -> String? {
+    /// For a network that failed: runs its step `step` (0 the first; the steps before it run
+    /// compiled, updating the parameters) node by node (no passes, every value in its own buffer)
+    /// beside the interpreter, from the same parameters, and names the first node whose values differ.
+    public static func firstDivergentNode(_ network: RandomNetwork, step: Int = 0) throws -> String? {
         let graph = network.graph
         let store = ParameterStore(seed: network.seed)
         let randomSeed = network.seed &+ 17
         let executable = try Executable(graph: graph, store: store, threads: 1, seed: randomSeed, pipeline: nil)
         try feed(network, into: executable)
+        for _ in 0..<step { try executable.run() }
         let (parameters, state) = hostValues(graph, store)
         let reference = try Interpreter(graph: graph).run(inputs: network.feeds, parameters: parameters, state: state,
-                                                          seed: randomSeed, step: 0)
+                                                          seed: randomSeed, step: UInt64(step))
         try executable.run()
         for (id, node) in graph.nodes.enumerated() {
             // Parameters and state (and views of them) hold the updated values after the step.
