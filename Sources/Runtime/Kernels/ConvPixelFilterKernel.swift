@@ -133,12 +133,16 @@ extension Conv2DKernel {
                 for slot in 0..<images.count {
                     let base = UnsafeRawPointer(copies + slot * plan.imageFloats)
                     let image = dy + (images.lowerBound + slot) * g.o * g.outputPixels
-                    // The next image's dy for these tiles, into L2: a line after each vector of pixels
-                    // of each tile, from the first tile on (issued a tile's share at once, the
-                    // prefetches waited on one another: 12–15 % of the pass's samples on them).
+                    // The next image's dy for these tiles, into L2, from the first tile on: a line after
+                    // each vector of pixels inside the tile (issued at once after it, the prefetches
+                    // waited on one another: 12–15 % of the pass's samples on them; spread evenly over
+                    // all the tiles, the AVX2 pass was 4 % slower), and where the tiles have fewer
+                    // vectors than the image has lines (few input channels on wide vectors) the rest
+                    // after each tile.
                     let ahead = UnsafeRawPointer(image + (g.o + channels.lowerBound) * g.outputPixels)
                     let aheadLines = plan.prefetch && images.lowerBound + slot + 1 < g.n ? channels.count * g.outputPixels / 16 : 0
-                    let perCall = g.outputPixels / lanes
+                    let calls = plan.kTiles * tiles.count
+                    let perCall = max(g.outputPixels / lanes, (aheadLines + calls - 1) / max(1, calls))
                     var call = 0
                     // K tiles outer: one K tile's copies (3 planes of an input channel) stay in L1
                     // while the image's dy streams from L2 (a whole image's copies do not fit).
@@ -151,14 +155,16 @@ extension Conv2DKernel {
                             let second = (o1 - o0) * g.outputPixels * MemoryLayout<Float>.stride
                             let third = (o2 - o0) * g.outputPixels * MemoryLayout<Float>.stride
                             let sums = partials + (tile * plan.kTiles + kTile) * tileFloats
-                            let share = (ahead + call * perCall * 64, max(0, min(perCall, aheadLines - call * perCall)))
+                            let first = ahead + call * perCall * 64, lines = max(0, min(perCall, aheadLines - call * perCall))
+                            let inTile = min(lines, g.outputPixels / lanes)
                             call += 1
                             if ISA.wideTile {
-                                tile3x3(g.outputPixels, plan.plane, base, rows, dy0, second, third, sums, share)
+                                tile3x3(g.outputPixels, plan.plane, base, rows, dy0, second, third, sums, (first, inTile))
                             } else {
                                 let fourth = (min(o0 + 3, g.o - 1) - o0) * g.outputPixels * MemoryLayout<Float>.stride
-                                tile4x1(g.outputPixels, plan.plane, base + rows.0, dy0, (second, third, fourth), sums, share)
+                                tile4x1(g.outputPixels, plan.plane, base + rows.0, dy0, (second, third, fourth), sums, (first, inTile))
                             }
+                            for line in inTile..<lines { kiln_prefetch_l2(first + line * 64) }
                         }
                     }
                 }
