@@ -38,19 +38,27 @@ public enum Platform {
     /// Linux's `/sys/devices/system/cpu/cpu0/cache`; nil where it cannot be read. Read once.
     /// (glibc's `sysconf(_SC_LEVEL3_CACHE_SIZE)` is not used: on an AMD EPYC family 25 model 17
     /// under KVM it answered 320 MB for a 32 MB L3.)
-    public static let lastLevelCacheBytes: Int? = {
+    public static let lastLevelCacheBytes: Int? = cacheLevels.max { $0.level < $1.level }?.bytes
+
+    /// The size in bytes of CPU 0's unified (or data) level-2 cache, from the same files; nil
+    /// where it cannot be read.
+    public static let level2CacheBytes: Int? = cacheLevels.first { $0.level == 2 }?.bytes
+
+    /// CPU 0's caches as sysfs lists them (level, size), instruction caches left out.
+    static let cacheLevels: [(level: Int, bytes: Int)] = {
         #if os(Linux)
-        var best: (level: Int, bytes: Int)? = nil
+        var levels: [(level: Int, bytes: Int)] = []
         for index in 0..<16 {
             let directory = "/sys/devices/system/cpu/cpu0/cache/index\(index)/"
             guard let levelText = readTextFile(directory + "level"),
                   let level = Int(levelText.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? ""),
                   let sizeText = readTextFile(directory + "size"), let bytes = cacheSizeBytes(sizeText) else { continue }
-            if best == nil || level > best!.level { best = (level, bytes) }
+            if readTextFile(directory + "type")?.hasPrefix("Instruction") == true { continue }
+            levels.append((level, bytes))
         }
-        return best?.bytes
+        return levels
         #else
-        return nil
+        return []
         #endif
     }()
 

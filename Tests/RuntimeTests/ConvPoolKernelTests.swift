@@ -345,6 +345,21 @@ func filterKernelMatchesNaive() {
             Conv2DKernel.FilterKernel.run($0, x: $1, dy: $2, dw: $3, threads: $4, maxPartials: $5)
         }
     }
+    // Packed panels in blocks (here one panel a block; ResNet-18's deep layers run blocks of a
+    // quarter of L2): the same bits as all panels at once.
+    for g in cases where Conv2DKernel.FilterKernel.Plan(g).oPanels > 1 {
+        expectFilterGradientMatchesNaive(g, seed: 11) {
+            Conv2DKernel.FilterKernel.run($0, x: $1, dy: $2, dw: $3, threads: $4, maxPartials: $5, blockBytes: 1)
+        }
+        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 11), dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 12)
+        func gradient(_ blockBytes: Int) -> [Float] {
+            run([x, dy], outputCount: g.o * g.patchSize) {
+                Conv2DKernel.FilterKernel.run(g, x: $0[0], dy: $0[1], dw: $1, threads: 2, blockBytes: blockBytes)
+            }
+        }
+        let blocked = gradient(1).map(\.bitPattern), whole = gradient(Conv2DKernel.FilterKernel.panelBlockBytes).map(\.bitPattern)
+        #expect(blocked == whole, "\(g): \(zip(blocked, whole).filter { $0 != $1 }.count) elements differ")
+    }
     // The dispatch: ResNet's layers and its stem suit it (the stem's is taken first by
     // `PixelFilterKernel`), LeNet-5's first layer and pointwise ones do not.
     #expect(Conv2DKernel.FilterKernel.runs(.init(n: 128, c: 16, h: 32, w: 32, o: 16, kh: 3, kw: 3, padH: 1, padW: 1)))

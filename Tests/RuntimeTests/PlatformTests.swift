@@ -48,7 +48,7 @@ struct PlatformTests {
             #expect(Platform.lastLevelCacheBytes == nil)
             return
         }
-        var expected: (Int, Int)? = nil
+        var expected: (Int, Int)? = nil, level2: Int? = nil
         for entry in entries where entry.hasPrefix("index") {
             guard let level = Int((try? String(contentsOfFile: "\(root)/\(entry)/level", encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""),
@@ -56,8 +56,11 @@ struct PlatformTests {
             let trimmed = size.trimmingCharacters(in: .whitespacesAndNewlines)
             let bytes = trimmed.hasSuffix("K") ? Int(trimmed.dropLast())! * 1024 : trimmed.hasSuffix("M") ? Int(trimmed.dropLast())! << 20 : Int(trimmed)!
             if expected == nil || level > expected!.0 { expected = (level, bytes) }
+            let type = (try? String(contentsOfFile: "\(root)/\(entry)/type", encoding: .utf8)) ?? ""
+            if level == 2 && !type.hasPrefix("Instruction") { level2 = bytes }
         }
         #expect(Platform.lastLevelCacheBytes == expected?.1)
+        #expect(Platform.level2CacheBytes == level2)
     }
 
     @Test("C conversions give String(format:)'s text", arguments: ["%.4g", "%.0f", "%.1f", "%.3f", "%.2f"])

@@ -21,11 +21,16 @@ extension Conv2DKernel {
         static let rows = ISA.wideTile ? 8 : 6
         /// Output channels per register tile (vector side): 32 with AVX-512, 16 otherwise.
         static let columns = ISA.wideTile ? 32 : 16
-        /// Largest packed dyᵀ of a group, in floats (1 MiB: half of L2, where its panels stream
-        /// from while a tile's broadcasts stay in L1).
+        /// Largest packed dyᵀ of a group, in floats (1 MiB; its panels stream from L2 in blocks
+        /// of `panelBlockBytes` while a tile's broadcasts stay in L1).
         static let maxPackedFloats = 1 << 18
         /// Output pixels a group aims for (its depth: deeper groups add to dW fewer times).
         static let targetColumns = 1024
+        /// Bytes of packed dyᵀ panels that each K panel's tiles run over in turn (a quarter of L2,
+        /// where they stay while the K panels pass). All of a group's panels at once (1 MiB for
+        /// ResNet-18's deep layers) did not stay in a 1 MB L2 (AMD EPYC family 25 model 17), and
+        /// every K panel read them again from L3.
+        static let panelBlockBytes = (Platform.level2CacheBytes ?? 1 << 20) / 4
 
         /// How a geometry's filter gradient is cut into groups and laid out in scratch.
         struct Plan {
@@ -131,19 +136,19 @@ extension Conv2DKernel {
                 }
                 return
             }
+            // The plane in memory order: the top border and row 0's left border, then each row
+            // and the zeros after it up to the next row's first float (its right border and the
+            // next left border, or the bottom border). A memset per border had been a tenth of
+            // layer4.0.conv1's filter gradient (borders of 1 float).
             for channel in 0..<g.c {
                 let target = copy + channel * plan.channelStride + slot * plan.plane
                 let source = x + (image * g.c + channel) * g.h * g.w
-                if g.padH > 0 { target.update(repeating: 0, count: g.padH * plan.wp) }
+                zeroFloats(target, g.padH * plan.wp + g.padW)
                 for row in 0..<g.h {
-                    let line = target + (row + g.padH) * plan.wp
-                    if g.padW > 0 {
-                        line.update(repeating: 0, count: g.padW)
-                        (line + g.padW + g.w).update(repeating: 0, count: g.padW)
-                    }
-                    copyFloats(line + g.padW, source + row * g.w, g.w)
+                    let line = target + (row + g.padH) * plan.wp + g.padW
+                    copyFloats(line, source + row * g.w, g.w)
+                    zeroFloats(line + g.w, row + 1 < g.h ? 2 * g.padW : g.padW + g.padH * plan.wp)
                 }
-                if g.padH > 0 { (target + (g.padH + g.h) * plan.wp).update(repeating: 0, count: g.padH * plan.wp) }
             }
         }
 
@@ -202,7 +207,8 @@ extension Conv2DKernel {
         /// dw (+)= the group's contribution: copy, pack, then the tiles on `threads` (split by
         /// K panels: an element's sum never depends on the split).
         static func accumulateGroup(_ plan: Plan, _ images: Range<Int>, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                                    dw: UnsafeMutablePointer<Float>, accumulate: Bool, buffers: Buffers, threads: Int) {
+                                    dw: UnsafeMutablePointer<Float>, accumulate: Bool, buffers: Buffers, threads: Int,
+                                    blockBytes: Int = panelBlockBytes) {
             let g = plan.g
             // Copies only: how they are split over threads cannot change a result.
             Parallel.forEach(chunks: images.count + plan.oPanels, threads: threads) { chunk in
@@ -216,31 +222,35 @@ extension Conv2DKernel {
             let k = g.patchSize, depth = images.count * g.outputPixels
             let kPanels = (k + rows - 1) / rows
             let chunks = threads == 1 ? 1 : min(kPanels, 4 * threads)
+            // The packed panels a K panel's tiles run over before the next K panel: a quarter of L2.
+            let blockPanels = max(1, min(plan.oPanels, blockBytes / (plan.panelColumns * depth * MemoryLayout<Float>.stride)))
             Parallel.forEach(chunks: chunks, threads: threads) { chunk in
                 var offsets = (0, 0, 0, 0, 0, 0, 0, 0)
-                for panel in chunk * kPanels / chunks..<(chunk + 1) * kPanels / chunks {
-                    let k0 = panel * rows, height = min(rows, k - k0)
-                    withUnsafeMutableBytes(of: &offsets) { raw in
-                        let o = raw.baseAddress!.assumingMemoryBound(to: Int.self)
-                        for r in 0..<8 { o[r] = buffers.rowOffsets[k0 + min(r, height - 1)] }
-                    }
-                    let base = UnsafeRawPointer(buffers.copy)
-                    let panelColumns = plan.panelColumns
-                    for oPanel in 0..<plan.oPanels {
-                        let width = min(panelColumns, g.o - oPanel * panelColumns)
-                        let b = UnsafePointer(buffers.packed + oPanel * panelColumns * depth)
-                        let c = dw + oPanel * panelColumns * k + k0
-                        if ISA.wideTile {
-                            if panelColumns == 16 {
-                                wideHalfTile(depth, base, offsets, UnsafeRawPointer(buffers.pixelOffsets), b, c, k,
+                for firstPanel in stride(from: 0, to: plan.oPanels, by: blockPanels) {
+                    for panel in chunk * kPanels / chunks..<(chunk + 1) * kPanels / chunks {
+                        let k0 = panel * rows, height = min(rows, k - k0)
+                        withUnsafeMutableBytes(of: &offsets) { raw in
+                            let o = raw.baseAddress!.assumingMemoryBound(to: Int.self)
+                            for r in 0..<8 { o[r] = buffers.rowOffsets[k0 + min(r, height - 1)] }
+                        }
+                        let base = UnsafeRawPointer(buffers.copy)
+                        let panelColumns = plan.panelColumns
+                        for oPanel in firstPanel..<min(plan.oPanels, firstPanel + blockPanels) {
+                            let width = min(panelColumns, g.o - oPanel * panelColumns)
+                            let b = UnsafePointer(buffers.packed + oPanel * panelColumns * depth)
+                            let c = dw + oPanel * panelColumns * k + k0
+                            if ISA.wideTile {
+                                if panelColumns == 16 {
+                                    wideHalfTile(depth, base, offsets, UnsafeRawPointer(buffers.pixelOffsets), b, c, k,
+                                                 height, width, accumulate)
+                                } else {
+                                    wideTile(depth, base, offsets, UnsafeRawPointer(buffers.pixelOffsets), b, c, k,
                                              height, width, accumulate)
+                                }
                             } else {
-                                wideTile(depth, base, offsets, UnsafeRawPointer(buffers.pixelOffsets), b, c, k,
-                                         height, width, accumulate)
+                                narrowTile(depth, base, offsets, UnsafeRawPointer(buffers.pixelOffsets), b, c, k,
+                                           height, width, accumulate)
                             }
-                        } else {
-                            narrowTile(depth, base, offsets, UnsafeRawPointer(buffers.pixelOffsets), b, c, k,
-                                       height, width, accumulate)
                         }
                     }
                 }
@@ -251,9 +261,11 @@ extension Conv2DKernel {
         /// `gemmBackwardFilter` (a small dW in `filterPartitions` partitions of the groups, one
         /// thread each, partials added in order; a large one group after group, every thread
         /// on the tiles).
-        /// (`maxPartials`: the bound on partials, for tests of the group-after-group order.)
+        /// (`maxPartials`: the bound on partials, for tests of the group-after-group order;
+        /// `blockBytes`: `panelBlockBytes`, for tests of blocks of panels.)
         static func run(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                        dw: UnsafeMutablePointer<Float>, threads: Int, maxPartials: Int = maxPartialFloats) {
+                        dw: UnsafeMutablePointer<Float>, threads: Int, maxPartials: Int = maxPartialFloats,
+                        blockBytes: Int = panelBlockBytes) {
             let plan = Plan(g)
             let filter = g.o * g.patchSize
             // The groups' sum order is `gemmBackwardFilter`'s (`sumFilterGroups`). A group's
@@ -261,7 +273,7 @@ extension Conv2DKernel {
             sumFilterGroups(plan.groups, filter: filter, dw: dw, threads: threads, maxPartials: maxPartials,
                             scratchFloats: plan.scratchFloats, gemm: (0, 0)) { group, target, accumulate, scratch, threads in
                 accumulateGroup(plan, plan.images(group), x: x, dy: dy, dw: target, accumulate: accumulate,
-                                buffers: Buffers(plan, scratch.floats), threads: threads)
+                                buffers: Buffers(plan, scratch.floats), threads: threads, blockBytes: blockBytes)
             }
         }
 
