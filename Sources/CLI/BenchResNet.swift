@@ -211,10 +211,9 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
         var rounds: [Double] = []
     }
     var table: [Row] = []
+    // A progress bar on a terminal: rows timed over all rounds.
+    let rowsPerRound = layers.count * (settings.convPass == nil ? convPassNames.count : 1)
     for round in 0..<settings.convRounds {
-        if settings.convRounds > 1 {
-            FileHandle.standardError.write(Data("bench conv: round \(round + 1) of \(settings.convRounds)\n".utf8))
-        }
         if settings.measurePeak {
             let p = PeakFMA.measure(threads: settings.threads), b = MemoryBandwidth.measure(threads: settings.threads)
             if p.gflops > peak?.gflops ?? 0 { peak = p }
@@ -258,6 +257,8 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
                 }
                 table[index].rounds.append(best)
                 index += 1
+                showProgress("bench conv", done: round * rowsPerRound + index, total: settings.convRounds * rowsPerRound,
+                             detail: "round \(round + 1) of \(settings.convRounds), \(layer.name) \(passName)")
             }
         }
     }
