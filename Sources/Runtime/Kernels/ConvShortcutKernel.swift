@@ -425,68 +425,56 @@ extension Conv2DKernel {
         }
 
         /// Gathers xs of images `images` transposed: `packed[panel][t][j]` = x[image, panel·columns
-        /// + j] at output pixel t's (2·oy, 2·ox), channels past c zero.
+        /// + j] at output pixel t's (2·oy, 2·ox), channels past c zero: blocks of 16 channels ×
+        /// 16 pixels (`gatherEven`) transposed in registers, or of 8 × 8 with 16 vector registers
+        /// (AVX2, NEON, fallback), where the 16 × 16 blocks of two-register rows took 32 registers
+        /// and spilled half of them (620 of the loop's 1,556 instructions touched the stack, now 3
+        /// of 402). An 8-pixel vector is one row's 8 outputs or, with rows of 4 outputs (w = 8), two
+        /// rows'.
         static func packTransposed(_ plan: FilterPlan, x: UnsafePointer<Float>, images: Range<Int>,
                                    into packed: UnsafeMutablePointer<Float>) {
-            if ISA.lanes < 16 { return packTransposed8(plan, x: x, images: images, into: packed) }
-            typealias V = SIMD16<Float>
-            let g = plan.g, p = g.outputPixels, (ow, w) = (g.ow, g.w)
-            let depth = images.count * p, step = columns * MemoryLayout<Float>.stride
-            for panel in 0..<plan.cPanels {
-                for half in stride(from: 0, to: columns, by: 16) {
-                    let first = panel * columns + half, channels = max(0, min(16, g.c - first))
-                    for (slot, image) in images.enumerated() {
-                        let planes = x + (image * g.c + first) * g.h * w
-                        for q in stride(from: 0, to: p, by: 16) {
-                            let offset = 2 * (q / ow) * w + 2 * (q % ow)
-                            @inline(__always) func row(_ r: Int) -> V {
-                                r < channels ? gatherEven(planes + r * g.h * w + offset, w: w) : V()
-                            }
-                            GEMM.Transpose.store16((row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7),
-                                                    row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15)),
-                                                   to: UnsafeMutableRawPointer(packed + (panel * depth + slot * p + q) * columns + half),
-                                                   step: step)
-                        }
-                    }
+            let g = plan.g, w = g.w, planeFloats = g.h * g.w, step = columns * MemoryLayout<Float>.stride
+            if ISA.lanes >= 16 {
+                typealias V = SIMD16<Float>
+                forEachPackBlock(plan, x: x, images: images, block: 16, packed: packed) { planes, channels, target in
+                    @inline(__always) func row(_ r: Int) -> V { r < channels ? gatherEven(planes + r * planeFloats, w: w) : V() }
+                    GEMM.Transpose.store16((row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7),
+                                            row(8), row(9), row(10), row(11), row(12), row(13), row(14), row(15)),
+                                           to: target, step: step)
                 }
+                return
+            }
+            typealias E = SIMD8<Float>
+            // The second half's offset in bytes: the next even row's (w = 8), else the same row's next 8 floats.
+            let second = (w == 8 ? 2 * w : 8) * MemoryLayout<Float>.stride
+            forEachPackBlock(plan, x: x, images: images, block: 8, packed: packed) { planes, channels, target in
+                @inline(__always) func row(_ r: Int) -> E {
+                    guard r < channels else { return E() }
+                    let raw = UnsafeRawPointer(planes + r * planeFloats)
+                    let a = raw.loadUnaligned(as: E.self), b = raw.loadUnaligned(fromByteOffset: second, as: E.self)
+                    return E(lowHalf: a.evenHalf, highHalf: b.evenHalf)
+                }
+                GEMM.Transpose.store8((row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7)), to: target, step: step)
             }
         }
 
-        /// `packTransposed` in 8 × 8 blocks, for 16 vector registers (AVX2): its 16 × 16 blocks of
-        /// two-register rows took 32 registers and spilled half of them, and the packing was a sixth
-        /// of layer4's shortcut filter gradient. An 8-pixel vector is one row's 8 outputs or, with
-        /// rows of 4 outputs (w = 8), two rows' (`gatherEven8`).
-        static func packTransposed8(_ plan: FilterPlan, x: UnsafePointer<Float>, images: Range<Int>,
-                                    into packed: UnsafeMutablePointer<Float>) {
-            typealias E = SIMD8<Float>
+        /// The blocks of `packTransposed`, `block` channels × `block` pixels each: `body(planes,
+        /// channels, target)` with x at the block's first pixel (2·oy, 2·ox) in its first
+        /// channel's plane, the channels that exist (the rest are zero) and where row 0 of the
+        /// transposed block goes.
+        @inline(__always)
+        static func forEachPackBlock(_ plan: FilterPlan, x: UnsafePointer<Float>, images: Range<Int>, block: Int,
+                                     packed: UnsafeMutablePointer<Float>, _ body: (UnsafePointer<Float>, Int, UnsafeMutableRawPointer) -> Void) {
             let g = plan.g, p = g.outputPixels, (ow, w) = (g.ow, g.w)
-            let depth = images.count * p, step = columns * MemoryLayout<Float>.stride
-            // The second half's offset in bytes: the next even row's (w = 8), else the same row's next 8 floats.
-            let second = (w == 8 ? 2 * w : 8) * MemoryLayout<Float>.stride
+            let depth = images.count * p
             for panel in 0..<plan.cPanels {
-                for half in stride(from: 0, to: columns, by: 8) {
-                    let first = panel * columns + half, channels = max(0, min(8, g.c - first))
+                for half in stride(from: 0, to: columns, by: block) {
+                    let first = panel * columns + half, channels = max(0, min(block, g.c - first))
                     for (slot, image) in images.enumerated() {
                         let planes = x + (image * g.c + first) * g.h * w
-                        for q in stride(from: 0, to: p, by: 8) {
-                            let offset = 2 * (q / ow) * w + 2 * (q % ow)
-                            @inline(__always) func row(_ r: Int) -> E {
-                                guard r < channels else { return E() }
-                                let raw = UnsafeRawPointer(planes + r * g.h * w + offset)
-                                let a = raw.loadUnaligned(as: E.self), b = raw.loadUnaligned(fromByteOffset: second, as: E.self)
-                                return E(lowHalf: a.evenHalf, highHalf: b.evenHalf)
-                            }
-                            var v = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
-                            GEMM.Transpose.round8(&v); GEMM.Transpose.round8(&v); GEMM.Transpose.round8(&v)
-                            let d = UnsafeMutableRawPointer(packed + (panel * depth + slot * p + q) * columns + half)
-                            d.storeBytes(of: v.0, as: E.self)
-                            d.storeBytes(of: v.1, toByteOffset: step, as: E.self)
-                            d.storeBytes(of: v.2, toByteOffset: 2 * step, as: E.self)
-                            d.storeBytes(of: v.3, toByteOffset: 3 * step, as: E.self)
-                            d.storeBytes(of: v.4, toByteOffset: 4 * step, as: E.self)
-                            d.storeBytes(of: v.5, toByteOffset: 5 * step, as: E.self)
-                            d.storeBytes(of: v.6, toByteOffset: 6 * step, as: E.self)
-                            d.storeBytes(of: v.7, toByteOffset: 7 * step, as: E.self)
+                        for q in stride(from: 0, to: p, by: block) {
+                            body(planes + 2 * (q / ow) * w + 2 * (q % ow), channels,
+                                 UnsafeMutableRawPointer(packed + (panel * depth + slot * p + q) * columns + half))
                         }
                     }
                 }

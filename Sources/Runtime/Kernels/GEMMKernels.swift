@@ -680,22 +680,22 @@ extension GEMM {
         static func store16(_ rows: (V, V, V, V, V, V, V, V, V, V, V, V, V, V, V, V), to dst: UnsafeMutableRawPointer, step: Int) {
             var v = rows
             round16(&v); round16(&v); round16(&v); round16(&v)
-            dst.storeBytes(of: v.0, as: V.self)
-            dst.storeBytes(of: v.1, toByteOffset: step, as: V.self)
-            dst.storeBytes(of: v.2, toByteOffset: 2 * step, as: V.self)
-            dst.storeBytes(of: v.3, toByteOffset: 3 * step, as: V.self)
-            dst.storeBytes(of: v.4, toByteOffset: 4 * step, as: V.self)
-            dst.storeBytes(of: v.5, toByteOffset: 5 * step, as: V.self)
-            dst.storeBytes(of: v.6, toByteOffset: 6 * step, as: V.self)
-            dst.storeBytes(of: v.7, toByteOffset: 7 * step, as: V.self)
-            dst.storeBytes(of: v.8, toByteOffset: 8 * step, as: V.self)
-            dst.storeBytes(of: v.9, toByteOffset: 9 * step, as: V.self)
-            dst.storeBytes(of: v.10, toByteOffset: 10 * step, as: V.self)
-            dst.storeBytes(of: v.11, toByteOffset: 11 * step, as: V.self)
-            dst.storeBytes(of: v.12, toByteOffset: 12 * step, as: V.self)
-            dst.storeBytes(of: v.13, toByteOffset: 13 * step, as: V.self)
-            dst.storeBytes(of: v.14, toByteOffset: 14 * step, as: V.self)
-            dst.storeBytes(of: v.15, toByteOffset: 15 * step, as: V.self)
+            @inline(__always) func put(_ value: V, _ i: Int) { dst.storeBytes(of: value, toByteOffset: i * step, as: V.self) }
+            put(v.0, 0); put(v.1, 1); put(v.2, 2); put(v.3, 3); put(v.4, 4); put(v.5, 5); put(v.6, 6); put(v.7, 7)
+            put(v.8, 8); put(v.9, 9); put(v.10, 10); put(v.11, 11); put(v.12, 12); put(v.13, 13); put(v.14, 14); put(v.15, 15)
+        }
+
+        /// `store16` for 8 vectors of 8 floats (three `round8`s): 8 × 8 blocks, for 16 vector
+        /// registers.
+        @inline(__always)
+        static func store8(_ rows: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
+                                    SIMD8<Float>, SIMD8<Float>), to dst: UnsafeMutableRawPointer, step: Int) {
+            var v = rows
+            round8(&v); round8(&v); round8(&v)
+            @inline(__always) func put(_ value: SIMD8<Float>, _ i: Int) {
+                dst.storeBytes(of: value, toByteOffset: i * step, as: SIMD8<Float>.self)
+            }
+            put(v.0, 0); put(v.1, 1); put(v.2, 2); put(v.3, 3); put(v.4, 4); put(v.5, 5); put(v.6, 6); put(v.7, 7)
         }
 
         @inline(__always)
