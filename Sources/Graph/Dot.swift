@@ -43,7 +43,10 @@ extension Graph {
 
         var lines: [String] = []
         lines.append("digraph \(dotQuoted(title)) {")
-        lines.append("  graph [label=\(dotQuoted(title)), labelloc=t, fontname=\"Helvetica\", rankdir=TB];")
+        // `newrank`: one ranking over the whole graph, clusters included. Without it Graphviz
+        // (2.43, Debian's) stops with "trouble in init_rank" on some clustered graphs, such as
+        // the fused training step of PyTorch's MNIST example network (`mnist-cnn`).
+        lines.append("  graph [label=\(dotQuoted(title)), labelloc=t, fontname=\"Helvetica\", rankdir=TB, newrank=true];")
         lines.append("  node [fontname=\"Helvetica\", fontsize=10, style=filled];")
         lines.append("  edge [fontname=\"Helvetica\", fontsize=9];")
 

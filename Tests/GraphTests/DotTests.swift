@@ -50,7 +50,7 @@ struct DotTests {
     func golden() throws {
         let expected = #"""
         digraph "kiln" {
-          graph [label="kiln", labelloc=t, fontname="Helvetica", rankdir=TB];
+          graph [label="kiln", labelloc=t, fontname="Helvetica", rankdir=TB, newrank=true];
           node [fontname="Helvetica", fontsize=10, style=filled];
           edge [fontname="Helvetica", fontsize=9];
           n0 [label="%0 input\n\"x\"\nf32[2, 3]", shape=invhouse, style="filled", fillcolor="#c6dbef"];

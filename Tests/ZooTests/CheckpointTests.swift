@@ -113,7 +113,7 @@ struct CheckpointTests {
 
         try rewriteMetadata(path) { $0["kiln.model"] = "resnet" }
         #expect(kilnErrorMessage { _ = try Checkpoint.read(path: path).makeTrainer() }
-                == "\(path): model \"resnet\": unknown model \"resnet\"; the zoo has mlp, lenet5, glyph-cnn, logreg, resnet18, resnet20")
+                == "\(path): model \"resnet\": unknown model \"resnet\"; the zoo has mlp, lenet5, mnist-cnn, glyph-cnn, logreg, resnet18, resnet20")
     }
 
     @Test("missing or malformed metadata is named")

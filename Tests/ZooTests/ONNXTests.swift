@@ -134,7 +134,7 @@ import KilnRuntime
     /// Every zoo classifier and the unconditional decoders: export → import gives the same
     /// outputs bit for bit (the re-imported graph is the same Kiln graph), at a batch other
     /// than the exported graph's.
-    @Test(arguments: ["mlp", "lenet5", "glyph-cnn", "logreg", "resnet20"])
+    @Test(arguments: ["mlp", "lenet5", "mnist-cnn", "glyph-cnn", "logreg", "resnet20"])
     func exportedClassifierRoundTrips(_ name: String) throws {
         let shape = Zoo.defaultInputShape(name)
         let model = try Zoo.classifier(name, inputShape: shape, classes: name == "glyph-cnn" ? 3 : 10)

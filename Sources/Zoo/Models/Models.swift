@@ -61,6 +61,22 @@ public func glyphCNN(inputShape: [Int] = [1, 28, 28], classes: Int = 3) -> Class
     }
 }
 
+/// The network of PyTorch's MNIST example (`pytorch/examples`, `mnist/main.py`), the first CNN
+/// many users write: conv 1→32 3×3, ReLU; conv 32→64 3×3, ReLU; max-pool 2; dropout 0.25;
+/// 9216 → 128, ReLU; dropout 0.5; → classes. No padding: 28 → 26 → 24 → 12.
+public func mnistCNN(inputShape: [Int] = [1, 28, 28], classes: Int = 10) -> ClassifierModel {
+    ClassifierModel(name: "mnist-cnn", summary: "PyTorch's MNIST example: conv 32@3x3, conv 64@3x3, pool, dropout, 128-\(classes)",
+                    inputShape: inputShape, classes: classes) { images, training in
+        let g = images.builder
+        var h = relu(g.conv2d(images, outChannels: 32, kernel: 3, name: "conv1"))
+        h = maxPool(relu(g.conv2d(h, outChannels: 64, kernel: 3, name: "conv2")), 2)
+        if training { h = dropout(h, rate: 0.25) }
+        h = relu(g.dense(h.flatten(), 128, name: "fc1"))
+        if training { h = dropout(h, rate: 0.5) }
+        return g.dense(h, classes, name: "fc2")
+    }
+}
+
 /// Multinomial logistic regression: one dense layer on the flattened pixels.
 public func logisticRegression(inputShape: [Int] = [1, 28, 28], classes: Int = 10) -> ClassifierModel {
     ClassifierModel(name: "logreg", summary: "logistic regression \(inputShape.reduce(1, *))-\(classes)",
@@ -71,7 +87,7 @@ public func logisticRegression(inputShape: [Int] = [1, 28, 28], classes: Int = 1
 
 /// The zoo's classifiers by name, for the given input shape and class count.
 public enum Zoo {
-    public static let classifierNames = ["mlp", "lenet5", "glyph-cnn", "logreg", "resnet18", "resnet20"]
+    public static let classifierNames = ["mlp", "lenet5", "mnist-cnn", "glyph-cnn", "logreg", "resnet18", "resnet20"]
 
     /// The input shape a classifier is listed and benchmarked with: 3×32×32 for the CIFAR
     /// ResNets, 1×28×28 for the others (any model takes other shapes through `classifier`).
@@ -84,6 +100,7 @@ public enum Zoo {
         case "mlp": return mlp(inputShape: inputShape, classes: classes)
         case "mlp-dropout": return mlp(inputShape: inputShape, classes: classes, dropout: 0.3)
         case "lenet5": return lenet5(inputShape: inputShape, classes: classes)
+        case "mnist-cnn": return mnistCNN(inputShape: inputShape, classes: classes)
         case "glyph-cnn": return glyphCNN(inputShape: inputShape, classes: classes)
         case "logreg": return logisticRegression(inputShape: inputShape, classes: classes)
         case "resnet18": return resnet18(inputShape: inputShape, classes: classes)
