@@ -21,6 +21,8 @@ struct BenchSettings {
     var gemmShape: String?
     /// `conv --shape resnet20`: ResNet-20's layer shapes instead of ResNet-18's.
     var convResNet20 = false
+    /// `conv --shape NxCxHxW-oO-kK[-sS][-pP]`: one layer of the user's instead.
+    var convCustom: ConvBenchLayer?
     /// `conv --layer TEXT`: only the layers whose name contains TEXT (e.g. `layer4`, `shortcut`).
     var convLayer: String?
     /// `conv --pass NAME`: only that pass (`forward`, `bwd-data` or `bwd-filter`).
@@ -48,10 +50,11 @@ func benchCommand(_ words: [String]) throws {
         dataDirectory: Environment.dataDirectory(args.options["--data-dir"]), measurePeak: !args.flags.contains("--no-peak"))
     if let text = args.options["--shape"] {
         if settings.workload == "conv" {
-            guard text == "resnet18" || text == "resnet20" else {
-                throw KilnError.argument("bench conv: --shape takes resnet18 or resnet20 (got \"\(excerpt(text))\")")
+            if text == "resnet18" || text == "resnet20" {
+                settings.convResNet20 = text == "resnet20"
+            } else {
+                settings.convCustom = try ConvBenchLayer.parse(text)
             }
-            settings.convResNet20 = text == "resnet20"
         } else {
             settings.gemmShape = text
         }

@@ -121,32 +121,72 @@ func benchResNetInference(_ settings: BenchSettings) throws -> BenchRecord {
                        value: images / best, compileSeconds: compileSeconds, testAccuracy: nil, extra: extra)
 }
 
+/// A layer of `bench conv`'s table: its name and its geometry.
+struct ConvBenchLayer {
+    let name: String
+    let geometry: Conv2DKernel.Geometry
+
+    /// A ResNet layer at batch 128: input [c, side, side], o output channels, a square kernel,
+    /// padding 1 for 3×3 and 0 for 1×1.
+    init(_ name: String, _ c: Int, _ side: Int, _ o: Int, _ kernel: Int, _ stride: Int) {
+        self.name = name
+        geometry = Conv2DKernel.Geometry(n: resNetBatch, c: c, h: side, w: side, o: o, kh: kernel, kw: kernel,
+                                         strideH: stride, strideW: stride, padH: kernel == 3 ? 1 : 0, padW: kernel == 3 ? 1 : 0)
+    }
+
+    init(name: String, geometry: Conv2DKernel.Geometry) { self.name = name; self.geometry = geometry }
+
+    /// A layer of the user's: `NxCxHxW-oO-kK[-sS][-pP]` (stride 1 and padding 0, PyTorch's
+    /// defaults, unless given), e.g. `64x32x26x26-o64-k3` for the second convolution of PyTorch's
+    /// MNIST example at batch 64.
+    static func parse(_ text: String) throws -> ConvBenchLayer {
+        let usage = "bench conv: --shape takes resnet18, resnet20 or NxCxHxW-oO-kK[-sS][-pP] (e.g. 64x32x26x26-o64-k3-p1), got \"\(excerpt(text))\""
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false).map(String.init)
+        let input = parts[0].split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+        guard input.count == 4, input.allSatisfy({ ($0 ?? 0) > 0 }) else { throw KilnError.argument(usage) }
+        var fields: [Character: Int] = [:]
+        for part in parts.dropFirst() {
+            guard let key = part.first, "oksp".contains(key), fields[key] == nil, let value = Int(part.dropFirst()),
+                  value >= (key == "p" ? 0 : 1) else { throw KilnError.argument(usage) }
+            fields[key] = value
+        }
+        guard let o = fields["o"], let k = fields["k"] else { throw KilnError.argument(usage) }
+        let (n, c, h, w) = (input[0]!, input[1]!, input[2]!, input[3]!), s = fields["s"] ?? 1, p = fields["p"] ?? 0
+        guard n <= 4096, c <= 8192, o <= 8192, h <= 4096, w <= 4096, k <= 15, s <= k, p < k,
+              h + 2 * p >= k, w + 2 * p >= k, n * c * h * w <= 1 << 28, n * o * h * w <= 1 << 28 else {
+            throw KilnError.argument(usage + ": the kernel must fit the padded image, padding below the kernel, stride at most the kernel, tensors within 2^28 floats")
+        }
+        return ConvBenchLayer(name: "your layer", geometry: Conv2DKernel.Geometry(n: n, c: c, h: h, w: w, o: o, kh: k, kw: k,
+                                                                                  strideH: s, strideW: s, padH: p, padW: p))
+    }
+}
+
 /// ResNet-18's convolution shapes at batch 128 (CIFAR form): name, input [C, H, W], output
 /// channels, kernel, stride; padding 1 for 3×3, 0 for 1×1.
-private let resNet18ConvLayers: [(name: String, c: Int, side: Int, o: Int, kernel: Int, stride: Int)] = [
-    ("conv1 (stem)", 3, 32, 64, 3, 1),
-    ("layer1 3x3", 64, 32, 64, 3, 1),
-    ("layer2.0.conv1", 64, 32, 128, 3, 2),
-    ("layer2 3x3", 128, 16, 128, 3, 1),
-    ("layer2 shortcut", 64, 32, 128, 1, 2),
-    ("layer3.0.conv1", 128, 16, 256, 3, 2),
-    ("layer3 3x3", 256, 8, 256, 3, 1),
-    ("layer3 shortcut", 128, 16, 256, 1, 2),
-    ("layer4.0.conv1", 256, 8, 512, 3, 2),
-    ("layer4 3x3", 512, 4, 512, 3, 1),
-    ("layer4 shortcut", 256, 8, 512, 1, 2),
+private let resNet18ConvLayers: [ConvBenchLayer] = [
+    .init("conv1 (stem)", 3, 32, 64, 3, 1),
+    .init("layer1 3x3", 64, 32, 64, 3, 1),
+    .init("layer2.0.conv1", 64, 32, 128, 3, 2),
+    .init("layer2 3x3", 128, 16, 128, 3, 1),
+    .init("layer2 shortcut", 64, 32, 128, 1, 2),
+    .init("layer3.0.conv1", 128, 16, 256, 3, 2),
+    .init("layer3 3x3", 256, 8, 256, 3, 1),
+    .init("layer3 shortcut", 128, 16, 256, 1, 2),
+    .init("layer4.0.conv1", 256, 8, 512, 3, 2),
+    .init("layer4 3x3", 512, 4, 512, 3, 1),
+    .init("layer4 shortcut", 256, 8, 512, 1, 2),
 ]
 
 /// ResNet-20's convolution shapes at batch 128 (`bench conv --shape resnet20`), as above.
-private let resNet20ConvLayers: [(name: String, c: Int, side: Int, o: Int, kernel: Int, stride: Int)] = [
-    ("conv1 (stem)", 3, 32, 16, 3, 1),
-    ("stage1 3x3", 16, 32, 16, 3, 1),
-    ("stage2.0.conv1", 16, 32, 32, 3, 2),
-    ("stage2 3x3", 32, 16, 32, 3, 1),
-    ("stage2 shortcut", 16, 32, 32, 1, 2),
-    ("stage3.0.conv1", 32, 16, 64, 3, 2),
-    ("stage3 3x3", 64, 8, 64, 3, 1),
-    ("stage3 shortcut", 32, 16, 64, 1, 2),
+private let resNet20ConvLayers: [ConvBenchLayer] = [
+    .init("conv1 (stem)", 3, 32, 16, 3, 1),
+    .init("stage1 3x3", 16, 32, 16, 3, 1),
+    .init("stage2.0.conv1", 16, 32, 32, 3, 2),
+    .init("stage2 3x3", 32, 16, 32, 3, 1),
+    .init("stage2 shortcut", 16, 32, 32, 1, 2),
+    .init("stage3.0.conv1", 32, 16, 64, 3, 2),
+    .init("stage3 3x3", 64, 8, 64, 3, 1),
+    .init("stage3 shortcut", 32, 16, 64, 1, 2),
 ]
 
 /// The bytes a pass must move at the least: every tensor it reads once, the one it writes once
@@ -200,7 +240,7 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
     // apart) made rows read above 100 %.
     var peak: PeakFMA.Measurement?, bandwidth: MemoryBandwidth.Measurement?
     var totalFlops = 0.0, totalSeconds = 0.0
-    let layers = (settings.convResNet20 ? resNet20ConvLayers : resNet18ConvLayers)
+    let layers = (settings.convCustom.map { [$0] } ?? (settings.convResNet20 ? resNet20ConvLayers : resNet18ConvLayers))
         .filter { settings.convLayer.map($0.name.contains) ?? true }
     guard !layers.isEmpty else {
         throw KilnError.argument("bench conv: no layer's name contains \"\(excerpt(settings.convLayer ?? ""))\"")
@@ -221,9 +261,7 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
         }
         var index = 0
         for layer in layers {
-            let g = Conv2DKernel.Geometry(n: resNetBatch, c: layer.c, h: layer.side, w: layer.side, o: layer.o, kh: layer.kernel,
-                                          kw: layer.kernel, strideH: layer.stride, strideW: layer.stride,
-                                          padH: layer.kernel == 3 ? 1 : 0, padW: layer.kernel == 3 ? 1 : 0)
+            let g = layer.geometry
             // The same data in every round.
             var random = SplitMix64(seed: settings.seed)
             func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
@@ -252,7 +290,7 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
                     best = min(best, monotonicSeconds() - start)
                 }
                 if round == 0 {
-                    table.append(Row(layer: layer.name, shape: "\(g.n)x\(g.c)x\(g.h)x\(g.w) -> \(g.o), \(g.kh)x\(g.kw), s\(g.strideH)",
+                    table.append(Row(layer: layer.name, shape: "\(g.n)x\(g.c)x\(g.h)x\(g.w) -> \(g.o), \(g.kh)x\(g.kw), s\(g.strideH) p\(g.padH)",
                                      pass: passName, algorithm: Conv2DKernel.algorithm(g, pass), g: g, kernelPass: pass))
                 }
                 table[index].rounds.append(best)
@@ -266,7 +304,7 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
         print(String(format: "FMA peak %.1f GFLOP/s, streaming bandwidth %.1f GB/s (%d threads); roofline = min(peak, bandwidth x FLOPs/byte)",
                      peak.gflops, bandwidth.gigabytesPerSecond, settings.threads))
     }
-    print("layer              shape (NxCxHxW -> O, k, s)     pass     algorithm                          ms   GFLOP/s"
+    print("layer              shape (NxCxHxW -> O, k, s, p)      pass     algorithm                          ms   GFLOP/s"
           + (peak == nil ? "" : "  of peak  FLOP/B  roofline  of roofline") + "  slowest round")
     var rows: [[Any]] = []
     for row in table {
@@ -276,7 +314,7 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
         totalSeconds += best
         let gflops = flops / best / 1e9
         var line = row.layer.padding(toLength: 19, withPad: " ", startingAt: 0)
-            + row.shape.padding(toLength: 31, withPad: " ", startingAt: 0) + row.pass.padding(toLength: 11, withPad: " ", startingAt: 0)
+            + row.shape.padding(toLength: 35, withPad: " ", startingAt: 0) + row.pass.padding(toLength: 11, withPad: " ", startingAt: 0)
             + row.algorithm.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: "%9.2f %9.1f", best * 1e3, gflops)
         var record: [Any] = [row.layer, row.shape, row.pass, row.algorithm, rounded(best * 1e3, 3), rounded(gflops, 2)]
         if let peak, let bandwidth {
@@ -294,7 +332,7 @@ func benchConv(_ settings: BenchSettings) throws -> BenchRecord {
     let overall = totalFlops / totalSeconds / 1e9
     let columns = ["layer", "shape", "pass", "algorithm", "best_ms", "gflops"]
         + (peak == nil ? [] : ["fraction_of_peak", "flops_per_byte", "roofline_gflops", "fraction_of_roofline"]) + ["round_best_ms"]
-    var extra: [(String, Any)] = [("batch", resNetBatch), ("threads", settings.threads), ("rounds", settings.convRounds),
+    var extra: [(String, Any)] = [("batch", layers[0].geometry.n), ("threads", settings.threads), ("rounds", settings.convRounds),
                                   ("runs_per_round", settings.convRuns),
                                   ("layer_columns", columns as [Any]), ("layers", rows as [Any])]
     if let peak {

@@ -41,6 +41,25 @@ struct ConvRooflineTests {
         }
     }
 
+    @Test("bench conv --shape times one layer of the user's, its padding and batch in the table and the record")
+    func customLayer() throws {
+        var settings = BenchSettings(workload: "conv", threads: 2, seed: 0, epochs: nil, limitSteps: nil, dataDirectory: nil,
+                                     measurePeak: false)
+        settings.convCustom = try ConvBenchLayer.parse("2x3x9x7-o5-k3-s2-p1")
+        let g = try #require(settings.convCustom).geometry
+        #expect([g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.strideH, g.strideW, g.padH, g.padW] == [2, 3, 9, 7, 5, 3, 3, 2, 2, 1, 1])
+        let defaults = try ConvBenchLayer.parse("1x4x6x6-o8-k5").geometry
+        #expect([defaults.strideH, defaults.padH, defaults.oh] == [1, 0, 2])
+        settings.convRuns = 1
+        settings.convRounds = 1
+        let record = try benchConv(settings)
+        let extra = Dictionary(uniqueKeysWithValues: record.extra.map { ($0.0, $0.1) })
+        #expect(extra["batch"] as? Int == 2)
+        let rows = try #require(extra["layers"] as? [[Any]])
+        #expect(rows.map { $0[1] as? String } == Array(repeating: "2x3x9x7 -> 5, 3x3, s2 p1", count: 3))
+        #expect(rows.map { $0[2] as? String } == ["forward", "bwd-data", "bwd-filter"])
+    }
+
     @Test("the bandwidth measurement copies every byte and gives a finite positive figure")
     func bandwidthMeasures() {
         let m = MemoryBandwidth.measure(threads: 2, megabytesPerThread: 1, runs: 2)
