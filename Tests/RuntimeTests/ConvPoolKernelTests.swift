@@ -414,6 +414,8 @@ func implicitKernelMatchesNaive() {
         .init(n: 2, c: 5, h: 7, w: 8, o: 9, kh: 2, kw: 2, strideH: 3, strideW: 3, padH: 2, padW: 0),  // taps < stride, pad ≥ kernel
         .init(n: 1, c: 33, h: 33, w: 35, o: 40, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // wide rows: SIMD interleave
         .init(n: 2, c: 8, h: 9, w: 9, o: 16, kh: 3, kw: 3, padH: 1, padW: 1),        // stride 1: one phase, written in place
+        .init(n: 2, c: 32, h: 8, w: 9, o: 40, kh: 3, kw: 3),                          // stride 1 unpadded, 32 against 40 channels
+        .init(n: 2, c: 33, h: 7, w: 6, o: 34, kh: 5, kw: 5, padH: 2, padW: 2),        // stride 1, 5×5 padded
         .init(n: 1, c: 1, h: 1, w: 1, o: 1, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // all padding but one tap
     ]
     for g in cases {
@@ -455,6 +457,23 @@ func implicitKernelMatchesNaive() {
     let deepShortcut = Conv2DKernel.Geometry(n: 128, c: 256, h: 8, w: 8, o: 512, kh: 1, kw: 1, strideH: 2, strideW: 2)
     #expect(!Conv2DKernel.ImplicitKernel.runs(deepShortcut, .forward) && !Conv2DKernel.ImplicitKernel.runs(deepShortcut, .backwardData))
     #expect(!Conv2DKernel.ImplicitKernel.runs(.init(n: 128, c: 64, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1), .forward))
+    // Stride 1 with 32 channels against 64 or more, and 5×5 kernels of 32–63 channels, run here
+    // on every ISA: PyTorch's MNIST example's second convolution, a conv VAE decoder's first,
+    // padded 5×5s; 32 against 32 (ResNet-20's middle stage) and 16 against 64 stay direct, an
+    // unpadded 3×3 of 48 against 64 in im2col + GEMM.
+    for g in [Conv2DKernel.Geometry(n: 64, c: 32, h: 26, w: 26, o: 64, kh: 3, kw: 3),
+              .init(n: 128, c: 64, h: 14, w: 14, o: 32, kh: 3, kw: 3, padH: 1, padW: 1),
+              .init(n: 64, c: 32, h: 14, w: 14, o: 64, kh: 5, kw: 5, padH: 2, padW: 2),
+              .init(n: 64, c: 48, h: 14, w: 14, o: 64, kh: 5, kw: 5, padH: 2, padW: 2)] {
+        #expect(!DirectConv2D.suits(g) && Conv2DKernel.ImplicitKernel.runs(g, .forward) && Conv2DKernel.ImplicitKernel.runs(g, .backwardData), "\(g)")
+        #expect(Conv2DKernel.algorithm(g, .forward).hasPrefix("implicit GEMM"), "\(g)")
+    }
+    for g in [Conv2DKernel.Geometry(n: 128, c: 32, h: 16, w: 16, o: 32, kh: 3, kw: 3, padH: 1, padW: 1),
+              .init(n: 64, c: 16, h: 14, w: 14, o: 64, kh: 3, kw: 3, padH: 1, padW: 1)] {
+        #expect(DirectConv2D.suits(g) && !Conv2DKernel.ImplicitKernel.runs(g, .forward), "\(g)")
+    }
+    let unpadded = Conv2DKernel.Geometry(n: 64, c: 48, h: 16, w: 16, o: 64, kh: 3, kw: 3)
+    #expect(Conv2DKernel.algorithm(unpadded, .forward).hasPrefix("im2col+GEMM") && !Conv2DKernel.ImplicitKernel.runs(unpadded, .backwardData))
 }
 
 @Test("fused 1×1 stride-2 shortcut kernel: all three passes match naive loops and give the same bits on 1, 2 and 3 threads")

@@ -47,10 +47,25 @@ extension Conv2DKernel {
         ///   tiles for the transforms to fill 16-float vectors (ResNet-20's 64-channel 8×8 stage:
         ///   2.9–3.4 → 2.0–2.4 ms forward and backward data; ResNet-18's 256- and 512-channel 8×8
         ///   and 4×4 layers stay faster in Winograd, 16–24 against 25–31 ms). With AVX2's 8-float
-        ///   vectors Winograd stays ahead on that stage (2.80 against 3.06 ms).
+        ///   vectors Winograd stays ahead on that stage (2.80 against 3.06 ms);
+        /// - and, on both ISAs, the stride-1 layers with 32 channels on the narrower side that the
+        ///   direct path leaves (32 against 64 or more, or kernels over 3×3), and those of 33–63
+        ///   channels with kernels over 3×3 (im2col + GEMM before) (`kiln bench conv --shape`, AMD
+        ///   EPYC Zen 4, minimum ms of 3–5 alternations, forward / backward data, before → after):
+        ///   PyTorch's MNIST example's 32 → 64 3×3 unpadded on 26×26, batch 64: AVX2 7.80 / 9.32
+        ///   → 7.00 / 8.11, AVX-512 7.36 / 9.17 → 6.47 / 7.94; a conv VAE decoder's 64 → 32 3×3
+        ///   on 14×14, batch 128: AVX2 6.87 / 7.12 → 5.08 / 5.20, AVX-512 5.01 / 4.87 → 4.94 /
+        ///   4.87; a 32 → 64 5×5 padded on 14×14, batch 64 (im2col + GEMM before): AVX2 8.43 /
+        ///   7.54 → 6.32 / 6.34, AVX-512 8.01 / 7.93 → 6.20 / 6.27; 48 → 64 5×5 padded on 14×14,
+        ///   batch 64: AVX2 16.96 / 11.13 → 9.61 / 9.47, AVX-512 12.89 / 13.17 → 9.48 / 12.47.
+        ///   A 48 → 64 3×3 unpadded (16×16) stays in im2col + GEMM: its forward pass was faster
+        ///   here (AVX2 6.52 → 4.15) but its backward data slower (4.98 → 5.28; AVX-512 5.22 →
+        ///   5.93).
         static func runs(_ g: Geometry, _ pass: Pass) -> Bool {
             guard pass != .backwardFilter, !DirectConv2D.suits(g) else { return false }
             if g.strideH == 1 && g.strideW == 1 {
+                let narrow = min(g.c, g.o)
+                if (32..<64).contains(narrow) && (narrow == 32 || g.kh * g.kw > 9) { return suits(g, pass) }
                 return ISA.wideTile && Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128 && suits(g, pass)
             }
             guard suits(g, pass), !ShortcutKernel.runs(g, pass) else { return false }
