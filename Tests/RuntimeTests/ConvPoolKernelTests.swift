@@ -472,6 +472,8 @@ func implicitKernelMatchesNaive() {
               .init(n: 64, c: 16, h: 14, w: 14, o: 64, kh: 3, kw: 3, padH: 1, padW: 1)] {
         #expect(DirectConv2D.suits(g) && !Conv2DKernel.ImplicitKernel.runs(g, .forward), "\(g)")
     }
+    let pointwise = Conv2DKernel.Geometry(n: 64, c: 32, h: 16, w: 16, o: 64, kh: 1, kw: 1)
+    #expect(Conv2DKernel.algorithm(pointwise, .forward).hasPrefix("1x1 GEMM") && !Conv2DKernel.ImplicitKernel.runs(pointwise, .backwardData))
     let unpadded = Conv2DKernel.Geometry(n: 64, c: 48, h: 16, w: 16, o: 64, kh: 3, kw: 3)
     #expect(Conv2DKernel.algorithm(unpadded, .forward).hasPrefix("im2col+GEMM") && !Conv2DKernel.ImplicitKernel.runs(unpadded, .backwardData))
 }

@@ -49,7 +49,7 @@ extension Conv2DKernel {
         ///   and 4×4 layers stay faster in Winograd, 16–24 against 25–31 ms). With AVX2's 8-float
         ///   vectors Winograd stays ahead on that stage (2.80 against 3.06 ms);
         /// - and, on both ISAs, the stride-1 layers with 32 channels on the narrower side that the
-        ///   direct path leaves (32 against 64 or more, or kernels over 3×3), and those of 33–63
+        ///   direct path leaves (32 against more, or kernels over 3×3), and those of 33–63
         ///   channels with kernels over 3×3 (im2col + GEMM before) (`kiln bench conv --shape`, AMD
         ///   EPYC Zen 4, minimum ms of 3–5 alternations, forward / backward data, before → after):
         ///   PyTorch's MNIST example's 32 → 64 3×3 unpadded on 26×26, batch 64: AVX2 7.80 / 9.32
@@ -65,7 +65,7 @@ extension Conv2DKernel {
             guard pass != .backwardFilter, !DirectConv2D.suits(g) else { return false }
             if g.strideH == 1 && g.strideW == 1 {
                 let narrow = min(g.c, g.o)
-                if (32..<64).contains(narrow) && (narrow == 32 || g.kh * g.kw > 9) { return suits(g, pass) }
+                if !g.isPointwise && (32..<64).contains(narrow) && (narrow == 32 || g.kh * g.kw > 9) { return suits(g, pass) }
                 return ISA.wideTile && Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128 && suits(g, pass)
             }
             guard suits(g, pass), !ShortcutKernel.runs(g, pass) else { return false }

@@ -65,8 +65,8 @@ enum DirectConv2D {
     /// Whether the direct path should run this convolution: stride 1, padding smaller than
     /// the kernel (so the backward pass's border is non-negative), a GEMM depth small enough
     /// that im2col + GEMM would spend more on packing than on multiplying, and fewer than 32
-    /// channels on one side or at most 32 on both. 32 channels against 64 or more go to the
-    /// implicit GEMM (`ImplicitKernel.runs`).
+    /// channels on one side or at most 32 on both. 32 channels against more go to the implicit
+    /// GEMM (`ImplicitKernel.runs`).
     static func suits(_ g: Conv2DKernel.Geometry) -> Bool {
         g.strideH == 1 && g.strideW == 1 && g.padH < g.kh && g.padW < g.kw
             && g.patchSize <= 512 && (min(g.o, g.c) < 32 || max(g.o, g.c) <= 32) && !g.isPointwise
