@@ -213,6 +213,36 @@ public func conv2d(_ x: Tensor, _ weight: Tensor, stride: Int = 1, padding: Int 
     x.builder.apply(.conv2d(Conv2DAttributes(stride: stride, padding: padding)), [x, weight], file: file, line: line)
 }
 
+/// Transposed 2-D convolution (PyTorch's `ConvTranspose2d`, a "deconvolution") of `x`
+/// [N, C_in, H, W] with `weight` [C_in, C_out, KH, KW], PyTorch's layout for it: the adjoint
+/// in its input of `conv2d` with this weight, stride and padding. The result is
+/// [N, C_out, (H − 1)·stride − 2·padding + KH + outputPadding, likewise for W]; the convolution
+/// maps `stride` sizes to H, and `outputPadding` (below `stride`) picks the larger ones.
+/// It is Kiln's `conv2d_backward_data` node, so its gradients are a convolution (in x) and a
+/// filter gradient (in weight).
+public func convTranspose2d(_ x: Tensor, _ weight: Tensor, stride: Int = 1, padding: Int = 0, outputPadding: Int = 0,
+                            file: String = #fileID, line: Int = #line) -> Tensor {
+    let (xs, ws) = (x.shape, weight.shape)
+    guard xs.rank == 4, ws.rank == 4, xs[1] == ws[0] else {
+        x.builder.record("conv_transpose2d", "expects input [N, C_in, H, W] and weight [C_in, C_out, KH, KW], found \(xs) and \(ws)",
+                         file, line)
+        return x
+    }
+    guard stride >= 1, padding >= 0, outputPadding >= 0, outputPadding < stride else {
+        x.builder.record("conv_transpose2d", "needs stride ≥ 1, padding ≥ 0 and 0 ≤ outputPadding < stride, found stride \(stride), "
+                         + "padding \(padding), outputPadding \(outputPadding)", file, line)
+        return x
+    }
+    let size = [2, 3].map { (xs[$0] - 1) * stride - 2 * padding + ws[$0] + outputPadding }
+    guard size.allSatisfy({ $0 > 0 }) else {
+        x.builder.record("conv_transpose2d", "output size \(size[0])x\(size[1]) of input \(xs), kernel \(ws[2])x\(ws[3]), "
+                         + "stride \(stride), padding \(padding) is not positive", file, line)
+        return x
+    }
+    return x.builder.apply(.conv2dBackwardData(Conv2DAttributes(stride: stride, padding: padding),
+                                               inputShape: Shape([xs[0], ws[1]] + size)), [x, weight], file: file, line: line)
+}
+
 /// Max pooling over `kernel`×`kernel` windows (stride defaults to the kernel).
 public func maxPool(_ x: Tensor, _ kernel: Int, stride: Int? = nil, file: String = #fileID, line: Int = #line) -> Tensor {
     x.builder.apply(.maxPool2d(PoolAttributes(kernel: kernel, stride: stride)), [x], file: file, line: line)

@@ -292,6 +292,27 @@ struct GraphBuilderTests {
                 "conv2d: input [64, 3, 28, 28] has 3 channels, weight [6, 1, 5, 5] expects 1 (GraphTests/GraphBuilderTests.swift:\(line))")
     }
 
+    @Test("convTranspose2d has PyTorch's output size and weight layout, and names bad arguments")
+    func convTransposeShapes() throws {
+        let g = GraphBuilder()
+        let z = g.input("z", [5, 16, 7, 7])
+        let w = g.parameter("w", [16, 8, 4, 4], initializer: .zeros)
+        // PyTorch: (7 − 1)·2 − 2·1 + 4 = 14; output_padding 1 gives 15.
+        #expect(convTranspose2d(z, w, stride: 2, padding: 1).shape == [5, 8, 14, 14])
+        #expect(convTranspose2d(z, w, stride: 2, padding: 1, outputPadding: 1).shape == [5, 8, 15, 15])
+        #expect(convTranspose2d(z, w).shape == [5, 8, 10, 10])
+        #expect(g.errors.isEmpty, "\(g.errors)")
+        let channelsLine = #line; _ = convTranspose2d(g.input("x8", [5, 8, 7, 7]), w)
+        let paddingLine = #line; _ = convTranspose2d(z, w, stride: 2, outputPadding: 2)
+        let sizeLine = #line; _ = convTranspose2d(g.input("x1", [5, 16, 1, 1]), w, padding: 2)
+        let messages = g.errors.map(\.description)
+        #expect(messages == [
+            "conv_transpose2d: expects input [N, C_in, H, W] and weight [C_in, C_out, KH, KW], found [5, 8, 7, 7] and [16, 8, 4, 4] (GraphTests/GraphBuilderTests.swift:\(channelsLine))",
+            "conv_transpose2d: needs stride ≥ 1, padding ≥ 0 and 0 ≤ outputPadding < stride, found stride 2, padding 0, outputPadding 2 (GraphTests/GraphBuilderTests.swift:\(paddingLine))",
+            "conv_transpose2d: output size 0x0 of input [5, 16, 1, 1], kernel 4x4, stride 1, padding 2 is not positive (GraphTests/GraphBuilderTests.swift:\(sizeLine))",
+        ])
+    }
+
     @Test("operator errors point at the line that created the left operand, never inside Kiln")
     func operatorErrorLocation() throws {
         let g = GraphBuilder()

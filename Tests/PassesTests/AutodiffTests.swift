@@ -290,6 +290,12 @@ let convolutionCases: [GradientCase] = [
     GradientCase("conv2dBackwardData", [InputSpec([2, 4, 3, 3]), InputSpec([4, 3, 3, 3])]) {
         $0[0].builder.apply(.conv2dBackwardData(Conv2DAttributes(stride: 2, padding: 1), inputShape: [2, 3, 6, 5]), $0)
     },
+    GradientCase("convTranspose2d stride 2 pad 1 output padding 1", [InputSpec([2, 3, 3, 2]), InputSpec([3, 2, 3, 3])]) {
+        convTranspose2d($0[0], $0[1], stride: 2, padding: 1, outputPadding: 1)
+    },
+    GradientCase("convTranspose2d 4x4 stride 2 to one channel", [InputSpec([1, 4, 3, 3]), InputSpec([4, 1, 4, 4])]) {
+        convTranspose2d($0[0], $0[1], stride: 2, padding: 1)
+    },
     GradientCase("conv2dBackwardFilter", [InputSpec([2, 3, 5, 6]), InputSpec([2, 4, 3, 3])]) {
         $0[0].builder.apply(.conv2dBackwardFilter(Conv2DAttributes(stride: 2, padding: 1), filterShape: [4, 3, 3, 3]), $0)
     },

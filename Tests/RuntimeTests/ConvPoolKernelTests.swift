@@ -86,6 +86,7 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 2, c: 300, h: 19, w: 23, o: 8, kh: 3, kw: 3, padH: 1, padW: 1),   // every pass in row blocks of 4, ragged last
     .init(n: 3, c: 40, h: 3, w: 2, o: 20, kh: 5, kw: 5, padH: 2, padW: 2),     // shifted im2col: taps entirely in padding
     .init(n: 2, c: 33, h: 9, w: 41, o: 12, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // stride-2 copies: 8, 4, 1
+    .init(n: 3, c: 1, h: 14, w: 14, o: 20, kh: 4, kw: 4, strideH: 2, strideW: 2, padH: 1, padW: 1), // a DCGAN's last transposed conv: backward data in GEMM
     // Winograd F(2×2, 3×3) (forward and backward-data): odd sides, channels off the vector width.
     .init(n: 1, c: 33, h: 7, w: 9, o: 34, kh: 3, kw: 3, padH: 1, padW: 1),     // batch 1, ragged last tile row and column
     .init(n: 3, c: 60, h: 6, w: 35, o: 17, kh: 3, kw: 3, padH: 1, padW: 1),    // 18 tiles a row: two vector chunks
@@ -476,6 +477,17 @@ func implicitKernelMatchesNaive() {
     #expect(Conv2DKernel.algorithm(pointwise, .forward).hasPrefix("1x1 GEMM") && !Conv2DKernel.ImplicitKernel.runs(pointwise, .backwardData))
     let unpadded = Conv2DKernel.Geometry(n: 64, c: 48, h: 16, w: 16, o: 64, kh: 3, kw: 3)
     #expect(Conv2DKernel.algorithm(unpadded, .forward).hasPrefix("im2col+GEMM") && !Conv2DKernel.ImplicitKernel.runs(unpadded, .backwardData))
+    // Strided layers with fewer than 16 input channels (a DCGAN's last transposed convolution,
+    // a discriminator's first layer) take only their forward pass here; their backward data runs
+    // in im2col + GEMM, whose GEMM rows are c·kh·kw, not c.
+    for g in [Conv2DKernel.Geometry(n: 64, c: 1, h: 28, w: 28, o: 64, kh: 4, kw: 4, strideH: 2, strideW: 2, padH: 1, padW: 1),
+              .init(n: 64, c: 3, h: 32, w: 32, o: 64, kh: 4, kw: 4, strideH: 2, strideW: 2, padH: 1, padW: 1),
+              .init(n: 128, c: 15, h: 32, w: 32, o: 32, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1)] {
+        #expect(Conv2DKernel.ImplicitKernel.runs(g, .forward) && !Conv2DKernel.ImplicitKernel.runs(g, .backwardData), "\(g)")
+        #expect(Conv2DKernel.algorithm(g, .backwardData).hasPrefix("im2col+GEMM"), "\(g)")
+    }
+    let sixteen = Conv2DKernel.Geometry(n: 64, c: 16, h: 28, w: 28, o: 64, kh: 4, kw: 4, strideH: 2, strideW: 2, padH: 1, padW: 1)
+    #expect(Conv2DKernel.ImplicitKernel.runs(sixteen, .backwardData))
 }
 
 @Test("fused 1×1 stride-2 shortcut kernel: all three passes match naive loops and give the same bits on 1, 2 and 3 threads")

@@ -96,6 +96,35 @@ import KilnRuntime
         #expect(Self.relativeError(out, f.output.floats()) <= Self.relativeTolerance)
     }
 
+    /// PyTorch's DCGAN-style decoder written with Kiln's own `convTranspose2d` layers (PyTorch's
+    /// names and weight layout), loaded with PyTorch's weights, gives PyTorch's outputs, compiled
+    /// and in the reference interpreter.
+    @Test func convTransposeLayersMatchPyTorch() throws {
+        let f = try Self.fixture("deconv-decoder")
+        let batch = f.input.shape[0]
+        let g = GraphBuilder()
+        let z = g.input("input", [batch, 8])
+        var h = relu(g.dense(z, 16 * 4 * 4, name: "fc")).reshaped([batch, 16, 4, 4])
+        h = relu(g.convTranspose2d(h, outChannels: 8, kernel: 4, stride: 2, padding: 1, name: "deconv1"))
+        g.output("output", sigmoid(g.convTranspose2d(h, outChannels: 1, kernel: 3, stride: 2, padding: 1, outputPadding: 1,
+                                                     name: "deconv2")))
+        let graph = try g.build()
+        let store = ParameterStore()
+        try store.register(graph)
+        #expect(Set(store.names) == Set(f.model.weights.keys), "PyTorch's tensor names")
+        try f.model.loadWeights(into: store)
+        let compiled = try Self.run(graph, store: store, input: f.input.floats())
+        #expect(Self.relativeError(compiled, f.output.floats()) <= Self.relativeTolerance)
+        var weights: [String: HostTensor] = [:]
+        for name in store.names {
+            let t = store[name]!
+            weights[name] = HostTensor(t.type, t.values.map(Double.init))
+        }
+        let input = HostTensor(shape: Shape(f.input.shape), scalars: f.input.floats().map(Double.init))
+        let interpreted = try Interpreter(graph: graph).outputs(inputs: ["input": input], parameters: weights, state: weights)
+        #expect(Self.relativeError(interpreted["output"]!.scalars.map(Float.init), f.output.floats()) <= Self.relativeTolerance)
+    }
+
     /// Imported batch size follows the caller: a batch of 1 gives the fixture's first row.
     @Test func importedModelTakesAnyBatch() throws {
         for name in ["lenet5", "vae-decoder"] {

@@ -61,6 +61,17 @@ extension Conv2DKernel {
         ///   A 48 → 64 3×3 unpadded (16×16) stays in im2col + GEMM: its forward pass was faster
         ///   here (AVX2 6.52 → 4.15) but its backward data slower (4.98 → 5.28; AVX-512 5.22 →
         ///   5.93).
+        ///
+        /// Not the backward data of strided layers with fewer than 16 input channels (a DCGAN's
+        /// last transposed convolution, a discriminator's first layer): there dx's channels are
+        /// the tile's vector side, a 1- or 3-wide panel fills 1–3 of its 16 or 8 lanes, and
+        /// im2col + GEMM (`dcol = Wᵀ · dy`, K = c·kh·kw rows, then col2im) runs 3–12 times
+        /// faster (`kiln bench conv --shape`, AMD EPYC Zen 4, ms before → after, AVX2 / AVX-512):
+        /// 1 → 64 4×4 stride 2 on 28×28, batch 64: 2.40 / 2.58 → 0.45 / 0.21; 3 → 64 on 32×32:
+        /// 3.13 / 3.27 → 0.93 / 0.89; 8 → 64: 3.05 / 2.34 → 1.47 / 1.41; 12 → 64: 2.39 / 2.29 →
+        /// 2.22 / 2.10; 1 → 32 5×5 stride 2: 1.79 / 1.77 → 0.24 / 0.21; 3 → 32 3×3 stride 2 on
+        /// 32×32, batch 128: 1.95 / 2.44 → 0.62 / 1.27. At 16 channels the implicit GEMM is as
+        /// fast or faster (16 → 64 4×4: 2.47 / 2.56 against 2.93 / 3.84).
         static func runs(_ g: Geometry, _ pass: Pass) -> Bool {
             guard pass != .backwardFilter, !DirectConv2D.suits(g) else { return false }
             if g.strideH == 1 && g.strideW == 1 {
@@ -69,6 +80,7 @@ extension Conv2DKernel {
                 return ISA.wideTile && Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128 && suits(g, pass)
             }
             guard suits(g, pass), !ShortcutKernel.runs(g, pass) else { return false }
+            if pass == .backwardData && g.c < 16 { return false }
             if g.kh * g.kw == 1 { return ISA.wideTile && pass == .forward && g.outputPixels <= 64 }
             return true
         }
