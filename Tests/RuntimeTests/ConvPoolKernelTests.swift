@@ -87,6 +87,10 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 3, c: 40, h: 3, w: 2, o: 20, kh: 5, kw: 5, padH: 2, padW: 2),     // shifted im2col: taps entirely in padding
     .init(n: 2, c: 33, h: 9, w: 41, o: 12, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1), // stride-2 copies: 8, 4, 1
     .init(n: 3, c: 1, h: 14, w: 14, o: 20, kh: 4, kw: 4, strideH: 2, strideW: 2, padH: 1, padW: 1), // a DCGAN's last transposed conv: backward data in GEMM
+    // Direct forward and backward data past a GEMM depth of 512 (at most 8 channels on one side).
+    .init(n: 2, c: 70, h: 9, w: 20, o: 1, kh: 3, kw: 3, padH: 1, padW: 1),     // a generator's last layer: 70 → 1
+    .init(n: 2, c: 24, h: 7, w: 18, o: 3, kh: 5, kw: 5, padH: 2, padW: 2),     // 24 → 3, 5×5: depth 600
+    .init(n: 2, c: 8, h: 11, w: 12, o: 20, kh: 9, kw: 9, padH: 4, padW: 4),    // 8 → 20, 9×9: depth 648
     // Winograd F(2×2, 3×3) (forward and backward-data): odd sides, channels off the vector width.
     .init(n: 1, c: 33, h: 7, w: 9, o: 34, kh: 3, kw: 3, padH: 1, padW: 1),     // batch 1, ragged last tile row and column
     .init(n: 3, c: 60, h: 6, w: 35, o: 17, kh: 3, kw: 3, padH: 1, padW: 1),    // 18 tiles a row: two vector chunks
@@ -726,6 +730,29 @@ func convThreadCountInvariant() {
         let one = outputs(1)
         #expect(one == outputs(2), "n=\(n)")
         #expect(one == outputs(4), "n=\(n)")
+    }
+}
+
+@Test("layers with at most 8 channels on one side and a GEMM depth over 512 run their forward and backward data direct, with workspace buffers; their filter gradient with at most 3 output channels on rows of 16 or more")
+func fewChannelsDeepPatchesRunDirect() {
+    for g in [Conv2DKernel.Geometry(n: 64, c: 64, h: 28, w: 28, o: 1, kh: 3, kw: 3, padH: 1, padW: 1),
+              .init(n: 128, c: 64, h: 32, w: 32, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),
+              .init(n: 64, c: 128, h: 14, w: 14, o: 8, kh: 3, kw: 3, padH: 1, padW: 1),
+              .init(n: 64, c: 256, h: 8, w: 8, o: 3, kh: 3, kw: 3, padH: 1, padW: 1),
+              .init(n: 2, c: 8, h: 11, w: 12, o: 20, kh: 9, kw: 9, padH: 4, padW: 4)] {
+        #expect(!DirectConv2D.suits(g), "\(g)")
+        #expect(Conv2DKernel.algorithm(g, .forward) == "direct" && Conv2DKernel.algorithm(g, .backwardData) == "direct", "\(g)")
+        #expect(Conv2DKernel.Workspace(.forward, g, threads: 2).direct != nil, "\(g)")
+        #expect(Conv2DKernel.Workspace(.backwardData, g, threads: 2).direct != nil, "\(g)")
+        let directFilter = g.o <= 3 && g.ow >= 16
+        #expect((Conv2DKernel.algorithm(g, .backwardFilter) == "direct") == directFilter, "\(g)")
+        #expect((Conv2DKernel.Workspace(.backwardFilter, g, threads: 2).direct != nil) == directFilter, "\(g)")
+    }
+    // Nine channels on the narrow side, strides, and pointwise layers keep their paths.
+    for g in [Conv2DKernel.Geometry(n: 64, c: 128, h: 14, w: 14, o: 9, kh: 3, kw: 3, padH: 1, padW: 1),
+              .init(n: 64, c: 64, h: 28, w: 28, o: 1, kh: 3, kw: 3, strideH: 2, strideW: 2, padH: 1, padW: 1),
+              .init(n: 64, c: 600, h: 8, w: 8, o: 1, kh: 1, kw: 1)] {
+        #expect(!DirectConv2D.runs(g, .forward) && !DirectConv2D.runs(g, .backwardData), "\(g)")
     }
 }
 

@@ -64,4 +64,46 @@ struct ReduceKernelTests {
         #expect(results[0] == results[1], "\(dims): 1 and 2 threads differ")
         #expect(results[0] == results[2], "\(dims): 1 and 3 threads differ")
     }
+
+    /// Reductions whose rows fall into blocks that share no output (an upsampling's gradient:
+    /// [N, C, H, 2, W, 2] summed over the 2s; a sum over channels; over two middle axes), run in
+    /// parallel blocks: against naive float64 sums, and the same bits on 1, 2 and 3 threads.
+    @Test("block-parallel sums (an upsampling's gradient, middle axes) against naive loops, same bits on 1, 2 and 3 threads",
+          arguments: [([7, 5, 6, 2, 9, 2], [3, 5]), ([40, 33, 4, 4], [1]), ([3, 4, 5, 6, 7], [1, 3]), ([200, 64, 3, 2, 5, 2], [3, 5])])
+    func blockParallelSums(_ dims: [Int], _ axes: [Int]) throws {
+        let shape = Shape(dims)
+        let values = (0..<shape.count).map { (i: Int) -> Float in
+            let wave: Double = sin(Double(i) * 0.37) * 2
+            return Float(wave + Double(i % 5) * 0.125)
+        }
+        var outDims = dims
+        for axis in axes { outDims[axis] = 1 }
+        let outCount = outDims.reduce(1, *)
+        var expected = [Double](repeating: 0, count: outCount), magnitude = expected
+        let strides = shape.strides, outStrides = Shape(outDims).strides
+        for i in 0..<shape.count {
+            var out = 0
+            for axis in dims.indices where !axes.contains(axis) { out += (i / strides[axis]) % dims[axis] * outStrides[axis] }
+            expected[out] += Double(values[i]); magnitude[out] += Double(values[i].magnitude)
+        }
+        var results: [[UInt32]] = []
+        for threads in [1, 2, 3] {
+            let g = GraphBuilder()
+            let x = g.input("x", shape)
+            g.output("sum", x.sum(axes: axes))
+            g.output("mean", x.mean(axes: axes))
+            let program = try Executable(graph: try g.build(), store: ParameterStore(seed: 1), threads: threads)
+            try program.setInput("x", values)
+            try program.run()
+            let sum = try program.output("sum"), mean = try program.output("mean")
+            let count = Double(shape.count / outCount)
+            for o in 0..<outCount {
+                #expect(abs(Double(sum[o]) - expected[o]) <= 1e-6 * magnitude[o] + 1e-7, "\(dims) \(axes) sum, output \(o)")
+                #expect(abs(Double(mean[o]) - expected[o] / count) <= (1e-6 * magnitude[o] + 1e-7) / count,
+                        "\(dims) \(axes) mean, output \(o)")
+            }
+            results.append((sum + mean).map(\.bitPattern))
+        }
+        #expect(results[0] == results[1] && results[0] == results[2], "\(dims) \(axes): thread counts differ")
+    }
 }

@@ -458,18 +458,32 @@ final class Lowering {
         case .sum, .mean:
             let scale = f == .mean ? 1 / Double(Swift.max(reducedCount, 1)) : 1
             let accumulator = buffers.scratchDoubles(outCount)
-            emit {
-                accumulator.update(repeating: 0, count: outCount)
-                for r in 0..<ox.count {
-                    let xp = x + ox[r], ap = accumulator + oy[r]
-                    if innerOut == 0 {
-                        ap[0] += ReduceKernel.rowSum(xp, inner)
-                    } else {
-                        for i in 0..<inner { ap[i] += Double(xp[i]) }
+            // Blocks of rows that share no output with other blocks: the rows of one index of
+            // the axes before the first reduced one (an upsampling's gradient, [N, C, H, 2, W, 2]
+            // summed over its two 2s: N·C·H blocks). Each output is still summed by one thread in
+            // row order, so the bits do not depend on the thread count.
+            let rowCount = ox.count
+            let leading = inputShape.dims[..<(axes.min() ?? 0)].reduce(1, *)
+            let blocks = ReduceKernel.independentBlocks(rows: rowCount, outputs: outCount, leading: leading,
+                                                        inner: inner, innerOut: innerOut, outOffsets: oy)
+            let rowsPerBlock = rowCount / blocks, outputsPerBlock = outCount / blocks
+            emit(Parallel.chunkedKernel(blocks, threads, grain: Swift.max(1, 32768 / Swift.max(1, rowsPerBlock * inner))) { range in
+                let outputs = range.lowerBound * outputsPerBlock..<range.upperBound * outputsPerBlock
+                (accumulator + outputs.lowerBound).update(repeating: 0, count: outputs.count)
+                ox.withUnsafeBufferPointer { rowOffsets in
+                    oy.withUnsafeBufferPointer { outOffsets in
+                        for r in range.lowerBound * rowsPerBlock..<range.upperBound * rowsPerBlock {
+                            let xp = x + rowOffsets[r], ap = accumulator + outOffsets[r]
+                            if innerOut == 0 {
+                                ap[0] += ReduceKernel.rowSum(xp, inner)
+                            } else {
+                                for i in 0..<inner { ap[i] += Double(xp[i]) }
+                            }
+                        }
                     }
                 }
-                for i in 0..<outCount { y[i] = Float(accumulator[i] * scale) }
-            }
+                for i in outputs { y[i] = Float(accumulator[i] * scale) }
+            })
         case .max:
             emit {
                 y.update(repeating: -.infinity, count: outCount)

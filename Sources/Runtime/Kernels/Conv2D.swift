@@ -76,7 +76,7 @@ public enum Conv2DKernel {
                                y: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.forward, g, threads: threads)
         if StemForwardKernel.runs(g) { return StemForwardKernel.run(g, x: x, weight: weight, y: y, threads: threads) }
-        if DirectConv2D.suits(g) {
+        if DirectConv2D.runs(g, .forward) {
             let problem = DirectConv2D.forwardProblem(g)
             DirectConv2D.correlate(problem, source: x, out: y, threads: threads, buffers: workspace?.direct) { o, c, ky, kx in
                 weight[((o * g.c + c) * g.kh + ky) * g.kw + kx]
@@ -99,7 +99,7 @@ public enum Conv2DKernel {
                                     dx: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.backwardData, g, threads: threads)
         if StemDataKernel.suits(g) { return StemDataKernel.run(g, dy: dy, weight: weight, dx: dx, threads: threads) }
-        if DirectConv2D.suits(g) {
+        if DirectConv2D.runs(g, .backwardData) {
             let problem = DirectConv2D.backwardDataProblem(g)
             DirectConv2D.correlate(problem, source: dy, out: dx, threads: threads, buffers: workspace?.direct) { c, o, ky, kx in
                 weight[((o * g.c + c) * g.kh + g.kh - 1 - ky) * g.kw + g.kw - 1 - kx]
@@ -137,7 +137,7 @@ public enum Conv2DKernel {
             FilterKernel.run(g, x: x, dy: dy, dw: dw, threads: threads)
             return
         }
-        if DirectConv2D.suits(g) {
+        if DirectConv2D.runs(g, .backwardFilter) {
             DirectConv2D.backwardFilter(g, x: x, dy: dy, dw: dw, threads: threads, buffers: workspace?.direct)
             return
         }

@@ -80,7 +80,7 @@ extension Conv2DKernel {
         /// 2.6× slower here, its 6 channels fill 6 of 16 lanes).
         static func runs(_ g: Geometry) -> Bool {
             if !suits(g) { return false }
-            return !DirectConv2D.suits(g) || g.o >= 16
+            return !DirectConv2D.runs(g, .backwardFilter) || g.o >= 16
         }
 
         /// Whether this kernel can run a geometry's filter gradient.

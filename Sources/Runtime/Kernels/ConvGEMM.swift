@@ -69,7 +69,7 @@ extension Conv2DKernel {
             let plan = FilterKernel.Plan(g)
             return "implicit GEMM b\(plan.groupImages) \(g.o)x\(g.patchSize)x\(plan.maxDepth)"
         }
-        if DirectConv2D.suits(g) { return "direct" }
+        if DirectConv2D.runs(g, pass) { return "direct" }
         if ImplicitKernel.runs(g, pass) { return ImplicitKernel.algorithm(g, pass) }
         if pass != .backwardFilter && Winograd.suits(g) { return Winograd.algorithm(g, pass) }
         let b = groupImages(g, pass), columns = b * g.outputPixels

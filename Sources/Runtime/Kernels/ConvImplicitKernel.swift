@@ -73,7 +73,7 @@ extension Conv2DKernel {
         /// 32×32, batch 128: 1.95 / 2.44 → 0.62 / 1.27. At 16 channels the implicit GEMM is as
         /// fast or faster (16 → 64 4×4: 2.47 / 2.56 against 2.93 / 3.84).
         static func runs(_ g: Geometry, _ pass: Pass) -> Bool {
-            guard pass != .backwardFilter, !DirectConv2D.suits(g) else { return false }
+            guard pass != .backwardFilter, !DirectConv2D.runs(g, pass) else { return false }
             if g.strideH == 1 && g.strideW == 1 {
                 let narrow = min(g.c, g.o)
                 if !g.isPointwise && (32..<64).contains(narrow) && (narrow == 32 || g.kh * g.kw > 9) { return suits(g, pass) }

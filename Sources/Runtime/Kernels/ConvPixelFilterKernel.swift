@@ -46,7 +46,7 @@ extension Conv2DKernel {
         /// Whether a geometry's filter gradient runs here: every one it suits but the direct
         /// path's with fewer than 16 output channels (as `FilterKernel.runs`).
         static func runs(_ g: Geometry) -> Bool {
-            suits(g) && (g.o >= 16 || !DirectConv2D.suits(g))
+            suits(g) && (g.o >= 16 || !DirectConv2D.runs(g, .backwardFilter))
         }
 
         /// Whether this kernel can run a geometry's filter gradient.

@@ -72,6 +72,30 @@ enum DirectConv2D {
             && g.patchSize <= 512 && (min(g.o, g.c) < 32 || max(g.o, g.c) <= 32) && !g.isPointwise
     }
 
+    /// Whether a pass runs here: every pass of the layers `suits` takes, and the forward and
+    /// backward-data passes of stride-1 layers with at most 8 channels on one side and a GEMM
+    /// depth over 512 (a generator's last layer, 64 or more channels → 1 or 3). In im2col +
+    /// GEMM those have 1–8 GEMM rows (forward) or a GEMM depth of 1–8 (backward data), and
+    /// ran at 5–60 GFLOP/s (`kiln bench conv --shape`, AMD EPYC Zen 4, ms before → after,
+    /// AVX2 / AVX-512, forward and backward data): 64 → 1 3×3 on 28×28, batch 64: 5.03 / 5.01
+    /// → 1.45 / 1.31 and 4.17 / 3.69 → 0.88 / 0.85; 128 → 1 on 14×14: 3.13 / 3.37 → 0.74 /
+    /// 0.92 and 2.83 / 3.22 → 0.46 / 0.72; 64 → 3 on 32×32, batch 128: 12.86 / 13.93 → 5.12 /
+    /// 3.15 and 10.73 / 10.71 → 3.68 / 2.75; 512 → 1 on 16×16: 25.55 / 30.58 → 3.75 / 3.36;
+    /// 128 → 8 on 14×14: 4.09 / 4.67 → 2.28 / 1.37. Their filter gradients run here only
+    /// with at most 3 output channels and output rows of 16 or more (implicit GEMM → direct:
+    /// 64 → 1 on 28×28: 4.62 / 4.59 → 4.49 / 2.14; 128 → 1 on 14×14: 2.48 / 2.59 → 2.08 / 1.48;
+    /// 64 → 3 on 32×32: 12.13 / 12.33 → 11.99 / 6.87; 512 → 1: 11.91 / 11.83 → 11.11 / 6.35;
+    /// but 64 → 3 on 64×64, batch 32: 12.28 / 11.70 → 13.60 / 7.23 on AVX2). With more output
+    /// channels or narrower planes the implicit GEMM stays faster (128 → 8: 2.46 / 2.44 against
+    /// 6.63 / 5.18; 256 → 4 on 8×8: 1.59 / 1.58 against 4.65 / 2.45).
+    static func runs(_ g: Conv2DKernel.Geometry, _ pass: Conv2DKernel.Pass) -> Bool {
+        if suits(g) { return true }
+        guard g.strideH == 1 && g.strideW == 1 && g.padH < g.kh && g.padW < g.kw && min(g.o, g.c) <= 8 && !g.isPointwise else {
+            return false
+        }
+        return pass != .backwardFilter || (g.o <= 3 && g.ow >= 16)
+    }
+
     /// The correlation computing a convolution's forward pass: the input bordered by the padding.
     static func forwardProblem(_ g: Conv2DKernel.Geometry) -> Problem {
         Problem(n: g.n, sourceChannels: g.c, sourceHeight: g.h, sourceWidth: g.w, top: g.padH, left: g.padW,

@@ -6,6 +6,13 @@ enum ReduceKernel {
     /// The sum of `count` floats: 16 float lanes (each adds every 16th element in order), then
     /// the lanes and the tail added in float64. Fixed order, so the result never varies.
     static func rowSum(_ x: UnsafePointer<Float>, _ count: Int) -> Double {
+        if count < 16 {
+            // The same sum as below, whose lanes would all be zero: rows of 2 (an upsampling's
+            // gradient) without a 16-lane horizontal add each.
+            var total = 0.0
+            for i in 0..<count { total += Double(x[i]) }
+            return total
+        }
         var lanes = SIMD16<Float>(repeating: 0)
         var i = 0
         let raw = UnsafeRawPointer(x)
@@ -50,6 +57,22 @@ enum ReduceKernel {
         var total = 0.0
         for lane in 0..<16 { total += accumulator[lane] }
         return total
+    }
+
+    /// How many contiguous blocks of rows a reduction's `rows` (output offsets `outOffsets`,
+    /// `inner` elements each, `innerOut` apart in the output) splits into such that block b
+    /// writes only outputs `b·outputs/blocks ..< (b+1)·outputs/blocks`: `leading` (the count of
+    /// indices before the first reduced axis) when that holds for every row, else 1.
+    static func independentBlocks(rows: Int, outputs: Int, leading: Int, inner: Int, innerOut: Int,
+                                  outOffsets: [Int]) -> Int {
+        guard leading > 1, rows % leading == 0, outputs % leading == 0 else { return 1 }
+        let (rowsPerBlock, outputsPerBlock) = (rows / leading, outputs / leading)
+        let span = innerOut == 0 ? 1 : (inner - 1) * innerOut + 1
+        for r in 0..<rows {
+            let low = r / rowsPerBlock * outputsPerBlock
+            guard outOffsets[r] >= low, outOffsets[r] + span <= low + outputsPerBlock else { return 1 }
+        }
+        return leading
     }
 
     /// Rows per part and parts of a reduction over `rows` rows of `inner` elements: a fixed
