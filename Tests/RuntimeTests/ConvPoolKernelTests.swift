@@ -91,6 +91,10 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 2, c: 70, h: 9, w: 20, o: 1, kh: 3, kw: 3, padH: 1, padW: 1),     // a generator's last layer: 70 → 1
     .init(n: 2, c: 24, h: 7, w: 18, o: 3, kh: 5, kw: 5, padH: 2, padW: 2),     // 24 → 3, 5×5: depth 600
     .init(n: 2, c: 8, h: 11, w: 12, o: 20, kh: 9, kw: 9, padH: 4, padW: 4),    // 8 → 20, 9×9: depth 648
+    // Kernels that cover the whole image: one GEMM per pass.
+    .init(n: 5, c: 7, h: 4, w: 3, o: 9, kh: 4, kw: 3),                           // a dense layer over 7·4·3
+    .init(n: 3, c: 130, h: 2, w: 2, o: 1, kh: 2, kw: 2, strideH: 2, strideW: 2), // a discriminator's last layer, strided
+    .init(n: 4, c: 40, h: 4, w: 4, o: 33, kh: 4, kw: 4),                         // a DCGAN generator's first layer, transposed
     // Winograd F(2×2, 3×3) (forward and backward-data): odd sides, channels off the vector width.
     .init(n: 1, c: 33, h: 7, w: 9, o: 34, kh: 3, kw: 3, padH: 1, padW: 1),     // batch 1, ragged last tile row and column
     .init(n: 3, c: 60, h: 6, w: 35, o: 17, kh: 3, kw: 3, padH: 1, padW: 1),    // 18 tiles a row: two vector chunks
@@ -747,6 +751,7 @@ func fewChannelsDeepPatchesRunDirect() {
         let directFilter = g.o <= 3 && g.ow >= 16
         #expect((Conv2DKernel.algorithm(g, .backwardFilter) == "direct") == directFilter, "\(g)")
         #expect((Conv2DKernel.Workspace(.backwardFilter, g, threads: 2).direct != nil) == directFilter, "\(g)")
+        expectSameBitsOnThreads(g)
     }
     // Nine channels on the narrow side, strides, and pointwise layers keep their paths.
     for g in [Conv2DKernel.Geometry(n: 64, c: 128, h: 14, w: 14, o: 9, kh: 3, kw: 3, padH: 1, padW: 1),
@@ -754,6 +759,44 @@ func fewChannelsDeepPatchesRunDirect() {
               .init(n: 64, c: 600, h: 8, w: 8, o: 1, kh: 1, kw: 1)] {
         #expect(!DirectConv2D.runs(g, .forward) && !DirectConv2D.runs(g, .backwardData), "\(g)")
     }
+}
+
+/// All three passes of `g`, at batch `n`, give the same bits on 1, 2 and 3 threads.
+private func expectSameBitsOnThreads(_ full: Conv2DKernel.Geometry, n: Int = 3) {
+    let g = Conv2DKernel.Geometry(n: n, c: full.c, h: full.h, w: full.w, o: full.o, kh: full.kh, kw: full.kw,
+                                  strideH: full.strideH, strideW: full.strideW, padH: full.padH, padW: full.padW)
+    let x = randomFloats(g.n * g.c * g.h * g.w, seed: 31)
+    let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 32)
+    let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 33)
+    func passes(_ threads: Int) -> [[UInt32]] {
+        let y = run([x, weight], outputCount: dy.count) { Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads) }
+        let dx = run([dy, weight], outputCount: x.count) {
+            Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
+        }
+        let dw = run([x, dy], outputCount: weight.count) {
+            Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
+        }
+        return [y, dx, dw].map { $0.map(\.bitPattern) }
+    }
+    let one = passes(1)
+    #expect(one == passes(2) && one == passes(3), "\(g)")
+}
+
+@Test("kernels that cover the whole unpadded image run as one GEMM per pass; padded or smaller ones do not")
+func wholeImageConvolutionsRunAsGEMM() {
+    for g in [Conv2DKernel.Geometry(n: 64, c: 512, h: 4, w: 4, o: 100, kh: 4, kw: 4),
+              .init(n: 64, c: 128, h: 7, w: 7, o: 1, kh: 7, kw: 7),
+              .init(n: 64, c: 16, h: 5, w: 5, o: 120, kh: 5, kw: 5)] {
+        for pass in [Conv2DKernel.Pass.forward, .backwardData, .backwardFilter] {
+            #expect(Conv2DKernel.algorithm(g, pass).hasPrefix("whole-image GEMM"), "\(g) \(pass)")
+            #expect(Conv2DKernel.Workspace(pass, g, threads: 2).direct == nil, "\(g) \(pass)")
+        }
+        #expect(g.oh == 1 && g.ow == 1)
+        expectSameBitsOnThreads(g)
+    }
+    #expect(!Conv2DKernel.algorithm(.init(n: 64, c: 16, h: 3, w: 3, o: 120, kh: 3, kw: 3, padH: 1, padW: 1), .forward)
+        .hasPrefix("whole-image"))
+    #expect(!Conv2DKernel.algorithm(.init(n: 64, c: 16, h: 5, w: 5, o: 120, kh: 4, kw: 4), .forward).hasPrefix("whole-image"))
 }
 
 @Test("a conv2d workspace reused across calls gives the same bits as scratch made for the call")

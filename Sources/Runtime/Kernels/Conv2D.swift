@@ -66,6 +66,9 @@ public enum Conv2DKernel {
         var outputPixels: Int { oh * ow }
         /// A 1×1, stride-1, unpadded convolution reads the image itself as its im2col matrix.
         var isPointwise: Bool { kh == 1 && kw == 1 && strideH == 1 && strideW == 1 && padH == 0 && padW == 0 }
+        /// The kernel covers the whole unpadded image: one output pixel, a dense layer over c·h·w
+        /// (`wholeImage`).
+        var isWholeImage: Bool { kh == h && kw == w && padH == 0 && padW == 0 }
     }
 
     /// y = conv2d(x, weight). Parallel over the images of the batch (or inside the GEMM);
@@ -75,6 +78,7 @@ public enum Conv2DKernel {
     public static func forward(_ g: Geometry, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                y: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.forward, g, threads: threads)
+        if g.isWholeImage { return wholeImage(g, .forward, x, weight, y, threads: threads) }
         if StemForwardKernel.runs(g) { return StemForwardKernel.run(g, x: x, weight: weight, y: y, threads: threads) }
         if DirectConv2D.runs(g, .forward) {
             let problem = DirectConv2D.forwardProblem(g)
@@ -98,6 +102,7 @@ public enum Conv2DKernel {
     public static func backwardData(_ g: Geometry, dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                     dx: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.backwardData, g, threads: threads)
+        if g.isWholeImage { return wholeImage(g, .backwardData, dy, weight, dx, threads: threads) }
         if StemDataKernel.suits(g) { return StemDataKernel.run(g, dy: dy, weight: weight, dx: dx, threads: threads) }
         if DirectConv2D.runs(g, .backwardData) {
             let problem = DirectConv2D.backwardDataProblem(g)
@@ -125,6 +130,7 @@ public enum Conv2DKernel {
     public static func backwardFilter(_ g: Geometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                                       dw: UnsafeMutablePointer<Float>, threads: Int, workspace: Workspace? = nil) {
         workspace?.check(.backwardFilter, g, threads: threads)
+        if g.isWholeImage { return wholeImage(g, .backwardFilter, dy, x, dw, threads: threads) }
         if WinogradFilter.suits(g) { return winogradBackwardFilter(g, x: x, dy: dy, dw: dw, threads: threads) }
         if ShortcutKernel.runs(g, .backwardFilter) {
             return ShortcutKernel.backwardFilter(g, x: x, dy: dy, dw: dw, threads: threads)

@@ -31,7 +31,7 @@ extension Conv2DKernel {
             self.pass = pass
             self.geometry = geometry
             self.threads = threads
-            guard DirectConv2D.runs(geometry, pass) && !(pass == .backwardFilter && (FilterKernel.runs(geometry) || PixelFilterKernel.runs(geometry)))
+            guard !geometry.isWholeImage && DirectConv2D.runs(geometry, pass) && !(pass == .backwardFilter && (FilterKernel.runs(geometry) || PixelFilterKernel.runs(geometry)))
                     && !(pass == .backwardData && StemDataKernel.suits(geometry))
                     && !(pass == .forward && StemForwardKernel.runs(geometry)) else {
                 direct = nil
