@@ -18,7 +18,7 @@ func distributedGenerativeCommand(_ words: [String]) throws {
                              flags: ["--json", "--no-fuse", "--no-plan", "--no-prior", "--distributed", "--no-overlap", "--time-allreduce"], command: "train (distributed)")
     guard args.positionals.count == 1 else { throw KilnError.argument("train: give exactly one MODEL (see `kiln zoo`)") }
     let modelName = args.positionals[0]
-    if modelName == "gan" || modelName == "cgan" { throw KilnError.argument("train: " + DistributedGenerativeTrainer.ganMessage(modelName)) }
+    if ["gan", "cgan", "dcgan"].contains(modelName) { throw KilnError.argument("train: " + DistributedGenerativeTrainer.ganMessage(modelName)) }
     guard args.options["--epochs"] != nil else {
         throw KilnError.argument("train \(modelName): a distributed run needs --epochs N (it does not stop on a time budget or on patience)")
     }

@@ -21,7 +21,7 @@ func zooGraph(_ name: String, batch: Int, training: Bool, ganStep: String?) thro
                                            generatorStep: step == "generator")
     }
     if let ganStep {
-        throw KilnError.argument("--gan-step applies to gan and cgan only; \(name) has one training step (found \"\(excerpt(ganStep))\")")
+        throw KilnError.argument("--gan-step applies to gan, cgan and dcgan only; \(name) has one training step (found \"\(excerpt(ganStep))\")")
     }
     let model = try Zoo.classifier(name, inputShape: Zoo.defaultInputShape(name), classes: name == "glyph-cnn" ? 3 : 10)
     return training

@@ -3,7 +3,7 @@ import Kiln
 import KilnCommandLine
 import KilnBench
 
-/// `kiln train vae|cvae|conv-vae|conv-cvae|gan|cgan|ddpm ...`: trains a generative model, prints the
+/// `kiln train vae|cvae|conv-vae|conv-cvae|gan|cgan|dcgan|ddpm ...`: trains a generative model, prints the
 /// loss per epoch, writes the model file and optionally a sample grid and the loss curves.
 func trainGenerativeCommand(_ words: [String]) throws {
     let args = try Arguments(words, options: ["--dataset", "--data-dir", "--train", "--image-size", "--unlabelled", "--labeller", "--epochs", "--batch", "--lr",

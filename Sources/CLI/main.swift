@@ -14,7 +14,7 @@ commands:
               [--seed S] [--threads T] [--limit N] [--schedule S] [--plot FILE.svg] [--no-fuse] [--no-plan] [--check-numerics] [-o MODEL.safetensors] [--json]
               [--classes A,B,C]   the labels the training file must use (else every distinct label is a class)
   mpirun -np N kiln train MODEL …   data-parallel over N MPI ranks: classifiers, VAEs and ddpm, not GANs (or --distributed; [--bucket-mb M] [--time-allreduce] [--no-overlap]); README "Training on several machines"
-  train vae|cvae|conv-vae|conv-cvae|gan|cgan (--dataset NAME | --train FILE.csv [--unlabelled FILE.csv [--labeller MODEL]])
+  train vae|cvae|conv-vae|conv-cvae|gan|cgan|dcgan|ddpm (--dataset NAME | --train FILE.csv [--unlabelled FILE.csv [--labeller MODEL]])
               -o MODEL.safetensors [--epochs N] [--batch B] [--lr X] [--schedule S] [--plot FILE.svg] [--grid FILE.png]
   predict MODEL.safetensors --test FILE.csv -o predictions.csv
   eval MODEL.safetensors --data FILE.csv [--labels LABELS.csv] [--json]

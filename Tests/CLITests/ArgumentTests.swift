@@ -71,7 +71,7 @@ struct ArgumentTests {
         Case(words: ["plan", "lenet5", "--why", "x", "3"], expected: "plan: --why needs node ids such as %12 or 12, found \"x\""),
         Case(words: ["plan", "lenet5", "--why", "3"], expected: "plan: --why takes two node ids: --why A B"),
         Case(words: ["dot", "lenet5", "--gan-step", "nope"],
-             expected: "--gan-step applies to gan and cgan only; lenet5 has one training step (found \"nope\")"),
+             expected: "--gan-step applies to gan, cgan and dcgan only; lenet5 has one training step (found \"nope\")"),
         Case(words: ["dot", "gan", "--gan-step", "nope"], expected: "--gan-step is discriminator or generator, found \"nope\""),
         Case(words: ["generate", "m.safetensors", "-o", "x.csv", "--threads", "1000"], expected: "--threads needs an integer from 1 to 256, found \"1000\""),
         Case(words: ["make-glyphs", "d", "--test", "10000000000"], expected: "--test needs an integer from 1 to 1000000, found \"10000000000\""),

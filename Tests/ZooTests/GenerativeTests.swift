@@ -18,7 +18,7 @@ func halvesDataset(count: Int = 8) -> ImageDataset {
 @Suite("Generative models")
 struct GenerativeTests {
     @Test("every generative model builds, trains a step with a finite loss, and samples images in 0–255",
-          arguments: ["vae", "cvae", "conv-vae", "conv-cvae", "gan", "cgan", "ddpm"])
+          arguments: ["vae", "cvae", "conv-vae", "conv-cvae", "gan", "cgan", "dcgan", "ddpm"])
     func everyModelSteps(_ name: String) throws {
         let data = halvesDataset()
         var model = try Zoo.generative(name, imageShape: [1, 8, 8], classes: 2)

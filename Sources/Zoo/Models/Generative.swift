@@ -141,6 +141,39 @@ public func gan(imageShape: [Int] = [1, 28, 28], latent: Int = 64, classes: Int 
         })
 }
 
+/// The DCGAN of PyTorch's tutorial (Radford et al. 2016), sized for square images with sides
+/// divisible by 4 (28×28: 7 → 14 → 28), in transposed convolutions. Generator: z (64) as a 1×1
+/// image → transposed conv 128@7×7 (the whole 7×7 plane from one pixel), batch norm, ReLU →
+/// transposed conv 64@4×4/2, batch norm, ReLU → transposed conv C@4×4/2 → logits.
+/// Discriminator: conv 32@4×4/2, leaky ReLU 0.2 → conv 64@4×4/2, leaky ReLU → conv 1@7×7 over
+/// the whole plane → one logit. The zoo's `gan` upsamples and convolves instead.
+public func dcgan(imageShape: [Int] = [1, 28, 28], latent: Int = 64) -> GenerativeModel {
+    let (channels, height, width) = (imageShape[0], imageShape[1], imageShape[2])
+    precondition(height == width && height % 4 == 0, "dcgan needs square images with sides divisible by 4")
+    let prefix = GenerativeModel.generatorPrefix, quarter = height / 4
+    return GenerativeModel(
+        name: "dcgan",
+        summary: "DCGAN: G z \(latent) -convT- 128x\(quarter)x\(quarter) -convT 4x4/2- 64 -convT 4x4/2- \(channels) (BN), "
+            + "D conv 32-64 4x4/2 leaky ReLU, conv 1@\(quarter)x\(quarter)",
+        family: .gan, imageShape: imageShape, classes: 0, latentSize: latent,
+        encode: nil,
+        decode: { z, _, training in
+            let g = z.builder
+            var h = z.reshaped([z.shape[0], latent, 1, 1])
+            h = g.convTranspose2d(h, outChannels: 128, kernel: quarter, name: prefix + "convT0", bias: false)
+            h = relu(g.batchNorm(h, name: prefix + "bn0", training: training))
+            h = g.convTranspose2d(h, outChannels: 64, kernel: 4, stride: 2, padding: 1, name: prefix + "convT1", bias: false)
+            h = relu(g.batchNorm(h, name: prefix + "bn1", training: training))
+            return g.convTranspose2d(h, outChannels: channels, kernel: 4, stride: 2, padding: 1, name: prefix + "convT2")
+        },
+        discriminate: { images, _, _ in
+            let g = images.builder
+            var h = leakyRelu(g.conv2d(images, outChannels: 32, kernel: 4, stride: 2, padding: 1, name: "disc.conv1"))
+            h = leakyRelu(g.conv2d(h, outChannels: 64, kernel: 4, stride: 2, padding: 1, name: "disc.conv2"))
+            return g.conv2d(h, outChannels: 1, kernel: quarter, name: "disc.conv3").flatten()
+        })
+}
+
 /// A small class-conditional DDPM (Ho et al. 2020) for images: an MLP predicts the noise ε in
 /// x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε from x_t, a sinusoidal embedding of t (`latent` numbers, in
 /// `latentSize`) and the one-hot label, which join the input of every layer:
@@ -229,7 +262,7 @@ public struct DiffusionSchedule: Sendable, Equatable {
 
 extension Zoo {
     /// The zoo's generative models by name.
-    public static let generativeNames = ["vae", "cvae", "conv-vae", "conv-cvae", "gan", "cgan", "ddpm"]
+    public static let generativeNames = ["vae", "cvae", "conv-vae", "conv-cvae", "gan", "cgan", "dcgan", "ddpm"]
 
     /// The generative models that take a class label (`ddpm` is class-conditional).
     public static let conditionalGenerativeNames: Set<String> = ["cvae", "conv-cvae", "cgan", "ddpm"]
@@ -252,6 +285,11 @@ extension Zoo {
                 throw KilnError.argument("\(name) needs image sides divisible by 4, found \(imageShape)")
             }
             return gan(imageShape: imageShape, classes: name == "cgan" ? classes : 0)
+        case "dcgan":
+            guard imageShape.count == 3, imageShape[1] == imageShape[2], imageShape[1] % 4 == 0 else {
+                throw KilnError.argument("dcgan needs square images with sides divisible by 4, found \(imageShape)")
+            }
+            return dcgan(imageShape: imageShape)
         case "ddpm":
             guard imageShape.count == 3 else { throw KilnError.argument("ddpm needs images [C, H, W], found \(imageShape)") }
             return ddpm(imageShape: imageShape, classes: classes)
