@@ -69,7 +69,8 @@ struct ReduceKernelTests {
     /// [N, C, H, 2, W, 2] summed over the 2s; a sum over channels; over two middle axes), run in
     /// parallel blocks: against naive float64 sums, and the same bits on 1, 2 and 3 threads.
     @Test("block-parallel sums (an upsampling's gradient, middle axes) against naive loops, same bits on 1, 2 and 3 threads",
-          arguments: [([7, 5, 6, 2, 9, 2], [3, 5]), ([40, 33, 4, 4], [1]), ([3, 4, 5, 6, 7], [1, 3]), ([200, 64, 3, 2, 5, 2], [3, 5])])
+          arguments: [([7, 5, 6, 2, 9, 2], [3, 5]), ([40, 33, 4, 4], [1]), ([3, 4, 5, 6, 7], [1, 3]), ([200, 64, 3, 2, 5, 2], [3, 5]),
+                      ([40, 40, 3, 2, 19, 2], [3, 5]), ([30, 20, 4, 3, 11, 3], [3, 5])])
     func blockParallelSums(_ dims: [Int], _ axes: [Int]) throws {
         let shape = Shape(dims)
         let values = (0..<shape.count).map { (i: Int) -> Float in
@@ -105,5 +106,31 @@ struct ReduceKernelTests {
             results.append((sum + mean).map(\.bitPattern))
         }
         #expect(results[0] == results[1] && results[0] == results[2], "\(dims) \(axes): thread counts differ")
+    }
+
+    /// Nearest upsampling written as reshape, broadcast and reshape (the zoo's
+    /// `upsampleNearest2x`, and ×3): each source float repeated in place, on 1, 2 and 3 threads.
+    @Test("broadcast that repeats each float side by side (nearest upsampling) copies exactly on 1, 2 and 3 threads",
+          arguments: [([6, 5, 7, 19], 2), ([2, 3, 4, 8], 2), ([3, 4, 5, 6], 3)])
+    func upsamplingBroadcast(_ dims: [Int], _ factor: Int) throws {
+        let (n, c, h, w) = (dims[0], dims[1], dims[2], dims[3])
+        let values = (0..<(n * c * h * w)).map { Float($0) * 0.5 - 3 }
+        for threads in [1, 2, 3] {
+            let g = GraphBuilder()
+            let x = g.input("x", Shape(dims))
+            let up = x.reshaped([n, c, h, 1, w, 1]).broadcast(to: [n, c, h, factor, w, factor])
+            g.output("up", up.reshaped([n, c, h * factor, w * factor]))
+            let program = try Executable(graph: try g.build(), store: ParameterStore(seed: 1), threads: threads)
+            try program.setInput("x", values)
+            try program.run()
+            let out = try program.output("up")
+            var expected = [Float]()
+            for plane in 0..<(n * c) {
+                for row in 0..<(h * factor) {
+                    for column in 0..<(w * factor) { expected.append(values[(plane * h + row / factor) * w + column / factor]) }
+                }
+            }
+            #expect(out == expected, "\(dims) ×\(factor) threads=\(threads)")
+        }
     }
 }

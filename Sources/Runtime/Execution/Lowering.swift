@@ -294,6 +294,21 @@ final class Lowering {
             let rows = StridedLoops.rows(shape: type.shape, operandStrides: [
                 StridedLoops.broadcastStrides(inputTypes[0].shape, to: type.shape), type.shape.strides])
             let inner = rows.inner, sx = rows.innerStrides[0], ox = rows.offsets[0], oy = rows.offsets[1]
+            // Each of a run of source floats repeated `inner` times, side by side (an upsampling's
+            // W): one pass over the run, pairs 8 at a time.
+            let run = sx == 0 && inner < 16 ? ReduceKernel.runLength(ox, oy, steps: (1, inner), unit: rows.rowCount) : 1
+            if run > 1 {
+                emit(Parallel.chunkedKernel(rows.rowCount / run, threads, grain: Swift.max(1, 32768 / (inner * run))) { range in
+                    ox.withUnsafeBufferPointer { sourceOffsets in
+                        oy.withUnsafeBufferPointer { outOffsets in
+                            for r in range {
+                                repeatFloats(x + sourceOffsets[r * run], times: inner, count: run, into: y + outOffsets[r * run])
+                            }
+                        }
+                    }
+                })
+                return
+            }
             emit(Parallel.chunkedKernel(rows.rowCount, threads, grain: Swift.max(1, 32768 / Swift.max(inner, 1))) { range in
                 for r in range {
                     let xp = x + ox[r], yp = y + oy[r]
@@ -467,12 +482,24 @@ final class Lowering {
             let blocks = ReduceKernel.independentBlocks(rows: rowCount, outputs: outCount, leading: leading,
                                                         inner: inner, innerOut: innerOut, outOffsets: oy)
             let rowsPerBlock = rowCount / blocks, outputsPerBlock = outCount / blocks
+            // Short rows side by side that sum to outputs side by side (W of an upsampling's
+            // gradient) are summed a run at a time: the same sums in the same order.
+            let run = innerOut == 0 && inner < 16
+                ? ReduceKernel.runLength(ox, oy, steps: (inner, 1), unit: rowsPerBlock) : 1
             emit(Parallel.chunkedKernel(blocks, threads, grain: Swift.max(1, 32768 / Swift.max(1, rowsPerBlock * inner))) { range in
                 let outputs = range.lowerBound * outputsPerBlock..<range.upperBound * outputsPerBlock
                 (accumulator + outputs.lowerBound).update(repeating: 0, count: outputs.count)
                 ox.withUnsafeBufferPointer { rowOffsets in
                     oy.withUnsafeBufferPointer { outOffsets in
-                        for r in range.lowerBound * rowsPerBlock..<range.upperBound * rowsPerBlock {
+                        let rows = range.lowerBound * rowsPerBlock..<range.upperBound * rowsPerBlock
+                        if run > 1 {
+                            for r in stride(from: rows.lowerBound, to: rows.upperBound, by: run) {
+                                ReduceKernel.addShortRowSums(x + rowOffsets[r], inner: inner, count: run,
+                                                             into: accumulator + outOffsets[r])
+                            }
+                            return
+                        }
+                        for r in rows {
                             let xp = x + rowOffsets[r], ap = accumulator + outOffsets[r]
                             if innerOut == 0 {
                                 ap[0] += ReduceKernel.rowSum(xp, inner)
@@ -501,6 +528,26 @@ final class Lowering {
         }
     }
 
+}
+
+/// `out[j·times + i] = x[j]` for j in 0..<count, i in 0..<times; pairs 8 source floats at a time.
+@inline(__always)
+private func repeatFloats(_ x: UnsafePointer<Float>, times: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
+    var j = 0
+    if times == 2 {
+        while j + 8 <= count {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+            var pairs = SIMD16<Float>()
+            pairs.evenHalf = v
+            pairs.oddHalf = v
+            UnsafeMutableRawPointer(out + 2 * j).storeBytes(of: pairs, as: SIMD16<Float>.self)
+            j += 8
+        }
+    }
+    while j < count {
+        (out + j * times).update(repeating: x[j], count: times)
+        j += 1
+    }
 }
 
 /// A buffer of doubles that kernels running one at a time share, grown while lowering (never in a step).

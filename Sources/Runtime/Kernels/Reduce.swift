@@ -59,6 +59,47 @@ enum ReduceKernel {
         return total
     }
 
+    /// The length L of the runs `rows` rows come in: within a run, each row's offsets are
+    /// `steps.first` and `steps.second` past the previous row's in `first` and `second`; runs all
+    /// have length L, start at multiples of L, and L divides `unit`. 1 when the rows come in no such
+    /// runs. (An upsampling's rows along W: input rows side by side, outputs one apart.)
+    static func runLength(_ first: [Int], _ second: [Int], steps: (first: Int, second: Int), unit: Int) -> Int {
+        let rows = first.count
+        var length = 1
+        while length < rows && first[length] == first[length - 1] + steps.first
+                && second[length] == second[length - 1] + steps.second {
+            length += 1
+        }
+        guard length > 1, rows % length == 0, unit % length == 0 else { return 1 }
+        for r in 0..<rows where r % length != 0 {
+            guard first[r] == first[r - 1] + steps.first && second[r] == second[r - 1] + steps.second else { return 1 }
+        }
+        return length
+    }
+
+    /// `sums[j] += Σ_i x[j·inner + i]` for j in 0..<count, each row summed in float64 in order
+    /// (`rowSum`'s bits for rows under 16): rows of 2 (an upsampling's gradient) 8 at a time.
+    @inline(__always)
+    static func addShortRowSums(_ x: UnsafePointer<Float>, inner: Int, count: Int, into sums: UnsafeMutablePointer<Double>) {
+        var j = 0
+        if inner == 2 {
+            let raw = UnsafeRawPointer(x), out = UnsafeMutableRawPointer(sums)
+            while j + 8 <= count {
+                let v = raw.loadUnaligned(fromByteOffset: 8 * j, as: SIMD16<Float>.self)
+                let pair = SIMD8<Double>(v.evenHalf) + SIMD8<Double>(v.oddHalf)
+                out.storeBytes(of: out.loadUnaligned(fromByteOffset: 8 * j, as: SIMD8<Double>.self) + pair,
+                               toByteOffset: 8 * j, as: SIMD8<Double>.self)
+                j += 8
+            }
+        }
+        while j < count {
+            var total = 0.0
+            for i in 0..<inner { total += Double(x[j * inner + i]) }
+            sums[j] += total
+            j += 1
+        }
+    }
+
     /// How many contiguous blocks of rows a reduction's `rows` (output offsets `outOffsets`,
     /// `inner` elements each, `innerOut` apart in the output) splits into such that block b
     /// writes only outputs `b·outputs/blocks ..< (b+1)·outputs/blocks`: `leading` (the count of
