@@ -298,11 +298,14 @@ final class Lowering {
             // W): one pass over the run, pairs 8 at a time.
             let run = sx == 0 && inner < 16 ? ReduceKernel.runLength(ox, oy, steps: (1, inner), unit: rows.rowCount) : 1
             if run > 1 {
-                emit(Parallel.chunkedKernel(rows.rowCount / run, threads, grain: Swift.max(1, 32768 / (inner * run))) { range in
-                    ox.withUnsafeBufferPointer { sourceOffsets in
-                        oy.withUnsafeBufferPointer { outOffsets in
+                // The runs' first offsets only: the rows' own arrays are as large as the data.
+                let starts = stride(from: 0, to: rows.rowCount, by: run)
+                let sources = starts.map { ox[$0] }, outs = starts.map { oy[$0] }
+                emit(Parallel.chunkedKernel(sources.count, threads, grain: Swift.max(1, 32768 / (inner * run))) { range in
+                    sources.withUnsafeBufferPointer { sourceOffsets in
+                        outs.withUnsafeBufferPointer { outOffsets in
                             for r in range {
-                                repeatFloats(x + sourceOffsets[r * run], times: inner, count: run, into: y + outOffsets[r * run])
+                                repeatFloats(x + sourceOffsets[r], times: inner, count: run, into: y + outOffsets[r])
                             }
                         }
                     }
@@ -486,19 +489,27 @@ final class Lowering {
             // gradient) are summed a run at a time: the same sums in the same order.
             let run = innerOut == 0 && inner < 16
                 ? ReduceKernel.runLength(ox, oy, steps: (inner, 1), unit: rowsPerBlock) : 1
+            // With runs, their first offsets only (the rows' own arrays are as large as the data).
+            let (runSources, runOuts) = run > 1
+                ? (stride(from: 0, to: rowCount, by: run).map { ox[$0] }, stride(from: 0, to: rowCount, by: run).map { oy[$0] })
+                : ([], [])
             emit(Parallel.chunkedKernel(blocks, threads, grain: Swift.max(1, 32768 / Swift.max(1, rowsPerBlock * inner))) { range in
                 let outputs = range.lowerBound * outputsPerBlock..<range.upperBound * outputsPerBlock
                 (accumulator + outputs.lowerBound).update(repeating: 0, count: outputs.count)
+                if run > 1 {
+                    runSources.withUnsafeBufferPointer { sources in
+                        runOuts.withUnsafeBufferPointer { outs in
+                            for r in range.lowerBound * rowsPerBlock / run..<range.upperBound * rowsPerBlock / run {
+                                ReduceKernel.addShortRowSums(x + sources[r], inner: inner, count: run, into: accumulator + outs[r])
+                            }
+                        }
+                    }
+                    for i in outputs { y[i] = Float(accumulator[i] * scale) }
+                    return
+                }
                 ox.withUnsafeBufferPointer { rowOffsets in
                     oy.withUnsafeBufferPointer { outOffsets in
                         let rows = range.lowerBound * rowsPerBlock..<range.upperBound * rowsPerBlock
-                        if run > 1 {
-                            for r in stride(from: rows.lowerBound, to: rows.upperBound, by: run) {
-                                ReduceKernel.addShortRowSums(x + rowOffsets[r], inner: inner, count: run,
-                                                             into: accumulator + outOffsets[r])
-                            }
-                            return
-                        }
                         for r in rows {
                             let xp = x + rowOffsets[r], ap = accumulator + outOffsets[r]
                             if innerOut == 0 {
@@ -530,7 +541,7 @@ final class Lowering {
 
 }
 
-/// `out[j·times + i] = x[j]` for j in 0..<count, i in 0..<times; pairs 8 source floats at a time.
+/// `out[j·times + i] = x[j]` for j in 0..<count, i in 0..<times; pairs 8, then 4, source floats at a time.
 @inline(__always)
 private func repeatFloats(_ x: UnsafePointer<Float>, times: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
     var j = 0
@@ -543,9 +554,25 @@ private func repeatFloats(_ x: UnsafePointer<Float>, times: Int, count: Int, int
             UnsafeMutableRawPointer(out + 2 * j).storeBytes(of: pairs, as: SIMD16<Float>.self)
             j += 8
         }
+        if j + 4 <= count {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD4<Float>.self)
+            var pairs = SIMD8<Float>()
+            pairs.evenHalf = v
+            pairs.oddHalf = v
+            UnsafeMutableRawPointer(out + 2 * j).storeBytes(of: pairs, as: SIMD8<Float>.self)
+            j += 4
+        }
+    }
+    if times == 2 {
+        while j < count {
+            out[2 * j] = x[j]
+            out[2 * j + 1] = x[j]
+            j += 1
+        }
+        return
     }
     while j < count {
-        (out + j * times).update(repeating: x[j], count: times)
+        for i in 0..<times { out[j * times + i] = x[j] }
         j += 1
     }
 }

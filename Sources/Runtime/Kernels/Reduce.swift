@@ -78,7 +78,7 @@ enum ReduceKernel {
     }
 
     /// `sums[j] += Σ_i x[j·inner + i]` for j in 0..<count, each row summed in float64 in order
-    /// (`rowSum`'s bits for rows under 16): rows of 2 (an upsampling's gradient) 8 at a time.
+    /// (`rowSum`'s bits for rows under 16): rows of 2 (an upsampling's gradient) 8, then 4, at a time.
     @inline(__always)
     static func addShortRowSums(_ x: UnsafePointer<Float>, inner: Int, count: Int, into sums: UnsafeMutablePointer<Double>) {
         var j = 0
@@ -90,6 +90,13 @@ enum ReduceKernel {
                 out.storeBytes(of: out.loadUnaligned(fromByteOffset: 8 * j, as: SIMD8<Double>.self) + pair,
                                toByteOffset: 8 * j, as: SIMD8<Double>.self)
                 j += 8
+            }
+            if j + 4 <= count {
+                let v = raw.loadUnaligned(fromByteOffset: 8 * j, as: SIMD8<Float>.self)
+                let pair = SIMD4<Double>(v.evenHalf) + SIMD4<Double>(v.oddHalf)
+                out.storeBytes(of: out.loadUnaligned(fromByteOffset: 8 * j, as: SIMD4<Double>.self) + pair,
+                               toByteOffset: 8 * j, as: SIMD4<Double>.self)
+                j += 4
             }
         }
         while j < count {
