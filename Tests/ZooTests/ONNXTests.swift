@@ -181,7 +181,7 @@ import KilnRuntime
         #expect(r.onnx.inputs.map(\.name) == ["x"] && r.onnx.outputNames == ["logits"])
     }
 
-    @Test(arguments: ["vae", "conv-vae", "gan"])
+    @Test(arguments: ["vae", "conv-vae", "gan", "dcgan"])
     func exportedDecoderRoundTrips(_ name: String) throws {
         let model = try Zoo.generative(name)
         let store = ParameterStore(seed: 6)
