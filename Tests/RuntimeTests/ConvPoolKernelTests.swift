@@ -211,21 +211,7 @@ func winogradThreadCountInvariant() {
               Conv2DKernel.Geometry(n: 5, c: 60, h: 17, w: 17, o: 17, kh: 3, kw: 3, padH: 1, padW: 1),  // 2 blocks
               Conv2DKernel.Geometry(n: 20, c: 40, h: 16, w: 16, o: 36, kh: 3, kw: 3, padH: 1, padW: 1)] { // filter: 2 blocks
         #expect(Conv2DKernel.Winograd.suits(g))
-        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 4)
-        let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 5)
-        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 6)
-        func outputs(_ threads: Int) -> [[UInt32]] {
-            let y = run([x, weight], outputCount: dy.count) {
-                Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads)
-            }
-            let dx = run([dy, weight], outputCount: x.count) {
-                Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
-            }
-            let dw = run([x, dy], outputCount: weight.count) {
-                Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
-            }
-            return [y, dx, dw].map { $0.map(\.bitPattern) }
-        }
+        func outputs(_ threads: Int) -> [[UInt32]] { convPassBits(g, seed: 4, threads: threads) }
         let one = outputs(1)
         #expect(one == outputs(2), "\(g)")
         #expect(one == outputs(3), "\(g)")
@@ -285,21 +271,7 @@ func convGroupsThreadCountInvariant() {
               // One-image groups in blocks of output rows in all three passes.
               Conv2DKernel.Geometry(n: 3, c: 300, h: 19, w: 23, o: 8, kh: 3, kw: 3, padH: 1, padW: 1)] {
         #expect(!DirectConv2D.suits(g))
-        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 1)
-        let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 2)
-        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 3)
-        func outputs(_ threads: Int) -> [[UInt32]] {
-            let y = run([x, weight], outputCount: dy.count) {
-                Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads)
-            }
-            let dx = run([dy, weight], outputCount: x.count) {
-                Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
-            }
-            let dw = run([x, dy], outputCount: weight.count) {
-                Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
-            }
-            return [y, dx, dw].map { $0.map(\.bitPattern) }
-        }
+        func outputs(_ threads: Int) -> [[UInt32]] { convPassBits(g, seed: 1, threads: threads) }
         let one = outputs(1)
         #expect(one == outputs(2), "\(g)")
         #expect(one == outputs(3), "\(g)")
@@ -716,21 +688,7 @@ func convThreadCountInvariant() {
     // Batch 10: 8 filter-gradient groups of unequal size; batch 1 and 3: GEMM-level threads.
     for n in [1, 3, 10] {
         let g = Conv2DKernel.Geometry(n: n, c: 6, h: 14, w: 14, o: 16, kh: 5, kw: 5, padH: 1, padW: 1)
-        let x = randomFloats(g.n * g.c * g.h * g.w, seed: 1)
-        let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 2)
-        let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 3)
-        func outputs(_ threads: Int) -> [[UInt32]] {
-            let y = run([x, weight], outputCount: dy.count) {
-                Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads)
-            }
-            let dx = run([dy, weight], outputCount: x.count) {
-                Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
-            }
-            let dw = run([x, dy], outputCount: weight.count) {
-                Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
-            }
-            return [y, dx, dw].map { $0.map(\.bitPattern) }
-        }
+        func outputs(_ threads: Int) -> [[UInt32]] { convPassBits(g, seed: 1, threads: threads) }
         let one = outputs(1)
         #expect(one == outputs(2), "n=\(n)")
         #expect(one == outputs(4), "n=\(n)")
@@ -761,25 +719,28 @@ func fewChannelsDeepPatchesRunDirect() {
     }
 }
 
+/// The bits of all three passes of `g` (dispatched as in a program) on `threads` threads, from
+/// random x, weight and dy (seeds `seed`, `seed + 1`, `seed + 2`).
+private func convPassBits(_ g: Conv2DKernel.Geometry, seed: UInt64, threads: Int) -> [[UInt32]] {
+    let x = randomFloats(g.n * g.c * g.h * g.w, seed: seed)
+    let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: seed + 1)
+    let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: seed + 2)
+    let y = run([x, weight], outputCount: dy.count) { Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads) }
+    let dx = run([dy, weight], outputCount: x.count) {
+        Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
+    }
+    let dw = run([x, dy], outputCount: weight.count) {
+        Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
+    }
+    return [y, dx, dw].map { $0.map(\.bitPattern) }
+}
+
 /// All three passes of `g`, at batch `n`, give the same bits on 1, 2 and 3 threads.
 private func expectSameBitsOnThreads(_ full: Conv2DKernel.Geometry, n: Int = 3) {
     let g = Conv2DKernel.Geometry(n: n, c: full.c, h: full.h, w: full.w, o: full.o, kh: full.kh, kw: full.kw,
                                   strideH: full.strideH, strideW: full.strideW, padH: full.padH, padW: full.padW)
-    let x = randomFloats(g.n * g.c * g.h * g.w, seed: 31)
-    let weight = randomFloats(g.o * g.c * g.kh * g.kw, seed: 32)
-    let dy = randomFloats(g.n * g.o * g.oh * g.ow, seed: 33)
-    func passes(_ threads: Int) -> [[UInt32]] {
-        let y = run([x, weight], outputCount: dy.count) { Conv2DKernel.forward(g, x: $0[0], weight: $0[1], y: $1, threads: threads) }
-        let dx = run([dy, weight], outputCount: x.count) {
-            Conv2DKernel.backwardData(g, dy: $0[0], weight: $0[1], dx: $1, threads: threads)
-        }
-        let dw = run([x, dy], outputCount: weight.count) {
-            Conv2DKernel.backwardFilter(g, x: $0[0], dy: $0[1], dw: $1, threads: threads)
-        }
-        return [y, dx, dw].map { $0.map(\.bitPattern) }
-    }
-    let one = passes(1)
-    #expect(one == passes(2) && one == passes(3), "\(g)")
+    let one = convPassBits(g, seed: 31, threads: 1)
+    #expect(one == convPassBits(g, seed: 31, threads: 2) && one == convPassBits(g, seed: 31, threads: 3), "\(g)")
 }
 
 @Test("kernels that cover the whole unpadded image run as one GEMM per pass; padded or smaller ones do not")

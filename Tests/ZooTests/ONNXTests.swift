@@ -42,6 +42,16 @@ import KilnRuntime
         return try run(graph, store: store, input: f.input.floats())
     }
 
+    /// A store's values as the reference interpreter takes them (float64).
+    static func interpreterValues(_ store: ParameterStore) -> [String: HostTensor] {
+        var values: [String: HostTensor] = [:]
+        for name in store.names {
+            let t = store[name]!
+            values[name] = HostTensor(t.type, t.values.map(Double.init))
+        }
+        return values
+    }
+
     /// max|a − b| / max|b|.
     static func relativeError(_ a: [Float], _ b: [Float]) -> Float {
         precondition(a.count == b.count)
@@ -69,11 +79,7 @@ import KilnRuntime
         let store = ParameterStore()
         try store.register(graph)
         try f.model.loadWeights(into: store)
-        var weights: [String: HostTensor] = [:]
-        for name in store.names {
-            let t = store[name]!
-            weights[name] = HostTensor(t.type, t.values.map(Double.init))
-        }
+        let weights = Self.interpreterValues(store)
         let input = HostTensor(shape: Shape(f.input.shape), scalars: f.input.floats().map(Double.init))
         let result = try Interpreter(graph: graph).outputs(inputs: [graph.leafName(graph.inputIDs[0])!: input],
                                                            parameters: weights, state: weights)
@@ -115,11 +121,7 @@ import KilnRuntime
         try f.model.loadWeights(into: store)
         let compiled = try Self.run(graph, store: store, input: f.input.floats())
         #expect(Self.relativeError(compiled, f.output.floats()) <= Self.relativeTolerance)
-        var weights: [String: HostTensor] = [:]
-        for name in store.names {
-            let t = store[name]!
-            weights[name] = HostTensor(t.type, t.values.map(Double.init))
-        }
+        let weights = Self.interpreterValues(store)
         let input = HostTensor(shape: Shape(f.input.shape), scalars: f.input.floats().map(Double.init))
         let interpreted = try Interpreter(graph: graph).outputs(inputs: ["input": input], parameters: weights, state: weights)
         #expect(Self.relativeError(interpreted["output"]!.scalars.map(Float.init), f.output.floats()) <= Self.relativeTolerance)

@@ -295,7 +295,7 @@ final class Lowering {
                 StridedLoops.broadcastStrides(inputTypes[0].shape, to: type.shape), type.shape.strides])
             let inner = rows.inner, sx = rows.innerStrides[0], ox = rows.offsets[0], oy = rows.offsets[1]
             // Each of a run of source floats repeated `inner` times, side by side (an upsampling's
-            // W): one pass over the run, pairs 8 at a time.
+            // W): one pass over the run, pairs 8, then 4, at a time.
             let run = sx == 0 && inner < 16 ? ReduceKernel.runLength(ox, oy, steps: (1, inner), unit: rows.rowCount) : 1
             if run > 1 {
                 // The runs' first offsets only: the rows' own arrays are as large as the data.
@@ -490,9 +490,8 @@ final class Lowering {
             let run = innerOut == 0 && inner < 16
                 ? ReduceKernel.runLength(ox, oy, steps: (inner, 1), unit: rowsPerBlock) : 1
             // With runs, their first offsets only (the rows' own arrays are as large as the data).
-            let (runSources, runOuts) = run > 1
-                ? (stride(from: 0, to: rowCount, by: run).map { ox[$0] }, stride(from: 0, to: rowCount, by: run).map { oy[$0] })
-                : ([], [])
+            let runStarts = run > 1 ? Array(stride(from: 0, to: rowCount, by: run)) : []
+            let runSources = runStarts.map { ox[$0] }, runOuts = runStarts.map { oy[$0] }
             emit(Parallel.chunkedKernel(blocks, threads, grain: Swift.max(1, 32768 / Swift.max(1, rowsPerBlock * inner))) { range in
                 let outputs = range.lowerBound * outputsPerBlock..<range.upperBound * outputsPerBlock
                 (accumulator + outputs.lowerBound).update(repeating: 0, count: outputs.count)
@@ -562,8 +561,6 @@ private func repeatFloats(_ x: UnsafePointer<Float>, times: Int, count: Int, int
             UnsafeMutableRawPointer(out + 2 * j).storeBytes(of: pairs, as: SIMD8<Float>.self)
             j += 4
         }
-    }
-    if times == 2 {
         while j < count {
             out[2 * j] = x[j]
             out[2 * j + 1] = x[j]

@@ -104,9 +104,9 @@ extension Conv2DKernel {
     /// - forward: `y[n, o] = x[n, K] · W[o, K]ᵀ`;
     /// - backward data: `dx[n, K] = dy[n, o] · W[o, K]`;
     /// - backward filter: `dW[o, K] = dy[n, o]ᵀ · x[n, K]`.
-    /// (`kiln bench conv --shape`, AMD EPYC Zen 4, im2col + GEMM of 64-image groups before,
-    /// 512 → 100 4×4 on 4×4, batch 64, forward / backward data, AVX2 and AVX-512: 11.07 / 9.10 and
-    /// 12.18 / 8.00 ms.)
+    /// (`kiln bench conv --shape`, AMD EPYC Zen 4, ms, im2col + GEMM of 64-image groups → here,
+    /// AVX2 / AVX-512, batch 64: 512 → 100 4×4 on 4×4 forward 9.79 / 11.65 → 0.73 / 0.61, backward
+    /// data 7.74 / 8.18 → 0.67 / 0.56; 128 → 1 7×7 on 7×7 forward 4.82 / 7.55 → 0.11 / 0.13.)
     static func wholeImage(_ g: Geometry, _ pass: Pass, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                            _ out: UnsafeMutablePointer<Float>, threads: Int) {
         let k = g.patchSize

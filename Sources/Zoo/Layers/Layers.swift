@@ -28,20 +28,12 @@ extension GraphBuilder {
     public func conv2d(_ x: Tensor, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, name: String,
                        bias: Bool = true, initializer: Initializer? = nil, initialization: WeightInitialization = .pytorch,
                        file: String = #fileID, line: Int = #line) -> Tensor {
-        guard x.rank == 4 else {
-            record("conv2d \"\(name)\"", "expects input [N, C, H, W], found \(x.shape)", file, line)
-            return x
+        convolutionLayer("conv2d", x, outChannels: outChannels, name: name, bias: bias, initializer: initializer,
+                         initialization: initialization, file: file, line: line,
+                         fans: { (in: $0 * kernel * kernel, out: outChannels * kernel * kernel) },
+                         weightShape: { [outChannels, $0, kernel, kernel] }) {
+            KilnGraph.conv2d(x, $0, stride: stride, padding: padding, file: file, line: line)
         }
-        let inChannels = x.shape[1]
-        let (fanIn, fanOut) = (inChannels * kernel * kernel, outChannels * kernel * kernel)
-        let weight = parameter("\(name).weight", [outChannels, inChannels, kernel, kernel],
-                               initializer: initializer ?? initialization.weight(fanIn: fanIn, fanOut: fanOut), file: file, line: line)
-        var y = KilnGraph.conv2d(x, weight, stride: stride, padding: padding, file: file, line: line)
-        if bias {
-            let b = parameter("\(name).bias", [outChannels], initializer: initialization.bias(fanIn: fanIn), file: file, line: line)
-            y = y.adding(b.reshaped([outChannels, 1, 1], file: file, line: line), file: file, line: line)
-        }
-        return y
     }
 
     /// A transposed 2-D convolution layer (PyTorch's `ConvTranspose2d`) over `x` [N, C_in, H, W]
@@ -51,16 +43,30 @@ extension GraphBuilder {
                                 outputPadding: Int = 0, name: String, bias: Bool = true, initializer: Initializer? = nil,
                                 initialization: WeightInitialization = .pytorch,
                                 file: String = #fileID, line: Int = #line) -> Tensor {
+        convolutionLayer("conv_transpose2d", x, outChannels: outChannels, name: name, bias: bias, initializer: initializer,
+                         initialization: initialization, file: file, line: line,
+                         fans: { (in: outChannels * kernel * kernel, out: $0 * kernel * kernel) },
+                         weightShape: { [$0, outChannels, kernel, kernel] }) {
+            KilnGraph.convTranspose2d(x, $0, stride: stride, padding: padding, outputPadding: outputPadding,
+                                      file: file, line: line)
+        }
+    }
+
+    /// A convolution layer's parameters around `apply(weight)`: `x` must be [N, C, H, W]; the
+    /// weight `NAME.weight` has `weightShape(C)` and fans `fans(C)`, the bias `NAME.bias` one
+    /// value per output channel, added after.
+    private func convolutionLayer(_ op: String, _ x: Tensor, outChannels: Int, name: String, bias: Bool,
+                                  initializer: Initializer?, initialization: WeightInitialization, file: String, line: Int,
+                                  fans: (Int) -> (in: Int, out: Int), weightShape: (Int) -> [Int],
+                                  apply: (Tensor) -> Tensor) -> Tensor {
         guard x.rank == 4 else {
-            record("conv_transpose2d \"\(name)\"", "expects input [N, C, H, W], found \(x.shape)", file, line)
+            record("\(op) \"\(name)\"", "expects input [N, C, H, W], found \(x.shape)", file, line)
             return x
         }
-        let inChannels = x.shape[1]
-        let (fanIn, fanOut) = (outChannels * kernel * kernel, inChannels * kernel * kernel)
-        let weight = parameter("\(name).weight", [inChannels, outChannels, kernel, kernel],
+        let (fanIn, fanOut) = fans(x.shape[1])
+        let weight = parameter("\(name).weight", Shape(weightShape(x.shape[1])),
                                initializer: initializer ?? initialization.weight(fanIn: fanIn, fanOut: fanOut), file: file, line: line)
-        var y = KilnGraph.convTranspose2d(x, weight, stride: stride, padding: padding, outputPadding: outputPadding,
-                                          file: file, line: line)
+        var y = apply(weight)
         if bias {
             let b = parameter("\(name).bias", [outChannels], initializer: initialization.bias(fanIn: fanIn), file: file, line: line)
             y = y.adding(b.reshaped([outChannels, 1, 1], file: file, line: line), file: file, line: line)
