@@ -42,6 +42,16 @@ import KilnRuntime
         return try run(graph, store: store, input: f.input.floats())
     }
 
+    /// A store for `graph`'s parameters holding the fixture's weights: PyTorch's tensor names must
+    /// be the graph's parameter names, no more and no fewer.
+    static func storeWithWeights(of f: Fixture, for graph: Graph) throws -> ParameterStore {
+        let store = ParameterStore()
+        try store.register(graph)
+        #expect(Set(store.names) == Set(f.model.weights.keys), "the graph's parameter names are PyTorch's tensor names")
+        try f.model.loadWeights(into: store)
+        return store
+    }
+
     /// A store's values as the reference interpreter takes them (float64).
     static func interpreterValues(_ store: ParameterStore) -> [String: HostTensor] {
         var values: [String: HostTensor] = [:]
@@ -94,10 +104,7 @@ import KilnRuntime
         let f = try Self.fixture(name)
         let zoo = try Zoo.classifier(name, inputShape: Array(f.input.shape.dropFirst()), classes: 10)
         let graph = try ClassifierTrainer.forwardGraph(model: zoo, batch: f.input.shape[0])
-        let store = ParameterStore()
-        try store.register(graph)
-        #expect(Set(store.names) == Set(f.model.weights.keys), "the zoo's tensor names are PyTorch's")
-        try f.model.loadWeights(into: store)
+        let store = try Self.storeWithWeights(of: f, for: graph)
         let out = try Self.run(graph, store: store, input: f.input.floats())
         #expect(Self.relativeError(out, f.output.floats()) <= Self.relativeTolerance)
     }
@@ -115,10 +122,7 @@ import KilnRuntime
         g.output("output", sigmoid(g.convTranspose2d(h, outChannels: 1, kernel: 3, stride: 2, padding: 1, outputPadding: 1,
                                                      name: "deconv2")))
         let graph = try g.build()
-        let store = ParameterStore()
-        try store.register(graph)
-        #expect(Set(store.names) == Set(f.model.weights.keys), "PyTorch's tensor names")
-        try f.model.loadWeights(into: store)
+        let store = try Self.storeWithWeights(of: f, for: graph)
         let compiled = try Self.run(graph, store: store, input: f.input.floats())
         #expect(Self.relativeError(compiled, f.output.floats()) <= Self.relativeTolerance)
         let weights = Self.interpreterValues(store)
