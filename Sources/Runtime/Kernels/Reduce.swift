@@ -100,9 +100,7 @@ enum ReduceKernel {
             }
         }
         while j < count {
-            var total = 0.0
-            for i in 0..<inner { total += Double(x[j * inner + i]) }
-            sums[j] += total
+            sums[j] += rowSum(x + j * inner, inner)
             j += 1
         }
     }
