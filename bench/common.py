@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-ALL_WORKLOADS = ("gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train",
+ALL_WORKLOADS = ("gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train", "mnist-cnn-train",
                  "resnet18-train", "resnet18-infer", "resnet20-train", "resnet20-infer")
 
 # The spec (README.md in this folder).
@@ -30,6 +30,10 @@ INFER_BATCH, INFER_PASSES = 256, 3
 MLP = dict(batch=16, lr=0.01, dropout=0.3, epochs=1)
 VAE = dict(batch=128, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, hidden=400, latent=20, epochs=1)
 VAE_TEST_NOISE_SEED = 1234
+# PyTorch's MNIST example network (pytorch/examples mnist/main.py), the first CNN many users
+# write; the first `steps` batches of epoch 0 (12,800 images), so that every peer finishes in
+# about a minute.
+CNN = dict(batch=64, lr=0.01, momentum=0.9, dropout=(0.25, 0.5), steps=200)
 EVAL_BATCH = 1000
 RESNET = dict(batch=128, images=1280, classes=10, lr=0.05, momentum=0.9,
               bn_momentum=0.1, bn_eps=1e-5, warmup_steps=2, timed_steps=10,
@@ -290,6 +294,15 @@ def vae_weights(seed):
     _linear(rng, p, "logvar", h, z)
     _linear(rng, p, "dec1", z, h)
     _linear(rng, p, "dec2", h, 784)
+    return p
+
+
+def mnist_cnn_weights(seed):
+    rng, p = np.random.default_rng([seed, 1004]), {}
+    _conv(rng, p, "conv1", 1, 32, 3)
+    _conv(rng, p, "conv2", 32, 64, 3)
+    _linear(rng, p, "fc1", 9216, 128)
+    _linear(rng, p, "fc2", 128, 10)
     return p
 
 

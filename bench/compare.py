@@ -14,11 +14,11 @@ import json
 import statistics
 import sys
 
-WORKLOADS = ["gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train", "resnet18-train", "resnet18-infer",
+WORKLOADS = ["gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train", "mnist-cnn-train", "resnet18-train", "resnet18-infer",
              "resnet20-train", "resnet20-infer"]
 PEERS = ["numpy", "pytorch-eager", "pytorch-compile", "jax-jit", "tinygrad"]
 METRICS = {"gemm": "gflops", "lenet5-train": "epoch_seconds", "lenet5-infer": "images_per_second",
-           "mlp-b16": "epoch_seconds", "vae-train": "epoch_seconds", "resnet18-train": "step_seconds",
+           "mlp-b16": "epoch_seconds", "vae-train": "epoch_seconds", "mnist-cnn-train": "epoch_seconds", "resnet18-train": "step_seconds",
            "resnet18-infer": "images_per_second", "resnet20-train": "step_seconds", "resnet20-infer": "images_per_second"}
 UNITS = {"gflops": "GFLOP/s", "epoch_seconds": "s/epoch", "step_seconds": "s/step", "images_per_second": "images/s"}
 SECONDS = {"epoch_seconds", "step_seconds"}

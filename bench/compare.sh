@@ -7,7 +7,7 @@
 #
 # Environment:
 #   KILN_PEERS_VENV  the venv of bench/install.sh (default $HOME/.cache/kiln-peers)
-#   WORKLOADS        default: gemm lenet5-train lenet5-infer mlp-b16 vae-train resnet18-train resnet18-infer
+#   WORKLOADS        default: gemm lenet5-train lenet5-infer mlp-b16 vae-train mnist-cnn-train resnet18-train resnet18-infer
 #                    resnet20-train resnet20-infer
 #   SYSTEMS          default: numpy pytorch-eager pytorch-compile jax-jit tinygrad
 #   THREADS (2), SEED (0), TIMEOUT (seconds per run, 900), OUT (JSONL file, default ./compare-DATE.jsonl)
@@ -31,7 +31,7 @@ THREADS="${THREADS:-2}"
 SEED="${SEED:-0}"
 TIMEOUT="${TIMEOUT:-900}"
 OUT="${OUT:-$PWD/compare-$(date -u +%Y%m%dT%H%M%S).jsonl}"
-WORKLOADS="${WORKLOADS:-gemm lenet5-train lenet5-infer mlp-b16 vae-train resnet18-train resnet18-infer resnet20-train resnet20-infer}"
+WORKLOADS="${WORKLOADS:-gemm lenet5-train lenet5-infer mlp-b16 vae-train mnist-cnn-train resnet18-train resnet18-infer resnet20-train resnet20-infer}"
 SYSTEMS="${SYSTEMS:-numpy pytorch-eager pytorch-compile jax-jit tinygrad}"
 
 case "${PEER_ISA:-native}" in

@@ -66,6 +66,17 @@ def mlp(p, x, key=None):
     return linear(p, "fc3", x)
 
 
+def mnist_cnn(p, x, key=None):
+    x = jax.nn.relu(conv(x, p["conv1.weight"]) + p["conv1.bias"][:, None, None])
+    x = max_pool2(jax.nn.relu(conv(x, p["conv2.weight"]) + p["conv2.bias"][:, None, None]))
+    if key is not None:
+        x = dropout(jax.random.fold_in(key, 0), x, c.CNN["dropout"][0])
+    x = jax.nn.relu(linear(p, "fc1", x.reshape(x.shape[0], -1)))
+    if key is not None:
+        x = dropout(jax.random.fold_in(key, 1), x, c.CNN["dropout"][1])
+    return linear(p, "fc2", x)
+
+
 def vae_loss(p, x, noise):
     h = jax.nn.relu(linear(p, "enc", x))
     mu, logvar = linear(p, "mu", h), linear(p, "logvar", h)
@@ -86,8 +97,8 @@ def accuracy(forward, p, images, labels, prepare):
     return right / len(images)
 
 
-def train(step, state, images, labels, batch, epochs, prepare):
-    """step(state, x, y, i) -> (state, loss); returns (state, Clock)."""
+def train(step, state, images, labels, batch, epochs, prepare, limit=None):
+    """step(state, x, y, i) -> (state, loss), epochs of at most `limit` steps; returns (state, Clock)."""
     clock, box = c.Clock(), {"state": state, "i": 0}
 
     def one(_, idx):
@@ -96,7 +107,7 @@ def train(step, state, images, labels, batch, epochs, prepare):
         box["i"] += 1
 
     for epoch in range(epochs):
-        clock.run_epoch(c.epoch_batches(len(images), batch, args.seed, epoch, args.limit_steps), one,
+        clock.run_epoch(c.epoch_batches(len(images), batch, args.seed, epoch, args.limit_steps or limit), one,
                         lambda: jax.block_until_ready(box["state"]))
     return box["state"], clock
 
@@ -174,6 +185,27 @@ def run_mlp():
     value, extra = clock.summary()
     c.record(args, SYSTEM, VERSION, "epoch_seconds", value, clock.first,
              test_accuracy=accuracy(jax.jit(mlp), p, xte, yte, c.as_rows), extra=extra)
+
+
+def run_mnist_cnn():
+    xtr, ytr = c.fashion_mnist("train")
+    xte, yte = c.fashion_mnist("test")
+    p = device(c.mnist_cnn_weights(args.seed))
+    key = jax.random.PRNGKey(args.seed)
+    lr, momentum = c.CNN["lr"], c.CNN["momentum"]
+
+    @partial(jax.jit, donate_argnums=(0,))
+    def step(state, x, y, i):
+        p, v = state
+        loss, g = jax.value_and_grad(lambda q: cross_entropy(mnist_cnn(q, x, jax.random.fold_in(key, i)), y))(p)
+        v = tree_map(lambda v_, g_: momentum * v_ + g_, v, g)
+        return (tree_map(lambda p_, v_: p_ - lr * v_, p, v), v), loss
+
+    (p, _), clock = train(step, (p, tree_map(jnp.zeros_like, p)), xtr, ytr, c.CNN["batch"], args.epochs or 1,
+                          c.as_images, c.CNN["steps"])
+    value, extra = clock.summary()
+    c.record(args, SYSTEM, VERSION, "epoch_seconds", value, clock.first,
+             test_accuracy=accuracy(jax.jit(mnist_cnn), p, xte, yte, c.as_images), extra=extra)
 
 
 def run_vae():
@@ -303,5 +335,5 @@ def run_resnet18_infer():
 
 
 {"gemm": run_gemm, "lenet5-train": run_lenet5_train, "lenet5-infer": run_lenet5_infer, "mlp-b16": run_mlp,
- "vae-train": run_vae, "resnet18-train": run_resnet18_train, "resnet18-infer": run_resnet18_infer,
+ "vae-train": run_vae, "mnist-cnn-train": run_mnist_cnn, "resnet18-train": run_resnet18_train, "resnet18-infer": run_resnet18_infer,
  "resnet20-train": run_resnet18_train, "resnet20-infer": run_resnet18_infer}[args.workload]()

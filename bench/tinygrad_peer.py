@@ -9,7 +9,7 @@ import time
 
 import common as c
 
-WORKLOADS = ("gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train")
+WORKLOADS = ("gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train", "mnist-cnn-train")
 args = c.arguments(workloads=WORKLOADS)
 c.pin_threads(args.threads)
 renderer = os.environ.get("TINYGRAD_RENDERER")
@@ -48,6 +48,13 @@ def mlp(p, x):  # Tensor.dropout acts only under Context(TRAINING=1)
     return linear(p, "fc3", x)
 
 
+def mnist_cnn(p, x):  # dropout acts only under Context(TRAINING=1)
+    x = x.conv2d(p["conv1.weight"], p["conv1.bias"]).relu()
+    x = x.conv2d(p["conv2.weight"], p["conv2.bias"]).relu().max_pool2d(2).dropout(c.CNN["dropout"][0])
+    x = linear(p, "fc1", x.reshape(x.shape[0], -1)).relu().dropout(c.CNN["dropout"][1])
+    return linear(p, "fc2", x)
+
+
 def vae_loss(p, x, noise):
     h = linear(p, "enc", x).relu()
     mu, logvar = linear(p, "mu", h), linear(p, "logvar", h)
@@ -64,7 +71,7 @@ def accuracy(forward, images, labels, prepare):
     return right / len(images)
 
 
-def train(loss_of, optimizer, images, labels, batch, epochs, prepare):
+def train(loss_of, optimizer, images, labels, batch, epochs, prepare, limit=None):
     jits, last = {}, {}
 
     def make(n):
@@ -86,7 +93,7 @@ def train(loss_of, optimizer, images, labels, batch, epochs, prepare):
 
     clock = c.Clock()
     for epoch in range(epochs):
-        clock.run_epoch(c.epoch_batches(len(images), batch, args.seed, epoch, args.limit_steps), one,
+        clock.run_epoch(c.epoch_batches(len(images), batch, args.seed, epoch, args.limit_steps or limit), one,
                         lambda: last["loss"].item() if last else None)
     return clock
 
@@ -162,6 +169,19 @@ def run_mlp():
              test_accuracy=accuracy(lambda x: mlp(p, x), xte, yte, c.as_rows), extra=extra)
 
 
+def run_mnist_cnn():
+    xtr, ytr = c.fashion_mnist("train")
+    xte, yte = c.fashion_mnist("test")
+    p = device(c.mnist_cnn_weights(args.seed))
+    opt = SGD(list(p.values()), lr=c.CNN["lr"], momentum=c.CNN["momentum"])
+    clock = train(lambda x, y: mnist_cnn(p, x).sparse_categorical_crossentropy(y), opt, xtr, ytr,
+                  c.CNN["batch"], args.epochs or 1, c.as_images, c.CNN["steps"])
+    value, extra = clock.summary()
+    forward = TinyJit(lambda x: mnist_cnn(p, x).realize())
+    c.record(args, SYSTEM, VERSION, "epoch_seconds", value, clock.first,
+             test_accuracy=accuracy(forward, xte, yte, c.as_images), extra=extra)
+
+
 def run_vae():
     xtr, _ = c.fashion_mnist("train")
     xte, _ = c.fashion_mnist("test")
@@ -178,4 +198,4 @@ def run_vae():
 
 
 {"gemm": run_gemm, "lenet5-train": run_lenet5_train, "lenet5-infer": run_lenet5_infer, "mlp-b16": run_mlp,
- "vae-train": run_vae}[args.workload]()
+ "vae-train": run_vae, "mnist-cnn-train": run_mnist_cnn}[args.workload]()

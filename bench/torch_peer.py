@@ -48,6 +48,14 @@ def mlp(p, x, training):
     return linear(p, "fc3", x)
 
 
+def mnist_cnn(p, x, training):
+    x = F.relu(F.conv2d(x, p["conv1.weight"], p["conv1.bias"]))
+    x = F.max_pool2d(F.relu(F.conv2d(x, p["conv2.weight"], p["conv2.bias"])), 2)
+    x = F.dropout(x, c.CNN["dropout"][0], training)
+    x = F.dropout(F.relu(linear(p, "fc1", x.flatten(1))), c.CNN["dropout"][1], training)
+    return linear(p, "fc2", x)
+
+
 def vae_loss(p, x, noise):
     h = F.relu(linear(p, "enc", x))
     mu, logvar = linear(p, "mu", h), linear(p, "logvar", h)
@@ -66,8 +74,8 @@ def accuracy(forward, images, labels, prepare):
     return right / len(images)
 
 
-def train(params, optimizer, loss_of, images, labels, batch, epochs, prepare):
-    """Runs the epochs; loss_of(x, y_or_count) -> loss. Returns the Clock."""
+def train(params, optimizer, loss_of, images, labels, batch, epochs, prepare, limit=None):
+    """Runs the epochs (each of at most `limit` steps); loss_of(x, y_or_count) -> loss. Returns the Clock."""
     clock = c.Clock()
     step_update = compiled(optimizer.step)
     y_all = None if labels is None else torch.from_numpy(labels.astype(np.int64))
@@ -80,7 +88,7 @@ def train(params, optimizer, loss_of, images, labels, batch, epochs, prepare):
         step_update()
 
     for epoch in range(epochs):
-        clock.run_epoch(c.epoch_batches(len(images), batch, args.seed, epoch, args.limit_steps), step, lambda: None)
+        clock.run_epoch(c.epoch_batches(len(images), batch, args.seed, epoch, args.limit_steps or limit), step, lambda: None)
     return clock
 
 
@@ -143,6 +151,18 @@ def run_mlp():
     value, extra = clock.summary()
     c.record(args, SYSTEM, torch.__version__, "epoch_seconds", value, clock.first,
              test_accuracy=accuracy(lambda x: mlp(p, x, False), xte, yte, c.as_rows), extra=extra)
+
+
+def run_mnist_cnn():
+    xtr, ytr = c.fashion_mnist("train")
+    xte, yte = c.fashion_mnist("test")
+    p = tensors(c.mnist_cnn_weights(args.seed))
+    opt = torch.optim.SGD(p.values(), lr=c.CNN["lr"], momentum=c.CNN["momentum"])
+    loss_of = compiled(lambda x, y: F.cross_entropy(mnist_cnn(p, x, True), y))
+    clock = train(p, opt, loss_of, xtr, ytr, c.CNN["batch"], args.epochs or 1, c.as_images, c.CNN["steps"])
+    value, extra = clock.summary()
+    c.record(args, SYSTEM, torch.__version__, "epoch_seconds", value, clock.first,
+             test_accuracy=accuracy(lambda x: mnist_cnn(p, x, False), xte, yte, c.as_images), extra=extra)
 
 
 def run_vae():
@@ -245,5 +265,5 @@ def run_resnet18_infer():
 
 
 {"gemm": run_gemm, "lenet5-train": run_lenet5_train, "lenet5-infer": run_lenet5_infer, "mlp-b16": run_mlp,
- "vae-train": run_vae, "resnet18-train": run_resnet18_train, "resnet18-infer": run_resnet18_infer,
+ "vae-train": run_vae, "mnist-cnn-train": run_mnist_cnn, "resnet18-train": run_resnet18_train, "resnet18-infer": run_resnet18_infer,
  "resnet20-train": run_resnet18_train, "resnet20-infer": run_resnet18_infer}[args.workload]()

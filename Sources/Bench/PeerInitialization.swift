@@ -1,9 +1,9 @@
-/// The peers' initial weights (`bench/common.py`, `lenet5_weights`/`mlp_weights`/`vae_weights`):
+/// The peers' initial weights (`bench/common.py`, `lenet5_weights`/`mlp_weights`/`vae_weights`/`mnist_cnn_weights`):
 /// PyTorch's default U(±1/√fan_in) for every weight and bias, drawn from numpy's
 /// `default_rng([seed, 1000 + k])` in the peers' order. With them Kiln starts a benchmark from
 /// exactly the weights PyTorch, JAX and tinygrad start from.
 public enum PeerInitialization {
-    /// Parameter values by Kiln's (PyTorch's) names for `lenet5`, `mlp`/`mlp-dropout` or `vae`, or nil for other models.
+    /// Parameter values by Kiln's (PyTorch's) names for `lenet5`, `mlp`/`mlp-dropout`, `vae` or `mnist-cnn`, or nil for other models.
     public static func parameters(model: String, seed: UInt64) -> [(name: String, values: [Float])]? {
         // (generator stream, layers as (name, fan_in, weight count, bias count))
         let layers: [(String, Int, Int, Int)]
@@ -20,6 +20,10 @@ public enum PeerInitialization {
             stream = 1002
             layers = [("enc", 784, 400 * 784, 400), ("mu", 400, 20 * 400, 20), ("logvar", 400, 20 * 400, 20),
                       ("dec1", 20, 400 * 20, 400), ("dec2", 400, 784 * 400, 784)]
+        case "mnist-cnn":
+            stream = 1004
+            layers = [("conv1", 9, 32 * 9, 32), ("conv2", 288, 64 * 288, 64), ("fc1", 9216, 128 * 9216, 128),
+                      ("fc2", 128, 10 * 128, 10)]
         default:
             return nil
         }

@@ -6,7 +6,7 @@ import KilnBench
 /// `kiln bench WORKLOAD`: the peers' benchmark workloads (`bench/README.md`), run exactly as
 /// the PyTorch/JAX/tinygrad/numpy peers run them (same model, batch, optimizer, data order, epochs
 /// and timing rules), writing the same JSONL record with `"system": "kiln"`.
-let benchWorkloads = ["peak", "gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train", "resnet18-train", "resnet18-infer", "resnet20-train", "resnet20-infer", "conv"]
+let benchWorkloads = ["peak", "gemm", "lenet5-train", "lenet5-infer", "mlp-b16", "vae-train", "mnist-cnn-train", "resnet18-train", "resnet18-infer", "resnet20-train", "resnet20-infer", "conv"]
 
 /// The knobs every workload reads; `--epochs` and `--limit-steps` are for smoke tests only.
 struct BenchSettings {
@@ -143,6 +143,9 @@ private func runWorkload(_ settings: BenchSettings) throws -> BenchRecord {
     case "mlp-b16":
         record = try benchTraining(settings, model: try Zoo.classifier("mlp-dropout"), optimizer: .sgd(momentum: 0),
                                    learningRate: 0.01, batch: 16, epochs: 1, reportFlops: true)
+    case "mnist-cnn-train":
+        record = try benchTraining(settings, model: try Zoo.classifier("mnist-cnn"), optimizer: .sgd(momentum: 0.9),
+                                   learningRate: 0.01, batch: 64, epochs: 1, steps: 200, reportFlops: true)
     case "lenet5-infer": record = try benchInference(settings)
     case "vae-train": record = try benchVAE(settings)
     case "resnet18-train", "resnet20-train": record = try benchResNetTraining(settings)
@@ -173,12 +176,14 @@ private func benchPeak(_ settings: BenchSettings) -> BenchRecord {
 
 /// Trains on Fashion-MNIST in the peers' order (epoch e: numpy `default_rng([seed, e]).permutation(60000)`,
 /// last partial batch kept). The first step (compilation included) is timed as `compile_seconds` and left
-/// out of epoch 1; the figure is the median epoch; evaluation (batches of 1000) is untimed.
+/// out of epoch 1; the figure is the median epoch; evaluation (batches of 1000) is untimed. `steps`:
+/// the workload's steps per epoch when it runs only the first batches of each (`--limit-steps` overrides).
 private func benchTraining(_ settings: BenchSettings, model: ClassifierModel, optimizer: Optimizer, learningRate: Double,
-                           batch: Int, epochs defaultEpochs: Int, reportFlops: Bool) throws -> BenchRecord {
+                           batch: Int, epochs defaultEpochs: Int, steps stepLimit: Int? = nil, reportFlops: Bool) throws -> BenchRecord {
     let train = try FashionMNIST.load(split: .train, directory: settings.dataDirectory)
     let test = try FashionMNIST.load(split: .test, directory: settings.dataDirectory)
     let epochs = settings.epochs ?? defaultEpochs
+    let limit = settings.limitSteps ?? stepLimit
     let trainer = ClassifierTrainer(model: model, optimizer: optimizer, seed: settings.seed, threads: settings.threads)
     trainer.core.runOptions.profile = Environment.profile
     try trainer.initializeParameters()
@@ -197,7 +202,7 @@ private func benchTraining(_ settings: BenchSettings, model: ClassifierModel, op
             steps = 1
         }
         let start = monotonicSeconds()
-        while position < order.count && steps < (settings.limitSteps ?? .max) {
+        while position < order.count && steps < (limit ?? .max) {
             let end = min(order.count, position + batch)
             lossSum += Double(try trainer.trainStep(train, indices: order[position..<end], learningRate: learningRate))
             position = end
@@ -213,13 +218,13 @@ private func benchTraining(_ settings: BenchSettings, model: ClassifierModel, op
 
     var extra: [(String, Any)] = [("epoch_seconds", epochSeconds.map { rounded($0, 3) }),
                                   ("train_loss", epochLosses.map { rounded($0, 4) }), ("threads", settings.threads)]
-    if settings.limitSteps != nil { extra.append(("steps_per_epoch", stepsPerEpoch)) }
+    if limit != nil { extra.append(("steps_per_epoch", stepsPerEpoch)) }
     if reportFlops {
         // One full epoch: full batches plus the partial one, each counted from its own training graph.
         let full = train.count / batch, partial = train.count % batch
         var epochFlops = Double(full) * Double(try trainingStepFlops(model: model, batch: batch, optimizer: optimizer))
         if partial > 0 { epochFlops += Double(try trainingStepFlops(model: model, batch: partial, optimizer: optimizer)) }
-        if settings.limitSteps != nil {
+        if limit != nil {
             epochFlops *= Double(stepsPerEpoch.last!) / Double(full + (partial > 0 ? 1 : 0))
         }
         let achieved = epochFlops / middle / 1e9

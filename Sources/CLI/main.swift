@@ -26,7 +26,7 @@ commands:
   dot MODEL [--stage forward|training|simplified|fused|planned] [--batch B] [-o FILE]
   plan MODEL [--training] [--batch B] [--disable PASS,...] [--kernels] [--json] [--why A B]
   selftest [--networks N] [--seed S] [--threads T] [--runs R]   random user-style networks, compiled vs the interpreter
-  bench peak|gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train|resnet18-train|resnet18-infer|resnet20-train|resnet20-infer
+  bench peak|gemm|lenet5-train|lenet5-infer|mlp-b16|vae-train|mnist-cnn-train|resnet18-train|resnet18-infer|resnet20-train|resnet20-infer
               [--threads N] [--jsonl FILE] [--seed S] [--json] [--epochs N] [--limit-steps N] [--data-dir DIR] [--no-peak]
               [--cold] [--contention N]   the peers' workloads (bench/README.md);
               --contention N runs it quiet, then beside N spinning processes, and reports both and the ratio
