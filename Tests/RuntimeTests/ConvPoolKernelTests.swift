@@ -103,6 +103,11 @@ private let convCases: [Conv2DKernel.Geometry] = [
     .init(n: 2, c: 33, h: 1, w: 3, o: 40, kh: 3, kw: 3, padH: 1, padW: 1),     // one input row: patches mostly padding
     .init(n: 1, c: 33, h: 7, w: 70, o: 34, kh: 3, kw: 3, padH: 1, padW: 1),    // F(4×4): 18 tiles a row, ragged both ways
     .init(n: 40, c: 34, h: 9, w: 9, o: 33, kh: 3, kw: 3, padH: 1, padW: 1),    // F(4×4): blocks of 42 tile rows: 42, 42, 36
+    // Winograd without padding (dx: the full correlation, padding 2) and with padding 2.
+    .init(n: 2, c: 33, h: 14, w: 13, o: 40, kh: 3, kw: 3),                     // 12×11 out: ragged F(4×4) column; dx 14×13
+    .init(n: 3, c: 36, h: 13, w: 14, o: 33, kh: 3, kw: 3, padH: 2, padW: 2),   // 15×16 out; dx unpadded
+    .init(n: 2, c: 32, h: 13, w: 13, o: 34, kh: 3, kw: 3),                     // the smallest unpadded side taken
+    .init(n: 2, c: 32, h: 26, w: 26, o: 40, kh: 3, kw: 3),                     // the MNIST example's conv2, narrowed: 24×24 out
 ]
 
 private func xIndex(_ g: Conv2DKernel.Geometry, _ n: Int, _ c: Int, _ y: Int, _ x: Int) -> Int {
@@ -178,8 +183,9 @@ func convCasesCoverEveryPath() {
                                      outWidth: g.ow, kh: g.kh, kw: g.kw))
     })
     #expect(tiles == Set(DirectConv2D.Tile.candidates))
-    // Winograd: odd and even sides, one block and several (a ragged last one).
+    // Winograd: odd and even sides, one block and several (a ragged last one), padding 0, 1 and 2.
     let winograd = convCases.filter(Conv2DKernel.Winograd.suits)
+    #expect(Set(winograd.map(\.padH)) == [0, 1, 2])
     #expect(winograd.contains { $0.h % 2 == 1 && $0.w % 2 == 1 })
     #expect(winograd.contains { $0.n == 1 })
     for tile in [2, 4] {
@@ -439,11 +445,11 @@ func implicitKernelMatchesNaive() {
     #expect(!Conv2DKernel.ImplicitKernel.runs(deepShortcut, .forward) && !Conv2DKernel.ImplicitKernel.runs(deepShortcut, .backwardData))
     #expect(!Conv2DKernel.ImplicitKernel.runs(.init(n: 128, c: 64, h: 32, w: 32, o: 64, kh: 3, kw: 3, padH: 1, padW: 1), .forward))
     // Stride 1 with 32 channels against 64 or more, and 5×5 kernels of 32–63 channels, run here
-    // on every ISA: PyTorch's MNIST example's second convolution, a conv VAE decoder's first,
-    // padded 5×5s; 32 against 32 (ResNet-20's middle stage) and 16 against 64 stay direct, an
-    // unpadded 3×3 of 48 against 64 in im2col + GEMM.
-    for g in [Conv2DKernel.Geometry(n: 64, c: 32, h: 26, w: 26, o: 64, kh: 3, kw: 3),
-              .init(n: 128, c: 64, h: 14, w: 14, o: 32, kh: 3, kw: 3, padH: 1, padW: 1),
+    // on every ISA: a conv VAE decoder's first convolution, padded 5×5s; 32 against 32 (ResNet-20's
+    // middle stage) and 16 against 64 stay direct; unpadded 3×3s from 13 pixels a side (PyTorch's
+    // MNIST example's second convolution, 48 against 64) go to Winograd, all three passes when dy
+    // is at least 16 wide, smaller ones to im2col + GEMM.
+    for g in [Conv2DKernel.Geometry(n: 128, c: 64, h: 14, w: 14, o: 32, kh: 3, kw: 3, padH: 1, padW: 1),
               .init(n: 64, c: 32, h: 14, w: 14, o: 64, kh: 5, kw: 5, padH: 2, padW: 2),
               .init(n: 64, c: 48, h: 14, w: 14, o: 64, kh: 5, kw: 5, padH: 2, padW: 2)] {
         #expect(!DirectConv2D.suits(g) && Conv2DKernel.ImplicitKernel.runs(g, .forward) && Conv2DKernel.ImplicitKernel.runs(g, .backwardData), "\(g)")
@@ -455,8 +461,17 @@ func implicitKernelMatchesNaive() {
     }
     let pointwise = Conv2DKernel.Geometry(n: 64, c: 32, h: 16, w: 16, o: 64, kh: 1, kw: 1)
     #expect(Conv2DKernel.algorithm(pointwise, .forward).hasPrefix("1x1 GEMM") && !Conv2DKernel.ImplicitKernel.runs(pointwise, .backwardData))
-    let unpadded = Conv2DKernel.Geometry(n: 64, c: 48, h: 16, w: 16, o: 64, kh: 3, kw: 3)
-    #expect(Conv2DKernel.algorithm(unpadded, .forward).hasPrefix("im2col+GEMM") && !Conv2DKernel.ImplicitKernel.runs(unpadded, .backwardData))
+    for g in [Conv2DKernel.Geometry(n: 64, c: 32, h: 26, w: 26, o: 64, kh: 3, kw: 3),
+              .init(n: 64, c: 48, h: 16, w: 16, o: 64, kh: 3, kw: 3),
+              .init(n: 64, c: 64, h: 13, w: 13, o: 64, kh: 3, kw: 3, padH: 2, padW: 2)] {
+        for pass in [Conv2DKernel.Pass.forward, .backwardData] {
+            #expect(Conv2DKernel.algorithm(g, pass).hasPrefix("winograd F(4x4,3x3)") && !Conv2DKernel.ImplicitKernel.runs(g, pass), "\(g)")
+        }
+        #expect(Conv2DKernel.WinogradFilter.suits(g) == (g.ow >= 16), "\(g)")
+    }
+    let small = Conv2DKernel.Geometry(n: 64, c: 64, h: 12, w: 12, o: 64, kh: 3, kw: 3)
+    #expect(!Conv2DKernel.Winograd.suits(small) && Conv2DKernel.algorithm(small, .forward).hasPrefix("im2col+GEMM"))
+    #expect(!Conv2DKernel.Winograd.suits(.init(n: 64, c: 64, h: 16, w: 16, o: 64, kh: 3, kw: 3, padH: 1, padW: 0)))
     // Strided layers with fewer than 16 input channels (a DCGAN's last transposed convolution,
     // a discriminator's first layer) take only their forward pass here; their backward data runs
     // in im2col + GEMM, whose GEMM rows are c·kh·kw, not c.

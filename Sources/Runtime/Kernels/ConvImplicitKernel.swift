@@ -58,9 +58,18 @@ extension Conv2DKernel {
         ///   4.87; a 32 → 64 5×5 padded on 14×14, batch 64 (im2col + GEMM before): AVX2 8.43 /
         ///   7.54 → 6.32 / 6.34, AVX-512 8.01 / 7.93 → 6.20 / 6.27; 48 → 64 5×5 padded on 14×14,
         ///   batch 64: AVX2 16.96 / 11.13 → 9.61 / 9.47, AVX-512 12.89 / 13.17 → 9.48 / 12.47.
-        ///   A 48 → 64 3×3 unpadded (16×16) stays in im2col + GEMM: its forward pass was faster
+        ///   A 48 → 64 3×3 unpadded (16×16) stayed in im2col + GEMM: its forward pass was faster
         ///   here (AVX2 6.52 → 4.15) but its backward data slower (4.98 → 5.28; AVX-512 5.22 →
         ///   5.93).
+        ///
+        /// Not the unpadded (or 2-padded) 3×3 layers Winograd takes (`Winograd.minUnpaddedSide`):
+        /// F(4×4, 3×3) beat this kernel and im2col + GEMM on both passes and ISAs
+        /// (`kiln bench conv --shape`, AMD EPYC Zen 4, ms, best of 3 rounds, two alternations,
+        /// AVX-512 / AVX2, forward and backward data, before → after): the MNIST example's 32 → 64
+        /// on 26×26 (this kernel before), batch 64: 6.44 / 6.75 → 3.96 / 4.65 and 7.72 / 7.93 →
+        /// 5.45 / 7.15; 48 → 64 on 16×16, batch 64 (im2col + GEMM before): 4.5 / 4.63 → 3.2 / 3.6
+        /// and 4.37 / 4.09 → 3.07 / 3.37; 64 → 64 on 15×15, batch 128: 10.8 / 11.45 → 9.0 / 9.3
+        /// and 10.4 / 9.67 → 8.7 / 9.3; 64 → 64 on 18×18, batch 64 (AVX2): 7.15 → 4.5 and 6.60 → 5.98.
         ///
         /// Not the backward data of strided layers with fewer than 16 input channels (a DCGAN's
         /// last transposed convolution, a discriminator's first layer): there dx's channels are
@@ -75,6 +84,7 @@ extension Conv2DKernel {
         static func runs(_ g: Geometry, _ pass: Pass) -> Bool {
             guard pass != .backwardFilter, !DirectConv2D.runs(g, pass) else { return false }
             if g.strideH == 1 && g.strideW == 1 {
+                if Winograd.suits(g) && g.padH != 1 { return false }
                 let narrow = min(g.c, g.o)
                 if !g.isPointwise && (32..<64).contains(narrow) && (narrow == 32 || g.kh * g.kw > 9) { return suits(g, pass) }
                 return ISA.wideTile && Winograd.suits(g) && g.w < 16 && min(g.c, g.o) < 128 && suits(g, pass)

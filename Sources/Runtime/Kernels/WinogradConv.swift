@@ -1,7 +1,7 @@
-/// Winograd convolution F(m×m, 3×3) (Lavin & Gray 2016), m = 2 or 4, for 3×3, stride-1,
-/// padding-1 convolutions with many channels: the forward pass, and the backward-data pass, which
-/// for this geometry is the same convolution of dy with the weights flipped and the channels
-/// swapped.
+/// Winograd convolution F(m×m, 3×3) (Lavin & Gray 2016), m = 2 or 4, for 3×3, stride-1
+/// convolutions with many channels and padding 0, 1 or 2: the forward pass, and the backward-data
+/// pass, which for this geometry is the same convolution of dy with the weights flipped, the
+/// channels swapped and padding 2 − p (an unpadded layer's dx is the full correlation of dy).
 ///
 /// Each output is cut into m×m tiles; tile t reads the α×α input patch d around it (α = m + 2).
 /// With `U = G g Gᵀ` (α×α per weight pair (o, c)) and `V = Bᵀ d B` (α×α per input tile and
@@ -43,26 +43,41 @@ extension Conv2DKernel {
         /// Fewest channels (input and output) for which the transforms pay for themselves.
         static let minChannels = 16
 
-        /// Whether forward and backward-data of `g` run here: 3×3, stride 1, padding 1, at
-        /// least `minChannels` input and output channels, and not a direct-path shape.
+        /// Whether forward and backward-data of `g` run here: 3×3, stride 1, at least
+        /// `minChannels` input and output channels, not a direct-path shape, and padding 1 on
+        /// both axes, or padding 0 or 2 on both with planes at least `minUnpaddedSide` on each.
         static func suits(_ g: Geometry) -> Bool {
-            winogradEnabled && g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.padH == 1 && g.padW == 1
+            winogradEnabled && g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.padH == g.padW
+                && (g.padH == 1 || (g.padH <= 2 && min(g.h, g.w) >= minUnpaddedSide))
                 && g.c >= minChannels && g.o >= minChannels && !DirectConv2D.suits(g)
         }
+
+        /// The smallest input side of an unpadded (or 2-padded) layer taken here. Its backward
+        /// data, dx = dy padded by 2 correlated with the flipped weights, fills its last tile
+        /// row and column partly; below this side that made it slower than im2col + GEMM
+        /// (`kiln bench conv --shape`, AMD EPYC Zen 4, batch 64–128, ms before → after, best of
+        /// 3 rounds, two alternations: 64 → 64 on 10×10, AVX-512, 3.77 → 4.75; 12×12, AVX2,
+        /// 3.07 → 3.51–3.60). From 13 on both passes gained on both ISAs (see `ImplicitKernel.runs`).
+        static let minUnpaddedSide = 13
 
         /// The correlation one call computes: `source [n, c, h, w]` → `out [n, o, h, w]`
         /// ("same" 3×3), with `weight(o, c, ky, kx)` read from OIHW storage, flipped and swapped
         /// for backward-data.
         struct Problem {
+            /// The source is `[n, c, h, w]`, the output `[n, o, oh, ow]`.
             let n: Int, c: Int, h: Int, w: Int, o: Int
+            /// Zero rows and columns around the source on every side (0, 1 or 2).
+            let pad: Int
             /// Backward-data: out channel i reads `W[c][i][2 − ky][2 − kx]` of the forward weight `W[o][c]`.
             let flipped: Bool
             /// The output tile's side (2 or 4), the input patch's (α = m + 2), and α² transform positions.
             let m: Int
             var alpha: Int { m + 2 }
             var positions: Int { alpha * alpha }
-            var tilesX: Int { (w + m - 1) / m }
-            var tilesY: Int { (h + m - 1) / m }
+            var oh: Int { h + 2 * pad - 2 }
+            var ow: Int { w + 2 * pad - 2 }
+            var tilesX: Int { (ow + m - 1) / m }
+            var tilesY: Int { (oh + m - 1) / m }
             var tileRows: Int { n * tilesY }
             /// Tile rows per block.
             var blockRows: Int { max(1, min(tileRows, targetTiles(m) / tilesX)) }
@@ -72,8 +87,10 @@ extension Conv2DKernel {
             var ld: Int { Conv2DKernel.columnStride(blockTiles + Winograd.lanes) }
             /// Floats of one row of the zero-bordered row buffer (α rows): m columns per tile, vectors
             /// of tiles rounded up, and the loads of a last vector chunk past them (up to
-            /// 2·lanes + 2 for m = 2, m + m·lanes for m = 4).
-            var rowFloats: Int { m * ((tilesX + Winograd.lanes - 1) / Winograd.lanes) * Winograd.lanes + 2 * Winograd.lanes + m }
+            /// 2·lanes + 2 for m = 2, m + m·lanes for m = 4); at least the padded source row.
+            var rowFloats: Int {
+                max(m * ((tilesX + Winograd.lanes - 1) / Winograd.lanes) * Winograd.lanes + 2 * Winograd.lanes + m, pad + w)
+            }
             /// Floats of one block's scratch: V, M, the row buffer.
             var blockFloats: Int { positions * (c + o) * ld + alpha * rowFloats }
             func gemmFloats(_ tiles: Int) -> (a: Int, b: Int) {
@@ -83,23 +100,28 @@ extension Conv2DKernel {
             var gemmWorkspace: (a: Int, b: Int) { Conv2DKernel.larger(gemmFloats(blockTiles), gemmFloats(lastBlockTiles)) }
         }
 
-        /// The output tile for `g`: `winogradTile` when it forces one, else 4 when the plane
-        /// holds at least two 4×4 tiles each way, else 2. Measured on ResNet-18's shapes at batch
+        /// The output tile for an output plane of `height × width`: `winogradTile` when it forces
+        /// one, else 4 when the plane holds more than one 4×4 tile each way, else 2. Measured on ResNet-18's shapes at batch
         /// 128 (AVX-512 Xeon, 2 threads): F(4×4) takes 14–30 % less time than F(2×2) on the
         /// 32×32, 16×16 and 8×8 planes, and about twice as long on the 4×4 ones (one tile per
         /// plane: the transforms fill one vector lane in four, and U is 2.25× larger for the
         /// same GEMM width).
-        static func tileSize(_ g: Geometry) -> Int {
+        static func tileSize(height: Int, width: Int) -> Int {
             if winogradTile == 2 || winogradTile == 4 { return winogradTile }
-            return g.h > 4 && g.w > 4 ? 4 : 2
+            return height > 4 && width > 4 ? 4 : 2
         }
+
+        /// The forward pass's tile (on y's plane).
+        static func tileSize(_ g: Geometry) -> Int { tileSize(height: g.oh, width: g.ow) }
 
         static func forwardProblem(_ g: Geometry, tile: Int? = nil) -> Problem {
-            Problem(n: g.n, c: g.c, h: g.h, w: g.w, o: g.o, flipped: false, m: tile ?? tileSize(g))
+            Problem(n: g.n, c: g.c, h: g.h, w: g.w, o: g.o, pad: g.padH, flipped: false, m: tile ?? tileSize(g))
         }
 
+        /// dx [n, c, h, w] from dy [n, o, oh, ow] padded by 2 − p: (oh + 2 − 2p) = h.
         static func backwardDataProblem(_ g: Geometry, tile: Int? = nil) -> Problem {
-            Problem(n: g.n, c: g.o, h: g.h, w: g.w, o: g.c, flipped: true, m: tile ?? tileSize(g))
+            Problem(n: g.n, c: g.o, h: g.oh, w: g.ow, o: g.c, pad: 2 - g.padH, flipped: true,
+                    m: tile ?? tileSize(height: g.h, width: g.w))
         }
 
         /// The table name of the algorithm: transform, tiles per block, the α² GEMMs' m×n×k.
@@ -231,7 +253,7 @@ extension Conv2DKernel {
                 for o in 0..<p.o {
                     for (slot, row) in rows.enumerated() {
                         let image = row / p.tilesY, ty = row % p.tilesY
-                        let source = m + o * ld + slot * p.tilesX, plane = out + (image * p.o + o) * p.h * p.w
+                        let source = m + o * ld + slot * p.tilesX, plane = out + (image * p.o + o) * p.oh * p.ow
                         if p.m == 4 {
                             outputTransform4(type, p, m: source, eStride: p.o * ld, plane: plane, ty: ty)
                         } else {
@@ -288,12 +310,12 @@ extension Conv2DKernel {
             if tilesX <= 2 && lanes > 4 { body4() } else if tilesX <= 8 && lanes > 8 { body8() } else { bodyNative() }
         }
 
-        /// Row buffer i (of α) gets input row m·ty − 1 + i of `plane` at columns 1…w, or zeros
-        /// outside the plane (column −1 and the tail stay zero).
+        /// Row buffer i (of α) gets input row m·ty − pad + i of `plane` at columns pad…pad + w − 1,
+        /// or zeros outside the plane (the first `pad` columns and the tail stay zero).
         @inline(__always)
         static func fillRows(_ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>) {
             for i in 0..<p.alpha {
-                let y = p.m * ty - 1 + i, target = rowBuffer + i * p.rowFloats + 1
+                let y = p.m * ty - p.pad + i, target = rowBuffer + i * p.rowFloats + p.pad
                 if y >= 0 && y < p.h {
                     Conv2DKernel.copyFloats(target, plane + y * p.w, p.w)
                 } else {
@@ -334,14 +356,14 @@ extension Conv2DKernel {
             }
         }
 
-        /// Output rows 2ty and 2ty + 1 (those inside the plane) of one channel from M[e][tile]
+        /// Output rows 2ty and 2ty + 1 (those inside the `oh × ow` plane) of one channel from M[e][tile]
         /// (e's rows `eStride` apart): Aᵀ m A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]].
         @inline(__always)
         static func outputTransform<V: SIMD>(_: V.Type, _ p: Problem, m: UnsafeMutablePointer<Float>, eStride: Int,
                                              plane: UnsafeMutablePointer<Float>, ty: Int) where V.Scalar == Float {
             let lanes = V.scalarCount
             var tx = 0
-            let secondRow = 2 * ty + 1 < p.h
+            let secondRow = 2 * ty + 1 < p.oh
             while tx < p.tilesX {
                 let base = UnsafePointer(m + tx)
                 @inline(__always) func e(_ i: Int) -> V { load(base + i * eStride) }
@@ -352,13 +374,13 @@ extension Conv2DKernel {
                 let s12 = e(6) - e(10) - e(14), s13 = e(7) - e(11) - e(15)
                 let y00 = s00 + s01 + s02, y01 = s01 - s02 - s03
                 let y10 = s10 + s11 + s12, y11 = s11 - s12 - s13
-                let column = 2 * tx, count = min(2 * lanes, p.w - column)
-                let top = plane + 2 * ty * p.w + column
+                let column = 2 * tx, count = min(2 * lanes, p.ow - column)
+                let top = plane + 2 * ty * p.ow + column
                 let (a0, b0) = zip(y00, y01)
                 storeRow(a0, b0, top, count)
                 if secondRow {
                     let (a1, b1) = zip(y10, y11)
-                    storeRow(a1, b1, top + p.w, count)
+                    storeRow(a1, b1, top + p.ow, count)
                 }
                 tx += lanes
             }
@@ -471,7 +493,7 @@ extension Conv2DKernel {
         static func outputTransform4<V: SIMD>(_: V.Type, _ p: Problem, m: UnsafeMutablePointer<Float>, eStride: Int,
                                               plane: UnsafeMutablePointer<Float>, ty: Int) where V.Scalar == Float {
             let lanes = V.scalarCount
-            let rowsInside = min(4, p.h - 4 * ty)
+            let rowsInside = min(4, p.oh - 4 * ty)
             var tx = 0
             while tx < p.tilesX {
                 let base = UnsafePointer(m + tx)
@@ -485,12 +507,12 @@ extension Conv2DKernel {
                 let c1 = outputTransform6((s0.1, s1.1, s2.1, s3.1, s4.1, s5.1))
                 let c2 = outputTransform6((s0.2, s1.2, s2.2, s3.2, s4.2, s5.2))
                 let c3 = outputTransform6((s0.3, s1.3, s2.3, s3.3, s4.3, s5.3))
-                let column = 4 * tx, count = min(4 * lanes, p.w - column)
-                let top = plane + 4 * ty * p.w + column
+                let column = 4 * tx, count = min(4 * lanes, p.ow - column)
+                let top = plane + 4 * ty * p.ow + column
                 storeRow4(zip4((c0.0, c1.0, c2.0, c3.0)), top, count)
-                if rowsInside > 1 { storeRow4(zip4((c0.1, c1.1, c2.1, c3.1)), top + p.w, count) }
-                if rowsInside > 2 { storeRow4(zip4((c0.2, c1.2, c2.2, c3.2)), top + 2 * p.w, count) }
-                if rowsInside > 3 { storeRow4(zip4((c0.3, c1.3, c2.3, c3.3)), top + 3 * p.w, count) }
+                if rowsInside > 1 { storeRow4(zip4((c0.1, c1.1, c2.1, c3.1)), top + p.ow, count) }
+                if rowsInside > 2 { storeRow4(zip4((c0.2, c1.2, c2.2, c3.2)), top + 2 * p.ow, count) }
+                if rowsInside > 3 { storeRow4(zip4((c0.3, c1.3, c2.3, c3.3)), top + 3 * p.ow, count) }
                 tx += lanes
             }
         }

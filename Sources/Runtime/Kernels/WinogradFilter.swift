@@ -1,8 +1,8 @@
-/// The backward-filter pass of 3×3, stride-1, padding-1 convolutions with many channels by
+/// The backward-filter pass of 3×3, stride-1 convolutions (padding 0, 1 or 2) with many channels by
 /// Winograd's minimal filtering, F(3×3, m×m) with m = 4 or 2 (Lavin & Gray 2016 use the same
 /// idea for the weight gradient).
 ///
-/// `dW[o, c, ky, kx] = Σ_{n, y, x} dy[n, o, y, x] · x[n, c, y + ky − 1, x + kx − 1]` is, per m×m
+/// `dW[o, c, ky, kx] = Σ_{n, y, x} dy[n, o, y, x] · x[n, c, y + ky − p, x + kx − p]` is, per m×m
 /// tile of dy, a correlation of the α×α input patch around the tile (α = m + 2, the forward
 /// pass's patch) with the tile, whose 3×3 result is
 /// `Aᵀ [(G dy_tile Gᵀ) ⊙ (Bᵀ x_patch B)] A`. Aᵀ(·)A is linear, so the sum over tiles is taken
@@ -43,32 +43,47 @@ extension Conv2DKernel {
         static let transformChunks = 16
 
         /// Whether the filter gradient of `g` runs here: the shapes whose forward pass is
-        /// Winograd's (3×3, stride 1, padding 1, at least 16 channels each way) with at least
-        /// 128 channels each way or planes at least 13 wide (4 tiles a row). Narrower planes
+        /// Winograd's (3×3, stride 1, padding up to 2, at least 16 channels each way) with at least
+        /// 128 channels each way or dy planes at least 13 wide (4 tiles a row). Narrower planes
         /// with fewer channels leave the transforms half-empty vectors and the products small:
         /// ResNet-20's 64-channel 8×8 stage took ~3.6 ms a pass here against ~1.9 with the
         /// implicit GEMM (AVX-512, batch 128), and its training step 0.148–0.166 → 0.174 s
         /// (AVX2 0.219–0.235 → 0.220–0.260), while ResNet-18's 64-channel 32×32 layer gained.
         static func suits(_ g: Geometry) -> Bool {
-            winogradFilterEnabled && Winograd.suits(g) && (g.w >= 13 || min(g.c, g.o) >= 128)
+            guard winogradFilterEnabled && Winograd.suits(g) else { return false }
+            return g.padH == 1 ? g.ow >= 13 || min(g.c, g.o) >= 128 : g.ow >= minUnpaddedWidth
         }
 
-        /// The dy tile: `winogradFilterTile` when it forces one, else 4 when the plane holds a 4×4
+        /// Unpadded (or 2-padded) layers: the narrowest dy plane taken here. 13 and 14 wide (4
+        /// tiles a row, 3 or 2 columns of the last one empty) ran slower than the implicit GEMM,
+        /// 16–24 wide faster (`kiln bench conv --shape … --pass bwd-filter`, AMD EPYC Zen 4, ms,
+        /// best of 3 rounds, two alternations, AVX-512 / AVX2, implicit → Winograd: 64 → 64 on
+        /// 15×15 (13 wide), batch 128, 8.9 / 8.6 → 10.3 / 10.4; 48 → 64 on 16×16, batch 64, 3.50 /
+        /// 3.51 → 4.1 / 4.0; 64 → 64 on 18×18 (16 wide) – / 5.70 → – / 4.97; on 20×20 7.4 → 5.9 / –;
+        /// the MNIST example's 32 → 64 on 26×26 (24 wide) 6.65 / 6.62 → 5.6 / 5.9).
+        static let minUnpaddedWidth = 16
+
+        /// The dy tile: `winogradFilterTile` when it forces one, else 4 when dy's plane holds a 4×4
         /// tile (4×4 planes included: one F(3×3, 4×4) tile per image does 36 multiply-adds per
         /// (o, c) and image against 64 for four F(3×3, 2×2) tiles), else 2.
         static func tileSize(_ g: Geometry) -> Int {
             if winogradFilterTile == 2 || winogradFilterTile == 4 { return winogradFilterTile }
-            return g.h >= 4 && g.w >= 4 ? 4 : 2
+            return g.oh >= 4 && g.ow >= 4 ? 4 : 2
         }
 
         struct Problem {
+            /// x is `[n, c, h, w]`, dy `[n, o, oh, ow]`.
             let n: Int, c: Int, h: Int, w: Int, o: Int
+            /// The forward pass's padding (0, 1 or 2).
+            let pad: Int
             /// The dy tile's side (2 or 4), the input patch's (α = m + 2), and α² positions.
             let m: Int
             var alpha: Int { m + 2 }
             var positions: Int { alpha * alpha }
             /// The forward problem whose input transform gives V: its tiles are dy's (its row buffer fits dy's rows too).
-            var inputProblem: Winograd.Problem { .init(n: n, c: c, h: h, w: w, o: o, flipped: false, m: m) }
+            var inputProblem: Winograd.Problem { .init(n: n, c: c, h: h, w: w, o: o, pad: pad, flipped: false, m: m) }
+            var oh: Int { inputProblem.oh }
+            var ow: Int { inputProblem.ow }
             var tilesX: Int { inputProblem.tilesX }
             var tilesY: Int { inputProblem.tilesY }
             var tileRows: Int { inputProblem.tileRows }
@@ -91,7 +106,7 @@ extension Conv2DKernel {
         }
 
         static func problem(_ g: Geometry, tile: Int? = nil) -> Problem {
-            Problem(n: g.n, c: g.c, h: g.h, w: g.w, o: g.o, m: tile ?? tileSize(g))
+            Problem(n: g.n, c: g.c, h: g.h, w: g.w, o: g.o, pad: g.padH, m: tile ?? tileSize(g))
         }
 
         /// The table name: transform, tiles per block, the α² products' m×n×k.
@@ -132,7 +147,7 @@ extension Conv2DKernel {
                                     }
                                 } else {
                                     let o = channel - p.c
-                                    let plane = dy + (image * p.o + o) * p.h * p.w
+                                    let plane = dy + (image * p.o + o) * p.oh * p.ow
                                     let target = u + o * ld + slot * p.tilesX
                                     if p.m == 4 {
                                         gradientTransform4(type, p, plane: plane, ty: ty, rowBuffer: rowBuffer, u: target,
@@ -176,16 +191,16 @@ extension Conv2DKernel {
             }
         }
 
-        /// Row buffer i (of m) gets dy row m·ty + i of `plane` at columns 0…w − 1, or zeros below
-        /// the plane (the columns past w stay zero).
+        /// Row buffer i (of m) gets dy row m·ty + i of `plane` at columns 0…ow − 1, or zeros below
+        /// the plane (the columns past ow stay zero).
         @inline(__always)
         static func fillGradientRows(_ p: Problem, plane: UnsafePointer<Float>, ty: Int, rowBuffer: UnsafeMutablePointer<Float>) {
             for i in 0..<p.m {
                 let y = p.m * ty + i, target = rowBuffer + i * p.rowFloats
-                if y < p.h {
-                    Conv2DKernel.copyFloats(target, plane + y * p.w, p.w)
+                if y < p.oh {
+                    Conv2DKernel.copyFloats(target, plane + y * p.ow, p.ow)
                 } else {
-                    Conv2DKernel.zeroFloats(target, p.w)
+                    Conv2DKernel.zeroFloats(target, p.ow)
                 }
             }
         }
