@@ -116,17 +116,23 @@ def run_gemm():
     c.record(args, SYSTEM, VERSION, "gflops", value, first, extra=extra)
 
 
-def run_lenet5_train():
+def train_classifier(net, weights, spec, epochs, steps=None):
+    """SGD with momentum on Fashion-MNIST images (LeNet-5, the MNIST example CNN); records the
+    epoch time and the test accuracy."""
     xtr, ytr = c.fashion_mnist("train")
     xte, yte = c.fashion_mnist("test")
-    p = device(c.lenet5_weights(args.seed))
-    opt = SGD(list(p.values()), lr=c.LENET["lr"], momentum=c.LENET["momentum"])
-    clock = train(lambda x, y: lenet5(p, x).sparse_categorical_crossentropy(y), opt, xtr, ytr,
-                  c.LENET["batch"], args.epochs or c.LENET["epochs"], c.as_images)
+    p = device(weights)
+    opt = SGD(list(p.values()), lr=spec["lr"], momentum=spec["momentum"])
+    clock = train(lambda x, y: net(p, x).sparse_categorical_crossentropy(y), opt, xtr, ytr,
+                  spec["batch"], epochs, c.as_images, steps)
     value, extra = clock.summary()
-    forward = TinyJit(lambda x: lenet5(p, x).realize())
+    forward = TinyJit(lambda x: net(p, x).realize())
     c.record(args, SYSTEM, VERSION, "epoch_seconds", value, clock.first,
              test_accuracy=accuracy(forward, xte, yte, c.as_images), extra=extra)
+
+
+def run_lenet5_train():
+    train_classifier(lenet5, c.lenet5_weights(args.seed), c.LENET, args.epochs or c.LENET["epochs"])
 
 
 def run_lenet5_infer():
@@ -170,16 +176,7 @@ def run_mlp():
 
 
 def run_mnist_cnn():
-    xtr, ytr = c.fashion_mnist("train")
-    xte, yte = c.fashion_mnist("test")
-    p = device(c.mnist_cnn_weights(args.seed))
-    opt = SGD(list(p.values()), lr=c.CNN["lr"], momentum=c.CNN["momentum"])
-    clock = train(lambda x, y: mnist_cnn(p, x).sparse_categorical_crossentropy(y), opt, xtr, ytr,
-                  c.CNN["batch"], args.epochs or 1, c.as_images, c.CNN["steps"])
-    value, extra = clock.summary()
-    forward = TinyJit(lambda x: mnist_cnn(p, x).realize())
-    c.record(args, SYSTEM, VERSION, "epoch_seconds", value, clock.first,
-             test_accuracy=accuracy(forward, xte, yte, c.as_images), extra=extra)
+    train_classifier(mnist_cnn, c.mnist_cnn_weights(args.seed), c.CNN, args.epochs or 1, c.CNN["steps"])
 
 
 def run_vae():
