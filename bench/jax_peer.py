@@ -130,10 +130,11 @@ def run_gemm():
 
 
 def sgd_momentum_step(loss_fn, lr, momentum):
+    """One jitted step of SGD with PyTorch's momentum rule; loss_fn(p, x, y, i), i the step's index."""
     @partial(jax.jit, donate_argnums=(0,))
-    def step(state, x, y, _i):
+    def step(state, x, y, i):
         p, v = state
-        loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+        loss, g = jax.value_and_grad(loss_fn)(p, x, y, i)
         v = tree_map(lambda v_, g_: momentum * v_ + g_, v, g)
         return (tree_map(lambda p_, v_: p_ - lr * v_, p, v), v), loss
     return step
@@ -143,7 +144,7 @@ def run_lenet5_train():
     xtr, ytr = c.fashion_mnist("train")
     xte, yte = c.fashion_mnist("test")
     p = device(c.lenet5_weights(args.seed))
-    step = sgd_momentum_step(lambda p, x, y: cross_entropy(lenet5(p, x), y), c.LENET["lr"], c.LENET["momentum"])
+    step = sgd_momentum_step(lambda p, x, y, _i: cross_entropy(lenet5(p, x), y), c.LENET["lr"], c.LENET["momentum"])
     (p, _), clock = train(step, (p, tree_map(jnp.zeros_like, p)), xtr, ytr, c.LENET["batch"],
                           args.epochs or c.LENET["epochs"], c.as_images)
     value, extra = clock.summary()
@@ -192,15 +193,8 @@ def run_mnist_cnn():
     xte, yte = c.fashion_mnist("test")
     p = device(c.mnist_cnn_weights(args.seed))
     key = jax.random.PRNGKey(args.seed)
-    lr, momentum = c.CNN["lr"], c.CNN["momentum"]
-
-    @partial(jax.jit, donate_argnums=(0,))
-    def step(state, x, y, i):
-        p, v = state
-        loss, g = jax.value_and_grad(lambda q: cross_entropy(mnist_cnn(q, x, jax.random.fold_in(key, i)), y))(p)
-        v = tree_map(lambda v_, g_: momentum * v_ + g_, v, g)
-        return (tree_map(lambda p_, v_: p_ - lr * v_, p, v), v), loss
-
+    step = sgd_momentum_step(lambda q, x, y, i: cross_entropy(mnist_cnn(q, x, jax.random.fold_in(key, i)), y),
+                             c.CNN["lr"], c.CNN["momentum"])
     (p, _), clock = train(step, (p, tree_map(jnp.zeros_like, p)), xtr, ytr, c.CNN["batch"], args.epochs or 1,
                           c.as_images, c.CNN["steps"])
     value, extra = clock.summary()

@@ -60,9 +60,9 @@ extension Conv2DKernel {
         /// 3.07 → 3.51–3.60). From 13 on both passes gained on both ISAs (see `ImplicitKernel.runs`).
         static let minUnpaddedSide = 13
 
-        /// The correlation one call computes: `source [n, c, h, w]` → `out [n, o, h, w]`
-        /// ("same" 3×3), with `weight(o, c, ky, kx)` read from OIHW storage, flipped and swapped
-        /// for backward-data.
+        /// The correlation one call computes: `source [n, c, h, w]`, padded by `pad` → `out [n, o,
+        /// oh, ow]`, with `weight(o, c, ky, kx)` read from OIHW storage, flipped and swapped for
+        /// backward-data.
         struct Problem {
             /// The source is `[n, c, h, w]`, the output `[n, o, oh, ow]`.
             let n: Int, c: Int, h: Int, w: Int, o: Int

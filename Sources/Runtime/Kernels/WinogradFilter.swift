@@ -43,8 +43,9 @@ extension Conv2DKernel {
         static let transformChunks = 16
 
         /// Whether the filter gradient of `g` runs here: the shapes whose forward pass is
-        /// Winograd's (3×3, stride 1, padding up to 2, at least 16 channels each way) with at least
-        /// 128 channels each way or dy planes at least 13 wide (4 tiles a row). Narrower planes
+        /// Winograd's (3×3, stride 1, at least 16 channels each way) with, for padding 1, at least
+        /// 128 channels each way or dy planes at least 13 wide (4 tiles a row), and for padding 0
+        /// or 2, dy planes at least `minUnpaddedWidth` wide. Narrower planes
         /// with fewer channels leave the transforms half-empty vectors and the products small:
         /// ResNet-20's 64-channel 8×8 stage took ~3.6 ms a pass here against ~1.9 with the
         /// implicit GEMM (AVX-512, batch 128), and its training step 0.148–0.166 → 0.174 s
