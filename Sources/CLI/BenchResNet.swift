@@ -152,9 +152,9 @@ struct ConvBenchLayer {
         }
         guard let o = fields["o"], let k = fields["k"] else { throw KilnError.argument(usage) }
         let (n, c, h, w) = (input[0]!, input[1]!, input[2]!, input[3]!), s = fields["s"] ?? 1, p = fields["p"] ?? 0
-        guard n <= 4096, c <= 8192, o <= 8192, h <= 4096, w <= 4096, k <= 15, s <= k, p < k,
+        guard n <= 4096, c <= 8192, o <= 8192, h <= 4096, w <= 4096, k <= 15, s <= 15, p < k,
               h + 2 * p >= k, w + 2 * p >= k, n * c * h * w <= 1 << 28, n * o * h * w <= 1 << 28 else {
-            throw KilnError.argument(usage + ": the kernel must fit the padded image, padding below the kernel, stride at most the kernel, tensors within 2^28 floats")
+            throw KilnError.argument(usage + ": the kernel must fit the padded image, padding below the kernel, stride at most 15, tensors within 2^28 floats")
         }
         return ConvBenchLayer(name: "your layer", geometry: Conv2DKernel.Geometry(n: n, c: c, h: h, w: w, o: o, kh: k, kw: k,
                                                                                   strideH: s, strideW: s, padH: p, padW: p))

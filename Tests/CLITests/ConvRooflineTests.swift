@@ -1,6 +1,7 @@
 import Testing
 @testable import KilnBench
 import KilnRuntime
+import KilnGraph
 @testable import CLI
 
 /// `kiln bench conv`'s roofline column: the bytes counted per pass and the bandwidth it divides.
@@ -50,6 +51,10 @@ struct ConvRooflineTests {
         #expect([g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.strideH, g.strideW, g.padH, g.padW] == [2, 3, 9, 7, 5, 3, 3, 2, 2, 1, 1])
         let defaults = try ConvBenchLayer.parse("1x4x6x6-o8-k5").geometry
         #expect([defaults.strideH, defaults.padH, defaults.oh] == [1, 0, 2])
+        // ResNet's projection shortcut: a stride above the kernel is a layer users write.
+        let shortcut = try ConvBenchLayer.parse("128x256x8x8-o512-k1-s2").geometry
+        #expect([shortcut.kh, shortcut.strideH, shortcut.oh, shortcut.ow] == [1, 2, 4, 4])
+        #expect(throws: KilnError.self) { try ConvBenchLayer.parse("1x4x6x6-o8-k1-s16") }
         settings.convRuns = 1
         settings.convRounds = 1
         let record = try benchConv(settings)

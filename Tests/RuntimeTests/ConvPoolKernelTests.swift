@@ -872,3 +872,27 @@ func poolMatchesNaive(caseIndex: Int) {
         #expect(worstError(gotAvgDx, avgDx, scale(avgDx)) <= 1, "avgBackward \(g)")
     }
 }
+
+@Test("the partitioned filter gradient's final sum adds the partials to dw in partition order, bit for bit, on 1, 2 and 3 threads")
+func addPartialsKeepsPartitionOrder() {
+    // Large enough for one range a thread (4,096 floats a range at least), with a ragged tail.
+    for (filter, count) in [(8_200 + 5, 3), (100, 7), (2 * 4_096 + 16, 1)] {
+        let start = randomFloats(filter, seed: 40)
+        // Magnitudes far apart, so adding in another order gives other bits.
+        let partials = (0..<count).flatMap { part in randomFloats(filter, seed: 41 + UInt64(part)).map { $0 * Float(1 << (9 * part)) } }
+        var expected = start
+        for part in 0..<count {
+            for i in 0..<filter { expected[i] += partials[part * filter + i] }
+        }
+        for threads in 1...3 {
+            var dw = start
+            partials.withUnsafeBufferPointer { p in
+                dw.withUnsafeMutableBufferPointer {
+                    Conv2DKernel.addPartials($0.baseAddress!, p.baseAddress!, count: count, filter: filter, threads: threads)
+                }
+            }
+            let differing = zip(dw, expected).filter { $0.bitPattern != $1.bitPattern }.count
+            #expect(differing == 0, "filter \(filter), \(count) partials, \(threads) threads: \(differing) floats differ")
+        }
+    }
+}
