@@ -34,4 +34,50 @@ struct BenchWorkloadListTests {
         let list = line.dropFirst("WORKLOADS=\"${WORKLOADS:-".count).prefix { $0 != "}" }
         #expect(list.split(separator: " ").map(String.init) == kiln)
     }
+
+    @Test("compare.py shows a training run that learned nothing as INVALID and never as the fastest peer")
+    func invalidRunsAreNotFastest() throws {
+        let python = try #require(["/usr/bin/python3", "/usr/local/bin/python3"].first(where: FileManager.default.isExecutableFile),
+                                  "python3 is installed by .ci/run")
+        // The fastest peer in each row learned nothing: chance accuracy, no ELBO, a NaN accuracy.
+        func record(_ system: String, _ workload: String, _ value: Double, _ result: String) -> String {
+            "{\"system\": \"\(system)\", \"workload\": \"\(workload)\", \"metric\": \"epoch_seconds\", \"value\": \(value), "
+                + "\(result), \"host\": \"test host\", \"isa\": \"avx2\"}"
+        }
+        let lines = [
+            record("pytorch-compile", "lenet5-train", 1.0, "\"test_accuracy\": 0.1"),
+            record("pytorch-eager", "lenet5-train", 5.0, "\"test_accuracy\": 0.87"),
+            record("kiln", "lenet5-train", 2.0, "\"test_accuracy\": 0.87"),
+            record("pytorch-compile", "vae-train", 1.0, "\"test_neg_elbo\": null"),
+            record("jax-jit", "vae-train", 3.0, "\"test_neg_elbo\": 262.9"),
+            record("kiln", "vae-train", 1.5, "\"test_neg_elbo\": 261.9"),
+            record("pytorch-compile", "mlp-b16", 0.5, "\"test_accuracy\": NaN"),
+            record("jax-jit", "mlp-b16", 1.0, "\"test_accuracy\": 0.79"),
+            record("kiln", "mlp-b16", 0.6, "\"test_accuracy\": 0.10"),
+        ]
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-compare-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("records.jsonl")
+        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [Self.benchFolder.appendingPathComponent("compare.py").path, file.path, "--kiln", "--text"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        func row(_ workload: String) -> [String] {
+            let line = output.split(separator: "\n").first { $0.hasPrefix(workload + " ") } ?? ""
+            return line.split(separator: " ").map(String.init)
+        }
+        let lenet = row("lenet5-train"), vae = row("vae-train"), mlp = row("mlp-b16")
+        #expect(lenet.contains("INVALID") && lenet.contains("pytorch-eager") && lenet.contains("2.50×"), "\(lenet)")
+        #expect(vae.contains("INVALID") && vae.contains("jax-jit") && vae.contains("2.00×"), "\(vae)")
+        // Kiln's own run at chance is INVALID too, with no ratio.
+        #expect(mlp.filter { $0 == "INVALID" }.count == 2 && mlp.contains("jax-jit") && !mlp.contains { $0.hasSuffix("×") }, "\(mlp)")
+        #expect(output.contains("invalid: test accuracy 0.1 (chance is 0.10)"))
+    }
 }
