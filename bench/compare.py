@@ -178,6 +178,8 @@ def details(good, bad):
                 bits.append(f"loss {extra['first_loss']}→{extra['last_loss']}")
             if "cpu_pressure_60s" in extra:
                 bits.append(f"cpu_pressure_60s={extra['cpu_pressure_60s']}")
+            if "core_round_trip_ns" in extra:  # Kiln's: how far apart the cores were (CoreRoundTrip.swift)
+                bits.append(f"core_round_trip_ns={extra['core_round_trip_ns']}")
             lines.append("  " + " ".join(bits))
     for (s, w), r in sorted(bad.items()):
         lines.append(f"  {w:15s} {s:16s} {r.get('status', 'failed')}: {r.get('error', 'no value')}")

@@ -137,13 +137,15 @@ public func hostDescription() -> String {
 
 /// The record fields every workload reports: achieved GFLOP/s, the machine's FP32 FMA peak on the
 /// same threads with the vectors of the ISA this binary was compiled for (`PeakFMA`, measured now,
-/// about a second), and their ratio. Without `measurePeak` (`--no-peak`) only the achieved figure.
+/// about a second), their ratio, and the cores' round trip (`CoreRoundTrip`, a few milliseconds).
+/// Without `measurePeak` (`--no-peak`) only the achieved figure.
 public func throughputFields(achievedGFLOPs: Double, threads: Int, measurePeak: Bool) -> [(String, Any)] {
     var fields: [(String, Any)] = [("achieved_gflops", rounded(achievedGFLOPs, 3)), ("isa", ISA.summary)]
     if measurePeak {
         let peak = PeakFMA.measure(threads: threads)
         fields += [("peak_gflops", rounded(peak.gflops, 2)), ("fraction_of_peak", rounded(achievedGFLOPs / peak.gflops, 4)),
                    ("peak_source", peak.description)]
+        if let roundTrip = CoreRoundTrip.measure() { fields.append(("core_round_trip_ns", rounded(roundTrip, 1))) }
     }
     return fields
 }

@@ -65,6 +65,14 @@ struct ConvRooflineTests {
         #expect(rows.map { $0[2] as? String } == ["forward", "bwd-data", "bwd-filter"])
     }
 
+    @Test("the cores' round trip is measured on a machine of two cores or more, as a finite time above a nanosecond")
+    func coreRoundTrip() throws {
+        // Other tests share the cores while this one runs, so the time can be a scheduler's
+        // (milliseconds) rather than a cache line's; each burst stops after 20 ms.
+        let nanoseconds = try #require(CoreRoundTrip.measure(roundTrips: 2_000, bursts: 3), "CI machines have 2 cores")
+        #expect(nanoseconds > 1 && nanoseconds < 1e9, "\(nanoseconds) ns")
+    }
+
     @Test("the bandwidth measurement copies every byte and gives a finite positive figure")
     func bandwidthMeasures() {
         let m = MemoryBandwidth.measure(threads: 2, megabytesPerThread: 1, runs: 2)
